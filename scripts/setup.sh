@@ -1,0 +1,39 @@
+#!/bin/bash
+# Install what vmwatch needs on Debian 12 and build it (build/ and, with
+# --asan, the sanitizer build build-asan/). Idempotent: skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  # build
+  gcc meson ninja-build pkg-config
+  # libraries, each for one job
+  libbpf-dev        # parse the guest kernel's BTF
+  libjansson-dev    # JSON output
+  libcmocka-dev     # unit tests
+  libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
+  # the lab: real guests under QEMU
+  qemu-system-x86 busybox-static cpio xz-utils zstd
+  python3 python3-pytest
+  tmux
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq || { echo "setup: apt-get update failed: is the Debian archive reachable?" >&2; exit 1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized >/dev/null
+ninja -C build >/dev/null
+if [ "${1:-}" = "--asan" ]; then
+  [ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug \
+      -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+  ninja -C build-asan >/dev/null
+fi
+echo "setup: built build/vmwatch${1:+ and build-asan/vmwatch}" >&2

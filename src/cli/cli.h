@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h - the vmwatch command's subcommands. Each takes the arguments after
+ * its own name (argv[0] is the subcommand) and returns the process exit code:
+ *   0 success, 1 failure while running, 2 bad usage or a target that cannot
+ *   be opened (the message names the target and what to do).
+ * Front ends never touch guest memory directly: they go through libvmwatch.
+ */
+#pragma once
+
+#include "util/util.h"
+
+#define EXIT_USAGE 2
+
+int cmd_phys(int argc, char **argv);
+
+/* Print "vmwatch: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A target opened for introspection: memory source, kernel, Linux model. */
+struct vmw_mem;
+struct vmw_kernel;
+struct vmw_linux;
+struct vmw_proc;
+typedef struct json_t json_t;
+
+struct cli_target {
+	const char *name;
+	bool no_cache;
+	bool ignore_vmcoreinfo_kallsyms;
+	struct vmw_mem *mem;
+	struct vmw_kernel *k;
+	struct vmw_linux *lx;
+};
+
+/* Open name, attach to its kernel and (if want_linux) the process model.
+ * Returns 0, or the exit code after printing a one-line error. */
+int cli_target_open(struct cli_target *t, const char *name, bool want_linux);
+void cli_target_close(struct cli_target *t);
+/* {"vm": {...}, "kernel": {...}} describing t. */
+json_t *cli_target_json(const struct cli_target *t);
+/* A JSON string from guest bytes: invalid UTF-8 bytes become U+FFFD. */
+json_t *cli_json_string(const char *s);
+json_t *cli_proc_json(const struct vmw_proc *p);
+
+int cmd_ps(int argc, char **argv);

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmwatch ps - the guest's processes, like
+ *   ps -eo pid,ppid,user,stat,nlwp,rss,vsz,time,cmd
+ * run inside the guest, or one JSON object with --json.
+ */
+#include "cli/cli.h"
+#include "linux/linux.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmwatch ps [--json] [--threads] [--no-cmdline] TARGET\n\n"
+		"List the guest's processes with the values its own /proc shows.\n\n"
+		"  -j, --json        one JSON object: {\"vm\", \"kernel\", \"processes\": [...]}\n"
+		"  -L, --threads     list threads too (text: one row per thread)\n"
+		"      --no-cmdline  do not read command lines from process memory\n"
+		"      --no-cache    do not use the kernel discovery cache\n"
+		"  -h, --help        this help\n\n"
+		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n");
+}
+
+static void fmt_time(char *buf, size_t size, uint64_t ns)
+{
+	uint64_t s = ns / 1000000000ull;
+	if (s >= 86400)
+		snprintf(buf, size, "%llu-%02llu:%02llu:%02llu", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s / 3600 % 24), (unsigned long long)(s / 60 % 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, size, "%02llu:%02llu:%02llu", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
+}
+
+static void fmt_stat(char *buf, char state, int nice, uint32_t threads)
+{
+	int n = 0;
+	buf[n++] = state;
+	if (nice < 0)
+		buf[n++] = '<';
+	else if (nice > 0)
+		buf[n++] = 'N';
+	if (threads > 1)
+		buf[n++] = 'l';
+	buf[n] = '\0';
+}
+
+static void print_cmd(const struct vmw_proc *p)
+{
+	if (p->cmdline && p->cmdline[0]) {
+		for (char **a = p->cmdline; *a; a++)
+			printf("%s%s", a == p->cmdline ? "" : " ", *a);
+	} else {
+		printf("[%s]", p->comm);
+	}
+}
+
+static void print_text(const struct vmw_walk *w, bool threads)
+{
+	char tbuf[32], sbuf[8];
+
+	if (threads)
+		printf("%7s %7s %7s %5s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "TID", "UID", "STAT",
+		       "NLWP", "RSS", "VSZ", "TIME", "CMD");
+	else
+		printf("%7s %7s %5s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "UID", "STAT", "NLWP",
+		       "RSS", "VSZ", "TIME", "CMD");
+	for (size_t i = 0; i < w->nprocs; i++) {
+		const struct vmw_proc *p = &w->procs[i];
+		fmt_time(tbuf, sizeof(tbuf), p->utime_ns + p->stime_ns);
+		fmt_stat(sbuf, p->state, p->nice, p->nr_threads);
+		if (!threads) {
+			printf("%7d %7d %5u %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid, p->uid, sbuf,
+			       p->nr_threads, (unsigned long long)(vmw_proc_rss_bytes(p) >> 10),
+			       (unsigned long long)(p->vsz_bytes >> 10), tbuf);
+			print_cmd(p);
+			putchar('\n');
+			continue;
+		}
+		for (uint32_t j = 0; j < p->nthreads_listed; j++) {
+			const struct vmw_thread *t = &p->threads[j];
+			fmt_time(tbuf, sizeof(tbuf), t->utime_ns + t->stime_ns);
+			fmt_stat(sbuf, t->state, t->nice, p->nr_threads);
+			printf("%7d %7d %7d %5u %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid, t->tid, p->uid,
+			       sbuf, p->nr_threads, (unsigned long long)(vmw_proc_rss_bytes(p) >> 10),
+			       (unsigned long long)(p->vsz_bytes >> 10), tbuf);
+			if (t->tid == p->pid)
+				print_cmd(p);
+			else
+				printf("%s", t->comm);
+			putchar('\n');
+		}
+	}
+}
+
+static json_t *thread_json(const struct vmw_thread *t)
+{
+	return json_pack("{s:i, s:o, s:s#, s:I, s:I, s:I, s:I, s:i, s:i, s:i}",
+			 "tid", t->tid, "comm", cli_json_string(t->comm), "state", &t->state, 1,
+			 "utime_ns", (json_int_t)t->utime_ns, "stime_ns", (json_int_t)t->stime_ns,
+			 "runtime_ns", (json_int_t)t->runtime_ns,
+			 "start_time_ns", (json_int_t)t->start_time_ns,
+			 "nice", t->nice, "priority", t->prio, "cpu", t->cpu);
+}
+
+json_t *cli_proc_json(const struct vmw_proc *p)
+{
+	json_t *o = json_pack("{s:i, s:i, s:o, s:s#, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I,"
+			      " s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+			      "pid", p->pid, "ppid", p->ppid, "comm", cli_json_string(p->comm),
+			      "state", &p->state, 1,
+			      "uid", (int)p->uid, "gid", (int)p->gid, "euid", (int)p->euid,
+			      "egid", (int)p->egid, "threads", (int)p->nr_threads,
+			      "utime_ns", (json_int_t)p->utime_ns, "stime_ns", (json_int_t)p->stime_ns,
+			      "runtime_ns", (json_int_t)p->runtime_ns,
+			      "start_time_ns", (json_int_t)p->start_time_ns,
+			      "nice", p->nice, "priority", p->prio,
+			      "rss_bytes", (json_int_t)vmw_proc_rss_bytes(p),
+			      "rss_anon_bytes", (json_int_t)p->rss_anon_bytes,
+			      "rss_file_bytes", (json_int_t)p->rss_file_bytes,
+			      "rss_shmem_bytes", (json_int_t)p->rss_shmem_bytes,
+			      "swap_bytes", (json_int_t)p->swap_bytes,
+			      "vsz_bytes", (json_int_t)p->vsz_bytes, "kthread", p->kthread);
+	json_t *cmd;
+
+	if (p->kthread) {
+		cmd = json_array();   /* /proc/PID/cmdline of a kernel thread is empty */
+	} else if (p->cmdline) {
+		cmd = json_array();
+		for (char **a = p->cmdline; *a; a++)
+			json_array_append_new(cmd, cli_json_string(*a));
+	} else {
+		cmd = json_null();
+	}
+	json_object_set_new(o, "cmdline", cmd);
+	if (p->threads) {
+		json_t *ts = json_array();
+		for (uint32_t j = 0; j < p->nthreads_listed; j++)
+			json_array_append_new(ts, thread_json(&p->threads[j]));
+		json_object_set_new(o, "threads", ts);
+	}
+	return o;
+}
+
+int cmd_ps(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "threads", no_argument, NULL, 'L' },
+		{ "no-cmdline", no_argument, NULL, 'C' },
+		{ "no-cache", no_argument, NULL, 'N' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	bool json = false, threads = false, cmdline = true;
+	struct cli_target t = { 0 };
+	struct vmw_error err = { 0 };
+	struct vmw_walk w;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "jLh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'L': threads = true; break;
+		case 'C': cmdline = false; break;
+		case 'N': t.no_cache = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if ((r = cli_target_open(&t, argv[optind], true)) != 0)
+		return r;
+
+	r = vmw_linux_walk(t.lx, (threads ? VMW_WALK_THREADS : 0) | (cmdline ? VMW_WALK_CMDLINE : 0),
+			   &w, &err);
+	if (r < 0) {
+		cli_error("%s: %s", argv[optind], vmw_error_msg(&err, r));
+		cli_target_close(&t);
+		return 1;
+	}
+	if (w.truncated)
+		cli_error("%s: warning: process list incomplete: %s", argv[optind], w.truncated_why);
+
+	if (json) {
+		json_t *root = cli_target_json(&t);
+		json_t *procs = json_array();
+		for (size_t i = 0; i < w.nprocs; i++)
+			json_array_append_new(procs, cli_proc_json(&w.procs[i]));
+		json_object_set_new(root, "processes", procs);
+		json_object_set_new(root, "skipped", json_integer((json_int_t)w.skipped));
+		json_object_set_new(root, "complete", json_boolean(!w.truncated));
+		json_dumpf(root, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(root);
+	} else {
+		print_text(&w, threads);
+	}
+	vmw_walk_free(&w);
+	cli_target_close(&t);
+	if (fflush(stdout) != 0) {
+		cli_error("writing output: %s", strerror(errno));
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("vmwatch: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "ps", cmd_ps, "ps [--json] [--threads] TARGET   list the guest's processes" },
+	{ "phys", cmd_phys, "phys TARGET ADDR LEN   dump guest physical memory" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: vmwatch COMMAND [OPTIONS] TARGET ...\n\n"
+		   "Agentless process monitoring of Linux virtual machines from the host.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %s\n", commands[i].summary);
+	fprintf(f, "\nTARGET is qemu:PID (a running QEMU process) or file:PATH (shared RAM\n"
+		   "file, ELF core from dump-guest-memory / virsh dump, or raw image).\n"
+		   "Run 'vmwatch COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("vmwatch %s\n", VMWATCH_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (try 'vmwatch --help')", argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kernel.h - finding and describing the guest's Linux kernel from guest RAM
+ * alone: no System.map, no debug info, no offsets file.
+ *
+ *   1. VMCOREINFO: the kernel's own crash-dump note, found by scanning guest
+ *      RAM; gives OSRELEASE, BUILD-ID, KERNELOFFSET (KASLR), phys_base, the
+ *      page-table root, 5-level paging, and (Linux >= 6.0) the kallsyms tables.
+ *   2. kallsyms: the kernel's compressed symbol table, decoded from guest
+ *      memory (or located by its structure in the kernel image when
+ *      VMCOREINFO does not name it).
+ *   3. BTF: the kernel's type information (__start_BTF..__stop_BTF), parsed
+ *      with libbpf; every structure layout comes from it.
+ *
+ * Results are cached per guest kernel (BUILD-ID + KERNELOFFSET) on disk so a
+ * re-attach is cheap; a cache entry is re-verified against guest RAM.
+ */
+#pragma once
+
+#include "mem/mem.h"
+#include "xlat/xlat.h"
+
+struct btf;  /* libbpf */
+struct vmw_kernel;
+
+struct vmw_kernel_opts {
+	size_t sz;                 /* sizeof(struct vmw_kernel_opts) */
+	bool ignore_vmcoreinfo_kallsyms; /* locate kallsyms by structure (fallback path) */
+	bool no_cache;             /* neither read nor write the discovery cache */
+	const char *cache_dir;     /* default ${XDG_CACHE_HOME:-~/.cache}/vmwatch/discovery */
+};
+
+struct vmw_kernel_info {
+	char release[65];          /* OSRELEASE */
+	char build_id[41];         /* BUILD-ID, hex */
+	uint64_t kaslr_offset;     /* KERNELOFFSET */
+	uint64_t phys_base;
+	int paging_levels;         /* 4 or 5 */
+	uint64_t pgd_phys;         /* physical address of init_top_pgt / swapper_pg_dir */
+	uint64_t page_offset_base; /* start of the direct map */
+	uint64_t vmcoreinfo_phys;  /* where the VMCOREINFO text was found */
+	uint64_t ram_bytes;        /* guest RAM seen by the memory source */
+	unsigned nr_cpus;          /* possible CPUs with a per-CPU area (nr_cpu_ids) */
+	const char *symbols_from;  /* "kallsyms via VMCOREINFO", "kallsyms located by structure", "cache" */
+	const char *types_from;    /* "BTF in guest RAM (N bytes)" */
+	uint64_t attach_ns;        /* wall time of vmw_kernel_attach */
+	bool from_cache;
+};
+
+/* Find the kernel in mem. On failure err says which step failed and what
+ * would help (e.g. "no VMCOREINFO in guest RAM: is this a Linux guest?"). */
+int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
+		      struct vmw_kernel **ret, struct vmw_error *err);
+void vmw_kernel_detach(struct vmw_kernel *k);
+
+const struct vmw_kernel_info *vmw_kernel_info(const struct vmw_kernel *k);
+
+/* Address of a kernel symbol (kallsyms). For per-CPU symbols the address is
+ * the offset inside the per-CPU area. 0 or -ENOENT. */
+int vmw_kernel_symbol(struct vmw_kernel *k, const char *name, uint64_t *ret);
+/* Per-CPU base of CPU cpu (__per_cpu_offset[cpu]). */
+int vmw_kernel_percpu_offset(struct vmw_kernel *k, unsigned cpu, uint64_t *ret);
+
+/* The kernel's BTF (owned by k). */
+const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
+/* Byte offset of a member in a struct, following dotted paths through nested
+ * and anonymous members ("signal_struct", "cputime_atomic.utime"). 0 or -ENOENT. */
+int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member,
+		      uint32_t *ret_offset, uint32_t *ret_size);
+/* Size of a struct/union by name. */
+int vmw_kernel_type_size(struct vmw_kernel *k, const char *type, uint32_t *ret);
+
+/* The kernel's address space (init_mm); translation fast paths are set. */
+struct vmw_xlat *vmw_kernel_xlat(struct vmw_kernel *k);
+/* Read kernel virtual memory. */
+int vmw_kernel_read(struct vmw_kernel *k, uint64_t vaddr, void *buf, size_t len);

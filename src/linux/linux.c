@@ -1,0 +1,931 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * linux.c - the Linux process model. Layouts come from the guest's BTF via
+ * kernel discovery; values are computed the way the guest's /proc computes
+ * them (fs/proc/array.c, kernel/sched/cputime.c, include/linux/mm.h).
+ *
+ * A walk runs in stages so that a QEMU-process source needs few syscalls:
+ *   1. the task list: each leader's task_struct fields (one batched read per
+ *      task: the list link is a serial dependency);
+ *   2. every leader's parent, cred, mm and signal_struct, batched across many
+ *      processes per read;
+ *   3. threads of multi-threaded processes (and all threads with --threads);
+ *   4. kernel-thread names (/proc's kworker and long-name rules) and, on
+ *      request, command lines read through each process's page tables.
+ */
+#include "linux/linux.h"
+
+#include <bpf/btf.h>
+#include <errno.h>
+#include <string.h>
+
+#define PID_MAX_LIMIT   (4 * 1024 * 1024)
+#define MAX_PROCS       (1u << 18)   /* cap on the task-list walk */
+#define MAX_THREADS     (1u << 16)   /* cap on one thread-group walk */
+#define MAX_RETRIES     3            /* re-reads of a torn record */
+#define MAX_RESTARTS    3            /* restarts of a torn task-list walk */
+#define MAX_CMDLINE     (32 * 1024)
+#define BATCH           128          /* processes per batched read in stage 2 */
+#define KERNEL_SPACE    0xffff800000000000ull
+
+/* Stable since Linux 4.14 (include/linux/sched.h); not in BTF (macros). */
+#define TASK_REPORT     0x7f
+#define TASK_UNINTERRUPTIBLE 0x2
+#define TASK_NOLOAD     0x400
+#define TASK_IDLE       (TASK_UNINTERRUPTIBLE | TASK_NOLOAD)
+#define TASK_RTLOCK_WAIT 0x1000
+#define PF_WQ_WORKER    0x00000020
+#define PF_KTHREAD      0x00200000
+
+struct fld {
+	uint32_t off, size;
+	bool ok;
+};
+
+/* A set of byte ranges of one structure, merged so that nearby fields are read together. */
+struct plan {
+	uint32_t n;
+	struct { uint32_t off, len; } r[32];
+	uint32_t span;            /* bytes of image buffer needed */
+};
+
+struct vmw_linux {
+	struct vmw_kernel *k;
+	struct vmw_xlat *kx;
+	uint64_t init_task;
+	uint64_t page_offset_base;
+
+	struct {
+		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
+			static_prio, real_parent, real_cred, mm, signal, utime, stime,
+			sum_exec_runtime, start_time, worker_private, thread_node,
+			prev_utime, prev_stime, cpu;
+	} t;
+	struct { struct fld uid, euid, gid, egid; } cred;
+	struct {
+		struct fld rss, total_vm, arg_start, arg_end, pgd;
+		uint32_t rss_stride, rss_count_off;
+		int idx_file, idx_anon, idx_swap, idx_shmem;
+	} mm;
+	struct {
+		struct fld nr_threads, utime, stime, sum_sched_runtime,
+			prev_utime, prev_stime, thread_head;
+	} sig;
+	struct { struct fld data, full_name; } kthread;
+	struct { struct fld pool, desc, current_work; } worker;
+
+	struct plan task_plan, cred_plan, mm_plan, sig_plan;
+};
+
+/* ---- pure helpers ------------------------------------------------------ */
+
+char vmw_linux_state_letter(uint32_t state, uint32_t exit_state)
+{
+	static const char letters[] = "RSDTtXZPI";
+	uint32_t s = (state | exit_state) & TASK_REPORT;
+	int fls = 0;
+
+	if ((state & TASK_IDLE) == TASK_IDLE)
+		s = TASK_REPORT + 1;          /* TASK_REPORT_IDLE */
+	if (state & TASK_RTLOCK_WAIT)
+		s = TASK_UNINTERRUPTIBLE;
+	while (s) {
+		fls++;
+		s >>= 1;
+	}
+	return fls < (int)sizeof(letters) - 1 ? letters[fls] : '?';
+}
+
+void vmw_linux_cputime_adjust(uint64_t rtime, uint64_t utime, uint64_t stime,
+			      uint64_t prev_utime, uint64_t prev_stime,
+			      uint64_t *ret_utime, uint64_t *ret_stime)
+{
+	/* kernel/sched/cputime.c cputime_adjust(), minus the write-back to prev. */
+	if (prev_stime + prev_utime >= rtime)
+		goto out;
+	if (stime == 0) {
+		utime = rtime;
+		goto update;
+	}
+	if (utime == 0) {
+		stime = rtime;
+		goto update;
+	}
+	stime = (uint64_t)((unsigned __int128)stime * rtime / ((unsigned __int128)stime + utime));
+update:
+	if (stime < prev_stime)
+		stime = prev_stime;
+	utime = rtime - stime;
+	if (utime < prev_utime) {
+		utime = prev_utime;
+		stime = rtime - utime;
+	}
+	prev_utime = utime;
+	prev_stime = stime;
+out:
+	*ret_utime = prev_utime;
+	*ret_stime = prev_stime;
+}
+
+static uint64_t get(const uint8_t *img, struct fld f)
+{
+	uint64_t v = 0;
+	if (!f.ok)
+		return 0;
+	switch (f.size) {
+	case 1: v = img[f.off]; break;
+	case 2: { uint16_t x; memcpy(&x, img + f.off, 2); v = x; break; }
+	case 4: { uint32_t x; memcpy(&x, img + f.off, 4); v = x; break; }
+	default: memcpy(&v, img + f.off, 8); break;
+	}
+	return v;
+}
+
+static void plan_add(struct plan *p, struct fld f)
+{
+	if (f.ok && f.size && p->n < ARRAY_SIZE(p->r)) {
+		p->r[p->n].off = f.off;
+		p->r[p->n].len = f.size;
+		p->n++;
+	}
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+	const uint32_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Sort and merge ranges closer than 64 bytes: fewer, larger reads. */
+static void plan_build(struct plan *p)
+{
+	uint32_t n = 0;
+
+	qsort(p->r, p->n, sizeof(p->r[0]), range_cmp);
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (n && p->r[i].off <= p->r[n - 1].off + p->r[n - 1].len + 64) {
+			uint32_t end = MAX(p->r[n - 1].off + p->r[n - 1].len, p->r[i].off + p->r[i].len);
+			p->r[n - 1].len = end - p->r[n - 1].off;
+		} else {
+			p->r[n++] = p->r[i];
+		}
+	}
+	p->n = n;
+	p->span = n ? p->r[n - 1].off + p->r[n - 1].len : 0;
+}
+
+/* Append the iovs that read plan p of the structure at addr into img. */
+static size_t plan_iov(const struct plan *p, uint64_t addr, uint8_t *img, struct vmw_virt_iov *iov)
+{
+	for (uint32_t i = 0; i < p->n; i++)
+		iov[i] = (struct vmw_virt_iov){ addr + p->r[i].off, img + p->r[i].off, p->r[i].len, 0 };
+	return p->n;
+}
+
+static int plan_read(struct vmw_linux *l, const struct plan *p, uint64_t addr, uint8_t *img)
+{
+	struct vmw_virt_iov iov[ARRAY_SIZE(p->r)];
+	size_t n = plan_iov(p, addr, img, iov);
+	return vmw_xlat_readv(l->kx, iov, n);
+}
+
+static bool kaddr(uint64_t a)
+{
+	return a >= KERNEL_SPACE;
+}
+
+/* ---- layouts from BTF -------------------------------------------------- */
+
+static int member(struct vmw_linux *l, const char *type, const char *name, struct fld *f)
+{
+	int r = vmw_kernel_member(l->k, type, name, &f->off, &f->size);
+	f->ok = r == 0;
+	return r;
+}
+
+/* First of several candidate member names that exists. */
+static int member_any(struct vmw_linux *l, const char *type, const char *const *names, struct fld *f)
+{
+	for (; *names; names++)
+		if (member(l, type, *names, f) == 0)
+			return 0;
+	return -ENOENT;
+}
+
+static int enum_value(const struct btf *btf, const char *name, int *ret)
+{
+	uint32_t n = btf__type_cnt(btf);
+
+	for (uint32_t id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		if (!btf_is_enum(t))
+			continue;
+		const struct btf_enum *e = btf_enum(t);
+		for (uint16_t i = 0; i < btf_vlen(t); i++)
+			if (!strcmp(btf__name_by_offset(btf, e[i].name_off), name)) {
+				*ret = e[i].val;
+				return 0;
+			}
+	}
+	return -ENOENT;
+}
+
+#define NEED(type, name, f) do { \
+	if (member(l, type, name, f) < 0) \
+		return vmw_error_set(err, -ENOENT, \
+			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \
+			vmw_kernel_info(l->k)->release, type, name); \
+} while (0)
+
+static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
+{
+	const struct btf *btf = vmw_kernel_btf(l->k);
+	uint32_t rss_size = 0, pcc_size = 0, old_size = 0;
+
+	NEED("task_struct", "tasks", &l->t.tasks);
+	NEED("task_struct", "pid", &l->t.pid);
+	NEED("task_struct", "tgid", &l->t.tgid);
+	NEED("task_struct", "comm", &l->t.comm);
+	if (member_any(l, "task_struct", (const char *[]){ "__state", "state", NULL }, &l->t.state) < 0)
+		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has neither __state nor state");
+	NEED("task_struct", "exit_state", &l->t.exit_state);
+	NEED("task_struct", "flags", &l->t.flags);
+	NEED("task_struct", "prio", &l->t.prio);
+	NEED("task_struct", "static_prio", &l->t.static_prio);
+	NEED("task_struct", "real_parent", &l->t.real_parent);
+	NEED("task_struct", "real_cred", &l->t.real_cred);
+	NEED("task_struct", "mm", &l->t.mm);
+	NEED("task_struct", "signal", &l->t.signal);
+	NEED("task_struct", "utime", &l->t.utime);
+	NEED("task_struct", "stime", &l->t.stime);
+	NEED("task_struct", "se.sum_exec_runtime", &l->t.sum_exec_runtime);
+	NEED("task_struct", "thread_node", &l->t.thread_node);
+	if (member_any(l, "task_struct", (const char *[]){ "start_boottime", "real_start_time", NULL },
+		       &l->t.start_time) < 0)
+		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has no start_boottime");
+	/* Optional: per-thread adjustment state, last CPU, kthread private data. */
+	member(l, "task_struct", "prev_cputime.utime", &l->t.prev_utime);
+	member(l, "task_struct", "prev_cputime.stime", &l->t.prev_stime);
+	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
+	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
+		   &l->t.worker_private);
+
+	NEED("cred", "uid", &l->cred.uid);
+	NEED("cred", "euid", &l->cred.euid);
+	NEED("cred", "gid", &l->cred.gid);
+	NEED("cred", "egid", &l->cred.egid);
+
+	NEED("mm_struct", "rss_stat", &l->mm.rss);
+	NEED("mm_struct", "total_vm", &l->mm.total_vm);
+	NEED("mm_struct", "arg_start", &l->mm.arg_start);
+	NEED("mm_struct", "arg_end", &l->mm.arg_end);
+	NEED("mm_struct", "pgd", &l->mm.pgd);
+
+	/* rss_stat: struct mm_rss_stat { atomic_long_t count[N]; } (<= 6.1) or
+	 * struct percpu_counter rss_stat[N] (>= 6.2), where /proc reads only the
+	 * central count (percpu_counter_read_positive). Decide by sizes in BTF. */
+	rss_size = l->mm.rss.size;
+	if (vmw_kernel_type_size(l->k, "mm_rss_stat", &old_size) == 0 && old_size == rss_size) {
+		l->mm.rss_stride = 8;
+		l->mm.rss_count_off = 0;
+	} else if (vmw_kernel_type_size(l->k, "percpu_counter", &pcc_size) == 0 && pcc_size &&
+		   rss_size % pcc_size == 0) {
+		struct fld c;
+		if (member(l, "percpu_counter", "count", &c) < 0)
+			return vmw_error_set(err, -ENOENT, "kernel BTF: percpu_counter has no count");
+		l->mm.rss_stride = pcc_size;
+		l->mm.rss_count_off = c.off;
+	} else {
+		return vmw_error_set(err, -ENOTSUP,
+			"kernel BTF: mm_struct.rss_stat (%u bytes) is neither mm_rss_stat nor percpu_counter[]",
+			rss_size);
+	}
+	if (enum_value(btf, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
+	    enum_value(btf, "MM_ANONPAGES", &l->mm.idx_anon) < 0 ||
+	    enum_value(btf, "MM_SWAPENTS", &l->mm.idx_swap) < 0)
+		return vmw_error_set(err, -ENOENT, "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
+	if (enum_value(btf, "MM_SHMEMPAGES", &l->mm.idx_shmem) < 0)
+		l->mm.idx_shmem = -1;
+	{
+		int max = MAX(MAX(l->mm.idx_file, l->mm.idx_anon), MAX(l->mm.idx_swap, l->mm.idx_shmem));
+		if (max < 0 || (uint32_t)(max + 1) * l->mm.rss_stride > rss_size)
+			return vmw_error_set(err, -ENOTSUP, "kernel BTF: rss_stat too small for its counters");
+	}
+
+	NEED("signal_struct", "nr_threads", &l->sig.nr_threads);
+	NEED("signal_struct", "utime", &l->sig.utime);
+	NEED("signal_struct", "stime", &l->sig.stime);
+	NEED("signal_struct", "sum_sched_runtime", &l->sig.sum_sched_runtime);
+	NEED("signal_struct", "thread_head", &l->sig.thread_head);
+	member(l, "signal_struct", "prev_cputime.utime", &l->sig.prev_utime);
+	member(l, "signal_struct", "prev_cputime.stime", &l->sig.prev_stime);
+
+	/* For /proc's names of kernel threads; optional. */
+	member(l, "kthread", "data", &l->kthread.data);
+	member(l, "kthread", "full_name", &l->kthread.full_name);
+	member(l, "worker", "pool", &l->worker.pool);
+	member(l, "worker", "desc", &l->worker.desc);
+	member(l, "worker", "current_work", &l->worker.current_work);
+
+	/* Read plans: which bytes of each structure a walk needs. */
+	struct fld tasks_prev = { l->t.tasks.off + 8, 8, true };
+	struct fld node_next = { l->t.thread_node.off, 8, true };
+	struct fld node_prev = { l->t.thread_node.off + 8, 8, true };
+	struct fld task_fields[] = {
+		{ l->t.tasks.off, 8, true }, tasks_prev, l->t.pid, l->t.tgid, l->t.comm, l->t.state,
+		l->t.exit_state, l->t.flags, l->t.prio, l->t.static_prio, l->t.real_parent,
+		l->t.real_cred, l->t.mm, l->t.signal, l->t.utime, l->t.stime, l->t.sum_exec_runtime,
+		l->t.start_time, l->t.worker_private, node_next, node_prev, l->t.prev_utime,
+		l->t.prev_stime, l->t.cpu,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(task_fields); i++)
+		plan_add(&l->task_plan, task_fields[i]);
+	plan_build(&l->task_plan);
+
+	plan_add(&l->cred_plan, l->cred.uid);
+	plan_add(&l->cred_plan, l->cred.euid);
+	plan_add(&l->cred_plan, l->cred.gid);
+	plan_add(&l->cred_plan, l->cred.egid);
+	plan_build(&l->cred_plan);
+
+	plan_add(&l->mm_plan, l->mm.rss);
+	plan_add(&l->mm_plan, l->mm.total_vm);
+	plan_add(&l->mm_plan, l->mm.arg_start);
+	plan_add(&l->mm_plan, l->mm.arg_end);
+	plan_add(&l->mm_plan, l->mm.pgd);
+	plan_build(&l->mm_plan);
+
+	struct fld sig_fields[] = {
+		l->sig.nr_threads, l->sig.utime, l->sig.stime, l->sig.sum_sched_runtime,
+		l->sig.prev_utime, l->sig.prev_stime, { l->sig.thread_head.off, 8, true },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(sig_fields); i++)
+		plan_add(&l->sig_plan, sig_fields[i]);
+	plan_build(&l->sig_plan);
+	return 0;
+}
+
+int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error *err)
+{
+	struct vmw_linux *l = calloc(1, sizeof(*l));
+	int r;
+
+	if (!l)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	l->k = k;
+	l->kx = vmw_kernel_xlat(k);
+	l->page_offset_base = vmw_kernel_info(k)->page_offset_base;
+	if (vmw_kernel_symbol(k, "init_task", &l->init_task) < 0) {
+		free(l);
+		return vmw_error_set(err, -ENOENT, "kernel symbols: no init_task in kallsyms");
+	}
+	if ((r = resolve_layouts(l, err)) < 0) {
+		free(l);
+		return r;
+	}
+	*ret = l;
+	return 0;
+}
+
+void vmw_linux_free(struct vmw_linux *l)
+{
+	free(l);
+}
+
+/* ---- the walk ----------------------------------------------------------- */
+
+/* What stage 1 keeps of a leader for later stages. */
+struct raw {
+	uint64_t task, parent, cred, mm, signal, kthread;
+	uint32_t flags;
+	uint64_t utime, stime, runtime, prev_utime, prev_stime;
+	uint64_t thread_next;        /* leader's thread_node.next */
+	bool alive;                  /* exit_state == 0 */
+};
+
+static bool task_plausible(struct vmw_linux *l, const uint8_t *img, bool leader)
+{
+	uint64_t pid = get(img, l->t.pid), tgid = get(img, l->t.tgid);
+	uint64_t prio = get(img, l->t.prio), sprio = get(img, l->t.static_prio);
+	uint64_t exit_state = get(img, l->t.exit_state);
+
+	if (pid == 0 || pid > PID_MAX_LIMIT || tgid == 0 || tgid > PID_MAX_LIMIT)
+		return false;
+	if (leader && pid != tgid)
+		return false;
+	if (prio >= 140 || sprio >= 140)
+		return false;
+	if (exit_state & ~0x30ull)
+		return false;
+	if (!kaddr(get(img, l->t.signal)) || !kaddr(get(img, l->t.real_parent)))
+		return false;
+	return true;
+}
+
+static void copy_comm(char *dst, size_t dstsz, const uint8_t *src, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n && i + 1 < dstsz && src[i]; i++)
+		dst[i] = (char)src[i];
+	dst[i] = '\0';
+}
+
+/* Fill a thread record from a task image (times not yet adjusted). */
+static void fill_thread(struct vmw_linux *l, const uint8_t *img, struct vmw_thread *t)
+{
+	t->tid = (int32_t)get(img, l->t.pid);
+	copy_comm(t->comm, sizeof(t->comm), img + l->t.comm.off, MIN(l->t.comm.size, 16u));
+	t->state = vmw_linux_state_letter((uint32_t)get(img, l->t.state), (uint32_t)get(img, l->t.exit_state));
+	t->prio = (int32_t)get(img, l->t.prio) - 100;
+	t->nice = (int32_t)get(img, l->t.static_prio) - 120;
+	t->runtime_ns = get(img, l->t.sum_exec_runtime);
+	t->start_time_ns = get(img, l->t.start_time);
+	t->cpu = l->t.cpu.ok ? (int32_t)get(img, l->t.cpu) : -1;
+	vmw_linux_cputime_adjust(t->runtime_ns, get(img, l->t.utime), get(img, l->t.stime),
+				 get(img, l->t.prev_utime), get(img, l->t.prev_stime),
+				 &t->utime_ns, &t->stime_ns);
+}
+
+/* Read a task image, re-reading when it does not look like a task. */
+static int read_task(struct vmw_linux *l, uint64_t task, uint8_t *img, bool leader)
+{
+	int r = -EFAULT;
+	for (int i = 0; i < MAX_RETRIES; i++) {
+		r = plan_read(l, &l->task_plan, task, img);
+		if (r == 0 && task_plausible(l, img, leader))
+			return 0;
+		if (r == 0)
+			r = -EBADMSG;
+	}
+	return r;
+}
+
+struct walk_state {
+	struct vmw_proc *procs;
+	struct raw *raw;
+	size_t n, cap;
+};
+
+static int push(struct walk_state *ws)
+{
+	if (ws->n == ws->cap) {
+		size_t cap = ws->cap ? ws->cap * 2 : 512;
+		struct vmw_proc *p = realloc(ws->procs, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		ws->procs = p;
+		struct raw *rw = realloc(ws->raw, cap * sizeof(*rw));
+		if (!rw)
+			return -ENOMEM;
+		ws->raw = rw;
+		ws->cap = cap;
+	}
+	memset(&ws->procs[ws->n], 0, sizeof(ws->procs[0]));
+	memset(&ws->raw[ws->n], 0, sizeof(ws->raw[0]));
+	return 0;
+}
+
+/* Stage 1: walk init_task.tasks. Returns 0, or -EAGAIN for a torn link
+ * (caller restarts), or another negative errno when the list is unreadable. */
+static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_walk *w, uint8_t *img)
+{
+	uint64_t head = l->init_task + l->t.tasks.off;
+	uint64_t prev = head, cur;
+	struct vmw_cycle cyc;
+	int r;
+
+	if ((r = vmw_xlat_read(l->kx, head, &cur, 8)) < 0)
+		return r;
+	vmw_cycle_init(&cyc, head);
+	while (cur != head) {
+		uint64_t task = cur - l->t.tasks.off;
+		uint64_t next, back;
+		int tries;
+
+		if (!kaddr(cur)) {
+			snprintf(w->truncated_why, sizeof(w->truncated_why),
+				 "task list link 0x%llx is not a kernel address", (unsigned long long)cur);
+			w->truncated = true;
+			return 0;
+		}
+		if (vmw_cycle_step(&cyc, cur)) {
+			snprintf(w->truncated_why, sizeof(w->truncated_why), "task list loops");
+			w->truncated = true;
+			return 0;
+		}
+		if (ws->n >= MAX_PROCS) {
+			snprintf(w->truncated_why, sizeof(w->truncated_why), "more than %u processes", MAX_PROCS);
+			w->truncated = true;
+			return 0;
+		}
+		/* The node must point back at where we came from (re-read a few times). */
+		for (tries = 0; tries < MAX_RETRIES; tries++) {
+			r = read_task(l, task, img, true);
+			if (r == -EFAULT || r == -ESRCH)
+				break;
+			memcpy(&back, img + l->t.tasks.off + 8, 8);
+			if (back == prev)
+				break;
+		}
+		if (r == -EFAULT || r == -ESRCH) {
+			if (r == -ESRCH)
+				return r;
+			snprintf(w->truncated_why, sizeof(w->truncated_why),
+				 "task at 0x%llx is unreadable", (unsigned long long)task);
+			w->truncated = true;
+			return 0;
+		}
+		if (tries == MAX_RETRIES)
+			return -EAGAIN;
+		memcpy(&next, img + l->t.tasks.off, 8);
+		if (r == 0) {
+			struct vmw_proc *p;
+			struct raw *rw;
+			struct vmw_thread t;
+
+			if ((r = push(ws)) < 0)
+				return r;
+			p = &ws->procs[ws->n];
+			rw = &ws->raw[ws->n];
+			ws->n++;
+			fill_thread(l, img, &t);
+			p->pid = t.tid;
+			memcpy(p->comm, t.comm, sizeof(p->comm));
+			p->state = t.state;
+			p->prio = t.prio;
+			p->nice = t.nice;
+			p->start_time_ns = t.start_time_ns;
+			p->task_addr = task;
+			rw->task = task;
+			rw->flags = (uint32_t)get(img, l->t.flags);
+			p->kthread = rw->flags & PF_KTHREAD;
+			rw->parent = get(img, l->t.real_parent);
+			rw->cred = get(img, l->t.real_cred);
+			rw->mm = p->kthread ? 0 : get(img, l->t.mm);
+			rw->signal = get(img, l->t.signal);
+			rw->kthread = get(img, l->t.worker_private);
+			rw->utime = get(img, l->t.utime);
+			rw->stime = get(img, l->t.stime);
+			rw->runtime = get(img, l->t.sum_exec_runtime);
+			rw->thread_next = get(img, (struct fld){ l->t.thread_node.off, 8, true });
+			rw->alive = get(img, l->t.exit_state) == 0;
+		} else {
+			w->skipped++;
+		}
+		prev = cur;
+		cur = next;
+	}
+	return 0;
+}
+
+/* Stage 2: parent tgid, credentials, memory counters, signal totals. */
+static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned page_size)
+{
+	size_t per = 1 + l->cred_plan.n + l->mm_plan.n + l->sig_plan.n;
+	struct vmw_virt_iov *iov = calloc(BATCH * per, sizeof(*iov));
+	uint8_t *cred = calloc(BATCH, l->cred_plan.span + 8);
+	uint8_t *mm = calloc(BATCH, l->mm_plan.span + 8);
+	uint8_t *sig = calloc(BATCH, l->sig_plan.span + 8);
+	uint32_t *ptgid = calloc(BATCH, sizeof(uint32_t));
+
+	if (!iov || !cred || !mm || !sig || !ptgid)
+		goto out;
+	for (size_t base = 0; base < ws->n; base += BATCH) {
+		size_t cnt = MIN((size_t)BATCH, ws->n - base), k = 0;
+		/* Where each process's pieces start in iov, to attribute errors. */
+		size_t first[BATCH][4], count[BATCH][4];
+
+		for (size_t i = 0; i < cnt; i++) {
+			struct raw *rw = &ws->raw[base + i];
+			uint8_t *c = cred + i * (l->cred_plan.span + 8);
+			uint8_t *m = mm + i * (l->mm_plan.span + 8);
+			uint8_t *s = sig + i * (l->sig_plan.span + 8);
+
+			first[i][0] = k;
+			iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &ptgid[i], 4, 0 };
+			count[i][0] = 1;
+			first[i][1] = k;
+			count[i][1] = kaddr(rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, iov + k) : 0;
+			k += count[i][1];
+			first[i][2] = k;
+			count[i][2] = kaddr(rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, iov + k) : 0;
+			k += count[i][2];
+			first[i][3] = k;
+			count[i][3] = kaddr(rw->signal) ? plan_iov(&l->sig_plan, rw->signal, s, iov + k) : 0;
+			k += count[i][3];
+		}
+		vmw_xlat_readv(l->kx, iov, k);
+
+		for (size_t i = 0; i < cnt; i++) {
+			struct vmw_proc *p = &ws->procs[base + i];
+			struct raw *rw = &ws->raw[base + i];
+			const uint8_t *c = cred + i * (l->cred_plan.span + 8);
+			const uint8_t *m = mm + i * (l->mm_plan.span + 8);
+			const uint8_t *s = sig + i * (l->sig_plan.span + 8);
+			bool ok[4];
+
+			for (int j = 0; j < 4; j++) {
+				ok[j] = count[i][j] > 0;
+				for (size_t q = 0; q < count[i][j]; q++)
+					if (iov[first[i][j] + q].err)
+						ok[j] = false;
+			}
+			/* pid 1 and kthreadd have init_task (pid 0) as parent. */
+			p->ppid = ok[0] ? (int32_t)ptgid[i] : 0;
+			if (ok[1]) {
+				p->uid = (uint32_t)get(c, l->cred.uid);
+				p->euid = (uint32_t)get(c, l->cred.euid);
+				p->gid = (uint32_t)get(c, l->cred.gid);
+				p->egid = (uint32_t)get(c, l->cred.egid);
+			}
+			if (ok[2]) {
+				int64_t v[4] = { 0 };
+				int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
+				for (int j = 0; j < 4; j++) {
+					if (idx[j] < 0)
+						continue;
+					memcpy(&v[j], m + l->mm.rss.off + (uint32_t)idx[j] * l->mm.rss_stride +
+						      l->mm.rss_count_off, 8);
+					if (v[j] < 0)
+						v[j] = 0;  /* get_mm_counter clamps */
+				}
+				p->rss_anon_bytes = (uint64_t)v[0] * page_size;
+				p->rss_file_bytes = (uint64_t)v[1] * page_size;
+				p->rss_shmem_bytes = (uint64_t)v[2] * page_size;
+				p->swap_bytes = (uint64_t)v[3] * page_size;
+				p->vsz_bytes = get(m, l->mm.total_vm) * page_size;
+			} else {
+				rw->mm = 0;
+			}
+			if (ok[3]) {
+				uint64_t nr = get(s, l->sig.nr_threads);
+				p->nr_threads = (uint32_t)nr;
+				/* Exited threads' share; live threads are added in stage 3. */
+				rw->utime += get(s, l->sig.utime);
+				rw->stime += get(s, l->sig.stime);
+				rw->runtime += get(s, l->sig.sum_sched_runtime);
+				rw->prev_utime = get(s, l->sig.prev_utime);
+				rw->prev_stime = get(s, l->sig.prev_stime);
+			} else {
+				rw->signal = 0;
+			}
+		}
+	}
+out:
+	free(iov);
+	free(cred);
+	free(mm);
+	free(sig);
+	free(ptgid);
+}
+
+/* Stage 3: walk signal->thread_head for one process: add live non-leader
+ * threads' times, and list every thread when asked. */
+static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw, bool list, uint8_t *img)
+{
+	uint64_t head = rw->signal + l->sig.thread_head.off;
+	uint64_t cur = rw->thread_next, prev;
+	struct vmw_cycle cyc;
+	size_t n = 0, cap = 0;
+	struct vmw_thread *threads = NULL;
+	int r = 0;
+
+	/* The leader's own times were counted in stage 1 (a zombie leader of a live
+	 * group keeps them until it is reaped, like thread_group_cputime sees). */
+	if ((r = vmw_xlat_read(l->kx, head, &cur, 8)) < 0)
+		return r;
+	prev = head;
+	vmw_cycle_init(&cyc, head);
+	while (cur != head) {
+		uint64_t task = cur - l->t.thread_node.off, back, next;
+		struct vmw_thread t;
+
+		if (!kaddr(cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_THREADS) {
+			r = -ELOOP;
+			break;
+		}
+		if ((r = read_task(l, task, img, false)) < 0)
+			break;
+		memcpy(&back, img + l->t.thread_node.off + 8, 8);
+		memcpy(&next, img + l->t.thread_node.off, 8);
+		if (back != prev) {
+			r = -EAGAIN;
+			break;
+		}
+		if (task != rw->task) {
+			rw->utime += get(img, l->t.utime);
+			rw->stime += get(img, l->t.stime);
+			rw->runtime += get(img, l->t.sum_exec_runtime);
+		}
+		if (list) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				struct vmw_thread *nt = realloc(threads, nc * sizeof(*nt));
+				if (!nt) {
+					r = -ENOMEM;
+					break;
+				}
+				threads = nt;
+				cap = nc;
+			}
+			fill_thread(l, img, &t);
+			threads[n] = t;
+		}
+		n++;
+		prev = cur;
+		cur = next;
+	}
+	if (list) {
+		p->threads = threads;
+		p->nthreads_listed = (uint32_t)n;
+	}
+	return r;
+}
+
+static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t size)
+{
+	/* Read up to size-1 bytes without crossing into an unmapped page needlessly. */
+	size_t got = 0;
+	while (got + 1 < size) {
+		size_t chunk = MIN(size - 1 - got, 4096 - ((addr + got) & 4095));
+		if (vmw_xlat_read(l->kx, addr + got, buf + got, chunk) < 0)
+			break;
+		got += chunk;
+		if (memchr(buf, 0, got))
+			break;
+	}
+	buf[got] = '\0';
+	return got ? 0 : -EFAULT;
+}
+
+/* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
+static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
+{
+	char buf[64];
+
+	if (!kaddr(rw->kthread) || !l->kthread.data.ok)
+		return;
+	if (rw->flags & PF_WQ_WORKER) {
+		uint64_t worker, pool, cur_work;
+		char desc[32] = "";
+		if (!l->worker.pool.ok || !l->worker.desc.ok)
+			return;
+		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.data.off, &worker, 8) < 0 || !kaddr(worker))
+			return;
+		if (vmw_xlat_read(l->kx, worker + l->worker.pool.off, &pool, 8) < 0 || !pool)
+			return;
+		if (vmw_xlat_read(l->kx, worker + l->worker.desc.off, desc,
+				  MIN(sizeof(desc) - 1, (size_t)l->worker.desc.size)) < 0)
+			return;
+		desc[sizeof(desc) - 1] = '\0';
+		if (!desc[0])
+			return;
+		cur_work = 0;
+		if (l->worker.current_work.ok)
+			vmw_xlat_read(l->kx, worker + l->worker.current_work.off, &cur_work, 8);
+		snprintf(buf, sizeof(buf), "%.15s%c%s", p->comm, cur_work ? '+' : '-', desc);
+		memcpy(p->comm, buf, sizeof(p->comm));
+	} else if (l->kthread.full_name.ok) {
+		uint64_t name;
+		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.full_name.off, &name, 8) < 0 || !kaddr(name))
+			return;
+		if (read_kstring(l, name, buf, sizeof(buf)) == 0 && buf[0])
+			memcpy(p->comm, buf, sizeof(p->comm));
+	}
+}
+
+/* Stage 4b: argv from the process's own memory, through its page tables. */
+static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
+{
+	uint64_t f[3], pgd_phys;
+	struct vmw_xlat *ux = NULL;
+	char *buf = NULL;
+	size_t len, argc = 0;
+
+	if (!rw->mm)
+		return;
+	if (vmw_xlat_read(l->kx, rw->mm + l->mm.arg_start.off, &f[0], 8) < 0 ||
+	    vmw_xlat_read(l->kx, rw->mm + l->mm.arg_end.off, &f[1], 8) < 0 ||
+	    vmw_xlat_read(l->kx, rw->mm + l->mm.pgd.off, &f[2], 8) < 0)
+		return;
+	if (f[1] <= f[0] || f[0] >= KERNEL_SPACE)
+		return;
+	if (vmw_xlat_v2p(l->kx, f[2], &pgd_phys, NULL) < 0)
+		return;
+	len = MIN(f[1] - f[0], (uint64_t)MAX_CMDLINE);
+	if (vmw_xlat_clone(l->kx, pgd_phys, &ux) < 0)
+		return;
+	buf = malloc(len + 1);
+	if (!buf || vmw_xlat_read(ux, f[0], buf, len) < 0)
+		goto out;
+	buf[len] = '\0';
+	if (len && buf[len - 1] != '\0')
+		len++;  /* unterminated last argument: keep what is there */
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == '\0')
+			argc++;
+	{
+		char **argv = calloc(argc + 1, sizeof(char *));
+		size_t i = 0, k = 0;
+		if (!argv)
+			goto out;
+		while (i < len && k < argc) {
+			argv[k] = strdup(buf + i);
+			if (!argv[k])
+				break;
+			i += strlen(buf + i) + 1;
+			k++;
+		}
+		p->cmdline = argv;
+	}
+out:
+	free(buf);
+	vmw_xlat_free(ux);
+}
+
+static void free_procs(struct vmw_proc *procs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (procs[i].cmdline)
+			for (char **a = procs[i].cmdline; *a; a++)
+				free(*a);
+		free(procs[i].cmdline);
+		free(procs[i].threads);
+	}
+	free(procs);
+}
+
+int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, struct vmw_error *err)
+{
+	struct walk_state ws = { 0 };
+	uint64_t t0 = vmw_now_ns();
+	struct vmw_mem_stats s0, s1;
+	uint8_t *img;
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	vmw_mem_stats(vmw_xlat_mem(l->kx), &s0);
+	vmw_xlat_flush(l->kx);
+	img = calloc(1, l->task_plan.span + 8);
+	if (!img)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+
+	for (;;) {
+		r = walk_tasks(l, &ws, w, img);
+		if (r != -EAGAIN || w->restarts >= MAX_RESTARTS)
+			break;
+		w->restarts++;
+		ws.n = 0;
+		w->skipped = 0;
+	}
+	if (r == -EAGAIN) {
+		w->truncated = true;
+		snprintf(w->truncated_why, sizeof(w->truncated_why),
+			 "task list kept changing under the walk (%zu restarts)", w->restarts);
+		r = 0;
+	}
+	if (r < 0) {
+		free(img);
+		free_procs(ws.procs, ws.n);
+		free(ws.raw);
+		if (r == -ESRCH)
+			return vmw_error_set(err, r, "the QEMU process is gone");
+		return vmw_error_set(err, r, "cannot read the guest's task list (init_task at 0x%llx)",
+				     (unsigned long long)l->init_task);
+	}
+
+	read_details(l, &ws, 4096);
+
+	for (size_t i = 0; i < ws.n; i++) {
+		struct vmw_proc *p = &ws.procs[i];
+		struct raw *rw = &ws.raw[i];
+		bool list = flags & VMW_WALK_THREADS;
+
+		if (rw->signal && (list || p->nr_threads > 1 || !rw->alive)) {
+			/* Stage 3 adds non-leader threads; the leader was counted in stage 1. */
+			if (walk_threads(l, p, rw, list, img) < 0)
+				w->skipped++;
+		}
+		p->runtime_ns = rw->runtime;
+		vmw_linux_cputime_adjust(rw->runtime, rw->utime, rw->stime, rw->prev_utime,
+					 rw->prev_stime, &p->utime_ns, &p->stime_ns);
+		if (p->kthread)
+			kthread_name(l, p, rw);
+		if (flags & VMW_WALK_CMDLINE)
+			read_cmdline(l, p, rw);
+	}
+	free(img);
+	free(ws.raw);
+	w->procs = ws.procs;
+	w->nprocs = ws.n;
+	vmw_mem_stats(vmw_xlat_mem(l->kx), &s1);
+	w->bytes_read = s1.bytes_read - s0.bytes_read;
+	w->walk_ns = vmw_now_ns() - t0;
+	return 0;
+}
+
+void vmw_walk_free(struct vmw_walk *w)
+{
+	free_procs(w->procs, w->nprocs);
+	memset(w, 0, sizeof(*w));
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * linux.h - the Linux process model: the guest's processes and threads with
+ * the values its own /proc shows, read from kernel structures whose layouts
+ * come from the guest's BTF (never from version numbers).
+ *
+ * A walk reads the task list (init_task.tasks), each process's credentials,
+ * mm_struct counters and signal_struct totals, and optionally its threads and
+ * command line. Guest memory is hostile and changes under us:
+ *   - every list walk has a cap and a cycle guard (Brent), and checks that
+ *     next->prev points back;
+ *   - a record that fails validation is re-read a bounded number of times,
+ *     then counted in `skipped` — never invented;
+ *   - a walk ends in bounded time whatever the memory holds.
+ */
+#pragma once
+
+#include "kernel/kernel.h"
+
+struct vmw_linux;
+
+/* One thread (task). Times are nanoseconds, like the kernel keeps them. */
+struct vmw_thread {
+	int32_t tid;
+	char comm[64];
+	char state;               /* R S D T t X Z P I, as /proc shows */
+	int32_t prio, nice;       /* /proc/PID/stat fields 18 and 19 */
+	uint64_t utime_ns, stime_ns; /* adjusted like /proc (cputime_adjust) */
+	uint64_t runtime_ns;      /* se.sum_exec_runtime */
+	uint64_t start_time_ns;   /* since boot (start_boottime) */
+	int32_t cpu;              /* last CPU it ran on, -1 if unknown */
+};
+
+/* One process (thread-group leader), kernel threads included. */
+struct vmw_proc {
+	int32_t pid, ppid;
+	char comm[64];            /* as /proc/PID/stat shows it (kworker/0:1-events …) */
+	char state;
+	uint32_t uid, euid, gid, egid;
+	uint32_t nr_threads;
+	int32_t prio, nice;
+	uint64_t utime_ns, stime_ns; /* whole process, incl. exited threads, adjusted */
+	uint64_t runtime_ns;      /* sum_exec_runtime of all threads, incl. exited */
+	uint64_t start_time_ns;
+	uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes, swap_bytes;
+	uint64_t vsz_bytes;
+	bool kthread;
+	char **cmdline;           /* NULL-terminated argv, or NULL if not read/readable */
+	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
+	uint32_t nthreads_listed;
+	uint64_t task_addr;       /* guest virtual address of the task_struct */
+};
+
+static inline uint64_t vmw_proc_rss_bytes(const struct vmw_proc *p)
+{
+	return p->rss_anon_bytes + p->rss_file_bytes + p->rss_shmem_bytes;
+}
+
+enum {
+	VMW_WALK_THREADS = 1u << 0,  /* fill proc->threads */
+	VMW_WALK_CMDLINE = 1u << 1,  /* fill proc->cmdline (reads user memory) */
+};
+
+struct vmw_walk {
+	struct vmw_proc *procs;   /* in task-list order */
+	size_t nprocs;
+	size_t skipped;           /* records that failed validation after retries */
+	size_t restarts;          /* task-list walks restarted after a torn link */
+	bool truncated;           /* the walk stopped early (cap, cycle, unreadable link) */
+	char truncated_why[160];
+	uint64_t bytes_read;      /* guest bytes read for this walk */
+	uint64_t walk_ns;         /* host time spent */
+};
+
+/* Resolve every layout the model needs from the kernel's BTF. err names the
+ * missing type or member when this kernel lacks one. */
+int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error *err);
+void vmw_linux_free(struct vmw_linux *l);
+
+/* Walk the guest's processes. On a hard failure (task list unreadable) returns
+ * a negative errno with err set; a partial walk returns 0 with truncated set. */
+int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *ret,
+		   struct vmw_error *err);
+void vmw_walk_free(struct vmw_walk *w);
+
+/* Pure helpers, exposed for unit tests. */
+char vmw_linux_state_letter(uint32_t state, uint32_t exit_state);
+/* cputime_adjust() of kernel/sched/cputime.c without updating prev. */
+void vmw_linux_cputime_adjust(uint64_t rtime, uint64_t utime, uint64_t stime,
+			      uint64_t prev_utime, uint64_t prev_stime,
+			      uint64_t *ret_utime, uint64_t *ret_stime);

@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem.c - the one bounds-checked accessor for guest physical memory: segment
+ * table, read, batched read, and the generic open entry points.
+ */
+#include "mem/mem_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+
+int vmw_mem_new(struct vmw_mem **ret)
+{
+	struct vmw_mem *mem = calloc(1, sizeof(*mem));
+	if (!mem)
+		return -ENOMEM;
+	*ret = mem;
+	return 0;
+}
+
+void vmw_mem_opts_copy(struct vmw_mem_opts *dst, const struct vmw_mem_opts *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	if (src) {
+		/* Callers built against an older mem.h pass a smaller struct; sz 0
+		 * means "the current size" for callers that did not set it. */
+		size_t n = src->sz ? MIN(src->sz, sizeof(*dst)) : sizeof(*dst);
+		memcpy(dst, src, n);
+	}
+	dst->sz = sizeof(*dst);
+}
+
+void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len)
+{
+	mem->map = map;
+	mem->map_len = len;
+}
+
+const char *vmw_fmt_size(uint64_t size, char buf[static 32])
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	int u = -1;
+	uint64_t unit = 1;
+
+	while (u + 1 < (int)ARRAY_SIZE(units) && size >= (unit << 10)) {
+		unit <<= 10;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, 32, "%llu bytes", (unsigned long long)size);
+	else if (size % unit == 0)
+		snprintf(buf, 32, "%llu %s", (unsigned long long)(size / unit), units[u]);
+	else if ((size * 10) % unit == 0 && size < UINT64_MAX / 10)
+		snprintf(buf, 32, "%llu.%llu %s", (unsigned long long)(size / unit),
+			 (unsigned long long)((size % unit) * 10 / unit), units[u]);
+	else
+		snprintf(buf, 32, "%llu bytes", (unsigned long long)size);
+	return buf;
+}
+
+int vmw_mem_add_seg(struct vmw_mem *mem, uint64_t gpa, uint64_t len,
+		    const void *local, uint64_t remote)
+{
+	struct vmw_mem_seg *segs;
+
+	if (len == 0)
+		return 0;
+	if (gpa + len < gpa || (!local && remote + len < remote))
+		return -EINVAL;
+	segs = realloc(mem->segs, (mem->nsegs + 1) * sizeof(*segs));
+	if (!segs)
+		return -ENOMEM;
+	mem->segs = segs;
+	segs[mem->nsegs++] = (struct vmw_mem_seg){
+		.gpa = gpa, .len = len, .local = local, .remote = remote,
+	};
+	return 0;
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+	const struct vmw_mem_seg *x = a, *y = b;
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+int vmw_mem_finish(struct vmw_mem *mem)
+{
+	qsort(mem->segs, mem->nsegs, sizeof(*mem->segs), seg_cmp);
+	free(mem->ranges);
+	mem->ranges = calloc(mem->nsegs ? mem->nsegs : 1, sizeof(*mem->ranges));
+	if (!mem->ranges)
+		return -ENOMEM;
+	mem->nranges = 0;
+	mem->size = 0;
+	mem->last = 0;
+	for (size_t i = 0; i < mem->nsegs; i++) {
+		const struct vmw_mem_seg *s = &mem->segs[i];
+		struct vmw_mem_range *r = mem->nranges ? &mem->ranges[mem->nranges - 1] : NULL;
+
+		if (i && s->gpa < mem->segs[i - 1].gpa + mem->segs[i - 1].len)
+			return -EINVAL;
+		if (r && r->start + r->size == s->gpa)
+			r->size += s->len;
+		else
+			mem->ranges[mem->nranges++] = (struct vmw_mem_range){ s->gpa, s->len };
+		mem->size += s->len;
+	}
+	return 0;
+}
+
+/* Segment containing addr, or NULL. Remembers the last hit: reads cluster. */
+static const struct vmw_mem_seg *find_seg(struct vmw_mem *mem, uint64_t addr)
+{
+	size_t lo = 0, hi = mem->nsegs;
+	const struct vmw_mem_seg *s;
+
+	if (mem->last < mem->nsegs) {
+		s = &mem->segs[mem->last];
+		if (addr - s->gpa < s->len)
+			return s;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		s = &mem->segs[mid];
+		if (addr < s->gpa)
+			hi = mid;
+		else if (addr - s->gpa >= s->len)
+			lo = mid + 1;
+		else {
+			mem->last = mid;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The kernel caps one process_vm_readv at MAX_RW_COUNT (2 GiB - 4 KiB) in
+ * total and silently returns a short count beyond it, so larger reads (and
+ * batches) go in pieces of at most this much.
+ */
+#define REMOTE_CHUNK ((size_t)1 << 30)
+
+static int remote_errno(int e)
+{
+	return e == ESRCH ? -ESRCH : e == EPERM ? -EACCES : -EIO;
+}
+
+static int remote_read(struct vmw_mem *mem, void *buf, uint64_t remote, size_t len)
+{
+	uint8_t *out = buf;
+
+	while (len) {
+		size_t want = MIN(len, REMOTE_CHUNK);
+		struct iovec l = { out, want }, r = { (void *)(uintptr_t)remote, want };
+		ssize_t n;
+
+		mem->stats.syscalls++;
+		n = process_vm_readv(mem->pid, &l, 1, &r, 1, 0);
+		if (n < 0)
+			return remote_errno(errno);
+		if (n == 0)
+			return -EIO;  /* QEMU no longer maps this address */
+		out += n;
+		remote += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* vmw_mem_read without the call counter (vmw_mem_readv uses it too). */
+static int read_one(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
+{
+	uint8_t *out = buf;
+
+	if (addr + len < addr)
+		return -EFAULT;
+	/* A read may span adjacent segments; every byte must be inside one.
+	 * Check the whole range first so that a read into a hole copies nothing. */
+	for (uint64_t a = addr, left = len; left;) {
+		const struct vmw_mem_seg *s = find_seg(mem, a);
+		uint64_t n;
+
+		if (!s)
+			return -EFAULT;
+		n = MIN(left, s->len - (a - s->gpa));
+		a += n;
+		left -= n;
+	}
+	while (len) {
+		const struct vmw_mem_seg *s = find_seg(mem, addr);
+		uint64_t off = addr - s->gpa, n = MIN(len, s->len - off);
+		int r;
+
+		if (s->local)
+			memcpy(out, s->local + off, n);
+		else if ((r = remote_read(mem, out, s->remote + off, n)) < 0)
+			return r;
+		mem->stats.bytes_read += n;
+		out += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
+{
+	mem->stats.reads++;
+	return read_one(mem, addr, buf, len);
+}
+
+struct batch {
+	struct iovec liov[IOV_MAX], riov[IOV_MAX];
+	struct vmw_phys_iov *piece[IOV_MAX];
+	size_t k;
+	size_t bytes;
+};
+
+/*
+ * One process_vm_readv for the whole batch. The kernel copies the pieces in
+ * order and stops at the first fault, possibly inside a piece; the pieces
+ * wholly inside the returned count are done, the rest are retried alone so
+ * that each gets its own error and good pieces after a bad one still succeed.
+ */
+static void batch_flush(struct vmw_mem *mem, struct batch *b)
+{
+	ssize_t got;
+	size_t done = 0;
+	int e = 0;
+
+	if (!b->k)
+		return;
+	mem->stats.syscalls++;
+	got = process_vm_readv(mem->pid, b->liov, b->k, b->riov, b->k, 0);
+	if (got < 0) {
+		e = errno;
+		got = 0;
+	}
+	for (size_t j = 0; j < b->k; j++) {
+		struct vmw_phys_iov *v = b->piece[j];
+
+		if (done + v->len <= (size_t)got)
+			v->err = 0;
+		else if (e == ESRCH || e == EPERM)
+			v->err = remote_errno(e);  /* no point retrying: the process is gone/closed */
+		else
+			v->err = remote_read(mem, v->buf, (uint64_t)(uintptr_t)b->riov[j].iov_base, v->len);
+		if (!v->err)
+			mem->stats.bytes_read += v->len;
+		done += v->len;
+	}
+	b->k = 0;
+	b->bytes = 0;
+}
+
+/*
+ * Batched read. Local pieces are copied directly; remote pieces are gathered
+ * into as few process_vm_readv calls as IOV_MAX and the kernel's per-call
+ * byte limit allow. A piece that spans segments or is a hole goes through
+ * read_one (which fails a hole with -EFAULT without touching QEMU).
+ */
+int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
+{
+	struct batch *b = NULL;
+	struct batch small;  /* on the stack: ~40 KiB */
+
+	mem->stats.reads++;
+	if (mem->pid) {
+		b = &small;
+		b->k = 0;
+		b->bytes = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct vmw_phys_iov *v = &iov[i];
+		const struct vmw_mem_seg *s = NULL;
+
+		if (b && v->len && v->len <= REMOTE_CHUNK && v->addr + v->len > v->addr)
+			s = find_seg(mem, v->addr);
+		if (!s || s->local || v->len > s->len - (v->addr - s->gpa)) {
+			v->err = read_one(mem, v->addr, v->buf, v->len);
+			continue;
+		}
+		if (b->k == IOV_MAX || b->bytes + v->len > REMOTE_CHUNK)
+			batch_flush(mem, b);
+		b->liov[b->k] = (struct iovec){ v->buf, v->len };
+		b->riov[b->k] = (struct iovec){ (void *)(uintptr_t)(s->remote + (v->addr - s->gpa)), v->len };
+		b->piece[b->k++] = v;
+		b->bytes += v->len;
+	}
+	if (b)
+		batch_flush(mem, b);
+	for (size_t i = 0; i < n; i++)
+		if (iov[i].err)
+			return iov[i].err;
+	return 0;
+}
+
+size_t vmw_mem_ranges(const struct vmw_mem *mem, const struct vmw_mem_range **ret)
+{
+	*ret = mem->ranges;
+	return mem->nranges;
+}
+
+uint64_t vmw_mem_size(const struct vmw_mem *mem) { return mem->size; }
+const char *vmw_mem_describe(const struct vmw_mem *mem) { return mem->desc; }
+pid_t vmw_mem_pid(const struct vmw_mem *mem) { return mem->pid; }
+void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret) { *ret = mem->stats; }
+
+void vmw_mem_close(struct vmw_mem *mem)
+{
+	if (!mem)
+		return;
+	if (mem->map)
+		munmap(mem->map, mem->map_len);
+	free(mem->segs);
+	free(mem->ranges);
+	free(mem);
+}
+
+int vmw_mem_open_buffer(const void *buf, size_t size, struct vmw_mem **ret)
+{
+	struct vmw_mem *mem;
+	int r = vmw_mem_new(&mem);
+
+	if (r < 0)
+		return r;
+	if ((r = vmw_mem_add_seg(mem, 0, size, buf, 0)) < 0 || (r = vmw_mem_finish(mem)) < 0) {
+		vmw_mem_close(mem);
+		return r;
+	}
+	snprintf(mem->desc, sizeof(mem->desc), "buffer of %zu bytes", size);
+	*ret = mem;
+	return 0;
+}
+
+int vmw_mem_open(const char *target, const struct vmw_mem_opts *opts,
+		 struct vmw_mem **ret, struct vmw_error *err)
+{
+	if (!strncmp(target, "qemu:", 5)) {
+		uint64_t pid;
+		if (vmw_parse_u64(target + 5, &pid) < 0 || pid == 0 || pid > INT_MAX)
+			return vmw_error_set(err, -EINVAL,
+				"%s: not a process id (use qemu:PID, e.g. qemu:$(pgrep -f qemu-system))", target);
+		return vmw_mem_open_qemu((pid_t)pid, opts, ret, err);
+	}
+	if (!strncmp(target, "file:", 5)) {
+		if (!target[5])
+			return vmw_error_set(err, -EINVAL, "%s: no file name (use file:PATH)", target);
+		return vmw_mem_open_file(target + 5, opts, ret, err);
+	}
+	return vmw_error_set(err, -EINVAL,
+		"%s: unknown target (use qemu:PID for a running QEMU or file:PATH for a RAM file or dump)",
+		target);
+}
+
+static const char *const layout_names[] = {
+	[VMW_LAYOUT_AUTO] = "auto",
+	[VMW_LAYOUT_FLAT] = "flat",
+	[VMW_LAYOUT_PC] = "pc",
+	[VMW_LAYOUT_Q35] = "q35",
+};
+
+const char *vmw_layout_name(enum vmw_layout layout)
+{
+	return (unsigned)layout < ARRAY_SIZE(layout_names) ? layout_names[layout] : "?";
+}
+
+int vmw_layout_parse(const char *name, enum vmw_layout *ret)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(layout_names); i++)
+		if (!strcmp(name, layout_names[i])) {
+			*ret = (enum vmw_layout)i;
+			return 0;
+		}
+	return -EINVAL;
+}

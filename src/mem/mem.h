@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem.h - guest physical memory: the first layer of libvmwatch and the only
+ * code that touches guest RAM.
+ *
+ * A `struct vmw_mem` is a read-only view of one guest's physical address
+ * space, built from one of these sources:
+ *   - a shared RAM file (QEMU memory-backend-file, e.g. /dev/shm/NAME),
+ *     mapped read-only;
+ *   - a running QEMU process by PID: its RAM mapping is found in
+ *     /proc/PID/maps; a shared file or memfd is mapped read-only, private RAM
+ *     is read with process_vm_readv (batched);
+ *   - a memory dump: an ELF core (QEMU dump-guest-memory, virsh dump
+ *     --memory-only; guest-physical addresses come from the program headers)
+ *     or a raw image (file offset = guest-physical address, or a RAM file laid
+ *     out like a QEMU machine when a layout is given);
+ *   - a caller's buffer (tests, fuzzing).
+ *
+ * Internally every source is a sorted table of segments, each mapping a range
+ * of guest-physical addresses onto either local memory (an mmap) or a range
+ * of the QEMU process's address space. Every read is bounds-checked against
+ * that table: a read that touches an address outside guest RAM (a hole, the
+ * PCI window, past the end) fails with -EFAULT and never returns stale bytes.
+ * The guest is never paused and its memory is never written.
+ */
+#pragma once
+
+#include "util/util.h"
+
+#include <sys/types.h>
+
+struct vmw_mem;
+
+/* How a raw RAM file maps onto guest-physical addresses. */
+enum vmw_layout {
+	VMW_LAYOUT_AUTO = 0,  /* detect: ELF core, file mapped by a live QEMU, else flat */
+	VMW_LAYOUT_FLAT,      /* file offset == guest-physical address (pmemsave image) */
+	VMW_LAYOUT_PC,        /* QEMU i440fx RAM block: split at 3 GiB when RAM >= 3.5 GiB */
+	VMW_LAYOUT_Q35,       /* QEMU q35 RAM block: split at 2 GiB when RAM >= 2.75 GiB */
+};
+
+struct vmw_mem_opts {
+	size_t sz;                 /* sizeof(struct vmw_mem_opts), for growth */
+	enum vmw_layout layout;    /* for file: targets */
+	bool force_process_read;   /* qemu: read through process_vm_readv even if RAM is shared */
+};
+
+/* Declare and initialise options with their size set, libbpf-style:
+ *   VMW_MEM_OPTS(opts, .layout = VMW_LAYOUT_PC); vmw_mem_open(t, &opts, ...); */
+#define VMW_MEM_OPTS(name, ...) \
+	struct vmw_mem_opts name = { .sz = sizeof(struct vmw_mem_opts), __VA_ARGS__ }
+
+/* "auto", "flat", "pc", "q35"; and back (0 or -EINVAL). */
+const char *vmw_layout_name(enum vmw_layout layout);
+int vmw_layout_parse(const char *name, enum vmw_layout *ret);
+
+/* One piece of guest RAM, in guest-physical order. */
+struct vmw_mem_range {
+	uint64_t start;
+	uint64_t size;
+};
+
+/* One piece of a batched read. `err` receives 0 or a negative errno. */
+struct vmw_phys_iov {
+	uint64_t addr;
+	void *buf;
+	size_t len;
+	int err;
+};
+
+/*
+ * Open TARGET: "qemu:PID" or "file:PATH" (format detected: ELF core, RAM file
+ * of a running QEMU, raw image). opts may be NULL. On failure returns a
+ * negative errno and fills err with a one-line message naming the target:
+ *   -ESRCH  no such process          -EACCES permission denied
+ *   -ENOENT no such file              -ENOEXEC not a QEMU process / unknown file format
+ *   -ENOTSUP layout vQEMU uses we do not understand
+ */
+int vmw_mem_open(const char *target, const struct vmw_mem_opts *opts,
+		 struct vmw_mem **ret, struct vmw_error *err);
+int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts,
+		      struct vmw_mem **ret, struct vmw_error *err);
+int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts,
+		      struct vmw_mem **ret, struct vmw_error *err);
+/* A view of a caller-owned buffer as guest RAM starting at guest-physical 0
+ * (flat). The buffer must outlive the vmw_mem. */
+int vmw_mem_open_buffer(const void *buf, size_t size, struct vmw_mem **ret);
+
+void vmw_mem_close(struct vmw_mem *mem);
+
+/* Read len bytes at guest-physical addr. 0, or -EFAULT if any byte is not
+ * guest RAM, -ESRCH if the QEMU process is gone, -EIO otherwise. */
+int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len);
+
+/* Read many pieces at once (one process_vm_readv for process sources). Each
+ * iov gets its own err. Returns 0 if all succeeded, else the first error. */
+int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n);
+
+/* Guest RAM ranges, sorted, non-overlapping (adjacent ranges are merged). */
+size_t vmw_mem_ranges(const struct vmw_mem *mem, const struct vmw_mem_range **ret);
+/* Total bytes of guest RAM. */
+uint64_t vmw_mem_size(const struct vmw_mem *mem);
+/* Human description: "qemu:1234 shared file /dev/shm/x, pc layout, 5 GiB". */
+const char *vmw_mem_describe(const struct vmw_mem *mem);
+/* PID of the QEMU process behind this source, or 0. */
+pid_t vmw_mem_pid(const struct vmw_mem *mem);
+
+/* Counters for benchmarks: bytes and calls since open. */
+struct vmw_mem_stats {
+	uint64_t bytes_read;
+	uint64_t reads;      /* vmw_mem_read + vmw_mem_readv calls */
+	uint64_t syscalls;   /* process_vm_readv calls made */
+};
+void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret);

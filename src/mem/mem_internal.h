@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem_internal.h - what the memory sources share inside src/mem. Not part of
+ * the layer's interface (that is mem.h).
+ *
+ * Every source builds a table of segments. A segment maps [gpa, gpa+len) of
+ * guest-physical space onto local memory (`local`, from an mmap) or onto the
+ * QEMU process's address space (`remote`, read with process_vm_readv).
+ */
+#pragma once
+
+#include "mem/mem.h"
+
+struct vmw_mem_seg {
+	uint64_t gpa;
+	uint64_t len;
+	const uint8_t *local;   /* NULL for remote segments */
+	uint64_t remote;        /* address in the QEMU process */
+};
+
+struct vmw_mem {
+	struct vmw_mem_seg *segs;      /* sorted by gpa, non-overlapping */
+	size_t nsegs;
+	struct vmw_mem_range *ranges;  /* merged view of segs for callers */
+	size_t nranges;
+	uint64_t size;
+	size_t last;                   /* index of the last segment hit */
+	pid_t pid;                     /* QEMU process, for remote reads; 0 if none */
+	void *map;                     /* our mmap, unmapped on close */
+	size_t map_len;
+	char desc[512];
+	struct vmw_mem_stats stats;
+};
+
+int vmw_mem_new(struct vmw_mem **ret);
+/* Add a segment; local != NULL for mapped memory, else remote. */
+int vmw_mem_add_seg(struct vmw_mem *mem, uint64_t gpa, uint64_t len,
+		    const void *local, uint64_t remote);
+/* Sort and validate the segments (no overlaps), build ranges. -EINVAL on overlap. */
+int vmw_mem_finish(struct vmw_mem *mem);
+
+/* The options a caller passed, copied up to their sz (older callers pass a
+ * smaller struct; missing fields read as zero). */
+void vmw_mem_opts_copy(struct vmw_mem_opts *dst, const struct vmw_mem_opts *src);
+
+/* Take ownership of an mmap: unmapped by vmw_mem_close. */
+void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len);
+
+/* "512 MiB", "5 GiB", "3.5 GiB", "1234 bytes": for descriptions and messages. */
+const char *vmw_fmt_size(uint64_t size, char buf[static 32]);
+
+/* ---- QEMU x86 RAM layout (mem_layout.c, pure) ----------------------------
+ *
+ * QEMU keeps all of a pc/q35 guest's RAM in one RAM block (the backend's
+ * mapping) and shows it to the guest in two pieces: the low part up to
+ * "lowmem" at guest-physical 0, and the rest at 4 GiB, starting at block
+ * offset lowmem. The window 0xa0000-0xfffff inside the low part is left out
+ * of our ranges on purpose: there the guest sees VGA memory and the
+ * PAM-controlled BIOS/option-ROM shadows rather than (necessarily) the RAM
+ * block, so the block's bytes are not what the guest reads. Linux reserves
+ * that window and keeps nothing there that we need.
+ */
+enum vmw_machine_family {
+	VMW_MACHINE_PC = 1,   /* i440fx: pc, pc-i440fx-X.Y, pc-X.Y */
+	VMW_MACHINE_Q35,      /* q35, pc-q35-X.Y */
+};
+
+struct vmw_machine {
+	enum vmw_machine_family family;
+	bool gigabyte_align;  /* pc: split at 3 GiB rather than 3.5 GiB (pc >= 2.0) */
+};
+
+/* One piece of guest RAM: [gpa, gpa+len) is RAM-block bytes [offset, offset+len). */
+struct vmw_ram_piece {
+	uint64_t gpa;
+	uint64_t offset;
+	uint64_t len;
+};
+
+#define VMW_RAM_MAX_PIECES 3
+struct vmw_ram_layout {
+	uint64_t below_4g;    /* RAM below 4 GiB (including the legacy window) */
+	uint64_t above_4g;    /* RAM at 4 GiB and up */
+	size_t n;
+	struct vmw_ram_piece piece[VMW_RAM_MAX_PIECES];
+};
+
+#define VMW_LEGACY_START 0xa0000ULL
+#define VMW_LEGACY_END   0x100000ULL
+
+/* Machine type name ("pc", "pc-i440fx-7.2", "q35", "pc-q35-7.2", ...) to
+ * family. -ENOTSUP with a message naming the type for others (microvm, isapc). */
+int vmw_machine_parse(const char *type, struct vmw_machine *ret, struct vmw_error *err);
+/* Split of a RAM block of ram_size bytes, as QEMU's pc_init1/pc_q35_init do it.
+ * max_ram_below_4g is the machine property (0 = not given). */
+int vmw_ram_layout(const struct vmw_machine *m, uint64_t ram_size, uint64_t max_ram_below_4g,
+		   struct vmw_ram_layout *ret, struct vmw_error *err);
+/* Add the layout's segments to mem, the RAM block being at local `base` (an
+ * mmap) or, when base is NULL, at `remote` in the QEMU process. */
+int vmw_mem_add_layout(struct vmw_mem *mem, const struct vmw_ram_layout *l,
+		       const void *base, uint64_t remote);
+
+/* ---- QEMU command line (mem_cmdline.c, pure) ---------------------------- */
+enum vmw_backend_kind {
+	VMW_BACKEND_DEFAULT = 0,  /* no memory backend: private anonymous RAM (or -mem-path file) */
+	VMW_BACKEND_RAM,          /* memory-backend-ram */
+	VMW_BACKEND_FILE,         /* memory-backend-file */
+	VMW_BACKEND_MEMFD,        /* memory-backend-memfd */
+};
+
+struct vmw_qemu_config {
+	char machine[128];          /* machine type; "pc" when not given */
+	uint64_t ram_size;          /* bytes, as QEMU computes it */
+	uint64_t max_ram_below_4g;  /* 0 = not given */
+	enum vmw_backend_kind backend;
+	char backend_id[128];       /* "" for VMW_BACKEND_DEFAULT */
+	char mem_path[4096];        /* memory-backend-file mem-path, or -mem-path */
+	bool share;                 /* the backend maps its RAM shared */
+};
+
+/* Parse a QEMU system emulator's argv (argv[0] included). -ENOEXEC when
+ * argv[0] is not a QEMU system emulator, -EINVAL on options we cannot parse,
+ * -ENOTSUP for set-ups we do not handle (several NUMA memory backends). */
+int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
+			   struct vmw_qemu_config *ret, struct vmw_error *err);
+/* Is this program name (argv[0] or /proc/PID/exe) a QEMU system emulator? */
+bool vmw_qemu_is_emulator(const char *prog);
+/* QEMU's size syntax: "512M", "1.5G", "524288k"; a bare number is in
+ * default_unit bytes (1 for object sizes, 1 MiB for -m). */
+int vmw_qemu_parse_size(const char *s, uint64_t default_unit, uint64_t *ret);
+
+/* ---- ELF cores (mem_elf.c) ---------------------------------------------- */
+struct vmw_elf_load {
+	uint64_t paddr;     /* guest-physical address */
+	uint64_t offset;    /* file offset */
+	uint64_t filesz;    /* bytes present in the file */
+	uint64_t memsz;     /* bytes the guest had there (>= filesz) */
+};
+
+struct vmw_elf_info {
+	struct vmw_elf_load *loads;   /* sorted by paddr, non-overlapping, filesz > 0 */
+	size_t nloads;
+	uint64_t note_offset, note_size;  /* first PT_NOTE, 0/0 if none */
+};
+
+/* Is this the start of an ELF file (magic only)? */
+bool vmw_elf_is_elf(const void *buf, size_t len);
+/* Parse an x86-64 ELF core held in buf[0..len) (the whole file). Every
+ * PT_LOAD's file range is checked against len. -ENOEXEC with a message
+ * (prefixed by the caller with the file name) on anything malformed. */
+int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct vmw_error *err);
+void vmw_elf_info_free(struct vmw_elf_info *info);
+
+/* ---- sources ------------------------------------------------------------ */
+/* A QEMU process whose maps hold a shared mapping of the file (dev, ino)
+ * that is its RAM block: its pid, the config, and the block's file offset.
+ * 0 if found, -ENOENT if none. */
+int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, pid_t *ret_pid,
+			     struct vmw_qemu_config *ret_cfg, uint64_t *ret_offset);

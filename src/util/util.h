@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util.h - the small shared vocabulary of libvmwatch: error values and
+ * scope-based cleanup.
+ *
+ * Error convention (used by every layer):
+ *   - Functions that can fail return an int: 0 (or a non-negative count) on
+ *     success, a negative errno value on failure (systemd style).
+ *   - Functions that a user can make fail (opening a target, finding a kernel)
+ *     also take a `struct vmw_error *err` (may be NULL) that receives a
+ *     one-line message naming the object and, where possible, what to do.
+ *     Messages are never printed inside the library; front ends print them.
+ *   - Hot-path readers (guest memory reads, translation) return only the code.
+ */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct vmw_error {
+	int code;       /* negative errno, 0 when no error was recorded */
+	char msg[512];
+};
+
+/* Record an error and return `code` (a negative errno) for `return vmw_error_set(...)`. */
+int vmw_error_set(struct vmw_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prepend context ("while reading kallsyms: ") to a recorded message; returns err->code. */
+int vmw_error_prefix(struct vmw_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Message of err, or strerror(-code) when no message was recorded. */
+const char *vmw_error_msg(const struct vmw_error *err, int code);
+
+/* Scope-based cleanup, after systemd/drgn. */
+#define _cleanup_(f) __attribute__((cleanup(f)))
+static inline void vmw_freep(void *p) { free(*(void **)p); }
+static inline void vmw_closep(int *fd) { if (*fd >= 0) close(*fd); }
+static inline void vmw_fclosep(FILE **f) { if (*f) fclose(*f); }
+#define _cleanup_free_ _cleanup_(vmw_freep)
+#define _cleanup_close_ _cleanup_(vmw_closep)
+#define _cleanup_fclose_ _cleanup_(vmw_fclosep)
+
+/* Take ownership out of a cleanup variable. */
+#define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
+#define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -1; _fd; })
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Counter delta that never goes negative (guest counters can go backwards). */
+static inline uint64_t vmw_sat_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/*
+ * Cycle guard for walks of guest linked lists (Brent's algorithm): O(1)
+ * memory, reports a cycle within a small multiple of its length. Feed every
+ * node visited; true means the walk has looped and must stop.
+ */
+struct vmw_cycle {
+	uint64_t saved;
+	uint64_t power, steps;
+};
+static inline void vmw_cycle_init(struct vmw_cycle *c, uint64_t start)
+{
+	c->saved = start;
+	c->power = 1;
+	c->steps = 0;
+}
+static inline bool vmw_cycle_step(struct vmw_cycle *c, uint64_t node)
+{
+	if (node == c->saved)
+		return true;
+	if (++c->steps == c->power) {
+		c->saved = node;
+		c->power <<= 1;
+		c->steps = 0;
+	}
+	return false;
+}
+
+/* Parse a size like "512M", "5G", "4096", "524288k" (binary units). 0 or -EINVAL. */
+int vmw_parse_size(const char *s, uint64_t *ret);
+/* Parse an unsigned number in C syntax (0x.. hex, decimal). 0 or -EINVAL. */
+int vmw_parse_u64(const char *s, uint64_t *ret);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t vmw_now_ns(void);
