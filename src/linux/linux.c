@@ -26,7 +26,6 @@
 #define MAX_RESTARTS    3            /* restarts of a torn task-list walk */
 #define MAX_CMDLINE     (32 * 1024)
 #define BATCH           128          /* processes per batched read in stage 2 */
-#define KERNEL_SPACE    0xffff800000000000ull
 
 /* Stable since Linux 4.14 (include/linux/sched.h); not in BTF (macros). */
 #define TASK_REPORT     0x7f
@@ -54,6 +53,7 @@ struct vmw_linux {
 	struct vmw_xlat *kx;
 	uint64_t init_task;
 	uint64_t page_offset_base;
+	uint64_t kernel_space;         /* lowest kernel-half address */
 
 	struct {
 		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
@@ -189,9 +189,11 @@ static int plan_read(struct vmw_linux *l, const struct plan *p, uint64_t addr, u
 	return vmw_xlat_readv(l->kx, iov, n);
 }
 
-static bool kaddr(uint64_t a)
+/* Anything below the kernel half of the guest's address space is not a
+ * kernel pointer, whatever the guest memory says. */
+static bool kaddr(const struct vmw_linux *l, uint64_t a)
 {
-	return a >= KERNEL_SPACE;
+	return a >= l->kernel_space;
 }
 
 /* ---- layouts from BTF -------------------------------------------------- */
@@ -375,6 +377,8 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 	l->k = k;
 	l->kx = vmw_kernel_xlat(k);
 	l->page_offset_base = vmw_kernel_info(k)->page_offset_base;
+	l->kernel_space = vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull
+								     : 0xffff800000000000ull;
 	if (vmw_kernel_symbol(k, "init_task", &l->init_task) < 0) {
 		free(l);
 		return vmw_error_set(err, -ENOENT, "kernel symbols: no init_task in kallsyms");
@@ -417,7 +421,7 @@ static bool task_plausible(struct vmw_linux *l, const uint8_t *img, bool leader)
 		return false;
 	if (exit_state & ~0x30ull)
 		return false;
-	if (!kaddr(get(img, l->t.signal)) || !kaddr(get(img, l->t.real_parent)))
+	if (!kaddr(l, get(img, l->t.signal)) || !kaddr(l, get(img, l->t.real_parent)))
 		return false;
 	return true;
 }
@@ -502,7 +506,7 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 		uint64_t next, back;
 		int tries;
 
-		if (!kaddr(cur)) {
+		if (!kaddr(l, cur)) {
 			snprintf(w->truncated_why, sizeof(w->truncated_why),
 				 "task list link 0x%llx is not a kernel address", (unsigned long long)cur);
 			w->truncated = true;
@@ -605,13 +609,13 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 			iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &ptgid[i], 4, 0 };
 			count[i][0] = 1;
 			first[i][1] = k;
-			count[i][1] = kaddr(rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, iov + k) : 0;
+			count[i][1] = kaddr(l, rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, iov + k) : 0;
 			k += count[i][1];
 			first[i][2] = k;
-			count[i][2] = kaddr(rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, iov + k) : 0;
+			count[i][2] = kaddr(l, rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, iov + k) : 0;
 			k += count[i][2];
 			first[i][3] = k;
-			count[i][3] = kaddr(rw->signal) ? plan_iov(&l->sig_plan, rw->signal, s, iov + k) : 0;
+			count[i][3] = kaddr(l, rw->signal) ? plan_iov(&l->sig_plan, rw->signal, s, iov + k) : 0;
 			k += count[i][3];
 		}
 		vmw_xlat_readv(l->kx, iov, k);
@@ -700,7 +704,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 		uint64_t task = cur - l->t.thread_node.off, back, next;
 		struct vmw_thread t;
 
-		if (!kaddr(cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_THREADS) {
+		if (!kaddr(l, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_THREADS) {
 			r = -ELOOP;
 			break;
 		}
@@ -763,14 +767,14 @@ static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct r
 {
 	char buf[64];
 
-	if (!kaddr(rw->kthread) || !l->kthread.data.ok)
+	if (!kaddr(l, rw->kthread) || !l->kthread.data.ok)
 		return;
 	if (rw->flags & PF_WQ_WORKER) {
 		uint64_t worker, pool, cur_work;
 		char desc[32] = "";
 		if (!l->worker.pool.ok || !l->worker.desc.ok)
 			return;
-		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.data.off, &worker, 8) < 0 || !kaddr(worker))
+		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.data.off, &worker, 8) < 0 || !kaddr(l, worker))
 			return;
 		if (vmw_xlat_read(l->kx, worker + l->worker.pool.off, &pool, 8) < 0 || !pool)
 			return;
@@ -787,7 +791,7 @@ static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct r
 		memcpy(p->comm, buf, sizeof(p->comm));
 	} else if (l->kthread.full_name.ok) {
 		uint64_t name;
-		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.full_name.off, &name, 8) < 0 || !kaddr(name))
+		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.full_name.off, &name, 8) < 0 || !kaddr(l, name))
 			return;
 		if (read_kstring(l, name, buf, sizeof(buf)) == 0 && buf[0])
 			memcpy(p->comm, buf, sizeof(p->comm));
@@ -808,7 +812,7 @@ static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	    vmw_xlat_read(l->kx, rw->mm + l->mm.arg_end.off, &f[1], 8) < 0 ||
 	    vmw_xlat_read(l->kx, rw->mm + l->mm.pgd.off, &f[2], 8) < 0)
 		return;
-	if (f[1] <= f[0] || f[0] >= KERNEL_SPACE)
+	if (f[1] <= f[0] || kaddr(l, f[0]))
 		return;
 	if (vmw_xlat_v2p(l->kx, f[2], &pgd_phys, NULL) < 0)
 		return;

@@ -29,7 +29,14 @@ int vmw_error_prefix(struct vmw_error *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old);
+	/* Truncation of a long message is acceptable; keep the compiler quiet about it. */
+	size_t n = strnlen(prefix, sizeof(prefix));
+	memcpy(err->msg, prefix, n);
+	size_t m = strnlen(old, sizeof(old) - 1);
+	if (m > sizeof(err->msg) - 1 - n)
+		m = sizeof(err->msg) - 1 - n;
+	memcpy(err->msg + n, old, m);
+	err->msg[n + m] = '\0';
 	return err->code;
 }
 
