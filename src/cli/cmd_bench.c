@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmwatch bench - what monitoring a guest costs: attach time (cold and
+ * cached), frame time (median, p99) over N frames, processes per frame,
+ * microseconds per process, guest bytes read per frame, frames per second and
+ * host CPU time per frame. The guest keeps running throughout.
+ */
+#include "cli/cli.h"
+#include "linux/linux.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmwatch bench [-n FRAMES] [--threads] [--cmdline] [--json] TARGET\n\n"
+		"Measure attach and frame costs on a live guest (the guest is not paused).\n\n"
+		"  -n, --frames N   frames to time (default 1000)\n"
+		"  -L, --threads    frames include every thread\n"
+		"      --cmdline    frames include command lines\n"
+		"  -j, --json       print one JSON object\n"
+		"  -h, --help       this help\n");
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Time one attach (open + kernel discovery + model) in ms; 0 or exit code. */
+static int time_attach(const char *target, bool no_cache, double *ret_ms, bool *ret_cached)
+{
+	struct cli_target t = { .no_cache = no_cache };
+	uint64_t t0 = vmw_now_ns();
+	int r = cli_target_open(&t, target, true);
+	if (r)
+		return r;
+	*ret_ms = (double)(vmw_now_ns() - t0) / 1e6;
+	*ret_cached = vmw_kernel_info(t.k)->from_cache;
+	cli_target_close(&t);
+	return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "frames", required_argument, NULL, 'n' },
+		{ "threads", no_argument, NULL, 'L' },
+		{ "cmdline", no_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	uint64_t frames = 1000;
+	unsigned flags = 0;
+	bool json = false, cached;
+	double cold_ms, warm_ms;
+	struct cli_target t = { 0 };
+	struct vmw_error err = { 0 };
+	uint64_t *ns = NULL, procs = 0, bytes = 0, c0, w0, wall, cpu;
+	struct vmw_mem_stats s0, s1;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "n:Ljh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (vmw_parse_u64(optarg, &frames) < 0 || frames == 0 || frames > 10000000) {
+				cli_error("--frames: '%s' is not a number of frames (1..10000000)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'L': flags |= VMW_WALK_THREADS; break;
+		case 'C': flags |= VMW_WALK_CMDLINE; break;
+		case 'j': json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *target = argv[optind];
+
+	if ((r = time_attach(target, true, &cold_ms, &cached)) != 0)
+		return r;
+	/* The cold attach wrote the cache; this one should hit it. */
+	if ((r = time_attach(target, false, &warm_ms, &cached)) != 0)
+		return r;
+	if ((r = cli_target_open(&t, target, true)) != 0)
+		return r;
+
+	ns = calloc(frames, sizeof(*ns));
+	if (!ns) {
+		cli_target_close(&t);
+		cli_error("out of memory");
+		return 1;
+	}
+	vmw_mem_stats(t.mem, &s0);
+	c0 = cpu_ns();
+	w0 = vmw_now_ns();
+	for (uint64_t i = 0; i < frames; i++) {
+		struct vmw_walk w;
+		uint64_t f0 = vmw_now_ns();
+		r = vmw_linux_walk(t.lx, flags, &w, &err);
+		ns[i] = vmw_now_ns() - f0;
+		if (r < 0) {
+			cli_error("%s: frame %llu: %s", target, (unsigned long long)i, vmw_error_msg(&err, r));
+			free(ns);
+			cli_target_close(&t);
+			return 1;
+		}
+		procs += w.nprocs;
+		bytes += w.bytes_read;
+		vmw_walk_free(&w);
+	}
+	wall = vmw_now_ns() - w0;
+	cpu = cpu_ns() - c0;
+	vmw_mem_stats(t.mem, &s1);
+
+	qsort(ns, frames, sizeof(*ns), cmp_u64);
+	double med = (double)ns[frames / 2] / 1e3;
+	double p99 = (double)ns[MIN(frames - 1, frames * 99 / 100)] / 1e3;
+	double ppf = (double)procs / (double)frames;
+	double syscalls = (double)(s1.syscalls - s0.syscalls) / (double)frames;
+
+	if (json) {
+		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+			"target", target, "source", vmw_mem_describe(t.mem),
+			"attach_cold_ms", cold_ms, "attach_cached_ms", warm_ms, "cache_hit", cached,
+			"frames", (json_int_t)frames, "frame_median_us", med, "frame_p99_us", p99,
+			"processes_per_frame", ppf, "us_per_process", ppf > 0 ? med / ppf : 0.0,
+			"bytes_per_frame", (double)bytes / (double)frames,
+			"frames_per_second", (double)frames / ((double)wall / 1e9),
+			"cpu_us_per_frame", (double)cpu / 1e3 / (double)frames,
+			"syscalls_per_frame", syscalls);
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		printf("target            %s (%s)\n", target, vmw_mem_describe(t.mem));
+		printf("kernel            %s\n", vmw_kernel_info(t.k)->release);
+		printf("attach cold       %.1f ms\n", cold_ms);
+		printf("attach cached     %.1f ms%s\n", warm_ms, cached ? "" : " (cache not used)");
+		printf("frames            %llu%s%s\n", (unsigned long long)frames,
+		       flags & VMW_WALK_THREADS ? " with threads" : "",
+		       flags & VMW_WALK_CMDLINE ? " with cmdlines" : "");
+		printf("frame median      %.1f us\n", med);
+		printf("frame p99         %.1f us\n", p99);
+		printf("processes/frame   %.0f\n", ppf);
+		printf("us per process    %.3f\n", ppf > 0 ? med / ppf : 0.0);
+		printf("bytes read/frame  %.0f\n", (double)bytes / (double)frames);
+		printf("syscalls/frame    %.1f\n", syscalls);
+		printf("frames/s          %.0f\n", (double)frames / ((double)wall / 1e9));
+		printf("host CPU/frame    %.1f us\n", (double)cpu / 1e3 / (double)frames);
+	}
+	free(ns);
+	cli_target_close(&t);
+	return 0;
+}
