@@ -101,5 +101,7 @@ struct vmw_xlat_stats {
 	uint64_t walks;        /* page-table walks (partial ones included) */
 	uint64_t entry_reads;  /* page-table entries read from guest memory */
 	uint64_t faults;       /* translations that failed */
+	uint64_t data_calls;   /* vmw_mem_read/readv calls for data (walks not included) */
+	uint64_t data_pieces;  /* physical pieces in them (contiguous pages merged) */
 };
 void vmw_xlat_stats(const struct vmw_xlat *x, struct vmw_xlat_stats *ret);
