@@ -13,6 +13,7 @@
 #define EXIT_USAGE 2
 
 int cmd_phys(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 /* Print "vmwatch: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -28,6 +29,7 @@ struct cli_target {
 	const char *name;
 	bool no_cache;
 	bool ignore_vmcoreinfo_kallsyms;
+	bool process_read;            /* force process_vm_readv for qemu: targets */
 	struct vmw_mem *mem;
 	struct vmw_kernel *k;
 	struct vmw_linux *lx;
@@ -44,3 +46,4 @@ json_t *cli_json_string(const char *s);
 json_t *cli_proc_json(const struct vmw_proc *p);
 
 int cmd_ps(int argc, char **argv);
+int cmd_bench(int argc, char **argv);

@@ -23,6 +23,7 @@ static void usage(FILE *f)
 		"  -L, --threads    frames include every thread\n"
 		"      --cmdline    frames include command lines\n"
 		"  -j, --json       print one JSON object\n"
+		"      --process-read  read a QEMU guest with process_vm_readv even if shared\n"
 		"  -h, --help       this help\n");
 }
 
@@ -40,9 +41,10 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Time one attach (open + kernel discovery + model) in ms; 0 or exit code. */
-static int time_attach(const char *target, bool no_cache, double *ret_ms, bool *ret_cached)
+static int time_attach(const char *target, bool no_cache, bool process_read, double *ret_ms,
+		       bool *ret_cached)
 {
-	struct cli_target t = { .no_cache = no_cache };
+	struct cli_target t = { .no_cache = no_cache, .process_read = process_read };
 	uint64_t t0 = vmw_now_ns();
 	int r = cli_target_open(&t, target, true);
 	if (r)
@@ -60,12 +62,13 @@ int cmd_bench(int argc, char **argv)
 		{ "threads", no_argument, NULL, 'L' },
 		{ "cmdline", no_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "process-read", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	uint64_t frames = 1000;
 	unsigned flags = 0;
-	bool json = false, cached;
+	bool json = false, cached, process_read = false;
 	double cold_ms, warm_ms;
 	struct cli_target t = { 0 };
 	struct vmw_error err = { 0 };
@@ -84,6 +87,7 @@ int cmd_bench(int argc, char **argv)
 		case 'L': flags |= VMW_WALK_THREADS; break;
 		case 'C': flags |= VMW_WALK_CMDLINE; break;
 		case 'j': json = true; break;
+		case 'P': process_read = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -94,11 +98,12 @@ int cmd_bench(int argc, char **argv)
 	}
 	const char *target = argv[optind];
 
-	if ((r = time_attach(target, true, &cold_ms, &cached)) != 0)
+	if ((r = time_attach(target, true, process_read, &cold_ms, &cached)) != 0)
 		return r;
 	/* The cold attach wrote the cache; this one should hit it. */
-	if ((r = time_attach(target, false, &warm_ms, &cached)) != 0)
+	if ((r = time_attach(target, false, process_read, &warm_ms, &cached)) != 0)
 		return r;
+	t.process_read = process_read;
 	if ((r = cli_target_open(&t, target, true)) != 0)
 		return r;
 

@@ -18,9 +18,13 @@ static void usage(FILE *f)
 		"Usage: vmwatch ps [--json] [--threads] [--no-cmdline] TARGET\n\n"
 		"List the guest's processes with the values its own /proc shows.\n\n"
 		"  -j, --json        one JSON object: {\"vm\", \"kernel\", \"processes\": [...]}\n"
-		"  -L, --threads     list threads too (text: one row per thread)\n"
+		"  -L, --threads     list threads too (text: one row per thread; JSON: \"tasks\")\n"
 		"      --no-cmdline  do not read command lines from process memory\n"
 		"      --no-cache    do not use the kernel discovery cache\n"
+		"      --ignore-vmcoreinfo-kallsyms\n"
+		"                    find kallsyms by structure (as for kernels < 6.0)\n"
+		"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n"
+		"                    when it is shared (for comparison)\n"
 		"  -h, --help        this help\n\n"
 		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n");
 }
@@ -142,7 +146,7 @@ json_t *cli_proc_json(const struct vmw_proc *p)
 		json_t *ts = json_array();
 		for (uint32_t j = 0; j < p->nthreads_listed; j++)
 			json_array_append_new(ts, thread_json(&p->threads[j]));
-		json_object_set_new(o, "threads", ts);
+		json_object_set_new(o, "tasks", ts);
 	}
 	return o;
 }
@@ -154,6 +158,8 @@ int cmd_ps(int argc, char **argv)
 		{ "threads", no_argument, NULL, 'L' },
 		{ "no-cmdline", no_argument, NULL, 'C' },
 		{ "no-cache", no_argument, NULL, 'N' },
+		{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' },
+		{ "process-read", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -169,6 +175,8 @@ int cmd_ps(int argc, char **argv)
 		case 'L': threads = true; break;
 		case 'C': cmdline = false; break;
 		case 'N': t.no_cache = true; break;
+		case 'K': t.ignore_vmcoreinfo_kallsyms = true; break;
+		case 'P': t.process_read = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}

@@ -19,7 +19,9 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
+	{ "info", cmd_info, "info [--json] TARGET   describe the guest's kernel and how it was found" },
 	{ "ps", cmd_ps, "ps [--json] [--threads] TARGET   list the guest's processes" },
+	{ "bench", cmd_bench, "bench [-n FRAMES] TARGET   measure attach and frame costs" },
 	{ "phys", cmd_phys, "phys TARGET ADDR LEN   dump guest physical memory" },
 };
 

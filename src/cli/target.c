@@ -14,10 +14,11 @@ int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
 		.no_cache = t->no_cache,
 		.ignore_vmcoreinfo_kallsyms = t->ignore_vmcoreinfo_kallsyms,
 	};
+	struct vmw_mem_opts mopts = { .sz = sizeof(mopts), .force_process_read = t->process_read };
 	int r;
 
 	t->name = name;
-	if ((r = vmw_mem_open(name, NULL, &t->mem, &err)) < 0) {
+	if ((r = vmw_mem_open(name, &mopts, &t->mem, &err)) < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}

@@ -30,6 +30,11 @@ struct vmw_kernel_opts {
 	const char *cache_dir;     /* default ${XDG_CACHE_HOME:-~/.cache}/vmwatch/discovery */
 };
 
+/* Declare and initialise options with their size set, libbpf-style:
+ *   VMW_KERNEL_OPTS(opts, .no_cache = true); vmw_kernel_attach(mem, &opts, ...); */
+#define VMW_KERNEL_OPTS(name, ...) \
+	struct vmw_kernel_opts name = { .sz = sizeof(struct vmw_kernel_opts), __VA_ARGS__ }
+
 struct vmw_kernel_info {
 	char release[65];          /* OSRELEASE */
 	char build_id[41];         /* BUILD-ID, hex */
@@ -45,6 +50,11 @@ struct vmw_kernel_info {
 	const char *types_from;    /* "BTF in guest RAM (N bytes)" */
 	uint64_t attach_ns;        /* wall time of vmw_kernel_attach */
 	bool from_cache;
+	/* Breakdown of attach_ns (0 for steps that did not run). */
+	uint64_t scan_ns;          /* VMCOREINFO scan of guest RAM */
+	uint64_t kallsyms_ns;      /* kallsyms read + decode (or cache load + verify) */
+	uint64_t btf_ns;           /* BTF read + parse */
+	uint32_t nr_symbols;       /* kallsyms symbols */
 };
 
 /* Find the kernel in mem. On failure err says which step failed and what
@@ -58,16 +68,43 @@ const struct vmw_kernel_info *vmw_kernel_info(const struct vmw_kernel *k);
 /* Address of a kernel symbol (kallsyms). For per-CPU symbols the address is
  * the offset inside the per-CPU area. 0 or -ENOENT. */
 int vmw_kernel_symbol(struct vmw_kernel *k, const char *name, uint64_t *ret);
-/* Per-CPU base of CPU cpu (__per_cpu_offset[cpu]). */
+/* Per-CPU base of CPU cpu (__per_cpu_offset[cpu]); -ENOENT if cpu >= nr_cpus. */
 int vmw_kernel_percpu_offset(struct vmw_kernel *k, unsigned cpu, uint64_t *ret);
+
+/* A symbol with its kallsyms type character and whether it is per-CPU (its
+ * address is then an offset inside the per-CPU area). 0 or -ENOENT. */
+struct vmw_kernel_sym {
+	uint64_t addr;
+	char type;                 /* 'T', 'D', 'B', 'R', 'A' (absolute per-CPU) ... */
+	bool percpu;
+};
+int vmw_kernel_lookup(struct vmw_kernel *k, const char *name, struct vmw_kernel_sym *ret);
+/* Address of per-CPU variable `name` for CPU cpu (symbol + __per_cpu_offset[cpu]).
+ * -ENOENT (no such symbol or cpu), -EINVAL (not a per-CPU symbol). */
+int vmw_kernel_percpu_symbol(struct vmw_kernel *k, const char *name, unsigned cpu,
+			     uint64_t *ret);
+
+/* Value of the enumerator `name` (any enum in BTF). 0 or -ENOENT. */
+int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret);
+
+/* Raw VMCOREINFO value of KEY ("OSRELEASE", "OFFSET(page.flags)"), or NULL. */
+const char *vmw_kernel_vmcoreinfo(const struct vmw_kernel *k, const char *key);
 
 /* The kernel's BTF (owned by k). */
 const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
 /* Byte offset of a member in a struct, following dotted paths through nested
- * and anonymous members ("signal_struct", "cputime_atomic.utime"). 0 or -ENOENT. */
+ * and anonymous members ("signal_struct", "cputime_atomic.utime"). 0 or -ENOENT.
+ * `type` names a struct or union (or a typedef of one), without "struct ".
+ * ret_size is the member's size in bytes (arrays: the whole array). A
+ * bitfield (or a member not at a byte boundary) gives -ENOTSUP: use
+ * vmw_kernel_member_bits. A path that goes through a bitfield: -EINVAL. */
 int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member,
 		      uint32_t *ret_offset, uint32_t *ret_size);
-/* Size of a struct/union by name. */
+/* Like vmw_kernel_member in bits: works for bitfields too (bit offset from
+ * the start of the struct, bitfield width; for ordinary members size * 8). */
+int vmw_kernel_member_bits(struct vmw_kernel *k, const char *type, const char *member,
+			   uint32_t *ret_bit_offset, uint32_t *ret_bit_size);
+/* Size of a struct/union (or typedef of one) by name. 0 or -ENOENT. */
 int vmw_kernel_type_size(struct vmw_kernel *k, const char *type, uint32_t *ret);
 
 /* The kernel's address space (init_mm); translation fast paths are set. */

@@ -40,11 +40,11 @@ void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len)
 
 const char *vmw_fmt_size(uint64_t size, char buf[static 32])
 {
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	int u = -1;
 	uint64_t unit = 1;
 
-	while (u + 1 < (int)ARRAY_SIZE(units) && size >= (unit << 10)) {
+	while (u + 1 < (int)ARRAY_SIZE(units) && size / unit >= 1024) {
 		unit <<= 10;
 		u++;
 	}
@@ -52,11 +52,8 @@ const char *vmw_fmt_size(uint64_t size, char buf[static 32])
 		snprintf(buf, 32, "%llu bytes", (unsigned long long)size);
 	else if (size % unit == 0)
 		snprintf(buf, 32, "%llu %s", (unsigned long long)(size / unit), units[u]);
-	else if ((size * 10) % unit == 0 && size < UINT64_MAX / 10)
-		snprintf(buf, 32, "%llu.%llu %s", (unsigned long long)(size / unit),
-			 (unsigned long long)((size % unit) * 10 / unit), units[u]);
-	else
-		snprintf(buf, 32, "%llu bytes", (unsigned long long)size);
+	else  /* not a whole number of units: one decimal, rounded */
+		snprintf(buf, 32, "%.1f %s", (double)size / (double)unit, units[u]);
 	return buf;
 }
 

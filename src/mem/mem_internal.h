@@ -118,9 +118,10 @@ struct vmw_qemu_config {
 	bool share;                 /* the backend maps its RAM shared */
 };
 
-/* Parse a QEMU system emulator's argv (argv[0] included). -ENOEXEC when
- * argv[0] is not a QEMU system emulator, -EINVAL on options we cannot parse,
- * -ENOTSUP for set-ups we do not handle (several NUMA memory backends). */
+/* Parse a QEMU system emulator's argv (argv[0], the program, is skipped:
+ * callers check it with vmw_qemu_is_emulator). -EINVAL on options we cannot
+ * parse, -ENOTSUP for set-ups we do not handle (several NUMA memory backends,
+ * backend types other than file/memfd/ram). */
 int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
 			   struct vmw_qemu_config *ret, struct vmw_error *err);
 /* Is this program name (argv[0] or /proc/PID/exe) a QEMU system emulator? */
@@ -152,6 +153,19 @@ int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct 
 void vmw_elf_info_free(struct vmw_elf_info *info);
 
 /* ---- sources ------------------------------------------------------------ */
+/* One line of /proc/PID/maps. */
+struct vmw_map {
+	uint64_t start, end, offset;
+	unsigned major, minor;
+	uint64_t inode;
+	bool shared;
+	char path[4096];   /* "" for anonymous memory; may end in " (deleted)" */
+};
+
+/* Parse the maps line starting at line (up to its '\n'). false if it is
+ * malformed or not a read-write mapping. */
+bool vmw_maps_parse_line(const char *line, struct vmw_map *m);
+
 /* A QEMU process whose maps hold a shared mapping of the file (dev, ino)
  * that is its RAM block: its pid, the config, and the block's file offset.
  * 0 if found, -ENOENT if none. */

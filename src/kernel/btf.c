@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * btf.c - the guest kernel's BTF (parsed by libbpf) and member lookups on it.
+ */
+#include "kernel/kernel_internal.h"
+
+#include <bpf/btf.h>
+#include <errno.h>
+#include <linux/btf.h>
+#include <string.h>
+
+int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **why)
+{
+	const struct btf_header *h = data;
+	struct btf *btf;
+	const char *why_dummy;
+
+	if (!why)
+		why = &why_dummy;
+	if (len < sizeof(*h) || h->magic != BTF_MAGIC || h->version != BTF_VERSION) {
+		*why = "no BTF magic (9f eb 01 00) at __start_BTF";
+		return -EINVAL;
+	}
+	if (h->hdr_len < sizeof(*h) || (uint64_t)h->hdr_len + h->str_off + h->str_len > len ||
+	    (uint64_t)h->hdr_len + h->type_off + h->type_len > len || len > UINT32_MAX) {
+		*why = "BTF header does not fit __start_BTF..__stop_BTF";
+		return -EINVAL;
+	}
+	btf = btf__new(data, (uint32_t)len);
+	if (!btf) {
+		int e = errno ? -errno : -EINVAL;
+		*why = "libbpf rejected the BTF blob";
+		return e;
+	}
+	*ret = btf;
+	return 0;
+}
+
+/* The struct/union named `type` (directly, or through a typedef). */
+static int find_composite(const struct btf *btf, const char *type, int32_t *ret)
+{
+	static const int kinds[] = { BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_TYPEDEF };
+
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		int32_t id = btf__find_by_name_kind(btf, type, (uint32_t)kinds[i]);
+		if (id <= 0)
+			continue;
+		id = btf__resolve_type(btf, (uint32_t)id);
+		if (id <= 0)
+			continue;
+		if (btf_is_composite(btf__type_by_id(btf, (uint32_t)id))) {
+			*ret = id;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* Find `name` among the members of composite `id`, looking inside anonymous
+ * struct/union members. On success: bit offset from the start of `id`, the
+ * member's type id and bitfield size (0 if not a bitfield). */
+static int find_member(const struct btf *btf, int32_t id, const char *name, size_t name_len,
+		       uint64_t *bit_off, int32_t *member_type, uint32_t *bitfield, int depth)
+{
+	const struct btf_type *t = btf__type_by_id(btf, (uint32_t)id);
+	const struct btf_member *m;
+
+	if (!t || !btf_is_composite(t) || depth > 32)
+		return -ENOENT;
+	m = btf_members(t);
+	for (uint32_t i = 0; i < btf_vlen(t); i++, m++) {
+		const char *mn = btf__name_by_offset(btf, m->name_off);
+		uint64_t off = btf_member_bit_offset(t, i);
+		if (mn && *mn) {
+			if (strlen(mn) == name_len && !memcmp(mn, name, name_len)) {
+				*bit_off = off;
+				*member_type = (int32_t)m->type;
+				*bitfield = btf_member_bitfield_size(t, i);
+				return 0;
+			}
+			continue;
+		}
+		/* Anonymous member: search inside it. */
+		int32_t sub = btf__resolve_type(btf, m->type);
+		uint64_t sub_off;
+		if (sub > 0 && find_member(btf, sub, name, name_len, &sub_off, member_type, bitfield,
+					   depth + 1) == 0) {
+			*bit_off = off + sub_off;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int btf_member_bits(const struct btf *btf, const char *type, const char *member,
+			   uint64_t *ret_bit_off, uint32_t *ret_bitfield, int32_t *ret_type)
+{
+	int32_t id, mtype = 0;
+	uint64_t total = 0;
+	uint32_t bitfield = 0;
+	const char *p = member;
+	int r;
+
+	r = find_composite(btf, type, &id);
+	if (r < 0)
+		return r;
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t len = dot ? (size_t)(dot - p) : strlen(p);
+		uint64_t off;
+		if (!len)
+			return -EINVAL;
+		if (bitfield)
+			return -EINVAL;   /* path through a bitfield */
+		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0);
+		if (r < 0)
+			return r;
+		total += off;
+		if (!dot)
+			break;
+		id = btf__resolve_type(btf, (uint32_t)mtype);
+		if (id <= 0)
+			return -ENOENT;
+		p = dot + 1;
+	}
+	*ret_bit_off = total;
+	*ret_bitfield = bitfield;
+	*ret_type = mtype;
+	return 0;
+}
+
+int vmw_btf_member(const struct btf *btf, const char *type, const char *member,
+		   uint32_t *ret_offset, uint32_t *ret_size)
+{
+	uint64_t bits;
+	uint32_t bitfield;
+	int32_t mtype;
+	int64_t size;
+	int r;
+
+	r = btf_member_bits(btf, type, member, &bits, &bitfield, &mtype);
+	if (r < 0)
+		return r;
+	if (bitfield || bits % 8)
+		return -ENOTSUP;   /* use vmw_kernel_member_bits */
+	size = btf__resolve_size(btf, (uint32_t)mtype);
+	if (size < 0)
+		return (int)size;
+	if (ret_offset)
+		*ret_offset = (uint32_t)(bits / 8);
+	if (ret_size)
+		*ret_size = (uint32_t)size;
+	return 0;
+}
+
+int vmw_btf_member_bits(const struct btf *btf, const char *type, const char *member,
+			uint32_t *ret_bit_offset, uint32_t *ret_bit_size)
+{
+	uint64_t bits;
+	uint32_t bitfield;
+	int32_t mtype;
+	int64_t size;
+	int r;
+
+	r = btf_member_bits(btf, type, member, &bits, &bitfield, &mtype);
+	if (r < 0)
+		return r;
+	if (!bitfield) {
+		size = btf__resolve_size(btf, (uint32_t)mtype);
+		if (size < 0)
+			return (int)size;
+		bitfield = (uint32_t)size * 8;
+	}
+	if (ret_bit_offset)
+		*ret_bit_offset = (uint32_t)bits;
+	if (ret_bit_size)
+		*ret_bit_size = bitfield;
+	return 0;
+}
+
+int vmw_btf_type_size(const struct btf *btf, const char *type, uint32_t *ret)
+{
+	int32_t id;
+	int64_t size;
+	int r = find_composite(btf, type, &id);
+	if (r < 0)
+		return r;
+	size = btf__resolve_size(btf, (uint32_t)id);
+	if (size < 0)
+		return (int)size;
+	*ret = (uint32_t)size;
+	return 0;
+}
+
+int vmw_btf_enum_value(const struct btf *btf, const char *name, int64_t *ret)
+{
+	uint32_t n = btf__type_cnt(btf);
+
+	for (uint32_t id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		if (btf_is_enum(t)) {
+			const struct btf_enum *e = btf_enum(t);
+			for (uint16_t i = 0; i < btf_vlen(t); i++, e++) {
+				const char *en = btf__name_by_offset(btf, e->name_off);
+				if (en && !strcmp(en, name)) {
+					/* kflag: signed enum; else the s32 holds a u32. */
+					*ret = btf_kflag(t) ? (int64_t)e->val : (int64_t)(uint32_t)e->val;
+					return 0;
+				}
+			}
+		} else if (btf_is_enum64(t)) {
+			const struct btf_enum64 *e = btf_enum64(t);
+			for (uint16_t i = 0; i < btf_vlen(t); i++, e++) {
+				const char *en = btf__name_by_offset(btf, e->name_off);
+				if (en && !strcmp(en, name)) {
+					*ret = (int64_t)btf_enum64_value(e);
+					return 0;
+				}
+			}
+		}
+	}
+	return -ENOENT;
+}

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cache.c - the on-disk discovery cache.
+ *
+ *   DIR/<BUILD-ID>-<KERNELOFFSET>   one guest kernel (boot): its VMCOREINFO
+ *                                   text and address, the decoded symbol
+ *                                   table, where BTF and the kallsyms token
+ *                                   table are (with their first bytes, to
+ *                                   re-check against guest RAM)
+ *   DIR/targets/<hash>              per memory source: the physical address
+ *                                   where VMCOREINFO was last found
+ *
+ * Files are written to a temporary name and renamed (atomic); an entry ends
+ * with a checksum and is rejected when anything does not add up. The cache
+ * only saves work: kernel.c re-verifies an entry against guest RAM before
+ * using it and falls back to full discovery otherwise.
+ */
+#include "kernel/kernel_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#define MAGIC "VMWKC004"
+
+int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size)
+{
+	const char *x = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+
+	if (opt_dir && *opt_dir)
+		n = snprintf(buf, size, "%s", opt_dir);
+	else if (x && *x == '/')
+		n = snprintf(buf, size, "%s/vmwatch/discovery", x);
+	else if (home && *home)
+		n = snprintf(buf, size, "%s/.cache/vmwatch/discovery", home);
+	else
+		return -ENOENT;
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static uint64_t fnv64(const void *data, size_t len, uint64_t h)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* Checksum of an entry: FNV-style over 64-bit words (len is a multiple of 8). */
+static uint64_t sum64(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t h = 14695981039346656037ull, w;
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 1099511628211ull;
+		h ^= h >> 29;
+	}
+	return h;
+}
+#define FNV64_INIT 14695981039346656037ull
+
+static int entry_path(const char *dir, const char *build_id, uint64_t kerneloffset, char *buf,
+		      size_t size)
+{
+	int n = snprintf(buf, size, "%s/%s-%" PRIx64, dir, build_id, kerneloffset);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Write data to path atomically (tmp + rename). */
+static int write_atomic(const char *path, const void *data, size_t len)
+{
+	char tmp[4200];
+	_cleanup_close_ int fd = -1;
+	const uint8_t *p = data;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = -errno;
+			unlink(tmp);
+			return e;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+/* A growable byte buffer for serialising. */
+struct obuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void put(struct obuf *b, const void *data, size_t len)
+{
+	if (b->oom)
+		return;
+	if (b->len + len > b->cap) {
+		size_t nc = MAX(b->cap * 2, b->len + len + 4096);
+		uint8_t *n = realloc(b->p, nc);
+		if (!n) {
+			b->oom = true;
+			return;
+		}
+		b->p = n;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+/*
+ * Entry layout (host byte order; the cache is local to this machine):
+ *   header (struct disk_header), symbols_from, VMCOREINFO text, padded to 8;
+ *   u64 checksum of the above;
+ *   syms[nsyms] (struct vmw_ksym), slots[nslots], names[names_len], padded to 8.
+ * A load maps the file and the symbol table uses it in place: O(1), no
+ * per-symbol work; lookups bounds-check what they follow.
+ */
+struct disk_header {
+	char magic[8];
+	uint64_t vmcoreinfo_phys;
+	uint64_t btf_vaddr, btf_len;
+	uint64_t tokens_vaddr;
+	uint8_t tokens_head[64];
+	uint32_t symbols_from_len, text_len;
+	uint32_t nsyms, nslots;
+	uint64_t names_len;
+};
+
+static size_t pad8(size_t v) { return (v + 7) & ~(size_t)7; }
+
+static void put_pad(struct obuf *b)
+{
+	static const uint8_t zero[8];
+	put(b, zero, pad8(b->len) - b->len);
+}
+
+int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const struct vmw_kcache *c)
+{
+	const struct vmw_symtab *st = c->symtab;
+	struct obuf b = { 0 };
+	struct disk_header h = { 0 };
+	char path[4096];
+	uint64_t sum;
+	int r;
+
+	r = mkdir_p(dir);
+	if (r < 0)
+		return r;
+	r = entry_path(dir, vi->build_id, vi->kerneloffset, path, sizeof(path));
+	if (r < 0)
+		return r;
+
+	memcpy(h.magic, MAGIC, 8);
+	h.vmcoreinfo_phys = c->vmcoreinfo_phys;
+	h.btf_vaddr = c->btf_vaddr;
+	h.btf_len = c->btf_len;
+	h.tokens_vaddr = c->tokens_vaddr;
+	memcpy(h.tokens_head, c->tokens_head, sizeof(h.tokens_head));
+	h.symbols_from_len = c->symbols_from ? (uint32_t)strlen(c->symbols_from) : 0;
+	h.text_len = (uint32_t)strlen(vi->text);
+	h.nsyms = st->nsyms;
+	h.nslots = st->slot_mask + 1;
+	h.names_len = st->names_len;
+	put(&b, &h, sizeof(h));
+	put(&b, c->symbols_from, h.symbols_from_len);
+	put(&b, vi->text, h.text_len);
+	put_pad(&b);
+	if (b.oom) {
+		free(b.p);
+		return -ENOMEM;
+	}
+	sum = sum64(b.p, b.len);
+	put(&b, &sum, 8);
+	put(&b, st->syms, (size_t)st->nsyms * sizeof(*st->syms));
+	put(&b, st->slots, (size_t)h.nslots * sizeof(*st->slots));
+	put(&b, st->names, st->names_len);
+	put_pad(&b);
+	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
+	free(b.p);
+	return r;
+}
+
+void vmw_kcache_clear(struct vmw_kcache *c)
+{
+	free(c->vmcoreinfo_text);
+	free((char *)c->symbols_from);
+	vmw_symtab_free(c->symtab);
+	memset(c, 0, sizeof(*c));
+}
+
+static void unmap_blob(void *blob, size_t len) { munmap(blob, len); }
+
+int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset,
+		    struct vmw_kcache *ret)
+{
+	char path[4096];
+	_cleanup_close_ int fd = -1;
+	struct vmw_kcache c = { 0 };
+	struct disk_header h;
+	struct stat st;
+	uint8_t *data;
+	size_t len, off, syms_off, slots_off, names_off;
+	int r;
+
+	r = entry_path(dir, build_id, kerneloffset, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < (off_t)sizeof(h) || st.st_size > (1ll << 31) || st.st_size % 8)
+		return -EINVAL;
+	len = (size_t)st.st_size;
+	/* Mapped, not read: a lookup touches a few pages of the table. */
+	data = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (data == MAP_FAILED)
+		return -errno;
+	memcpy(&h, data, sizeof(h));
+	r = -EINVAL;
+	if (memcmp(h.magic, MAGIC, 8) || !h.nsyms || h.nsyms > (1u << 24) ||
+	    h.nslots != vmw_symtab_nslots(h.nsyms) || h.names_len == 0 || h.names_len > (1u << 30))
+		goto fail;
+	off = sizeof(h);
+	if ((uint64_t)h.symbols_from_len + h.text_len > len - off)
+		goto fail;
+	/* Header and text are what verification relies on: checksum them. */
+	off = pad8(off + h.symbols_from_len + h.text_len);
+	if (off + 8 > len || sum64(data, off) != *(const uint64_t *)(data + off))
+		goto fail;
+	syms_off = off + 8;
+	slots_off = syms_off + (size_t)h.nsyms * sizeof(struct vmw_ksym);
+	names_off = slots_off + (size_t)h.nslots * sizeof(struct vmw_symtab_slot);
+	if (names_off > len || h.names_len > len - names_off || pad8(names_off + h.names_len) != len)
+		goto fail;
+	r = -ENOMEM;
+	c.symbols_from = strndup((const char *)data + sizeof(h), h.symbols_from_len);
+	c.vmcoreinfo_text = strndup((const char *)data + sizeof(h) + h.symbols_from_len, h.text_len);
+	if (!c.symbols_from || !c.vmcoreinfo_text)
+		goto fail;
+	c.vmcoreinfo_phys = h.vmcoreinfo_phys;
+	c.btf_vaddr = h.btf_vaddr;
+	c.btf_len = h.btf_len;
+	c.tokens_vaddr = h.tokens_vaddr;
+	memcpy(c.tokens_head, h.tokens_head, sizeof(c.tokens_head));
+	r = vmw_symtab_adopt(data, len, unmap_blob, (struct vmw_ksym *)(data + syms_off), h.nsyms,
+			     (char *)data + names_off, h.names_len,
+			     (struct vmw_symtab_slot *)(data + slots_off), h.nslots, &c.symtab);
+	if (r < 0)
+		goto fail;
+	*ret = c;
+	return 0;
+fail:
+	vmw_kcache_clear(&c);
+	munmap(data, len);
+	return r;
+}
+
+static int hint_path(const char *dir, const char *target_id, char *buf, size_t size)
+{
+	uint64_t h = fnv64(target_id, strlen(target_id), FNV64_INIT);
+	int n = snprintf(buf, size, "%s/targets/%016" PRIx64, dir, h);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* A hint file is "<phys> <jiffies> <realtime_ns> <target id>\n"; the id
+ * guards against hash collisions. */
+int vmw_kcache_hint_get(const char *dir, const char *target_id, struct vmw_kcache_hint *ret)
+{
+	char path[4200], line[1024];
+	_cleanup_fclose_ FILE *f = NULL;
+	unsigned long long phys, jiffies, realtime;
+	int r, n = 0;
+	size_t l;
+
+	r = hint_path(dir, target_id, path, sizeof(path));
+	if (r < 0)
+		return r;
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(line, sizeof(line), f))
+		return -EINVAL;
+	l = strlen(line);
+	if (!l || line[l - 1] != '\n')
+		return -EINVAL;
+	line[l - 1] = '\0';
+	if (sscanf(line, "%llx %llx %llu %n", &phys, &jiffies, &realtime, &n) != 3 || !n)
+		return -EINVAL;
+	if (strcmp(line + n, target_id))
+		return -ENOENT;
+	*ret = (struct vmw_kcache_hint){ .vmcoreinfo_phys = phys, .jiffies = jiffies,
+					 .realtime_ns = realtime };
+	return 0;
+}
+
+int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw_kcache_hint *h)
+{
+	char path[4200], sub[4200], line[1100];
+	int r, n;
+
+	if ((size_t)snprintf(sub, sizeof(sub), "%s/targets", dir) >= sizeof(sub))
+		return -ENAMETOOLONG;
+	r = mkdir_p(sub);
+	if (r < 0)
+		return r;
+	r = hint_path(dir, target_id, path, sizeof(path));
+	if (r < 0)
+		return r;
+	n = snprintf(line, sizeof(line), "0x%" PRIx64 " 0x%" PRIx64 " %" PRIu64 " %s\n",
+		     h->vmcoreinfo_phys, h->jiffies, h->realtime_ns, target_id);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	return write_atomic(path, line, (size_t)n);
+}
+
+/* ---- layout memo ------------------------------------------------------------ */
+
+const struct vmw_memo_entry *vmw_memo_find(const struct vmw_memo *m, const char *key)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (!strcmp(m->e[i].key, key))
+			return &m->e[i];
+	return NULL;
+}
+
+int vmw_memo_add(struct vmw_memo *m, const char *key, int rc, uint64_t a, uint64_t b)
+{
+	if (strchr(key, '\n') || vmw_memo_find(m, key))
+		return 0;
+	if (m->n == m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 64;
+		struct vmw_memo_entry *e = realloc(m->e, nc * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		m->e = e;
+		m->cap = nc;
+	}
+	char *k = strdup(key);
+	if (!k)
+		return -ENOMEM;
+	m->e[m->n++] = (struct vmw_memo_entry){ .key = k, .rc = rc, .a = a, .b = b };
+	m->dirty = true;
+	return 0;
+}
+
+void vmw_memo_clear(struct vmw_memo *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->e[i].key);
+	free(m->e);
+	memset(m, 0, sizeof(*m));
+}
+
+static int memo_path(const char *dir, const char *build_id, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%s/%s.layout", dir, build_id);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
+{
+	char path[4096], line[1024];
+	_cleanup_fclose_ FILE *f = NULL;
+	int r;
+
+	r = memo_path(dir, build_id, path, sizeof(path));
+	if (r < 0)
+		return r;
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		int rc, n = 0;
+		unsigned long long a, b;
+		size_t l = strlen(line);
+		if (!l || line[l - 1] != '\n')
+			break;   /* truncated: ignore the rest */
+		line[l - 1] = '\0';
+		if (sscanf(line, "%d %llx %llx %n", &rc, &a, &b, &n) != 3 || !n || rc > 0)
+			continue;
+		r = vmw_memo_add(m, line + n, rc, a, b);
+		if (r < 0)
+			return r;
+	}
+	m->dirty = false;
+	return 0;
+}
+
+int vmw_memo_save(const char *dir, const char *build_id, const struct vmw_memo *m)
+{
+	char path[4096];
+	struct obuf b = { 0 };
+	int r;
+
+	r = mkdir_p(dir);
+	if (r < 0)
+		return r;
+	r = memo_path(dir, build_id, path, sizeof(path));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m->n; i++) {
+		char line[1100];
+		int n = snprintf(line, sizeof(line), "%d %" PRIx64 " %" PRIx64 " %s\n", m->e[i].rc,
+				 m->e[i].a, m->e[i].b, m->e[i].key);
+		if (n > 0 && (size_t)n < sizeof(line))
+			put(&b, line, (size_t)n);
+	}
+	r = b.oom ? -ENOMEM : write_atomic(path, b.p ? (const void *)b.p : "", b.len);
+	free(b.p);
+	return r;
+}

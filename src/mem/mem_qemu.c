@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem_qemu.c - guest RAM of a running QEMU process, found from the outside:
+ *   1. /proc/PID/cmdline: machine type, RAM size, memory backend;
+ *   2. /proc/PID/maps: the mapping of exactly the RAM size that is the RAM
+ *      block (shared file / memfd, or private anonymous memory);
+ *   3. shared: open the very file QEMU maps (through /proc/PID/map_files, or
+ *      its path, or QEMU's fd for a memfd; the inode is checked) and mmap it
+ *      read-only; private: segments in QEMU's address space, read with
+ *      process_vm_readv.
+ */
+#include "mem/mem_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+static inline void closedirp_(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+/* Whole contents of /proc/PID/NAME (NUL-terminated for convenience). */
+static int read_proc(pid_t pid, const char *name, char **ret, size_t *ret_len)
+{
+	char path[64];
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n;
+		if (cap - len < 4096) {
+			char *b = realloc(buf, cap = cap ? cap * 2 : 16384);
+			if (!b)
+				return -ENOMEM;
+			buf = b;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*ret = TAKE_PTR(buf);
+	*ret_len = len;
+	return 0;
+}
+
+/* Split a NUL-separated /proc/PID/cmdline into an argv array (pointing into buf). */
+static int split_cmdline(char *buf, size_t len, const char ***ret, size_t *ret_argc)
+{
+	size_t argc = 0, n = 0;
+	const char **argv;
+
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == '\0')
+			argc++;
+	if (len && buf[len - 1] != '\0')
+		argc++;
+	argv = calloc(argc + 1, sizeof(*argv));
+	if (!argv)
+		return -ENOMEM;
+	for (size_t i = 0; i < len && n < argc; i += strlen(buf + i) + 1)
+		argv[n++] = buf + i;
+	*ret = argv;
+	*ret_argc = n;
+	return 0;
+}
+
+/* The command line for a message: args joined by spaces, shortened. */
+static void cmdline_excerpt(const char *const *argv, size_t argc, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < argc && o + 1 < outlen; i++)
+		o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? " " : "", argv[i]);
+	if (o >= outlen - 1 && outlen > 4)
+		memcpy(out + outlen - 4, "...", 4);
+}
+
+static bool pid_is_emulator(pid_t pid, const char *argv0)
+{
+	char path[64], exe[PATH_MAX];
+	ssize_t n;
+
+	if (vmw_qemu_is_emulator(argv0))
+		return true;
+	/* argv[0] can be anything (libvirt and wrappers); the executable cannot. */
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	if (n > 10 && !strcmp(exe + n - 10, " (deleted)"))
+		exe[n - 10] = '\0';
+	return vmw_qemu_is_emulator(exe);
+}
+
+/* Parse one maps line (up to its '\n'); false if it is not a rw mapping. */
+bool vmw_maps_parse_line(const char *line, struct vmw_map *m)
+{
+	unsigned long long start, end, off, ino;
+	char buf[PATH_MAX + 128], perms[5];
+	size_t len = strcspn(line, "\n");
+	int pos = 0;
+
+	/* A NUL-terminated copy: sscanf's whitespace must not run on into the
+	 * next line when this one (anonymous memory) has no path. */
+	if (len >= sizeof(buf))
+		return false;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	if (sscanf(buf, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &off,
+		   &m->major, &m->minor, &ino, &pos) < 7)
+		return false;
+	if (perms[0] != 'r' || perms[1] != 'w')
+		return false;
+	m->start = start;
+	m->end = end;
+	m->offset = off;
+	m->inode = ino;
+	m->shared = perms[3] == 's';
+	snprintf(m->path, sizeof(m->path), "%s", buf + pos);
+	return true;
+}
+
+static bool path_is_deleted(const char *path)
+{
+	size_t n = strlen(path);
+	return n > 10 && !strcmp(path + n - 10, " (deleted)");
+}
+
+/* Is this mapping the kind the command line announced? */
+static bool map_expected(const struct vmw_map *m, const struct vmw_qemu_config *cfg)
+{
+	char path[PATH_MAX];
+	size_t n;
+
+	if (m->shared != cfg->share)
+		return false;
+	snprintf(path, sizeof(path), "%s", m->path);
+	if (path_is_deleted(path))
+		path[strlen(path) - 10] = '\0';
+	switch (cfg->backend) {
+	case VMW_BACKEND_FILE:
+		/* mem-path is the file, or a directory QEMU made a temp file in. */
+		n = strlen(cfg->mem_path);
+		while (n > 1 && cfg->mem_path[n - 1] == '/')
+			n--;
+		return !strcmp(path, cfg->mem_path) ||
+		       (!strncmp(path, cfg->mem_path, n) && path[n] == '/');
+	case VMW_BACKEND_MEMFD:
+		return !strncmp(path, "/memfd:", 7);
+	case VMW_BACKEND_RAM:
+	case VMW_BACKEND_DEFAULT:
+		/* anonymous: no name; shared anonymous memory shows as /dev/zero */
+		return cfg->share ? (!path[0] || !strcmp(path, "/dev/zero") || !strncmp(path, "/SYSV", 5))
+				  : !path[0];
+	}
+	return false;
+}
+
+/* Open the file behind a shared mapping of QEMU and check it is that inode. */
+static int open_mapped_file(pid_t pid, const struct vmw_map *m, int *ret_fd, struct vmw_error *err)
+{
+	char path[PATH_MAX];
+	int fd, first_errno;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	first_errno = fd < 0 ? errno : 0;
+	if (fd < 0 && m->path[0] == '/' && !path_is_deleted(m->path))
+		fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		/* A memfd or deleted file: QEMU still holds an fd for it. */
+		_cleanup_(closedirp_) DIR *d = NULL;
+		struct dirent *de;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+		d = opendir(path);
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid, de->d_name);
+			if (stat(path, &st) < 0 || st.st_ino != m->inode ||
+			    major(st.st_dev) != m->major || minor(st.st_dev) != m->minor)
+				continue;
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0)
+				break;
+		}
+	}
+	if (fd < 0) {
+		if (first_errno == EPERM || first_errno == EACCES)
+			return vmw_error_set(err, -EACCES,
+				"cannot open QEMU's RAM file through /proc/%d/map_files: permission denied (run as root)",
+				(int)pid);
+		return vmw_error_set(err, -ENOENT, "cannot open the file QEMU %d maps as RAM (%s): %s",
+				     (int)pid, m->path, strerror(first_errno));
+	}
+	if (fstat(fd, &st) < 0 || st.st_ino != m->inode || major(st.st_dev) != m->major ||
+	    minor(st.st_dev) != m->minor) {
+		close(fd);
+		return vmw_error_set(err, -ESTALE, "the file at %s is no longer the one QEMU %d maps as RAM",
+				     m->path, (int)pid);
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+static const char *family_name(enum vmw_machine_family f)
+{
+	return f == VMW_MACHINE_Q35 ? "q35" : "pc";
+}
+
+/* ", pc layout, 5 GiB RAM" (naming the machine type when it is not the alias). */
+static void describe_layout(char *out, size_t outlen, const struct vmw_machine *mach,
+			    const struct vmw_qemu_config *cfg)
+{
+	char sz[32];
+	const char *fam = family_name(mach->family);
+
+	if (strcmp(cfg->machine, fam))
+		snprintf(out, outlen, ", %s layout (machine %s), %s RAM", fam, cfg->machine,
+			 vmw_fmt_size(cfg->ram_size, sz));
+	else
+		snprintf(out, outlen, ", %s layout, %s RAM", fam, vmw_fmt_size(cfg->ram_size, sz));
+}
+
+static int find_ram_mapping(pid_t pid, const struct vmw_qemu_config *cfg, struct vmw_map *ret,
+			    struct vmw_error *err)
+{
+	_cleanup_free_ char *maps = NULL;
+	size_t len, nexpected = 0, nall = 0;
+	struct vmw_map m, expected = { 0 }, any = { 0 };
+	char sz[32], list[256] = "";
+	int r;
+
+	r = read_proc(pid, "maps", &maps, &len);
+	if (r == -ENOENT || r == -ESRCH)
+		return vmw_error_set(err, -ESRCH, "no process with PID %d (it exited)", (int)pid);
+	if (r == -EACCES || r == -EPERM)
+		return vmw_error_set(err, -EACCES,
+			"cannot read /proc/%d/maps: permission denied (run as root or as the user running QEMU)",
+			(int)pid);
+	if (r < 0)
+		return vmw_error_set(err, r, "cannot read /proc/%d/maps: %s", (int)pid, strerror(-r));
+
+	for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		if (!vmw_maps_parse_line(line, &m) || m.end - m.start != cfg->ram_size)
+			continue;
+		if (nall < 4)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%llx-%llx %.40s",
+				 nall ? "; " : "", (unsigned long long)m.start, (unsigned long long)m.end,
+				 m.path[0] ? m.path : "[anon]");
+		if (!nall++)
+			any = m;
+		if (map_expected(&m, cfg) && !nexpected++)
+			expected = m;
+	}
+	/* Prefer what the command line announced; accept a lone candidate anyway. */
+	if (nexpected == 1) {
+		*ret = expected;
+		return 0;
+	}
+	if (nexpected == 0 && nall == 1) {
+		*ret = any;
+		return 0;
+	}
+	if (nall == 0)
+		return vmw_error_set(err, -ENOTSUP,
+			"found no writable mapping of exactly the guest's RAM size (%s) in /proc/%d/maps: "
+			"this QEMU's memory set-up is not supported", vmw_fmt_size(cfg->ram_size, sz), (int)pid);
+	return vmw_error_set(err, -ENOTSUP,
+		"%zu mappings of exactly the guest's RAM size (%s) in /proc/%d/maps and none stands out as "
+		"guest RAM (%s): ambiguous, not supported", nall, vmw_fmt_size(cfg->ram_size, sz), (int)pid, list);
+}
+
+int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
+		      struct vmw_mem **ret, struct vmw_error *err)
+{
+	struct vmw_mem_opts opts;
+	_cleanup_free_ char *cmd = NULL;
+	_cleanup_free_ const char **argv = NULL;
+	size_t cmdlen, argc;
+	struct vmw_qemu_config cfg;
+	struct vmw_machine mach;
+	struct vmw_ram_layout layout;
+	struct vmw_map m;
+	struct vmw_mem *mem = NULL;
+	char tail[256];
+	bool shared;
+	int r;
+
+	vmw_mem_opts_copy(&opts, opts_in);
+	if (pid <= 0)
+		return vmw_error_set(err, -ESRCH, "no process with PID %d", (int)pid);
+
+	r = read_proc(pid, "cmdline", &cmd, &cmdlen);
+	if (r == -ENOENT || r == -ESRCH)
+		return vmw_error_set(err, -ESRCH, "no process with PID %d", (int)pid);
+	if (r == -EACCES || r == -EPERM)
+		return vmw_error_set(err, -EACCES, "cannot read /proc/%d/cmdline: permission denied (run as root)",
+				     (int)pid);
+	if (r < 0)
+		return vmw_error_set(err, r, "cannot read /proc/%d/cmdline: %s", (int)pid, strerror(-r));
+	if (cmdlen == 0)
+		return vmw_error_set(err, -ENOEXEC,
+			"PID %d is not a QEMU process (it has no command line: a kernel thread or a zombie)", (int)pid);
+	if ((r = split_cmdline(cmd, cmdlen, &argv, &argc)) < 0)
+		return r;
+	if (!pid_is_emulator(pid, argv[0])) {
+		char ex[160];
+		cmdline_excerpt(argv, argc, ex, sizeof(ex));
+		return vmw_error_set(err, -ENOEXEC, "PID %d is not a QEMU process (its command is '%s')",
+				     (int)pid, ex);
+	}
+
+	if ((r = vmw_qemu_parse_cmdline(argc, argv, &cfg, err)) < 0 ||
+	    (r = vmw_machine_parse(cfg.machine, &mach, err)) < 0 ||
+	    (r = vmw_ram_layout(&mach, cfg.ram_size, cfg.max_ram_below_4g, &layout, err)) < 0) {
+		vmw_error_prefix(err, "qemu:%d: ", (int)pid);
+		return r;
+	}
+	if ((r = find_ram_mapping(pid, &cfg, &m, err)) < 0)
+		return r;
+
+	if ((r = vmw_mem_new(&mem)) < 0)
+		return r;
+	shared = m.shared && !opts.force_process_read;
+	if (shared) {
+		_cleanup_close_ int fd = -1;
+		struct stat st;
+		void *map;
+
+		r = open_mapped_file(pid, &m, &fd, err);
+		if (r == -EACCES) {
+			/* Without CAP_SYS_ADMIN map_files is closed, but ptrace access may
+			 * still let us read QEMU's memory directly. */
+			shared = false;
+			if (err)
+				*err = (struct vmw_error){ 0 };
+		} else if (r < 0) {
+			goto fail;
+		} else {
+			if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < m.offset + cfg.ram_size) {
+				r = vmw_error_set(err, -EIO, "QEMU %d's RAM file %s is smaller than its mapping",
+						  (int)pid, m.path);
+				goto fail;
+			}
+			map = mmap(NULL, cfg.ram_size, PROT_READ, MAP_SHARED, fd, (off_t)m.offset);
+			if (map == MAP_FAILED) {
+				r = vmw_error_set(err, -errno, "cannot map QEMU %d's RAM file %s: %s",
+						  (int)pid, m.path, strerror(errno));
+				goto fail;
+			}
+			vmw_mem_own_map(mem, map, cfg.ram_size);
+			r = vmw_mem_add_layout(mem, &layout, map, 0);
+		}
+	}
+	if (!shared) {
+		mem->pid = pid;
+		r = vmw_mem_add_layout(mem, &layout, NULL, m.start);
+	}
+	if (r < 0 || (r = vmw_mem_finish(mem)) < 0)
+		goto fail;
+
+	if (!shared) {
+		/* Prove now that we may read, rather than on the first real read. */
+		uint64_t probe;
+		r = vmw_mem_read(mem, mem->ranges[0].start, &probe, sizeof(probe));
+		if (r == -EACCES) {
+			r = vmw_error_set(err, -EACCES,
+				"cannot read the memory of QEMU PID %d (process_vm_readv: permission denied): "
+				"run as root or as the user running QEMU", (int)pid);
+			goto fail;
+		}
+		if (r < 0) {
+			r = vmw_error_set(err, r == -ESRCH ? -ESRCH : -EIO,
+				r == -ESRCH ? "no process with PID %d (it exited)"
+					    : "cannot read the memory of QEMU PID %d with process_vm_readv", (int)pid);
+			goto fail;
+		}
+		memset(&mem->stats, 0, sizeof(mem->stats));
+	}
+
+	describe_layout(tail, sizeof(tail), &mach, &cfg);
+	if (shared && !strncmp(m.path, "/memfd:", 7))
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, memfd %.*s%s", (int)pid,
+			 (int)(strlen(m.path) - 7 - (path_is_deleted(m.path) ? 10 : 0)), m.path + 7, tail);
+	else if (shared)
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared file %s%s", (int)pid, m.path, tail);
+	else if (m.shared)
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared %s read with process_vm_readv%s",
+			 (int)pid, m.path[0] ? m.path : "memory", tail);
+	else
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, private memory read with process_vm_readv%s",
+			 (int)pid, tail);
+	*ret = mem;
+	return 0;
+
+fail:
+	vmw_mem_close(mem);
+	return r;
+}
+
+/*
+ * Which running QEMU maps this file (dev, ino) shared as its RAM block?
+ * Looks only at processes that are QEMU system emulators; a few hundred
+ * small /proc reads on a busy host.
+ */
+int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, pid_t *ret_pid,
+			     struct vmw_qemu_config *ret_cfg, uint64_t *ret_offset)
+{
+	_cleanup_(closedirp_) DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *cmd = NULL, *maps = NULL;
+		_cleanup_free_ const char **argv = NULL;
+		size_t cmdlen, mapslen, argc;
+		struct vmw_qemu_config cfg;
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0 || pid == getpid())
+			continue;
+		if (read_proc((pid_t)pid, "cmdline", &cmd, &cmdlen) < 0 || !cmdlen ||
+		    split_cmdline(cmd, cmdlen, &argv, &argc) < 0 || !pid_is_emulator((pid_t)pid, argv[0]) ||
+		    vmw_qemu_parse_cmdline(argc, argv, &cfg, NULL) < 0 ||
+		    read_proc((pid_t)pid, "maps", &maps, &mapslen) < 0)
+			continue;
+		for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+			struct vmw_map m;
+			if (!vmw_maps_parse_line(line, &m) || !m.shared || m.inode != (uint64_t)ino ||
+			    m.major != major(dev) || m.minor != minor(dev) || m.end - m.start != cfg.ram_size)
+				continue;
+			*ret_pid = (pid_t)pid;
+			*ret_cfg = cfg;
+			*ret_offset = m.offset;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}

@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_kernel.c - the kernel layer's pure parts that are not kallsyms or
+ * VMCOREINFO: the symbol index, BTF member lookups (on BTF built here with
+ * libbpf), and the discovery cache files (src/kernel/symtab.c, btf.c, cache.c).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <bpf/btf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kernel/kernel_internal.h"
+
+/* ---- symbol index -------------------------------------------------------- */
+
+static struct vmw_symtab *make_symtab(uint32_t n)
+{
+	struct vmw_ksym *syms = calloc(n, sizeof(*syms));
+	char *names = malloc((size_t)n * 16);
+	size_t len = 0;
+	struct vmw_symtab *st = NULL;
+
+	assert_non_null(syms);
+	assert_non_null(names);
+	for (uint32_t i = 0; i < n; i++) {
+		syms[i].addr = 0xffffffff81000000ull + i * 16ull;
+		syms[i].type = 't';
+		syms[i].name = (uint32_t)len;
+		/* every 100th name repeats the previous one (static duplicates) */
+		int w = sprintf(names + len, "f_%u", i % 100 == 99 ? i - 1 : i);
+		len += (size_t)w + 1;
+	}
+	assert_int_equal(vmw_symtab_new(syms, n, names, len, &st), 0);
+	return st;
+}
+
+static void test_symtab(void **state)
+{
+	struct vmw_symtab *st = make_symtab(5000);
+	char name[32];
+
+	for (uint32_t i = 0; i < 5000; i++) {
+		if (i % 100 == 99)
+			continue;
+		snprintf(name, sizeof(name), "f_%u", i);
+		const struct vmw_ksym *s = vmw_symtab_lookup(st, name);
+		assert_non_null(s);
+		assert_string_equal(vmw_ksym_name(st, s), name);
+		/* duplicates: the first (lowest address) wins */
+		assert_int_equal(s->addr, 0xffffffff81000000ull + i * 16ull);
+	}
+	assert_null(vmw_symtab_lookup(st, "f_99"));
+	assert_null(vmw_symtab_lookup(st, ""));
+	assert_int_equal(vmw_symtab_nslots(5000), 16384);
+	vmw_symtab_free(st);
+}
+
+static void free_blob(void *blob, size_t len) { free(blob); }
+
+static void test_symtab_adopt_hostile(void **state)
+{
+	/* A damaged index (from a file) must not crash lookups. */
+	struct vmw_ksym *syms = calloc(2, sizeof(*syms));
+	struct vmw_symtab_slot *slots = calloc(16, sizeof(*slots));
+	char names[] = "a\0b";
+	struct vmw_symtab *st = NULL;
+	void *blob = malloc(1);
+
+	syms[1].name = 1000;   /* outside names */
+	for (int i = 0; i < 16; i++)   /* full table, no empty slot, wrong indices */
+		slots[i] = (struct vmw_symtab_slot){ .hash = vmw_symtab_hash("b"), .idx = i % 2 ? 2 : 99 };
+	assert_int_equal(vmw_symtab_adopt(blob, 1, free_blob, syms, 2, names, sizeof(names), slots, 15,
+					  &st), -EINVAL);   /* slot count */
+	assert_int_equal(vmw_symtab_adopt(blob, 1, free_blob, syms, 2, names, 3, slots, 16, &st),
+			 -EINVAL);   /* names not NUL-terminated */
+	assert_int_equal(vmw_symtab_adopt(blob, 1, free_blob, syms, 2, names, sizeof(names), slots, 16,
+					  &st), 0);
+	assert_null(vmw_symtab_lookup(st, "b"));
+	assert_null(vmw_symtab_lookup(st, "zzz"));
+	vmw_symtab_free(st);   /* frees blob */
+	free(syms);
+	free(slots);
+}
+
+/* ---- BTF ----------------------------------------------------------------- */
+
+static struct btf *make_btf(void)
+{
+	struct btf *b = btf__new_empty();
+	int u64, i32, u8, cputime, se, anon_s, anon_u, task, arr, ptr, td;
+
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	i32 = btf__add_int(b, "int", 4, BTF_INT_SIGNED);
+	u8 = btf__add_int(b, "unsigned char", 1, 0);
+
+	/* struct prev_cputime { u64 utime; u64 stime; } */
+	cputime = btf__add_struct(b, "prev_cputime", 16);
+	btf__add_field(b, "utime", u64, 0, 0);
+	btf__add_field(b, "stime", u64, 64, 0);
+	/* struct sched_entity { int x; u64 sum_exec_runtime; } */
+	se = btf__add_struct(b, "sched_entity", 16);
+	btf__add_field(b, "x", i32, 0, 0);
+	btf__add_field(b, "sum_exec_runtime", u64, 64, 0);
+	/* anonymous struct { int tgid; unsigned char flags_bits:3; } */
+	anon_s = btf__add_struct(b, NULL, 8);
+	btf__add_field(b, "tgid", i32, 0, 0);
+	btf__add_field(b, "in_execve", u8, 32, 1);
+	btf__add_field(b, "in_iowait", u8, 33, 2);
+	/* anonymous union { u64 a; struct {...}; } */
+	anon_u = btf__add_union(b, NULL, 8);
+	btf__add_field(b, "a", u64, 0, 0);
+	btf__add_field(b, NULL, anon_s, 0, 0);
+	arr = btf__add_array(b, i32, u8, 16);
+	ptr = btf__add_ptr(b, 0);
+	/* struct task_struct */
+	task = btf__add_struct(b, "task_struct", 96);
+	btf__add_field(b, "pid", i32, 0, 0);
+	btf__add_field(b, NULL, anon_u, 64, 0);               /* bytes 8..15 */
+	btf__add_field(b, "se", se, 128, 0);                  /* bytes 16..31 */
+	btf__add_field(b, "prev_cputime", cputime, 256, 0);  /* bytes 32..47 */
+	btf__add_field(b, "comm", arr, 384, 0);               /* bytes 48..63: u8[16] */
+	btf__add_field(b, "mm", ptr, 512, 0);                 /* bytes 64..71 */
+	/* typedef struct sched_entity se_t */
+	td = btf__add_typedef(b, "se_t", se);
+	(void)td;
+	/* enum pid_type { PIDTYPE_PID, PIDTYPE_TGID = 7 } and a 64-bit enum */
+	btf__add_enum(b, "pid_type", 4);
+	btf__add_enum_value(b, "PIDTYPE_PID", 0);
+	btf__add_enum_value(b, "PIDTYPE_TGID", 7);
+	btf__add_enum64(b, "big", 8, false);
+	btf__add_enum64_value(b, "BIG_ONE", 0x100000000ull);
+	(void)task;
+	return b;
+}
+
+static struct btf *reparse(struct btf *b)
+{
+	uint32_t size;
+	const void *raw = btf__raw_data(b, &size);
+	struct btf *out = NULL;
+	const char *why = NULL;
+
+	assert_non_null(raw);
+	assert_int_equal(vmw_btf_parse(raw, size, &out, &why), 0);
+	return out;
+}
+
+static void test_btf_members(void **state)
+{
+	struct btf *built = make_btf();
+	struct btf *btf = reparse(built);
+	uint32_t off = 0, size = 0;
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid", &off, &size), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(size, 4);
+	/* through an anonymous union and an anonymous struct inside it */
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "a", &off, &size), 0);
+	assert_int_equal(off, 8);
+	assert_int_equal(size, 8);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "tgid", &off, &size), 0);
+	assert_int_equal(off, 8);
+	assert_int_equal(size, 4);
+	/* dotted paths */
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "se.sum_exec_runtime", &off, &size), 0);
+	assert_int_equal(off, 24);
+	assert_int_equal(size, 8);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "prev_cputime.stime", &off, &size), 0);
+	assert_int_equal(off, 40);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "comm", &off, &size), 0);
+	assert_int_equal(off, 48);
+	assert_int_equal(size, 16);   /* the whole array */
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "mm", &off, &size), 0);
+	assert_int_equal(off, 64);
+	assert_int_equal(size, 8);
+	/* through a typedef of a struct */
+	assert_int_equal(vmw_btf_member(btf, "se_t", "sum_exec_runtime", &off, &size), 0);
+	assert_int_equal(off, 8);
+	/* bitfields: not as bytes, but as bits */
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "in_iowait", &off, &size), -ENOTSUP);
+	uint32_t boff, bsize;
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "in_iowait", &boff, &bsize), 0);
+	assert_int_equal(boff, 64 + 33);
+	assert_int_equal(bsize, 2);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "se.sum_exec_runtime", &boff, &bsize), 0);
+	assert_int_equal(boff, 192);
+	assert_int_equal(bsize, 64);
+	/* misses */
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "nope", &off, &size), -ENOENT);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "se.nope", &off, &size), -ENOENT);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid.x", &off, &size), -ENOENT);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "se..x", &off, &size), -EINVAL);
+	assert_int_equal(vmw_btf_member(btf, "no_struct", "pid", &off, &size), -ENOENT);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "in_iowait.x", &off, &size), -EINVAL);
+
+	assert_int_equal(vmw_btf_type_size(btf, "task_struct", &size), 0);
+	assert_int_equal(size, 96);
+	assert_int_equal(vmw_btf_type_size(btf, "se_t", &size), 0);
+	assert_int_equal(size, 16);
+	assert_int_equal(vmw_btf_type_size(btf, "int", &size), -ENOENT);
+
+	int64_t v;
+	assert_int_equal(vmw_btf_enum_value(btf, "PIDTYPE_TGID", &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(vmw_btf_enum_value(btf, "BIG_ONE", &v), 0);
+	assert_int_equal(v, 0x100000000ll);
+	assert_int_equal(vmw_btf_enum_value(btf, "NOPE", &v), -ENOENT);
+	btf__free(btf);
+	btf__free(built);
+}
+
+static void test_btf_parse_rejects(void **state)
+{
+	uint8_t junk[64] = { 0x9f, 0xeb, 1, 0, 24, 0, 0, 0 };
+	struct btf *btf = NULL;
+	const char *why = NULL;
+
+	assert_int_equal(vmw_btf_parse(junk, 10, &btf, &why), -EINVAL);   /* too short */
+	junk[0] = 0;
+	assert_int_equal(vmw_btf_parse(junk, sizeof(junk), &btf, &why), -EINVAL);   /* magic */
+	assert_non_null(strstr(why, "magic"));
+	junk[0] = 0x9f;
+	uint32_t big = 1000;   /* string section past the end */
+	memcpy(junk + 20, &big, 4);
+	assert_int_equal(vmw_btf_parse(junk, sizeof(junk), &btf, &why), -EINVAL);
+}
+
+/* ---- cache files ----------------------------------------------------------- */
+
+static const char TEXT[] =
+	"OSRELEASE=6.1.0-47-amd64\n"
+	"BUILD-ID=12f1e1ca032e499318c5cc64e024d3e617624bf6\n"
+	"PAGESIZE=4096\n"
+	"SYMBOL(_stext)=ffffffffb6e00000\n"
+	"NUMBER(phys_base)=-457179136\n"
+	"SYMBOL(init_top_pgt)=ffffffffb8810000\n"
+	"KERNELOFFSET=35e00000\n";
+
+static char dir[] = "/tmp/vmw-test-kcache-XXXXXX";
+
+static int setup_dir(void **state)
+{
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_cache_roundtrip(void **state)
+{
+	struct vmw_vmcoreinfo *vi = NULL;
+	struct vmw_kcache c = { 0 }, l = { 0 };
+	char sub[256], path[512];
+
+	snprintf(sub, sizeof(sub), "%s/a/b", dir);   /* created on save */
+	assert_int_equal(vmw_vmcoreinfo_parse(TEXT, strlen(TEXT), &vi, NULL), 0);
+	c.vmcoreinfo_phys = 0x13b4000;
+	c.btf_vaddr = 0xffffffffb82bf778ull;
+	c.btf_len = 4350808;
+	c.tokens_vaddr = 0xffffffffb812caf8ull;
+	memset(c.tokens_head, 0x5a, sizeof(c.tokens_head));
+	c.symbols_from = "kallsyms via VMCOREINFO";
+	c.symtab = make_symtab(3000);
+	assert_int_equal(vmw_kcache_save(sub, vi, &c), 0);
+
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	assert_int_equal(l.vmcoreinfo_phys, 0x13b4000);
+	assert_int_equal(l.btf_vaddr, c.btf_vaddr);
+	assert_int_equal(l.btf_len, c.btf_len);
+	assert_int_equal(l.tokens_vaddr, c.tokens_vaddr);
+	assert_memory_equal(l.tokens_head, c.tokens_head, sizeof(c.tokens_head));
+	assert_string_equal(l.symbols_from, "kallsyms via VMCOREINFO");
+	assert_string_equal(l.vmcoreinfo_text, TEXT);
+	assert_int_equal(l.symtab->nsyms, 3000);
+	const struct vmw_ksym *s = vmw_symtab_lookup(l.symtab, "f_1234");
+	assert_non_null(s);
+	assert_int_equal(s->addr, 0xffffffff81000000ull + 1234 * 16);
+	vmw_kcache_clear(&l);
+
+	/* Another KASLR offset is another entry. */
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, 0x1000000, &l), -ENOENT);
+
+	/* A damaged header is refused. */
+	snprintf(path, sizeof(path), "%s/%s-35e00000", sub, vi->build_id);
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "X", 1, 200), 1);
+	close(fd);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+	/* So is a truncated file. */
+	assert_int_equal(truncate(path, 4096), 0);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+
+	vmw_symtab_free(c.symtab);
+	vmw_vmcoreinfo_free(vi);
+}
+
+static void test_cache_hint_and_memo(void **state)
+{
+	struct vmw_kcache_hint h = { .vmcoreinfo_phys = 0x1f4c1000, .jiffies = 0xfffffffffffb6c20ull,
+				     .realtime_ns = 1700000000123456789ull };
+	struct vmw_kcache_hint g;
+	struct vmw_memo m = { 0 }, n = { 0 };
+	const struct vmw_memo_entry *e;
+
+	assert_int_equal(vmw_kcache_hint_get(dir, "qemu:1:2", &g), -ENOENT);
+	assert_int_equal(vmw_kcache_hint_put(dir, "qemu:1:2", &h), 0);
+	assert_int_equal(vmw_kcache_hint_get(dir, "qemu:1:2", &g), 0);
+	assert_int_equal(g.vmcoreinfo_phys, h.vmcoreinfo_phys);
+	assert_int_equal(g.jiffies, h.jiffies);
+	assert_int_equal(g.realtime_ns, h.realtime_ns);
+	assert_int_equal(vmw_kcache_hint_get(dir, "qemu:1:3", &g), -ENOENT);
+
+	assert_int_equal(vmw_memo_add(&m, "M task_struct se.sum_exec_runtime", 0, 0x120, 8), 0);
+	assert_int_equal(vmw_memo_add(&m, "M task_struct nope", -ENOENT, 0, 0), 0);
+	assert_int_equal(vmw_memo_add(&m, "E PIDTYPE_MAX", 0, (uint64_t)-5, 0), 0);
+	assert_int_equal(vmw_memo_add(&m, "bad\nkey", 0, 0, 0), 0);   /* ignored */
+	assert_int_equal(m.n, 3);
+	assert_true(m.dirty);
+	assert_int_equal(vmw_memo_save(dir, "abcd", &m), 0);
+	assert_int_equal(vmw_memo_load(dir, "abcd", &n), 0);
+	assert_false(n.dirty);
+	assert_int_equal(n.n, 3);
+	e = vmw_memo_find(&n, "M task_struct se.sum_exec_runtime");
+	assert_non_null(e);
+	assert_int_equal(e->rc, 0);
+	assert_int_equal(e->a, 0x120);
+	assert_int_equal(e->b, 8);
+	e = vmw_memo_find(&n, "M task_struct nope");
+	assert_non_null(e);
+	assert_int_equal(e->rc, -ENOENT);
+	e = vmw_memo_find(&n, "E PIDTYPE_MAX");
+	assert_int_equal((int64_t)e->a, -5);
+	assert_null(vmw_memo_find(&n, "M task_struct pid"));
+	vmw_memo_clear(&m);
+	vmw_memo_clear(&n);
+	assert_int_equal(vmw_memo_load(dir, "none", &n), -ENOENT);
+}
+
+static void test_cache_dir(void **state)
+{
+	char buf[256];
+	assert_int_equal(vmw_kcache_dir("/x/y", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/x/y");
+	setenv("XDG_CACHE_HOME", "/xdg", 1);
+	assert_int_equal(vmw_kcache_dir(NULL, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/xdg/vmwatch/discovery");
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", "/home/u", 1);
+	assert_int_equal(vmw_kcache_dir(NULL, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/home/u/.cache/vmwatch/discovery");
+	assert_int_equal(vmw_kcache_dir(NULL, buf, 8), -ENAMETOOLONG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_symtab),
+		cmocka_unit_test(test_symtab_adopt_hostile),
+		cmocka_unit_test(test_btf_members),
+		cmocka_unit_test(test_btf_parse_rejects),
+		cmocka_unit_test(test_cache_roundtrip),
+		cmocka_unit_test(test_cache_hint_and_memo),
+		cmocka_unit_test(test_cache_dir),
+	};
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The segment core: bounds checks, reads across segments, holes, batched
+ * reads. Remote segments point into this very process, which
+ * process_vm_readv may always read.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "mem/mem_internal.h"
+
+static uint8_t A[0x1000], B[0x1000], C[0x1000];
+
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed + i * 31 + (i >> 8));
+}
+
+static int setup(void **state)
+{
+	fill(A, sizeof(A), 1);
+	fill(B, sizeof(B), 2);
+	fill(C, sizeof(C), 3);
+	return 0;
+}
+
+/* [0,0x1000) A  [0x1000,0x2000) B  hole  [0x3000,0x4000) C; remote or local. */
+static struct vmw_mem *three_segments(bool remote)
+{
+	struct vmw_mem *mem;
+
+	assert_int_equal(vmw_mem_new(&mem), 0);
+	if (remote) {
+		mem->pid = getpid();
+		/* added out of order: finish sorts */
+		assert_int_equal(vmw_mem_add_seg(mem, 0x3000, sizeof(C), NULL, (uintptr_t)C), 0);
+		assert_int_equal(vmw_mem_add_seg(mem, 0, sizeof(A), NULL, (uintptr_t)A), 0);
+		assert_int_equal(vmw_mem_add_seg(mem, 0x1000, sizeof(B), NULL, (uintptr_t)B), 0);
+	} else {
+		assert_int_equal(vmw_mem_add_seg(mem, 0x3000, sizeof(C), C, 0), 0);
+		assert_int_equal(vmw_mem_add_seg(mem, 0, sizeof(A), A, 0), 0);
+		assert_int_equal(vmw_mem_add_seg(mem, 0x1000, sizeof(B), B, 0), 0);
+	}
+	assert_int_equal(vmw_mem_finish(mem), 0);
+	return mem;
+}
+
+static void test_buffer(void **state)
+{
+	struct vmw_mem *mem;
+	uint8_t b[16];
+
+	assert_int_equal(vmw_mem_open_buffer(A, sizeof(A), &mem), 0);
+	assert_int_equal(vmw_mem_size(mem), sizeof(A));
+	assert_int_equal(vmw_mem_read(mem, 0x10, b, 16), 0);
+	assert_memory_equal(b, A + 0x10, 16);
+	assert_int_equal(vmw_mem_read(mem, 0xff8, b, 8), 0);
+	assert_int_equal(vmw_mem_read(mem, 0xff8, b, 9), -EFAULT);    /* one byte past the end */
+	assert_int_equal(vmw_mem_read(mem, 0x1000, b, 1), -EFAULT);
+	assert_int_equal(vmw_mem_read(mem, UINT64_MAX - 3, b, 8), -EFAULT);  /* wraps */
+	assert_int_equal(vmw_mem_read(mem, 0x5000, b, 0), 0);         /* nothing asked */
+	assert_non_null(strstr(vmw_mem_describe(mem), "4096"));
+	vmw_mem_close(mem);
+}
+
+static void check_reads(bool remote)
+{
+	struct vmw_mem *mem = three_segments(remote);
+	const struct vmw_mem_range *r;
+	uint8_t b[0x40], sentinel[0x40];
+
+	assert_int_equal(vmw_mem_ranges(mem, &r), 2);
+	assert_int_equal(r[0].start, 0);
+	assert_int_equal(r[0].size, 0x2000);  /* A and B merged */
+	assert_int_equal(r[1].start, 0x3000);
+	assert_int_equal(vmw_mem_size(mem), 0x3000);
+
+	/* across the A|B boundary */
+	assert_int_equal(vmw_mem_read(mem, 0xff0, b, 0x20), 0);
+	assert_memory_equal(b, A + 0xff0, 0x10);
+	assert_memory_equal(b + 0x10, B, 0x10);
+
+	/* into the hole: fails, and copies nothing (no stale or partial bytes) */
+	memset(b, 0xee, sizeof(b));
+	memset(sentinel, 0xee, sizeof(sentinel));
+	assert_int_equal(vmw_mem_read(mem, 0x1fe0, b, 0x40), -EFAULT);
+	assert_memory_equal(b, sentinel, sizeof(b));
+	assert_int_equal(vmw_mem_read(mem, 0x2ff0, b, 0x20), -EFAULT);
+	assert_int_equal(vmw_mem_read(mem, 0x3ff0, b, 0x20), -EFAULT);  /* past the end */
+	assert_int_equal(vmw_mem_read(mem, 0x3fe0, b, 0x20), 0);
+	assert_memory_equal(b, C + 0xfe0, 0x20);
+	/* the lookup cache must not answer for the wrong segment */
+	assert_int_equal(vmw_mem_read(mem, 0x10, b, 4), 0);
+	assert_memory_equal(b, A + 0x10, 4);
+	vmw_mem_close(mem);
+}
+
+static void test_local_reads(void **state) { check_reads(false); }
+static void test_remote_reads(void **state) { check_reads(true); }
+
+static void test_overlap_refused(void **state)
+{
+	struct vmw_mem *mem;
+
+	assert_int_equal(vmw_mem_new(&mem), 0);
+	assert_int_equal(vmw_mem_add_seg(mem, 0x1000, 0x1000, A, 0), 0);
+	assert_int_equal(vmw_mem_add_seg(mem, 0x1800, 0x1000, B, 0), 0);
+	assert_int_equal(vmw_mem_finish(mem), -EINVAL);
+	assert_int_equal(vmw_mem_add_seg(mem, UINT64_MAX - 10, 0x100, A, 0), -EINVAL);
+	vmw_mem_close(mem);
+}
+
+static void check_readv_errors(bool remote)
+{
+	struct vmw_mem *mem = three_segments(remote);
+	uint8_t b[5][0x20];
+	struct vmw_phys_iov iov[] = {
+		{ 0x10, b[0], 0x10, 1 },
+		{ 0x2800, b[1], 0x10, 1 },    /* hole */
+		{ 0xff8, b[2], 0x10, 1 },     /* spans A|B */
+		{ 0x3ff8, b[3], 0x10, 1 },    /* runs past the end */
+		{ 0x3000, b[4], 0x20, 1 },
+	};
+	struct vmw_mem_stats st;
+
+	assert_int_equal(vmw_mem_readv(mem, iov, ARRAY_SIZE(iov)), -EFAULT);
+	assert_int_equal(iov[0].err, 0);
+	assert_memory_equal(b[0], A + 0x10, 0x10);
+	assert_int_equal(iov[1].err, -EFAULT);
+	assert_int_equal(iov[2].err, 0);
+	assert_memory_equal(b[2], A + 0xff8, 8);
+	assert_memory_equal(b[2] + 8, B, 8);
+	assert_int_equal(iov[3].err, -EFAULT);
+	assert_int_equal(iov[4].err, 0);
+	assert_memory_equal(b[4], C, 0x20);
+	vmw_mem_stats(mem, &st);
+	assert_int_equal(st.reads, 1);  /* one readv is one read */
+	if (remote)
+		/* one batched call for pieces 0 and 4, one for the spanning piece */
+		assert_true(st.syscalls <= 3);
+	vmw_mem_close(mem);
+}
+
+static void test_local_readv_errors(void **state) { check_readv_errors(false); }
+static void test_remote_readv_errors(void **state) { check_readv_errors(true); }
+
+/* Many small pieces: ceil(n / IOV_MAX) process_vm_readv calls, all correct. */
+static void test_remote_readv_batches(void **state)
+{
+	enum { N = 2500 };
+	struct vmw_mem *mem = three_segments(true);
+	struct vmw_phys_iov *iov = calloc(N, sizeof(*iov));
+	uint8_t (*b)[8] = calloc(N, 8);
+	struct vmw_mem_stats st;
+
+	for (size_t i = 0; i < N; i++) {
+		uint64_t a = (i * 97) % 0x2ff8;
+		if (a >= 0x1ff8 && a < 0x3000)
+			a = 0x3000 + (a & 0xff0);
+		iov[i] = (struct vmw_phys_iov){ a, b[i], 8, 1 };
+	}
+	assert_int_equal(vmw_mem_readv(mem, iov, N), 0);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(iov[i].err, 0);
+		for (uint64_t a = iov[i].addr, k = 0; k < 8; k++, a++)  /* may span A|B */
+			assert_int_equal(b[i][k], a < 0x1000 ? A[a] : a < 0x2000 ? B[a - 0x1000] : C[a - 0x3000]);
+	}
+	vmw_mem_stats(mem, &st);
+	/* pieces within one segment are batched; the few spanning A|B are read
+	 * on their own (one call per segment) */
+	size_t spanning = 0;
+	for (size_t i = 0; i < N; i++)
+		spanning += iov[i].addr > 0xff8 && iov[i].addr < 0x1000;
+	assert_int_equal(st.syscalls, (N - spanning + IOV_MAX - 1) / IOV_MAX + 2 * spanning);
+	assert_int_equal(st.bytes_read, N * 8);
+	vmw_mem_close(mem);
+	free(iov);
+	free(b);
+}
+
+/* A remote segment whose QEMU-side memory vanished: that piece fails with
+ * -EIO, the pieces after it in the same batch still succeed. */
+static void test_remote_readv_unmapped(void **state)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *gone = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct vmw_mem *mem;
+	uint8_t b[3][16];
+	struct vmw_phys_iov iov[] = {
+		{ 0x10, b[0], 16, 1 },
+		{ 0x10000, b[1], 16, 1 },
+		{ 0x20, b[2], 16, 1 },
+	};
+
+	assert_true(gone != MAP_FAILED);
+	munmap(gone, (size_t)pg);
+	assert_int_equal(vmw_mem_new(&mem), 0);
+	mem->pid = getpid();
+	assert_int_equal(vmw_mem_add_seg(mem, 0, sizeof(A), NULL, (uintptr_t)A), 0);
+	assert_int_equal(vmw_mem_add_seg(mem, 0x10000, (uint64_t)pg, NULL, (uintptr_t)gone), 0);
+	assert_int_equal(vmw_mem_finish(mem), 0);
+
+	assert_int_equal(vmw_mem_readv(mem, iov, 3), -EIO);
+	assert_int_equal(iov[0].err, 0);
+	assert_memory_equal(b[0], A + 0x10, 16);
+	assert_int_equal(iov[1].err, -EIO);
+	assert_int_equal(iov[2].err, 0);
+	assert_memory_equal(b[2], A + 0x20, 16);
+	assert_int_equal(vmw_mem_read(mem, 0x10000, b[1], 16), -EIO);
+	vmw_mem_close(mem);
+}
+
+/* The QEMU process exited: -ESRCH from reads and readv. */
+static void test_remote_process_gone(void **state)
+{
+	struct vmw_mem *mem = three_segments(true);
+	struct vmw_phys_iov iov[2];
+	uint8_t b[2][8];
+	pid_t child = fork();
+
+	if (child == 0)
+		_exit(0);
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	mem->pid = child;
+	assert_int_equal(vmw_mem_read(mem, 0, b[0], 8), -ESRCH);
+	iov[0] = (struct vmw_phys_iov){ 0, b[0], 8, 1 };
+	iov[1] = (struct vmw_phys_iov){ 0x3000, b[1], 8, 1 };
+	assert_int_equal(vmw_mem_readv(mem, iov, 2), -ESRCH);
+	assert_int_equal(iov[1].err, -ESRCH);
+	vmw_mem_close(mem);
+}
+
+static void test_open_targets(void **state)
+{
+	struct vmw_mem *mem;
+	struct vmw_error err = { 0 };
+	char self[32];
+
+	assert_int_equal(vmw_mem_open("qemu:abc", NULL, &mem, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "qemu:abc"));
+	assert_int_equal(vmw_mem_open("vm1", NULL, &mem, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "unknown target"));
+	assert_int_equal(vmw_mem_open("qemu:2147483647", NULL, &mem, &err), -ESRCH);
+	assert_non_null(strstr(err.msg, "no process with PID 2147483647"));
+	/* this test program is not QEMU */
+	snprintf(self, sizeof(self), "qemu:%d", (int)getpid());
+	assert_int_equal(vmw_mem_open(self, NULL, &mem, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "is not a QEMU process"));
+	assert_non_null(strstr(err.msg, "test_mem"));
+}
+
+static void test_helpers(void **state)
+{
+	char buf[32];
+	enum vmw_layout l;
+
+	assert_string_equal(vmw_fmt_size(512ULL << 20, buf), "512 MiB");
+	assert_string_equal(vmw_fmt_size(5ULL << 30, buf), "5 GiB");
+	assert_string_equal(vmw_fmt_size(3584ULL << 20, buf), "3.5 GiB");
+	assert_string_equal(vmw_fmt_size(100, buf), "100 bytes");
+	assert_string_equal(vmw_fmt_size(640 << 10, buf), "640 KiB");
+	assert_int_equal(vmw_layout_parse("q35", &l), 0);
+	assert_int_equal(l, VMW_LAYOUT_Q35);
+	assert_string_equal(vmw_layout_name(VMW_LAYOUT_FLAT), "flat");
+	assert_int_equal(vmw_layout_parse("isapc", &l), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buffer),
+		cmocka_unit_test(test_local_reads),
+		cmocka_unit_test(test_remote_reads),
+		cmocka_unit_test(test_overlap_refused),
+		cmocka_unit_test(test_local_readv_errors),
+		cmocka_unit_test(test_remote_readv_errors),
+		cmocka_unit_test(test_remote_readv_batches),
+		cmocka_unit_test(test_remote_readv_unmapped),
+		cmocka_unit_test(test_remote_process_gone),
+		cmocka_unit_test(test_open_targets),
+		cmocka_unit_test(test_helpers),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
