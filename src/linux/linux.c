@@ -847,15 +847,22 @@ out:
 	vmw_xlat_free(ux);
 }
 
+void vmw_proc_release(struct vmw_proc *p)
+{
+	if (p->cmdline)
+		for (char **a = p->cmdline; *a; a++)
+			free(*a);
+	free(p->cmdline);
+	free(p->threads);
+	p->cmdline = NULL;
+	p->threads = NULL;
+	p->nthreads_listed = 0;
+}
+
 static void free_procs(struct vmw_proc *procs, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (procs[i].cmdline)
-			for (char **a = procs[i].cmdline; *a; a++)
-				free(*a);
-		free(procs[i].cmdline);
-		free(procs[i].threads);
-	}
+	for (size_t i = 0; i < n; i++)
+		vmw_proc_release(&procs[i]);
 	free(procs);
 }
 

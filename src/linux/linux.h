@@ -82,6 +82,8 @@ void vmw_linux_free(struct vmw_linux *l);
 int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *ret,
 		   struct vmw_error *err);
 void vmw_walk_free(struct vmw_walk *w);
+/* Free what one record owns (cmdline, threads), not the record itself. */
+void vmw_proc_release(struct vmw_proc *p);
 
 /* Pure helpers, exposed for unit tests. */
 char vmw_linux_state_letter(uint32_t state, uint32_t exit_state);

@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+/* sampler.c - frames over time: rates, events, reboot handling. */
+#include "sampler/sampler.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+/* What a frame remembers of a task for the next one. */
+struct prev {
+	int32_t id;                /* pid or tid */
+	uint64_t start_time_ns;
+	uint64_t runtime_ns;
+	uint64_t rss_bytes, vsz_bytes;
+	char comm[64];
+};
+
+/* pid → index in an array of struct prev; open addressing. */
+struct idmap {
+	uint32_t *slot;            /* index + 1, 0 = empty */
+	size_t cap;                /* power of two */
+};
+
+struct table {
+	struct prev *v;
+	size_t n;
+	struct idmap map;
+};
+
+struct vmw_sampler {
+	char *target;
+	struct vmw_sampler_opts opts;
+	struct vmw_mem *mem;
+	struct vmw_kernel *k;
+	struct vmw_linux *lx;
+	uint8_t vmcoreinfo[256];   /* start of the VMCOREINFO text at attach */
+	bool have_prev;
+	uint64_t prev_host_ns, prev_guest_ns;
+	struct table procs, threads;
+	uint64_t seq;
+};
+
+static uint32_t hash32(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+static void table_free(struct table *t)
+{
+	free(t->v);
+	free(t->map.slot);
+	memset(t, 0, sizeof(*t));
+}
+
+static int table_index(struct table *t)
+{
+	size_t cap = 16;
+	while (cap < t->n * 2)
+		cap <<= 1;
+	free(t->map.slot);
+	t->map.slot = calloc(cap, sizeof(uint32_t));
+	if (!t->map.slot)
+		return -ENOMEM;
+	t->map.cap = cap;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t h = hash32((uint32_t)t->v[i].id) & (cap - 1);
+		while (t->map.slot[h])
+			h = (h + 1) & (cap - 1);
+		t->map.slot[h] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+static const struct prev *table_find(const struct table *t, int32_t id)
+{
+	if (!t->map.cap)
+		return NULL;
+	for (size_t h = hash32((uint32_t)id) & (t->map.cap - 1);; h = (h + 1) & (t->map.cap - 1)) {
+		uint32_t s = t->map.slot[h];
+		if (!s)
+			return NULL;
+		if (t->v[s - 1].id == id)
+			return &t->v[s - 1];
+	}
+}
+
+uint64_t vmw_sampler_interval(uint64_t host_delta_ns, uint64_t guest_delta_ns, bool guest_known,
+			      uint64_t tick_ns)
+{
+	uint64_t slack = 2 * tick_ns;
+
+	if (!guest_known)
+		return host_delta_ns;
+	if (guest_delta_ns + slack >= host_delta_ns && guest_delta_ns <= host_delta_ns + slack)
+		return host_delta_ns;
+	return guest_delta_ns;
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static int attach(struct vmw_sampler *s, struct vmw_error *err)
+{
+	struct vmw_kernel_opts kopts = { .sz = sizeof(kopts), .no_cache = s->opts.no_cache };
+	int r;
+
+	if ((r = vmw_kernel_attach(s->mem, &kopts, &s->k, err)) < 0)
+		return r;
+	if ((r = vmw_linux_new(s->k, &s->lx, err)) < 0) {
+		vmw_kernel_detach(s->k);
+		s->k = NULL;
+		return r;
+	}
+	vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
+	s->have_prev = false;
+	s->seq = 0;
+	table_free(&s->procs);
+	table_free(&s->threads);
+	return 0;
+}
+
+static void detach(struct vmw_sampler *s)
+{
+	vmw_linux_free(s->lx);
+	s->lx = NULL;
+	if (s->k)
+		vmw_kernel_detach(s->k);
+	s->k = NULL;
+}
+
+int vmw_sampler_open(const char *target, const struct vmw_sampler_opts *opts,
+		     struct vmw_sampler **ret, struct vmw_error *err)
+{
+	struct vmw_sampler *s = calloc(1, sizeof(*s));
+	struct vmw_mem_opts mopts = { .sz = sizeof(mopts) };
+	int r;
+
+	if (!s || !(s->target = strdup(target))) {
+		free(s);
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	}
+	if (opts)
+		memcpy(&s->opts, opts, MIN(opts->sz ? opts->sz : sizeof(*opts), sizeof(s->opts)));
+	mopts.force_process_read = s->opts.process_read;
+	if ((r = vmw_mem_open(target, &mopts, &s->mem, err)) < 0)
+		goto fail;
+	if ((r = attach(s, err)) < 0) {
+		vmw_error_prefix(err, "%s: ", target);
+		goto fail;
+	}
+	*ret = s;
+	return 0;
+fail:
+	vmw_sampler_close(s);
+	return r;
+}
+
+void vmw_sampler_close(struct vmw_sampler *s)
+{
+	if (!s)
+		return;
+	detach(s);
+	vmw_mem_close(s->mem);
+	table_free(&s->procs);
+	table_free(&s->threads);
+	free(s->target);
+	free(s);
+}
+
+struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s) { return s->k; }
+struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s) { return s->mem; }
+
+/* Has the guest rebooted since attach? Its VMCOREINFO text moved or changed. */
+static bool rebooted(struct vmw_sampler *s)
+{
+	uint8_t now[sizeof(s->vmcoreinfo)];
+	if (vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, now, sizeof(now)) < 0)
+		return true;
+	return memcmp(now, s->vmcoreinfo, sizeof(now)) != 0;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int push_event(struct vmw_frame *f, size_t *cap, const struct vmw_event *e)
+{
+	if (f->nevents == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct vmw_event *ne = realloc(f->events, nc * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		f->events = ne;
+		*cap = nc;
+	}
+	f->events[f->nevents++] = *e;
+	return 0;
+}
+
+/* Remember this frame's processes and threads for the next one. */
+static int remember(struct vmw_sampler *s, const struct vmw_frame *f)
+{
+	struct table procs = { 0 }, threads = { 0 };
+	size_t nthreads = 0;
+
+	procs.v = calloc(f->nprocs ? f->nprocs : 1, sizeof(*procs.v));
+	if (!procs.v)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nprocs; i++) {
+		const struct vmw_proc *p = &f->procs[i].proc;
+		struct prev *q = &procs.v[procs.n++];
+		q->id = p->pid;
+		q->start_time_ns = p->start_time_ns;
+		q->runtime_ns = p->runtime_ns;
+		q->rss_bytes = vmw_proc_rss_bytes(p);
+		q->vsz_bytes = p->vsz_bytes;
+		memcpy(q->comm, p->comm, sizeof(q->comm));
+		nthreads += p->nthreads_listed;
+	}
+	if (nthreads) {
+		threads.v = calloc(nthreads, sizeof(*threads.v));
+		if (!threads.v) {
+			table_free(&procs);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < f->nprocs; i++) {
+			const struct vmw_proc *p = &f->procs[i].proc;
+			for (uint32_t j = 0; j < p->nthreads_listed; j++) {
+				struct prev *q = &threads.v[threads.n++];
+				q->id = p->threads[j].tid;
+				q->start_time_ns = p->threads[j].start_time_ns;
+				q->runtime_ns = p->threads[j].runtime_ns;
+			}
+		}
+	}
+	if (table_index(&procs) < 0 || table_index(&threads) < 0) {
+		table_free(&procs);
+		table_free(&threads);
+		return -ENOMEM;
+	}
+	table_free(&s->procs);
+	table_free(&s->threads);
+	s->procs = procs;
+	s->threads = threads;
+	return 0;
+}
+
+/* The guest's clock: boot-time nanoseconds from its own counters. Until the
+ * summary layer provides the timekeeper, the newest task start time and
+ * scheduler runtimes bound it from below; 0 means unknown. */
+static uint64_t guest_clock_ns(struct vmw_sampler *s, bool *known)
+{
+	(void)s;
+	*known = false;
+	return 0;
+}
+
+int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_error *err)
+{
+	struct vmw_frame *f = calloc(1, sizeof(*f));
+	struct vmw_walk w;
+	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns;
+	size_t evcap = 0;
+	bool was_rebooted = false, guest_known;
+	int r;
+
+	if (!f)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (rebooted(s)) {
+		detach(s);
+		if ((r = attach(s, err)) < 0) {
+			free(f);
+			return vmw_error_prefix(err, "%s: guest rebooted and re-attaching failed: ", s->target);
+		}
+		was_rebooted = true;
+	}
+	r = vmw_linux_walk(s->lx, s->opts.walk_flags, &w, err);
+	if (r < 0) {
+		free(f);
+		return vmw_error_prefix(err, "%s: ", s->target);
+	}
+	host_ns = vmw_now_ns();
+	guest_ns = guest_clock_ns(s, &guest_known);
+
+	f->seq = s->seq++;
+	f->wall_time_ns = wall_ns();
+	f->first = !s->have_prev;
+	f->rebooted = was_rebooted;
+	f->skipped = w.skipped;
+	f->truncated = w.truncated;
+	memcpy(f->truncated_why, w.truncated_why, sizeof(f->truncated_why));
+	f->bytes_read = w.bytes_read;
+	f->mem_total_bytes = vmw_mem_size(s->mem);
+	if (s->have_prev)
+		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns,
+						      vmw_sat_sub(guest_ns, s->prev_guest_ns),
+						      guest_known, 4000000);
+
+	f->procs = calloc(w.nprocs ? w.nprocs : 1, sizeof(*f->procs));
+	if (!f->procs) {
+		vmw_walk_free(&w);
+		free(f);
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	}
+	/* The frame takes ownership of the walk's records (and their threads/cmdlines). */
+	for (size_t i = 0; i < w.nprocs; i++)
+		f->procs[i].proc = w.procs[i];
+	f->nprocs = w.nprocs;
+	free(w.procs);
+
+	for (size_t i = 0; i < f->nprocs; i++) {
+		struct vmw_sample *x = &f->procs[i];
+		const struct vmw_proc *p = &x->proc;
+		const struct prev *q = s->have_prev ? table_find(&s->procs, p->pid) : NULL;
+		uint64_t rss = vmw_proc_rss_bytes(p), delta;
+
+		if (q && q->start_time_ns != p->start_time_ns) {
+			/* Same pid, another process: the old one exited. */
+			struct vmw_event e = { .type = VMW_EVENT_EXIT, .pid = q->id,
+				.start_time_ns = q->start_time_ns, .runtime_ns = q->runtime_ns,
+				.rss_bytes = q->rss_bytes, .vsz_bytes = q->vsz_bytes, .pid_reused = true };
+			memcpy(e.comm, q->comm, sizeof(e.comm));
+			push_event(f, &evcap, &e);
+			q = NULL;
+		}
+		x->is_new = s->have_prev && !q;
+		x->mem_percent = pct(rss, f->mem_total_bytes);
+		if (q) {
+			delta = vmw_sat_sub(p->runtime_ns, q->runtime_ns);
+			x->rss_delta_bytes = (int64_t)rss - (int64_t)q->rss_bytes;
+		} else {
+			/* New since the last frame: all its runtime fell in this interval. */
+			delta = x->is_new ? p->runtime_ns : 0;
+		}
+		x->cpu_percent = pct(delta, f->interval_ns);
+		f->cpu_percent_total += x->cpu_percent;
+		if (x->is_new) {
+			struct vmw_event e = { .type = VMW_EVENT_NEW, .pid = p->pid,
+				.start_time_ns = p->start_time_ns, .runtime_ns = p->runtime_ns,
+				.rss_bytes = rss, .vsz_bytes = p->vsz_bytes };
+			memcpy(e.comm, p->comm, sizeof(e.comm));
+			push_event(f, &evcap, &e);
+		}
+		if (p->nthreads_listed) {
+			x->thread_cpu_percent = calloc(p->nthreads_listed, sizeof(double));
+			for (uint32_t j = 0; x->thread_cpu_percent && j < p->nthreads_listed; j++) {
+				const struct vmw_thread *t = &p->threads[j];
+				const struct prev *tq = s->have_prev ? table_find(&s->threads, t->tid) : NULL;
+				uint64_t td = 0;
+				if (tq && tq->start_time_ns == t->start_time_ns)
+					td = vmw_sat_sub(t->runtime_ns, tq->runtime_ns);
+				else if (s->have_prev)
+					td = t->runtime_ns;
+				x->thread_cpu_percent[j] = pct(td, f->interval_ns);
+			}
+		}
+	}
+
+	/* Exits: in the previous frame, not in this one (pid reuse handled above). */
+	if (s->have_prev && !f->truncated) {
+		struct table now = { .v = NULL };
+		now.v = calloc(f->nprocs ? f->nprocs : 1, sizeof(*now.v));
+		if (now.v) {
+			for (size_t i = 0; i < f->nprocs; i++)
+				now.v[now.n++].id = f->procs[i].proc.pid;
+			if (table_index(&now) == 0) {
+				for (size_t i = 0; i < s->procs.n; i++) {
+					const struct prev *q = &s->procs.v[i];
+					if (table_find(&now, q->id))
+						continue;
+					struct vmw_event e = { .type = VMW_EVENT_EXIT, .pid = q->id,
+						.start_time_ns = q->start_time_ns, .runtime_ns = q->runtime_ns,
+						.rss_bytes = q->rss_bytes, .vsz_bytes = q->vsz_bytes };
+					memcpy(e.comm, q->comm, sizeof(e.comm));
+					push_event(f, &evcap, &e);
+				}
+			}
+			table_free(&now);
+		}
+	}
+
+	if ((r = remember(s, f)) < 0) {
+		vmw_frame_free(f);
+		return vmw_error_set(err, r, "out of memory");
+	}
+	s->have_prev = true;
+	s->prev_host_ns = host_ns;
+	s->prev_guest_ns = guest_ns;
+	f->frame_ns = vmw_now_ns() - t0;
+	*ret = f;
+	return 0;
+}
+
+void vmw_frame_free(struct vmw_frame *f)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < f->nprocs; i++) {
+		free(f->procs[i].thread_cpu_percent);
+		vmw_proc_release(&f->procs[i].proc);
+	}
+	free(f->procs);
+	free(f->events);
+	free(f);
+}
