@@ -33,9 +33,11 @@ struct cli_target {
 	struct vmw_mem *mem;
 	struct vmw_kernel *k;
 	struct vmw_linux *lx;
+	char name_buf[320];           /* name storage: "vm1 (qemu:1234)" for a libvirt domain */
 };
 
-/* Open name, attach to its kernel and (if want_linux) the process model.
+/* Open name (a libvirt domain name or UUID, domain:NAME, qemu:PID or
+ * file:PATH), attach to its kernel and (if want_linux) the process model.
  * Returns 0, or the exit code after printing a one-line error. */
 int cli_target_open(struct cli_target *t, const char *name, bool want_linux);
 void cli_target_close(struct cli_target *t);
@@ -47,3 +49,7 @@ json_t *cli_proc_json(const struct vmw_proc *p);
 
 int cmd_ps(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_vms(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+int cmd_summary(int argc, char **argv);

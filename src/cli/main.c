@@ -21,8 +21,12 @@ static const struct {
 } commands[] = {
 	{ "info", cmd_info, "info [--json] TARGET   describe the guest's kernel and how it was found" },
 	{ "ps", cmd_ps, "ps [--json] [--threads] TARGET   list the guest's processes" },
+	{ "top", cmd_top, "top [-b|--json] [-d SECONDS] [-n N] TARGET   the guest's processes over time, like top/htop" },
+	{ "summary", cmd_summary, "summary [--json] TARGET   uptime, load, memory and CPU times as the guest's /proc shows them" },
+	{ "agent", cmd_agent, "agent [--config FILE] [--listen ADDR:PORT] ...   serve every guest over HTTP (JSON, SSE, /metrics)" },
 	{ "bench", cmd_bench, "bench [-n FRAMES] TARGET   measure attach and frame costs" },
 	{ "phys", cmd_phys, "phys TARGET ADDR LEN   dump guest physical memory" },
+	{ "vms", cmd_vms, NULL },   /* hidden: libvirt domains and their events (tests) */
 };
 
 static void usage(FILE *f)
@@ -31,9 +35,11 @@ static void usage(FILE *f)
 		   "Agentless process monitoring of Linux virtual machines from the host.\n\n"
 		   "Commands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %s\n", commands[i].summary);
-	fprintf(f, "\nTARGET is qemu:PID (a running QEMU process) or file:PATH (shared RAM\n"
-		   "file, ELF core from dump-guest-memory / virsh dump, or raw image).\n"
+		if (commands[i].summary)
+			fprintf(f, "  %s\n", commands[i].summary);
+	fprintf(f, "\nTARGET is a running libvirt domain's name or UUID (or domain:NAME),\n"
+		   "qemu:PID (a running QEMU process) or file:PATH (shared RAM file, ELF\n"
+		   "core from dump-guest-memory / virsh dump, or raw image).\n"
 		   "Run 'vmwatch COMMAND --help' for a command's options.\n");
 }
 

@@ -2,6 +2,7 @@
 /* Opening a target for the introspection commands (ps, info, top, bench). */
 #include "cli/cli.h"
 #include "linux/linux.h"
+#include "virt/virt.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -15,10 +16,17 @@ int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
 		.ignore_vmcoreinfo_kallsyms = t->ignore_vmcoreinfo_kallsyms,
 	};
 	struct vmw_mem_opts mopts = { .sz = sizeof(mopts), .force_process_read = t->process_read };
+	char target[300];
 	int r;
 
-	t->name = name;
-	if ((r = vmw_mem_open(name, &mopts, &t->mem, &err)) < 0) {
+	/* A libvirt domain name or UUID becomes qemu:PID (src/mem knows no libvirt). */
+	if ((r = vmw_virt_resolve_target(name, target, sizeof(target), t->name_buf,
+					 sizeof(t->name_buf), &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return EXIT_USAGE;
+	}
+	t->name = name = t->name_buf;
+	if ((r = vmw_mem_open(target, &mopts, &t->mem, &err)) < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}

@@ -84,7 +84,8 @@ static int seg_cmp(const void *a, const void *b)
 
 int vmw_mem_finish(struct vmw_mem *mem)
 {
-	qsort(mem->segs, mem->nsegs, sizeof(*mem->segs), seg_cmp);
+	if (mem->nsegs)   /* qsort(NULL, 0, ...) is undefined */
+		qsort(mem->segs, mem->nsegs, sizeof(*mem->segs), seg_cmp);
 	free(mem->ranges);
 	mem->ranges = calloc(mem->nsegs ? mem->nsegs : 1, sizeof(*mem->ranges));
 	if (!mem->ranges)
@@ -203,9 +204,124 @@ static int read_one(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
 	return 0;
 }
 
+/* ---- page tracing --------------------------------------------------------- */
+
+struct vmw_mem_trace {
+	struct vmw_mem_trace_page *slot;   /* open addressing; hi == 0: empty */
+	size_t mask, n;
+	int err;
+};
+
+#define TRACE_MAX_READ ((uint64_t)256 << 20)
+
+static struct vmw_mem_trace_page *trace_slot(struct vmw_mem_trace_page *slot, size_t mask,
+					     uint64_t pfn)
+{
+	size_t i = (size_t)((pfn * 0x9e3779b97f4a7c15ull) >> 20) & mask;
+	while (slot[i].hi && slot[i].pfn != pfn)
+		i = (i + 1) & mask;
+	return &slot[i];
+}
+
+static void trace_page(struct vmw_mem_trace *t, uint64_t pfn, uint16_t lo, uint16_t hi)
+{
+	struct vmw_mem_trace_page *e;
+
+	if (2 * (t->n + 1) > t->mask + 1) {
+		size_t nmask = 2 * t->mask + 1;
+		struct vmw_mem_trace_page *ns = calloc(nmask + 1, sizeof(*ns));
+		if (!ns) {
+			t->err = -ENOMEM;
+			return;
+		}
+		for (size_t i = 0; i <= t->mask; i++)
+			if (t->slot[i].hi)
+				*trace_slot(ns, nmask, t->slot[i].pfn) = t->slot[i];
+		free(t->slot);
+		t->slot = ns;
+		t->mask = nmask;
+	}
+	e = trace_slot(t->slot, t->mask, pfn);
+	if (!e->hi) {
+		*e = (struct vmw_mem_trace_page){ .pfn = pfn, .lo = lo, .hi = hi };
+		t->n++;
+	} else {
+		e->lo = MIN(e->lo, lo);
+		e->hi = MAX(e->hi, hi);
+	}
+}
+
+static void trace_range(struct vmw_mem_trace *t, uint64_t addr, uint64_t len)
+{
+	uint64_t end;
+
+	if (!len)
+		return;
+	len = MIN(len, TRACE_MAX_READ);
+	end = addr + len < addr ? UINT64_MAX : addr + len;   /* exclusive; clipped at 2^64-1 */
+	for (uint64_t a = addr; a < end;) {
+		uint64_t page_end = (a | 4095) + 1;   /* 0 after the last page */
+		uint64_t e = page_end && page_end < end ? page_end : end;
+		trace_page(t, a >> 12, (uint16_t)(a & 4095), (uint16_t)(e - (a & ~4095ull)));
+		a = e;
+	}
+}
+
+int vmw_mem_trace_start(struct vmw_mem *mem)
+{
+	struct vmw_mem_trace *t = calloc(1, sizeof(*t));
+
+	if (!t || !(t->slot = calloc(1024, sizeof(*t->slot)))) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->mask = 1023;
+	vmw_mem_trace_stop(mem);
+	mem->trace = t;
+	return 0;
+}
+
+static int trace_page_cmp(const void *a, const void *b)
+{
+	const struct vmw_mem_trace_page *x = a, *y = b;
+	return x->pfn < y->pfn ? -1 : x->pfn > y->pfn;
+}
+
+int vmw_mem_trace_pages(const struct vmw_mem *mem, struct vmw_mem_trace_page **ret, size_t *n)
+{
+	const struct vmw_mem_trace *t = mem->trace;
+	struct vmw_mem_trace_page *out;
+	size_t k = 0;
+
+	if (!t)
+		return -EINVAL;
+	if (t->err)
+		return t->err;
+	out = malloc((t->n ? t->n : 1) * sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i <= t->mask; i++)
+		if (t->slot[i].hi)
+			out[k++] = t->slot[i];
+	qsort(out, k, sizeof(*out), trace_page_cmp);
+	*ret = out;
+	*n = k;
+	return 0;
+}
+
+void vmw_mem_trace_stop(struct vmw_mem *mem)
+{
+	if (mem->trace)
+		free(mem->trace->slot);
+	free(mem->trace);
+	mem->trace = NULL;
+}
+
 int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
 {
 	mem->stats.reads++;
+	if (mem->trace)
+		trace_range(mem->trace, addr, len);
 	return read_one(mem, addr, buf, len);
 }
 
@@ -265,6 +381,9 @@ int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 	struct batch small;  /* on the stack: ~40 KiB */
 
 	mem->stats.reads++;
+	if (mem->trace)
+		for (size_t i = 0; i < n; i++)
+			trace_range(mem->trace, iov[i].addr, iov[i].len);
 	if (mem->pid) {
 		b = &small;
 		b->k = 0;
@@ -312,6 +431,7 @@ void vmw_mem_close(struct vmw_mem *mem)
 		return;
 	if (mem->map)
 		munmap(mem->map, mem->map_len);
+	vmw_mem_trace_stop(mem);
 	free(mem->segs);
 	free(mem->ranges);
 	free(mem);

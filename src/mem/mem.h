@@ -22,6 +22,10 @@
  * that table: a read that touches an address outside guest RAM (a hole, the
  * PCI window, past the end) fails with -EFAULT and never returns stale bytes.
  * The guest is never paused and its memory is never written.
+ *
+ * A vmw_mem is for one thread at a time: reads update a lookup cache and
+ * the counters. Shared-file and dump sources are mmaps of the file, so a
+ * file truncated under us would fault (SIGBUS); QEMU never shrinks its RAM.
  */
 #pragma once
 

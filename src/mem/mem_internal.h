@@ -30,6 +30,7 @@ struct vmw_mem {
 	size_t map_len;
 	char desc[512];
 	struct vmw_mem_stats stats;
+	struct vmw_mem_trace *trace;   /* page tracing (fuzz seeds); NULL when off */
 };
 
 int vmw_mem_new(struct vmw_mem **ret);
@@ -45,6 +46,26 @@ void vmw_mem_opts_copy(struct vmw_mem_opts *dst, const struct vmw_mem_opts *src)
 
 /* Take ownership of an mmap: unmapped by vmw_mem_close. */
 void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len);
+
+/*
+ * Page tracing, for making fuzz seeds (tests/fuzz/make_seed.c): while on,
+ * every page that vmw_mem_read/vmw_mem_readv are asked for is recorded,
+ * whether or not it is guest RAM, with the hull [lo, hi) of the bytes asked
+ * for in it. Off by default; costs one branch per call when off. A read of
+ * more than 256 MiB records its first 256 MiB only.
+ */
+struct vmw_mem_trace_page {
+	uint64_t pfn;       /* guest-physical address >> 12 */
+	uint16_t lo, hi;    /* bytes [lo, hi) of the page were asked for; 1 <= hi <= 4096 */
+};
+/* Start (or restart, forgetting what was recorded). 0 or -ENOMEM. */
+int vmw_mem_trace_start(struct vmw_mem *mem);
+/* The pages recorded since the start, sorted by pfn, in a new array (*ret,
+ * freed by the caller). -ENOMEM (also when a page could not be recorded),
+ * -EINVAL if tracing is off. */
+int vmw_mem_trace_pages(const struct vmw_mem *mem, struct vmw_mem_trace_page **ret, size_t *n);
+/* Stop and forget (vmw_mem_close does it too). */
+void vmw_mem_trace_stop(struct vmw_mem *mem);
 
 /* "512 MiB", "5 GiB", "3.5 GiB", "1234 bytes": for descriptions and messages. */
 const char *vmw_fmt_size(uint64_t size, char buf[static 32]);

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent_int.h - what the agent's files share: the VM registry, published
+ * snapshots, history, events and the HTTP front.
+ *
+ * Locking (never held across a guest read):
+ *   agent->lock    the registry (vms[]) and the libvirt status;
+ *   vm->lock       one VM's status, metadata, published snapshot, events and
+ *                  history; the sampler thread holds it only to publish;
+ *   agent->live    read-mostly settings that SIGHUP may change (tokens, ...).
+ * Order: agent->lock before vm->lock; nothing else nests.
+ * Snapshots are immutable once published and refcounted: a handler takes a
+ * reference under vm->lock and renders without any lock.
+ */
+#pragma once
+
+#include "agent/agent.h"
+#include "sampler/sampler.h"
+#include "virt/virt.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct json_t json_t;
+
+/* ---------------------------------------------------------------- snapshots */
+
+/* Processes grouped by name (like process-exporter's namegroups). */
+struct agent_group {
+	char name[72];
+	uint32_t procs, threads;
+	uint64_t rss_bytes, vsz_bytes, swap_bytes;
+	uint64_t user_ns, system_ns;   /* accumulated over the group's life: monotonic */
+	double cpu_percent;            /* this interval */
+};
+
+struct agent_snap {
+	atomic_uint ref;
+	uint64_t seq;                  /* publications for this VM, from 1 */
+	struct vmw_frame *frame;
+	const struct vmw_summary *summary; /* &sum, or NULL when the guest's summary is unknown */
+	struct vmw_summary sum;        /* (its per-CPU array is not kept: sum.cpu is NULL) */
+	uint32_t *pidmap;              /* pid -> index + 1 in frame->procs */
+	size_t pidcap;
+	struct agent_group *groups;    /* sorted by name */
+	size_t ngroups;
+	unsigned tasks[8];             /* by state: see AGENT_TASK_* */
+	uint64_t threads_total;
+	size_t bytes;                  /* approximate memory held */
+};
+
+enum { AGENT_TASK_RUNNING, AGENT_TASK_SLEEPING, AGENT_TASK_DISK, AGENT_TASK_STOPPED,
+       AGENT_TASK_ZOMBIE, AGENT_TASK_IDLE, AGENT_TASK_OTHER, AGENT_TASK_N };
+
+struct agent_snap *agent_snap_ref(struct agent_snap *s);
+void agent_snap_unref(struct agent_snap *s);
+/* Index in s->frame->procs of pid, or -1. */
+long agent_snap_find(const struct agent_snap *s, int32_t pid);
+
+/* ---------------------------------------------------------------- history */
+
+struct agent_hist_point {
+	float cpu_percent;
+	uint32_t rss_kb;
+};
+
+struct agent_hist_proc {
+	int32_t pid;
+	uint64_t start_time_ns;
+	uint64_t first;                /* frame count at which tracking began */
+	struct agent_hist_point *pts;  /* ring of cap */
+};
+
+struct agent_hist {
+	size_t cap;                    /* points per series */
+	uint64_t count;                /* frames recorded */
+	uint64_t *time_ns;             /* wall clock of each point (ring) */
+	float *cpu_total;
+	uint32_t *nprocs;
+	float *load1;
+	uint64_t *mem_used_kb;
+	struct agent_hist_proc *procs; /* in the last frame's order */
+	size_t nprocs_tracked;
+	uint32_t *map;                 /* pid -> index + 1 */
+	size_t mapcap;
+	size_t bytes;
+};
+
+int agent_hist_init(struct agent_hist *h, size_t cap);
+void agent_hist_free(struct agent_hist *h);
+int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t max_procs);
+json_t *agent_hist_vm_json(const struct agent_hist *h);
+/* NULL when the process has no history. */
+json_t *agent_hist_proc_json(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns);
+
+/* ---------------------------------------------------------------- VMs */
+
+enum agent_status {
+	AGENT_VM_STARTING,             /* attaching for the first time */
+	AGENT_VM_OK,                   /* frames are being taken */
+	AGENT_VM_ERROR,                /* cannot be introspected (reason says why); retrying */
+	AGENT_VM_GONE,                 /* its QEMU process exited */
+};
+
+struct agent_event {
+	uint64_t seq;                  /* per VM, from 1, never reused */
+	uint64_t wall_ns;
+	struct vmw_event e;
+};
+
+struct agent;
+
+struct agent_vm {
+	atomic_uint ref;
+	struct agent *a;
+	/* Fixed at creation. */
+	char id[40];                   /* UUID, or an id made from the target */
+	char name[256];
+	char target[300];              /* qemu:PID or file:PATH */
+	bool from_libvirt;
+	pid_t qemu_pid;
+	uint64_t qemu_start_ticks;     /* /proc/PID/stat starttime: detects PID reuse */
+	uint64_t created_wall_ns;
+	pthread_t thread;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;           /* broadcast on publish, status change and stop */
+	/* Under lock. */
+	struct vmw_domain dom;
+	bool stop, removed;
+	enum agent_status status;
+	const char *reason_code;       /* static string: not_linux, no_btf, permission, ... */
+	char reason[600];
+	uint64_t status_wall_ns;
+	struct agent_snap *snap;       /* latest published, NULL before the first frame */
+	struct agent_snap *prev;       /* the one before */
+	char kernel_release[72];
+	char kernel_build_id[48];
+	uint64_t frames_total, frame_errors_total, attaches_total;
+	uint64_t events_total[3];      /* by enum vmw_event_type */
+	struct agent_event *ev;        /* ring */
+	size_t ev_cap, ev_start, ev_n;
+	uint64_t ev_next_seq;
+	struct agent_hist hist;
+};
+
+struct agent_vm *agent_vm_ref(struct agent_vm *vm);
+void agent_vm_unref(struct agent_vm *vm);
+
+/* ---------------------------------------------------------------- the agent */
+
+struct agent_live {
+	pthread_rwlock_t lock;
+	char **tokens;
+	size_t ntokens;
+	atomic_uint_fast64_t interval_ns;
+	atomic_uint top_n;
+};
+
+struct agent_compat;
+
+struct agent {
+	struct vmw_agent_config cfg;   /* as started (live values in `live`) */
+	struct agent_live live;
+	atomic_bool stopping;
+	uint64_t start_wall_ns;
+
+	pthread_mutex_t lock;
+	struct agent_vm **vms;
+	size_t nvms;
+	uint64_t next_anon_id;
+	/* libvirt */
+	struct vmw_virt *virt;
+	bool virt_up;
+	char virt_error[512];
+	uint64_t virt_events_total;
+
+	/* VM threads still running (shutdown waits for them). */
+	pthread_mutex_t threads_lock;
+	pthread_cond_t threads_cond;
+	unsigned nthreads;
+
+	struct agent_compat *compat;
+	struct agent_http *http;
+	atomic_uint_fast64_t http_requests_total, http_errors_total;
+};
+
+/* monitor.c */
+int agent_monitor_start(struct agent *a);
+void agent_monitor_stop(struct agent *a);
+/* Add a VM sampled from target (explicit --target) or from a libvirt domain. */
+int agent_vm_add_target(struct agent *a, const char *spec);
+void agent_vm_add_domain(struct agent *a, const struct vmw_domain *dom);
+void agent_vm_remove_domain(struct agent *a, const char *uuid, const char *why);
+/* Reconcile with libvirt's list (connects if needed). */
+void agent_monitor_reconcile(struct agent *a);
+/* A referenced VM by UUID (any case) or name; NULL if none. */
+struct agent_vm *agent_vm_lookup(struct agent *a, const char *id);
+/* All VMs, referenced, in the registry's order; free with agent_vms_put. */
+size_t agent_vms_get(struct agent *a, struct agent_vm ***ret);
+void agent_vms_put(struct agent_vm **v, size_t n);
+/* The latest snapshot, referenced, or NULL. */
+struct agent_snap *agent_vm_snap(struct agent_vm *vm);
+const char *agent_status_name(enum agent_status s);
+void agent_wake_all(struct agent *a);
+
+/* render.c: JSON documents. */
+json_t *agent_vm_json(struct agent_vm *vm, bool detail);
+json_t *agent_proc_json(const struct vmw_sample *x);
+const char *agent_state_name(char state);
+/* Process list query: ?sort, ?limit, ?fields. err_param names the bad parameter. */
+struct agent_query {
+	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID } sort;
+	size_t limit;                  /* 0: all */
+	char **fields;                 /* NULL: all */
+	size_t nfields;
+};
+int agent_query_parse(struct agent_query *q, const char *sort, const char *limit, const char *fields,
+		      char *errbuf, size_t errsize);
+void agent_query_free(struct agent_query *q);
+json_t *agent_procs_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q);
+/* The SSE frame: procs_json plus summary and this frame's events. */
+json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q);
+/* The guest summary of s; CPU split over the interval since prev (may be NULL). */
+json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_snap *prev);
+json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
+json_t *agent_event_json(const struct agent_event *ev);
+json_t *agent_json_string(const char *s);
+
+/* metrics.c: Prometheus text format 0.0.4 into f. */
+void agent_metrics_render(struct agent *a, FILE *f);
+
+/* compat.c: the VM Process Monitor client API. */
+int agent_compat_init(struct agent *a);
+void agent_compat_free(struct agent *a);
+json_t *agent_compat_instances(struct agent *a);
+/* The process list for client; NULL (with *code, msg) when not possible. */
+json_t *agent_compat_processes(struct agent *a, const char *instance, const char *client,
+			       unsigned *code, char *msg, size_t msgsize);
+void agent_compat_expire(struct agent *a);
+
+/* http.c */
+int agent_http_start(struct agent *a, struct vmw_error *err);
+void agent_http_stop(struct agent *a);
+
+/* selfstat.c */
+struct agent_selfstat {
+	double cpu_seconds, start_time_s;
+	uint64_t rss_bytes, vsz_bytes;
+	unsigned open_fds, max_fds, threads;
+};
+int agent_selfstat(struct agent_selfstat *ret);
+/* sd_notify(3) without libsystemd: 0 if sent, -ENOENT without NOTIFY_SOCKET. */
+int agent_sd_notify(const char *state);
+uint64_t agent_wall_ns(void);
+
+/* The embedded web page (generated from index.html). */
+extern const char agent_index_html[];
+extern const size_t agent_index_html_len;

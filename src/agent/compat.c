@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * compat.c - the original VM Process Monitor's client API, served from the
+ * live samplers (no 3-second wait, no guest pause):
+ *
+ *   GET /v1/instances/                     [{"instance_name": NAME}, ...]
+ *   GET|POST /v1/instances/NAME/processes  [{"type", "state", "pid", "name",
+ *       "priority", "cpu_usage", "physical_memory_usage",
+ *       "virtual_memory_usage", "memory_percent"}, ...]
+ *
+ * "New Process" / "Ended Process" are relative to the snapshot this client
+ * was last served for this instance; a client's first request (or one whose
+ * state expired or was evicted) is relative to the previous interval's
+ * snapshot. A client is its X-Client-Id header, else its ?client= parameter,
+ * else its IP address. Ended processes carry their last values. At most
+ * max_clients client states are kept (least recently used evicted), each
+ * dropped after max(history, 10 min) without a request.
+ */
+#include "agent/agent_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+struct centry {
+	char client[160];
+	char vm_id[40];
+	struct agent_snap *snap;      /* what the client was last served */
+	uint64_t used_ns;             /* monotonic */
+};
+
+struct agent_compat {
+	pthread_mutex_t lock;
+	struct centry *e;
+	size_t n, cap;
+};
+
+int agent_compat_init(struct agent *a)
+{
+	struct agent_compat *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->cap = a->cfg.max_clients;
+	if (c->cap && !(c->e = calloc(c->cap, sizeof(*c->e)))) {
+		free(c);
+		return -ENOMEM;
+	}
+	a->compat = c;
+	return 0;
+}
+
+void agent_compat_free(struct agent *a)
+{
+	struct agent_compat *c = a->compat;
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		agent_snap_unref(c->e[i].snap);
+	free(c->e);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	a->compat = NULL;
+}
+
+void agent_compat_expire(struct agent *a)
+{
+	struct agent_compat *c = a->compat;
+	uint64_t now = vmw_now_ns(), ttl = (uint64_t)(MAX(a->cfg.history_s, 600.0) * 1e9);
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = c->n; i-- > 0;)
+		if (now - c->e[i].used_ns > ttl) {
+			agent_snap_unref(c->e[i].snap);
+			c->e[i] = c->e[--c->n];
+		}
+	pthread_mutex_unlock(&c->lock);
+}
+
+json_t *agent_compat_instances(struct agent *a)
+{
+	struct agent_vm **vms;
+	size_t n = agent_vms_get(a, &vms);
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:o}", "instance_name", agent_json_string(vms[i]->name)));
+	agent_vms_put(vms, n);
+	return arr;
+}
+
+static json_t *row(const char *type, const struct vmw_sample *x)
+{
+	const struct vmw_proc *p = &x->proc;
+	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:f, s:I, s:I, s:f}",
+			 "type", type, "state", agent_state_name(p->state), "pid", p->pid,
+			 "name", agent_json_string(p->comm), "priority", p->prio,
+			 "cpu_usage", x->cpu_percent,
+			 "physical_memory_usage", (json_int_t)(vmw_proc_rss_bytes(p) >> 10),
+			 "virtual_memory_usage", (json_int_t)(p->vsz_bytes >> 10), "memory_percent", x->mem_percent);
+}
+
+static bool same_proc(const struct agent_snap *s, long j, const struct vmw_proc *p)
+{
+	return j >= 0 && s->frame->procs[j].proc.start_time_ns == p->start_time_ns;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	return (*(const struct vmw_sample *const *)a)->proc.pid - (*(const struct vmw_sample *const *)b)->proc.pid;
+}
+
+/* The list of snap against baseline (NULL: everything existed). */
+static json_t *diff(const struct agent_snap *snap, const struct agent_snap *base)
+{
+	const struct vmw_frame *f = snap->frame;
+	size_t n = f->nprocs + (base ? base->frame->nprocs : 0), k = 0, cur;
+	const struct vmw_sample **v = calloc(n ? n : 1, sizeof(*v));
+	json_t *arr = json_array();
+
+	if (!v)
+		return arr;
+	for (size_t i = 0; i < f->nprocs; i++)
+		v[k++] = &f->procs[i];
+	qsort(v, k, sizeof(*v), cmp_pid);
+	cur = k;
+	for (size_t i = 0; base && i < base->frame->nprocs; i++) {
+		const struct vmw_sample *x = &base->frame->procs[i];
+		if (!same_proc(snap, agent_snap_find(snap, x->proc.pid), &x->proc))
+			v[k++] = x;
+	}
+	qsort(v + cur, k - cur, sizeof(*v), cmp_pid);
+	for (size_t i = 0; i < k; i++) {
+		const char *type = "Existed Process";
+		if (i >= cur)
+			type = "Ended Process";
+		else if (base && base != snap && !same_proc(base, agent_snap_find(base, v[i]->proc.pid), &v[i]->proc))
+			type = "New Process";
+		json_array_append_new(arr, row(type, v[i]));
+	}
+	free(v);
+	return arr;
+}
+
+json_t *agent_compat_processes(struct agent *a, const char *instance, const char *client,
+			       unsigned *code, char *msg, size_t msgsize)
+{
+	struct agent_compat *c = a->compat;
+	struct agent_vm *vm = agent_vm_lookup(a, instance);
+	struct agent_snap *snap, *prev, *base = NULL;
+	struct centry *e = NULL;
+	json_t *out;
+
+	if (!vm) {
+		*code = 404;
+		snprintf(msg, msgsize, "no instance named '%.200s' on this host", instance);
+		return NULL;
+	}
+	pthread_mutex_lock(&vm->lock);
+	snap = agent_snap_ref(vm->snap);
+	prev = agent_snap_ref(vm->prev);
+	if (!snap) {
+		*code = 503;
+		snprintf(msg, msgsize, "instance '%.200s' is not monitored yet: %s%.300s", instance,
+			 agent_status_name(vm->status), vm->reason[0] ? ": " : "");
+		if (vm->reason[0])
+			snprintf(msg + strlen(msg), msgsize - strlen(msg), "%.300s", vm->reason);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (!snap) {
+		agent_snap_unref(prev);
+		agent_vm_unref(vm);
+		return NULL;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n && !e; i++)
+		if (!strcmp(c->e[i].client, client) && !strcmp(c->e[i].vm_id, vm->id))
+			e = &c->e[i];
+	if (e)
+		base = agent_snap_ref(e->snap);
+	else if (c->cap) {
+		if (c->n == c->cap) {        /* evict the least recently used */
+			size_t lru = 0;
+			for (size_t i = 1; i < c->n; i++)
+				if (c->e[i].used_ns < c->e[lru].used_ns)
+					lru = i;
+			agent_snap_unref(c->e[lru].snap);
+			c->e[lru] = c->e[--c->n];
+		}
+		e = &c->e[c->n++];
+		memset(e, 0, sizeof(*e));
+		snprintf(e->client, sizeof(e->client), "%s", client);
+		snprintf(e->vm_id, sizeof(e->vm_id), "%s", vm->id);
+	}
+	if (e) {
+		agent_snap_unref(e->snap);
+		e->snap = agent_snap_ref(snap);
+		e->used_ns = vmw_now_ns();
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	if (!base)
+		base = agent_snap_ref(prev);
+	out = diff(snap, base);
+	agent_snap_unref(base);
+	agent_snap_unref(prev);
+	agent_snap_unref(snap);
+	agent_vm_unref(vm);
+	return out;
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * history.c - bounded history per VM and per process: rings of `cap` points
+ * (history / interval + 1). Memory is cap × 8 bytes per process, for at most
+ * max_history_procs processes per VM, plus cap × 28 bytes per VM; it is
+ * counted in h->bytes and reported in /metrics.
+ */
+#include "agent/agent_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+static uint32_t hash32(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+int agent_hist_init(struct agent_hist *h, size_t cap)
+{
+	memset(h, 0, sizeof(*h));
+	h->cap = cap < 2 ? 2 : cap;
+	h->time_ns = calloc(h->cap, sizeof(*h->time_ns));
+	h->cpu_total = calloc(h->cap, sizeof(*h->cpu_total));
+	h->nprocs = calloc(h->cap, sizeof(*h->nprocs));
+	h->load1 = calloc(h->cap, sizeof(*h->load1));
+	h->mem_used_kb = calloc(h->cap, sizeof(*h->mem_used_kb));
+	if (!h->time_ns || !h->cpu_total || !h->nprocs || !h->load1 || !h->mem_used_kb) {
+		agent_hist_free(h);
+		return -ENOMEM;
+	}
+	h->bytes = h->cap * (sizeof(uint64_t) * 2 + sizeof(float) * 2 + sizeof(uint32_t));
+	return 0;
+}
+
+static void procs_free(struct agent_hist_proc *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(p[i].pts);
+	free(p);
+}
+
+void agent_hist_free(struct agent_hist *h)
+{
+	free(h->time_ns);
+	free(h->cpu_total);
+	free(h->nprocs);
+	free(h->load1);
+	free(h->mem_used_kb);
+	procs_free(h->procs, h->nprocs_tracked);
+	free(h->map);
+	memset(h, 0, sizeof(*h));
+}
+
+static long find(const struct agent_hist *h, int32_t pid)
+{
+	if (!h->mapcap)
+		return -1;
+	for (size_t i = hash32((uint32_t)pid) & (h->mapcap - 1);; i = (i + 1) & (h->mapcap - 1)) {
+		uint32_t s = h->map[i];
+		if (!s)
+			return -1;
+		if (h->procs[s - 1].pid == pid)
+			return (long)s - 1;
+	}
+}
+
+int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t max_procs)
+{
+	const struct vmw_frame *f = s->frame;
+	size_t k = h->count % h->cap, n = MIN(f->nprocs, max_procs), cap = 16, tracked = 0;
+	struct agent_hist_proc *np = NULL;
+	uint32_t *map = NULL;
+
+	h->time_ns[k] = f->wall_time_ns;
+	h->cpu_total[k] = (float)f->cpu_percent_total;
+	h->nprocs[k] = (uint32_t)f->nprocs;
+	h->load1[k] = s->summary ? (float)s->summary->load[0] / 2048.0f : 0.0f;
+	h->mem_used_kb[k] = s->summary ? vmw_sat_sub(s->summary->mem_total_kb, s->summary->mem_available_kb)
+				       : 0;
+
+	/* Carry each process's ring over (same pid and start time), start new ones. */
+	while (cap < n * 2)
+		cap <<= 1;
+	if (n && (!(np = calloc(n, sizeof(*np))) || !(map = calloc(cap, sizeof(*map))))) {
+		free(np);
+		h->count++;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < f->nprocs && tracked < n; i++) {
+		const struct vmw_sample *x = &f->procs[i];
+		long j = find(h, x->proc.pid);
+		struct agent_hist_proc *p = &np[tracked];
+
+		if (j >= 0 && h->procs[j].pts && h->procs[j].start_time_ns == x->proc.start_time_ns) {
+			*p = h->procs[j];
+			h->procs[j].pts = NULL;
+		} else {
+			p->pid = x->proc.pid;
+			p->start_time_ns = x->proc.start_time_ns;
+			p->first = h->count;
+			if (!(p->pts = calloc(h->cap, sizeof(*p->pts))))
+				continue;
+		}
+		p->pts[k].cpu_percent = (float)x->cpu_percent;
+		p->pts[k].rss_kb = (uint32_t)MIN(vmw_proc_rss_bytes(&x->proc) >> 10, UINT32_MAX);
+		size_t slot = hash32((uint32_t)p->pid) & (cap - 1);
+		while (map[slot])
+			slot = (slot + 1) & (cap - 1);
+		map[slot] = (uint32_t)(tracked + 1);
+		tracked++;
+	}
+	procs_free(h->procs, h->nprocs_tracked);
+	free(h->map);
+	h->procs = np;
+	h->nprocs_tracked = tracked;
+	h->map = map;
+	h->mapcap = n ? cap : 0;
+	h->count++;
+	h->bytes = h->cap * (sizeof(uint64_t) * 2 + sizeof(float) * 2 + sizeof(uint32_t)) +
+		   tracked * (sizeof(*np) + h->cap * sizeof(struct agent_hist_point)) + cap * sizeof(*map);
+	return 0;
+}
+
+static double secs(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+json_t *agent_hist_vm_json(const struct agent_hist *h)
+{
+	json_t *t = json_array(), *cpu = json_array(), *np = json_array(), *load = json_array(),
+	       *mem = json_array();
+	uint64_t first = h->count > h->cap ? h->count - h->cap : 0;
+
+	for (uint64_t c = first; c < h->count; c++) {
+		size_t k = c % h->cap;
+		json_array_append_new(t, json_real(secs(h->time_ns[k])));
+		json_array_append_new(cpu, json_real((double)h->cpu_total[k]));
+		json_array_append_new(np, json_integer(h->nprocs[k]));
+		json_array_append_new(load, json_real((double)h->load1[k]));
+		json_array_append_new(mem, json_integer((json_int_t)h->mem_used_kb[k] * 1024));
+	}
+	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "processes", np,
+			 "load1", load, "memory_used_bytes", mem);
+}
+
+json_t *agent_hist_proc_json(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns)
+{
+	long j = find(h, pid);
+	const struct agent_hist_proc *p;
+	json_t *t, *cpu, *rss;
+	uint64_t first;
+
+	if (j < 0 || h->procs[j].start_time_ns != start_time_ns || !h->procs[j].pts)
+		return NULL;
+	p = &h->procs[j];
+	first = h->count > h->cap ? h->count - h->cap : 0;
+	first = MAX(first, p->first);
+	t = json_array();
+	cpu = json_array();
+	rss = json_array();
+	for (uint64_t c = first; c < h->count; c++) {
+		size_t k = c % h->cap;
+		json_array_append_new(t, json_real(secs(h->time_ns[k])));
+		json_array_append_new(cpu, json_real((double)p->pts[k].cpu_percent));
+		json_array_append_new(rss, json_integer((json_int_t)p->pts[k].rss_kb * 1024));
+	}
+	return json_pack("{s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "rss_bytes", rss);
+}

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * metrics.c - GET /metrics: Prometheus text exposition format 0.0.4.
+ *
+ * Every family is written once (HELP, TYPE, then its samples for every VM),
+ * names follow Prometheus conventions (base units, _total counters, _info
+ * metadata gauges of value 1). Per-process series are bounded: the top N
+ * processes by CPU and the top N by resident memory of each VM (their union),
+ * plus process-name groups (at most max_groups per VM).
+ */
+#include "agent/agent_int.h"
+
+#include <string.h>
+
+struct mvm {
+	struct agent_vm *vm;
+	struct agent_snap *snap;      /* NULL before the first frame */
+	struct vmw_domain dom;
+	enum agent_status status;
+	char release[72];
+	uint64_t frames, errors, events[3];
+	size_t hist_bytes;
+	uint32_t *top;                /* indices of the top-N union, in pid order */
+	size_t ntop;
+};
+
+/* A label value: valid UTF-8 (invalid bytes become U+FFFD), with \ " and
+ * newline escaped. */
+static void put_value(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned char c = *p;
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = len > 0;
+		for (size_t i = 1; ok && i < len; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		if (ok && len == 2 && c < 0xc2)
+			ok = false;                 /* overlong */
+		if (!ok) {
+			fputs("\xef\xbf\xbd", f);
+			p++;
+			continue;
+		}
+		if (c == '\\')
+			fputs("\\\\", f);
+		else if (c == '"')
+			fputs("\\\"", f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else
+			fwrite(p, 1, len, f);
+		p += len;
+	}
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{vm="..."[,extra]} value */
+static void vm_sample(FILE *f, const char *name, const struct mvm *m, const char *extra, double v)
+{
+	fprintf(f, "%s{vm=\"", name);
+	put_value(f, m->vm->name);
+	fprintf(f, "\"%s%s} %.15g\n", extra ? "," : "", extra ? extra : "", v);
+}
+
+static void proc_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_proc *p)
+{
+	fprintf(f, "%s{vm=\"", name);
+	put_value(f, m->vm->name);
+	fprintf(f, "\",pid=\"%d\",name=\"", p->pid);
+	put_value(f, p->comm);
+	fputc('"', f);
+}
+
+static void group_labels(FILE *f, const char *name, const struct mvm *m, const struct agent_group *g)
+{
+	fprintf(f, "%s{vm=\"", name);
+	put_value(f, m->vm->name);
+	fputs("\",groupname=\"", f);
+	put_value(f, g->name);
+	fputc('"', f);
+}
+
+static const struct vmw_frame *sort_frame;
+
+static int by_cpu(const void *a, const void *b)
+{
+	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
+				*y = &sort_frame->procs[*(const uint32_t *)b];
+	if (x->cpu_percent != y->cpu_percent)
+		return x->cpu_percent < y->cpu_percent ? 1 : -1;
+	return x->proc.pid - y->proc.pid;
+}
+
+static int by_rss(const void *a, const void *b)
+{
+	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
+				*y = &sort_frame->procs[*(const uint32_t *)b];
+	uint64_t rx = vmw_proc_rss_bytes(&x->proc), ry = vmw_proc_rss_bytes(&y->proc);
+	if (rx != ry)
+		return rx < ry ? 1 : -1;
+	return x->proc.pid - y->proc.pid;
+}
+
+static int by_pid(const void *a, const void *b)
+{
+	return sort_frame->procs[*(const uint32_t *)a].proc.pid - sort_frame->procs[*(const uint32_t *)b].proc.pid;
+}
+
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pick_top(struct mvm *m, unsigned n)
+{
+	const struct vmw_frame *fr = m->snap->frame;
+	uint32_t *idx = malloc((fr->nprocs + 1) * sizeof(*idx));
+	bool *mark = calloc(fr->nprocs + 1, 1);
+	size_t k = MIN(n, fr->nprocs);
+
+	if (!idx || !mark || !(m->top = malloc((2 * k + 1) * sizeof(*m->top)))) {
+		free(idx);
+		free(mark);
+		return;
+	}
+	for (size_t i = 0; i < fr->nprocs; i++)
+		idx[i] = (uint32_t)i;
+	pthread_mutex_lock(&sort_lock);
+	sort_frame = fr;
+	qsort(idx, fr->nprocs, sizeof(*idx), by_cpu);
+	for (size_t i = 0; i < k; i++)
+		mark[idx[i]] = true;
+	qsort(idx, fr->nprocs, sizeof(*idx), by_rss);
+	for (size_t i = 0; i < k; i++)
+		mark[idx[i]] = true;
+	for (size_t i = 0; i < fr->nprocs; i++)
+		if (mark[i])
+			m->top[m->ntop++] = (uint32_t)i;
+	qsort(m->top, m->ntop, sizeof(*m->top), by_pid);
+	pthread_mutex_unlock(&sort_lock);
+	free(idx);
+	free(mark);
+}
+
+#define FOR_UP(m, ms, n) for (struct mvm *m = ms; m < ms + n; m++) if (m->snap)
+#define FOR_SUM(m, ms, n) for (struct mvm *m = ms; m < ms + n; m++) if (m->snap && m->snap->summary)
+
+static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
+{
+	static const struct { const char *name, *help; size_t off; } mem[] = {
+#define M(n, field, h) { "vmwatch_guest_" n "_bytes", h, offsetof(struct vmw_summary, field) }
+		M("memory_total", mem_total_kb, "MemTotal of the guest's /proc/meminfo."),
+		M("memory_free", mem_free_kb, "MemFree of the guest's /proc/meminfo."),
+		M("memory_available", mem_available_kb, "MemAvailable of the guest's /proc/meminfo."),
+		M("memory_buffers", buffers_kb, "Buffers of the guest's /proc/meminfo."),
+		M("memory_cached", cached_kb, "Cached of the guest's /proc/meminfo."),
+		M("memory_shmem", shmem_kb, "Shmem of the guest's /proc/meminfo."),
+		M("swap_total", swap_total_kb, "SwapTotal of the guest's /proc/meminfo."),
+		M("swap_free", swap_free_kb, "SwapFree of the guest's /proc/meminfo."),
+#undef M
+	};
+	static const char *load_names[3] = { "vmwatch_guest_load1", "vmwatch_guest_load5", "vmwatch_guest_load15" };
+	static const char *load_help[3] = { "Guest load average over 1 minute.", "Guest load average over 5 minutes.",
+					    "Guest load average over 15 minutes." };
+
+	family(f, "vmwatch_guest_uptime_seconds", "gauge", "Time since the guest booted (its /proc/uptime).");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_uptime_seconds", m, NULL, (double)m->snap->summary->uptime_ns / 1e9);
+	family(f, "vmwatch_guest_boot_time_seconds", "gauge", "When the guest booted, Unix time (btime).");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_boot_time_seconds", m, NULL, (double)m->snap->summary->boot_time_s);
+	for (int i = 0; i < 3; i++) {
+		family(f, load_names[i], "gauge", load_help[i]);
+		FOR_SUM(m, ms, n)
+			vm_sample(f, load_names[i], m, NULL, (double)m->snap->summary->load[i] / 2048.0);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(mem); i++) {
+		family(f, mem[i].name, "gauge", mem[i].help);
+		FOR_SUM(m, ms, n) {
+			uint64_t kb = *(const uint64_t *)((const char *)m->snap->summary + mem[i].off);
+			vm_sample(f, mem[i].name, m, NULL, (double)kb * 1024.0);
+		}
+	}
+	family(f, "vmwatch_guest_cpus", "gauge", "Online CPUs of the guest.");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_cpus", m, NULL, m->snap->summary->ncpus);
+	family(f, "vmwatch_guest_cpu_seconds_total", "counter",
+	       "CPU time of all guest CPUs by mode (the guest's /proc/stat cpu line).");
+	FOR_SUM(m, ms, n) {
+		const struct vmw_cpu_times *t = &m->snap->summary->total;
+		const struct { const char *mode; uint64_t v; } modes[] = {
+			{ "user", t->user }, { "nice", t->nice }, { "system", t->system }, { "idle", t->idle },
+			{ "iowait", t->iowait }, { "irq", t->irq }, { "softirq", t->softirq }, { "steal", t->steal },
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+			char extra[32];
+			snprintf(extra, sizeof(extra), "mode=\"%s\"", modes[i].mode);
+			vm_sample(f, "vmwatch_guest_cpu_seconds_total", m, extra, (double)modes[i].v / 1e9);
+		}
+	}
+	family(f, "vmwatch_guest_context_switches_total", "counter", "Context switches in the guest since boot.");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_context_switches_total", m, NULL, (double)m->snap->summary->ctxt);
+	family(f, "vmwatch_guest_forks_total", "counter", "Processes and threads created in the guest since boot.");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_forks_total", m, NULL, (double)m->snap->summary->processes);
+	family(f, "vmwatch_guest_procs_running", "gauge", "Runnable tasks in the guest (/proc/stat procs_running).");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_procs_running", m, NULL, m->snap->summary->procs_running);
+	family(f, "vmwatch_guest_procs_blocked", "gauge", "Tasks blocked on I/O in the guest (/proc/stat procs_blocked).");
+	FOR_SUM(m, ms, n)
+		vm_sample(f, "vmwatch_guest_procs_blocked", m, NULL, m->snap->summary->procs_blocked);
+
+	family(f, "vmwatch_guest_processes", "gauge", "Processes in the guest (kernel threads included).");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_guest_processes", m, NULL, (double)m->snap->frame->nprocs);
+	family(f, "vmwatch_guest_threads", "gauge", "Threads of all processes in the guest.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_guest_threads", m, NULL, (double)m->snap->threads_total);
+	family(f, "vmwatch_guest_tasks", "gauge", "Guest processes by state (top's Tasks line).");
+	FOR_UP(m, ms, n) {
+		static const char *st[AGENT_TASK_N] = { "running", "sleeping", "disk_sleep", "stopped", "zombie",
+							"idle", "other" };
+		for (int i = 0; i < AGENT_TASK_N; i++) {
+			char extra[32];
+			snprintf(extra, sizeof(extra), "state=\"%s\"", st[i]);
+			vm_sample(f, "vmwatch_guest_tasks", m, extra, m->snap->tasks[i]);
+		}
+	}
+	family(f, "vmwatch_guest_process_events_total", "counter",
+	       "Processes seen starting (new) and exiting (exit) since the agent began watching the VM.");
+	for (struct mvm *m = ms; m < ms + n; m++) {
+		vm_sample(f, "vmwatch_guest_process_events_total", m, "type=\"new\"", (double)m->events[VMW_EVENT_NEW]);
+		vm_sample(f, "vmwatch_guest_process_events_total", m, "type=\"exit\"", (double)m->events[VMW_EVENT_EXIT]);
+	}
+}
+
+static void process_metrics(FILE *f, struct mvm *ms, size_t n)
+{
+	family(f, "vmwatch_process_cpu_seconds_total", "counter",
+	       "CPU time of a guest process (top N by CPU and by memory per VM).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			fprintf(f, ",mode=\"user\"} %.15g\n", (double)p->utime_ns / 1e9);
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			fprintf(f, ",mode=\"system\"} %.15g\n", (double)p->stime_ns / 1e9);
+		}
+	family(f, "vmwatch_process_cpu_ratio", "gauge",
+	       "CPU used by a guest process over the last interval; 1 = one vCPU (top N).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
+			proc_labels(f, "vmwatch_process_cpu_ratio", m, &x->proc);
+			fprintf(f, "} %.15g\n", x->cpu_percent / 100.0);
+		}
+	family(f, "vmwatch_process_resident_memory_bytes", "gauge", "Resident memory of a guest process (top N).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
+			proc_labels(f, "vmwatch_process_resident_memory_bytes", m, p);
+			fprintf(f, "} %llu\n", (unsigned long long)vmw_proc_rss_bytes(p));
+		}
+	family(f, "vmwatch_process_virtual_memory_bytes", "gauge", "Virtual memory size of a guest process (top N).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
+			proc_labels(f, "vmwatch_process_virtual_memory_bytes", m, p);
+			fprintf(f, "} %llu\n", (unsigned long long)p->vsz_bytes);
+		}
+	family(f, "vmwatch_process_threads", "gauge", "Threads of a guest process (top N).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
+			proc_labels(f, "vmwatch_process_threads", m, p);
+			fprintf(f, "} %u\n", p->nr_threads);
+		}
+	family(f, "vmwatch_process_start_time_seconds", "gauge", "When a guest process started, Unix time (top N).");
+	FOR_SUM(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
+			proc_labels(f, "vmwatch_process_start_time_seconds", m, p);
+			fprintf(f, "} %.15g\n", (double)m->snap->summary->boot_time_s + (double)p->start_time_ns / 1e9);
+		}
+
+	family(f, "vmwatch_group_procs", "gauge", "Guest processes in a name group.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			group_labels(f, "vmwatch_group_procs", m, &m->snap->groups[i]);
+			fprintf(f, "} %u\n", m->snap->groups[i].procs);
+		}
+	family(f, "vmwatch_group_threads", "gauge", "Threads of the guest processes in a name group.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			group_labels(f, "vmwatch_group_threads", m, &m->snap->groups[i]);
+			fprintf(f, "} %u\n", m->snap->groups[i].threads);
+		}
+	family(f, "vmwatch_group_cpu_seconds_total", "counter",
+	       "CPU time of the guest processes in a name group, exited ones included.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			const struct agent_group *g = &m->snap->groups[i];
+			group_labels(f, "vmwatch_group_cpu_seconds_total", m, g);
+			fprintf(f, ",mode=\"user\"} %.15g\n", (double)g->user_ns / 1e9);
+			group_labels(f, "vmwatch_group_cpu_seconds_total", m, g);
+			fprintf(f, ",mode=\"system\"} %.15g\n", (double)g->system_ns / 1e9);
+		}
+	family(f, "vmwatch_group_memory_bytes", "gauge",
+	       "Memory of the guest processes in a name group (resident, virtual, swapped).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			const struct agent_group *g = &m->snap->groups[i];
+			group_labels(f, "vmwatch_group_memory_bytes", m, g);
+			fprintf(f, ",memtype=\"resident\"} %llu\n", (unsigned long long)g->rss_bytes);
+			group_labels(f, "vmwatch_group_memory_bytes", m, g);
+			fprintf(f, ",memtype=\"virtual\"} %llu\n", (unsigned long long)g->vsz_bytes);
+			group_labels(f, "vmwatch_group_memory_bytes", m, g);
+			fprintf(f, ",memtype=\"swapped\"} %llu\n", (unsigned long long)g->swap_bytes);
+		}
+}
+
+static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
+{
+	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata.");
+	for (struct mvm *m = ms; m < ms + n; m++) {
+		const struct vmw_nova *nv = &m->dom.nova;
+		const struct { const char *k, *v; } l[] = {
+			{ "uuid", m->dom.uuid }, { "name", m->vm->name }, { "source", m->vm->from_libvirt ? "libvirt" : "target" },
+			{ "kernel", m->release }, { "nova_instance", nv->instance_name }, { "nova_flavor", nv->flavor },
+			{ "nova_project", nv->project_name }, { "nova_project_id", nv->project_id },
+			{ "nova_user", nv->user_name }, { "nova_user_id", nv->user_id },
+		};
+		fputs("vmwatch_vm_info{vm=\"", f);
+		put_value(f, m->vm->name);
+		fputc('"', f);
+		for (size_t i = 0; i < ARRAY_SIZE(l); i++) {
+			if (!l[i].v[0])
+				continue;          /* an empty label is the same as none */
+			fprintf(f, ",%s=\"", l[i].k);
+			put_value(f, l[i].v);
+			fputc('"', f);
+		}
+		fputs("} 1\n", f);
+	}
+	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		vm_sample(f, "vmwatch_vm_up", m, NULL, m->status == AGENT_VM_OK);
+	family(f, "vmwatch_vm_vcpus", "gauge", "vCPUs of the VM.");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		if (m->dom.vcpus)
+			vm_sample(f, "vmwatch_vm_vcpus", m, NULL, m->dom.vcpus);
+	family(f, "vmwatch_vm_memory_bytes", "gauge", "Memory of the VM (libvirt's current memory, else guest RAM).");
+	for (struct mvm *m = ms; m < ms + n; m++) {
+		uint64_t b = m->dom.memory_bytes ? m->dom.memory_bytes : m->snap ? m->snap->frame->mem_total_bytes : 0;
+		if (b)
+			vm_sample(f, "vmwatch_vm_memory_bytes", m, NULL, (double)b);
+	}
+	family(f, "vmwatch_scrape_duration_seconds", "gauge", "Host time the VM's last frame took to read.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_scrape_duration_seconds", m, NULL, (double)m->snap->frame->frame_ns / 1e9);
+	family(f, "vmwatch_scrape_read_bytes", "gauge", "Guest memory read for the VM's last frame.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_scrape_read_bytes", m, NULL, (double)m->snap->frame->bytes_read);
+	family(f, "vmwatch_last_frame_timestamp_seconds", "gauge", "When the VM's last frame was taken, Unix time.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_last_frame_timestamp_seconds", m, NULL, (double)m->snap->frame->wall_time_ns / 1e9);
+	family(f, "vmwatch_frames_total", "counter", "Frames taken of the VM.");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		vm_sample(f, "vmwatch_frames_total", m, NULL, (double)m->frames);
+	family(f, "vmwatch_frame_errors_total", "counter", "Frames of the VM that failed.");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		vm_sample(f, "vmwatch_frame_errors_total", m, NULL, (double)m->errors);
+	family(f, "vmwatch_history_bytes", "gauge", "Memory the agent holds for the VM's history.");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		vm_sample(f, "vmwatch_history_bytes", m, NULL, (double)m->hist_bytes);
+	family(f, "vmwatch_snapshot_bytes", "gauge", "Memory the agent holds for the VM's latest snapshot.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_snapshot_bytes", m, NULL, (double)m->snap->bytes);
+}
+
+static void self_metrics(FILE *f, struct agent *a, size_t nvms)
+{
+	struct agent_selfstat st;
+	bool virt_up;
+	uint64_t virt_events;
+
+	pthread_mutex_lock(&a->lock);
+	virt_up = a->virt_up;
+	virt_events = a->virt_events_total;
+	pthread_mutex_unlock(&a->lock);
+
+	family(f, "vmwatch_agent_info", "gauge", "The vmwatch agent.");
+	fprintf(f, "vmwatch_agent_info{version=\"%s\"} 1\n", VMWATCH_VERSION);
+	family(f, "vmwatch_vms", "gauge", "VMs the agent knows.");
+	fprintf(f, "vmwatch_vms %zu\n", nvms);
+	family(f, "vmwatch_libvirt_up", "gauge", "1 when the agent is connected to libvirt.");
+	fprintf(f, "vmwatch_libvirt_up %d\n", virt_up);
+	family(f, "vmwatch_libvirt_events_total", "counter", "Domain lifecycle events received from libvirt.");
+	fprintf(f, "vmwatch_libvirt_events_total %llu\n", (unsigned long long)virt_events);
+	family(f, "vmwatch_http_requests_total", "counter", "HTTP requests served.");
+	fprintf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
+	family(f, "vmwatch_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.");
+	fprintf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
+	if (agent_selfstat(&st) < 0)
+		return;
+	family(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+	fprintf(f, "process_cpu_seconds_total %.15g\n", st.cpu_seconds);
+	family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+	fprintf(f, "process_resident_memory_bytes %llu\n", (unsigned long long)st.rss_bytes);
+	family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+	fprintf(f, "process_virtual_memory_bytes %llu\n", (unsigned long long)st.vsz_bytes);
+	family(f, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+	fprintf(f, "process_start_time_seconds %.15g\n", st.start_time_s);
+	family(f, "process_open_fds", "gauge", "Number of open file descriptors.");
+	fprintf(f, "process_open_fds %u\n", st.open_fds);
+	if (st.max_fds) {
+		family(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+		fprintf(f, "process_max_fds %u\n", st.max_fds);
+	}
+	family(f, "process_threads", "gauge", "Number of OS threads in the process.");
+	fprintf(f, "process_threads %u\n", st.threads);
+}
+
+void agent_metrics_render(struct agent *a, FILE *f)
+{
+	struct agent_vm **vms;
+	size_t n = agent_vms_get(a, &vms);
+	struct mvm *ms = calloc(n ? n : 1, sizeof(*ms));
+	unsigned top_n = atomic_load(&a->live.top_n);
+
+	if (!ms) {
+		agent_vms_put(vms, n);
+		return;
+	}
+	/* One consistent picture: each VM's metadata and latest snapshot, referenced. */
+	for (size_t i = 0; i < n; i++) {
+		struct mvm *m = &ms[i];
+		m->vm = vms[i];
+		pthread_mutex_lock(&m->vm->lock);
+		m->dom = m->vm->dom;
+		m->status = m->vm->status;
+		memcpy(m->release, m->vm->kernel_release, sizeof(m->release));
+		m->frames = m->vm->frames_total;
+		m->errors = m->vm->frame_errors_total;
+		memcpy(m->events, m->vm->events_total, sizeof(m->events));
+		m->hist_bytes = m->vm->hist.bytes;
+		m->snap = agent_snap_ref(m->vm->snap);
+		pthread_mutex_unlock(&m->vm->lock);
+		if (m->snap && top_n)
+			pick_top(m, top_n);
+	}
+	vm_metrics(f, ms, n);
+	guest_metrics(f, ms, n);
+	process_metrics(f, ms, n);
+	self_metrics(f, a, n);
+	for (size_t i = 0; i < n; i++) {
+		agent_snap_unref(ms[i].snap);
+		free(ms[i].top);
+	}
+	free(ms);
+	agent_vms_put(vms, n);
+}

@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmwatch top - the guest's processes over time: an interactive htop-like
+ * screen (top_tui.c), plain-text frames for logs (-b, like top -b) or one
+ * JSON object per frame (--json, JSON Lines).
+ *
+ * Frames come from the sampler at absolute deadlines on CLOCK_MONOTONIC
+ * (clock_nanosleep TIMER_ABSTIME), so short intervals do not drift; a frame
+ * that overruns its interval skips the deadlines it missed and counts them
+ * as late. SIGINT and SIGTERM only set a flag: the current frame is written
+ * out whole, then top exits 0.
+ */
+#include "cli/top_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PIDS 1024
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmwatch top [OPTIONS] TARGET\n\n"
+		"The guest's processes over time, like top/htop, read from the host: an\n"
+		"interactive screen, plain-text frames (-b) or JSON Lines (--json).\n\n"
+		"  -d, --delay SECONDS    interval between frames (default 1; fractions allowed,\n"
+		"                         0.01 = 100 frames/s)\n"
+		"  -n, --iterations N     stop after N frames (default: until q, Ctrl-C or SIGTERM)\n"
+		"  -b, --batch            plain-text frames on stdout, like top -b\n"
+		"  -j, --json             one JSON object per frame and line: seq, time, interval,\n"
+		"                         summary, processes (with cpu_percent, mem_percent,\n"
+		"                         rss_delta_bytes) and events (new, exit)\n"
+		"  -o, --sort FIELD       cpu (default), mem, pid, time, virt, res, shr, user, pr,\n"
+		"                         ni, state, command\n"
+		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
+		"  -H, --threads          threads under their process (JSON: \"tasks\" with their\n"
+		"                         own cpu_percent)\n"
+		"  -t, --tree             processes under their parents (-b)\n"
+		"      --cmdline          read command lines in --json mode (off there by default)\n"
+		"      --no-cmdline       do not read command lines from process memory\n"
+		"      --no-cache         do not use the kernel discovery cache\n"
+		"      --process-read     read a QEMU guest's RAM with process_vm_readv even when\n"
+		"                         it is shared\n"
+		"  -h, --help             this help\n\n"
+		"Keys (interactive): P M N T sort by CPU, memory, PID, time; < > move the sort\n"
+		"column; I invert; / or F4 filter; t tree; H threads; d or s interval; arrows,\n"
+		"PgUp, PgDn, Home, End scroll; ? or F1 help; q or F10 quit.\n\n"
+		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n"
+		"Exit status: 0 done (also after Ctrl-C/SIGTERM), 1 the guest went away or\n"
+		"output failed, 2 bad usage or a target that cannot be opened.\n");
+}
+
+/* ---- signals and timing --------------------------------------------------- */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* SA_RESTART: an interrupted write of a frame resumes instead of losing bytes.
+ * clock_nanosleep and ppoll are never restarted, so sleeps still end early. */
+static void install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now, uint64_t *late)
+{
+	uint64_t next = deadline + interval_ns;
+
+	if (now >= next) {
+		uint64_t missed = (now - next) / interval_ns + 1;
+		*late += missed;
+		next += missed * interval_ns;
+	}
+	return next;
+}
+
+/* Sleep until the absolute monotonic time t; false if a stop was requested. */
+static bool sleep_until(uint64_t t)
+{
+	struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u), .tv_nsec = (long)(t % 1000000000u) };
+
+	while (!stop_requested) {
+		int r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		if (r == 0)
+			return true;
+		if (r != EINTR)
+			return true;
+	}
+	return false;
+}
+
+int top_guest_watch(struct vmw_sampler *s, const char *target, pid_t *ret_pid)
+{
+	pid_t pid = vmw_mem_pid(vmw_sampler_mem(s));   /* 0 for a mapped RAM file */
+	uint64_t v;
+
+	if (pid <= 0 && !strncmp(target, "qemu:", 5) && vmw_parse_u64(target + 5, &v) == 0 &&
+	    v > 0 && v <= INT32_MAX)
+		pid = (pid_t)v;
+	*ret_pid = pid;
+	return pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+}
+
+bool top_guest_gone(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	return pidfd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP));
+}
+
+/* ---- batch text ---------------------------------------------------------- */
+
+static void print_header(FILE *out, const struct top_header *h, const struct vmw_frame *f,
+			 uint64_t late)
+{
+	time_t sec = (time_t)(h->wall_time_ns / 1000000000u);
+	struct tm tm;
+	char clock[16] = "?", up[48];
+
+	if (localtime_r(&sec, &tm))
+		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+	fprintf(out, "vmwatch top - %s", clock);
+	if (h->uptime_ok) {
+		top_fmt_uptime(up, sizeof(up), h->uptime_s);
+		fprintf(out, " up %s", up);
+	}
+	if (h->load_ok)
+		fprintf(out, ", load average: %.2f, %.2f, %.2f", h->load[0], h->load[1], h->load[2]);
+	fputc('\n', out);
+	fprintf(out, "Guest: %s, Linux %s, frame %llu, interval %.3f s", h->target, h->release,
+		(unsigned long long)f->seq, (double)f->interval_ns / 1e9);
+	if (late)
+		fprintf(out, ", late %llu", (unsigned long long)late);
+	fputc('\n', out);
+	if (f->rebooted)
+		fprintf(out, "*** the guest rebooted: re-attached, rates restart ***\n");
+	if (f->truncated)
+		fprintf(out, "*** process list incomplete: %s ***\n", f->truncated_why);
+	fprintf(out, "Tasks: %4u total, %3u running, %4u sleeping, %3u stopped, %3u zombie; %u threads\n",
+		h->tasks, h->running, h->sleeping, h->stopped, h->zombie, h->threads);
+	if (h->cpu_ok) {
+		const struct top_cpu *t = &h->cpu_total;
+		fprintf(out, "%%Cpu(s): %5.1f us, %5.1f sy, %5.1f ni, %5.1f id, %5.1f wa, %5.1f hi, "
+			"%5.1f si, %5.1f st\n", t->user, t->system, t->nice, t->idle, t->iowait, t->irq,
+			t->softirq, t->steal);
+	} else {
+		fprintf(out, "%%Cpu(s): %5.1f used by processes (100 = one vCPU; %u vCPU%s)\n",
+			h->procs_cpu_percent, h->ncpus, h->ncpus == 1 ? "" : "s");
+	}
+	if (h->mem_ok) {
+		uint64_t bc = h->mem_buffers + h->mem_cached;
+		uint64_t used = vmw_sat_sub(vmw_sat_sub(h->mem_total, h->mem_free), bc);
+		fprintf(out, "MiB Mem : %8.1f total, %8.1f free, %8.1f used, %8.1f buff/cache\n",
+			(double)h->mem_total / 1048576, (double)h->mem_free / 1048576,
+			(double)used / 1048576, (double)bc / 1048576);
+	} else {
+		fprintf(out, "MiB Mem : %8.1f total\n", (double)h->mem_total / 1048576);
+	}
+	if (h->swap_ok)
+		fprintf(out, "MiB Swap: %8.1f total, %8.1f free, %8.1f used. %8.1f avail Mem\n",
+			(double)h->swap_total / 1048576, (double)h->swap_free / 1048576,
+			(double)vmw_sat_sub(h->swap_total, h->swap_free) / 1048576,
+			(double)h->mem_available / 1048576);
+}
+
+static void print_batch(FILE *out, const struct top_header *h, const struct vmw_frame *f,
+			const struct top_rows *rows, uint64_t late, bool utf8)
+{
+	char cells[160], tree[512], cmd[4096];
+
+	print_header(out, h, f, late);
+	top_header_cells(cells, sizeof(cells));
+	fprintf(out, "\n%sCOMMAND\n", cells);
+	for (size_t i = 0; i < rows->n; i++) {
+		top_row_cells(&rows->v[i], cells, sizeof(cells));
+		top_tree_prefix(&rows->v[i], utf8, tree, sizeof(tree));
+		top_row_command(&rows->v[i], cmd, sizeof(cmd));
+		fprintf(out, "%s%s%s\n", cells, tree, cmd);
+	}
+	fputc('\n', out);
+}
+
+/* ---- JSON Lines ---------------------------------------------------------- */
+
+static json_t *rfc3339(uint64_t ns)
+{
+	time_t sec = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	char buf[64], date[40];
+
+	if (!gmtime_r(&sec, &tm))
+		return json_null();
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, sizeof(buf), "%s.%09lluZ", date, (unsigned long long)(ns % 1000000000u));
+	return json_string(buf);
+}
+
+static json_t *sample_json(const struct vmw_sample *x)
+{
+	json_t *o = cli_proc_json(&x->proc);
+	json_t *tasks = json_object_get(o, "tasks");
+
+	json_object_set_new(o, "cpu_percent", json_real(x->cpu_percent));
+	json_object_set_new(o, "mem_percent", json_real(x->mem_percent));
+	json_object_set_new(o, "rss_delta_bytes", json_integer((json_int_t)x->rss_delta_bytes));
+	json_object_set_new(o, "is_new", json_boolean(x->is_new));
+	if (tasks && x->thread_cpu_percent)
+		for (size_t j = 0; j < json_array_size(tasks); j++)
+			json_object_set_new(json_array_get(tasks, j), "cpu_percent",
+					    json_real(x->thread_cpu_percent[j]));
+	return o;
+}
+
+static json_t *event_json(const struct vmw_event *e)
+{
+	return json_pack("{s:s, s:i, s:o, s:I, s:b, s:I, s:I, s:I}",
+			 "type", e->type == VMW_EVENT_NEW ? "new" : "exit", "pid", e->pid,
+			 "comm", cli_json_string(e->comm), "start_time_ns", (json_int_t)e->start_time_ns,
+			 "pid_reused", e->pid_reused, "runtime_ns", (json_int_t)e->runtime_ns,
+			 "rss_bytes", (json_int_t)e->rss_bytes, "vsz_bytes", (json_int_t)e->vsz_bytes);
+}
+
+static bool pid_listed(const int32_t *pids, size_t n, int32_t pid)
+{
+	if (!n)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
+/* One frame as one line; written with a single fwrite and flushed. */
+static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
+		      uint64_t late, const struct top_view *v)
+{
+	json_t *root = json_object(), *procs = json_array(), *events = json_array();
+	char *line;
+	size_t len;
+	int r = 0;
+
+	json_object_set_new(root, "seq", json_integer((json_int_t)f->seq));
+	json_object_set_new(root, "time", rfc3339(f->wall_time_ns));
+	json_object_set_new(root, "time_ns", json_integer((json_int_t)f->wall_time_ns));
+	json_object_set_new(root, "interval_ns", json_integer((json_int_t)f->interval_ns));
+	json_object_set_new(root, "first", json_boolean(f->first));
+	json_object_set_new(root, "rebooted", json_boolean(f->rebooted));
+	json_object_set_new(root, "late_frames", json_integer((json_int_t)late));
+	json_object_set_new(root, "frame_ns", json_integer((json_int_t)f->frame_ns));
+	json_object_set_new(root, "complete", json_boolean(!f->truncated));
+	json_object_set_new(root, "skipped", json_integer((json_int_t)f->skipped));
+	json_object_set_new(root, "target", json_string(h->target));
+	json_object_set_new(root, "kernel_release", json_string(h->release));
+	json_object_set_new(root, "summary", top_summary_json(h));
+	for (size_t i = 0; i < f->nprocs; i++)
+		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid))
+			json_array_append_new(procs, sample_json(&f->procs[i]));
+	json_object_set_new(root, "processes", procs);
+	for (size_t i = 0; i < f->nevents; i++)
+		if (pid_listed(v->pids, v->npids, f->events[i].pid))
+			json_array_append_new(events, event_json(&f->events[i]));
+	json_object_set_new(root, "events", events);
+
+	line = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7));
+	json_decref(root);
+	if (!line)
+		return -ENOMEM;
+	len = strlen(line);
+	line[len] = '\n';      /* replaces the terminator; json_dumps' buffer holds len + 1 */
+	if (fwrite(line, 1, len + 1, out) != len + 1 || fflush(out) != 0)
+		r = -errno;
+	free(line);
+	return r;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+int top_parse_seconds(const char *s, uint64_t *ret)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(d) || d <= 0 || d > 86400)
+		return -EINVAL;
+	*ret = MAX((uint64_t)(d * 1e9 + 0.5), 1000u);
+	return 0;
+}
+
+static int parse_pids(const char *s, int32_t *pids, size_t *n)
+{
+	char buf[4096], *save = NULL;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		if (vmw_parse_u64(tok, &v) < 0 || v == 0 || v > INT32_MAX || *n >= MAX_PIDS)
+			return -EINVAL;
+		pids[(*n)++] = (int32_t)v;
+	}
+	return 0;
+}
+
+enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
+
+/* Batch and JSON: frames at deadlines until -n, a stop signal or an error. */
+static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode mode)
+{
+	struct top_rows rows = { 0 };
+	struct top_header *h = calloc(1, sizeof(*h));
+	struct vmw_error err = { 0 };
+	uint64_t deadline = vmw_now_ns(), late = 0, done = 0;
+	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
+	pid_t qemu_pid;
+	int gone = top_guest_watch(s, o->target, &qemu_pid), r, ret = 0;
+
+	if (!h) {
+		cli_error("out of memory");
+		return 1;
+	}
+	for (;;) {
+		struct vmw_frame *f;
+
+		if ((r = vmw_sampler_frame(s, &f, &err)) < 0 || top_guest_gone(gone)) {
+			if (r >= 0) {
+				vmw_frame_free(f);
+				cli_error("%s: the QEMU process (PID %d) exited: the guest is gone", o->target,
+					  (int)qemu_pid);
+			} else {
+				cli_error("%s", vmw_error_msg(&err, r));
+			}
+			ret = 1;
+			break;
+		}
+		top_header_fill(h, s, o->target, f);
+		if (mode == MODE_JSON) {
+			r = print_json(stdout, h, f, late, &o->view);
+		} else if ((r = top_rows_build(&rows, f, &o->view)) == 0) {
+			print_batch(stdout, h, f, &rows, late, utf8);
+			r = fflush(stdout) == 0 ? 0 : -errno;
+		}
+		vmw_frame_free(f);
+		if (r < 0) {
+			cli_error("writing output: %s", strerror(-r));
+			ret = 1;
+			break;
+		}
+		if ((o->iterations && ++done >= o->iterations) || stop_requested)
+			break;
+		deadline = top_next_deadline(deadline, o->interval_ns, vmw_now_ns(), &late);
+		if (!sleep_until(deadline))
+			break;
+	}
+	if (gone >= 0)
+		close(gone);
+	top_rows_free(&rows);
+	free(h);
+	return ret;
+}
+
+int cmd_top(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "delay", required_argument, NULL, 'd' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "batch", no_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "sort", required_argument, NULL, 'o' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "threads", no_argument, NULL, 'H' },
+		{ "tree", no_argument, NULL, 't' },
+		{ "cmdline", no_argument, NULL, 'c' },
+		{ "no-cmdline", no_argument, NULL, 'C' },
+		{ "no-cache", no_argument, NULL, 'N' },
+		{ "process-read", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static int32_t pids[MAX_PIDS];
+	struct top_opts o = {
+		.interval_ns = 1000000000u,
+		.view = { .sort = TOP_COL_CPU, .pids = pids },
+		.sopts = { .sz = sizeof(struct vmw_sampler_opts) },
+	};
+	struct vmw_sampler *s = NULL;
+	struct vmw_error err = { 0 };
+	enum mode mode = MODE_TUI;
+	int cmdline = -1;        /* -1: the mode's default */
+	size_t npids = 0;
+	uint64_t prime;
+	int c, r, col;
+
+	while ((c = getopt_long(argc, argv, "d:n:bjo:p:Hth", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (top_parse_seconds(optarg, &o.interval_ns) < 0) {
+				cli_error("top: bad delay '%s' (seconds > 0, e.g. 1, 0.5, 0.01)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'n':
+			if (vmw_parse_u64(optarg, &o.iterations) < 0 || !o.iterations) {
+				cli_error("top: bad iteration count '%s' (a number >= 1)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'b': mode = MODE_BATCH; break;
+		case 'j': mode = MODE_JSON; break;
+		case 'o':
+			if ((col = top_col_parse(optarg)) < 0) {
+				cli_error("top: unknown sort field '%s' (cpu, mem, pid, time, virt, res, shr, "
+					  "user, pr, ni, state, command)", optarg);
+				return EXIT_USAGE;
+			}
+			o.view.sort = (enum top_col)col;
+			break;
+		case 'p':
+			if (parse_pids(optarg, pids, &npids) < 0) {
+				cli_error("top: bad pid list '%s' (PID[,PID...], at most %d)", optarg, MAX_PIDS);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'H': o.view.threads = true; break;
+		case 't': o.view.tree = true; break;
+		case 'c': cmdline = 1; break;
+		case 'C': cmdline = 0; break;
+		case 'N': o.sopts.no_cache = true; break;
+		case 'P': o.sopts.process_read = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	o.target = argv[optind];
+	o.view.npids = npids;
+	if (!npids)
+		o.view.pids = NULL;
+	if (mode == MODE_TUI && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
+		cli_error("top: the interactive view needs a terminal; use -b (text) or --json");
+		return EXIT_USAGE;
+	}
+	/* Command lines cost reads of process memory: on where a person reads them. */
+	o.cmdline = cmdline < 0 ? mode != MODE_JSON : cmdline;
+	if (o.cmdline)
+		o.sopts.walk_flags |= VMW_WALK_CMDLINE;
+	/* The interactive view walks threads always, so H shows them at once with
+	 * their own CPU% (rates need the previous frame to have them too). */
+	if (o.view.threads || mode == MODE_TUI)
+		o.sopts.walk_flags |= VMW_WALK_THREADS;
+	setlocale(LC_CTYPE, "");
+
+	if ((r = vmw_sampler_open(o.target, &o.sopts, &s, &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return EXIT_USAGE;
+	}
+	install_signals();
+
+	/* A first frame to compute rates against, so the first one shown has CPU%. */
+	{
+		struct vmw_frame *f;
+		if ((r = vmw_sampler_frame(s, &f, &err)) < 0) {
+			cli_error("%s", vmw_error_msg(&err, r));
+			vmw_sampler_close(s);
+			return 1;
+		}
+		vmw_frame_free(f);
+		prime = MIN(o.interval_ns, 200000000u);
+		if (!sleep_until(vmw_now_ns() + prime)) {
+			vmw_sampler_close(s);
+			return 0;
+		}
+	}
+
+	if (mode == MODE_TUI)
+		r = top_tui_run(s, &o, &stop_requested);
+	else
+		r = run_stream(s, &o, mode);
+	vmw_sampler_close(s);
+	return r;
+}

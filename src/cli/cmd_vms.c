@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_vms.c - `vmwatch vms` (hidden): the host's running libvirt domains with
+ * their QEMU PID, RAM backing and OpenStack Nova metadata; with --watch, one
+ * line per lifecycle event until SIGINT/SIGTERM or -n N events.
+ */
+#include "cli/cli.h"
+#include "virt/virt.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmwatch vms [--json] [--watch [-n N]] [--connect URI]\n"
+		"\n"
+		"List the running libvirt domains: name, UUID, state, vCPUs, memory, QEMU PID\n"
+		"(the target qemu:PID), how guest RAM is backed, and OpenStack Nova metadata.\n"
+		"\n"
+		"  -j, --json         JSON: {\"uri\", \"domains\": [...]}; with --watch one JSON\n"
+		"                     object per line: {\"event\", \"time\", \"domain\"}\n"
+		"  -w, --watch        follow lifecycle events (started, stopped, rebooted,\n"
+		"                     changed) until interrupted; reconnects if libvirtd restarts\n"
+		"  -n, --count N      with --watch: exit after N events\n"
+		"  -c, --connect URI  libvirt URI (default $LIBVIRT_DEFAULT_URI or qemu:///system)\n"
+		"  -h, --help         this help\n");
+}
+
+static json_t *nova_json(const struct vmw_nova *n)
+{
+	if (!n->present)
+		return json_null();
+	return json_pack("{s:o, s:o, s:I, s:i, s:o, s:o, s:o, s:o}",
+			 "instance_name", cli_json_string(n->instance_name),
+			 "flavor", cli_json_string(n->flavor),
+			 "flavor_memory_mib", (json_int_t)n->flavor_memory_mib,
+			 "flavor_vcpus", (int)n->flavor_vcpus,
+			 "project_id", cli_json_string(n->project_id),
+			 "project_name", cli_json_string(n->project_name),
+			 "user_id", cli_json_string(n->user_id),
+			 "user_name", cli_json_string(n->user_name));
+}
+
+static json_t *domain_json(const struct vmw_domain *d)
+{
+	char target[32];
+	json_t *t;
+
+	if (d->qemu_pid > 0) {
+		snprintf(target, sizeof(target), "qemu:%d", (int)d->qemu_pid);
+		t = json_string(target);
+	} else {
+		t = json_null();
+	}
+	return json_pack("{s:o, s:s, s:s, s:i, s:I, s:i, s:o, s:s, s:b, s:b, s:o}",
+			 "name", cli_json_string(d->name), "uuid", d->uuid,
+			 "state", vmw_domain_state_name(d->state), "vcpus", (int)d->vcpus,
+			 "memory_bytes", (json_int_t)d->memory_bytes, "qemu_pid", (int)d->qemu_pid,
+			 "target", t, "ram_backing", d->ram_backing, "ram_shared", d->ram_shared,
+			 "ram_hugepages", d->ram_hugepages, "nova", nova_json(&d->nova));
+}
+
+static void print_json(json_t *j)
+{
+	if (j) {
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		json_decref(j);
+	}
+}
+
+static void ram_text(const struct vmw_domain *d, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s%s%s", d->ram_backing, d->ram_shared ? ",shared" : "",
+		 d->ram_hugepages && strcmp(d->ram_backing, "hugepages") ? ",hugepages" : "");
+}
+
+static int list(struct vmw_virt *v, bool json)
+{
+	struct vmw_error err = { 0 };
+	struct vmw_domain *doms;
+	size_t n;
+	int r;
+
+	if ((r = vmw_virt_list(v, &doms, &n, &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return 1;
+	}
+	if (json) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, domain_json(&doms[i]));
+		print_json(json_pack("{s:s, s:o}", "uri", vmw_virt_uri(v), "domains", a));
+	} else {
+		printf("%-24s %-36s %-8s %5s %9s %8s %-16s %s\n", "NAME", "UUID", "STATE", "VCPUS",
+		       "MEMORY", "PID", "RAM", "NOVA");
+		for (size_t i = 0; i < n; i++) {
+			const struct vmw_domain *d = &doms[i];
+			char ram[64], pid[16] = "-";
+			if (d->qemu_pid)
+				snprintf(pid, sizeof(pid), "%d", (int)d->qemu_pid);
+			ram_text(d, ram, sizeof(ram));
+			printf("%-24s %-36s %-8s %5u %5llu MiB %8s %-16s", d->name, d->uuid,
+			       vmw_domain_state_name(d->state), d->vcpus,
+			       (unsigned long long)(d->memory_bytes >> 20), pid, ram);
+			if (d->nova.present)
+				printf(" %s (flavor %s, project %s, user %s)", d->nova.instance_name,
+				       d->nova.flavor, d->nova.project_name, d->nova.user_name);
+			else
+				printf(" -");
+			putchar('\n');
+		}
+	}
+	free(doms);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+struct watch_state {
+	pthread_mutex_t lock;
+	bool json;
+	long limit;
+	atomic_long seen;
+};
+
+static void on_event(void *opaque, enum vmw_virt_event_type type, const struct vmw_domain *d)
+{
+	struct watch_state *w = opaque;
+	struct timespec ts;
+	double now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&w->lock);
+	if (w->limit > 0 && atomic_load(&w->seen) >= w->limit) {
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	if (w->json) {
+		print_json(json_pack("{s:s, s:f, s:o}", "event", vmw_virt_event_name(type), "time", now,
+				     "domain", domain_json(d)));
+	} else {
+		char stamp[32], pid[24] = "";
+		struct tm tm;
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+		if (d->qemu_pid)
+			snprintf(pid, sizeof(pid), " (qemu:%d)", (int)d->qemu_pid);
+		printf("%s %-8s %s%s %s\n", stamp, vmw_virt_event_name(type), d->name, pid,
+		       vmw_domain_state_name(d->state));
+	}
+	fflush(stdout);
+	atomic_fetch_add(&w->seen, 1);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static int watch(struct vmw_virt *v, bool json, long limit, const sigset_t *sigs)
+{
+	struct watch_state w = { .lock = PTHREAD_MUTEX_INITIALIZER, .json = json, .limit = limit };
+	struct vmw_error err = { 0 };
+	struct timespec tick = { .tv_nsec = 100 * 1000 * 1000 };
+	int r;
+
+	if ((r = vmw_virt_watch(v, on_event, &w, &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return 1;
+	}
+	fprintf(stderr, "vmwatch: watching libvirt at %s\n", vmw_virt_uri(v));
+	for (;;) {
+		int s = sigtimedwait(sigs, NULL, &tick);
+		if (s > 0)
+			break;
+		if (limit > 0 && atomic_load(&w.seen) >= limit)
+			break;
+	}
+	/* vmw_virt_close (by the caller) joins the event thread. */
+	return 0;
+}
+
+int cmd_vms(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vmw_error err = { 0 };
+	struct vmw_virt *v;
+	const char *uri = NULL;
+	bool json = false, do_watch = false;
+	long limit = 0;
+	sigset_t sigs;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jwn:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'w':
+			do_watch = true;
+			break;
+		case 'n': {
+			char *end;
+			errno = 0;
+			limit = strtol(optarg, &end, 10);
+			if (errno || *end || limit <= 0) {
+				cli_error("vms: -n wants a positive number of events, not '%s'", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case 'c':
+			uri = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_error("vms: unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (limit && !do_watch) {
+		cli_error("vms: -n only goes with --watch");
+		return EXIT_USAGE;
+	}
+	/* Signals are taken synchronously by the main thread (every thread
+	 * started from here on inherits the blocked mask). */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	if (do_watch)
+		pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if ((r = vmw_virt_open(uri, &v, &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return EXIT_USAGE;
+	}
+	r = do_watch ? watch(v, json, limit, &sigs) : list(v, json);
+	vmw_virt_close(v);
+	return r;
+}

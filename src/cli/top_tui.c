@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * top_tui.c - the interactive screen of `vmwatch top` (ncurses): a header
+ * with the guest's meters, the process table, a status line for prompts and
+ * notices, and a key legend.
+ *
+ * One loop does everything: read keys, take a frame when its deadline has
+ * come, redraw, then wait in ppoll() for a key or the next deadline. SIGINT
+ * and SIGTERM are blocked except inside ppoll(), so a stop request always
+ * wakes the wait and is never lost between checking the flag and sleeping;
+ * the terminal is restored (endwin) by this loop, never in a signal handler.
+ * Window size changes come from ncurses' own SIGWINCH handling as KEY_RESIZE.
+ */
+#include "cli/top_internal.h"
+
+#if __has_include(<ncursesw/curses.h>)
+#include <ncursesw/curses.h>
+#else
+#include <curses.h>
+#endif
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+enum input { IN_NONE, IN_FILTER, IN_DELAY };
+
+enum {
+	C_USER = 1, C_NICE, C_SYS, C_IRQ, C_STEAL, C_IOWAIT, C_MEMUSED, C_BUFFERS, C_CACHED,
+	C_LABEL, C_TITLE, C_TABLEHDR, C_SORTCOL, C_SEL, C_THREAD, C_NOTICE, C_KEY, C_BAD,
+};
+
+struct tui {
+	struct vmw_sampler *s;
+	const struct top_opts *o;
+	struct top_view view;
+	uint64_t interval_ns;
+	struct vmw_frame *frame;
+	struct top_header *h;
+	struct top_rows rows;
+	size_t sel, top;              /* selected row, first row shown */
+	int32_t sel_id;               /* pid or tid of the selected row, followed across frames */
+	bool sel_thread, have_sel;
+	int hscroll;                  /* columns of the command scrolled off to the left */
+	int table_h;                  /* rows the table showed at the last draw */
+	enum input input;
+	char delay_buf[32];
+	char msg[256];
+	uint64_t msg_until;
+	uint64_t late, frames;
+	bool help, colors;
+};
+
+static void message(struct tui *t, uint64_t seconds, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void message(struct tui *t, uint64_t seconds, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->msg, sizeof(t->msg), fmt, ap);
+	va_end(ap);
+	t->msg_until = vmw_now_ns() + seconds * 1000000000u;
+}
+
+static int attr_color(struct tui *t, int pair, int fallback)
+{
+	return t->colors ? (int)COLOR_PAIR(pair) : fallback;
+}
+
+/* ---- drawing helpers ------------------------------------------------------ */
+
+/* Text at (y, x) clipped to the screen width; returns the column after it. */
+static int put(int y, int x, const char *s, int attr)
+{
+	int n = (int)strlen(s);
+
+	if (y < 0 || y >= LINES || x >= COLS)
+		return x;
+	if (n > COLS - x)
+		n = COLS - x;
+	attron(attr);
+	mvaddnstr(y, x, s, n);
+	attroff(attr);
+	return x + n;
+}
+
+static int put_ch(int y, int x, chtype ch, int attr)
+{
+	if (y < 0 || y >= LINES || x >= COLS)
+		return x;
+	mvaddch(y, x, ch | (chtype)attr);
+	return x + 1;
+}
+
+struct seg {
+	double percent;
+	int pair;
+};
+
+/* label[|||||||     text] over width w; segments fill in order. */
+static void draw_bar(struct tui *t, int y, int x, int w, const char *label, const struct seg *segs,
+		     size_t nsegs, const char *text)
+{
+	int lw = (int)strlen(label), inner = w - lw - 2, tl = (int)strlen(text), pos = 0;
+
+	if (inner < 1 || y >= LINES)
+		return;
+	x = put(y, x, label, attr_color(t, C_LABEL, A_BOLD));
+	x = put_ch(y, x, '[', A_BOLD);
+	int tstart = tl <= inner ? inner - tl : inner;
+	double acc = 0;
+	for (size_t i = 0; i < nsegs; i++) {
+		acc += segs[i].percent;
+		int end = (int)(MIN(MAX(acc, 0.0), 100.0) * inner / 100.0 + 0.5);
+		for (; pos < end && pos < tstart; pos++)
+			x = put_ch(y, x, '|', attr_color(t, segs[i].pair, A_BOLD));
+	}
+	for (; pos < tstart; pos++)
+		x = put_ch(y, x, ' ', 0);
+	for (int i = 0; pos < inner; pos++, i++)
+		x = put_ch(y, x, (chtype)(unsigned char)text[i], A_DIM);
+	put_ch(y, x, ']', A_BOLD);
+}
+
+static void cpu_bar(struct tui *t, int y, int x, int w, const char *label, const struct top_cpu *c)
+{
+	struct seg segs[] = {
+		{ c->nice, C_NICE }, { c->user, C_USER }, { c->system, C_SYS },
+		{ c->irq + c->softirq, C_IRQ }, { c->steal, C_STEAL }, { c->iowait, C_IOWAIT },
+	};
+	char text[16];
+	snprintf(text, sizeof(text), "%.1f%%", c->busy);
+	draw_bar(t, y, x, w, label, segs, ARRAY_SIZE(segs), text);
+}
+
+/* Header; returns the first free line. */
+static int draw_header(struct tui *t)
+{
+	const struct top_header *h = t->h;
+	char buf[512], up[48], a[16], b[16];
+	int y = 0, x;
+
+	/* Title: guest, kernel, uptime, load. */
+	x = put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
+	x = put(y, x, h->target, A_BOLD);
+	snprintf(buf, sizeof(buf), "  Linux %s", h->release[0] ? h->release : "?");
+	x = put(y, x, buf, 0);
+	if (h->uptime_ok) {
+		top_fmt_uptime(up, sizeof(up), h->uptime_s);
+		x = put(y, x, "  Uptime: ", attr_color(t, C_LABEL, A_BOLD));
+		x = put(y, x, up, A_BOLD);
+	}
+	if (h->load_ok) {
+		snprintf(buf, sizeof(buf), "%.2f %.2f %.2f", h->load[0], h->load[1], h->load[2]);
+		x = put(y, x, "  Load average: ", attr_color(t, C_LABEL, A_BOLD));
+		put(y, x, buf, A_BOLD);
+	}
+	y++;
+
+	/* CPU meters: one per vCPU when the summary has them, else the processes' sum. */
+	if (h->cpu_ok && h->ncpus) {
+		int ncol = COLS >= 160 && h->ncpus > 8 ? 4 : COLS >= 80 && h->ncpus > 1 ? 2 : 1;
+		int w = COLS / ncol, per_col = (int)((h->ncpus + (unsigned)ncol - 1) / (unsigned)ncol);
+		for (unsigned i = 0; i < h->ncpus; i++) {
+			char label[8];
+			snprintf(label, sizeof(label), "%3u", i);
+			cpu_bar(t, y + (int)i % per_col, (int)i / per_col * w, w - 1, label, &h->cpu[i]);
+		}
+		y += per_col;
+	} else {
+		double pct = h->ncpus ? h->procs_cpu_percent / h->ncpus : h->procs_cpu_percent;
+		struct seg seg = { MIN(pct, 100.0), C_USER };
+		snprintf(buf, sizeof(buf), "%.1f%% (processes)", pct);
+		draw_bar(t, y++, 0, COLS - 1, "CPU", &seg, 1, buf);
+	}
+
+	/* Memory and swap, side by side when there is room. */
+	{
+		int half = COLS >= 80 ? COLS / 2 : COLS;
+		int sy = COLS >= 80 ? y : y + 1, sx = COLS >= 80 ? half : 0;
+		if (h->mem_ok && h->mem_total) {
+			uint64_t used = vmw_sat_sub(vmw_sat_sub(vmw_sat_sub(h->mem_total, h->mem_free),
+							      h->mem_buffers), h->mem_cached);
+			double tot = (double)h->mem_total / 100;
+			struct seg segs[] = { { (double)used / tot, C_MEMUSED },
+					      { (double)h->mem_buffers / tot, C_BUFFERS },
+					      { (double)h->mem_cached / tot, C_CACHED } };
+			top_fmt_bytes(a, sizeof(a), used);
+			top_fmt_bytes(b, sizeof(b), h->mem_total);
+			snprintf(buf, sizeof(buf), "%s/%s", a, b);
+			draw_bar(t, y, 0, half - 1, "Mem", segs, ARRAY_SIZE(segs), buf);
+		} else {
+			top_fmt_bytes(b, sizeof(b), h->mem_total);
+			snprintf(buf, sizeof(buf), "?/%s", b);
+			draw_bar(t, y, 0, half - 1, "Mem", NULL, 0, buf);
+		}
+		if (h->swap_ok) {
+			uint64_t used = vmw_sat_sub(h->swap_total, h->swap_free);
+			struct seg seg = { h->swap_total ? 100.0 * (double)used / (double)h->swap_total : 0,
+					   C_SYS };
+			top_fmt_bytes(a, sizeof(a), used);
+			top_fmt_bytes(b, sizeof(b), h->swap_total);
+			snprintf(buf, sizeof(buf), "%s/%s", a, b);
+			draw_bar(t, sy, sx, COLS - sx - 1, "Swp", &seg, 1, buf);
+		} else {
+			draw_bar(t, sy, sx, COLS - sx - 1, "Swp", NULL, 0, "?");
+		}
+		y = sy + 1;
+	}
+
+	/* Tasks. */
+	x = put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
+	snprintf(buf, sizeof(buf), "%u total, %u running, %u sleeping, %u stopped, %u zombie; "
+		 "%u threads, %u kernel threads", h->tasks, h->running, h->sleeping, h->stopped,
+		 h->zombie, h->threads, h->kthreads);
+	put(y, x, buf, A_BOLD);
+	return y + 1;
+}
+
+/* Where each fixed column starts (its title is right-aligned in it). */
+static int col_x(enum top_col c, int *width)
+{
+	int x = 0;
+	for (int i = 0; i < (int)c; i++)
+		x += abs(top_cols[i].width) + 1;
+	*width = c == TOP_COL_COMMAND ? 7 : abs(top_cols[c].width);
+	return x;
+}
+
+static void draw_table_header(struct tui *t, int y)
+{
+	char cells[160];
+	int w, x;
+
+	top_header_cells(cells, sizeof(cells));
+	move(y, 0);
+	attron(attr_color(t, C_TABLEHDR, A_REVERSE));
+	for (int i = 0; i < COLS; i++)
+		addch(' ');
+	attroff(attr_color(t, C_TABLEHDR, A_REVERSE));
+	x = put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
+	put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
+	x = col_x(t->view.sort, &w);
+	if (t->view.sort == TOP_COL_COMMAND)
+		x = (int)strlen(cells);
+	/* The sort column's title again, highlighted. */
+	{
+		char title[24];
+		const struct top_col_info *c = &top_cols[t->view.sort];
+		if (c->width < 0)
+			snprintf(title, sizeof(title), "%-*s", w, c->title);
+		else
+			snprintf(title, sizeof(title), "%*s", w, c->title);
+		put(y, x, title, attr_color(t, C_SORTCOL, A_BOLD) | A_BOLD);
+	}
+}
+
+static int draw_tree(int y, int x, const struct top_row *r, int attr)
+{
+	for (uint32_t l = 1; l <= r->depth && x < COLS; l++) {
+		if (l < r->depth) {
+			bool more = l - 1 < 64 && (r->more >> (l - 1) & 1);
+			x = put_ch(y, x, more ? ACS_VLINE : ' ', attr);
+			x = put_ch(y, x, ' ', attr);
+			x = put_ch(y, x, ' ', attr);
+		} else {
+			x = put_ch(y, x, r->last ? ACS_LLCORNER : ACS_LTEE, attr);
+			x = put_ch(y, x, ACS_HLINE, attr);
+			x = put_ch(y, x, ' ', attr);
+		}
+	}
+	return x;
+}
+
+static void draw_row(struct tui *t, int y, const struct top_row *r, bool selected)
+{
+	char cells[160], cmd[4096];
+	int base = selected ? attr_color(t, C_SEL, A_REVERSE) : 0, x;
+	size_t skip;
+
+	if (selected) {
+		move(y, 0);
+		attron(base);
+		for (int i = 0; i < COLS; i++)
+			addch(' ');
+		attroff(base);
+	}
+	top_row_cells(r, cells, sizeof(cells));
+	x = put(y, 0, cells, base);
+	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
+	top_row_command(r, cmd, sizeof(cmd));
+	skip = MIN((size_t)t->hscroll, strlen(cmd));
+	put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
+			       (!selected && !r->t && r->s->proc.kthread ? A_DIM : 0));
+}
+
+static void draw_status(struct tui *t, int y)
+{
+	char buf[300];
+	int x = 0;
+
+	if (t->input == IN_FILTER) {
+		x = put(y, 0, "Filter: ", attr_color(t, C_KEY, A_REVERSE));
+		x = put(y, x, t->view.filter, A_BOLD);
+		x = put_ch(y, x, '_', A_BLINK);
+		put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
+		return;
+	}
+	if (t->input == IN_DELAY) {
+		snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
+		x = put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
+		x = put(y, x, t->delay_buf, A_BOLD);
+		put_ch(y, x, '_', A_BLINK);
+		return;
+	}
+	if (t->msg[0] && vmw_now_ns() < t->msg_until) {
+		x = put(y, 0, t->msg, attr_color(t, C_NOTICE, A_BOLD) | A_BOLD);
+		x += 2;
+	}
+	if (t->view.filter[0]) {
+		x = put(y, x, "Filter: ", attr_color(t, C_LABEL, A_BOLD));
+		x = put(y, x, t->view.filter, A_BOLD);
+		x = put(y, x, " (Esc clears)  ", A_DIM);
+	}
+	if (t->frame && t->frame->truncated) {
+		snprintf(buf, sizeof(buf), "incomplete walk: %s  ", t->frame->truncated_why);
+		x = put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
+	}
+	/* Right side: interval, frame cost, late frames. */
+	if (t->frame) {
+		snprintf(buf, sizeof(buf), "%s%s%sdelay %.3gs  frame %.2f ms",
+			 t->view.tree ? "tree  " : "", t->view.threads ? "threads  " : "",
+			 t->view.invert ? "reversed  " : "", (double)t->interval_ns / 1e9,
+			 (double)t->frame->frame_ns / 1e6);
+		if (t->late) {
+			size_t n = strlen(buf);
+			snprintf(buf + n, sizeof(buf) - n, "  late %llu", (unsigned long long)t->late);
+		}
+		int bx = COLS - (int)strlen(buf) - 1;
+		if (bx > x)
+			put(y, bx, buf, A_DIM);
+	}
+}
+
+static void draw_footer(struct tui *t)
+{
+	static const char *keys[][2] = {
+		{ "F1", "Help" }, { "/", "Filter" }, { "t", "Tree" }, { "H", "Threads" },
+		{ "P", "CPU" }, { "M", "Mem" }, { "N", "PID" }, { "T", "Time" }, { "<>", "Sort" },
+		{ "d", "Delay" }, { "q", "Quit" },
+	};
+	int y = LINES - 1, x = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys) && x < COLS; i++) {
+		x = put(y, x, keys[i][0], A_BOLD);
+		x = put(y, x, keys[i][1], attr_color(t, C_KEY, A_REVERSE));
+		x = put(y, x, " ", 0);
+	}
+}
+
+static void draw_help(struct tui *t)
+{
+	static const char *lines[] = {
+		"vmwatch top - the guest's processes, read from its memory by the host",
+		"",
+		"  P  M  N  T     sort by %CPU, %MEM, PID, TIME+ (the same key again reverses)",
+		"  <  >           move the sort column left / right",
+		"  I              reverse the sort order",
+		"  /  F4          filter by name as you type (Enter keeps it, Esc clears it)",
+		"  Esc            clear the filter",
+		"  t  F5          tree view: processes under their parents",
+		"  H              threads under their process, with their own %CPU",
+		"  d  s           change the interval (seconds, fractions allowed)",
+		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
+		"  Ctrl-L         redraw",
+		"  ?  h  F1       this help",
+		"  q  F10         quit (Ctrl-C too)",
+		"",
+		"Columns: PID, USER (uid: the guest's passwd is not read), PR and NI (priority,",
+		"nice), VIRT, RES and SHR (resident file + shmem) in KiB, S (state), %CPU",
+		"(100 = one vCPU, over the interval), %MEM (of guest RAM), TIME+ (user + system",
+		"time), COMMAND (command line, or [name] for kernel threads).",
+		"",
+		"Press any key to return.",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
+		put((int)i, 0, lines[i], i == 0 ? attr_color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
+}
+
+static void keep_selection_visible(struct tui *t)
+{
+	if (!t->rows.n) {
+		t->sel = t->top = 0;
+		return;
+	}
+	if (t->sel >= t->rows.n)
+		t->sel = t->rows.n - 1;
+	if (t->table_h < 1)
+		return;
+	if (t->sel < t->top)
+		t->top = t->sel;
+	if (t->sel >= t->top + (size_t)t->table_h)
+		t->top = t->sel - (size_t)t->table_h + 1;
+	if (t->top + (size_t)t->table_h > t->rows.n)
+		t->top = t->rows.n > (size_t)t->table_h ? t->rows.n - (size_t)t->table_h : 0;
+}
+
+static void draw(struct tui *t)
+{
+	int y;
+
+	erase();
+	if (t->help) {
+		draw_help(t);
+		refresh();
+		return;
+	}
+	y = draw_header(t);
+	draw_status(t, y++);
+	draw_table_header(t, y++);
+	t->table_h = LINES - 1 - y;
+	keep_selection_visible(t);
+	for (int i = 0; i < t->table_h && t->top + (size_t)i < t->rows.n; i++)
+		draw_row(t, y + i, &t->rows.v[t->top + (size_t)i], t->top + (size_t)i == t->sel);
+	draw_footer(t);
+	refresh();
+}
+
+/* ---- model ---------------------------------------------------------------- */
+
+static void remember_selection(struct tui *t)
+{
+	if (t->sel < t->rows.n) {
+		const struct top_row *r = &t->rows.v[t->sel];
+		t->sel_id = r->t ? r->t->tid : r->s->proc.pid;
+		t->sel_thread = r->t != NULL;
+		t->have_sel = true;
+	}
+}
+
+/* Rebuild the rows (new frame or new view) and find the selected pid again. */
+static int rebuild(struct tui *t)
+{
+	int r;
+
+	if (!t->frame)
+		return 0;
+	if ((r = top_rows_build(&t->rows, t->frame, &t->view)) < 0)
+		return r;
+	if (t->have_sel)
+		for (size_t i = 0; i < t->rows.n; i++) {
+			const struct top_row *row = &t->rows.v[i];
+			if ((row->t != NULL) == t->sel_thread &&
+			    (row->t ? row->t->tid : row->s->proc.pid) == t->sel_id) {
+				t->sel = i;
+				break;
+			}
+		}
+	keep_selection_visible(t);
+	return 0;
+}
+
+static void set_sort(struct tui *t, enum top_col c)
+{
+	if (t->view.sort == c) {
+		t->view.invert = !t->view.invert;
+	} else {
+		t->view.sort = c;
+		t->view.invert = false;
+	}
+}
+
+static bool is_enter(int ch) { return ch == '\n' || ch == '\r' || ch == KEY_ENTER; }
+static bool is_backspace(int ch) { return ch == KEY_BACKSPACE || ch == 127 || ch == 8; }
+
+/* Movement keys (in any input mode). True if ch was one. */
+static bool navigate(struct tui *t, int ch)
+{
+	size_t page = t->table_h > 1 ? (size_t)t->table_h - 1 : 1;
+
+	switch (ch) {
+	case KEY_UP: if (t->sel) t->sel--; break;
+	case KEY_DOWN: if (t->sel + 1 < t->rows.n) t->sel++; break;
+	case KEY_PPAGE: t->sel = t->sel > page ? t->sel - page : 0; break;
+	case KEY_NPAGE: t->sel = MIN(t->sel + page, t->rows.n ? t->rows.n - 1 : 0); break;
+	case KEY_HOME: t->sel = 0; break;
+	case KEY_END: t->sel = t->rows.n ? t->rows.n - 1 : 0; break;
+	case KEY_LEFT: t->hscroll = MAX(t->hscroll - 8, 0); break;
+	case KEY_RIGHT: t->hscroll += 8; break;
+	default: return false;
+	}
+	keep_selection_visible(t);
+	remember_selection(t);
+	return true;
+}
+
+/* Returns 1 to quit, a negative errno on failure, else 0. */
+static int handle_key(struct tui *t, int ch, uint64_t *deadline)
+{
+	size_t n;
+
+	if (ch == KEY_RESIZE)
+		return 0;   /* ncurses has resized its screens; the next draw fits */
+	if (t->help) {
+		t->help = false;
+		return 0;
+	}
+	if (t->input == IN_FILTER) {
+		n = strlen(t->view.filter);
+		if (ch == 27) {
+			t->view.filter[0] = '\0';
+			t->input = IN_NONE;
+		} else if (is_enter(ch)) {
+			t->input = IN_NONE;
+			return 0;
+		} else if (is_backspace(ch)) {
+			if (n)
+				t->view.filter[n - 1] = '\0';
+		} else if (ch >= 0x20 && ch < 0x7f) {
+			if (n + 1 < sizeof(t->view.filter)) {
+				t->view.filter[n] = (char)ch;
+				t->view.filter[n + 1] = '\0';
+			}
+		} else {
+			navigate(t, ch);
+			return 0;
+		}
+		t->sel = t->top = 0;
+		t->have_sel = false;
+		return rebuild(t);
+	}
+	if (t->input == IN_DELAY) {
+		n = strlen(t->delay_buf);
+		if (ch == 27) {
+			t->input = IN_NONE;
+		} else if (is_enter(ch)) {
+			uint64_t ns;
+			t->input = IN_NONE;
+			if (!n)
+				return 0;
+			if (top_parse_seconds(t->delay_buf, &ns) < 0) {
+				message(t, 3, "Not a delay: '%s' (seconds > 0, e.g. 2, 0.5, 0.01)", t->delay_buf);
+			} else {
+				t->interval_ns = ns;
+				*deadline = vmw_now_ns() + ns;
+				message(t, 3, "Delay %.3g s", (double)ns / 1e9);
+			}
+		} else if (is_backspace(ch)) {
+			if (n)
+				t->delay_buf[n - 1] = '\0';
+		} else if (((ch >= '0' && ch <= '9') || ch == '.') && n + 1 < sizeof(t->delay_buf)) {
+			t->delay_buf[n] = (char)ch;
+			t->delay_buf[n + 1] = '\0';
+		}
+		return 0;
+	}
+	if (navigate(t, ch))
+		return 0;
+	switch (ch) {
+	case 'q': case KEY_F(10): return 1;
+	case 'P': set_sort(t, TOP_COL_CPU); break;
+	case 'M': set_sort(t, TOP_COL_MEM); break;
+	case 'N': set_sort(t, TOP_COL_PID); break;
+	case 'T': set_sort(t, TOP_COL_TIME); break;
+	case 'I': t->view.invert = !t->view.invert; break;
+	case '<': case ',':
+		t->view.sort = t->view.sort ? t->view.sort - 1 : TOP_NCOLS - 1;
+		t->view.invert = false;
+		break;
+	case '>': case '.':
+		t->view.sort = (t->view.sort + 1) % TOP_NCOLS;
+		t->view.invert = false;
+		break;
+	case '/': case KEY_F(4): case KEY_F(3): t->input = IN_FILTER; return 0;
+	case 27:
+		if (!t->view.filter[0])
+			return 0;
+		t->view.filter[0] = '\0';
+		break;
+	case 't': case KEY_F(5): t->view.tree = !t->view.tree; break;
+	case 'H': t->view.threads = !t->view.threads; break;
+	case 'd': case 's':
+		t->input = IN_DELAY;
+		t->delay_buf[0] = '\0';
+		return 0;
+	case '?': case 'h': case KEY_F(1): t->help = true; return 0;
+	case 12: clearok(curscr, TRUE); return 0;
+	default: return 0;
+	}
+	return rebuild(t);
+}
+
+static void init_colors(struct tui *t)
+{
+	if (!has_colors() || start_color() == ERR)
+		return;
+	use_default_colors();
+	init_pair(C_USER, COLOR_GREEN, -1);
+	init_pair(C_NICE, COLOR_BLUE, -1);
+	init_pair(C_SYS, COLOR_RED, -1);
+	init_pair(C_IRQ, COLOR_MAGENTA, -1);
+	init_pair(C_STEAL, COLOR_CYAN, -1);
+	init_pair(C_IOWAIT, COLOR_WHITE, -1);
+	init_pair(C_MEMUSED, COLOR_GREEN, -1);
+	init_pair(C_BUFFERS, COLOR_BLUE, -1);
+	init_pair(C_CACHED, COLOR_YELLOW, -1);
+	init_pair(C_LABEL, COLOR_CYAN, -1);
+	init_pair(C_TITLE, COLOR_CYAN, -1);
+	init_pair(C_TABLEHDR, COLOR_BLACK, COLOR_GREEN);
+	init_pair(C_SORTCOL, COLOR_BLACK, COLOR_CYAN);
+	init_pair(C_SEL, COLOR_BLACK, COLOR_CYAN);
+	init_pair(C_THREAD, COLOR_GREEN, -1);
+	init_pair(C_NOTICE, COLOR_YELLOW, -1);
+	init_pair(C_KEY, COLOR_BLACK, COLOR_CYAN);
+	init_pair(C_BAD, COLOR_RED, -1);
+	t->colors = true;
+}
+
+/* Take a frame and show it. 0, or 1 after printing why the guest is gone. */
+static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t whysize)
+{
+	struct vmw_error err = { 0 };
+	struct vmw_frame *f;
+	int r;
+
+	if ((r = vmw_sampler_frame(t->s, &f, &err)) < 0) {
+		snprintf(why, whysize, "%s", vmw_error_msg(&err, r));
+		return 1;
+	}
+	if (top_guest_gone(gone)) {
+		vmw_frame_free(f);
+		snprintf(why, whysize, "%s: the QEMU process (PID %d) exited: the guest is gone",
+			 t->o->target, (int)qemu_pid);
+		return 1;
+	}
+	remember_selection(t);
+	vmw_frame_free(t->frame);
+	t->frame = f;
+	top_header_fill(t->h, t->s, t->o->target, f);
+	if ((r = rebuild(t)) < 0) {
+		snprintf(why, whysize, "%s", strerror(-r));
+		return 1;
+	}
+	if (f->rebooted) {
+		time_t sec = (time_t)(f->wall_time_ns / 1000000000u);
+		struct tm tm;
+		char clock[16] = "";
+		if (localtime_r(&sec, &tm))
+			strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+		message(t, 15, "The guest rebooted at %s: re-attached to Linux %s", clock, t->h->release);
+	}
+	t->frames++;
+	return 0;
+}
+
+int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, volatile sig_atomic_t *stop)
+{
+	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns };
+	sigset_t block, orig;
+	uint64_t deadline = vmw_now_ns();
+	char why[600] = "";
+	pid_t qemu_pid;
+	int gone, ret = 0;
+	bool dirty = true;
+	SCREEN *scr;
+
+	if (!(t.h = calloc(1, sizeof(*t.h)))) {
+		cli_error("out of memory");
+		return 1;
+	}
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+
+	if (!(scr = newterm(NULL, stdout, stdin))) {
+		sigprocmask(SIG_SETMASK, &orig, NULL);
+		free(t.h);
+		cli_error("top: cannot use the terminal (TERM=%s); try -b", getenv("TERM") ?: "");
+		return EXIT_USAGE;
+	}
+	cbreak();
+	noecho();
+	nonl();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	curs_set(0);
+	set_escdelay(25);
+	init_colors(&t);
+	gone = top_guest_watch(s, o->target, &qemu_pid);
+
+	for (;;) {
+		uint64_t now;
+		int ch;
+
+		while (!*stop && (ch = getch()) != ERR) {
+			int r = handle_key(&t, ch, &deadline);
+			if (r == 1)
+				goto done;
+			if (r < 0) {
+				snprintf(why, sizeof(why), "%s", strerror(-r));
+				ret = 1;
+				goto done;
+			}
+			dirty = true;
+		}
+		if (*stop)
+			break;
+		now = vmw_now_ns();
+		if (now >= deadline) {
+			if (next_frame(&t, gone, qemu_pid, why, sizeof(why))) {
+				ret = 1;
+				break;
+			}
+			deadline = top_next_deadline(deadline, t.interval_ns, vmw_now_ns(), &t.late);
+			dirty = true;
+		}
+		if (dirty) {
+			draw(&t);
+			dirty = false;
+		}
+		if (o->iterations && t.frames >= o->iterations)
+			break;
+		now = vmw_now_ns();
+		if (deadline > now) {
+			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+			uint64_t wait = deadline - now;
+			/* Wake up for the status line's notice to expire, too. */
+			if (t.msg_until > now && t.msg_until - now < wait)
+				wait = t.msg_until - now + 1000000;
+			struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
+					       .tv_nsec = (long)(wait % 1000000000u) };
+			if (ppoll(&p, 1, &ts, &orig) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+				snprintf(why, sizeof(why), "top: the terminal went away");
+				ret = 1;
+				break;
+			}
+			if (t.msg_until && vmw_now_ns() >= t.msg_until) {
+				t.msg_until = 0;
+				dirty = true;
+			}
+		}
+	}
+done:
+	endwin();
+	delscreen(scr);
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+	if (why[0])
+		cli_error("%s", why);
+	if (gone >= 0)
+		close(gone);
+	vmw_frame_free(t.frame);
+	top_rows_free(&t.rows);
+	free(t.h);
+	return ret;
+}

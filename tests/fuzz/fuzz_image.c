@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_image.c - sparse memory images (see fuzz_image.h) and the run the
+ * fuzz target does on one.
+ */
+#include "fuzz_image.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#endif
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
+
+struct ival {
+	uint64_t start, end;     /* pfns, [start, end) */
+};
+
+struct toc {
+	uint64_t pfn;
+	size_t idx;              /* position in the input: first wins */
+};
+
+static int ival_cmp(const void *a, const void *b)
+{
+	const struct ival *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int toc_cmp(const void *a, const void *b)
+{
+	const struct toc *x = a, *y = b;
+	if (x->pfn != y->pfn)
+		return x->pfn < y->pfn ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * RAM runs live in one arena, mapped once and kept: fresh allocations of a
+ * few MiB per input cost more in page faults than the whole walk. Each run
+ * has a poisoned 4 KiB guard before it and everything unused is poisoned,
+ * so ASan still catches a read past a segment's end. An image loaded while
+ * the arena is in use (not done by the targets) gets calloc'd runs.
+ */
+#define GUARD 4096u
+
+static uint8_t *arena;
+static size_t arena_cap;
+static bool arena_busy;
+
+static uint8_t *arena_get(size_t need)
+{
+	if (arena_busy)
+		return NULL;
+	if (need > arena_cap) {
+		size_t cap = MAX(need, (size_t)256 << 20);
+		void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		if (arena) {
+			ASAN_UNPOISON_MEMORY_REGION(arena, arena_cap);
+			munmap(arena, arena_cap);
+		}
+		arena = p;
+		arena_cap = cap;
+		ASAN_POISON_MEMORY_REGION(arena, arena_cap);
+	}
+	arena_busy = true;
+	return arena;
+}
+
+void fuzz_image_free(struct fuzz_image *img)
+{
+	vmw_mem_close(img->mem);
+	if (img->arena_used) {
+		ASAN_POISON_MEMORY_REGION(arena, img->arena_used);
+		arena_busy = false;
+	}
+	for (size_t i = 0; i < img->nbufs; i++)
+		free(img->bufs[i]);
+	free(img->bufs);
+	memset(img, 0, sizeof(*img));
+}
+
+int fuzz_image_load(const uint8_t *data, size_t size, struct fuzz_image *img)
+{
+	struct fuzz_hdr h = { 0 };
+	struct toc *toc = NULL;
+	struct ival *iv = NULL;
+	size_t n = 0, ntoc = 0, niv = 0, nruns = 0;
+	int r = -ENOMEM;
+
+	memset(img, 0, sizeof(*img));
+	memcpy(&h, data, MIN(size, sizeof(h)));
+	img->flags = h.flags;
+	if (size > sizeof(h)) {
+		size_t avail = size - sizeof(h);
+		n = MIN((size_t)h.npages, avail / 4);
+		n = MIN(n, (avail - 4 * n) / FUZZ_PAGE);   /* pages with full data */
+	}
+	if (h.zero_npages > FUZZ_ZERO_MAX)
+		h.zero_npages = FUZZ_ZERO_MAX;
+
+	toc = calloc(n + 1, sizeof(*toc));
+	iv = calloc(n + 1, sizeof(*iv));
+	if (!toc || !iv)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		toc[i] = (struct toc){ rd32(data + sizeof(h) + 4 * i), i };
+	qsort(toc, n, sizeof(*toc), toc_cmp);
+	for (size_t i = 0; i < n; i++)   /* drop duplicates: the first given stays */
+		if (!ntoc || toc[ntoc - 1].pfn != toc[i].pfn)
+			toc[ntoc++] = toc[i];
+	img->npages = ntoc;
+
+	/* Runs of RAM: the pages given, merged with the zero range. */
+	for (size_t i = 0; i < ntoc; i++)
+		iv[niv++] = (struct ival){ toc[i].pfn, toc[i].pfn + 1 };
+	if (h.zero_npages)
+		iv[niv++] = (struct ival){ h.zero_pfn, (uint64_t)h.zero_pfn + h.zero_npages };
+	qsort(iv, niv, sizeof(*iv), ival_cmp);
+	for (size_t i = 0; i < niv; i++) {
+		if (nruns && iv[i].start <= iv[nruns - 1].end)
+			iv[nruns - 1].end = MAX(iv[nruns - 1].end, iv[i].end);
+		else
+			iv[nruns++] = iv[i];
+	}
+
+	if ((r = vmw_mem_new(&img->mem)) < 0)
+		goto out;
+	r = -ENOMEM;
+	img->bufs = calloc(nruns + 1, sizeof(*img->bufs));
+	if (!img->bufs)
+		goto out;
+	const uint8_t *pages = data + sizeof(h) + 4 * MIN((size_t)h.npages, size > sizeof(h) ?
+							    (size - sizeof(h)) / 4 : 0);
+	uint64_t need = GUARD;
+	for (size_t ri = 0; ri < nruns; ri++)
+		need += (iv[ri].end - iv[ri].start) * FUZZ_PAGE + GUARD;
+	uint8_t *base = need <= SIZE_MAX ? arena_get((size_t)need) : NULL;
+	if (base)
+		img->arena_used = (size_t)need;
+	for (size_t ri = 0, ti = 0, at = GUARD; ri < nruns; ri++) {
+		uint64_t len = (iv[ri].end - iv[ri].start) * FUZZ_PAGE;
+		uint8_t *buf;
+		if (base) {
+			buf = base + at;
+			at += len + GUARD;
+			ASAN_UNPOISON_MEMORY_REGION(buf, len);
+			memset(buf, 0, len);
+		} else {
+			buf = calloc(1, len);
+			if (!buf)
+				goto out;
+			img->bufs[img->nbufs++] = buf;
+		}
+		for (; ti < ntoc && toc[ti].pfn < iv[ri].end; ti++)
+			memcpy(buf + (toc[ti].pfn - iv[ri].start) * FUZZ_PAGE,
+			       pages + toc[ti].idx * FUZZ_PAGE, FUZZ_PAGE);
+		/* Remote: the "QEMU process" is this one, its RAM our buffers. */
+		const void *local = img->flags & FUZZ_F_REMOTE ? NULL : buf;
+		uint64_t remote = (uint64_t)(uintptr_t)buf;
+		if (img->flags & FUZZ_F_PAGE_SEGS) {
+			for (uint64_t off = 0; off < len; off += FUZZ_PAGE)
+				if ((r = vmw_mem_add_seg(img->mem, iv[ri].start * FUZZ_PAGE + off,
+							 FUZZ_PAGE, local ? buf + off : NULL,
+							 remote + off)) < 0)
+					goto out;
+		} else if ((r = vmw_mem_add_seg(img->mem, iv[ri].start * FUZZ_PAGE, len, local,
+						remote)) < 0) {
+			goto out;
+		}
+	}
+	if (img->flags & FUZZ_F_REMOTE)
+		img->mem->pid = getpid();
+	if ((r = vmw_mem_finish(img->mem)) < 0)
+		goto out;
+	snprintf(img->mem->desc, sizeof(img->mem->desc), "fuzz image of %zu pages", ntoc);
+	r = 0;
+out:
+	free(toc);
+	free(iv);
+	if (r < 0)
+		fuzz_image_free(img);
+	return r;
+}
+
+FILE *fuzz_proc_log;
+
+/* FNV-1a */
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* Every string the walk returns must be NUL-terminated inside its buffer
+ * (ASan checks the reads). */
+static size_t check_str(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+	if (n == max)
+		abort();
+	return n;
+}
+
+int fuzz_attach(struct vmw_mem *mem, unsigned flags, struct vmw_kernel **ret_k,
+		struct vmw_linux **ret_l, struct fuzz_result *res)
+{
+	VMW_KERNEL_OPTS(o, .no_cache = true,
+			.ignore_vmcoreinfo_kallsyms = (flags & FUZZ_F_FALLBACK) != 0);
+	struct vmw_error err = { 0 };
+	struct vmw_kernel *k = NULL;
+	struct vmw_linux *l = NULL;
+
+	memset(res, 0, sizeof(*res));
+	res->linux_rc = res->walk_rc = 1;
+	*ret_k = NULL;
+	*ret_l = NULL;
+	res->attach_rc = vmw_kernel_attach(mem, &o, &k, &err);
+	if (res->attach_rc < 0)
+		goto fail;
+	{
+		const struct vmw_kernel_info *ki = vmw_kernel_info(k);
+		check_str(ki->release, sizeof(ki->release));
+		check_str(ki->build_id, sizeof(ki->build_id));
+		snprintf(res->symbols_from, sizeof(res->symbols_from), "%s", ki->symbols_from);
+		res->phys_base = ki->phys_base;
+		res->scan_ns = ki->scan_ns;
+		res->kallsyms_ns = ki->kallsyms_ns;
+		res->btf_ns = ki->btf_ns;
+		res->attach_ns = ki->attach_ns;
+		vmw_kernel_symbol(k, "_stext", &res->stext);
+	}
+	res->linux_rc = vmw_linux_new(k, &l, &err);
+	if (res->linux_rc < 0)
+		goto fail;
+	*ret_k = k;
+	*ret_l = l;
+	return 0;
+fail:
+	snprintf(res->msg, sizeof(res->msg), "%s", err.msg);
+	vmw_kernel_detach(k);
+	return -1;
+}
+
+void fuzz_walk_check(struct vmw_linux *l, unsigned flags, struct fuzz_result *res)
+{
+	struct vmw_error err = { 0 };
+	struct vmw_walk w;
+
+	res->fingerprint = 0xcbf29ce484222325ull;
+	for (int pass = 0; pass < (flags & FUZZ_F_TWICE ? 2 : 1); pass++) {
+		res->walk_rc = vmw_linux_walk(l, VMW_WALK_THREADS | VMW_WALK_CMDLINE, &w, &err);
+		if (res->walk_rc < 0) {
+			snprintf(res->msg, sizeof(res->msg), "%s", err.msg);
+			return;
+		}
+		res->walk_ns = w.walk_ns;
+		res->nprocs = w.nprocs;
+		res->skipped = w.skipped;
+		res->truncated = w.truncated;
+		res->nthreads = res->ncmdlines = 0;
+		check_str(w.truncated_why, sizeof(w.truncated_why));
+		for (size_t i = 0; i < w.nprocs; i++) {
+			const struct vmw_proc *p = &w.procs[i];
+			size_t len = check_str(p->comm, sizeof(p->comm));
+			if (pass == 0) {
+				res->fingerprint = mix(res->fingerprint, &p->pid, sizeof(p->pid));
+				res->fingerprint = mix(res->fingerprint, &p->ppid, sizeof(p->ppid));
+				res->fingerprint = mix(res->fingerprint, p->comm, len);
+				if (fuzz_proc_log)
+					fprintf(fuzz_proc_log, "proc %d %d %u %s\n", p->pid, p->ppid,
+						p->nthreads_listed, p->comm);
+			}
+			for (uint32_t t = 0; p->threads && t < p->nthreads_listed; t++)
+				check_str(p->threads[t].comm, sizeof(p->threads[t].comm));
+			res->nthreads += p->nthreads_listed;
+			if (p->cmdline) {
+				res->ncmdlines++;
+				for (char **a = p->cmdline; *a; a++)
+					(void)strlen(*a);
+			}
+		}
+		vmw_walk_free(&w);
+	}
+}
+
+void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res)
+{
+	struct vmw_kernel *k;
+	struct vmw_linux *l;
+
+	if (fuzz_attach(mem, flags, &k, &l, res) < 0)
+		return;
+	fuzz_walk_check(l, flags, res);
+	vmw_linux_free(l);
+	vmw_kernel_detach(k);
+}
+
+void fuzz_run(const uint8_t *data, size_t size, struct fuzz_result *res)
+{
+	struct fuzz_image img;
+
+	memset(res, 0, sizeof(*res));
+	if (fuzz_image_load(data, size, &img) < 0) {
+		res->attach_rc = -ENOMEM;
+		return;
+	}
+	fuzz_run_mem(img.mem, img.flags, res);
+	fuzz_image_free(&img);
+}
+
+void fuzz_result_print(FILE *f, const struct fuzz_result *res)
+{
+	if (res->attach_rc < 0)
+		fprintf(f, "attach: error %d: %s\n", res->attach_rc, res->msg);
+	else if (res->linux_rc < 0)
+		fprintf(f, "attach: ok (%s)\nlinux: error %d: %s\n", res->symbols_from,
+			res->linux_rc, res->msg);
+	else if (res->walk_rc < 0)
+		fprintf(f, "attach: ok (%s)\nwalk: error %d: %s\n", res->symbols_from,
+			res->walk_rc, res->msg);
+	else
+		fprintf(f, "attach: ok (%s)\nwalk: procs=%zu threads=%zu cmdlines=%zu skipped=%zu "
+			"truncated=%d fingerprint=%016llx\n", res->symbols_from, res->nprocs,
+			res->nthreads, res->ncmdlines, res->skipped, res->truncated,
+			(unsigned long long)res->fingerprint);
+	if (res->attach_rc == 0)
+		fprintf(f, "times: attach %.1f ms (scan %.1f, kallsyms %.1f, btf %.1f), walk %.1f ms\n",
+			res->attach_ns / 1e6, res->scan_ns / 1e6, res->kallsyms_ns / 1e6,
+			res->btf_ns / 1e6, res->walk_ns / 1e6);
+}
