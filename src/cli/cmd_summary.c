@@ -145,9 +145,9 @@ static json_t *summary_json(const struct cli_target *t, const struct vmw_summary
 		"processes", (json_int_t)sm->processes, "procs_running", (int)sm->procs_running,
 		"procs_blocked", (int)sm->procs_blocked, "ncpus", (int)sm->ncpus,
 		"ncpus_possible", (int)sm->ncpus_possible));
-	json_object_set_new(root, "quality", json_pack("{s:b, s:i, s:b, s:i, s:I, s:I}",
+	json_object_set_new(root, "quality", json_pack("{s:b, s:i, s:b, s:i, s:i, s:I, s:I}",
 		"nohz", sm->nohz, "vtime_cpus", (int)sm->vtime_cpus, "buffers_partial", sm->buffers_partial,
-		"retries", (int)sm->retries, "read_ns", (json_int_t)sm->read_ns,
+		"retries", (int)sm->retries, "missing", (int)sm->missing, "read_ns", (json_int_t)sm->read_ns,
 		"bytes_read", (json_int_t)sm->bytes_read));
 	return root;
 }
@@ -196,6 +196,9 @@ int cmd_summary(int argc, char **argv)
 		cli_target_close(&t);
 		return 1;
 	}
+	if (sm.missing)
+		cli_error("%s: warning: %u guest variables were unreadable and count as 0",
+			  argv[optind], sm.missing);
 	if (sm.buffers_partial)
 		cli_error("%s: warning: the block-device inode walk stopped early: Buffers is a lower bound",
 			  argv[optind]);

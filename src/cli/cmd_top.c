@@ -92,17 +92,27 @@ uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now
 	return next;
 }
 
-/* Sleep until the absolute monotonic time t; false if a stop was requested. */
+/*
+ * Sleep until the absolute monotonic time t; false if a stop was requested.
+ * A signal interrupts the sleep, but one arriving between the check of the
+ * flag and clock_nanosleep() would not: so long waits go in steps of at most
+ * STOP_LATENCY_NS (each still to an absolute time), which bounds how late
+ * such a stop is noticed without moving any deadline.
+ */
+#define STOP_LATENCY_NS 200000000u
+
 static bool sleep_until(uint64_t t)
 {
-	struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u), .tv_nsec = (long)(t % 1000000000u) };
-
 	while (!stop_requested) {
-		int r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-		if (r == 0)
+		uint64_t now = vmw_now_ns(), step;
+		struct timespec ts;
+
+		if (now >= t)
 			return true;
-		if (r != EINTR)
-			return true;
+		step = t - now > STOP_LATENCY_NS ? now + STOP_LATENCY_NS : t;
+		ts = (struct timespec){ .tv_sec = (time_t)(step / 1000000000u),
+					.tv_nsec = (long)(step % 1000000000u) };
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 	}
 	return false;
 }
@@ -324,20 +334,16 @@ static int parse_pids(const char *s, int32_t *pids, size_t *n)
 enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
 /* Batch and JSON: frames at deadlines until -n, a stop signal or an error. */
-static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode mode)
+static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode mode,
+		      struct top_header *h, struct top_cpu_prev *prev)
 {
 	struct top_rows rows = { 0 };
-	struct top_header *h = calloc(1, sizeof(*h));
 	struct vmw_error err = { 0 };
 	uint64_t deadline = vmw_now_ns(), late = 0, done = 0;
 	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
 	pid_t qemu_pid;
 	int gone = top_guest_watch(s, o->target, &qemu_pid), r, ret = 0;
 
-	if (!h) {
-		cli_error("out of memory");
-		return 1;
-	}
 	for (;;) {
 		struct vmw_frame *f;
 
@@ -352,7 +358,7 @@ static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode
 			ret = 1;
 			break;
 		}
-		top_header_fill(h, s, o->target, f);
+		top_header_fill(h, s, o->target, f, prev);
 		if (mode == MODE_JSON) {
 			r = print_json(stdout, h, f, late, &o->view);
 		} else if ((r = top_rows_build(&rows, f, &o->view)) == 0) {
@@ -374,7 +380,6 @@ static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode
 	if (gone >= 0)
 		close(gone);
 	top_rows_free(&rows);
-	free(h);
 	return ret;
 }
 
@@ -404,6 +409,8 @@ int cmd_top(int argc, char **argv)
 	};
 	struct vmw_sampler *s = NULL;
 	struct vmw_error err = { 0 };
+	_cleanup_free_ struct top_header *h = calloc(1, sizeof(*h));
+	_cleanup_free_ struct top_cpu_prev *prev = calloc(1, sizeof(*prev));
 	enum mode mode = MODE_TUI;
 	int cmdline = -1;        /* -1: the mode's default */
 	size_t npids = 0;
@@ -471,6 +478,10 @@ int cmd_top(int argc, char **argv)
 	if (o.view.threads || mode == MODE_TUI)
 		o.sopts.walk_flags |= VMW_WALK_THREADS;
 	setlocale(LC_CTYPE, "");
+	if (!h || !prev) {
+		cli_error("out of memory");
+		return 1;
+	}
 
 	if ((r = vmw_sampler_open(o.target, &o.sopts, &s, &err)) < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
@@ -486,6 +497,7 @@ int cmd_top(int argc, char **argv)
 			vmw_sampler_close(s);
 			return 1;
 		}
+		top_header_fill(h, s, o.target, f, prev);
 		vmw_frame_free(f);
 		prime = MIN(o.interval_ns, 200000000u);
 		if (!sleep_until(vmw_now_ns() + prime)) {
@@ -495,9 +507,9 @@ int cmd_top(int argc, char **argv)
 	}
 
 	if (mode == MODE_TUI)
-		r = top_tui_run(s, &o, &stop_requested);
+		r = top_tui_run(s, &o, h, prev, &stop_requested);
 	else
-		r = run_stream(s, &o, mode);
+		r = run_stream(s, &o, mode, h, prev);
 	vmw_sampler_close(s);
 	return r;
 }

@@ -113,15 +113,19 @@ struct top_header {
 	char release[65];
 	uint64_t wall_time_ns;
 
+	bool summary_ok;           /* the frame carried the guest summary */
 	bool uptime_ok;
 	uint64_t uptime_s;
 	bool load_ok;
 	double load[3];
+	char loadavg[64];          /* as /proc/loadavg prints them */
+	unsigned nr_running;       /* runnable tasks (/proc/loadavg field 4) */
 
 	/* Per-vCPU and total CPU splits (summary); else cpu_ok is false and only
 	 * procs_cpu_percent (sum over processes, 100 = one vCPU) is known. */
 	bool cpu_ok;
 	unsigned ncpus;            /* vCPUs the bars show (summary), else nr_cpus of the kernel */
+	unsigned cpu_id[TOP_MAX_CPUS];
 	struct top_cpu cpu[TOP_MAX_CPUS];
 	struct top_cpu cpu_total;
 	double procs_cpu_percent;
@@ -137,11 +141,24 @@ struct top_header {
 	unsigned kthreads;
 };
 
-/* Fill h from frame f (sampler s gives the kernel release). */
+/* CPU times of the previous summary, to turn times into percentages. */
+struct top_cpu_prev {
+	bool ok;
+	struct vmw_cpu_times total;
+	bool have[TOP_MAX_CPUS];
+	struct vmw_cpu_times cpu[TOP_MAX_CPUS];   /* by CPU number */
+};
+
+/* Fill h from frame f (sampler s gives the kernel release); prev carries CPU
+ * times from frame to frame (reset it when the sampler re-attaches). */
 void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *target,
-		     const struct vmw_frame *f);
-/* Does the frame carry a guest summary this build understands? */
-bool top_frame_has_summary(const struct vmw_frame *f);
+		     const struct vmw_frame *f, struct top_cpu_prev *prev);
+/* The summary part of the header; exposed for the frame glue and tests. */
+void top_header_summary(struct top_header *h, const struct vmw_summary *sm,
+			struct top_cpu_prev *prev);
+/* Percentages of the interval between two CPU time samples. */
+void top_cpu_percent(const struct vmw_cpu_times *a, const struct vmw_cpu_times *b,
+		     struct top_cpu *ret);
 /* JSON for the frame's summary (what is known; see top_header). */
 json_t *top_summary_json(const struct top_header *h);
 
@@ -154,7 +171,8 @@ struct top_opts {
 	bool cmdline;
 	struct vmw_sampler_opts sopts;
 };
-int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, volatile sig_atomic_t *stop);
+int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
+		struct top_cpu_prev *prev, volatile sig_atomic_t *stop);
 
 /* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
 int top_parse_seconds(const char *s, uint64_t *ret);

@@ -521,14 +521,88 @@ void top_rows_free(struct top_rows *rows)
 
 /* ---- header -------------------------------------------------------------- */
 
-bool top_frame_has_summary(const struct vmw_frame *f)
+void top_cpu_percent(const struct vmw_cpu_times *a, const struct vmw_cpu_times *b,
+		     struct top_cpu *ret)
 {
-	(void)f;
-	return false;
+	/* /proc/stat's user and nice already include guest and guest_nice. */
+	double d[8] = {
+		(double)vmw_sat_sub(b->user, a->user), (double)vmw_sat_sub(b->nice, a->nice),
+		(double)vmw_sat_sub(b->system, a->system), (double)vmw_sat_sub(b->idle, a->idle),
+		(double)vmw_sat_sub(b->iowait, a->iowait), (double)vmw_sat_sub(b->irq, a->irq),
+		(double)vmw_sat_sub(b->softirq, a->softirq), (double)vmw_sat_sub(b->steal, a->steal),
+	};
+	double total = 0;
+
+	memset(ret, 0, sizeof(*ret));
+	for (int i = 0; i < 8; i++)
+		total += d[i];
+	if (total <= 0)
+		return;
+	ret->user = 100 * d[0] / total;
+	ret->nice = 100 * d[1] / total;
+	ret->system = 100 * d[2] / total;
+	ret->idle = 100 * d[3] / total;
+	ret->iowait = 100 * d[4] / total;
+	ret->irq = 100 * d[5] / total;
+	ret->softirq = 100 * d[6] / total;
+	ret->steal = 100 * d[7] / total;
+	ret->busy = MIN(MAX(100 - ret->idle - ret->iowait, 0.0), 100.0);
+}
+
+void top_header_summary(struct top_header *h, const struct vmw_summary *sm,
+			struct top_cpu_prev *prev)
+{
+	unsigned n = 0;
+
+	h->summary_ok = true;
+	h->uptime_ok = sm->uptime_ns > 0;
+	h->uptime_s = sm->uptime_ns / 1000000000u;
+	top_sanitize(h->loadavg, sizeof(h->loadavg), sm->loadavg);
+	if (!h->loadavg[0])
+		vmw_summary_format_loadavg(sm->load, h->loadavg, sizeof(h->loadavg));
+	h->load_ok = sscanf(h->loadavg, "%lf %lf %lf", &h->load[0], &h->load[1], &h->load[2]) == 3;
+	h->nr_running = sm->nr_running;
+
+	if (sm->mem_total_kb) {
+		h->mem_ok = true;
+		h->mem_total = sm->mem_total_kb << 10;
+		h->mem_free = sm->mem_free_kb << 10;
+		h->mem_available = sm->mem_available_kb << 10;
+		h->mem_buffers = sm->buffers_kb << 10;
+		h->mem_cached = sm->cached_kb << 10;
+		h->swap_ok = true;
+		h->swap_total = sm->swap_total_kb << 10;
+		h->swap_free = sm->swap_free_kb << 10;
+	}
+
+	/* CPU: percentages need the previous frame's times; the first frame has none. */
+	if (prev->ok) {
+		top_cpu_percent(&prev->total, &sm->total, &h->cpu_total);
+		for (unsigned i = 0; sm->cpu && i < sm->ncpus && n < TOP_MAX_CPUS; i++) {
+			unsigned id = sm->cpu[i].cpu;
+			h->cpu_id[n] = id;
+			if (id < TOP_MAX_CPUS && prev->have[id])
+				top_cpu_percent(&prev->cpu[id], &sm->cpu[i].t, &h->cpu[n]);
+			n++;
+		}
+		h->cpu_ok = n > 0;
+		if (h->cpu_ok)
+			h->ncpus = n;
+	}
+	memset(prev, 0, sizeof(*prev));
+	prev->ok = true;
+	prev->total = sm->total;
+	for (unsigned i = 0; sm->cpu && i < sm->ncpus; i++) {
+		unsigned id = sm->cpu[i].cpu;
+		if (id < TOP_MAX_CPUS) {
+			prev->have[id] = true;
+			prev->cpu[id] = sm->cpu[i].t;
+		}
+	}
 }
 
 void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *target,
-		     const struct vmw_frame *f)
+		     const struct vmw_frame *f, struct top_cpu_prev *prev)
 {
 	struct vmw_kernel *k = vmw_sampler_kernel(s);
 	const struct vmw_kernel_info *ki = k ? vmw_kernel_info(k) : NULL;
@@ -555,6 +629,12 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 		default: break;
 		}
 	}
+
+	if (f->rebooted)
+		memset(prev, 0, sizeof(*prev));
+	/* TODO(summary): the sampler frame carries the guest summary soon:
+	 *   if (f->summary_ok) top_header_summary(h, &f->summary, prev);
+	 * Until then the header shows what the processes tell. */
 }
 
 static json_t *cpu_json(const struct top_cpu *c)
@@ -568,14 +648,19 @@ json_t *top_summary_json(const struct top_header *h)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "available", json_boolean(h->uptime_ok || h->load_ok || h->cpu_ok || h->mem_ok));
+	json_object_set_new(o, "available", json_boolean(h->summary_ok));
 	json_object_set_new(o, "uptime_s", h->uptime_ok ? json_integer((json_int_t)h->uptime_s) : json_null());
 	json_object_set_new(o, "loadavg", h->load_ok ? json_pack("[f, f, f]", h->load[0], h->load[1], h->load[2])
 						      : json_null());
+	if (h->summary_ok)
+		json_object_set_new(o, "nr_running", json_integer(h->nr_running));
 	if (h->cpu_ok) {
 		json_t *cpus = json_array();
-		for (unsigned i = 0; i < h->ncpus; i++)
-			json_array_append_new(cpus, cpu_json(&h->cpu[i]));
+		for (unsigned i = 0; i < h->ncpus; i++) {
+			json_t *c = cpu_json(&h->cpu[i]);
+			json_object_set_new(c, "cpu", json_integer(h->cpu_id[i]));
+			json_array_append_new(cpus, c);
+		}
 		json_object_set_new(o, "cpu_percent", cpu_json(&h->cpu_total));
 		json_object_set_new(o, "cpus_percent", cpus);
 	} else {

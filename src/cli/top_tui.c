@@ -38,6 +38,7 @@ struct tui {
 	uint64_t interval_ns;
 	struct vmw_frame *frame;
 	struct top_header *h;
+	struct top_cpu_prev *prev;
 	struct top_rows rows;
 	size_t sel, top;              /* selected row, first row shown */
 	int32_t sel_id;               /* pid or tid of the selected row, followed across frames */
@@ -141,20 +142,35 @@ static int draw_header(struct tui *t)
 	char buf[512], up[48], a[16], b[16];
 	int y = 0, x;
 
-	/* Title: guest, kernel, uptime, load. */
+	/* Title: guest, kernel; uptime and load after it, or below when narrow. */
 	x = put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
 	x = put(y, x, h->target, A_BOLD);
 	snprintf(buf, sizeof(buf), "  Linux %s", h->release[0] ? h->release : "?");
 	x = put(y, x, buf, 0);
-	if (h->uptime_ok) {
-		top_fmt_uptime(up, sizeof(up), h->uptime_s);
-		x = put(y, x, "  Uptime: ", attr_color(t, C_LABEL, A_BOLD));
-		x = put(y, x, up, A_BOLD);
-	}
-	if (h->load_ok) {
-		snprintf(buf, sizeof(buf), "%.2f %.2f %.2f", h->load[0], h->load[1], h->load[2]);
-		x = put(y, x, "  Load average: ", attr_color(t, C_LABEL, A_BOLD));
-		put(y, x, buf, A_BOLD);
+	if (h->uptime_ok || h->load_ok) {
+		char load[64] = "";
+		int need;
+		up[0] = '\0';
+		if (h->uptime_ok)
+			top_fmt_uptime(up, sizeof(up), h->uptime_s);
+		if (h->load_ok)
+			snprintf(load, sizeof(load), "%.2f %.2f %.2f", h->load[0], h->load[1], h->load[2]);
+		need = (up[0] ? 10 + (int)strlen(up) : 0) + (load[0] ? 16 + (int)strlen(load) : 0);
+		if (x + need > COLS) {
+			y++;
+			x = 0;
+		} else {
+			x = put(y, x, "  ", 0);
+		}
+		if (up[0]) {
+			x = put(y, x, "Uptime: ", attr_color(t, C_LABEL, A_BOLD));
+			x = put(y, x, up, A_BOLD);
+			x = put(y, x, "  ", 0);
+		}
+		if (load[0]) {
+			x = put(y, x, "Load average: ", attr_color(t, C_LABEL, A_BOLD));
+			put(y, x, load, A_BOLD);
+		}
 	}
 	y++;
 
@@ -164,7 +180,7 @@ static int draw_header(struct tui *t)
 		int w = COLS / ncol, per_col = (int)((h->ncpus + (unsigned)ncol - 1) / (unsigned)ncol);
 		for (unsigned i = 0; i < h->ncpus; i++) {
 			char label[8];
-			snprintf(label, sizeof(label), "%3u", i);
+			snprintf(label, sizeof(label), "%3u", h->cpu_id[i]);
 			cpu_bar(t, y + (int)i % per_col, (int)i / per_col * w, w - 1, label, &h->cpu[i]);
 		}
 		y += per_col;
@@ -212,8 +228,8 @@ static int draw_header(struct tui *t)
 	/* Tasks. */
 	x = put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
 	snprintf(buf, sizeof(buf), "%u total, %u running, %u sleeping, %u stopped, %u zombie; "
-		 "%u threads, %u kernel threads", h->tasks, h->running, h->sleeping, h->stopped,
-		 h->zombie, h->threads, h->kthreads);
+		 "%u thr, %u kthr", h->tasks, h->running, h->sleeping, h->stopped, h->zombie,
+		 h->threads, h->kthreads);
 	put(y, x, buf, A_BOLD);
 	return y + 1;
 }
@@ -364,7 +380,7 @@ static void draw_help(struct tui *t)
 	static const char *lines[] = {
 		"vmwatch top - the guest's processes, read from its memory by the host",
 		"",
-		"  P  M  N  T     sort by %CPU, %MEM, PID, TIME+ (the same key again reverses)",
+		"  P  M  N  T     sort by %CPU, %MEM, PID, TIME+",
 		"  <  >           move the sort column left / right",
 		"  I              reverse the sort order",
 		"  /  F4          filter by name as you type (Enter keeps it, Esc clears it)",
@@ -461,20 +477,22 @@ static int rebuild(struct tui *t)
 	return 0;
 }
 
+/* Sort by c in its natural order (biggest first for sizes, rates and times). */
 static void set_sort(struct tui *t, enum top_col c)
 {
-	if (t->view.sort == c) {
-		t->view.invert = !t->view.invert;
-	} else {
-		t->view.sort = c;
-		t->view.invert = false;
-	}
+	t->view.sort = c;
+	t->view.invert = false;
 }
 
 static bool is_enter(int ch) { return ch == '\n' || ch == '\r' || ch == KEY_ENTER; }
 static bool is_backspace(int ch) { return ch == KEY_BACKSPACE || ch == 127 || ch == 8; }
 
-/* Movement keys (in any input mode). True if ch was one. */
+/*
+ * Movement keys (in any input mode). True if ch was one. Until the user
+ * moves the selection it stays on the first row, so a new sort order shows
+ * its top; once moved, it follows that process across frames and sorts
+ * (Home returns to the first row and stops following).
+ */
 static bool navigate(struct tui *t, int ch)
 {
 	size_t page = t->table_h > 1 ? (size_t)t->table_h - 1 : 1;
@@ -484,10 +502,13 @@ static bool navigate(struct tui *t, int ch)
 	case KEY_DOWN: if (t->sel + 1 < t->rows.n) t->sel++; break;
 	case KEY_PPAGE: t->sel = t->sel > page ? t->sel - page : 0; break;
 	case KEY_NPAGE: t->sel = MIN(t->sel + page, t->rows.n ? t->rows.n - 1 : 0); break;
-	case KEY_HOME: t->sel = 0; break;
+	case KEY_HOME:
+		t->sel = t->top = 0;
+		t->have_sel = false;
+		return true;
 	case KEY_END: t->sel = t->rows.n ? t->rows.n - 1 : 0; break;
-	case KEY_LEFT: t->hscroll = MAX(t->hscroll - 8, 0); break;
-	case KEY_RIGHT: t->hscroll += 8; break;
+	case KEY_LEFT: t->hscroll = MAX(t->hscroll - 8, 0); return true;
+	case KEY_RIGHT: t->hscroll = MIN(t->hscroll + 8, 4000); return true;
 	default: return false;
 	}
 	keep_selection_visible(t);
@@ -564,14 +585,8 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	case 'N': set_sort(t, TOP_COL_PID); break;
 	case 'T': set_sort(t, TOP_COL_TIME); break;
 	case 'I': t->view.invert = !t->view.invert; break;
-	case '<': case ',':
-		t->view.sort = t->view.sort ? t->view.sort - 1 : TOP_NCOLS - 1;
-		t->view.invert = false;
-		break;
-	case '>': case '.':
-		t->view.sort = (t->view.sort + 1) % TOP_NCOLS;
-		t->view.invert = false;
-		break;
+	case '<': case ',': set_sort(t, t->view.sort ? t->view.sort - 1 : TOP_NCOLS - 1); break;
+	case '>': case '.': set_sort(t, (t->view.sort + 1) % TOP_NCOLS); break;
 	case '/': case KEY_F(4): case KEY_F(3): t->input = IN_FILTER; return 0;
 	case 27:
 		if (!t->view.filter[0])
@@ -634,10 +649,9 @@ static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t
 			 t->o->target, (int)qemu_pid);
 		return 1;
 	}
-	remember_selection(t);
 	vmw_frame_free(t->frame);
 	t->frame = f;
-	top_header_fill(t->h, t->s, t->o->target, f);
+	top_header_fill(t->h, t->s, t->o->target, f, t->prev);
 	if ((r = rebuild(t)) < 0) {
 		snprintf(why, whysize, "%s", strerror(-r));
 		return 1;
@@ -654,9 +668,11 @@ static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t
 	return 0;
 }
 
-int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, volatile sig_atomic_t *stop)
+int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
+		struct top_cpu_prev *prev, volatile sig_atomic_t *stop)
 {
-	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns };
+	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h,
+			 .prev = prev };
 	sigset_t block, orig;
 	uint64_t deadline = vmw_now_ns();
 	char why[600] = "";
@@ -665,10 +681,6 @@ int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, volatile sig_at
 	bool dirty = true;
 	SCREEN *scr;
 
-	if (!(t.h = calloc(1, sizeof(*t.h)))) {
-		cli_error("out of memory");
-		return 1;
-	}
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
@@ -676,7 +688,6 @@ int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, volatile sig_at
 
 	if (!(scr = newterm(NULL, stdout, stdin))) {
 		sigprocmask(SIG_SETMASK, &orig, NULL);
-		free(t.h);
 		cli_error("top: cannot use the terminal (TERM=%s); try -b", getenv("TERM") ?: "");
 		return EXIT_USAGE;
 	}
@@ -752,6 +763,5 @@ done:
 		close(gone);
 	vmw_frame_free(t.frame);
 	top_rows_free(&t.rows);
-	free(t.h);
 	return ret;
 }

@@ -422,13 +422,19 @@ static int load_kallsyms(struct vmw_kernel *k, bool ignore_vmcoreinfo, const cha
 		r = kallsyms_from_vmcoreinfo(k, &st, why);
 		if (r == 0)
 			k->symbols_how = SYMS_VMCOREINFO;
-		else if (r != -ENOENT)
+		else if (r == -ENOMEM)
 			return r;
 	}
-	if (r == -ENOENT) {
-		r = kallsyms_by_structure(k, &st, why);
-		if (r < 0)
-			return r;
+	if (r < 0) {
+		/* Kernels < 6.0 do not name the tables; a damaged table named by
+		 * VMCOREINFO gets a second chance too. The first reason wins. */
+		const char *first_why = r == -ENOENT ? NULL : *why;
+		int r2 = kallsyms_by_structure(k, &st, why);
+		if (r2 < 0) {
+			if (first_why)
+				*why = first_why;
+			return first_why ? r : r2;
+		}
 		k->symbols_how = SYMS_STRUCTURE;
 	}
 	s = vmw_symtab_lookup(st, "_stext");

@@ -13,7 +13,13 @@
  *      with libbpf; every structure layout comes from it.
  *
  * Results are cached per guest kernel (BUILD-ID + KERNELOFFSET) on disk so a
- * re-attach is cheap; a cache entry is re-verified against guest RAM.
+ * re-attach is cheap; a cache entry is re-verified against guest RAM. BTF is
+ * parsed on first need; the answers of member/size/enum queries are memoized
+ * per BUILD-ID on disk too (written at detach), so a cached attach whose
+ * queries were all asked before never parses BTF.
+ *
+ * A vmw_kernel is not thread-safe: queries update the memo, and its xlat has
+ * a translation cache. Use one per thread, or serialize.
  */
 #pragma once
 
@@ -46,7 +52,8 @@ struct vmw_kernel_info {
 	uint64_t vmcoreinfo_phys;  /* where the VMCOREINFO text was found */
 	uint64_t ram_bytes;        /* guest RAM seen by the memory source */
 	unsigned nr_cpus;          /* possible CPUs with a per-CPU area (nr_cpu_ids) */
-	const char *symbols_from;  /* "kallsyms via VMCOREINFO", "kallsyms located by structure", "cache" */
+	const char *symbols_from;  /* "kallsyms via VMCOREINFO", "kallsyms located by structure",
+	                              "discovery cache (kallsyms via VMCOREINFO)" */
 	const char *types_from;    /* "BTF in guest RAM (N bytes)" */
 	uint64_t attach_ns;        /* wall time of vmw_kernel_attach */
 	bool from_cache;
@@ -58,7 +65,10 @@ struct vmw_kernel_info {
 };
 
 /* Find the kernel in mem. On failure err says which step failed and what
- * would help (e.g. "no VMCOREINFO in guest RAM: is this a Linux guest?"). */
+ * would help, e.g. "no Linux kernel found in guest RAM: no VMCOREINFO note (is
+ * the guest running Linux >= 3.x? is it booted?)" (-ENOENT) or "kernel X has
+ * no BTF (CONFIG_DEBUG_INFO_BTF=n): vmwatch needs it" (-ENOTSUP). Memory
+ * source errors (-ESRCH: the QEMU process is gone) pass through. */
 int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 		      struct vmw_kernel **ret, struct vmw_error *err);
 void vmw_kernel_detach(struct vmw_kernel *k);
@@ -90,7 +100,9 @@ int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret);
 /* Raw VMCOREINFO value of KEY ("OSRELEASE", "OFFSET(page.flags)"), or NULL. */
 const char *vmw_kernel_vmcoreinfo(const struct vmw_kernel *k, const char *key);
 
-/* The kernel's BTF (owned by k). */
+/* The kernel's BTF (owned by k), parsed now if not yet (a few ms to tens of
+ * ms: prefer the memoized queries below, which a warm cache answers without
+ * BTF). NULL if it cannot be read or parsed. */
 const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
 /* Byte offset of a member in a struct, following dotted paths through nested
  * and anonymous members ("signal_struct", "cputime_atomic.utime"). 0 or -ENOENT.

@@ -157,6 +157,8 @@ struct vmw_summary {
 					* user/system lack the slice in progress */
 	bool buffers_partial;          /* the block-device inode walk stopped early */
 	unsigned retries;              /* re-reads of records torn by a concurrent update */
+	unsigned missing;              /* optional variables that were unreadable and count
+					* as 0 (swap, last pid, zone watermarks, ...) */
 	uint64_t read_ns;              /* host time spent */
 	uint64_t bytes_read;
 };
@@ -167,7 +169,10 @@ void vmw_summary_free(struct vmw_summary_reader *s);
 /* Read the summary now (never pausing the guest). ret->cpu points into the
  * reader. A negative errno with err set when a needed variable is unreadable. */
 int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, struct vmw_error *err);
-/* Only the clock (one small read): CLOCK_BOOTTIME "now" and the tick length. */
+/* Only the clock, cheaply (tk_core alone): CLOCK_BOOTTIME of the timekeeper's
+ * last update (at most a tick old while any CPU is busy; vmw_summary_read's
+ * uptime also uses the CPUs' idle stamps) and the tick length. 0, -EAGAIN
+ * (kept changing under the read), or a memory error. */
 int vmw_summary_clock(struct vmw_summary_reader *s, uint64_t *ret_boottime_ns, uint64_t *ret_tick_ns);
 
 /* Pure helpers, exposed for unit tests and front ends. */

@@ -92,7 +92,7 @@ struct vmw_summary_reader {
 	struct fld rq_running, rq_switches, rq_iowait, ct_active;
 	uint32_t mask_bytes;           /* bytes of a cpumask read (nr_cpus bits) */
 	uint32_t nodemask_size, node_zones_off, zone_size, nr_zones, wmark_low_off, boost_off;
-	struct fld sb_inodes, i_sb_list, i_mapping, as_nrpages, si_flags, si_inuse;
+	struct fld sb_inodes, i_sb_list, i_mapping, i_data, as_nrpages, si_flags, si_inuse;
 	uint64_t swp_used, swp_writeok;
 
 	/* The batch: every piece at a fixed address, read together. */
@@ -104,7 +104,7 @@ struct vmw_summary_reader {
 	size_t buflen, buf_cap;
 	struct slot s_avenrun, s_totalram, s_totalreserve, s_nr_swap, s_total_swap, s_zone_stat,
 		s_node_stat, s_nr_threads, s_total_forks, s_idr_next, s_nr_swapfiles, s_nohz,
-		s_tk, s_online, s_possible, s_nodes;
+		s_tk, s_online, s_possible, s_nodes, s_bdev_head;
 	struct slot *s_kcs, *s_ts, *s_rq_running, *s_rq_switches, *s_rq_iowait, *s_ct;
 	struct slot *s_wmark, *s_boost;   /* per cached node × zone */
 
@@ -144,6 +144,18 @@ int vmw_summary_format_uptime(uint64_t uptime_ns, uint64_t idle_ns, char *buf, s
 			(unsigned long long)(idle_ns % NSEC_PER_SEC / (NSEC_PER_SEC / 100)));
 }
 
+/* Signed arithmetic wraps, as in the kernel (built with -fno-strict-overflow):
+ * garbage counters and time stamps give garbage, never undefined behaviour. */
+static int64_t kadd(int64_t a, int64_t b)
+{
+	return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+static int64_t ksub(int64_t a, int64_t b)
+{
+	return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
 uint64_t vmw_summary_mem_available(const struct vmw_mem_available_in *in)
 {
 	/* si_mem_available(): long arithmetic, the unsigned parts wrap like the kernel's. */
@@ -152,9 +164,9 @@ uint64_t vmw_summary_mem_available(const struct vmw_mem_available_in *in)
 	uint64_t reclaimable = in->slab_reclaimable + in->misc_reclaimable;
 
 	pagecache -= MIN(pagecache / 2, in->wmark_low);
-	available += (int64_t)pagecache;
+	available = kadd(available, (int64_t)pagecache);
 	reclaimable -= MIN(reclaimable / 2, in->wmark_low);
-	available += (int64_t)reclaimable;
+	available = kadd(available, (int64_t)reclaimable);
 	return available < 0 ? 0 : (uint64_t)available;
 }
 
@@ -169,7 +181,7 @@ uint64_t vmw_summary_sleep_time(bool nohz, bool online, bool idle_active, bool c
 	if (!nohz || !online)
 		return kcpustat;
 	if (idle_active && count_delta && now > entrytime)
-		t += now - entrytime;
+		t = kadd(t, ksub(now, entrytime));
 	if (t < 0)
 		t = 0;
 	return (uint64_t)(t / (int64_t)NSEC_PER_USEC) * NSEC_PER_USEC;  /* ktime_to_us() * NSEC_PER_USEC */
@@ -520,6 +532,7 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		NEED_MEMBER("inode", "i_sb_list", &s->i_sb_list);
 		NEED_MEMBER("inode", "i_mapping", &s->i_mapping);
 		NEED_MEMBER("address_space", "nrpages", &s->as_nrpages);
+		member(s, "inode", "i_data", &s->i_data);
 		if (vmw_xlat_read(s->kx, s->blockdev_sb, &sb, 8) < 0 || sb < s->kernel_space)
 			sb = 0;   /* not yet set up, or unreadable: Buffers reads 0 */
 		s->blockdev_sb = sb;
@@ -614,6 +627,8 @@ static int build_batch(struct vmw_summary_reader *s)
 	r |= add(s, s->a_swap_info ? s->a_nr_swapfiles : 0, 4, "nr_swapfiles", true, &s->s_nr_swapfiles);
 	r |= add(s, s->a_nohz_active, 1, "tick_nohz_active", false, &s->s_nohz);
 	r |= add(s, s->a_node_states, s->nodemask_size, "node_states[N_ONLINE]", false, &s->s_nodes);
+	r |= add(s, s->blockdev_sb ? s->blockdev_sb + s->sb_inodes.off : 0, 8,
+		 "blockdev_superblock->s_inodes", true, &s->s_bdev_head);
 	for (unsigned c = 0; c < n; c++) {
 		uint64_t base = s->pcpu[c];
 		r |= add(s, base + s->pc_kcs, s->kcs_size, "kernel_cpustat", false, &s->s_kcs[c]);
@@ -629,9 +644,9 @@ static int build_batch(struct vmw_summary_reader *s)
 	for (unsigned i = 0; i < s->nnodes; i++)
 		for (unsigned z = 0; z < s->nr_zones; z++) {
 			uint64_t zone = s->pgdat[i] + s->node_zones_off + (uint64_t)z * s->zone_size;
-			r |= add(s, zone + s->wmark_low_off, 8, "zone._watermark", false,
+			r |= add(s, zone + s->wmark_low_off, 8, "zone._watermark", true,
 				 &s->s_wmark[i * s->nr_zones + z]);
-			r |= add(s, zone + s->boost_off, 8, "zone.watermark_boost", false,
+			r |= add(s, zone + s->boost_off, 8, "zone.watermark_boost", true,
 				 &s->s_boost[i * s->nr_zones + z]);
 		}
 	if (r)
@@ -781,7 +796,8 @@ static uint32_t seq_at(const uint8_t *p, uint32_t off)
 
 /* Read the batch; re-read while a seqcount in it shows a concurrent update.
  * The seqcounts are read again in a second, small batch right after. */
-static int read_batch(struct vmw_summary_reader *s, struct vmw_error *err, unsigned *retries)
+static int read_batch(struct vmw_summary_reader *s, struct vmw_error *err, unsigned *retries,
+		      unsigned *missing)
 {
 	unsigned n = s->nr_cpus;
 	struct vmw_virt_iov *v = calloc(1 + n, sizeof(*v));
@@ -804,6 +820,7 @@ static int read_batch(struct vmw_summary_reader *s, struct vmw_error *err, unsig
 				continue;
 			if (s->optional[i]) {
 				memset(s->iov[i].buf, 0, s->iov[i].len);   /* that value reads 0 */
+				(*missing)++;
 				continue;
 			}
 			if (s->iov[i].err == -ESRCH) {
@@ -843,72 +860,79 @@ out:
 
 /* nr_blockdev_pages(): sum of i_mapping->nrpages over the block-device
  * pseudo-filesystem's inodes. Returns pages; *partial when the walk stopped
- * early (cap, loop, torn link, unreadable node). */
+ * early (cap, loop, torn link, unreadable node). A block device's i_mapping
+ * is its own i_data, so each node's nrpages is read with its link, in one
+ * batch; a mapping elsewhere is read afterwards. The list head's first link
+ * came with the main batch. */
 static uint64_t blockdev_pages(struct vmw_summary_reader *s, bool *partial, unsigned *retries)
 {
-	uint64_t head, total = 0;
+	uint64_t head, first = slot_u64(s, s->s_bdev_head), total = 0;
+	uint32_t nr = MIN(s->as_nrpages.size, 8u);
 
 	*partial = false;
 	if (!s->blockdev_sb)
 		return 0;
 	head = s->blockdev_sb + s->sb_inodes.off;
 	for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
-		uint64_t prev = head, cur, *maps = NULL;
-		size_t nmaps = 0, cap = 0;
+		uint64_t prev = head, cur = first, *maps = NULL;
+		size_t nmaps = 0, cap = 0, nodes = 0;
 		struct vmw_cycle cyc;
 		bool torn = false, stop = false;
 
 		total = 0;
-		if (vmw_xlat_read(s->kx, head, &cur, 8) < 0) {
+		if (attempt > 0 && vmw_xlat_read(s->kx, head, &cur, 8) < 0) {
 			*partial = true;
 			return 0;
 		}
 		vmw_cycle_init(&cyc, head);
 		while (cur != head) {
-			uint64_t inode = cur - s->i_sb_list.off, link[2], mapping = 0;
-			struct vmw_virt_iov iov[2] = {
+			uint64_t inode = cur - s->i_sb_list.off, link[2], mapping = 0, pages = 0;
+			uint64_t own = inode + s->i_data.off;
+			struct vmw_virt_iov iov[3] = {
 				{ cur, link, 16, 0 },
 				{ inode + s->i_mapping.off, &mapping, 8, 0 },
+				{ own + s->as_nrpages.off, &pages, nr, 0 },
 			};
-			if (cur < s->kernel_space || vmw_cycle_step(&cyc, cur) || nmaps >= MAX_BDEV_INODES ||
-			    vmw_xlat_readv(s->kx, iov, 2) < 0) {
+			if (cur < s->kernel_space || vmw_cycle_step(&cyc, cur) || nodes >= MAX_BDEV_INODES ||
+			    vmw_xlat_readv(s->kx, iov, s->i_data.ok ? 3 : 2) < 0) {
 				stop = true;
 				break;
 			}
+			nodes++;
 			if (link[1] != prev) {
 				torn = true;
 				break;
 			}
-			if (nmaps == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				uint64_t *m = realloc(maps, nc * sizeof(*m));
-				if (!m) {
-					stop = true;
-					break;
+			if (s->i_data.ok && mapping == own) {
+				total += pages;
+			} else if (mapping >= s->kernel_space) {
+				if (nmaps == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					uint64_t *m = realloc(maps, nc * sizeof(*m));
+					if (!m) {
+						stop = true;
+						break;
+					}
+					maps = m;
+					cap = nc;
 				}
-				maps = m;
-				cap = nc;
+				maps[nmaps++] = mapping;
 			}
-			maps[nmaps++] = mapping;
 			prev = cur;
 			cur = link[0];
 		}
-		if (!torn) {
-			struct vmw_virt_iov *iov = calloc(nmaps ? nmaps : 1, sizeof(*iov));
-			uint64_t *pages = calloc(nmaps ? nmaps : 1, sizeof(*pages));
-			size_t k = 0;
+		if (!torn && nmaps) {
+			struct vmw_virt_iov *iov = calloc(nmaps, sizeof(*iov));
+			uint64_t *pages = calloc(nmaps, sizeof(*pages));
 			if (iov && pages) {
 				for (size_t i = 0; i < nmaps; i++)
-					if (maps[i] >= s->kernel_space)
-						iov[k++] = (struct vmw_virt_iov){ maps[i] + s->as_nrpages.off,
-										  &pages[i], s->as_nrpages.size, 0 };
-				if (k)
-					vmw_xlat_readv(s->kx, iov, k);
-				for (size_t i = 0; i < k; i++) {
+					iov[i] = (struct vmw_virt_iov){ maps[i] + s->as_nrpages.off, &pages[i], nr, 0 };
+				vmw_xlat_readv(s->kx, iov, nmaps);
+				for (size_t i = 0; i < nmaps; i++) {
 					if (iov[i].err)
 						stop = true;
 					else
-						total += get_at(iov[i].buf, s->as_nrpages.size);
+						total += pages[i];
 				}
 			} else {
 				stop = true;
@@ -974,7 +998,7 @@ static bool ts_idle_active(const struct vmw_summary_reader *s, const uint8_t *ts
 static int64_t tk_mono(const struct vmw_summary_reader *s, const uint8_t *tk)
 {
 	uint64_t shift = fget(tk, s->mono_shift);
-	return fsget(tk, s->mono_base) + (int64_t)(shift < 64 ? fget(tk, s->mono_xnsec) >> shift : 0);
+	return kadd(fsget(tk, s->mono_base), (int64_t)(shift < 64 ? fget(tk, s->mono_xnsec) >> shift : 0));
 }
 
 int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, struct vmw_error *err)
@@ -982,7 +1006,7 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 	uint64_t t0 = vmw_now_ns(), bytes0, page_kb;
 	struct vmw_mem_stats m0, m1;
 	const uint8_t *tk, *online, *possible;
-	unsigned n = s->nr_cpus, retries = 0;
+	unsigned n = s->nr_cpus, retries = 0, missing = 0;
 	int64_t tkm, now;
 	bool nohz;
 	int r;
@@ -992,13 +1016,14 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 	bytes0 = m0.bytes_read;
 	vmw_xlat_flush(s->kx);
 
-	if ((r = read_batch(s, err, &retries)) < 0)
+	if ((r = read_batch(s, err, &retries, &missing)) < 0)
 		return r;
 	/* Nodes came online or went away: re-resolve and read again. */
 	if (s->a_node_data && memcmp(at(s, s->s_nodes), s->nodemask, s->nodemask_size)) {
 		if ((r = read_nodes(s, at(s, s->s_nodes))) < 0 || (r = build_batch(s)) < 0)
 			return vmw_error_set(err, r, "out of memory");
-		if ((r = read_batch(s, err, &retries)) < 0)
+		missing = 0;
+		if ((r = read_batch(s, err, &retries, &missing)) < 0)
 			return r;
 	}
 	tk = at(s, s->s_tk);
@@ -1016,14 +1041,14 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 		if (!mask_test(online, s->mask_bytes, c))
 			continue;
 		for (int i = 0; i < 3; i++)
-			if (cand[i] > now && (uint64_t)(cand[i] - tkm) < MAX_AHEAD_NS)
+			if (cand[i] > now && (uint64_t)ksub(cand[i], tkm) < MAX_AHEAD_NS)
 				now = cand[i];
 	}
 	ret->tk_mono_ns = tkm > 0 ? (uint64_t)tkm : 0;
 	ret->now_mono_ns = now > 0 ? (uint64_t)now : 0;
 	{
-		int64_t boot = now + fsget(tk, s->offs_boot);
-		int64_t btime = fsget(tk, s->offs_real) - fsget(tk, s->offs_boot);
+		int64_t boot = kadd(now, fsget(tk, s->offs_boot));
+		int64_t btime = ksub(fsget(tk, s->offs_real), fsget(tk, s->offs_boot));
 		uint64_t shift = fget(tk, s->mono_shift);
 		ret->uptime_ns = boot > 0 ? (uint64_t)boot : 0;
 		ret->boot_time_s = btime > 0 ? (uint64_t)btime / NSEC_PER_SEC : 0;  /* getboottime64() */
@@ -1110,8 +1135,8 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 			.misc_reclaimable = stat_item(s, s->s_node_stat, s->i_misc_r),
 			.wmark_low = wmark_low,
 		};
-		cached = (int64_t)stat_item(s, s->s_node_stat, s->i_file) -
-			 (int64_t)stat_item(s, s->s_node_stat, s->i_swapcache) - (int64_t)buffers;
+		cached = ksub(ksub((int64_t)stat_item(s, s->s_node_stat, s->i_file),
+				   (int64_t)stat_item(s, s->s_node_stat, s->i_swapcache)), (int64_t)buffers);
 		nr_swap = (int64_t)slot_u64(s, s->s_nr_swap);   /* atomic_long_t */
 		ret->mem_total_kb = (uint64_t)totalram * page_kb;
 		ret->mem_free_kb = in.free * page_kb;
@@ -1121,10 +1146,11 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 		ret->swap_cached_kb = stat_item(s, s->s_node_stat, s->i_swapcache) * page_kb;
 		ret->shmem_kb = stat_item(s, s->s_node_stat, s->i_shmem) * page_kb;
 		ret->swap_total_kb = (slot_u64(s, s->s_total_swap) + unused) * page_kb;
-		ret->swap_free_kb = (uint64_t)(nr_swap + (int64_t)unused) * page_kb;
+		ret->swap_free_kb = (uint64_t)kadd(nr_swap, (int64_t)unused) * page_kb;
 	}
 
 	ret->retries = retries;
+	ret->missing = missing;
 	vmw_mem_stats(vmw_xlat_mem(s->kx), &m1);
 	ret->bytes_read = m1.bytes_read - bytes0;
 	ret->read_ns = vmw_now_ns() - t0;
@@ -1154,7 +1180,7 @@ int vmw_summary_clock(struct vmw_summary_reader *s, uint64_t *ret_boottime_ns, u
 	if (r == 0) {
 		uint64_t shift = fget(tk, s->mono_shift);
 		now = tk_mono(s, tk);
-		boot = now + fsget(tk, s->offs_boot);
+		boot = kadd(now, fsget(tk, s->offs_boot));
 		*ret_boottime_ns = boot > 0 ? (uint64_t)boot : 0;
 		if (ret_tick_ns)
 			*ret_tick_ns = s->xtime_interval.ok && shift < 64 ? fget(tk, s->xtime_interval) >> shift : 0;

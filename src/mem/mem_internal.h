@@ -48,11 +48,12 @@ void vmw_mem_opts_copy(struct vmw_mem_opts *dst, const struct vmw_mem_opts *src)
 void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len);
 
 /*
- * Page tracing, for making fuzz seeds (tests/fuzz/make_seed.c): while on,
- * every page that vmw_mem_read/vmw_mem_readv are asked for is recorded,
- * whether or not it is guest RAM, with the hull [lo, hi) of the bytes asked
- * for in it. Off by default; costs one branch per call when off. A read of
- * more than 256 MiB records its first 256 MiB only.
+ * Page tracing, for the fuzz tools (tests/fuzz: making seeds, reusing a
+ * discovery across inputs): while on, every page that vmw_mem_read and
+ * vmw_mem_readv are asked for is recorded, whether or not it is guest RAM,
+ * with the hull [lo, hi) of the bytes asked for in it. Off by default; costs
+ * one branch per call when off. A read of more than 256 MiB records its
+ * first 256 MiB only.
  */
 struct vmw_mem_trace_page {
 	uint64_t pfn;       /* guest-physical address >> 12 */

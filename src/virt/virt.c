@@ -725,6 +725,8 @@ static void handle(struct vmw_virt *v, virDomainPtr dom, enum vmw_virt_event_typ
 	}
 	if (implied != VMW_DOM_UNKNOWN)
 		d.state = implied;
+	if (!d.qemu_pid && k && type != VMW_VIRT_STARTED)
+		d.qemu_pid = k->qemu_pid;   /* pid file already gone: going down */
 	if (type == VMW_VIRT_STARTED && k && k->qemu_pid == d.qemu_pid) {
 		*k = d;
 		return;   /* already reported (by a resync) */
@@ -761,10 +763,10 @@ static int lifecycle_cb(virConnectPtr c, virDomainPtr dom, int event, int detail
 	case VIR_DOMAIN_EVENT_CRASHED:
 		handle(opaque, dom, VMW_VIRT_CHANGED, VMW_DOM_CRASHED);
 		break;
-	case VIR_DOMAIN_EVENT_SHUTDOWN:
-		handle(opaque, dom, VMW_VIRT_CHANGED, VMW_DOM_UNKNOWN);
-		break;
-	default:   /* DEFINED, UNDEFINED: configuration only */
+	default:
+		/* DEFINED, UNDEFINED: configuration only. SHUTDOWN: the domain
+		 * is going down (QEMU got a power-off or a signal); its STOPPED
+		 * follows. */
 		break;
 	}
 	return 0;

@@ -72,7 +72,7 @@ enum vmw_virt_event_type {
 	VMW_VIRT_STARTED = 1,      /* booted, restored, migrated in (new on this host) */
 	VMW_VIRT_STOPPED,          /* shut down, destroyed, crashed, migrated away */
 	VMW_VIRT_REBOOTED,         /* guest reset, same QEMU process */
-	VMW_VIRT_CHANGED,          /* paused, resumed, guest panicked or shutting down, metadata changed */
+	VMW_VIRT_CHANGED,          /* paused, resumed, guest panicked, metadata changed */
 };
 
 /* "running", "paused", "shutoff", "crashed", "other", "unknown". */

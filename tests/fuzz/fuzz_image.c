@@ -173,7 +173,9 @@ int fuzz_image_load(const uint8_t *data, size_t size, struct fuzz_image *img)
 		/* Remote: the "QEMU process" is this one, its RAM our buffers. */
 		const void *local = img->flags & FUZZ_F_REMOTE ? NULL : buf;
 		uint64_t remote = (uint64_t)(uintptr_t)buf;
-		if (img->flags & FUZZ_F_PAGE_SEGS) {
+		/* Per page for at most 8192 pages in all (vmw_mem_add_seg
+		 * grows its table one by one: quadratic under ASan's realloc). */
+		if ((img->flags & FUZZ_F_PAGE_SEGS) && img->mem->nsegs + len / FUZZ_PAGE <= 8192) {
 			for (uint64_t off = 0; off < len; off += FUZZ_PAGE)
 				if ((r = vmw_mem_add_seg(img->mem, iv[ri].start * FUZZ_PAGE + off,
 							 FUZZ_PAGE, local ? buf + off : NULL,

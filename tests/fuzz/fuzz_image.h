@@ -31,7 +31,7 @@
 
 enum {
 	FUZZ_F_FALLBACK = 1u << 0,   /* vmw_kernel_opts.ignore_vmcoreinfo_kallsyms */
-	FUZZ_F_PAGE_SEGS = 1u << 1,  /* one segment per page (reads span segments) */
+	FUZZ_F_PAGE_SEGS = 1u << 1,  /* one segment per page (reads span segments), runs up to 8192 pages */
 	FUZZ_F_REMOTE = 1u << 2,     /* remote segments read with process_vm_readv from ourselves */
 	FUZZ_F_TWICE = 1u << 3,      /* walk twice (state kept across frames) */
 };

@@ -21,6 +21,8 @@
 #include <string.h>
 
 static bool verbose, no_reuse, check_reuse;
+#define NCACHE_MAX 64
+static int ncache = 8;   /* FUZZ_REUSE_ENTRIES */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,6 +43,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fuzz_proc_log = stderr;
 	no_reuse = env_on("FUZZ_NO_REUSE");
 	check_reuse = env_on("FUZZ_CHECK_REUSE");
+	if ((v = getenv("FUZZ_REUSE_ENTRIES")) && atoi(v) > 0)
+		ncache = MIN(atoi(v), NCACHE_MAX);
 	return 0;
 }
 
@@ -55,10 +59,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * alone. FUZZ_NO_REUSE=1 turns this off; FUZZ_CHECK_REUSE=1 also runs every
  * reused input fresh and aborts if the results differ.
  *
- * All entries are bound to one persistent vmw_mem, whose segment table is
- * swapped to each input's (and emptied between inputs).
+ * FUZZ_REUSE_ENTRIES (default 8, at most 64) discoveries are kept, least
+ * recently used out first; each holds some 50 MiB. All are bound to one
+ * persistent vmw_mem, whose segment table is swapped to each input's (and
+ * emptied between inputs).
  */
-#define NCACHE 4
 
 struct entry {
 	struct vmw_kernel *k;
@@ -75,7 +80,7 @@ struct entry {
 };
 
 static struct vmw_mem *pmem;
-static struct entry cache[NCACHE];
+static struct entry cache[NCACHE_MAX];
 static uint64_t clock_now, nreused;
 
 static void print_reuse(void)
@@ -185,7 +190,7 @@ static void run_reusing(const uint8_t *data, size_t size, struct fuzz_result *re
 	}
 	adopt(img.mem);
 	clock_now++;
-	for (int i = 0; i < NCACHE && !e; i++)
+	for (int i = 0; i < ncache && !e; i++)
 		if (entry_matches(&cache[i], img.flags))
 			e = &cache[i];
 	if (e) {
@@ -195,7 +200,7 @@ static void run_reusing(const uint8_t *data, size_t size, struct fuzz_result *re
 			abort();
 		int r = fuzz_attach(pmem, img.flags, &k, &l, res);
 		if (r == 0) {
-			for (int i = 0; i < NCACHE; i++)
+			for (int i = 0; i < ncache; i++)
 				if (cache[i].used < victim->used)
 					victim = &cache[i];
 			entry_clear(victim);
@@ -300,7 +305,7 @@ static bool discovery_reads(uint32_t pfn)
 	const struct entry *e = NULL;
 	size_t lo = 0, hi;
 
-	for (int i = 0; i < NCACHE; i++)
+	for (int i = 0; i < ncache; i++)
 		if (cache[i].k && (!e || cache[i].used > e->used))
 			e = &cache[i];
 	if (!e)
@@ -318,11 +323,11 @@ static bool discovery_reads(uint32_t pfn)
 
 /*
  * A page to mutate, and the lowest offset to mutate it at. Most of the time
- * (walk-only) a page that the last discovery did not read, above its first
- * 16 bytes: the discovery is then reused and the walk gets the time. Else
- * half of the time a page that stands alone in the list (page tables,
- * task_structs, rather than the big contiguous BTF and kallsyms tables),
- * else any page.
+ * (85%, walk-only) a page that the last discovery did not read, above its
+ * first 16 bytes: the discovery is then reused and the walk gets the time.
+ * Else any page (8%) or a page that stands alone in the list (7%: page
+ * tables, task_structs, rather than the big contiguous BTF and kallsyms
+ * tables).
  */
 static size_t pick_page(const struct layout *l, size_t *min_off)
 {
@@ -330,7 +335,7 @@ static size_t pick_page(const struct layout *l, size_t *min_off)
 	uint64_t dice = below(100);
 
 	*min_off = 0;
-	if (dice < 60) {
+	if (dice < 85) {
 		for (int tries = 0; tries < 64; tries++, i = below(l->npages))
 			if (!discovery_reads(toc_get(l, i))) {
 				*min_off = 16;
@@ -338,7 +343,7 @@ static size_t pick_page(const struct layout *l, size_t *min_off)
 			}
 		return i;
 	}
-	if (dice < 80)
+	if (dice < 93)
 		return i;
 	for (size_t k = 0; k < l->npages; k++) {
 		size_t j = (i + k) % l->npages;
@@ -415,7 +420,7 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 	if (!layout_of(data, size, &l))
 		return LLVMFuzzerMutate(data, size, max_size);
 	op = (unsigned)below(100);
-	if (op < 40) {
+	if (op < 45) {
 		/* a window of one page */
 		size_t min_off, i = pick_page(&l, &min_off);
 		size_t len = (size_t[]){ 8, 16, 64, 256, 4096 }[below(5)];
@@ -424,11 +429,11 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 			len = FUZZ_PAGE - min_off;
 		off = min_off + below((FUZZ_PAGE - min_off) / len) * len;
 		mutate_window(l.pages + i * FUZZ_PAGE + off, len);
-	} else if (op < 75) {
+	} else if (op < 90) {
 		int k = 1 + (int)below(3);
 		while (k--)
 			mutate_word(&l);
-	} else if (op < 81) {
+	} else if (op < 93) {
 		/* the header, or a window of the TOC */
 		if (rnd() & 1) {
 			mutate_window(data, sizeof(struct fuzz_hdr));
@@ -436,13 +441,13 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 			size_t i = below(l.ntoc);
 			mutate_window(l.toc + 4 * i, 4 * MIN((size_t)4, l.ntoc - i));
 		}
-	} else if (op < 86) {
+	} else if (op < 95) {
 		/* move one page to another address (near: off by one, or anywhere) */
 		size_t i = below(l.ntoc);
 		uint32_t p = toc_get(&l, i);
 		p = rnd() & 1 ? p + (uint32_t)below(5) - 2 : (uint32_t)below(1u << 20);
 		memcpy(l.toc + 4 * i, &p, 4);
-	} else if (op < 93) {
+	} else if (op < 98) {
 		/* drop a page: a hole */
 		size_t min_off, i = pick_page(&l, &min_off);
 		uint32_t n = (uint32_t)l.ntoc - 1;

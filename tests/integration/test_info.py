@@ -241,48 +241,47 @@ def test_elf_core_and_live_sources_agree(guest, vmwatch, tmp_path):
     record('6.1 ELF core', dumped)
 
 
-def test_5g_q35_private_ram(vmwatch, tmp_path):
+@pytest.mark.slow
+def test_5g_q35_private_ram(fresh_guest, vmwatch, tmp_path):
     """RAM split around the PCI hole (q35: 2 GiB low, the rest at 4 GiB), read
     from QEMU's private memory with process_vm_readv."""
-    cfg = vmlab.GuestConfig(kernel='6.12', mem='5G', machine='q35', backing='private')
-    with vmlab.Guest.boot(cfg) as g:
-        d = info(vmwatch, f'qemu:{g.pid}')
-        check_against_guest(d, g, '6.12', 4)
-        record('6.12 qemu: private 5 GiB q35', d)
-        cold = info(vmwatch, f'qemu:{g.pid}', cache=tmp_path)
-        warm = info(vmwatch, f'qemu:{g.pid}', cache=tmp_path)
-        assert warm['from_cache'] and warm['symbols'] == cold['symbols']
-        record('6.12 qemu: private 5 GiB q35 cached', warm)
+    g = fresh_guest(kernel='6.12', mem='5G', machine='q35', backing='private')
+    d = info(vmwatch, f'qemu:{g.pid}')
+    check_against_guest(d, g, '6.12', 4)
+    record('6.12 qemu: private 5 GiB q35', d)
+    cold = info(vmwatch, f'qemu:{g.pid}', cache=tmp_path)
+    warm = info(vmwatch, f'qemu:{g.pid}', cache=tmp_path)
+    assert warm['from_cache'] and warm['symbols'] == cold['symbols']
+    record('6.12 qemu: private 5 GiB q35 cached', warm)
 
 
-def test_reboot_is_detected(vmwatch, tmp_path):
+def test_reboot_is_detected(fresh_guest, vmwatch, tmp_path):
     """After a guest reboot (same QEMU process, same RAM file, new KASLR
     offset) the cached kernel must not be used: the next attach finds the new
-    one."""
-    cfg = vmlab.GuestConfig(kernel='6.12', mem='512M', machine='pc', backing='shm',
-                            qemu_args=['-action', 'reboot=reset'])
-    with vmlab.Guest.boot(cfg) as g:
-        target = f'file:{g.ram_path}'
-        first = info(vmwatch, target, cache=tmp_path)
-        assert info(vmwatch, target, cache=tmp_path)['from_cache']
-        t_hint = time.monotonic()
-        uptime = g.truth().uptime_seconds
-        g.qmp('system_reset')
-        # Back up: the truth agent answers once the new kernel has booted.
-        time.sleep(1)
-        g._wait_ready(120)
-        assert g.truth().uptime_seconds < uptime + (time.monotonic() - t_hint) - 0.5
-        # Give the liveness check its grace period since the last hint (a copy
-        # left by the previous boot is told from the live kernel by its frozen
-        # jiffies, which needs some wall-clock time to show).
-        time.sleep(max(0.0, 25 - (time.monotonic() - t_hint)))
-        after = info(vmwatch, target, cache=tmp_path)
-        want = guest_kallsyms(g, fresh=True)
-        assert after['kaslr_offset'] == want['_text'] - 0xffffffff81000000
-        assert int(after['symbols']['init_task']['addr'], 16) == want['init_task']
-        if after['kaslr_offset'] != first['kaslr_offset']:
-            assert not after['from_cache']
-        assert info(vmwatch, target, cache=tmp_path)['from_cache']
+    one. (-action reboot=reset undoes the lab's -no-reboot.)"""
+    g = fresh_guest(kernel='6.12', mem='512M', machine='pc', backing='shm',
+                    qemu_args=['-action', 'reboot=reset'])
+    target = f'file:{g.ram_path}'
+    first = info(vmwatch, target, cache=tmp_path)
+    assert info(vmwatch, target, cache=tmp_path)['from_cache']
+    t_hint = time.monotonic()
+    uptime = g.truth().uptime_seconds
+    g.qmp('system_reset')
+    # Back up: the truth agent answers once the new kernel has booted.
+    time.sleep(1)
+    g._wait_ready(120)
+    assert g.truth().uptime_seconds < uptime + (time.monotonic() - t_hint) - 0.5
+    # Give the liveness check its grace period since the last hint (a copy
+    # left by the previous boot is told from the live kernel by its frozen
+    # jiffies, which needs some wall-clock time to show).
+    time.sleep(max(0.0, 25 - (time.monotonic() - t_hint)))
+    after = info(vmwatch, target, cache=tmp_path)
+    want = guest_kallsyms(g, fresh=True)
+    assert after['kaslr_offset'] == want['_text'] - 0xffffffff81000000
+    assert int(after['symbols']['init_task']['addr'], 16) == want['init_task']
+    if after['kaslr_offset'] != first['kaslr_offset']:
+        assert not after['from_cache']
+    assert info(vmwatch, target, cache=tmp_path)['from_cache']
 
 
 def test_no_kernel_in_a_file_of_zeros(vmwatch, tmp_path):

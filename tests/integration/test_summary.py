@@ -151,6 +151,7 @@ class Judge:
         assert q["nohz"] is True
         assert q["vtime_cpus"] == 0
         assert q["buffers_partial"] is False
+        assert q["missing"] == 0
 
     def check(self, rounds):
         assert not self.mismatches, f"{len(self.mismatches)} mismatches:\n" + "\n".join(self.mismatches[:40])

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the agent's pure parts: configuration parsing and the
+ * bounded history rings. */
+#include "agent/agent_int.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+static void test_durations(void **state)
+{
+	double d;
+	(void)state;
+	assert_int_equal(vmw_agent_parse_duration("5", &d), 0);
+	assert_true(d == 5.0);
+	assert_int_equal(vmw_agent_parse_duration("500ms", &d), 0);
+	assert_true(d == 0.5);
+	assert_int_equal(vmw_agent_parse_duration("15m", &d), 0);
+	assert_true(d == 900.0);
+	assert_int_equal(vmw_agent_parse_duration("1h", &d), 0);
+	assert_true(d == 3600.0);
+	assert_int_equal(vmw_agent_parse_duration("2.5s", &d), 0);
+	assert_true(d == 2.5);
+	assert_int_equal(vmw_agent_parse_duration("", &d), -EINVAL);
+	assert_int_equal(vmw_agent_parse_duration("-1", &d), -EINVAL);
+	assert_int_equal(vmw_agent_parse_duration("5 s", &d), -EINVAL);
+	assert_int_equal(vmw_agent_parse_duration("fast", &d), -EINVAL);
+	assert_int_equal(vmw_agent_parse_duration("nan", &d), -EINVAL);
+}
+
+static void test_set_keys(void **state)
+{
+	struct vmw_agent_config c;
+	struct vmw_error err = { 0 };
+	bool b;
+	(void)state;
+
+	vmw_agent_config_init(&c);
+	assert_string_equal(c.listen, "127.0.0.1:9910");
+	assert_true(c.interval_s == 5.0 && c.history_s == 900.0 && c.top_n == 10);
+	assert_int_equal(vmw_agent_config_set(&c, "interval", "250ms", &err), 0);
+	assert_true(c.interval_s == 0.25);
+	assert_int_equal(vmw_agent_config_set(&c, "interval", "10ms", &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "interval"));
+	assert_int_equal(vmw_agent_config_set(&c, "top_n", "3", &err), 0);
+	assert_int_equal(c.top_n, 3);
+	assert_int_equal(vmw_agent_config_set(&c, "top_n", "-3", &err), -EINVAL);
+	assert_int_equal(vmw_agent_config_set(&c, "token", "short", &err), -EINVAL);
+	assert_int_equal(vmw_agent_config_set(&c, "token", "has space in it", &err), -EINVAL);
+	assert_int_equal(vmw_agent_config_set(&c, "token", "0123456789abcdef", &err), 0);
+	assert_int_equal(vmw_agent_config_set(&c, "token", "fedcba9876543210", &err), 0);
+	assert_int_equal(c.ntokens, 2);
+	assert_int_equal(vmw_agent_config_set(&c, "target", "web=qemu:42", &err), 0);
+	assert_int_equal(vmw_agent_config_set(&c, "target", "web=42", &err), -EINVAL);
+	assert_int_equal(vmw_agent_config_set(&c, "listen", "9910", &err), -EINVAL);
+	assert_int_equal(vmw_agent_config_set(&c, "cmdline", "off", &err), 0);
+	assert_false(c.cmdline);
+	assert_int_equal(vmw_agent_config_set(&c, "log_level", "debug", &err), 0);
+	assert_int_equal(c.log_level, VMW_LOG_DEBUG);
+	assert_int_equal(vmw_agent_config_set(&c, "nope", "1", &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "unknown key 'nope'"));
+	assert_int_equal(vmw_agent_parse_bool("YES", &b), 0);
+	assert_true(b);
+	assert_int_equal(vmw_agent_parse_bool("maybe", &b), -EINVAL);
+	/* Both TLS files or neither. */
+	assert_int_equal(vmw_agent_config_set(&c, "tls_cert", "/etc/hostname", &err), 0);
+	assert_int_equal(vmw_agent_config_check(&c, &err), -EINVAL);
+	vmw_agent_config_free(&c);
+}
+
+static void test_load_file(void **state)
+{
+	char path[] = "/tmp/vmwatch-agent-conf-XXXXXX";
+	int fd = mkstemp(path);
+	struct vmw_agent_config c;
+	struct vmw_error err = { 0 };
+	FILE *f;
+	(void)state;
+
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs("# comment\n\n  listen = 0.0.0.0:1234  \ninterval=2s\ntop-n = \"7\"\n; also a comment\n"
+	      "target = a=qemu:1\ntarget = b=file:/x\n", f);
+	fclose(f);
+	vmw_agent_config_init(&c);
+	assert_int_equal(vmw_agent_config_load(&c, path, &err), 0);
+	assert_string_equal(c.listen, "0.0.0.0:1234");
+	assert_true(c.interval_s == 2.0);
+	assert_int_equal(c.top_n, 7);
+	assert_int_equal(c.ntargets, 2);
+	vmw_agent_config_free(&c);
+
+	f = fopen(path, "w");
+	fputs("interval = 1s\nlisten 1.2.3.4\n", f);
+	fclose(f);
+	vmw_agent_config_init(&c);
+	assert_int_equal(vmw_agent_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, ":2: expected 'key = value'"));
+	vmw_agent_config_free(&c);
+
+	f = fopen(path, "w");
+	fputs("history = forever\n", f);
+	fclose(f);
+	vmw_agent_config_init(&c);
+	assert_int_equal(vmw_agent_config_load(&c, path, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, ":1: history"));
+	vmw_agent_config_free(&c);
+	unlink(path);
+
+	vmw_agent_config_init(&c);
+	assert_int_equal(vmw_agent_config_load(&c, "/nonexistent/agent.conf", &err), -ENOENT);
+	vmw_agent_config_free(&c);
+}
+
+/* A snapshot of processes (pid, start time, rss KiB). */
+static struct agent_snap *snap(const int32_t *pids, const uint64_t *starts, size_t n, uint64_t t)
+{
+	struct agent_snap *s = calloc(1, sizeof(*s));
+	s->frame = calloc(1, sizeof(*s->frame));
+	s->frame->procs = calloc(n + 1, sizeof(*s->frame->procs));
+	s->frame->nprocs = n;
+	s->frame->wall_time_ns = t;
+	for (size_t i = 0; i < n; i++) {
+		s->frame->procs[i].proc.pid = pids[i];
+		s->frame->procs[i].proc.start_time_ns = starts[i];
+		s->frame->procs[i].proc.rss_anon_bytes = (uint64_t)pids[i] << 10;
+		s->frame->procs[i].cpu_percent = (double)t / 1e9;
+	}
+	return s;
+}
+
+static void snap_free(struct agent_snap *s)
+{
+	free(s->frame->procs);
+	free(s->frame);
+	free(s);
+}
+
+static void test_history_ring(void **state)
+{
+	struct agent_hist h;
+	int32_t pids[] = { 1, 2, 3 };
+	uint64_t starts[] = { 10, 20, 30 }, reused[] = { 10, 20, 99 };
+	json_t *j;
+	(void)state;
+
+	assert_int_equal(agent_hist_init(&h, 4), 0);
+	for (uint64_t t = 1; t <= 6; t++) {
+		struct agent_snap *s = snap(pids, t <= 5 ? starts : reused, 3, t * 1000000000ull);
+		assert_int_equal(agent_hist_record(&h, s, 2), 0);   /* only 2 processes tracked */
+		snap_free(s);
+	}
+	assert_int_equal(h.nprocs_tracked, 2);
+	/* pid 1: tracked since t=1, ring of 4: t = 3..6. */
+	j = agent_hist_proc_json(&h, 1, 10);
+	assert_non_null(j);
+	assert_int_equal(json_array_size(json_object_get(j, "time")), 4);
+	assert_true(json_real_value(json_array_get(json_object_get(j, "time"), 0)) == 3.0);
+	assert_true(json_real_value(json_array_get(json_object_get(j, "cpu_percent"), 3)) == 6.0);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "rss_bytes"), 0)), 1024);
+	json_decref(j);
+	/* Wrong start time (pid reused): no history. pid 3: beyond max_procs. */
+	assert_null(agent_hist_proc_json(&h, 1, 11));
+	assert_null(agent_hist_proc_json(&h, 3, 99));
+	j = agent_hist_vm_json(&h);
+	assert_int_equal(json_array_size(json_object_get(j, "time")), 4);
+	json_decref(j);
+	assert_true(h.bytes > 0);
+	agent_hist_free(&h);
+}
+
+static void test_history_restart_on_pid_reuse(void **state)
+{
+	struct agent_hist h;
+	int32_t pids[] = { 7 };
+	uint64_t a[] = { 1 }, b[] = { 2 };
+	json_t *j;
+	(void)state;
+
+	assert_int_equal(agent_hist_init(&h, 10), 0);
+	for (int i = 0; i < 3; i++) {
+		struct agent_snap *s = snap(pids, a, 1, (uint64_t)(i + 1) * 1000000000ull);
+		agent_hist_record(&h, s, 100);
+		snap_free(s);
+	}
+	struct agent_snap *s = snap(pids, b, 1, 4000000000ull);
+	agent_hist_record(&h, s, 100);
+	snap_free(s);
+	assert_null(agent_hist_proc_json(&h, 7, 1));
+	j = agent_hist_proc_json(&h, 7, 2);
+	assert_int_equal(json_array_size(json_object_get(j, "time")), 1);
+	json_decref(j);
+	agent_hist_free(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_set_keys),
+		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_history_ring),
+		cmocka_unit_test(test_history_restart_on_pid_reuse),
+	};
+	vmw_agent_log_set_level(VMW_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
