@@ -283,7 +283,7 @@ def fetch_kernel(version: str = "6.1") -> Path:
     out = kdir / f"vmlinuz-{kname}"
     if out.is_file() and out.stat().st_size > 0:
         return out
-    with _flock(kdir / f".{pkg}.lock"):
+    with _flock(kdir / ".lock"):
         if out.is_file() and out.stat().st_size > 0:
             return out
         deb = _find_deb(kdir, pkg) or _apt_download(kdir, pkg)

@@ -182,12 +182,15 @@ int vmw_agent_run(const struct vmw_agent_config *cfg, vmw_agent_reload_fn reload
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* VMs first: once the port answers, the VM list is complete. */
+	agent_monitor_start(a);
 	if ((r = agent_http_start(a, &err)) < 0) {
 		vmw_agent_log(VMW_LOG_ERR, "%s", vmw_error_msg(&err, r));
+		atomic_store(&a->stopping, true);
+		agent_monitor_stop(a);
 		rc = 1;
 		goto out;
 	}
-	agent_monitor_start(a);
 	last_reconcile = last_expire = vmw_now_ns();
 	if (wd && *wd) {
 		uint64_t us = strtoull(wd, NULL, 10);

@@ -243,9 +243,13 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 	s->q = *q;
 	memset(q, 0, sizeof(*q));
 	if (last) {
+		/* A reconnecting EventSource: skip what it has seen, unless the id
+		 * is from another life of this VM or of the agent (ahead of us). */
 		uint64_t v;
-		if (vmw_parse_u64(last, &v) == 0)
+		pthread_mutex_lock(&vm->lock);
+		if (vmw_parse_u64(last, &v) == 0 && vm->snap && v <= vm->snap->seq)
 			s->last_seq = v;
+		pthread_mutex_unlock(&vm->lock);
 	}
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, s, sse_free);
 	if (!r) {

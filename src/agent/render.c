@@ -176,7 +176,8 @@ json_t *agent_vm_json(struct agent_vm *vm, bool detail)
 			"status", agent_status_name(st), "reason_code", code ? json_string(code) : json_null(),
 			"reason", str_or_null(reason), "since", secs(since), "frames", (json_int_t)frames,
 			"frame_errors", (json_int_t)errors, "attaches", (json_int_t)attaches, "last_frame", last,
-			"kernel", release[0] ? json_pack("{s:s, s:s}", "release", release, "build_id", build_id)
+			"kernel", release[0] ? json_pack("{s:o, s:o}", "release", agent_json_string(release),
+							 "build_id", agent_json_string(build_id))
 					     : json_null());
 	json_object_set_new(o, "ram_shared", json_boolean(d.ram_shared));
 	json_object_set_new(o, "ram_hugepages", json_boolean(d.ram_hugepages));

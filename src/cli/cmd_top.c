@@ -335,7 +335,7 @@ enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
 /* Batch and JSON: frames at deadlines until -n, a stop signal or an error. */
 static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode mode,
-		      struct top_header *h, struct top_cpu_prev *prev)
+		      struct top_header *h)
 {
 	struct top_rows rows = { 0 };
 	struct vmw_error err = { 0 };
@@ -358,7 +358,7 @@ static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode
 			ret = 1;
 			break;
 		}
-		top_header_fill(h, s, o->target, f, prev);
+		top_header_fill(h, s, o->target, f);
 		if (mode == MODE_JSON) {
 			r = print_json(stdout, h, f, late, &o->view);
 		} else if ((r = top_rows_build(&rows, f, &o->view)) == 0) {
@@ -410,7 +410,6 @@ int cmd_top(int argc, char **argv)
 	struct vmw_sampler *s = NULL;
 	struct vmw_error err = { 0 };
 	_cleanup_free_ struct top_header *h = calloc(1, sizeof(*h));
-	_cleanup_free_ struct top_cpu_prev *prev = calloc(1, sizeof(*prev));
 	enum mode mode = MODE_TUI;
 	int cmdline = -1;        /* -1: the mode's default */
 	size_t npids = 0;
@@ -478,7 +477,7 @@ int cmd_top(int argc, char **argv)
 	if (o.view.threads || mode == MODE_TUI)
 		o.sopts.walk_flags |= VMW_WALK_THREADS;
 	setlocale(LC_CTYPE, "");
-	if (!h || !prev) {
+	if (!h) {
 		cli_error("out of memory");
 		return 1;
 	}
@@ -497,7 +496,6 @@ int cmd_top(int argc, char **argv)
 			vmw_sampler_close(s);
 			return 1;
 		}
-		top_header_fill(h, s, o.target, f, prev);
 		vmw_frame_free(f);
 		prime = MIN(o.interval_ns, 200000000u);
 		if (!sleep_until(vmw_now_ns() + prime)) {
@@ -507,9 +505,9 @@ int cmd_top(int argc, char **argv)
 	}
 
 	if (mode == MODE_TUI)
-		r = top_tui_run(s, &o, h, prev, &stop_requested);
+		r = top_tui_run(s, &o, h, &stop_requested);
 	else
-		r = run_stream(s, &o, mode, h, prev);
+		r = run_stream(s, &o, mode, h);
 	vmw_sampler_close(s);
 	return r;
 }

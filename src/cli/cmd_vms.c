@@ -127,6 +127,7 @@ struct watch_state {
 	bool json;
 	long limit;
 	atomic_long seen;
+	atomic_int out_rc;         /* -1 while stdout works, else the exit code */
 };
 
 static void on_event(void *opaque, enum vmw_virt_event_type type, const struct vmw_domain *d)
@@ -155,14 +156,16 @@ static void on_event(void *opaque, enum vmw_virt_event_type type, const struct v
 		printf("%s %-8s %s%s %s\n", stamp, vmw_virt_event_name(type), d->name, pid,
 		       vmw_domain_state_name(d->state));
 	}
-	fflush(stdout);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		atomic_store(&w->out_rc, errno == EPIPE ? 0 : 1);   /* reader gone: stop */
 	atomic_fetch_add(&w->seen, 1);
 	pthread_mutex_unlock(&w->lock);
 }
 
 static int watch(struct vmw_virt *v, bool json, long limit, const sigset_t *sigs)
 {
-	struct watch_state w = { .lock = PTHREAD_MUTEX_INITIALIZER, .json = json, .limit = limit };
+	struct watch_state w = { .lock = PTHREAD_MUTEX_INITIALIZER, .json = json, .limit = limit,
+				 .out_rc = -1 };
 	struct vmw_error err = { 0 };
 	struct timespec tick = { .tv_nsec = 100 * 1000 * 1000 };
 	int r;
@@ -178,6 +181,8 @@ static int watch(struct vmw_virt *v, bool json, long limit, const sigset_t *sigs
 			break;
 		if (limit > 0 && atomic_load(&w.seen) >= limit)
 			break;
+		if (atomic_load(&w.out_rc) >= 0)
+			return atomic_load(&w.out_rc);
 	}
 	/* vmw_virt_close (by the caller) joins the event thread. */
 	return 0;

@@ -98,7 +98,8 @@ void top_fmt_time(char *buf, size_t size, uint64_t ns);
 /* Uptime like "3 days, 01:02:03" or "01:02:03". */
 void top_fmt_uptime(char *buf, size_t size, uint64_t seconds);
 
-/* CPU time split of one vCPU (or all), in percent of the interval. */
+/* CPU time split of one vCPU (or all), in percent of the interval (the
+ * sampler's struct vmw_cpu_percent plus what the meters draw). */
 struct top_cpu {
 	double user, nice, system, idle, iowait, irq, softirq, steal;
 	double busy;               /* 100 - idle - iowait, clamped to [0, 100] */
@@ -141,24 +142,11 @@ struct top_header {
 	unsigned kthreads;
 };
 
-/* CPU times of the previous summary, to turn times into percentages. */
-struct top_cpu_prev {
-	bool ok;
-	struct vmw_cpu_times total;
-	bool have[TOP_MAX_CPUS];
-	struct vmw_cpu_times cpu[TOP_MAX_CPUS];   /* by CPU number */
-};
-
-/* Fill h from frame f (sampler s gives the kernel release); prev carries CPU
- * times from frame to frame (reset it when the sampler re-attaches). */
+/* Fill h from frame f (sampler s gives the kernel release). Without the
+ * frame's guest summary (summary_ok false: this kernel lacks something the
+ * summary needs) the header keeps to what the processes tell. */
 void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *target,
-		     const struct vmw_frame *f, struct top_cpu_prev *prev);
-/* The summary part of the header; exposed for the frame glue and tests. */
-void top_header_summary(struct top_header *h, const struct vmw_summary *sm,
-			struct top_cpu_prev *prev);
-/* Percentages of the interval between two CPU time samples. */
-void top_cpu_percent(const struct vmw_cpu_times *a, const struct vmw_cpu_times *b,
-		     struct top_cpu *ret);
+		     const struct vmw_frame *f);
 /* JSON for the frame's summary (what is known; see top_header). */
 json_t *top_summary_json(const struct top_header *h);
 
@@ -172,7 +160,7 @@ struct top_opts {
 	struct vmw_sampler_opts sopts;
 };
 int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
-		struct top_cpu_prev *prev, volatile sig_atomic_t *stop);
+		volatile sig_atomic_t *stop);
 
 /* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
 int top_parse_seconds(const char *s, uint64_t *ret);

@@ -521,38 +521,25 @@ void top_rows_free(struct top_rows *rows)
 
 /* ---- header -------------------------------------------------------------- */
 
-void top_cpu_percent(const struct vmw_cpu_times *a, const struct vmw_cpu_times *b,
-		     struct top_cpu *ret)
+static void cpu_from(struct top_cpu *c, const struct vmw_cpu_percent *p)
 {
-	/* /proc/stat's user and nice already include guest and guest_nice. */
-	double d[8] = {
-		(double)vmw_sat_sub(b->user, a->user), (double)vmw_sat_sub(b->nice, a->nice),
-		(double)vmw_sat_sub(b->system, a->system), (double)vmw_sat_sub(b->idle, a->idle),
-		(double)vmw_sat_sub(b->iowait, a->iowait), (double)vmw_sat_sub(b->irq, a->irq),
-		(double)vmw_sat_sub(b->softirq, a->softirq), (double)vmw_sat_sub(b->steal, a->steal),
-	};
-	double total = 0;
-
-	memset(ret, 0, sizeof(*ret));
-	for (int i = 0; i < 8; i++)
-		total += d[i];
-	if (total <= 0)
-		return;
-	ret->user = 100 * d[0] / total;
-	ret->nice = 100 * d[1] / total;
-	ret->system = 100 * d[2] / total;
-	ret->idle = 100 * d[3] / total;
-	ret->iowait = 100 * d[4] / total;
-	ret->irq = 100 * d[5] / total;
-	ret->softirq = 100 * d[6] / total;
-	ret->steal = 100 * d[7] / total;
-	ret->busy = MIN(MAX(100 - ret->idle - ret->iowait, 0.0), 100.0);
+	*c = (struct top_cpu){ .user = p->user, .nice = p->nice, .system = p->system, .idle = p->idle,
+			       .iowait = p->iowait, .irq = p->irq, .softirq = p->softirq,
+			       .steal = p->steal };
+	c->busy = MIN(MAX(100 - c->idle - c->iowait, 0.0), 100.0);
 }
 
-void top_header_summary(struct top_header *h, const struct vmw_summary *sm,
-			struct top_cpu_prev *prev)
+/* A split is known when its parts add up (the sampler leaves zeros on the
+ * first frame after attach, and when the set of online CPUs changed). */
+static bool cpu_known(const struct vmw_cpu_percent *p)
 {
-	unsigned n = 0;
+	return p->user + p->nice + p->system + p->idle + p->iowait + p->irq + p->softirq + p->steal > 50;
+}
+
+/* What the frame's guest summary adds to the header. */
+static void header_summary(struct top_header *h, const struct vmw_frame *f)
+{
+	const struct vmw_summary *sm = &f->summary;
 
 	h->summary_ok = true;
 	h->uptime_ok = sm->uptime_ns > 0;
@@ -564,45 +551,31 @@ void top_header_summary(struct top_header *h, const struct vmw_summary *sm,
 	h->nr_running = sm->nr_running;
 
 	if (sm->mem_total_kb) {
-		h->mem_ok = true;
+		h->mem_ok = h->swap_ok = true;
 		h->mem_total = sm->mem_total_kb << 10;
 		h->mem_free = sm->mem_free_kb << 10;
 		h->mem_available = sm->mem_available_kb << 10;
 		h->mem_buffers = sm->buffers_kb << 10;
 		h->mem_cached = sm->cached_kb << 10;
-		h->swap_ok = true;
 		h->swap_total = sm->swap_total_kb << 10;
 		h->swap_free = sm->swap_free_kb << 10;
 	}
 
-	/* CPU: percentages need the previous frame's times; the first frame has none. */
-	if (prev->ok) {
-		top_cpu_percent(&prev->total, &sm->total, &h->cpu_total);
-		for (unsigned i = 0; sm->cpu && i < sm->ncpus && n < TOP_MAX_CPUS; i++) {
-			unsigned id = sm->cpu[i].cpu;
-			h->cpu_id[n] = id;
-			if (id < TOP_MAX_CPUS && prev->have[id])
-				top_cpu_percent(&prev->cpu[id], &sm->cpu[i].t, &h->cpu[n]);
-			n++;
+	/* Per-vCPU splits, parallel to summary.cpu (online vCPUs). */
+	if (f->cpu && sm->cpu && sm->ncpus && cpu_known(&f->cpu_total)) {
+		unsigned n = MIN(sm->ncpus, TOP_MAX_CPUS);
+		cpu_from(&h->cpu_total, &f->cpu_total);
+		for (unsigned i = 0; i < n; i++) {
+			h->cpu_id[i] = sm->cpu[i].cpu;
+			cpu_from(&h->cpu[i], &f->cpu[i]);
 		}
-		h->cpu_ok = n > 0;
-		if (h->cpu_ok)
-			h->ncpus = n;
-	}
-	memset(prev, 0, sizeof(*prev));
-	prev->ok = true;
-	prev->total = sm->total;
-	for (unsigned i = 0; sm->cpu && i < sm->ncpus; i++) {
-		unsigned id = sm->cpu[i].cpu;
-		if (id < TOP_MAX_CPUS) {
-			prev->have[id] = true;
-			prev->cpu[id] = sm->cpu[i].t;
-		}
+		h->ncpus = n;
+		h->cpu_ok = true;
 	}
 }
 
 void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *target,
-		     const struct vmw_frame *f, struct top_cpu_prev *prev)
+		     const struct vmw_frame *f)
 {
 	struct vmw_kernel *k = vmw_sampler_kernel(s);
 	const struct vmw_kernel_info *ki = k ? vmw_kernel_info(k) : NULL;
@@ -613,7 +586,8 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 		top_sanitize(h->release, sizeof(h->release), ki->release);
 	h->wall_time_ns = f->wall_time_ns;
 	h->procs_cpu_percent = f->cpu_percent_total;
-	h->ncpus = ki && ki->nr_cpus ? MIN(ki->nr_cpus, TOP_MAX_CPUS) : 1;
+	h->ncpus = f->summary_ok && f->summary.ncpus ? MIN(f->summary.ncpus, TOP_MAX_CPUS)
+		 : ki && ki->nr_cpus ? MIN(ki->nr_cpus, TOP_MAX_CPUS) : 1;
 	h->mem_total = f->mem_total_bytes;
 
 	for (size_t i = 0; i < f->nprocs; i++) {
@@ -629,12 +603,8 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 		default: break;
 		}
 	}
-
-	if (f->rebooted)
-		memset(prev, 0, sizeof(*prev));
-	/* TODO(summary): the sampler frame carries the guest summary soon:
-	 *   if (f->summary_ok) top_header_summary(h, &f->summary, prev);
-	 * Until then the header shows what the processes tell. */
+	if (f->summary_ok)
+		header_summary(h, f);
 }
 
 static json_t *cpu_json(const struct top_cpu *c)

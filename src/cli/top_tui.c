@@ -38,7 +38,6 @@ struct tui {
 	uint64_t interval_ns;
 	struct vmw_frame *frame;
 	struct top_header *h;
-	struct top_cpu_prev *prev;
 	struct top_rows rows;
 	size_t sel, top;              /* selected row, first row shown */
 	int32_t sel_id;               /* pid or tid of the selected row, followed across frames */
@@ -651,7 +650,7 @@ static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t
 	}
 	vmw_frame_free(t->frame);
 	t->frame = f;
-	top_header_fill(t->h, t->s, t->o->target, f, t->prev);
+	top_header_fill(t->h, t->s, t->o->target, f);
 	if ((r = rebuild(t)) < 0) {
 		snprintf(why, whysize, "%s", strerror(-r));
 		return 1;
@@ -669,10 +668,9 @@ static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t
 }
 
 int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
-		struct top_cpu_prev *prev, volatile sig_atomic_t *stop)
+		volatile sig_atomic_t *stop)
 {
-	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h,
-			 .prev = prev };
+	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
 	sigset_t block, orig;
 	uint64_t deadline = vmw_now_ns();
 	char why[600] = "";

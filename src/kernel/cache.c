@@ -10,8 +10,10 @@
  *   DIR/targets/<hash>              per memory source: the physical address
  *                                   where VMCOREINFO was last found
  *
- * Files are written to a temporary name and renamed (atomic); an entry ends
- * with a checksum and is rejected when anything does not add up. The cache
+ * Files are written to a temporary name and renamed (atomic); an entry's
+ * header is checksummed and it is rejected when anything does not add up.
+ * The 32 most recently used entries are kept (a load refreshes the mtime).
+ * The cache
  * only saves work: kernel.c re-verifies an entry against guest RAM before
  * using it and falls back to full discovery otherwise.
  */
@@ -21,10 +23,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #define MAGIC "VMWKC004"
+#define KEEP_ENTRIES 32
 
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size)
 {
@@ -177,6 +181,66 @@ static void put_pad(struct obuf *b)
 	put(b, zero, pad8(b->len) - b->len);
 }
 
+/* Is this directory entry a cache entry ("<build id>-<kerneloffset>")? */
+static bool is_entry_name(const char *n)
+{
+	const char *dash = strchr(n, '-');
+	if (!dash || dash == n || strchr(n, '.'))
+		return false;
+	for (const char *p = n; *p; p++)
+		if (p != dash && !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+struct aged {
+	char name[128];
+	struct timespec mtime;
+};
+
+static int cmp_aged(const void *a, const void *b)
+{
+	const struct aged *x = a, *y = b;
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	return (x->mtime.tv_nsec > y->mtime.tv_nsec) - (x->mtime.tv_nsec < y->mtime.tv_nsec);
+}
+
+/* Keep the `keep` most recently used entries (every guest reboot with KASLR
+ * makes a new one); loads refresh an entry's mtime. */
+static void prune(const char *dir, size_t keep)
+{
+	_cleanup_free_ struct aged *v = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (!is_entry_name(de->d_name) || strlen(de->d_name) >= sizeof(v->name) ||
+		    fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct aged *p = realloc(v, nc * sizeof(*v));
+			if (!p)
+				break;
+			v = p;
+			cap = nc;
+		}
+		snprintf(v[n].name, sizeof(v[n].name), "%s", de->d_name);
+		v[n++].mtime = st.st_mtim;
+	}
+	if (n > keep) {
+		qsort(v, n, sizeof(*v), cmp_aged);
+		for (size_t i = 0; i < n - keep; i++)
+			unlinkat(dirfd(d), v[i].name, 0);
+	}
+	closedir(d);
+}
+
 int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const struct vmw_kcache *c)
 {
 	const struct vmw_symtab *st = c->symtab;
@@ -220,6 +284,8 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 	put_pad(&b);
 	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
 	free(b.p);
+	if (r == 0)
+		prune(dir, KEEP_ENTRIES);
 	return r;
 }
 
@@ -292,6 +358,7 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 			     (struct vmw_symtab_slot *)(data + slots_off), h.nslots, &c.symtab);
 	if (r < 0)
 		goto fail;
+	futimens(fd, NULL);   /* recently used: kept by prune() */
 	*ret = c;
 	return 0;
 fail:

@@ -490,12 +490,17 @@ static uint64_t live_copy(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
 	uint64_t pob = read_page_offset_base(mem, vi, st);
 	uint64_t data = pointer_target(mem, vi, st, pob, "vmcoreinfo_data");
 	uint64_t note = pointer_target(mem, vi, st, pob, "vmcoreinfo_note");
+	const struct vmw_ksym *s = vmw_symtab_lookup(st, "vmcoreinfo_data");
 
 	for (size_t i = 0; i < n; i++)
 		if (phys[i] == data)
 			return phys[i];
 	for (size_t i = 0; i < n; i++)
 		if (note != UINT64_MAX && phys[i] == note + 24)
+			return phys[i];
+	/* Linux < 4.13: vmcoreinfo_data is an array in the image's .bss. */
+	for (size_t i = 0; s && i < n; i++)
+		if (phys[i] == vmw_image_phys(vi->phys_base, s->addr))
 			return phys[i];
 	return UINT64_MAX;
 }
@@ -537,22 +542,57 @@ static int new_kernel(struct vmw_mem *mem, struct vmw_kernel **ret)
 	return 0;
 }
 
-/* A running kernel advances jiffies; a copy left by a previous boot does not.
- * Used only when several kernels look valid. Waits at most ~300 ms. */
+/* Is phys inside candidate c's kernel image [_text, _end)? */
+static bool in_image(const struct candidate *c, uint64_t phys)
+{
+	const struct vmw_ksym *t = vmw_symtab_lookup(c->k->symtab, "_text");
+	const struct vmw_ksym *e = vmw_symtab_lookup(c->k->symtab, "_end");
+	if (!t || !e || e->addr <= t->addr)
+		return false;
+	uint64_t p0 = vmw_image_phys(c->vi->phys_base, t->addr);
+	return phys >= p0 && phys - p0 < e->addr - t->addr;
+}
+
+/*
+ * Several kernels look valid: the live one and copies left in RAM by earlier
+ * boots (a reboot does not clear RAM). Which one runs?
+ *   1. Booting writes a kernel's whole image (text, data, zeroed bss), so a
+ *      VMCOREINFO copy of kernel A found intact inside kernel B's image was
+ *      written after B booted: B is older, not live.
+ *   2. Among the rest, a running kernel advances jiffies; a dead copy's are
+ *      frozen. Watched for up to ~1 s (a tickless idle guest updates jiffies
+ *      only when a CPU wakes).
+ * A paused guest with two intact kernels cannot be told apart: the first
+ * remaining candidate is taken.
+ */
 static size_t pick_live(struct vmw_mem *mem, struct candidate *c, size_t *idx, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t left = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		bool older = false;
+		for (size_t i = 0; i < n && !older; i++)
+			for (size_t h = 0; i != j && h < c[idx[i]].nphys && !older; h++)
+				older = in_image(&c[idx[j]], c[idx[i]].phys[h]);
+		if (!older)
+			idx[left++] = idx[j];
+	}
+	if (left == 1)
+		return idx[0];
+	if (left == 0)   /* inconsistent (should not happen): keep everyone */
+		left = n;
+	for (size_t i = 0; i < left; i++)
 		sym_u64(mem, c[idx[i]].vi, c[idx[i]].k->symtab, "jiffies_64", &c[idx[i]].jiffies);
-	for (int round = 0; round < 15; round++) {
-		nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
-		for (size_t i = 0; i < n; i++) {
+	for (int round = 0; round < 20; round++) {
+		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+		for (size_t i = 0; i < left; i++) {
 			uint64_t j;
 			if (sym_u64(mem, c[idx[i]].vi, c[idx[i]].k->symtab, "jiffies_64", &j) == 0 &&
 			    j != c[idx[i]].jiffies)
 				return idx[i];
 		}
 	}
-	return idx[0];   /* paused guest: cannot tell; take the first */
+	return idx[0];
 }
 
 static int full_discovery(struct vmw_mem *mem, const struct vmw_kernel_opts *o,

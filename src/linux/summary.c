@@ -17,9 +17,11 @@
  *
  * Symbols come from kallsyms, layouts and enum indexes from BTF. Nearly
  * everything lives at fixed kernel addresses (globals and per-CPU areas), so
- * one batched read (vmw_xlat_readv) per summary fetches it: the list of
- * pieces is built once in vmw_summary_new. Only the block-device inode list
- * (Buffers:) is a walk, capped and cycle-guarded.
+ * one batched read (vmw_xlat_readv) per summary fetches it, plus a small
+ * re-read of the seqcounts: the list of pieces is built in vmw_summary_new
+ * (again only when NUMA nodes come or go). Only the block-device inode list
+ * (Buffers:) is a walk, capped, cycle-guarded and checked link by link. With a
+ * QEMU process read through process_vm_readv that is 3 system calls.
  *
  * The guest is never paused: the timekeeper and (when the kernel has one) each
  * tick_sched's idle_sleeptime_seq are seqcounts; a read that saw one odd or

@@ -33,6 +33,10 @@ struct vmw_sampler {
 	struct vmw_mem *mem;
 	struct vmw_kernel *k;
 	struct vmw_linux *lx;
+	struct vmw_summary_reader *sum;   /* NULL if this kernel lacks what it needs */
+	struct vmw_cpu_times prev_total, *prev_cpu;
+	unsigned prev_ncpus;
+	uint64_t prev_uptime_ns;
 	uint8_t vmcoreinfo[256];   /* start of the VMCOREINFO text at attach */
 	bool have_prev;
 	uint64_t prev_host_ns, prev_guest_ns;
@@ -90,15 +94,11 @@ static const struct prev *table_find(const struct table *t, int32_t id)
 }
 
 uint64_t vmw_sampler_interval(uint64_t host_delta_ns, uint64_t guest_delta_ns, bool guest_known,
-			      uint64_t tick_ns)
+			      uint64_t tick_ns, uint64_t busy_ns)
 {
-	uint64_t slack = 2 * tick_ns;
-
-	if (!guest_known)
+	if (!guest_known || guest_delta_ns + 2 * tick_ns >= host_delta_ns)
 		return host_delta_ns;
-	if (guest_delta_ns + slack >= host_delta_ns && guest_delta_ns <= host_delta_ns + slack)
-		return host_delta_ns;
-	return guest_delta_ns;
+	return MAX(guest_delta_ns, MIN(busy_ns, host_delta_ns));
 }
 
 static double pct(uint64_t part, uint64_t whole)
@@ -118,6 +118,9 @@ static int attach(struct vmw_sampler *s, struct vmw_error *err)
 		s->k = NULL;
 		return r;
 	}
+	/* The summary is optional: frames still work without it. */
+	if (vmw_summary_new(s->k, &s->sum, NULL) < 0)
+		s->sum = NULL;
 	vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
 	s->have_prev = false;
 	s->seq = 0;
@@ -128,6 +131,11 @@ static int attach(struct vmw_sampler *s, struct vmw_error *err)
 
 static void detach(struct vmw_sampler *s)
 {
+	vmw_summary_free(s->sum);
+	s->sum = NULL;
+	free(s->prev_cpu);
+	s->prev_cpu = NULL;
+	s->prev_ncpus = 0;
 	vmw_linux_free(s->lx);
 	s->lx = NULL;
 	if (s->k)
@@ -255,21 +263,63 @@ static int remember(struct vmw_sampler *s, const struct vmw_frame *f)
 	return 0;
 }
 
-/* The guest's clock: boot-time nanoseconds from its own counters. Until the
- * summary layer provides the timekeeper, the newest task start time and
- * scheduler runtimes bound it from below; 0 means unknown. */
-static uint64_t guest_clock_ns(struct vmw_sampler *s, bool *known)
+static void cpu_split(const struct vmw_cpu_times *now, const struct vmw_cpu_times *prev,
+		      struct vmw_cpu_percent *ret)
 {
-	(void)s;
-	*known = false;
-	return 0;
+	uint64_t d[8] = {
+		vmw_sat_sub(now->user, prev->user), vmw_sat_sub(now->nice, prev->nice),
+		vmw_sat_sub(now->system, prev->system), vmw_sat_sub(now->idle, prev->idle),
+		vmw_sat_sub(now->iowait, prev->iowait), vmw_sat_sub(now->irq, prev->irq),
+		vmw_sat_sub(now->softirq, prev->softirq), vmw_sat_sub(now->steal, prev->steal),
+	};
+	uint64_t all = 0;
+	for (int i = 0; i < 8; i++)
+		all += d[i];
+	*ret = (struct vmw_cpu_percent){
+		pct(d[0], all), pct(d[1], all), pct(d[2], all), pct(d[3], all),
+		pct(d[4], all), pct(d[5], all), pct(d[6], all), pct(d[7], all),
+	};
+}
+
+/* Read the guest summary into the frame and compute the CPU split against
+ * the previous frame. The frame gets its own copy of the per-CPU array. */
+static void read_summary(struct vmw_sampler *s, struct vmw_frame *f)
+{
+	const struct vmw_cpu_stat *cpus;
+
+	if (!s->sum || vmw_summary_read(s->sum, &f->summary, NULL) < 0)
+		return;
+	cpus = f->summary.cpu;
+	f->summary.cpu = calloc(f->summary.ncpus ? f->summary.ncpus : 1, sizeof(*cpus));
+	f->cpu = calloc(f->summary.ncpus ? f->summary.ncpus : 1, sizeof(*f->cpu));
+	if (!f->summary.cpu || !f->cpu) {
+		free(f->summary.cpu);
+		free(f->cpu);
+		f->summary.cpu = NULL;
+		f->cpu = NULL;
+		f->summary.ncpus = 0;
+		return;
+	}
+	memcpy(f->summary.cpu, cpus, f->summary.ncpus * sizeof(*cpus));
+	f->summary_ok = true;
+	if (s->have_prev && s->prev_ncpus == f->summary.ncpus) {
+		cpu_split(&f->summary.total, &s->prev_total, &f->cpu_total);
+		for (unsigned i = 0; i < f->summary.ncpus; i++)
+			cpu_split(&f->summary.cpu[i].t, &s->prev_cpu[i], &f->cpu[i]);
+	}
+	free(s->prev_cpu);
+	s->prev_cpu = calloc(f->summary.ncpus ? f->summary.ncpus : 1, sizeof(*s->prev_cpu));
+	s->prev_ncpus = s->prev_cpu ? f->summary.ncpus : 0;
+	for (unsigned i = 0; i < s->prev_ncpus; i++)
+		s->prev_cpu[i] = f->summary.cpu[i].t;
+	s->prev_total = f->summary.total;
 }
 
 int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_error *err)
 {
 	struct vmw_frame *f = calloc(1, sizeof(*f));
 	struct vmw_walk w;
-	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns;
+	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns, busy = 0;
 	size_t evcap = 0;
 	bool was_rebooted = false, guest_known;
 	int r;
@@ -277,6 +327,7 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 	if (!f)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
 	if (rebooted(s)) {
+	reattach:
 		detach(s);
 		if ((r = attach(s, err)) < 0) {
 			free(f);
@@ -290,7 +341,17 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 		return vmw_error_prefix(err, "%s: ", s->target);
 	}
 	host_ns = vmw_now_ns();
-	guest_ns = guest_clock_ns(s, &guest_known);
+	read_summary(s, f);
+	guest_known = f->summary_ok;
+	guest_ns = f->summary.uptime_ns;
+	if (guest_known && s->have_prev && guest_ns + 1000000000ull < s->prev_uptime_ns && !was_rebooted) {
+		/* Uptime went backwards: a reboot with an unchanged VMCOREINFO (no KASLR). */
+		vmw_walk_free(&w);
+		free(f->summary.cpu);
+		free(f->cpu);
+		memset(f, 0, sizeof(*f));
+		goto reattach;
+	}
 
 	f->seq = s->seq++;
 	f->wall_time_ns = wall_ns();
@@ -300,11 +361,8 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 	f->truncated = w.truncated;
 	memcpy(f->truncated_why, w.truncated_why, sizeof(f->truncated_why));
 	f->bytes_read = w.bytes_read;
-	f->mem_total_bytes = vmw_mem_size(s->mem);
-	if (s->have_prev)
-		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns,
-						      vmw_sat_sub(guest_ns, s->prev_guest_ns),
-						      guest_known, 4000000);
+	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
+								     : vmw_mem_size(s->mem);
 
 	f->procs = calloc(w.nprocs ? w.nprocs : 1, sizeof(*f->procs));
 	if (!f->procs) {
@@ -342,8 +400,8 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 			/* New since the last frame: all its runtime fell in this interval. */
 			delta = x->is_new ? p->runtime_ns : 0;
 		}
-		x->cpu_percent = pct(delta, f->interval_ns);
-		f->cpu_percent_total += x->cpu_percent;
+		x->cpu_percent = (double)delta;   /* ns for now; a rate once the interval is known */
+		busy += delta;
 		if (x->is_new) {
 			struct vmw_event e = { .type = VMW_EVENT_NEW, .pid = p->pid,
 				.start_time_ns = p->start_time_ns, .runtime_ns = p->runtime_ns,
@@ -361,9 +419,26 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 					td = vmw_sat_sub(t->runtime_ns, tq->runtime_ns);
 				else if (s->have_prev)
 					td = t->runtime_ns;
-				x->thread_cpu_percent[j] = pct(td, f->interval_ns);
+				x->thread_cpu_percent[j] = (double)td;
 			}
 		}
+	}
+
+	/* The interval, then the rates. */
+	if (s->have_prev) {
+		unsigned ncpus = f->summary_ok && f->summary.ncpus ? f->summary.ncpus : 1;
+		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns,
+						      vmw_sat_sub(guest_ns, s->prev_guest_ns),
+						      guest_known && s->prev_guest_ns,
+						      f->summary.tick_ns ? f->summary.tick_ns : 4000000,
+						      busy / ncpus);
+	}
+	for (size_t i = 0; i < f->nprocs; i++) {
+		struct vmw_sample *x = &f->procs[i];
+		x->cpu_percent = pct((uint64_t)x->cpu_percent, f->interval_ns);
+		f->cpu_percent_total += x->cpu_percent;
+		for (uint32_t j = 0; x->thread_cpu_percent && j < x->proc.nthreads_listed; j++)
+			x->thread_cpu_percent[j] = pct((uint64_t)x->thread_cpu_percent[j], f->interval_ns);
 	}
 
 	/* Exits: in the previous frame, not in this one (pid reuse handled above). */
@@ -395,7 +470,8 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 	}
 	s->have_prev = true;
 	s->prev_host_ns = host_ns;
-	s->prev_guest_ns = guest_ns;
+	s->prev_guest_ns = guest_known ? guest_ns : 0;
+	s->prev_uptime_ns = guest_ns;
 	f->frame_ns = vmw_now_ns() - t0;
 	*ret = f;
 	return 0;
@@ -411,5 +487,7 @@ void vmw_frame_free(struct vmw_frame *f)
 	}
 	free(f->procs);
 	free(f->events);
+	free(f->summary.cpu);
+	free(f->cpu);
 	free(f);
 }

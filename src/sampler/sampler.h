@@ -55,6 +55,11 @@ struct vmw_event {
 	bool pid_reused;           /* the pid now belongs to a newer process */
 };
 
+/* Share of one CPU's (or all CPUs') time over the interval, in percent. */
+struct vmw_cpu_percent {
+	double user, nice, system, idle, iowait, irq, softirq, steal;
+};
+
 struct vmw_frame {
 	uint64_t seq;              /* 0 for the first frame after (re)attach */
 	uint64_t wall_time_ns;     /* CLOCK_REALTIME when the frame was taken */
@@ -68,7 +73,15 @@ struct vmw_frame {
 	size_t skipped;
 	bool truncated;
 	char truncated_why[160];
-	uint64_t mem_total_bytes;  /* guest MemTotal used for MEM% */
+	/* The guest summary at this frame (uptime, load, memory, CPU times), when
+	 * the kernel has what it needs; summary.cpu is owned by the frame. */
+	bool summary_ok;
+	struct vmw_summary summary;
+	/* CPU time split over the interval (zero on the first frame), like top's
+	 * %Cpu line: total, and per online vCPU (summary.ncpus entries). */
+	struct vmw_cpu_percent cpu_total;
+	struct vmw_cpu_percent *cpu;
+	uint64_t mem_total_bytes;  /* guest MemTotal used for MEM% (RAM size without a summary) */
 	double cpu_percent_total;  /* sum over processes */
 	uint64_t frame_ns;         /* host time spent taking the frame */
 	uint64_t bytes_read;
@@ -87,8 +100,11 @@ struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s);
 struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
 
 /* Pure helper, exposed for tests: the interval rates are computed over.
- * The host clock is precise; the guest clock (tick resolution tick_ns, 0 if
- * unknown) is authoritative: when they disagree by more than two ticks the
- * guest was paused or starved, and the guest's interval is used. */
+ * The host clock is precise; the guest's clock (as of its last tick or idle
+ * transition, tick_ns resolution) is authoritative when it advanced clearly
+ * less than the host's — the guest was paused or stalled for part of the
+ * interval — but it can be stale on an idle NO_HZ guest, so it is never
+ * taken below busy_ns (the guest's busiest-possible use: total runtime
+ * delta / vCPUs), which keeps the total at or under 100 % per vCPU. */
 uint64_t vmw_sampler_interval(uint64_t host_delta_ns, uint64_t guest_delta_ns, bool guest_known,
-			      uint64_t tick_ns);
+			      uint64_t tick_ns, uint64_t busy_ns);

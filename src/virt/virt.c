@@ -2,11 +2,18 @@
 /*
  * virt.c - libvirt domains: listing, lookup, lifecycle events, Nova metadata.
  *
+ * libvirt's default event loop runs in one process-wide thread while any
+ * struct vmw_virt is open (refcounted): it answers libvirtd's keepalive
+ * pings (libvirtd drops idle clients that announced keepalive support and
+ * do not answer) and notices a vanished libvirtd, for every connection.
+ *
  * Two connections per struct vmw_virt: `conn` for queries (any thread, under
- * `lock`) and `wconn` for the watch, owned by the event-loop thread once it
- * runs. Everything of the watch (callbacks, reconnect, the `known` set of
- * running domains used to de-duplicate and to diff after a reconnect) runs in
- * that thread; vmw_virt_close asks it to tear down through `timer`.
+ * `lock`) and `wconn` for the watch, used only in the loop thread. The
+ * watch's state (callbacks, reconnect, the `known` set of running domains
+ * used to de-duplicate and to diff after a reconnect) lives in that thread
+ * too; vmw_virt_close asks it to tear the watch down through `timer` and
+ * waits. Library calls block SIGPIPE around libvirt RPCs: a write to a
+ * libvirtd that just died must not kill the caller.
  */
 #include "virt/virt.h"
 
@@ -34,12 +41,16 @@ struct vmw_virt {
 	pthread_mutex_t lock;          /* protects conn */
 	virConnectPtr conn;
 
+	bool loop_ref;                 /* holds a reference on the loop thread */
+
 	/* the watch (event-loop thread) */
 	bool watching;
-	pthread_t thread;
 	atomic_bool quit;
-	bool loop_exit, torn_down;
-	int drain;
+	pthread_mutex_t wlock;         /* setup_done, torn_down: the caller waits on wcond */
+	pthread_cond_t wcond;
+	bool setup_done, torn_down;
+	int setup_rc;
+	struct vmw_error setup_err;
 	int timer;
 	vmw_virt_event_fn fn;
 	void *opaque;
@@ -54,7 +65,15 @@ struct vmw_virt {
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static bool event_impl_ok;
-static atomic_bool loop_in_use;
+
+/* The process-wide event-loop thread. */
+static pthread_mutex_t loop_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned loop_users;
+static pthread_t loop_tid;
+static int loop_timer = -1;        /* wakes the loop to stop it */
+static atomic_bool loop_quit;
+static bool loop_exit;             /* loop thread only */
+static int loop_drain;             /* loop thread only */
 
 static void silent_error(void *opaque, virErrorPtr e)
 {
@@ -81,6 +100,102 @@ static int lv_code(void)
 {
 	virErrorPtr e = virGetLastError();
 	return e ? e->code : VIR_ERR_OK;
+}
+
+/* SIGPIPE blocked for the calling thread around libvirt RPCs; one raised
+ * meanwhile is consumed. */
+struct sigpipe_guard {
+	sigset_t old;
+	bool was_pending;
+};
+
+static void sigpipe_block(struct sigpipe_guard *g)
+{
+	sigset_t s, pend;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	sigpending(&pend);
+	g->was_pending = sigismember(&pend, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &s, &g->old);
+}
+
+static void sigpipe_restore(struct sigpipe_guard *g)
+{
+	struct timespec zero = { 0 };
+	sigset_t s, pend;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	if (!g->was_pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE) == 1)
+		sigtimedwait(&s, NULL, &zero);
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+static void loop_timer_cb(int timer, void *opaque)
+{
+	(void)opaque;
+	if (!atomic_load(&loop_quit))
+		return;
+	/* Two more iterations so libvirt frees handles removed just before. */
+	if (++loop_drain >= 3) {
+		virEventRemoveTimeout(timer);
+		loop_exit = true;
+	}
+}
+
+static void *loop_thread(void *opaque)
+{
+	(void)opaque;
+	while (!loop_exit)
+		if (virEventRunDefaultImpl() < 0)
+			usleep(10000);
+	return NULL;
+}
+
+static int loop_ref(struct vmw_error *err)
+{
+	sigset_t all, old;
+	int r = 0;
+
+	if (!event_impl_ok)
+		return vmw_error_set(err, -EIO, "cannot set up libvirt's event loop: %s", lv_msg());
+	pthread_mutex_lock(&loop_lock);
+	if (loop_users == 0) {
+		atomic_store(&loop_quit, false);
+		loop_exit = false;
+		loop_drain = 0;
+		if ((loop_timer = virEventAddTimeout(-1, loop_timer_cb, NULL, NULL)) < 0) {
+			r = vmw_error_set(err, -EIO, "cannot add a libvirt event timer: %s", lv_msg());
+			goto out;
+		}
+		/* The loop thread takes no signals: they stay with the caller's threads. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		r = -pthread_create(&loop_tid, NULL, loop_thread, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r < 0) {
+			virEventRemoveTimeout(loop_timer);
+			vmw_error_set(err, r, "cannot start the libvirt event thread: %s", strerror(-r));
+			goto out;
+		}
+	}
+	loop_users++;
+out:
+	pthread_mutex_unlock(&loop_lock);
+	return r;
+}
+
+static void loop_unref(void)
+{
+	pthread_mutex_lock(&loop_lock);
+	if (--loop_users == 0) {
+		atomic_store(&loop_quit, true);
+		virEventUpdateTimeout(loop_timer, 0);
+		pthread_join(loop_tid, NULL);
+		loop_timer = -1;
+	}
+	pthread_mutex_unlock(&loop_lock);
 }
 
 const char *vmw_domain_state_name(enum vmw_domain_state s)
@@ -491,7 +606,9 @@ static const char *default_uri(void)
 
 int vmw_virt_open(const char *uri, struct vmw_virt **ret, struct vmw_error *err)
 {
+	struct sigpipe_guard g;
 	struct vmw_virt *v;
+	int r;
 
 	pthread_once(&global_once, global_init);
 	if (!uri || !*uri)
@@ -501,10 +618,20 @@ int vmw_virt_open(const char *uri, struct vmw_virt **ret, struct vmw_error *err)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->wlock, NULL);
+	pthread_cond_init(&v->wcond, NULL);
 	v->timer = -1;
 	v->cb_lifecycle = v->cb_reboot = v->cb_metadata = -1;
-	if (!(v->conn = virConnectOpenReadOnly(v->uri))) {
-		int r = connect_error(err, v->uri);
+	if ((r = loop_ref(err)) < 0) {
+		vmw_virt_close(v);
+		return r;
+	}
+	v->loop_ref = true;
+	sigpipe_block(&g);
+	v->conn = virConnectOpenReadOnly(v->uri);
+	sigpipe_restore(&g);
+	if (!v->conn) {
+		r = connect_error(err, v->uri);
 		vmw_virt_close(v);
 		return r;
 	}
@@ -517,10 +644,11 @@ const char *vmw_virt_uri(const struct vmw_virt *v)
 	return v->uri;
 }
 
-/* A reference to the query connection (reopened if it died); virConnectClose it. */
-static virConnectPtr get_conn(struct vmw_virt *v, bool reopen, struct vmw_error *err)
+/* A reference to the query connection in *ret (reopened if it died, or if
+ * reopen); virConnectClose it after use. */
+static int get_conn(struct vmw_virt *v, bool reopen, virConnectPtr *ret, struct vmw_error *err)
 {
-	virConnectPtr c = NULL;
+	int r = 0;
 
 	pthread_mutex_lock(&v->lock);
 	if (v->conn && (reopen || virConnectIsAlive(v->conn) != 1)) {
@@ -528,11 +656,13 @@ static virConnectPtr get_conn(struct vmw_virt *v, bool reopen, struct vmw_error 
 		v->conn = NULL;
 	}
 	if (!v->conn && !(v->conn = virConnectOpenReadOnly(v->uri)))
-		connect_error(err, v->uri);
-	if (v->conn && virConnectRef(v->conn) == 0)
-		c = v->conn;
+		r = connect_error(err, v->uri);
+	else if (virConnectRef(v->conn) < 0)
+		r = vmw_error_set(err, -EIO, "libvirt at %s: %s", v->uri, lv_msg());
+	else
+		*ret = v->conn;
 	pthread_mutex_unlock(&v->lock);
-	return c;
+	return r;
 }
 
 /* Did the call that just failed on c fail because the connection is gone? */
@@ -573,14 +703,15 @@ static int list_on(virConnectPtr c, const char *uri, struct vmw_domain **ret, si
 	return 0;
 }
 
-int vmw_virt_list(struct vmw_virt *v, struct vmw_domain **ret, size_t *ret_n, struct vmw_error *err)
+static int list_locked(struct vmw_virt *v, struct vmw_domain **ret, size_t *ret_n,
+		       struct vmw_error *err)
 {
 	for (int attempt = 0;; attempt++) {
-		virConnectPtr c = get_conn(v, attempt > 0, err);
+		virConnectPtr c;
 		int r;
 
-		if (!c)
-			return err && err->code ? err->code : -ECONNREFUSED;
+		if ((r = get_conn(v, attempt > 0, &c, err)) < 0)
+			return r;
 		r = list_on(c, v->uri, ret, ret_n);
 		if (r == -EIO && attempt == 0 && conn_lost(c)) {
 			virConnectClose(c);
@@ -607,16 +738,27 @@ static bool looks_like_uuid(const char *s)
 	return hex == 32;
 }
 
-int vmw_virt_lookup(struct vmw_virt *v, const char *name_or_uuid, struct vmw_domain *ret,
-		    struct vmw_error *err)
+int vmw_virt_list(struct vmw_virt *v, struct vmw_domain **ret, size_t *ret_n, struct vmw_error *err)
+{
+	struct sigpipe_guard g;
+	int r;
+
+	sigpipe_block(&g);
+	r = list_locked(v, ret, ret_n, err);
+	sigpipe_restore(&g);
+	return r;
+}
+
+static int lookup_locked(struct vmw_virt *v, const char *name_or_uuid, struct vmw_domain *ret,
+			 struct vmw_error *err)
 {
 	for (int attempt = 0;; attempt++) {
-		virConnectPtr c = get_conn(v, attempt > 0, err);
+		virConnectPtr c;
 		virDomainPtr d = NULL;
 		int r;
 
-		if (!c)
-			return err && err->code ? err->code : -ECONNREFUSED;
+		if ((r = get_conn(v, attempt > 0, &c, err)) < 0)
+			return r;
 		if (looks_like_uuid(name_or_uuid))
 			d = virDomainLookupByUUIDString(c, name_or_uuid);
 		if (!d)
@@ -645,9 +787,21 @@ int vmw_virt_lookup(struct vmw_virt *v, const char *name_or_uuid, struct vmw_dom
 	}
 }
 
+int vmw_virt_lookup(struct vmw_virt *v, const char *name_or_uuid, struct vmw_domain *ret,
+		    struct vmw_error *err)
+{
+	struct sigpipe_guard g;
+	int r;
+
+	sigpipe_block(&g);
+	r = lookup_locked(v, name_or_uuid, ret, err);
+	sigpipe_restore(&g);
+	return r;
+}
+
 /* ---------------------------------------------------------------------------
  * the watch (everything below runs in the event-loop thread, except
- * vmw_virt_watch's setup before the thread starts and vmw_virt_close)
+ * vmw_virt_watch's setup and vmw_virt_close's wait)
  */
 
 static struct vmw_domain *known_find(struct vmw_virt *v, const char *uuid)
@@ -699,6 +853,7 @@ static void handle(struct vmw_virt *v, virDomainPtr dom, enum vmw_virt_event_typ
 {
 	struct vmw_domain d, *k;
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	int r;
 
 	virDomainGetUUIDString(dom, uuid);
 	k = known_find(v, uuid);
@@ -711,11 +866,12 @@ static void handle(struct vmw_virt *v, virDomainPtr dom, enum vmw_virt_event_typ
 		emit(v, type, &d);
 		return;
 	}
-	if (fill_domain(v->uri, dom, &d) < 0 || d.state == VMW_DOM_SHUTOFF) {
-		/* Gone meanwhile (its STOPPED event follows). */
+	r = fill_domain(v->uri, dom, &d);
+	if (r < 0 || d.state == VMW_DOM_SHUTOFF) {
+		/* Gone by now (its STOPPED event follows): as it was. */
 		if (k && type != VMW_VIRT_STARTED) {
 			d = *k;
-		} else if (d.state != VMW_DOM_SHUTOFF) {
+		} else if (r < 0) {
 			memset(&d, 0, sizeof(d));
 			copy_str(d.name, sizeof(d.name), virDomainGetName(dom));
 			copy_str(d.uuid, sizeof(d.uuid), uuid);
@@ -880,23 +1036,44 @@ static void resync(struct vmw_virt *v)
 	free(now);
 }
 
+static void watch_signal(struct vmw_virt *v, bool *flag)
+{
+	pthread_mutex_lock(&v->wlock);
+	*flag = true;
+	pthread_cond_broadcast(&v->wcond);
+	pthread_mutex_unlock(&v->wlock);
+}
+
+/* v's timer: set up the watch, tear it down, or reconnect (loop thread). */
 static void timer_cb(int timer, void *opaque)
 {
 	struct vmw_virt *v = opaque;
 	struct vmw_error e = { 0 };
 
-	if (atomic_load(&v->quit)) {
-		/* Tear down here, in the loop thread, then run two more
-		 * iterations so libvirt frees the removed handles. */
-		if (!v->torn_down) {
-			watch_disconnect(v);
-			v->torn_down = true;
-			v->drain = 2;
-		} else if (--v->drain <= 0) {
+	if (!v->setup_done) {
+		/* Callbacks first, then the list: no event falls in between. */
+		struct vmw_domain *now = NULL;
+		size_t nnow = 0;
+		v->setup_rc = watch_connect(v, &v->setup_err);
+		if (v->setup_rc == 0 && list_on(v->wconn, v->uri, &now, &nnow) == 0) {
+			for (size_t i = 0; i < nnow; i++)
+				known_put(v, &now[i]);
+			free(now);
+		}
+		if (v->setup_rc < 0) {
 			virEventRemoveTimeout(timer);
 			v->timer = -1;
-			v->loop_exit = true;
+		} else {
+			virEventUpdateTimeout(timer, -1);
 		}
+		watch_signal(v, &v->setup_done);
+		return;
+	}
+	if (atomic_load(&v->quit)) {
+		watch_disconnect(v);
+		virEventRemoveTimeout(timer);
+		v->timer = -1;
+		watch_signal(v, &v->torn_down);
 		return;
 	}
 	if (!v->wconn_dead) {
@@ -915,81 +1092,62 @@ static void timer_cb(int timer, void *opaque)
 	virEventUpdateTimeout(timer, (int)v->backoff_ms);
 }
 
-static void *loop_thread(void *opaque)
-{
-	struct vmw_virt *v = opaque;
-
-	while (!v->loop_exit)
-		if (virEventRunDefaultImpl() < 0)
-			usleep(10000);
-	return NULL;
-}
-
 int vmw_virt_watch(struct vmw_virt *v, vmw_virt_event_fn fn, void *opaque, struct vmw_error *err)
 {
-	struct vmw_domain *now = NULL;
-	size_t nnow = 0;
-	sigset_t all, old;
-	int r;
-
 	if (v->watching)
 		return vmw_error_set(err, -EALREADY, "already watching libvirt at %s", v->uri);
-	if (!event_impl_ok)
-		return vmw_error_set(err, -EIO, "cannot set up libvirt's event loop: %s", lv_msg());
-	if (atomic_exchange(&loop_in_use, true))
-		return vmw_error_set(err, -EBUSY, "another libvirt watch runs in this process");
 	v->fn = fn;
 	v->opaque = opaque;
 	atomic_store(&v->quit, false);
-	v->loop_exit = v->torn_down = false;
-	if ((r = watch_connect(v, err)) < 0)
-		goto fail;
-	if (list_on(v->wconn, v->uri, &now, &nnow) == 0) {
-		for (size_t i = 0; i < nnow; i++)
-			known_put(v, &now[i]);
-		free(now);
-	}
-	if ((v->timer = virEventAddTimeout(-1, timer_cb, v, NULL)) < 0) {
-		r = vmw_error_set(err, -EIO, "cannot add a libvirt event timer: %s", lv_msg());
-		goto fail;
-	}
-	/* The loop thread takes no signals: they stay with the caller's threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = -pthread_create(&v->thread, NULL, loop_thread, v);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r < 0) {
-		vmw_error_set(err, r, "cannot start the libvirt event thread: %s", strerror(-r));
-		goto fail;
+	v->setup_done = v->torn_down = false;
+	v->setup_rc = 0;
+	memset(&v->setup_err, 0, sizeof(v->setup_err));
+	/* Everything of the watch happens in the loop thread: a timer that
+	 * fires at once sets it up, and we wait for it. */
+	if ((v->timer = virEventAddTimeout(0, timer_cb, v, NULL)) < 0)
+		return vmw_error_set(err, -EIO, "cannot add a libvirt event timer: %s", lv_msg());
+	pthread_mutex_lock(&v->wlock);
+	while (!v->setup_done)
+		pthread_cond_wait(&v->wcond, &v->wlock);
+	pthread_mutex_unlock(&v->wlock);
+	if (v->setup_rc < 0) {
+		if (err)
+			*err = v->setup_err;
+		free(v->known);
+		v->known = NULL;
+		v->nknown = v->cap_known = 0;
+		return v->setup_rc;
 	}
 	v->watching = true;
 	return 0;
-fail:
-	if (v->timer >= 0)
-		virEventRemoveTimeout(v->timer);
-	v->timer = -1;
-	watch_disconnect(v);
-	free(v->known);
-	v->known = NULL;
-	v->nknown = v->cap_known = 0;
-	atomic_store(&loop_in_use, false);
-	return r;
 }
 
 void vmw_virt_close(struct vmw_virt *v)
 {
+	struct sigpipe_guard g;
+
 	if (!v)
 		return;
 	if (v->watching) {
+		/* The loop thread tears the watch down; wait for it. */
+		pthread_mutex_lock(&v->wlock);
 		atomic_store(&v->quit, true);
 		virEventUpdateTimeout(v->timer, 0);
-		pthread_join(v->thread, NULL);
+		while (!v->torn_down)
+			pthread_cond_wait(&v->wcond, &v->wlock);
+		pthread_mutex_unlock(&v->wlock);
 		v->watching = false;
-		atomic_store(&loop_in_use, false);
 	}
 	free(v->known);
-	if (v->conn)
+	if (v->conn) {
+		sigpipe_block(&g);
 		virConnectClose(v->conn);
+		sigpipe_restore(&g);
+	}
+	if (v->loop_ref)
+		loop_unref();
+	pthread_cond_destroy(&v->wcond);
+	pthread_mutex_destroy(&v->wlock);
 	pthread_mutex_destroy(&v->lock);
 	free(v->uri);
 	free(v);

@@ -17,16 +17,19 @@
  * is only known for local qemu:///system and qemu:///session connections
  * (override the run-state directory with $VMWATCH_LIBVIRT_RUNDIR).
  *
- * Threads: a struct vmw_virt may be used from several threads at once
- * (vmw_virt_list/lookup take an internal lock to share the connection, and
- * reconnect once if libvirtd was restarted). vmw_virt_watch runs libvirt's
- * default event loop in one background thread; event callbacks run there,
- * one at a time, in event order. libvirt's event loop is process-wide, so
- * only one struct vmw_virt per process can watch at a time (-EBUSY).
- * vmw_virt_close stops and joins that thread; it must not be called from an
- * event callback. libvirt's default error printing to stderr is turned off
- * (process-wide) the first time vmw_virt_open or vmw_virt_resolve_target
- * runs; libvirt's messages are returned in struct vmw_error instead.
+ * Threads: while any struct vmw_virt is open, one process-wide background
+ * thread runs libvirt's default event loop (it answers libvirtd's keepalive
+ * pings, notices a vanished libvirtd and delivers events); the last
+ * vmw_virt_close joins it. A struct vmw_virt may be used from several
+ * threads at once (vmw_virt_list/lookup share its connection under a lock
+ * and reconnect once if libvirtd was restarted). Event callbacks run in the
+ * loop thread, one at a time, in event order, for every watching struct
+ * vmw_virt. vmw_virt_close must not be called from an event callback.
+ * Process-wide effects: libvirt's default error printing to stderr is
+ * turned off (its messages come back in struct vmw_error), and libvirt's
+ * default event implementation is registered, the first time vmw_virt_open
+ * (or vmw_virt_resolve_target) runs. Library calls never die of SIGPIPE
+ * from a dead libvirtd (it is blocked around libvirt calls).
  */
 #pragma once
 
@@ -100,14 +103,14 @@ int vmw_virt_list(struct vmw_virt *v, struct vmw_domain **ret, size_t *ret_n, st
 int vmw_virt_lookup(struct vmw_virt *v, const char *name_or_uuid, struct vmw_domain *ret,
 		    struct vmw_error *err);
 
-/* Start following lifecycle events in a background thread (on its own
- * connection); fn is called for each. Domains already running are not
+/* Start following lifecycle events (on a connection of its own, in the
+ * event-loop thread); fn is called for each. Domains already running are not
  * reported: call vmw_virt_list after this returns to get them without a gap.
  * STARTED and STOPPED alternate per domain (duplicates are dropped). If
  * libvirtd goes away, reconnects with backoff (0.2 s doubling to 5 s) and
  * then reports STARTED/STOPPED for what changed meanwhile (a domain whose
- * QEMU PID changed is reported STOPPED then STARTED). -EBUSY if another
- * watch runs in this process, -EALREADY if v already watches. */
+ * QEMU PID changed is reported STOPPED then STARTED). -EALREADY if v
+ * already watches. */
 int vmw_virt_watch(struct vmw_virt *v, vmw_virt_event_fn fn, void *opaque, struct vmw_error *err);
 
 /* Pure helper (unit-tested): parse Nova metadata out of a domain XML

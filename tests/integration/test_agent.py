@@ -668,8 +668,10 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
 
     def boot(i):
         try:
+            # Not die_with_parent: PDEATHSIG follows the booting *thread*, which ends.
             gg = vmlab.Guest.boot(vmlab.GuestConfig(kernel="6.1", mem="512M", name=f"perf{i}",
-                                                    run=[["swarm", "100"]], boot_timeout=900))
+                                                    run=[["swarm", "100"]], boot_timeout=900),
+                                  die_with_parent=False)
             guests.append(gg)
             print(f"booted {gg.name} (pid {gg.pid}) in {gg.boot_seconds:.0f}s", flush=True)
         except Exception as e:  # noqa: BLE001
@@ -692,7 +694,12 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
         def cpu():
             f = open(f"/proc/{a.proc.pid}/stat").read().rsplit(")", 1)[1].split()
             return (int(f[11]) + int(f[12])) / hz
-        wait_until(lambda: all(a.vm(gg.name)["monitoring"]["frames"] >= 2 for gg in guests), timeout=300)
+        def ready():
+            vms = {v["name"]: v for v in a.json("/v1/vms")["vms"]}
+            missing = [gg.name for gg in guests if gg.name not in vms]
+            assert not missing, (missing, list(vms), a.log)
+            return all(vms[gg.name]["monitoring"]["frames"] >= 2 for gg in guests)
+        wait_until(ready, timeout=300)
         c0, t0 = cpu(), time.monotonic()
         while time.monotonic() - t0 < seconds:
             a.request("/metrics")

@@ -35,6 +35,12 @@ MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCach
 # Values that never change in these guests: judged in every round.
 ALWAYS_STABLE = ("MemTotal", "SwapTotal", "SwapFree", "Buffers", "SwapCached")
 ROUNDS = 4
+# Values that move with the guest's activity (MemFree: per-CPU vmstat diffs
+# are folded into the global counters about once a second, and the truth
+# agent's own allocations move pages between the buddy and per-CPU lists):
+# more rounds, up to MAX_ROUNDS, until each was stable across one pause.
+MOVING = ("MemFree", "MemAvailable", "Cached", "Shmem", "loadavg", "nr_threads", "last_pid")
+MAX_ROUNDS = 12
 # Guest seconds between the last time stamp before the pause and the 'after'
 # read: QMP stop/cont round trips and the truth agent's wake-up. Measured
 # 0.00-0.06 s on an idle 2-core host; generous for a loaded one.
@@ -153,19 +159,22 @@ class Judge:
         assert q["buffers_partial"] is False
         assert q["missing"] == 0
 
+    def unjudged(self):
+        return [k for k in MOVING if not self.judged.get(k)]
+
     def check(self, rounds):
         assert not self.mismatches, f"{len(self.mismatches)} mismatches:\n" + "\n".join(self.mismatches[:40])
         for k in ALWAYS_STABLE + ("btime", "uptime", "cpu.user", "cpu0.idle", "cpu1.system", "ctxt"):
             assert self.judged.get(k, 0) == rounds, (k, self.judged.get(k))
-        # Values that move with the guest's activity: judged at least once.
-        for k in ("MemFree", "MemAvailable", "Cached", "Shmem", "loadavg", "nr_threads", "last_pid"):
-            assert self.judged.get(k, 0) >= 1, f"{k} changed in every round: never judged"
+        assert not self.unjudged(), f"changed in all {rounds} rounds, never judged: {self.unjudged()}"
 
 
-def compare_rounds(g, vmwatch, target, rounds=ROUNDS):
+def compare_rounds(g, vmwatch, target):
     j = Judge()
-    for _ in range(rounds):
+    rounds = 0
+    while rounds < ROUNDS or (j.unjudged() and rounds < MAX_ROUNDS):
         j.round(*summary_paused(g, vmwatch, target))
+        rounds += 1
     j.check(rounds)
     return j
 

@@ -307,6 +307,38 @@ static void test_cache_roundtrip(void **state)
 	vmw_vmcoreinfo_free(vi);
 }
 
+static void test_cache_prune(void **state)
+{
+	struct vmw_vmcoreinfo *vi = NULL;
+	struct vmw_kcache c = { .symbols_from = "x" }, l = { 0 };
+	char sub[256];
+	int n = 0;
+
+	snprintf(sub, sizeof(sub), "%s/prune", dir);
+	assert_int_equal(vmw_vmcoreinfo_parse(TEXT, strlen(TEXT), &vi, NULL), 0);
+	c.symtab = make_symtab(10);
+	for (int i = 0; i < 40; i++) {   /* 40 boots of one kernel */
+		vi->kerneloffset = 0x1000000ull * (uint64_t)(i + 1);
+		assert_int_equal(vmw_kcache_save(sub, vi, &c), 0);
+		/* The first boot's entry stays in use (re-attaches load it). */
+		assert_int_equal(vmw_kcache_load(sub, vi->build_id, 0x1000000, &l), 0);
+		vmw_kcache_clear(&l);
+	}
+	/* entries: the 32 most recently used; the layout memo is not an entry */
+	vmw_memo_save(sub, vi->build_id, &(struct vmw_memo){ 0 });
+	for (int i = 0; i < 40; i++) {
+		if (vmw_kcache_load(sub, vi->build_id, 0x1000000ull * (uint64_t)(i + 1), &l) == 0) {
+			n++;
+			vmw_kcache_clear(&l);
+		}
+	}
+	assert_int_equal(n, 32);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, 0x1000000, &l), 0);   /* kept: used */
+	vmw_kcache_clear(&l);
+	vmw_symtab_free(c.symtab);
+	vmw_vmcoreinfo_free(vi);
+}
+
 static void test_cache_hint_and_memo(void **state)
 {
 	struct vmw_kcache_hint h = { .vmcoreinfo_phys = 0x1f4c1000, .jiffies = 0xfffffffffffb6c20ull,
@@ -372,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_btf_members),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
+		cmocka_unit_test(test_cache_prune),
 		cmocka_unit_test(test_cache_hint_and_memo),
 		cmocka_unit_test(test_cache_dir),
 	};
