@@ -11,6 +11,8 @@ PKGS=(
   libbpf-dev        # parse the guest kernel's BTF
   libjansson-dev    # JSON output
   libcmocka-dev     # unit tests
+  libvirt-dev libxml2-dev   # finding VMs through libvirt; parsing domain XML
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # real libvirtd for tests
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
   # the lab: real guests under QEMU
   qemu-system-x86 busybox-static cpio xz-utils zstd

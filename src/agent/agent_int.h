@@ -247,6 +247,7 @@ void agent_http_stop(struct agent *a);
 struct agent_selfstat {
 	double cpu_seconds, start_time_s;
 	uint64_t rss_bytes, vsz_bytes;
+	uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;  /* /proc/self/status */
 	unsigned open_fds, max_fds, threads;
 };
 int agent_selfstat(struct agent_selfstat *ret);

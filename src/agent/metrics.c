@@ -410,6 +410,12 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	fprintf(f, "process_cpu_seconds_total %.15g\n", st.cpu_seconds);
 	family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
 	fprintf(f, "process_resident_memory_bytes %llu\n", (unsigned long long)st.rss_bytes);
+	family(f, "vmwatch_agent_resident_memory_bytes", "gauge",
+	       "The agent's resident memory by kind: anon is its own; file and shmem are mostly guest RAM "
+	       "it maps read-only, shared with QEMU.");
+	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"anon\"} %llu\n", (unsigned long long)st.rss_anon_bytes);
+	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"file\"} %llu\n", (unsigned long long)st.rss_file_bytes);
+	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"shmem\"} %llu\n", (unsigned long long)st.rss_shmem_bytes);
 	family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
 	fprintf(f, "process_virtual_memory_bytes %llu\n", (unsigned long long)st.vsz_bytes);
 	family(f, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");

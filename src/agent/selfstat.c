@@ -39,6 +39,21 @@ int agent_selfstat(struct agent_selfstat *ret)
 	ret->vsz_bytes = vsize;
 	ret->rss_bytes = (uint64_t)(rss > 0 ? rss : 0) * (uint64_t)page;
 	ret->threads = (unsigned)threads;
+	{
+		/* The split of RSS: guest RAM the agent maps (shared with QEMU,
+		 * no memory of its own) shows up as RssFile/RssShmem. */
+		_cleanup_fclose_ FILE *s = fopen("/proc/self/status", "re");
+		char line[256];
+		unsigned long long kb;
+		while (s && fgets(line, sizeof(line), s)) {
+			if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+				ret->rss_anon_bytes = kb << 10;
+			else if (sscanf(line, "RssFile: %llu kB", &kb) == 1)
+				ret->rss_file_bytes = kb << 10;
+			else if (sscanf(line, "RssShmem: %llu kB", &kb) == 1)
+				ret->rss_shmem_bytes = kb << 10;
+		}
+	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		ret->max_fds = rl.rlim_cur == RLIM_INFINITY ? 0 : (unsigned)rl.rlim_cur;
 	if ((d = opendir("/proc/self/fd"))) {

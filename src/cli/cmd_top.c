@@ -117,22 +117,97 @@ static bool sleep_until(uint64_t t)
 	return false;
 }
 
-int top_guest_watch(struct vmw_sampler *s, const char *target, pid_t *ret_pid)
-{
-	pid_t pid = vmw_mem_pid(vmw_sampler_mem(s));   /* 0 for a mapped RAM file */
-	uint64_t v;
+/* ---- the guest ------------------------------------------------------------ */
 
-	if (pid <= 0 && !strncmp(target, "qemu:", 5) && vmw_parse_u64(target + 5, &v) == 0 &&
-	    v > 0 && v <= INT32_MAX)
-		pid = (pid_t)v;
-	*ret_pid = pid;
-	return pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+#define BACKOFF_MIN_NS 500000000u
+#define BACKOFF_MAX_NS 5000000000u
+
+static bool source_gone(struct top_source *src)
+{
+	struct pollfd p = { .fd = src->pidfd, .events = POLLIN };
+
+	if (src->pidfd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLHUP)))
+		return false;
+	snprintf(src->why, sizeof(src->why), "%s: the QEMU process (PID %d) exited: the guest is gone",
+		 src->target, (int)src->pid);
+	return true;
 }
 
-bool top_guest_gone(int pidfd)
+int top_source_open(struct top_source *src, const char *target, const struct vmw_sampler_opts *opts)
 {
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
-	return pidfd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP));
+	struct vmw_error err = { 0 };
+	uint64_t v;
+	int r;
+
+	*src = (struct top_source){ .target = target, .opts = *opts, .pidfd = -1 };
+	if ((r = vmw_sampler_open(target, opts, &src->s, &err)) < 0) {
+		cli_error("%s", vmw_error_msg(&err, r));
+		return EXIT_USAGE;
+	}
+	/* The QEMU process: the memory source knows it when it reads through it;
+	 * for a mapped RAM file (pid 0 there) the target names it. */
+	src->pid = vmw_mem_pid(vmw_sampler_mem(src->s));
+	if (src->pid <= 0 && !strncmp(target, "qemu:", 5) && vmw_parse_u64(target + 5, &v) == 0 &&
+	    v > 0 && v <= INT32_MAX)
+		src->pid = (pid_t)v;
+	if (src->pid > 0)
+		src->pidfd = (int)syscall(SYS_pidfd_open, src->pid, 0);
+	return 0;
+}
+
+void top_source_close(struct top_source *src)
+{
+	vmw_sampler_close(src->s);
+	src->s = NULL;
+	if (src->pidfd >= 0)
+		close(src->pidfd);
+	src->pidfd = -1;
+}
+
+/* The guest cannot be read now: wait and open the sampler again, unless
+ * there is no process to tell whether waiting makes sense. */
+static enum top_frame_status source_wait(struct top_source *src)
+{
+	vmw_sampler_close(src->s);
+	src->s = NULL;
+	if (src->pidfd < 0 || source_gone(src))
+		return TOP_FRAME_GONE;
+	src->backoff_ns = src->backoff_ns ? MIN(src->backoff_ns * 2, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
+	src->retry_at = vmw_now_ns() + src->backoff_ns;
+	return TOP_FRAME_WAIT;
+}
+
+enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret)
+{
+	struct vmw_error err = { 0 };
+	struct vmw_frame *f;
+	int r;
+
+	if (source_gone(src))
+		return TOP_FRAME_GONE;
+	if (!src->s) {
+		if (vmw_now_ns() < src->retry_at)
+			return TOP_FRAME_WAIT;
+		if ((r = vmw_sampler_open(src->target, &src->opts, &src->s, &err)) < 0) {
+			snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
+			return source_wait(src);
+		}
+		src->reopened = true;
+	}
+	if ((r = vmw_sampler_frame(src->s, &f, &err)) < 0) {
+		snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
+		return r == -ESRCH ? (source_gone(src), TOP_FRAME_GONE) : source_wait(src);
+	}
+	if (source_gone(src)) {
+		vmw_frame_free(f);
+		return TOP_FRAME_GONE;
+	}
+	if (src->reopened)
+		f->rebooted = true;
+	src->reopened = false;
+	src->backoff_ns = 0;
+	*ret = f;
+	return TOP_FRAME_OK;
 }
 
 /* ---- batch text ---------------------------------------------------------- */
@@ -333,32 +408,38 @@ static int parse_pids(const char *s, int32_t *pids, size_t *n)
 
 enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
-/* Batch and JSON: frames at deadlines until -n, a stop signal or an error. */
-static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode mode,
+/* Batch and JSON: frames at deadlines until -n, a stop signal or an error.
+ * While the guest cannot be read (rebooting) no frames are written; stderr
+ * says so once. */
+static int run_stream(struct top_source *src, const struct top_opts *o, enum mode mode,
 		      struct top_header *h)
 {
 	struct top_rows rows = { 0 };
-	struct vmw_error err = { 0 };
 	uint64_t deadline = vmw_now_ns(), late = 0, done = 0;
-	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
-	pid_t qemu_pid;
-	int gone = top_guest_watch(s, o->target, &qemu_pid), r, ret = 0;
+	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8"), waiting = false;
+	int r, ret = 0;
 
 	for (;;) {
 		struct vmw_frame *f;
 
-		if ((r = vmw_sampler_frame(s, &f, &err)) < 0 || top_guest_gone(gone)) {
-			if (r >= 0) {
-				vmw_frame_free(f);
-				cli_error("%s: the QEMU process (PID %d) exited: the guest is gone", o->target,
-					  (int)qemu_pid);
-			} else {
-				cli_error("%s", vmw_error_msg(&err, r));
-			}
-			ret = 1;
+		switch (top_source_frame(src, &f)) {
+		case TOP_FRAME_OK:
 			break;
+		case TOP_FRAME_WAIT:
+			if (!waiting)
+				cli_error("%s; waiting for the guest while its QEMU process runs", src->why);
+			waiting = true;
+			if (!sleep_until(src->retry_at))
+				goto out;
+			deadline = vmw_now_ns();
+			continue;
+		case TOP_FRAME_GONE:
+			cli_error("%s", src->why);
+			ret = 1;
+			goto out;
 		}
-		top_header_fill(h, s, o->target, f);
+		waiting = false;
+		top_header_fill(h, src->s, o->target, f);
 		if (mode == MODE_JSON) {
 			r = print_json(stdout, h, f, late, &o->view);
 		} else if ((r = top_rows_build(&rows, f, &o->view)) == 0) {
@@ -377,8 +458,7 @@ static int run_stream(struct vmw_sampler *s, const struct top_opts *o, enum mode
 		if (!sleep_until(deadline))
 			break;
 	}
-	if (gone >= 0)
-		close(gone);
+out:
 	top_rows_free(&rows);
 	return ret;
 }
@@ -407,13 +487,11 @@ int cmd_top(int argc, char **argv)
 		.view = { .sort = TOP_COL_CPU, .pids = pids },
 		.sopts = { .sz = sizeof(struct vmw_sampler_opts) },
 	};
-	struct vmw_sampler *s = NULL;
-	struct vmw_error err = { 0 };
+	struct top_source src;
 	_cleanup_free_ struct top_header *h = calloc(1, sizeof(*h));
 	enum mode mode = MODE_TUI;
 	int cmdline = -1;        /* -1: the mode's default */
 	size_t npids = 0;
-	uint64_t prime;
 	int c, r, col;
 
 	while ((c = getopt_long(argc, argv, "d:n:bjo:p:Hth", opts, NULL)) != -1) {
@@ -482,32 +560,27 @@ int cmd_top(int argc, char **argv)
 		return 1;
 	}
 
-	if ((r = vmw_sampler_open(o.target, &o.sopts, &s, &err)) < 0) {
-		cli_error("%s", vmw_error_msg(&err, r));
-		return EXIT_USAGE;
-	}
+	if ((r = top_source_open(&src, o.target, &o.sopts)) != 0)
+		return r;
 	install_signals();
 
-	/* A first frame to compute rates against, so the first one shown has CPU%. */
+	/* A first frame to compute rates against, so the first one shown has CPU%
+	 * (if the guest cannot be read right now, the loops wait for it). */
 	{
 		struct vmw_frame *f;
-		if ((r = vmw_sampler_frame(s, &f, &err)) < 0) {
-			cli_error("%s", vmw_error_msg(&err, r));
-			vmw_sampler_close(s);
-			return 1;
-		}
-		vmw_frame_free(f);
-		prime = MIN(o.interval_ns, 200000000u);
-		if (!sleep_until(vmw_now_ns() + prime)) {
-			vmw_sampler_close(s);
-			return 0;
+		if (top_source_frame(&src, &f) == TOP_FRAME_OK) {
+			vmw_frame_free(f);
+			if (!sleep_until(vmw_now_ns() + MIN(o.interval_ns, 200000000u))) {
+				top_source_close(&src);
+				return 0;
+			}
 		}
 	}
 
 	if (mode == MODE_TUI)
-		r = top_tui_run(s, &o, h, &stop_requested);
+		r = top_tui_run(&src, &o, h, &stop_requested);
 	else
-		r = run_stream(s, &o, mode, h);
-	vmw_sampler_close(s);
+		r = run_stream(&src, &o, mode, h);
+	top_source_close(&src);
 	return r;
 }

@@ -159,7 +159,7 @@ struct top_opts {
 	bool cmdline;
 	struct vmw_sampler_opts sopts;
 };
-int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
+int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
 		volatile sig_atomic_t *stop);
 
 /* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
@@ -167,11 +167,34 @@ int top_parse_seconds(const char *s, uint64_t *ret);
 /* Shared by the loops: next deadline after a frame, skipping missed ones. */
 uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now, uint64_t *late);
 /*
- * A QEMU guest whose RAM is a shared mapping stays readable after QEMU exits,
- * so frames alone would show a frozen guest forever. top_guest_watch() opens
- * a pidfd of the QEMU process behind the sampler or named by a qemu:PID
- * target (-1 if none, e.g. a file target) and its pid; top_guest_gone()
- * tells whether that process has exited.
+ * The guest as top reads it: a sampler, and the QEMU process behind it.
+ *
+ * A guest that reboots can be unreadable for a while (its RAM holds no
+ * complete kernel until the new one is up); the sampler then fails to
+ * re-attach. As long as the QEMU process lives, the source closes the
+ * sampler and opens it again with back-off, and marks the first frame after
+ * that `rebooted`. A shared RAM mapping stays readable after QEMU exits, so
+ * frames alone would show a frozen guest forever: a pidfd of the process
+ * tells when it is gone. A file: target has no process: any failure is final.
  */
-int top_guest_watch(struct vmw_sampler *s, const char *target, pid_t *ret_pid);
-bool top_guest_gone(int pidfd);
+struct top_source {
+	const char *target;
+	struct vmw_sampler_opts opts;
+	struct vmw_sampler *s;       /* NULL while waiting to open it again */
+	int pidfd;                   /* -1: no QEMU process to watch */
+	pid_t pid;
+	bool reopened;               /* mark the next frame `rebooted` */
+	uint64_t retry_at, backoff_ns;
+	char why[600];               /* the last failure, for messages */
+};
+
+enum top_frame_status {
+	TOP_FRAME_OK,                /* *ret is a frame */
+	TOP_FRAME_WAIT,              /* not readable now (why); try again at retry_at */
+	TOP_FRAME_GONE,              /* never again (why) */
+};
+
+/* Open target; 0, or EXIT_USAGE after printing why it cannot be opened. */
+int top_source_open(struct top_source *src, const char *target, const struct vmw_sampler_opts *opts);
+void top_source_close(struct top_source *src);
+enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret);

@@ -32,7 +32,7 @@ enum {
 };
 
 struct tui {
-	struct vmw_sampler *s;
+	struct top_source *src;
 	const struct top_opts *o;
 	struct top_view view;
 	uint64_t interval_ns;
@@ -631,29 +631,29 @@ static void init_colors(struct tui *t)
 	t->colors = true;
 }
 
-/* Take a frame and show it. 0, or 1 after printing why the guest is gone. */
-static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t whysize)
+/* Take a frame and show it: TOP_FRAME_OK, or WAIT (the notice says so and
+ * *deadline is when to try again), or GONE. */
+static enum top_frame_status next_frame(struct tui *t, uint64_t *deadline)
 {
-	struct vmw_error err = { 0 };
 	struct vmw_frame *f;
+	enum top_frame_status st = top_source_frame(t->src, &f);
 	int r;
 
-	if ((r = vmw_sampler_frame(t->s, &f, &err)) < 0) {
-		snprintf(why, whysize, "%s", vmw_error_msg(&err, r));
-		return 1;
+	if (st == TOP_FRAME_WAIT) {
+		message(t, 3600, "Cannot read the guest (rebooting?), retrying: %s", t->src->why);
+		*deadline = t->src->retry_at;
+		return st;
 	}
-	if (top_guest_gone(gone)) {
-		vmw_frame_free(f);
-		snprintf(why, whysize, "%s: the QEMU process (PID %d) exited: the guest is gone",
-			 t->o->target, (int)qemu_pid);
-		return 1;
-	}
+	if (st != TOP_FRAME_OK)
+		return st;
+	if (t->msg_until && !strncmp(t->msg, "Cannot read the guest", 21))
+		t->msg_until = 0;
 	vmw_frame_free(t->frame);
 	t->frame = f;
-	top_header_fill(t->h, t->s, t->o->target, f);
+	top_header_fill(t->h, t->src->s, t->o->target, f);
 	if ((r = rebuild(t)) < 0) {
-		snprintf(why, whysize, "%s", strerror(-r));
-		return 1;
+		snprintf(t->src->why, sizeof(t->src->why), "%s", strerror(-r));
+		return TOP_FRAME_GONE;
 	}
 	if (f->rebooted) {
 		time_t sec = (time_t)(f->wall_time_ns / 1000000000u);
@@ -664,13 +664,13 @@ static int next_frame(struct tui *t, int gone, pid_t qemu_pid, char *why, size_t
 		message(t, 15, "The guest rebooted at %s: re-attached to Linux %s", clock, t->h->release);
 	}
 	t->frames++;
-	return 0;
+	return st;
 }
 
-int top_tui_run(struct vmw_sampler *s, const struct top_opts *o, struct top_header *h,
+int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
 		volatile sig_atomic_t *stop)
 {
-	struct tui t = { .s = s, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
+	struct tui t = { .src = src, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
 	sigset_t block, orig;
 	uint64_t deadline = vmw_now_ns();
 	char why[600] = "";

@@ -65,6 +65,9 @@ struct vmw_linux {
 	struct {
 		struct fld rss, total_vm, arg_start, arg_end, pgd;
 		uint32_t rss_stride, rss_count_off;
+		bool rss_percpu;               /* sum percpu_counter deltas like /proc */
+		uint32_t rss_counters_off, ncpus;
+		uint64_t percpu_off[256];      /* __per_cpu_offset[] */
 		int idx_file, idx_anon, idx_swap, idx_shmem;
 	} mm;
 	struct {
@@ -72,7 +75,10 @@ struct vmw_linux {
 			prev_utime, prev_stime, thread_head;
 	} sig;
 	struct { struct fld data, full_name; } kthread;
-	struct { struct fld pool, desc, current_work; } worker;
+	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
+	struct { struct fld cpu, id, attrs; } pool;
+	struct fld attrs_nice, wq_name;
+	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
 };
@@ -297,6 +303,18 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 			return vmw_error_set(err, -ENOENT, "kernel BTF: percpu_counter has no count");
 		l->mm.rss_stride = pcc_size;
 		l->mm.rss_count_off = c.off;
+		/* /proc adds the per-CPU deltas (percpu_counter_sum) since the
+		 * accurate-RSS fix (6.16, backported to 6.12.y); older 6.2+ kernels
+		 * print only the central count, which lags by up to a batch. */
+		if (member(l, "percpu_counter", "counters", &c) == 0 && c.size == 8) {
+			const struct vmw_kernel_info *ki = vmw_kernel_info(l->k);
+			l->mm.rss_counters_off = c.off;
+			l->mm.ncpus = MIN(ki->nr_cpus, (unsigned)ARRAY_SIZE(l->mm.percpu_off));
+			for (unsigned i = 0; i < l->mm.ncpus; i++)
+				if (vmw_kernel_percpu_offset(l->k, i, &l->mm.percpu_off[i]) < 0)
+					l->mm.ncpus = i;
+			l->mm.rss_percpu = l->mm.ncpus > 0;
+		}
 	} else {
 		return vmw_error_set(err, -ENOTSUP,
 			"kernel BTF: mm_struct.rss_stat (%u bytes) is neither mm_rss_stat nor percpu_counter[]",
@@ -328,6 +346,19 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 	member(l, "worker", "pool", &l->worker.pool);
 	member(l, "worker", "desc", &l->worker.desc);
 	member(l, "worker", "current_work", &l->worker.current_work);
+	/* Newer kernels name workers from their pool and id (format_worker_id) rather
+	 * than task->comm, so rescuers show "kworker/R-<full workqueue name>". */
+	{
+		uint64_t a;
+		l->worker_ids = vmw_kernel_symbol(l->k, "format_worker_id", &a) == 0 &&
+				member(l, "worker", "rescue_wq", &l->worker.rescue_wq) == 0 &&
+				member(l, "worker", "id", &l->worker.id) == 0 &&
+				member(l, "worker_pool", "cpu", &l->pool.cpu) == 0 &&
+				member(l, "worker_pool", "id", &l->pool.id) == 0 &&
+				member(l, "worker_pool", "attrs", &l->pool.attrs) == 0 &&
+				member(l, "workqueue_attrs", "nice", &l->attrs_nice) == 0 &&
+				member(l, "workqueue_struct", "name", &l->wq_name) == 0;
+	}
 
 	/* Read plans: which bytes of each structure a walk needs. */
 	struct fld tasks_prev = { l->t.tasks.off + 8, 8, true };
@@ -582,6 +613,45 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 	return 0;
 }
 
+/* Add each RSS counter's per-CPU deltas (__percpu_counter_sum), one batched
+ * read for a whole batch of processes. An unreadable delta counts as 0. */
+static void add_percpu_rss(struct vmw_linux *l, struct walk_state *ws, size_t base, size_t cnt,
+			   uint64_t ctr[][4], int64_t rss[][4])
+{
+	size_t n = 0, max = cnt * 4 * l->mm.ncpus;
+	struct vmw_virt_iov *iov = calloc(max ? max : 1, sizeof(*iov));
+	int32_t *val = calloc(max ? max : 1, sizeof(*val));
+
+	if (!iov || !val)
+		goto out;
+	for (size_t i = 0; i < cnt; i++) {
+		if (!ws->raw[base + i].mm)
+			continue;
+		for (int j = 0; j < 4; j++) {
+			if (!ctr[i][j])
+				continue;
+			for (unsigned c = 0; c < l->mm.ncpus; c++, n++)
+				iov[n] = (struct vmw_virt_iov){ ctr[i][j] + l->mm.percpu_off[c], &val[n], 4, 0 };
+		}
+	}
+	vmw_xlat_readv(l->kx, iov, n);
+	n = 0;
+	for (size_t i = 0; i < cnt; i++) {
+		if (!ws->raw[base + i].mm)
+			continue;
+		for (int j = 0; j < 4; j++) {
+			if (!ctr[i][j])
+				continue;
+			for (unsigned c = 0; c < l->mm.ncpus; c++, n++)
+				if (!iov[n].err)
+					rss[i][j] += val[n];
+		}
+	}
+out:
+	free(iov);
+	free(val);
+}
+
 /* Stage 2: parent tgid, credentials, memory counters, signal totals. */
 static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned page_size)
 {
@@ -598,6 +668,10 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 		size_t cnt = MIN((size_t)BATCH, ws->n - base), k = 0;
 		/* Where each process's pieces start in iov, to attribute errors. */
 		size_t first[BATCH][4], count[BATCH][4];
+		/* RSS counters (anon, file, shmem, swap) and their per-CPU parts. */
+		int64_t rss[BATCH][4];
+		uint64_t ctr[BATCH][4];
+		const int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
 
 		for (size_t i = 0; i < cnt; i++) {
 			struct raw *rw = &ws->raw[base + i];
@@ -643,20 +717,17 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 				p->egid = (uint32_t)get(c, l->cred.egid);
 			}
 			if (ok[2]) {
-				int64_t v[4] = { 0 };
-				int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
 				for (int j = 0; j < 4; j++) {
+					uint32_t at;
+					rss[i][j] = 0;
+					ctr[i][j] = 0;
 					if (idx[j] < 0)
 						continue;
-					memcpy(&v[j], m + l->mm.rss.off + (uint32_t)idx[j] * l->mm.rss_stride +
-						      l->mm.rss_count_off, 8);
-					if (v[j] < 0)
-						v[j] = 0;  /* get_mm_counter clamps */
+					at = l->mm.rss.off + (uint32_t)idx[j] * l->mm.rss_stride;
+					memcpy(&rss[i][j], m + at + l->mm.rss_count_off, 8);
+					if (l->mm.rss_percpu)
+						memcpy(&ctr[i][j], m + at + l->mm.rss_counters_off, 8);
 				}
-				p->rss_anon_bytes = (uint64_t)v[0] * page_size;
-				p->rss_file_bytes = (uint64_t)v[1] * page_size;
-				p->rss_shmem_bytes = (uint64_t)v[2] * page_size;
-				p->swap_bytes = (uint64_t)v[3] * page_size;
 				p->vsz_bytes = get(m, l->mm.total_vm) * page_size;
 			} else {
 				rw->mm = 0;
@@ -673,6 +744,20 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 			} else {
 				rw->signal = 0;
 			}
+		}
+		if (l->mm.rss_percpu)
+			add_percpu_rss(l, ws, base, cnt, ctr, rss);
+		for (size_t i = 0; i < cnt; i++) {
+			struct vmw_proc *p = &ws->procs[base + i];
+			if (!ws->raw[base + i].mm)
+				continue;
+			for (int j = 0; j < 4; j++)
+				if (rss[i][j] < 0)
+					rss[i][j] = 0;  /* get_mm_counter clamps */
+			p->rss_anon_bytes = (uint64_t)rss[i][0] * page_size;
+			p->rss_file_bytes = (uint64_t)rss[i][1] * page_size;
+			p->rss_shmem_bytes = (uint64_t)rss[i][2] * page_size;
+			p->swap_bytes = (uint64_t)rss[i][3] * page_size;
 		}
 	}
 out:
@@ -762,6 +847,42 @@ static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t si
 	return got ? 0 : -EFAULT;
 }
 
+/* format_worker_id() of kernel/workqueue.c (Linux >= 6.10). Leaves name as
+ * it is when something is unreadable. */
+static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, char *name, size_t size)
+{
+	uint64_t rescue_wq = 0, attrs = 0;
+	int32_t id = 0, cpu = 0, pool_id = 0, nice = 0;
+	char wq[64] = "";
+
+	if (vmw_xlat_read(l->kx, worker + l->worker.rescue_wq.off, &rescue_wq, 8) < 0 ||
+	    vmw_xlat_read(l->kx, worker + l->worker.id.off, &id, 4) < 0)
+		return;
+	if (rescue_wq) {
+		if (!kaddr(l, rescue_wq) ||
+		    vmw_xlat_read(l->kx, rescue_wq + l->wq_name.off, wq,
+				  MIN(sizeof(wq) - 1, (size_t)l->wq_name.size)) < 0)
+			return;
+		wq[sizeof(wq) - 1] = '\0';
+		snprintf(name, size, "kworker/R-%s", wq);
+	} else if (pool) {
+		if (!kaddr(l, pool) ||
+		    vmw_xlat_read(l->kx, pool + l->pool.cpu.off, &cpu, 4) < 0 ||
+		    vmw_xlat_read(l->kx, pool + l->pool.id.off, &pool_id, 4) < 0)
+			return;
+		if (cpu >= 0) {
+			if (vmw_xlat_read(l->kx, pool + l->pool.attrs.off, &attrs, 8) < 0 || !kaddr(l, attrs) ||
+			    vmw_xlat_read(l->kx, attrs + l->attrs_nice.off, &nice, 4) < 0)
+				return;
+			snprintf(name, size, "kworker/%d:%d%s", cpu, id, nice < 0 ? "H" : "");
+		} else {
+			snprintf(name, size, "kworker/u%d:%d", pool_id, id);
+		}
+	} else {
+		snprintf(name, size, "kworker/dying");
+	}
+}
+
 /* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
 static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
@@ -770,24 +891,31 @@ static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	if (!kaddr(l, rw->kthread) || !l->kthread.data.ok)
 		return;
 	if (rw->flags & PF_WQ_WORKER) {
-		uint64_t worker, pool, cur_work;
-		char desc[32] = "";
+		/* wq_worker_comm(): the worker's name, then "+desc" while it runs a
+		 * work item or "-desc" for the last one it ran. */
+		uint64_t worker, pool = 0, cur_work = 0;
+		char desc[32] = "", base[64];
+		int off;
+
 		if (!l->worker.pool.ok || !l->worker.desc.ok)
 			return;
 		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.data.off, &worker, 8) < 0 || !kaddr(l, worker))
 			return;
-		if (vmw_xlat_read(l->kx, worker + l->worker.pool.off, &pool, 8) < 0 || !pool)
+		if (vmw_xlat_read(l->kx, worker + l->worker.pool.off, &pool, 8) < 0)
 			return;
-		if (vmw_xlat_read(l->kx, worker + l->worker.desc.off, desc,
-				  MIN(sizeof(desc) - 1, (size_t)l->worker.desc.size)) < 0)
-			return;
-		desc[sizeof(desc) - 1] = '\0';
-		if (!desc[0])
-			return;
-		cur_work = 0;
-		if (l->worker.current_work.ok)
-			vmw_xlat_read(l->kx, worker + l->worker.current_work.off, &cur_work, 8);
-		snprintf(buf, sizeof(buf), "%.15s%c%s", p->comm, cur_work ? '+' : '-', desc);
+		snprintf(base, sizeof(base), "%s", p->comm);
+		if (l->worker_ids)
+			worker_id_name(l, worker, pool, base, sizeof(base));
+		off = snprintf(buf, sizeof(buf), "%s", base);
+		if (pool && kaddr(l, pool) &&
+		    vmw_xlat_read(l->kx, worker + l->worker.desc.off, desc,
+				  MIN(sizeof(desc) - 1, (size_t)l->worker.desc.size)) == 0) {
+			desc[sizeof(desc) - 1] = '\0';
+			if (l->worker.current_work.ok)
+				vmw_xlat_read(l->kx, worker + l->worker.current_work.off, &cur_work, 8);
+			if (desc[0] && off >= 0 && (size_t)off < sizeof(buf))
+				snprintf(buf + off, sizeof(buf) - (size_t)off, "%c%s", cur_work ? '+' : '-', desc);
+		}
 		memcpy(p->comm, buf, sizeof(p->comm));
 	} else if (l->kthread.full_name.ok) {
 		uint64_t name;

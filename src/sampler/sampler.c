@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sampler.c - frames over time: rates, events, reboot handling. */
 #include "sampler/sampler.h"
+#include "virt/virt.h"
 
 #include <errno.h>
 #include <string.h>
@@ -28,7 +29,10 @@ struct table {
 };
 
 struct vmw_sampler {
-	char *target;
+	char *target;                     /* as given: qemu:PID, file:PATH or a libvirt domain */
+	char mem_target[64 + 4096];       /* what the memory layer opened */
+	char display[320];                /* "vm1 (qemu:1234)" */
+	bool is_domain;                   /* re-resolve when its QEMU goes away */
 	struct vmw_sampler_opts opts;
 	struct vmw_mem *mem;
 	struct vmw_kernel *k;
@@ -157,7 +161,11 @@ int vmw_sampler_open(const char *target, const struct vmw_sampler_opts *opts,
 	if (opts)
 		memcpy(&s->opts, opts, MIN(opts->sz ? opts->sz : sizeof(*opts), sizeof(s->opts)));
 	mopts.force_process_read = s->opts.process_read;
-	if ((r = vmw_mem_open(target, &mopts, &s->mem, err)) < 0)
+	if ((r = vmw_virt_resolve_target(target, s->mem_target, sizeof(s->mem_target), s->display,
+					 sizeof(s->display), err)) < 0)
+		goto fail;
+	s->is_domain = r == 1;
+	if ((r = vmw_mem_open(s->mem_target, &mopts, &s->mem, err)) < 0)
 		goto fail;
 	if ((r = attach(s, err)) < 0) {
 		vmw_error_prefix(err, "%s: ", target);
@@ -183,6 +191,30 @@ void vmw_sampler_close(struct vmw_sampler *s)
 }
 
 struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s) { return s->k; }
+const char *vmw_sampler_name(const struct vmw_sampler *s) { return s->display; }
+
+/* A libvirt domain whose QEMU went away may have been restarted under a new
+ * PID: resolve it again and start over on the new process. */
+static int reopen_domain(struct vmw_sampler *s, struct vmw_error *err)
+{
+	struct vmw_mem_opts mopts = { .sz = sizeof(mopts), .force_process_read = s->opts.process_read };
+	char target[sizeof(s->mem_target)];
+	struct vmw_mem *mem;
+	int r;
+
+	if ((r = vmw_virt_resolve_target(s->target, target, sizeof(target), s->display,
+					 sizeof(s->display), err)) < 0)
+		return r;
+	if (!strcmp(target, s->mem_target))
+		return vmw_error_set(err, -ESRCH, "%s: its QEMU process is gone", s->target);
+	if ((r = vmw_mem_open(target, &mopts, &mem, err)) < 0)
+		return r;
+	detach(s);
+	vmw_mem_close(s->mem);
+	s->mem = mem;
+	memcpy(s->mem_target, target, sizeof(target));
+	return attach(s, err);
+}
 struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s) { return s->mem; }
 
 /* Has the guest rebooted since attach? Its VMCOREINFO text moved or changed. */
@@ -326,6 +358,11 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 
 	if (!f)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (!s->k && (r = attach(s, err)) < 0) {
+		/* An earlier re-attach failed; the guest may still be booting. */
+		free(f);
+		return vmw_error_prefix(err, "%s: ", s->target);
+	}
 	if (rebooted(s)) {
 	reattach:
 		detach(s);
@@ -336,6 +373,14 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 		was_rebooted = true;
 	}
 	r = vmw_linux_walk(s->lx, s->opts.walk_flags, &w, err);
+	if (r == -ESRCH && s->is_domain && !was_rebooted) {
+		if ((r = reopen_domain(s, err)) < 0) {
+			free(f);
+			return r;
+		}
+		was_rebooted = true;
+		r = vmw_linux_walk(s->lx, s->opts.walk_flags, &w, err);
+	}
 	if (r < 0) {
 		free(f);
 		return vmw_error_prefix(err, "%s: ", s->target);

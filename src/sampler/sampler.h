@@ -3,7 +3,9 @@
  * sampler.h - frames of a guest over time: per-process CPU% and memory, the
  * guest summary, and process events between frames.
  *
- * A sampler owns one guest (memory source + kernel + Linux model). Each call
+ * A sampler owns one guest (memory source + kernel + Linux model), given as
+ * qemu:PID, file:PATH or a libvirt domain name/UUID (resolved again when its
+ * QEMU process is replaced, e.g. after a restart). Each call
  * to vmw_sampler_frame() walks the guest once — never pausing it — and
  * computes, against the previous frame:
  *   - CPU% of each process (and thread, on request) from the change in the
@@ -98,6 +100,8 @@ void vmw_frame_free(struct vmw_frame *f);
 
 struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s);
 struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
+/* What the sampler watches, for display: "vm1 (qemu:1234)" or the target. */
+const char *vmw_sampler_name(const struct vmw_sampler *s);
 
 /* Pure helper, exposed for tests: the interval rates are computed over.
  * The host clock is precise; the guest's clock (as of its last tick or idle

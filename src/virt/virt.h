@@ -20,15 +20,16 @@
  * Threads: while any struct vmw_virt is open, one process-wide background
  * thread runs libvirt's default event loop (it answers libvirtd's keepalive
  * pings, notices a vanished libvirtd and delivers events); the last
- * vmw_virt_close joins it. A struct vmw_virt may be used from several
- * threads at once (vmw_virt_list/lookup share its connection under a lock
- * and reconnect once if libvirtd was restarted). Event callbacks run in the
+ * vmw_virt_close joins it. vmw_virt_list/lookup may be called from several
+ * threads at once, also while watching (they share one connection under a
+ * lock and reconnect once if libvirtd was restarted); vmw_virt_watch and
+ * vmw_virt_close are for the owner's thread. Event callbacks run in the
  * loop thread, one at a time, in event order, for every watching struct
  * vmw_virt. vmw_virt_close must not be called from an event callback.
  * Process-wide effects: libvirt's default error printing to stderr is
  * turned off (its messages come back in struct vmw_error), and libvirt's
  * default event implementation is registered, the first time vmw_virt_open
- * (or vmw_virt_resolve_target) runs. Library calls never die of SIGPIPE
+ * runs (also through vmw_virt_resolve_target for a domain). Library calls never die of SIGPIPE
  * from a dead libvirtd (it is blocked around libvirt calls).
  */
 #pragma once

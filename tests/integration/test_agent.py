@@ -705,7 +705,9 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
             a.request("/metrics")
             time.sleep(interval)
         c1, t1 = cpu(), time.monotonic()
-        rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{a.proc.pid}/status").read()).group(1))
+        status = open(f"/proc/{a.proc.pid}/status").read()
+        rss = {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) for k in ("VmRSS", "RssAnon", "RssFile",
+                                                                              "RssShmem", "VmHWM")}
         vms = a.json("/v1/vms")["vms"]
         frames = [v["monitoring"]["last_frame"] for v in vms]
         per_interval = (c1 - c0) / ((t1 - t0) / interval)
@@ -714,6 +716,7 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
             "agent_cpu_s_per_interval": round(per_interval, 4),
             "agent_cpu_percent_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 2),
             "agent_rss_kib": rss,
+            "agent_threads": int(re.search(r"Threads:\s+(\d+)", status).group(1)),
             "processes_per_guest": [f["processes"] for f in frames],
             "frame_ms": [round(f["duration_seconds"] * 1000, 2) for f in frames],
             "history_bytes_total": sum(int(m) for m in re.findall(

@@ -557,7 +557,9 @@ def test_top_json_100hz_without_drift(g, work, vmwatch):
     print(f"100 Hz: {n} frames, {lates[-1]} deadlines skipped, grid offset "
           f"{head:+.2f} ms (first 25) / {tail:+.2f} ms (last 25)")
     assert abs(tail - head) < 5, offsets
-    assert all(f["interval_ns"] > 0 for f in frames[1:])
+    # sampler.h: interval_ns is 0 only on the first frame after attach.
+    zero = [f["seq"] for f in frames if f["interval_ns"] == 0 and not f["first"]]
+    assert not zero, f"frames with interval_ns 0 (CPU% meaningless): seq {zero}"
 
 
 def test_top_summary_header(g, work, vmwatch, term):
