@@ -38,8 +38,7 @@ struct agent_snap {
 	atomic_uint ref;
 	uint64_t seq;                  /* publications for this VM, from 1 */
 	struct vmw_frame *frame;
-	const struct vmw_summary *summary; /* &sum, or NULL when the guest's summary is unknown */
-	struct vmw_summary sum;        /* (its per-CPU array is not kept: sum.cpu is NULL) */
+	const struct vmw_summary *summary; /* &frame->summary, or NULL when the frame has none */
 	uint32_t *pidmap;              /* pid -> index + 1 in frame->procs */
 	size_t pidcap;
 	struct agent_group *groups;    /* sorted by name */
@@ -221,8 +220,8 @@ void agent_query_free(struct agent_query *q);
 json_t *agent_procs_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q);
 /* The SSE frame: procs_json plus summary and this frame's events. */
 json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q);
-/* The guest summary of s; CPU split over the interval since prev (may be NULL). */
-json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_snap *prev);
+/* The guest summary of s (what top shows in its header). */
+json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s);
 json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
 json_t *agent_event_json(const struct agent_event *ev);
 json_t *agent_json_string(const char *s);

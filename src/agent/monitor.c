@@ -222,7 +222,7 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 }
 
 static struct agent_snap *snap_build(struct vmw_frame *f, const struct agent_snap *prev,
-				     uint64_t seq, unsigned max_groups, const struct vmw_summary *sum)
+				     uint64_t seq, unsigned max_groups)
 {
 	struct agent_snap *s = calloc(1, sizeof(*s));
 	size_t cap = 16;
@@ -232,12 +232,7 @@ static struct agent_snap *snap_build(struct vmw_frame *f, const struct agent_sna
 	atomic_init(&s->ref, 1);
 	s->seq = seq;
 	s->frame = f;
-	if (sum) {
-		s->sum = *sum;
-		s->sum.cpu = NULL;
-		s->sum.ncpus = sum->ncpus;
-		s->summary = &s->sum;
-	}
+	s->summary = f->summary_ok ? &f->summary : NULL;
 	while (cap < f->nprocs * 2)
 		cap <<= 1;
 	if (!(s->pidmap = calloc(cap, sizeof(*s->pidmap)))) {
@@ -438,22 +433,6 @@ static void thread_done(struct agent *a)
 	pthread_mutex_unlock(&a->threads_lock);
 }
 
-/* (Re)open the summary reader for the sampler's current kernel. A kernel
- * without the needed symbols still gets frames, without a summary. */
-static void open_summary(struct agent_vm *vm, struct vmw_sampler *s, struct vmw_summary_reader **sr)
-{
-	struct vmw_error err = { 0 };
-	int r;
-
-	vmw_summary_free(*sr);
-	*sr = NULL;
-	if ((r = vmw_summary_new(vmw_sampler_kernel(s), sr, &err)) < 0) {
-		*sr = NULL;
-		vmw_agent_log(VMW_LOG_WARNING, "vm %s: no guest summary (uptime, load, memory): %s", vm->name,
-			      vmw_error_msg(&err, r));
-	}
-}
-
 static void *vm_thread(void *arg)
 {
 	struct agent_vm *vm = arg;
@@ -464,7 +443,6 @@ static void *vm_thread(void *arg)
 		.no_cache = !a->cfg.kernel_cache,
 	};
 	struct vmw_sampler *s = NULL;
-	struct vmw_summary_reader *sr = NULL;    /* the guest summary, read after each frame */
 	struct agent_snap *last = NULL;
 	uint64_t seq = 0, next = vmw_now_ns();
 	unsigned failures = 0;
@@ -474,8 +452,6 @@ static void *vm_thread(void *arg)
 		struct vmw_error err = { 0 };
 		struct vmw_frame *f = NULL;
 		struct agent_snap *snap;
-		struct vmw_summary sum;
-		bool have_sum;
 		int r;
 
 		if (vm->qemu_pid && (!vm->qemu_start_ticks ||
@@ -485,8 +461,6 @@ static void *vm_thread(void *arg)
 			pthread_mutex_lock(&vm->lock);
 			set_status(vm, AGENT_VM_GONE, "gone", msg);
 			pthread_mutex_unlock(&vm->lock);
-			vmw_summary_free(sr);
-			sr = NULL;
 			vmw_sampler_close(s);
 			s = NULL;
 			vm_wait_until(vm, vmw_now_ns() + 3600000000000ull);
@@ -512,7 +486,6 @@ static void *vm_thread(void *arg)
 				continue;
 			}
 			const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_sampler_kernel(s));
-			open_summary(vm, s, &sr);
 			pthread_mutex_lock(&vm->lock);
 			snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
 			snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
@@ -527,8 +500,6 @@ static void *vm_thread(void *arg)
 			vm->frame_errors_total++;
 			set_status(vm, AGENT_VM_ERROR, classify(r, m), m);
 			pthread_mutex_unlock(&vm->lock);
-			vmw_summary_free(sr);
-			sr = NULL;
 			vmw_sampler_close(s);
 			s = NULL;
 			vm_wait_until(vm, vmw_now_ns() + backoff_ns(vm, ++failures));
@@ -538,7 +509,6 @@ static void *vm_thread(void *arg)
 		if (f->rebooted) {
 			const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_sampler_kernel(s));
 			vmw_agent_log(VMW_LOG_NOTICE, "vm %s: guest rebooted (now Linux %s)", vm->name, ki->release);
-			open_summary(vm, s, &sr);    /* the old reader belonged to the old kernel */
 			pthread_mutex_lock(&vm->lock);
 			snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
 			snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
@@ -546,8 +516,7 @@ static void *vm_thread(void *arg)
 		}
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		have_sum = sr && vmw_summary_read(sr, &sum, &err) == 0;
-		if (!(snap = snap_build(f, last, seq + 1, a->cfg.max_groups, have_sum ? &sum : NULL))) {
+		if (!(snap = snap_build(f, last, seq + 1, a->cfg.max_groups))) {
 			vmw_frame_free(f);
 			vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory building a snapshot", vm->name);
 		} else {
@@ -573,7 +542,6 @@ static void *vm_thread(void *arg)
 			next = vmw_now_ns() + interval_ns(a) / 4;
 		vm_wait_until(vm, next);
 	}
-	vmw_summary_free(sr);
 	vmw_sampler_close(s);
 	agent_snap_unref(last);
 	thread_done(a);

@@ -74,22 +74,14 @@ static json_t *cpu_times_json(const struct vmw_cpu_times *t)
 	return o;
 }
 
-/* top's "%Cpu(s)" line: each mode's share of the time all CPUs accounted. */
-static json_t *cpu_percent_json(const struct vmw_cpu_times *now, const struct vmw_cpu_times *before)
+static json_t *cpu_percent_json(const struct vmw_cpu_percent *p)
 {
-	uint64_t total = 0;
-	json_t *o = json_object();
-#define X(m) if (strcmp(#m, "guest") && strcmp(#m, "guest_nice")) total += vmw_sat_sub(now->m, before->m);
-	CPU_MODES(X)
-#undef X
-#define X(m) json_object_set_new(o, #m, json_real(total ? 100.0 * (double)vmw_sat_sub(now->m, before->m) / \
-							   (double)total : 0.0));
-	CPU_MODES(X)
-#undef X
-	return o;
+	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "user", p->user, "nice", p->nice,
+			 "system", p->system, "idle", p->idle, "iowait", p->iowait, "irq", p->irq,
+			 "softirq", p->softirq, "steal", p->steal);
 }
 
-json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_snap *prev)
+json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s)
 {
 	const struct vmw_summary *m = s->summary;
 	char release[72];
@@ -122,8 +114,20 @@ json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s, cons
 		"swap_cached_bytes", (json_int_t)m->swap_cached_kb * 1024));
 	json_t *cpu = json_pack("{s:i, s:i, s:o}", "online", (int)m->ncpus, "possible", (int)m->ncpus_possible,
 				"seconds", cpu_times_json(&m->total));
-	json_object_set_new(cpu, "percent", prev && prev->summary && prev->seq + 1 >= s->seq
-				? cpu_percent_json(&m->total, &prev->summary->total) : json_null());
+	/* top's %Cpu(s) line and its per-vCPU lines, over the last interval. */
+	if (!s->frame->first) {
+		json_t *per = json_array();
+		json_object_set_new(cpu, "percent", cpu_percent_json(&s->frame->cpu_total));
+		for (unsigned i = 0; s->frame->cpu && m->cpu && i < m->ncpus; i++) {
+			json_t *c = cpu_percent_json(&s->frame->cpu[i]);
+			json_object_set_new(c, "cpu", json_integer(m->cpu[i].cpu));
+			json_array_append_new(per, c);
+		}
+		json_object_set_new(cpu, "per_cpu", per);
+	} else {
+		json_object_set_new(cpu, "percent", json_null());
+		json_object_set_new(cpu, "per_cpu", json_null());
+	}
 	json_object_set_new(o, "cpu", cpu);
 	json_object_set_new(o, "context_switches", json_integer((json_int_t)m->ctxt));
 	json_object_set_new(o, "forks", json_integer((json_int_t)m->processes));
@@ -135,7 +139,7 @@ json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s, cons
 
 json_t *agent_vm_json(struct agent_vm *vm, bool detail)
 {
-	struct agent_snap *s, *prev;
+	struct agent_snap *s;
 	struct vmw_domain d;
 	json_t *o, *mon, *last = json_null();
 	char reason[sizeof(vm->reason)], release[72], build_id[48];
@@ -155,7 +159,6 @@ json_t *agent_vm_json(struct agent_vm *vm, bool detail)
 	attaches = vm->attaches_total;
 	since = vm->status_wall_ns;
 	s = agent_snap_ref(vm->snap);
-	prev = agent_snap_ref(vm->prev);
 	pthread_mutex_unlock(&vm->lock);
 
 	o = json_pack("{s:s, s:o, s:o, s:s, s:i, s:I, s:i, s:o, s:o, s:s, s:o}",
@@ -183,13 +186,12 @@ json_t *agent_vm_json(struct agent_vm *vm, bool detail)
 	json_object_set_new(o, "ram_hugepages", json_boolean(d.ram_hugepages));
 	json_object_set_new(o, "monitoring", mon);
 	if (detail) {
-		json_object_set_new(o, "summary", s ? agent_summary_json(vm, s, prev) : json_null());
+		json_object_set_new(o, "summary", s ? agent_summary_json(vm, s) : json_null());
 		pthread_mutex_lock(&vm->lock);
 		json_object_set_new(o, "history", agent_hist_vm_json(&vm->hist));
 		pthread_mutex_unlock(&vm->lock);
 	}
 	agent_snap_unref(s);
-	agent_snap_unref(prev);
 	return o;
 }
 
@@ -373,12 +375,9 @@ json_t *agent_event_json(const struct agent_event *ev)
 json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q)
 {
 	json_t *o = agent_procs_json(vm, s, q), *evs = json_array();
-	struct agent_snap *prev = NULL;
 	uint64_t first_seq = 0;
 
 	pthread_mutex_lock(&vm->lock);
-	if (vm->snap == s)
-		prev = agent_snap_ref(vm->prev);
 	/* This frame's events are the last f->nevents of the ring (if still there). */
 	if (vm->snap == s && vm->ev_n >= s->frame->nevents) {
 		first_seq = vm->ev_next_seq - s->frame->nevents + 1;
@@ -393,9 +392,8 @@ json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const 
 			json_array_append_new(evs, agent_event_json(&ev));
 		}
 	}
-	json_object_set_new(o, "summary", agent_summary_json(vm, s, prev));
+	json_object_set_new(o, "summary", agent_summary_json(vm, s));
 	json_object_set_new(o, "events", evs);
-	agent_snap_unref(prev);
 	return o;
 }
 

@@ -110,7 +110,8 @@ static void print_text(const struct cli_target *t, char **syms, size_t nsyms)
 
 	printf("target:           %s\n", t->name);
 	printf("source:           %s\n", vmw_mem_describe(t->mem));
-	printf("ram:              %" PRIu64 " bytes\n", ki->ram_bytes);
+	printf("ram:              %.1f MiB (%" PRIu64 " bytes)\n", (double)ki->ram_bytes / (1 << 20),
+	       ki->ram_bytes);
 	printf("kernel:           Linux %s\n", ki->release);
 	printf("build id:         %s\n", ki->build_id);
 	printf("kaslr offset:     0x%" PRIx64 "\n", ki->kaslr_offset);

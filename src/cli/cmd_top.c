@@ -196,7 +196,9 @@ enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame 
 	}
 	if ((r = vmw_sampler_frame(src->s, &f, &err)) < 0) {
 		snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
-		return r == -ESRCH ? (source_gone(src), TOP_FRAME_GONE) : source_wait(src);
+		if (r == -ESRCH)       /* read through the process, and it is gone */
+			return TOP_FRAME_GONE;
+		return source_wait(src);
 	}
 	if (source_gone(src)) {
 		vmw_frame_free(f);

@@ -150,22 +150,6 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 /* JSON for the frame's summary (what is known; see top_header). */
 json_t *top_summary_json(const struct top_header *h);
 
-/* Interactive view. Returns the exit code; *stop is set by SIGINT/SIGTERM. */
-struct top_opts {
-	const char *target;
-	uint64_t interval_ns;
-	uint64_t iterations;       /* 0: until quit */
-	struct top_view view;
-	bool cmdline;
-	struct vmw_sampler_opts sopts;
-};
-int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
-		volatile sig_atomic_t *stop);
-
-/* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
-int top_parse_seconds(const char *s, uint64_t *ret);
-/* Shared by the loops: next deadline after a frame, skipping missed ones. */
-uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now, uint64_t *late);
 /*
  * The guest as top reads it: a sampler, and the QEMU process behind it.
  *
@@ -198,3 +182,20 @@ enum top_frame_status {
 int top_source_open(struct top_source *src, const char *target, const struct vmw_sampler_opts *opts);
 void top_source_close(struct top_source *src);
 enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret);
+
+/* Interactive view. Returns the exit code; *stop is set by SIGINT/SIGTERM. */
+struct top_opts {
+	const char *target;
+	uint64_t interval_ns;
+	uint64_t iterations;       /* 0: until quit */
+	struct top_view view;
+	bool cmdline;
+	struct vmw_sampler_opts sopts;
+};
+int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
+		volatile sig_atomic_t *stop);
+
+/* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
+int top_parse_seconds(const char *s, uint64_t *ret);
+/* Shared by the loops: next deadline after a frame, skipping missed ones. */
+uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now, uint64_t *late);

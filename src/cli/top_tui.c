@@ -674,8 +674,7 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 	sigset_t block, orig;
 	uint64_t deadline = vmw_now_ns();
 	char why[600] = "";
-	pid_t qemu_pid;
-	int gone, ret = 0;
+	int ret = 0;
 	bool dirty = true;
 	SCREEN *scr;
 
@@ -697,7 +696,6 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 	curs_set(0);
 	set_escdelay(25);
 	init_colors(&t);
-	gone = top_guest_watch(s, o->target, &qemu_pid);
 
 	for (;;) {
 		uint64_t now;
@@ -718,11 +716,17 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 			break;
 		now = vmw_now_ns();
 		if (now >= deadline) {
-			if (next_frame(&t, gone, qemu_pid, why, sizeof(why))) {
-				ret = 1;
+			switch (next_frame(&t, &deadline)) {
+			case TOP_FRAME_OK:
+				deadline = top_next_deadline(deadline, t.interval_ns, vmw_now_ns(), &t.late);
 				break;
+			case TOP_FRAME_WAIT:
+				break;    /* deadline: when to try again */
+			case TOP_FRAME_GONE:
+				snprintf(why, sizeof(why), "%s", src->why);
+				ret = 1;
+				goto done;
 			}
-			deadline = top_next_deadline(deadline, t.interval_ns, vmw_now_ns(), &t.late);
 			dirty = true;
 		}
 		if (dirty) {
@@ -757,8 +761,6 @@ done:
 	sigprocmask(SIG_SETMASK, &orig, NULL);
 	if (why[0])
 		cli_error("%s", why);
-	if (gone >= 0)
-		close(gone);
 	vmw_frame_free(t.frame);
 	top_rows_free(&t.rows);
 	return ret;

@@ -15,7 +15,6 @@
  */
 #include "linux/linux.h"
 
-#include <bpf/btf.h>
 #include <errno.h>
 #include <string.h>
 
@@ -220,22 +219,17 @@ static int member_any(struct vmw_linux *l, const char *type, const char *const *
 	return -ENOENT;
 }
 
-static int enum_value(const struct btf *btf, const char *name, int *ret)
+/* An enumerator's value (MM_ANONPAGES, ...) from BTF, as an int index. */
+static int enum_value(struct vmw_linux *l, const char *name, int *ret)
 {
-	uint32_t n = btf__type_cnt(btf);
-
-	for (uint32_t id = 1; id < n; id++) {
-		const struct btf_type *t = btf__type_by_id(btf, id);
-		if (!btf_is_enum(t))
-			continue;
-		const struct btf_enum *e = btf_enum(t);
-		for (uint16_t i = 0; i < btf_vlen(t); i++)
-			if (!strcmp(btf__name_by_offset(btf, e[i].name_off), name)) {
-				*ret = e[i].val;
-				return 0;
-			}
-	}
-	return -ENOENT;
+	int64_t v;
+	int r = vmw_kernel_enum_value(l->k, name, &v);
+	if (r < 0)
+		return r;
+	if (v < 0 || v > 64)
+		return -ERANGE;
+	*ret = (int)v;
+	return 0;
 }
 
 #define NEED(type, name, f) do { \
@@ -247,7 +241,6 @@ static int enum_value(const struct btf *btf, const char *name, int *ret)
 
 static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 {
-	const struct btf *btf = vmw_kernel_btf(l->k);
 	uint32_t rss_size = 0, pcc_size = 0, old_size = 0;
 
 	NEED("task_struct", "tasks", &l->t.tasks);
@@ -320,11 +313,11 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 			"kernel BTF: mm_struct.rss_stat (%u bytes) is neither mm_rss_stat nor percpu_counter[]",
 			rss_size);
 	}
-	if (enum_value(btf, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
-	    enum_value(btf, "MM_ANONPAGES", &l->mm.idx_anon) < 0 ||
-	    enum_value(btf, "MM_SWAPENTS", &l->mm.idx_swap) < 0)
+	if (enum_value(l, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
+	    enum_value(l, "MM_ANONPAGES", &l->mm.idx_anon) < 0 ||
+	    enum_value(l, "MM_SWAPENTS", &l->mm.idx_swap) < 0)
 		return vmw_error_set(err, -ENOENT, "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
-	if (enum_value(btf, "MM_SHMEMPAGES", &l->mm.idx_shmem) < 0)
+	if (enum_value(l, "MM_SHMEMPAGES", &l->mm.idx_shmem) < 0)
 		l->mm.idx_shmem = -1;
 	{
 		int max = MAX(MAX(l->mm.idx_file, l->mm.idx_anon), MAX(l->mm.idx_swap, l->mm.idx_shmem));

@@ -137,8 +137,10 @@ G612_5G_PRIVATE = dict(kernel="6.12", mem="5G", machine="q35", backing="private"
 G61_5G_SHM = dict(kernel="6.1", mem="5G", machine="pc", backing="shm")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def g61(guest):
+    """The shared 6.1 guest with 1,000 sleeping processes, threads and a memory hog
+    (booted again if the lab's guest pool evicted it meanwhile)."""
     g = guest(**G61)
     if not g.truth().find(argv0="swarm"):
         g.run("swarm", "1000")
@@ -209,32 +211,6 @@ def test_ps_threads_listed(g61, vmwatch):
     assert tids[0] == p["pid"]
 
 
-def test_ps_5level_paging_6_12(guest, vmwatch):
-    g = guest(**G612_LA57)
-    g.run("swarm", "50")
-    before, out, after = ps_paused(g, vmwatch, f"qemu:{g.pid}")
-    assert out["kernel"]["paging_levels"] == 5
-    assert out["kernel"]["release"] == "6.12.117+deb12-amd64"
-    compare(before, out, after)
-
-
-def test_ps_5g_private_ram_q35_6_12(guest, vmwatch):
-    g = guest(**G612_5G_PRIVATE)
-    g.run("hog", "64")
-    before, out, after = ps_paused(g, vmwatch, f"qemu:{g.pid}")
-    assert "process memory" in out["vm"]["source"] or "private" in out["vm"]["source"]
-    compare(before, out, after)
-    hog = [p for p in out["processes"] if p["cmdline"] and p["cmdline"][0].endswith("hog")]
-    assert hog and hog[0]["rss_anon_bytes"] >= 64 << 20
-
-
-def test_ps_5g_shared_file_pc_6_1(guest, vmwatch):
-    g = guest(**G61_5G_SHM)
-    g.run("swarm", "20")
-    before, out, after = ps_paused(g, vmwatch, f"file:{g.ram_path}")
-    compare(before, out, after)
-
-
 def test_ps_text_output(g61, vmwatch):
     r = subprocess.run([vmwatch, "ps", f"qemu:{g61.pid}"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -265,3 +241,31 @@ def test_ps_errors(vmwatch, tmp_path):
     assert "no Linux kernel found" in r.stderr
     r = subprocess.run([vmwatch, "ps", "qemu:999999999"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("vmwatch: ")
+
+
+def test_ps_5level_paging_6_12(guest, vmwatch):
+    g = guest(**G612_LA57)
+    g.run("swarm", "50")
+    before, out, after = ps_paused(g, vmwatch, f"qemu:{g.pid}")
+    assert out["kernel"]["paging_levels"] == 5
+    assert out["kernel"]["release"] == "6.12.117+deb12-amd64"
+    compare(before, out, after)
+
+
+def test_ps_5g_private_ram_q35_6_12(guest, vmwatch):
+    g = guest(**G612_5G_PRIVATE)
+    if not g.truth().find(argv0="hog"):
+        g.run("hog", "64")
+    g.wait_for(lambda s: any(p.VmRSS >= 64 << 10 for p in s.find(argv0="hog")), timeout=300, interval=2)
+    before, out, after = ps_paused(g, vmwatch, f"qemu:{g.pid}")
+    assert "process memory" in out["vm"]["source"] or "private" in out["vm"]["source"]
+    compare(before, out, after)
+    hog = [p for p in out["processes"] if p["cmdline"] and p["cmdline"][0].endswith("hog")]
+    assert hog and hog[0]["rss_anon_bytes"] >= 64 << 20
+
+
+def test_ps_5g_shared_file_pc_6_1(guest, vmwatch):
+    g = guest(**G61_5G_SHM)
+    g.run("swarm", "20")
+    before, out, after = ps_paused(g, vmwatch, f"file:{g.ram_path}")
+    compare(before, out, after)

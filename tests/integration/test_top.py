@@ -557,9 +557,17 @@ def test_top_json_100hz_without_drift(g, work, vmwatch):
     print(f"100 Hz: {n} frames, {lates[-1]} deadlines skipped, grid offset "
           f"{head:+.2f} ms (first 25) / {tail:+.2f} ms (last 25)")
     assert abs(tail - head) < 5, offsets
-    # sampler.h: interval_ns is 0 only on the first frame after attach.
+
+
+def test_top_json_interval_set_after_first_frame(g, work, vmwatch):
+    """sampler.h: interval_ns (what CPU% is computed over) is 0 only on the
+    first frame after attach -- also at 100 frames/s, when the guest's own
+    clock (its last tick or idle transition) may not have moved."""
+    r = run_top(vmwatch, "--json", "-n", 50, "-d", 0.01, f"qemu:{g.pid}")
+    assert r.returncode == 0, r.stderr
+    frames = json_lines(r.stdout)
     zero = [f["seq"] for f in frames if f["interval_ns"] == 0 and not f["first"]]
-    assert not zero, f"frames with interval_ns 0 (CPU% meaningless): seq {zero}"
+    assert not zero, f"{len(zero)} of {len(frames)} frames with interval_ns 0: seq {zero}"
 
 
 def test_top_summary_header(g, work, vmwatch, term):
@@ -657,10 +665,11 @@ def test_top_guest_reboots(fresh_guest, vmwatch, term, tmp_path):
         st.kill()
     assert rc == 0, err
     frames = json_lines(out)
-    i = next(i for i, f in enumerate(frames) if f["rebooted"])
+    # (While the new kernel boots, re-attaching can take more than one try.)
+    i = max(i for i, f in enumerate(frames) if f["rebooted"])
     assert frames[i]["seq"] == 0 and i + 1 < len(frames)
-    assert all(not f["rebooted"] for f in frames[i + 1:])
     assert [f["seq"] for f in frames[i:]] == list(range(len(frames) - i))
+    assert frames[-1]["processes"] and frames[-1]["complete"]
     t.keys("q")
     assert "EXIT=0" in t.wait(lambda s: "EXIT=" in s, what="exit")
 
