@@ -13,6 +13,8 @@ PKGS=(
   libcmocka-dev     # unit tests
   libvirt-dev libxml2-dev   # finding VMs through libvirt; parsing domain XML
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # real libvirtd for tests
+  libmicrohttpd-dev libncurses-dev  # the agent's HTTP server; top's terminal view
+  prometheus chromium chromium-driver openssl  # tests: promtool, the web page in a real browser, TLS
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
   # the lab: real guests under QEMU
   qemu-system-x86 busybox-static cpio xz-utils zstd

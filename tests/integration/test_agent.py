@@ -664,7 +664,7 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
     import vmlab
     vmwatch = os.environ.get("VMWATCH") or str(Path(__file__).resolve().parents[2] / "build" / "vmwatch")
-    guests, errors = [], []
+    guests, errors, a = [], [], None
 
     def boot(i):
         try:
@@ -722,8 +722,9 @@ def measure(n: int = 10, seconds: float = 60.0, interval: float = 5.0) -> None:
             "history_bytes_total": sum(int(m) for m in re.findall(
                 r"^vmwatch_history_bytes\{[^}]*\} (\d+)", a.request("/metrics")[2].decode(), re.M)),
         }, indent=2))
-        a.stop()
     finally:
+        if a is not None:
+            a.stop()
         for gg in guests:
             gg.shutdown()
 
