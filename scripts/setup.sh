@@ -36,7 +36,7 @@ fi
 [ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized >/dev/null
 ninja -C build >/dev/null
 if [ "${1:-}" = "--asan" ]; then
-  [ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug \
+  [ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debugoptimized \
       -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
   ninja -C build-asan >/dev/null
 fi

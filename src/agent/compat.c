@@ -179,7 +179,7 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 			e = &c->e[i];
 	if (e)
 		base = agent_snap_ref(e->snap);
-	else if (c->cap) {
+	else if (c->cap && c->e) {
 		if (c->n == c->cap) {        /* evict the least recently used */
 			size_t lru = 0;
 			for (size_t i = 1; i < c->n; i++)

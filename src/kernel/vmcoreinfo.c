@@ -339,7 +339,15 @@ int vmw_vmcoreinfo_read(struct vmw_mem *mem, uint64_t phys, struct vmw_vmcoreinf
 	return vmw_vmcoreinfo_parse(buf, len, ret, why);
 }
 
-#define SCAN_BATCH 8192
+/*
+ * Both scans look only at populated pages (vmw_mem_populated): the copies
+ * are in pages the guest kernel wrote, and reading a page nobody ever
+ * touched would make the host allocate it (a 5 GiB tmpfs RAM file would grow
+ * to 5 GiB just to be searched). The populated map is asked for one window
+ * at a time.
+ */
+#define SCAN_BATCH 8192                          /* pages per window: 32 MiB */
+#define SCAN_WINDOW ((uint64_t)SCAN_BATCH * 4096)
 #define PROBE 16
 
 static int add_hit(struct vmw_vmcoreinfo_hit **hits, size_t *n, size_t *cap, uint64_t phys,
@@ -366,21 +374,32 @@ static int scan_pages(struct vmw_mem *mem, struct vmw_vmcoreinfo_hit **hits, siz
 	size_t nranges = vmw_mem_ranges(mem, &ranges);
 	_cleanup_free_ struct vmw_phys_iov *iov = calloc(SCAN_BATCH, sizeof(*iov));
 	_cleanup_free_ uint8_t *buf = malloc(SCAN_BATCH * PROBE);
+	_cleanup_free_ uint8_t *pop = malloc(SCAN_BATCH);
 	int r;
 
-	if (!iov || !buf)
+	if (!iov || !buf || !pop)
 		return -ENOMEM;
 	for (size_t i = 0; i < SCAN_BATCH; i++) {
 		iov[i].buf = buf + i * PROBE;
 		iov[i].len = PROBE;
 	}
 	for (size_t ri = 0; ri < nranges; ri++) {
-		uint64_t a = (ranges[ri].start + 4095) & ~4095ull;
+		uint64_t w = (ranges[ri].start + 4095) & ~4095ull;
 		uint64_t end = ranges[ri].start + ranges[ri].size;
-		while (a + PROBE <= end) {
+
+		/* Windows of SCAN_BATCH pages, each page probed if PROBE bytes fit. */
+		for (; w < end && end - w >= PROBE; w += SCAN_WINDOW) {
+			uint64_t wlen = MIN(end - w, SCAN_WINDOW);
 			size_t n = 0;
-			for (; n < SCAN_BATCH && a + PROBE <= end; n++, a += 4096)
-				iov[n].addr = a;
+
+			r = vmw_mem_populated(mem, w, wlen, pop);
+			if (r < 0)
+				return r;
+			for (size_t k = 0; k < SCAN_BATCH && k * 4096 < wlen; k++)
+				if (pop[k] && wlen - k * 4096 >= PROBE)
+					iov[n++].addr = w + k * 4096;
+			if (n == 0)
+				continue;
 			r = vmw_mem_readv(mem, iov, n);
 			if (r < 0 && r != -EFAULT)
 				return r;   /* process gone etc.; -EFAULT pieces are skipped */
@@ -398,6 +417,8 @@ static int scan_pages(struct vmw_mem *mem, struct vmw_vmcoreinfo_hit **hits, siz
 				if (r < 0)
 					return r;
 			}
+			if (end - w <= SCAN_WINDOW)
+				break;
 		}
 	}
 	return 0;
@@ -405,40 +426,76 @@ static int scan_pages(struct vmw_mem *mem, struct vmw_vmcoreinfo_hit **hits, siz
 
 #define BYTE_CHUNK (4u << 20)
 
+/* Every "OSRELEASE=" not at a page start in guest [start, end). */
+static int scan_bytes_run(struct vmw_mem *mem, uint64_t start, uint64_t end, uint8_t *buf,
+			  struct vmw_vmcoreinfo_hit **hits, size_t *nhits, size_t *cap)
+{
+	int r;
+
+	for (uint64_t a = start; a < end;) {
+		size_t len = (size_t)MIN((uint64_t)BYTE_CHUNK, end - a);
+		r = vmw_mem_read(mem, a, buf, len);
+		if (r < 0)
+			return r;
+		for (const uint8_t *p = buf; (p = memmem(p, len - (size_t)(p - buf), OSREL,
+							 OSREL_LEN)); p++) {
+			size_t off = (size_t)(p - buf);
+			/* Need the byte after the key; at a chunk end, the
+			 * overlap below re-finds it in the next chunk. */
+			if (off + OSREL_LEN >= len)
+				break;
+			if (vmw_vmcoreinfo_page_is_data(p) && (a + off) % 4096 != 0) {
+				r = add_hit(hits, nhits, cap, a + off, VMW_VMCOREINFO_LOOSE);
+				if (r < 0)
+					return r;
+			}
+		}
+		if (a + len >= end)
+			break;
+		a += len - OSREL_LEN;   /* overlap so a match across chunks is seen */
+	}
+	return 0;
+}
+
+/* The byte scan, over runs of populated pages (a page that is not populated
+ * reads as zeros, so no match can reach into it). */
 static int scan_bytes(struct vmw_mem *mem, struct vmw_vmcoreinfo_hit **hits, size_t *nhits,
 		      size_t *cap)
 {
 	const struct vmw_mem_range *ranges;
 	size_t nranges = vmw_mem_ranges(mem, &ranges);
 	_cleanup_free_ uint8_t *buf = malloc(BYTE_CHUNK);
+	_cleanup_free_ uint8_t *pop = malloc(SCAN_BATCH + 1);
 	int r;
 
-	if (!buf)
+	if (!buf || !pop)
 		return -ENOMEM;
 	for (size_t ri = 0; ri < nranges; ri++) {
-		uint64_t end = ranges[ri].start + ranges[ri].size;
-		for (uint64_t a = ranges[ri].start; a < end;) {
-			size_t len = (size_t)MIN((uint64_t)BYTE_CHUNK, end - a);
-			r = vmw_mem_read(mem, a, buf, len);
+		uint64_t start = ranges[ri].start, end = start + ranges[ri].size;
+		uint64_t run = UINT64_MAX;   /* start of the open run of populated pages */
+
+		for (uint64_t w = start & ~4095ull; w < end; w += SCAN_WINDOW) {
+			uint64_t wlen = MIN(end - w, SCAN_WINDOW);
+
+			r = vmw_mem_populated(mem, w, wlen, pop);
 			if (r < 0)
 				return r;
-			for (const uint8_t *p = buf; (p = memmem(p, len - (size_t)(p - buf), OSREL,
-								 OSREL_LEN)); p++) {
-				size_t off = (size_t)(p - buf);
-				/* Need the byte after the key; at a chunk end, the
-				 * overlap below re-finds it in the next chunk. */
-				if (off + OSREL_LEN >= len)
-					break;
-				if (vmw_vmcoreinfo_page_is_data(p) && (a + off) % 4096 != 0) {
-					r = add_hit(hits, nhits, cap, a + off, VMW_VMCOREINFO_LOOSE);
+			for (size_t k = 0; k * 4096 < wlen; k++) {
+				uint64_t pg = MAX(w + k * 4096, start);
+				if (pop[k] && run == UINT64_MAX)
+					run = pg;
+				else if (!pop[k] && run != UINT64_MAX) {
+					r = scan_bytes_run(mem, run, pg, buf, hits, nhits, cap);
 					if (r < 0)
 						return r;
+					run = UINT64_MAX;
 				}
 			}
-			if (a + len >= end)
+			if (end - w <= SCAN_WINDOW)
 				break;
-			a += len - OSREL_LEN;   /* overlap so a match across chunks is seen */
 		}
+		if (run != UINT64_MAX && (r = scan_bytes_run(mem, run, end, buf, hits, nhits, cap)) < 0)
+			return r;
 	}
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include "mem/mem_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,6 +17,8 @@ int vmw_mem_new(struct vmw_mem **ret)
 	struct vmw_mem *mem = calloc(1, sizeof(*mem));
 	if (!mem)
 		return -ENOMEM;
+	mem->map_fd = -1;
+	mem->pagemap_fd = -1;
 	*ret = mem;
 	return 0;
 }
@@ -36,6 +39,19 @@ void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len)
 {
 	mem->map = map;
 	mem->map_len = len;
+}
+
+void vmw_mem_own_map_file(struct vmw_mem *mem, int fd, uint64_t off)
+{
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+	if (nfd < 0)
+		return;   /* best effort: every page then counts as populated */
+	if (mem->map_fd >= 0)
+		close(mem->map_fd);
+	mem->map_fd = nfd;
+	mem->map_off = off;
+	mem->ext_lo = mem->ext_hi = 0;
 }
 
 const char *vmw_fmt_size(uint64_t size, char buf[static 32])
@@ -431,6 +447,11 @@ void vmw_mem_close(struct vmw_mem *mem)
 		return;
 	if (mem->map)
 		munmap(mem->map, mem->map_len);
+	if (mem->map_fd >= 0)
+		close(mem->map_fd);
+	if (mem->pagemap_fd >= 0)
+		close(mem->pagemap_fd);
+	free(mem->pagemap_buf);
 	vmw_mem_trace_stop(mem);
 	free(mem->segs);
 	free(mem->ranges);

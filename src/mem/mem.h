@@ -100,6 +100,35 @@ int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len);
  * iov gets its own err. Returns 0 if all succeeded, else the first error. */
 int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n);
 
+/*
+ * Which guest pages are populated: backed by memory, file blocks or swap that
+ * the host has allocated, so that they may hold something other than zeros.
+ * A page that is not populated reads as zeros, and reading it would make the
+ * host allocate it (a page of a tmpfs RAM file or memfd: the file grows; the
+ * zero page and page tables in QEMU for private RAM). Whole-RAM scans ask
+ * first and skip such pages; nothing is read, faulted in or allocated here.
+ *
+ * vec gets one byte for each page that [addr, addr+len) touches: vec[i] is 1
+ * if the page at (addr & ~4095) + i * 4096 is populated, 0 if it is not or is
+ * not guest RAM (a page partly in RAM counts if its RAM part is populated).
+ * How each source tells:
+ *   - mapped files (shared RAM file, memfd, ELF core, raw image): the file's
+ *     data and holes (lseek SEEK_DATA/SEEK_HOLE). tmpfs counts a swapped-out
+ *     page as data, a disk file a block that is not in the page cache; not
+ *     mincore(), which reports page-cache residency and so would call both
+ *     of those empty. A filesystem without hole support reports all data;
+ *   - process sources: /proc/PID/pagemap, present or swapped (readable by
+ *     whoever may process_vm_readv; no privilege needed for these bits). For
+ *     shared memory read this way it tells what QEMU has mapped;
+ *   - buffers: every page.
+ * Whatever cannot be told (pagemap not readable, lseek failing) is reported
+ * populated: a false "populated" costs a read, a false "empty" a missed page.
+ * The answer is a snapshot: the guest populates pages as it runs; and a data
+ * extent found is remembered, so scan in order (cost is linear in the
+ * extents and pages asked about). 0, or -EINVAL if the range wraps.
+ */
+int vmw_mem_populated(struct vmw_mem *mem, uint64_t addr, uint64_t len, uint8_t *vec);
+
 /* Guest RAM ranges, sorted, non-overlapping (adjacent ranges are merged). */
 size_t vmw_mem_ranges(const struct vmw_mem *mem, const struct vmw_mem_range **ret);
 /* Total bytes of guest RAM. */

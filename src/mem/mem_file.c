@@ -149,6 +149,7 @@ int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts_in,
 		return r;
 	}
 	vmw_mem_own_map(mem, (void *)map, (size_t)size);
+	vmw_mem_own_map_file(mem, fd, 0);
 
 	if (vmw_elf_is_elf(map, size)) {
 		r = open_elf(mem, path, map, size, err);

@@ -28,6 +28,11 @@ struct vmw_mem {
 	pid_t pid;                     /* QEMU process, for remote reads; 0 if none */
 	void *map;                     /* our mmap, unmapped on close */
 	size_t map_len;
+	int map_fd;                    /* the file behind map (closed on close), or -1 */
+	uint64_t map_off;              /* file offset of map */
+	uint64_t ext_lo, ext_hi;       /* a data extent of map_fd (file offsets), lo == hi: none */
+	int pagemap_fd;                /* /proc/PID/pagemap: -1 not opened yet, -2 unusable */
+	uint64_t *pagemap_buf;
 	char desc[512];
 	struct vmw_mem_stats stats;
 	struct vmw_mem_trace *trace;   /* page tracing (fuzz seeds); NULL when off */
@@ -46,6 +51,10 @@ void vmw_mem_opts_copy(struct vmw_mem_opts *dst, const struct vmw_mem_opts *src)
 
 /* Take ownership of an mmap: unmapped by vmw_mem_close. */
 void vmw_mem_own_map(struct vmw_mem *mem, void *map, size_t len);
+/* Keep the file the map was made from (map = file bytes from offset off on),
+ * for vmw_mem_populated: a dup of fd, closed by vmw_mem_close. Best effort:
+ * without it every mapped page counts as populated. */
+void vmw_mem_own_map_file(struct vmw_mem *mem, int fd, uint64_t off);
 
 /*
  * Page tracing, for the fuzz tools (tests/fuzz: making seeds, reusing a

@@ -374,6 +374,7 @@ int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
 				goto fail;
 			}
 			vmw_mem_own_map(mem, map, cfg.ram_size);
+			vmw_mem_own_map_file(mem, fd, m.offset);
 			r = vmw_mem_add_layout(mem, &layout, map, 0);
 		}
 	}
