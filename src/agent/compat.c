@@ -22,6 +22,14 @@
 #include <jansson.h>
 #include <string.h>
 
+/* Bounded string copy (always terminated). */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 struct centry {
 	char client[160];
 	char vm_id[40];
@@ -190,8 +198,8 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 		}
 		e = &c->e[c->n++];
 		memset(e, 0, sizeof(*e));
-		snprintf(e->client, sizeof(e->client), "%s", client);
-		snprintf(e->vm_id, sizeof(e->vm_id), "%s", vm->id);
+		copy_str(e->client, sizeof(e->client), client);
+		copy_str(e->vm_id, sizeof(e->vm_id), vm->id);
 	}
 	if (e) {
 		agent_snap_unref(e->snap);
