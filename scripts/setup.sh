@@ -39,5 +39,7 @@ if [ "${1:-}" = "--asan" ]; then
   [ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debugoptimized \
       -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
   ninja -C build-asan >/dev/null
+  # The libFuzzer target (clang, ASan+UBSan) for tests/integration/test_fuzz.py.
+  tests/fuzz/setup.sh >/dev/null
 fi
 echo "setup: built build/vmwatch${1:+ and build-asan/vmwatch}" >&2

@@ -21,6 +21,8 @@
 #define PID_MAX_LIMIT   (4 * 1024 * 1024)
 #define MAX_PROCS       (1u << 18)   /* cap on the task-list walk */
 #define MAX_THREADS     (1u << 16)   /* cap on one thread-group walk */
+#define MAX_THREAD_READS (1u << 20)  /* cap on thread records read in one walk: a hostile
+				      * guest cannot make the walk take more than ~1 s */
 #define MAX_RETRIES     3            /* re-reads of a torn record */
 #define MAX_RESTARTS    3            /* restarts of a torn task-list walk */
 #define MAX_CMDLINE     (32 * 1024)
@@ -763,7 +765,8 @@ out:
 
 /* Stage 3: walk signal->thread_head for one process: add live non-leader
  * threads' times, and list every thread when asked. */
-static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw, bool list, uint8_t *img)
+static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw, bool list, uint8_t *img,
+			size_t *budget)
 {
 	uint64_t head = rw->signal + l->sig.thread_head.off;
 	uint64_t cur = rw->thread_next, prev;
@@ -782,12 +785,18 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 		uint64_t task = cur - l->t.thread_node.off, back, next;
 		struct vmw_thread t;
 
-		if (!kaddr(l, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_THREADS) {
+		if (!kaddr(l, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_THREADS || !*budget) {
 			r = -ELOOP;
 			break;
 		}
+		(*budget)--;
 		if ((r = read_task(l, task, img, false)) < 0)
 			break;
+		/* Every thread on the list belongs to this process. */
+		if ((int32_t)get(img, l->t.tgid) != p->pid) {
+			r = -EBADMSG;
+			break;
+		}
 		memcpy(&back, img + l->t.thread_node.off + 8, 8);
 		memcpy(&next, img + l->t.thread_node.off, 8);
 		if (back != prev) {
@@ -1027,6 +1036,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	}
 
 	read_details(l, &ws, 4096);
+	size_t budget = MAX_THREAD_READS;
 
 	for (size_t i = 0; i < ws.n; i++) {
 		struct vmw_proc *p = &ws.procs[i];
@@ -1035,8 +1045,13 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 
 		if (rw->signal && (list || p->nr_threads > 1 || !rw->alive)) {
 			/* Stage 3 adds non-leader threads; the leader was counted in stage 1. */
-			if (walk_threads(l, p, rw, list, img) < 0)
+			if (walk_threads(l, p, rw, list, img, &budget) < 0)
 				w->skipped++;
+			if (!budget && !w->truncated) {
+				w->truncated = true;
+				snprintf(w->truncated_why, sizeof(w->truncated_why),
+					 "more than %u thread records in one walk", MAX_THREAD_READS);
+			}
 		}
 		p->runtime_ns = rw->runtime;
 		vmw_linux_cputime_adjust(rw->runtime, rw->utime, rw->stime, rw->prev_utime,

@@ -49,8 +49,9 @@ static void mark(uint8_t *vec, uint64_t base, uint64_t lo, uint64_t hi, uint64_t
  * from off on, a negative errno if the filesystem cannot tell. The last extent
  * found is remembered: a scan in order asks for each extent once (SEEK_HOLE
  * on tmpfs walks the whole extent, so asking again per window would cost
- * windows x extent). A remembered extent can only be stale in the safe
- * direction (a hole punched since then still counts as data).
+ * windows x extent). Holes are not remembered (SEEK_DATA across one is
+ * cheap), so a remembered extent can only be stale in the safe direction (a
+ * hole punched since then still counts as data).
  */
 static int file_data(struct vmw_mem *mem, uint64_t off, uint64_t *lo, uint64_t *hi)
 {
@@ -66,6 +67,12 @@ static int file_data(struct vmw_mem *mem, uint64_t off, uint64_t *lo, uint64_t *
 	d = lseek(mem->map_fd, (off_t)off, SEEK_DATA);
 	if (d < 0)
 		return errno == ENXIO ? 0 : -errno;
+	if ((uint64_t)d == mem->ext_lo && mem->ext_hi > mem->ext_lo) {
+		/* the remembered extent again, seen from a window in the hole before it */
+		*lo = mem->ext_lo;
+		*hi = mem->ext_hi;
+		return 1;
+	}
 	h = lseek(mem->map_fd, d, SEEK_HOLE);
 	if (h < 0)
 		return -errno;

@@ -97,12 +97,9 @@ static const struct prev *table_find(const struct table *t, int32_t id)
 	}
 }
 
-uint64_t vmw_sampler_interval(uint64_t host_delta_ns, uint64_t guest_delta_ns, bool guest_known,
-			      uint64_t tick_ns, uint64_t busy_ns)
+uint64_t vmw_sampler_interval(uint64_t host_delta_ns)
 {
-	if (!guest_known || guest_delta_ns + 2 * tick_ns >= host_delta_ns)
-		return host_delta_ns;
-	return MAX(guest_delta_ns, MIN(busy_ns, host_delta_ns));
+	return host_delta_ns;
 }
 
 static double pct(uint64_t part, uint64_t whole)
@@ -358,6 +355,15 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 
 	if (!f)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (vmw_mem_alive(s->mem) == -ESRCH) {
+		/* A shared mapping stays readable after QEMU exits: ask. */
+		if (!s->is_domain || (r = reopen_domain(s, err)) < 0) {
+			free(f);
+			return vmw_error_set(err, -ESRCH, "%s: the QEMU process exited: the guest is gone",
+					     s->target);
+		}
+		was_rebooted = true;
+	}
 	if (!s->k && (r = attach(s, err)) < 0) {
 		/* An earlier re-attach failed; the guest may still be booting. */
 		free(f);
@@ -470,14 +476,8 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 	}
 
 	/* The interval, then the rates. */
-	if (s->have_prev) {
-		unsigned ncpus = f->summary_ok && f->summary.ncpus ? f->summary.ncpus : 1;
-		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns,
-						      vmw_sat_sub(guest_ns, s->prev_guest_ns),
-						      guest_known && s->prev_guest_ns,
-						      f->summary.tick_ns ? f->summary.tick_ns : 4000000,
-						      busy / ncpus);
-	}
+	if (s->have_prev)
+		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns);
 	for (size_t i = 0; i < f->nprocs; i++) {
 		struct vmw_sample *x = &f->procs[i];
 		x->cpu_percent = pct((uint64_t)x->cpu_percent, f->interval_ns);

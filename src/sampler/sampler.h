@@ -10,8 +10,8 @@
  * computes, against the previous frame:
  *   - CPU% of each process (and thread, on request) from the change in the
  *     scheduler's sum_exec_runtime over the interval; 100 % = one vCPU, like
- *     top. The interval is the guest's own clock when it disagrees with the
- *     host's (a paused or starved guest shows no invented load);
+ *     top, over the host's interval (a paused or starved guest accrues no
+ *     runtime, so it shows no invented load; see vmw_sampler_interval);
  *   - MEM% of guest RAM and the change in RSS;
  *   - events: processes that appeared, exited (with their last values), and
  *     pid reuse (same pid, different start time = exit + new).
@@ -104,11 +104,9 @@ struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
 const char *vmw_sampler_name(const struct vmw_sampler *s);
 
 /* Pure helper, exposed for tests: the interval rates are computed over.
- * The host clock is precise; the guest's clock (as of its last tick or idle
- * transition, tick_ns resolution) is authoritative when it advanced clearly
- * less than the host's — the guest was paused or stalled for part of the
- * interval — but it can be stale on an idle NO_HZ guest, so it is never
- * taken below busy_ns (the guest's busiest-possible use: total runtime
- * delta / vCPUs), which keeps the total at or under 100 % per vCPU. */
-uint64_t vmw_sampler_interval(uint64_t host_delta_ns, uint64_t guest_delta_ns, bool guest_known,
-			      uint64_t tick_ns, uint64_t busy_ns);
+ * It is the host's interval. The guest's clock can only be read as of its
+ * last tick or idle transition, so on an idle (NO_HZ) guest it is stale by
+ * an unknown amount, and dividing by it would invent load. Runtime can never
+ * exceed real time, so the host interval never invents load: a paused guest
+ * accrues no runtime and shows 0 %. Returns 0 when no time passed. */
+uint64_t vmw_sampler_interval(uint64_t host_delta_ns);

@@ -13,10 +13,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "mem/mem_internal.h"
+#include "kernel/kernel_internal.h"
 
 static uint8_t A[0x1000], B[0x1000], C[0x1000];
 
@@ -276,6 +279,197 @@ static void test_helpers(void **state)
 	assert_int_equal(vmw_layout_parse("isapc", &l), -EINVAL);
 }
 
+/* ---- vmw_mem_populated --------------------------------------------------- */
+
+#define PG 4096
+
+static long file_blocks(int fd)
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	return (long)st.st_blocks;
+}
+
+/* Pages of fd in page cache, through a mapping of our own (mincore). */
+static void cached_pages(int fd, size_t npages, unsigned char *vec)
+{
+	void *m = mmap(NULL, npages * PG, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, npages * PG, vec), 0);
+	munmap(m, npages * PG);
+}
+
+/* A sparse file of npages pages with data in the pages listed (byte 0xa5 at
+ * their start). tmpfs (memfd) or a disk file in $TMPDIR. */
+static int sparse_file(bool tmpfs, size_t npages, const size_t *data, size_t ndata, char path[64])
+{
+	int fd;
+	uint8_t page[PG];
+
+	if (tmpfs) {
+		fd = memfd_create("vmw-test-populated", MFD_CLOEXEC);
+		assert_true(fd >= 0);
+		snprintf(path, 64, "/proc/self/fd/%d", fd);
+	} else {
+		const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		snprintf(path, 64, "%.40s/vmw-test-XXXXXX", dir);
+		fd = mkstemp(path);
+		assert_true(fd >= 0);
+	}
+	assert_int_equal(ftruncate(fd, (off_t)(npages * PG)), 0);
+	memset(page, 0xa5, sizeof(page));
+	for (size_t i = 0; i < ndata; i++)
+		assert_int_equal(pwrite(fd, page, PG, (off_t)(data[i] * PG)), PG);
+	return fd;
+}
+
+static void check_sparse_file(bool tmpfs)
+{
+	static const size_t data[] = { 0, 3, 10, 11, 12, 63 };
+	enum { N = 64 };
+	VMW_MEM_OPTS(opts, .layout = VMW_LAYOUT_FLAT);
+	struct vmw_mem *mem;
+	struct vmw_error err = { 0 };
+	char path[64];
+	uint8_t vec[N + 1];
+	unsigned char cached[N];
+	int fd = sparse_file(tmpfs, N, data, ARRAY_SIZE(data), path);
+	long blocks = file_blocks(fd);
+	uint8_t b[8];
+
+	assert_int_equal(vmw_mem_open_file(path, &opts, &mem, &err), 0);
+	if (!tmpfs)
+		unlink(path);
+	assert_int_equal(vmw_mem_size(mem), N * PG);
+
+	memset(vec, 0xee, sizeof(vec));
+	assert_int_equal(vmw_mem_populated(mem, 0, N * PG, vec), 0);
+	for (size_t i = 0, k = 0; i < N; i++) {
+		bool want = k < ARRAY_SIZE(data) && data[k] == i;
+		assert_int_equal(vec[i], want);
+		k += want;
+	}
+	assert_int_equal(vec[N], 0xee);   /* one byte per page, no more */
+
+	/* Unaligned: [3*PG+100, 4*PG+100) touches pages 3 and 4. */
+	assert_int_equal(vmw_mem_populated(mem, 3 * PG + 100, PG, vec), 0);
+	assert_int_equal(vec[0], 1);
+	assert_int_equal(vec[1], 0);
+	/* Past the end of RAM: not RAM, so 0. */
+	assert_int_equal(vmw_mem_populated(mem, 62 * PG, 4 * PG, vec), 0);
+	assert_memory_equal(vec, ((uint8_t[]){ 0, 1, 0, 0 }), 4);
+	/* Asking again for a remembered extent from a window inside it. */
+	assert_int_equal(vmw_mem_populated(mem, 11 * PG, 3 * PG, vec), 0);
+	assert_memory_equal(vec, ((uint8_t[]){ 1, 1, 0 }), 3);
+	/* Wraps. */
+	assert_int_equal(vmw_mem_populated(mem, UINT64_MAX - 10, 20, vec), -EINVAL);
+	assert_int_equal(vmw_mem_populated(mem, 0, 0, vec), 0);
+
+	/* Nothing was allocated or read in: same blocks, holes not cached. */
+	assert_int_equal(file_blocks(fd), blocks);
+	cached_pages(fd, N, cached);
+	for (size_t i = 0, k = 0; i < N; i++) {
+		bool is_data = k < ARRAY_SIZE(data) && data[k] == i;
+		if (!is_data)
+			assert_int_equal(cached[i] & 1, 0);
+		k += is_data;
+	}
+	if (tmpfs) {
+		/* The problem this avoids: reading a hole of a tmpfs file through
+		 * our read-only shared mapping allocates the page. */
+		assert_int_equal(vmw_mem_read(mem, 20 * PG, b, sizeof(b)), 0);
+		assert_true(file_blocks(fd) > blocks);
+		assert_int_equal(vmw_mem_populated(mem, 20 * PG, PG, vec), 0);
+		assert_int_equal(vec[0], 1);
+	}
+	vmw_mem_close(mem);
+	close(fd);
+}
+
+static void test_populated_memfd(void **state) { check_sparse_file(true); }
+static void test_populated_disk_file(void **state) { check_sparse_file(false); }
+
+static void test_populated_buffer(void **state)
+{
+	struct vmw_mem *mem = three_segments(false);   /* hole at [0x2000, 0x3000) */
+	uint8_t vec[6];
+
+	assert_int_equal(vmw_mem_populated(mem, 0, 6 * PG, vec), 0);
+	assert_memory_equal(vec, ((uint8_t[]){ 1, 1, 0, 1, 0, 0 }), 6);
+	vmw_mem_close(mem);
+}
+
+/* Remote segments into our own anonymous memory: pagemap. */
+static void test_populated_remote(void **state)
+{
+	enum { N = 16 };
+	uint8_t *m = mmap(NULL, N * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct vmw_mem *mem;
+	uint8_t vec[N + 2], b[8];
+
+	assert_true(m != MAP_FAILED);
+	madvise(m, N * PG, MADV_NOHUGEPAGE);   /* a huge page would populate all of it */
+	m[2 * PG] = 1;
+	m[5 * PG + 100] = 1;
+	m[15 * PG + 4095] = 1;
+	assert_int_equal(vmw_mem_new(&mem), 0);
+	mem->pid = getpid();
+	/* guest [0, 8 pages) -> m, hole of one page, [9, 17) -> m + 8 pages */
+	assert_int_equal(vmw_mem_add_seg(mem, 0, 8 * PG, NULL, (uintptr_t)m), 0);
+	assert_int_equal(vmw_mem_add_seg(mem, 9 * PG, 8 * PG, NULL, (uintptr_t)m + 8 * PG), 0);
+	assert_int_equal(vmw_mem_finish(mem), 0);
+
+	assert_int_equal(vmw_mem_populated(mem, 0, (N + 2) * PG, vec), 0);
+	for (size_t i = 0; i < N + 2; i++)
+		assert_int_equal(vec[i], i == 2 || i == 5 || i == 16);
+	/* Nothing faulted in by asking: page 7 is still not present. */
+	assert_int_equal(vmw_mem_populated(mem, 7 * PG, PG, vec), 0);
+	assert_int_equal(vec[0], 0);
+	/* A read does populate (the zero page): what whole-RAM scans avoid. */
+	assert_int_equal(vmw_mem_read(mem, 7 * PG, b, sizeof(b)), 0);
+	assert_int_equal(vmw_mem_populated(mem, 7 * PG, PG, vec), 0);
+	assert_int_equal(vec[0], 1);
+
+	/* Without pagemap (say, no permission) everything counts as populated. */
+	mem->pid = 0x7ffffff0;   /* no such process */
+	mem->pagemap_fd = -1;
+	assert_int_equal(vmw_mem_populated(mem, 10 * PG, 2 * PG, vec), 0);
+	assert_memory_equal(vec, ((uint8_t[]){ 1, 1 }), 2);
+	vmw_mem_close(mem);
+	munmap(m, N * PG);
+}
+
+/* The VMCOREINFO scan over a tmpfs RAM file reads no page it would allocate. */
+static void check_scan(bool aligned)
+{
+	enum { N = 4096 };   /* 16 MiB */
+	static const char text[] = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\n";
+	static const size_t data[] = { 0, 1000, 3000 };
+	VMW_MEM_OPTS(opts, .layout = VMW_LAYOUT_FLAT);
+	struct vmw_mem *mem;
+	struct vmw_vmcoreinfo_hit *hits = NULL;
+	uint64_t where = aligned ? 3000ull * PG : 3000ull * PG + 200;
+	char path[64];
+	int fd = sparse_file(true, N, data, ARRAY_SIZE(data), path);
+	long blocks;
+	int n;
+
+	assert_int_equal(pwrite(fd, text, sizeof(text), (off_t)where), (ssize_t)sizeof(text));
+	blocks = file_blocks(fd);
+	assert_int_equal(vmw_mem_open_file(path, &opts, &mem, NULL), 0);
+	n = vmw_vmcoreinfo_scan(mem, &hits, NULL);
+	assert_int_equal(n, 1);
+	assert_int_equal(hits[0].phys, where);
+	assert_int_equal(hits[0].kind, aligned ? VMW_VMCOREINFO_DATA : VMW_VMCOREINFO_LOOSE);
+	assert_int_equal(file_blocks(fd), blocks);
+	free(hits);
+	vmw_mem_close(mem);
+	close(fd);
+}
+
+static void test_scan_skips_holes(void **state) { check_scan(true); }
+static void test_byte_scan_skips_holes(void **state) { check_scan(false); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +484,12 @@ int main(void)
 		cmocka_unit_test(test_remote_process_gone),
 		cmocka_unit_test(test_open_targets),
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_populated_memfd),
+		cmocka_unit_test(test_populated_disk_file),
+		cmocka_unit_test(test_populated_buffer),
+		cmocka_unit_test(test_populated_remote),
+		cmocka_unit_test(test_scan_skips_holes),
+		cmocka_unit_test(test_byte_scan_skips_holes),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -12,18 +12,10 @@
 static void test_interval(void **state)
 {
 	(void)state;
-	/* Guest clock unknown: host interval. */
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 0, false, 4 * MS, 0), 1000 * MS);
-	/* Guest clock agrees within two ticks, or ran ahead: the (precise) host interval. */
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 996 * MS, true, 4 * MS, 0), 1000 * MS);
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 1008 * MS, true, 4 * MS, 0), 1000 * MS);
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 9000 * MS, true, 4 * MS, 0), 1000 * MS);
-	/* Guest was paused for 900 ms and busy 100 ms: its own 100 ms. */
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 100 * MS, true, 4 * MS, 100 * MS), 100 * MS);
-	/* Guest clock stale (idle NO_HZ) but 300 ms of work happened: never below the work. */
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 50 * MS, true, 4 * MS, 300 * MS), 300 * MS);
-	/* Paused the whole interval: no work, zero interval, so rates are 0, not invented. */
-	assert_int_equal(vmw_sampler_interval(1000 * MS, 0, true, 4 * MS, 0), 0);
+	/* Always the host's interval: never shorter than real time, so no invented load. */
+	assert_int_equal(vmw_sampler_interval(1000 * MS), 1000 * MS);
+	assert_int_equal(vmw_sampler_interval(10 * MS), 10 * MS);
+	assert_int_equal(vmw_sampler_interval(0), 0);
 }
 
 int main(void)
