@@ -348,7 +348,7 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 {
 	struct vmw_frame *f = calloc(1, sizeof(*f));
 	struct vmw_walk w;
-	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns, busy = 0;
+	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns;
 	size_t evcap = 0;
 	bool was_rebooted = false, guest_known;
 	int r;
@@ -452,7 +452,6 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 			delta = x->is_new ? p->runtime_ns : 0;
 		}
 		x->cpu_percent = (double)delta;   /* ns for now; a rate once the interval is known */
-		busy += delta;
 		if (x->is_new) {
 			struct vmw_event e = { .type = VMW_EVENT_NEW, .pid = p->pid,
 				.start_time_ns = p->start_time_ns, .runtime_ns = p->runtime_ns,
