@@ -1,167 +1,56 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmwatch agent - the host daemon: samples every running guest and serves
- * the JSON API, SSE, /metrics, the compatibility API and a web page.
- * Every configuration key (src/agent/config.c) is also a flag; flags
- * override the file. See vmwatch-agent(8) and docs/API.md.
+ * vmwatch agent ARGS - runs the host agent, vmwatch-agent, with ARGS (same
+ * process: exec). The agent is its own executable so that vmwatch does not
+ * load libmicrohttpd and GnuTLS. It is looked for next to vmwatch itself
+ * (/proc/self/exe: the build directory, or the installed bindir), then in
+ * $PATH.
  */
-#include "agent/agent.h"
 #include "cli/cli.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { OPT_CONFIG = 1, OPT_CHECK, OPT_HELP, OPT_KEY = 1000 };
-
-struct args {
-	int argc;
-	char **argv;
-};
-
-static void usage(FILE *f)
-{
-	fprintf(f, "Usage: vmwatch agent [--config FILE] [OPTIONS]\n\n"
-		   "Sample every running guest of this host and serve what it sees over HTTP:\n"
-		   "JSON API (/v1/vms...), Server-Sent Events, Prometheus /metrics, the VM\n"
-		   "Process Monitor client API (/v1/instances/...) and a web page at /.\n\n"
-		   "  -c, --config FILE       configuration file (default " VMW_AGENT_CONFIG_PATH
-		   " if it exists)\n"
-		   "      --check-config      print the effective configuration and exit\n"
-		   "  -h, --help              this help\n\n"
-		   "Every configuration key is also a flag (flags override the file):\n");
-	for (size_t i = 0; i < vmw_agent_nkeys; i++) {
-		char name[64];
-		snprintf(name, sizeof(name), "%s", vmw_agent_keys[i].name);
-		for (char *p = name; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		fprintf(f, "      --%s %s\n          %s\n", name, vmw_agent_keys[i].arg, vmw_agent_keys[i].help);
-	}
-	fprintf(f, "\nSignals: SIGTERM/SIGINT stop; SIGHUP reloads the file (and re-applies the flags).\n"
-		   "Logs go to stderr, one line per event, with <N> syslog priority prefixes.\n");
-}
-
-/* Build the configuration from the file and the flags. Returns 0, or the exit code. */
-static int build(const struct args *args, struct vmw_agent_config *c, bool *check, struct vmw_error *err)
-{
-	struct option *opts = calloc(vmw_agent_nkeys + 4, sizeof(*opts));
-	char (*names)[64] = calloc(vmw_agent_nkeys, sizeof(*names));
-	const char *config = NULL;
-	bool explicit = false;
-	int ch, r, rc = 0;
-
-	vmw_agent_config_init(c);
-	if (!opts || !names || !c->listen) {
-		free(opts);
-		free(names);
-		vmw_error_set(err, -ENOMEM, "out of memory");
-		return 1;
-	}
-	for (size_t i = 0; i < vmw_agent_nkeys; i++) {
-		snprintf(names[i], sizeof(names[i]), "%s", vmw_agent_keys[i].name);
-		for (char *p = names[i]; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		opts[i] = (struct option){ names[i], required_argument, NULL, OPT_KEY + (int)i };
-	}
-	opts[vmw_agent_nkeys] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
-	opts[vmw_agent_nkeys + 1] = (struct option){ "check-config", no_argument, NULL, OPT_CHECK };
-	opts[vmw_agent_nkeys + 2] = (struct option){ "help", no_argument, NULL, OPT_HELP };
-
-	/* First pass: only --config, so that the file comes before the flags. */
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(args->argc, args->argv, "c:h", opts, NULL)) != -1)
-		if (ch == OPT_CONFIG || ch == 'c') {
-			config = optarg;
-			explicit = true;
-		}
-	if (!config)
-		config = VMW_AGENT_CONFIG_PATH;
-	r = vmw_agent_config_load(c, config, err);
-	if (r == -ENOENT && !explicit) {
-		err->code = 0;
-	} else if (r < 0) {
-		rc = EXIT_USAGE;
-		goto out;
-	}
-
-	optind = 0;
-	opterr = 1;
-	while ((ch = getopt_long(args->argc, args->argv, "c:h", opts, NULL)) != -1) {
-		switch (ch) {
-		case OPT_CONFIG:
-		case 'c':
-			break;
-		case OPT_CHECK:
-			*check = true;
-			break;
-		case OPT_HELP:
-		case 'h':
-			usage(stdout);
-			rc = -1;
-			goto out;
-		default:
-			if (ch >= OPT_KEY && ch < OPT_KEY + (int)vmw_agent_nkeys) {
-				if ((r = vmw_agent_config_set(c, vmw_agent_keys[ch - OPT_KEY].name, optarg, err)) < 0) {
-					vmw_error_prefix(err, "--%s: ", names[ch - OPT_KEY]);
-					rc = EXIT_USAGE;
-					goto out;
-				}
-				break;
-			}
-			vmw_error_set(err, -EINVAL, "bad usage (try 'vmwatch agent --help')");
-			rc = EXIT_USAGE;
-			goto out;
-		}
-	}
-	if (optind < args->argc) {
-		vmw_error_set(err, -EINVAL, "unexpected argument '%s' (the agent finds VMs through libvirt; "
-			      "use --target for others)", args->argv[optind]);
-		rc = EXIT_USAGE;
-		goto out;
-	}
-	if ((r = vmw_agent_config_check(c, err)) < 0)
-		rc = EXIT_USAGE;
-out:
-	free(opts);
-	free(names);
-	if (rc)
-		vmw_agent_config_free(c);
-	return rc;
-}
-
-static int reload(void *opaque, struct vmw_agent_config *ret, struct vmw_error *err)
-{
-	bool check = false;
-	int rc = build(opaque, ret, &check, err);
-	if (rc == -1)
-		return vmw_error_set(err, -EINVAL, "--help on the command line");
-	return rc ? (err->code ? err->code : -EINVAL) : 0;
-}
+#define AGENT_EXE "vmwatch-agent"
 
 int cmd_agent(int argc, char **argv)
 {
-	struct args args = { argc, argv };
-	struct vmw_agent_config c;
-	struct vmw_error err = { 0 };
-	bool check = false;
-	int rc;
+	char self[PATH_MAX], path[PATH_MAX + sizeof(AGENT_EXE) + 1];
+	char **av = calloc((size_t)argc + 1, sizeof(*av));
+	ssize_t n;
+	char *slash;
 
-	rc = build(&args, &c, &check, &err);
-	if (rc == -1)
-		return 0;
-	if (rc) {
-		cli_error("agent: %s", vmw_error_msg(&err, err.code ? err.code : -EINVAL));
-		return rc;
+	if (!av) {
+		cli_error("agent: out of memory");
+		return 1;
 	}
-	if (check) {
-		vmw_agent_config_print(&c, stdout);
-		vmw_agent_config_free(&c);
-		return 0;
+	av[0] = AGENT_EXE;
+	for (int i = 1; i < argc; i++)
+		av[i] = argv[i];
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/'))) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/" AGENT_EXE, self);
+			execv(path, av);
+			if (errno != ENOENT) {
+				cli_error("agent: cannot run %s: %s", path, strerror(errno));
+				free(av);
+				return 1;
+			}
+		}
 	}
-	rc = vmw_agent_run(&c, reload, &args);
-	vmw_agent_config_free(&c);
-	return rc;
+	execvp(AGENT_EXE, av);
+	if (errno == ENOENT)
+		cli_error("agent: " AGENT_EXE " is not installed (looked next to %s and in $PATH); "
+			  "install it with vmwatch, or run it directly",
+			  n > 0 ? self : "vmwatch");
+	else
+		cli_error("agent: cannot run " AGENT_EXE ": %s", strerror(errno));
+	free(av);
+	return 1;
 }

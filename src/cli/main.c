@@ -1,18 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "cli/cli.h"
 
-#include <stdarg.h>
 #include <string.h>
-
-void cli_error(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("vmwatch: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 static const struct {
 	const char *name;

@@ -14,10 +14,19 @@
  * too; vmw_virt_close asks it to tear the watch down through `timer` and
  * waits. Library calls block SIGPIPE around libvirt RPCs: a write to a
  * libvirtd that just died must not kill the caller.
+ *
+ * libvirt and libxml2 are not linked: they (and the ~60 libraries they pull
+ * in) would cost every vmwatch process tens of milliseconds in the dynamic
+ * loader, and qemu:PID / file:PATH targets need neither. They are dlopen()ed
+ * the first time the virt layer is used (a domain target, vmw_virt_open, XML
+ * parsing); their headers give the types and constants, and the functions
+ * used go through a table of pointers resolved with dlsym (see LV_FUNCS and
+ * XML_FUNCS: every libvirt or libxml2 function called below must be listed).
  */
 #include "virt/virt.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +40,154 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
+
+/* ---------------------------------------------------------------------------
+ * loading libvirt and libxml2 on demand
+ */
+
+#define LIBVIRT_SONAME "libvirt.so.0"
+#define LIBXML_SONAME "libxml2.so.2"
+
+#define LV_FUNCS(X)                                                                    \
+	X(virConnectClose) X(virConnectDomainEventDeregisterAny)                         \
+	X(virConnectDomainEventRegisterAny) X(virConnectIsAlive)                         \
+	X(virConnectListAllDomains) X(virConnectOpenReadOnly) X(virConnectRef)           \
+	X(virConnectRegisterCloseCallback) X(virConnectSetKeepAlive)                     \
+	X(virConnectUnregisterCloseCallback) X(virDomainFree) X(virDomainGetInfo)        \
+	X(virDomainGetName) X(virDomainGetUUIDString) X(virDomainGetXMLDesc)             \
+	X(virDomainIsActive) X(virDomainLookupByName) X(virDomainLookupByUUIDString)     \
+	X(virEventAddTimeout) X(virEventRegisterDefaultImpl) X(virEventRemoveTimeout)    \
+	X(virEventRunDefaultImpl) X(virEventUpdateTimeout) X(virGetLastError)            \
+	X(virGetLastErrorMessage) X(virInitialize) X(virSetErrorFunc)
+
+#define XML_FUNCS(X)                                                                   \
+	X(xmlDocGetRootElement) X(xmlFreeDoc) X(xmlInitParser) X(xmlReadMemory)          \
+	X(xmlXPathEvalExpression) X(xmlXPathFreeContext) X(xmlXPathFreeObject)           \
+	X(xmlXPathNewContext)
+
+#define FN_FIELD(f) __typeof__(&f) f;
+static struct { LV_FUNCS(FN_FIELD) } lv;
+static struct { XML_FUNCS(FN_FIELD) } lx;
+#undef FN_FIELD
+
+/* Why a library could not be loaded ("" if it was). */
+static char lv_load_err[256], lx_load_err[256];
+static bool lv_loaded, lx_loaded;
+static pthread_once_t lx_once = PTHREAD_ONCE_INIT;   /* libvirt: global_once */
+
+/* dlopen soname and fill n pointers (names[i] -> *slots[i]); false with
+ * errbuf set if the library or one of the functions is missing. */
+static bool load_lib(const char *soname, const char *const *names, void **slots, size_t n,
+		     char *errbuf, size_t en)
+{
+	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+
+	if (!h) {
+		const char *e = dlerror();
+		snprintf(errbuf, en, "%s", e ? e : soname);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!(slots[i] = dlsym(h, names[i]))) {
+			snprintf(errbuf, en, "%s has no %s", soname, names[i]);
+			dlclose(h);
+			return false;
+		}
+	}
+	return true;   /* never closed: function pointers and threads outlive callers */
+}
+
+#define FN_NAME(f) #f,
+#define FN_SLOT(t, f) (void **)&t.f,
+#define FN_SLOT_LV(f) FN_SLOT(lv, f)
+#define FN_SLOT_LX(f) FN_SLOT(lx, f)
+
+static void lx_load(void)
+{
+	static const char *const names[] = { XML_FUNCS(FN_NAME) };
+	void **slots[] = { XML_FUNCS(FN_SLOT_LX) };
+	void *tmp[ARRAY_SIZE(names)];
+
+	if (!load_lib(LIBXML_SONAME, names, tmp, ARRAY_SIZE(names), lx_load_err, sizeof(lx_load_err)))
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		memcpy(slots[i], &tmp[i], sizeof(tmp[i]));
+	lx.xmlInitParser();
+	lx_loaded = true;
+}
+
+static void lv_load(void)
+{
+	static const char *const names[] = { LV_FUNCS(FN_NAME) };
+	void **slots[] = { LV_FUNCS(FN_SLOT_LV) };
+	void *tmp[ARRAY_SIZE(names)];
+
+	if (!load_lib(LIBVIRT_SONAME, names, tmp, ARRAY_SIZE(names), lv_load_err, sizeof(lv_load_err)))
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		memcpy(slots[i], &tmp[i], sizeof(tmp[i]));
+	lv_loaded = true;
+}
+
+/* libxml2 loaded (once, any thread)? */
+static bool xml_available(void)
+{
+	pthread_once(&lx_once, lx_load);
+	return lx_loaded;
+}
+
+static int libvirt_missing(struct vmw_error *err)
+{
+	return vmw_error_set(err, -ENOTSUP, "libvirt is not installed (libvirt0): %s", lv_load_err);
+}
+
+static void global_init(void);
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+/* libvirt loaded and initialized (once, any thread)? */
+static bool libvirt_available(void)
+{
+	pthread_once(&global_once, global_init);
+	return lv_loaded;
+}
+
+/* From here on, every call goes through the tables (one line per function of
+ * LV_FUNCS and XML_FUNCS). */
+#define virConnectClose (*lv.virConnectClose)
+#define virConnectDomainEventDeregisterAny (*lv.virConnectDomainEventDeregisterAny)
+#define virConnectDomainEventRegisterAny (*lv.virConnectDomainEventRegisterAny)
+#define virConnectIsAlive (*lv.virConnectIsAlive)
+#define virConnectListAllDomains (*lv.virConnectListAllDomains)
+#define virConnectOpenReadOnly (*lv.virConnectOpenReadOnly)
+#define virConnectRef (*lv.virConnectRef)
+#define virConnectRegisterCloseCallback (*lv.virConnectRegisterCloseCallback)
+#define virConnectSetKeepAlive (*lv.virConnectSetKeepAlive)
+#define virConnectUnregisterCloseCallback (*lv.virConnectUnregisterCloseCallback)
+#define virDomainFree (*lv.virDomainFree)
+#define virDomainGetInfo (*lv.virDomainGetInfo)
+#define virDomainGetName (*lv.virDomainGetName)
+#define virDomainGetUUIDString (*lv.virDomainGetUUIDString)
+#define virDomainGetXMLDesc (*lv.virDomainGetXMLDesc)
+#define virDomainIsActive (*lv.virDomainIsActive)
+#define virDomainLookupByName (*lv.virDomainLookupByName)
+#define virDomainLookupByUUIDString (*lv.virDomainLookupByUUIDString)
+#define virEventAddTimeout (*lv.virEventAddTimeout)
+#define virEventRegisterDefaultImpl (*lv.virEventRegisterDefaultImpl)
+#define virEventRemoveTimeout (*lv.virEventRemoveTimeout)
+#define virEventRunDefaultImpl (*lv.virEventRunDefaultImpl)
+#define virEventUpdateTimeout (*lv.virEventUpdateTimeout)
+#define virGetLastError (*lv.virGetLastError)
+#define virGetLastErrorMessage (*lv.virGetLastErrorMessage)
+#define virInitialize (*lv.virInitialize)
+#define virSetErrorFunc (*lv.virSetErrorFunc)
+#define xmlDocGetRootElement (*lx.xmlDocGetRootElement)
+#define xmlFreeDoc (*lx.xmlFreeDoc)
+#define xmlInitParser (*lx.xmlInitParser)
+#define xmlReadMemory (*lx.xmlReadMemory)
+#define xmlXPathEvalExpression (*lx.xmlXPathEvalExpression)
+#define xmlXPathFreeContext (*lx.xmlXPathFreeContext)
+#define xmlXPathFreeObject (*lx.xmlXPathFreeObject)
+#define xmlXPathNewContext (*lx.xmlXPathNewContext)
 
 #define RECONNECT_MIN_MS 200
 #define RECONNECT_MAX_MS 5000
@@ -63,7 +220,6 @@ struct vmw_virt {
 	size_t nknown, cap_known;
 };
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static bool event_impl_ok;
 
 /* The process-wide event-loop thread. */
@@ -83,7 +239,9 @@ static void silent_error(void *opaque, virErrorPtr e)
 
 static void global_init(void)
 {
-	xmlInitParser();
+	lv_load();
+	if (!lv_loaded)
+		return;
 	virInitialize();
 	virSetErrorFunc(NULL, silent_error);
 	/* Must precede every connection that should deliver events. */
@@ -253,6 +411,8 @@ static int xp_parse(struct xp *x, const char *xml)
 	x->ctx = NULL;
 	if (!xml || (len = strlen(xml)) == 0 || len > INT_MAX)
 		return -EINVAL;
+	if (!xml_available())
+		return -ENOTSUP;
 	x->doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
 			       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!x->doc || !xmlDocGetRootElement(x->doc)) {
@@ -610,7 +770,8 @@ int vmw_virt_open(const char *uri, struct vmw_virt **ret, struct vmw_error *err)
 	struct vmw_virt *v;
 	int r;
 
-	pthread_once(&global_once, global_init);
+	if (!libvirt_available())
+		return libvirt_missing(err);
 	if (!uri || !*uri)
 		uri = default_uri();
 	if (!(v = calloc(1, sizeof(*v))) || !(v->uri = strdup(uri))) {
@@ -1184,6 +1345,9 @@ int vmw_virt_resolve_target(const char *target, char *ret_target, size_t n,
 		if (!*name)
 			return vmw_error_set(err, -EINVAL, "%s: no domain name (use domain:NAME)", target);
 	}
+	if (!libvirt_available())
+		return vmw_error_set(err, -ENOTSUP, "libvirt is not installed (libvirt0): cannot resolve "
+				     "domain %s; use qemu:PID", name);
 	if ((r = vmw_virt_open(NULL, &v, err)) < 0) {
 		if (explicit)
 			return vmw_error_prefix(err, "domain %s: ", name);

@@ -29,7 +29,10 @@
  * Process-wide effects: libvirt's default error printing to stderr is
  * turned off (its messages come back in struct vmw_error), and libvirt's
  * default event implementation is registered, the first time vmw_virt_open
- * runs (also through vmw_virt_resolve_target for a domain). Library calls never die of SIGPIPE
+ * runs (also through vmw_virt_resolve_target for a domain). libvirt.so.0 and
+ * libxml2.so.2 are dlopen()ed then (libxml2 also by the parse functions), not
+ * linked; without libvirt these calls fail with -ENOTSUP ("libvirt is not
+ * installed"). Library calls never die of SIGPIPE
  * from a dead libvirtd (it is blocked around libvirt calls).
  */
 #pragma once
