@@ -36,6 +36,14 @@ struct cli_target {
 	char name_buf[320];           /* name storage: "vm1 (qemu:1234)" for a libvirt domain */
 };
 
+/* Long options every introspection command takes; handle them with
+ * cli_target_option(), which returns false for any other option. */
+#define CLI_TARGET_OPTIONS \
+	{ "no-cache", no_argument, NULL, 'N' }, \
+	{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' }, \
+	{ "process-read", no_argument, NULL, 'P' }
+bool cli_target_option(struct cli_target *t, int c);
+
 /* Open name (a libvirt domain name or UUID, domain:NAME, qemu:PID or
  * file:PATH), attach to its kernel and (if want_linux) the process model.
  * Returns 0, or the exit code after printing a one-line error. */

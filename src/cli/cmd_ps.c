@@ -157,9 +157,7 @@ int cmd_ps(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "threads", no_argument, NULL, 'L' },
 		{ "no-cmdline", no_argument, NULL, 'C' },
-		{ "no-cache", no_argument, NULL, 'N' },
-		{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' },
-		{ "process-read", no_argument, NULL, 'P' },
+		CLI_TARGET_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -174,11 +172,12 @@ int cmd_ps(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'L': threads = true; break;
 		case 'C': cmdline = false; break;
-		case 'N': t.no_cache = true; break;
-		case 'K': t.ignore_vmcoreinfo_kallsyms = true; break;
-		case 'P': t.process_read = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			if (cli_target_option(&t, c))
+				break;
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {

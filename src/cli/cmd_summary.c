@@ -156,9 +156,7 @@ int cmd_summary(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
-		{ "no-cache", no_argument, NULL, 'N' },
-		{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' },
-		{ "process-read", no_argument, NULL, 'P' },
+		CLI_TARGET_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -172,11 +170,12 @@ int cmd_summary(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
-		case 'N': t.no_cache = true; break;
-		case 'K': t.ignore_vmcoreinfo_kallsyms = true; break;
-		case 'P': t.process_read = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			if (cli_target_option(&t, c))
+				break;
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {

@@ -43,6 +43,16 @@ int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
 	return 0;
 }
 
+bool cli_target_option(struct cli_target *t, int c)
+{
+	switch (c) {
+	case 'N': t->no_cache = true; return true;
+	case 'K': t->ignore_vmcoreinfo_kallsyms = true; return true;
+	case 'P': t->process_read = true; return true;
+	default: return false;
+	}
+}
+
 void cli_target_close(struct cli_target *t)
 {
 	vmw_linux_free(t->lx);
