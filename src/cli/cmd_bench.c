@@ -73,6 +73,7 @@ int cmd_bench(int argc, char **argv)
 	struct cli_target t = { 0 };
 	struct vmw_error err = { 0 };
 	uint64_t *ns = NULL, procs = 0, bytes = 0, c0, w0, wall, cpu;
+	uint64_t restarts = 0, truncated = 0, skipped = 0;
 	struct vmw_mem_stats s0, s1;
 	int c, r;
 
@@ -132,6 +133,9 @@ int cmd_bench(int argc, char **argv)
 		}
 		procs += w.nprocs;
 		bytes += w.bytes_read;
+		restarts += w.restarts;
+		truncated += w.truncated;
+		skipped += w.skipped;
 		vmw_walk_free(&w);
 	}
 	wall = vmw_now_ns() - w0;
@@ -143,9 +147,10 @@ int cmd_bench(int argc, char **argv)
 	double p99 = (double)ns[MIN(frames - 1, frames * 99 / 100)] / 1e3;
 	double ppf = (double)procs / (double)frames;
 	double syscalls = (double)(s1.syscalls - s0.syscalls) / (double)frames;
+	double ranges = (double)(s1.ranges - s0.ranges) / (double)frames;
 
 	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
 			"target", target, "source", vmw_mem_describe(t.mem),
 			"attach_cold_ms", cold_ms, "attach_cached_ms", warm_ms, "cache_hit", cached,
 			"frames", (json_int_t)frames, "frame_median_us", med, "frame_p99_us", p99,
@@ -153,7 +158,9 @@ int cmd_bench(int argc, char **argv)
 			"bytes_per_frame", (double)bytes / (double)frames,
 			"frames_per_second", (double)frames / ((double)wall / 1e9),
 			"cpu_us_per_frame", (double)cpu / 1e3 / (double)frames,
-			"syscalls_per_frame", syscalls);
+			"syscalls_per_frame", syscalls, "remote_ranges_per_frame", ranges,
+			"restarts", (json_int_t)restarts, "truncated_frames", (json_int_t)truncated,
+			"skipped_records", (json_int_t)skipped);
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(o);
@@ -171,8 +178,12 @@ int cmd_bench(int argc, char **argv)
 		printf("us per process    %.3f\n", ppf > 0 ? med / ppf : 0.0);
 		printf("bytes read/frame  %.0f\n", (double)bytes / (double)frames);
 		printf("syscalls/frame    %.1f\n", syscalls);
+		printf("remote ranges/frame %.0f\n", ranges);
 		printf("frames/s          %.0f\n", (double)frames / ((double)wall / 1e9));
 		printf("host CPU/frame    %.1f us\n", (double)cpu / 1e3 / (double)frames);
+		printf("walk restarts     %llu (torn task-list links, all frames)\n", (unsigned long long)restarts);
+		printf("truncated frames  %llu\n", (unsigned long long)truncated);
+		printf("skipped records   %llu\n", (unsigned long long)skipped);
 	}
 	free(ns);
 	cli_target_close(&t);

@@ -175,6 +175,7 @@ static int remote_read(struct vmw_mem *mem, void *buf, uint64_t remote, size_t l
 		ssize_t n;
 
 		mem->stats.syscalls++;
+		mem->stats.ranges++;
 		n = process_vm_readv(mem->pid, &l, 1, &r, 1, 0);
 		if (n < 0)
 			return remote_errno(errno);
@@ -344,11 +345,25 @@ int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
 	return read_one(mem, addr, buf, len);
 }
 
+/*
+ * The kernel pins the remote pages of every remote iovec separately (mmap
+ * lock, page walk, pin, unpin), and that — not the syscall — is most of the
+ * cost of a small piece. So a piece that starts at most REMOTE_GAP bytes after
+ * the previous one ends (the fields of one kernel structure, say) extends
+ * the same remote iovec; the bytes in between land in a scratch buffer.
+ */
+#define REMOTE_GAP 2048
+
 struct batch {
 	struct iovec liov[IOV_MAX], riov[IOV_MAX];
 	struct vmw_phys_iov *piece[IOV_MAX];
-	size_t k;
+	uint64_t remote[IOV_MAX];      /* each piece's remote address */
+	size_t at[IOV_MAX];            /* each piece's offset in the copied stream */
+	size_t k, nl, nr;              /* pieces, local iovecs, remote iovecs */
 	size_t bytes;
+	uint64_t end;                  /* where the last remote iovec ends */
+	const struct vmw_mem_seg *seg; /* and its segment */
+	uint8_t gap[REMOTE_GAP];
 };
 
 /*
@@ -360,13 +375,13 @@ struct batch {
 static void batch_flush(struct vmw_mem *mem, struct batch *b)
 {
 	ssize_t got;
-	size_t done = 0;
 	int e = 0;
 
 	if (!b->k)
 		return;
 	mem->stats.syscalls++;
-	got = process_vm_readv(mem->pid, b->liov, b->k, b->riov, b->k, 0);
+	mem->stats.ranges += b->nr;
+	got = process_vm_readv(mem->pid, b->liov, b->nl, b->riov, b->nr, 0);
 	if (got < 0) {
 		e = errno;
 		got = 0;
@@ -374,18 +389,47 @@ static void batch_flush(struct vmw_mem *mem, struct batch *b)
 	for (size_t j = 0; j < b->k; j++) {
 		struct vmw_phys_iov *v = b->piece[j];
 
-		if (done + v->len <= (size_t)got)
+		if (b->at[j] + v->len <= (size_t)got)
 			v->err = 0;
 		else if (e == ESRCH || e == EPERM)
 			v->err = remote_errno(e);  /* no point retrying: the process is gone/closed */
 		else
-			v->err = remote_read(mem, v->buf, (uint64_t)(uintptr_t)b->riov[j].iov_base, v->len);
+			v->err = remote_read(mem, v->buf, b->remote[j], v->len);
 		if (!v->err)
 			mem->stats.bytes_read += v->len;
-		done += v->len;
 	}
-	b->k = 0;
+	b->k = b->nl = b->nr = 0;
 	b->bytes = 0;
+	b->seg = NULL;
+}
+
+/* Queue piece v (remote address `remote` in segment s) into batch b. */
+static void batch_add(struct vmw_mem *mem, struct batch *b, struct vmw_phys_iov *v,
+		      const struct vmw_mem_seg *s, uint64_t remote)
+{
+	bool join = b->nr && s == b->seg && remote >= b->end && remote - b->end <= REMOTE_GAP;
+	size_t gap = join ? remote - b->end : 0;
+
+	if (b->k == IOV_MAX || b->nl + 2 > IOV_MAX || b->bytes + gap + v->len > REMOTE_CHUNK) {
+		batch_flush(mem, b);
+		join = false;
+		gap = 0;
+	}
+	if (join) {
+		if (gap)
+			b->liov[b->nl++] = (struct iovec){ b->gap, gap };
+		b->riov[b->nr - 1].iov_len += gap + v->len;
+	} else {
+		b->riov[b->nr++] = (struct iovec){ (void *)(uintptr_t)remote, v->len };
+	}
+	b->bytes += gap;
+	b->at[b->k] = b->bytes;
+	b->remote[b->k] = remote;
+	b->piece[b->k++] = v;
+	b->liov[b->nl++] = (struct iovec){ v->buf, v->len };
+	b->bytes += v->len;
+	b->end = remote + v->len;
+	b->seg = s;
 }
 
 /*
@@ -394,10 +438,47 @@ static void batch_flush(struct vmw_mem *mem, struct batch *b)
  * byte limit allow. A piece that spans segments or is a hole goes through
  * read_one (which fails a hole with -EFAULT without touching QEMU).
  */
+/*
+ * Mapped RAM: a batch's pieces are scattered over guest memory, so almost
+ * every one is a cache miss. Copying them one by one waits for each miss in
+ * turn; prefetching PREFETCH_AHEAD pieces ahead keeps several in flight.
+ */
+#define PREFETCH_AHEAD 8
+#define PREFETCH_MAX   1024   /* bytes of one piece prefetched */
+
+static void prefetch_piece(struct vmw_mem *mem, const struct vmw_phys_iov *v)
+{
+	const struct vmw_mem_seg *s = find_seg(mem, v->addr);
+	const uint8_t *p;
+	size_t len = MIN(v->len, (size_t)PREFETCH_MAX);
+
+	if (!s || !s->local || !v->len || v->len > s->len - (v->addr - s->gpa))
+		return;
+	p = s->local + (v->addr - s->gpa);
+	for (size_t o = 0; o < len; o += 64)
+		__builtin_prefetch(p + o);
+	__builtin_prefetch(p + len - 1);
+}
+
+struct remote_piece {
+	uint64_t remote;
+	const struct vmw_mem_seg *seg;
+	struct vmw_phys_iov *v;
+};
+
+static int remote_piece_cmp(const void *a, const void *b)
+{
+	const struct remote_piece *x = a, *y = b;
+	return x->remote < y->remote ? -1 : x->remote > y->remote;
+}
+
 int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 {
 	struct batch *b = NULL;
-	struct batch small;  /* on the stack: ~40 KiB */
+	struct batch small;  /* on the stack: ~70 KiB */
+	struct remote_piece *rp = NULL;
+	size_t nrp = 0;
+	bool order = n > 1;  /* sort remote pieces (off if that memory is not to be had) */
 
 	mem->stats.reads++;
 	if (mem->trace)
@@ -405,26 +486,40 @@ int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 			trace_range(mem->trace, iov[i].addr, iov[i].len);
 	if (mem->pid) {
 		b = &small;
-		b->k = 0;
+		b->k = b->nl = b->nr = 0;
 		b->bytes = 0;
+		b->seg = NULL;
 	}
+	for (size_t i = 0; i < MIN(n, (size_t)PREFETCH_AHEAD); i++)
+		prefetch_piece(mem, &iov[i]);
 	for (size_t i = 0; i < n; i++) {
 		struct vmw_phys_iov *v = &iov[i];
 		const struct vmw_mem_seg *s = NULL;
+		uint64_t remote;
 
+		if (i + PREFETCH_AHEAD < n)
+			prefetch_piece(mem, &iov[i + PREFETCH_AHEAD]);
 		if (b && v->len && v->len <= REMOTE_CHUNK && v->addr + v->len > v->addr)
 			s = find_seg(mem, v->addr);
 		if (!s || s->local || v->len > s->len - (v->addr - s->gpa)) {
 			v->err = read_one(mem, v->addr, v->buf, v->len);
 			continue;
 		}
-		if (b->k == IOV_MAX || b->bytes + v->len > REMOTE_CHUNK)
-			batch_flush(mem, b);
-		b->liov[b->k] = (struct iovec){ v->buf, v->len };
-		b->riov[b->k] = (struct iovec){ (void *)(uintptr_t)(s->remote + (v->addr - s->gpa)), v->len };
-		b->piece[b->k++] = v;
-		b->bytes += v->len;
+		remote = s->remote + (v->addr - s->gpa);
+		if (order && !rp && !(rp = malloc(n * sizeof(*rp))))
+			order = false;
+		if (rp)
+			rp[nrp++] = (struct remote_piece){ remote, s, v };
+		else
+			batch_add(mem, b, v, s, remote);
 	}
+	/* In address order, neighbours (fields of one structure, objects of one
+	 * slab page) join into one remote range. */
+	if (nrp > 1)
+		qsort(rp, nrp, sizeof(*rp), remote_piece_cmp);
+	for (size_t i = 0; i < nrp; i++)
+		batch_add(mem, b, rp[i].v, rp[i].seg, rp[i].remote);
+	free(rp);
 	if (b)
 		batch_flush(mem, b);
 	for (size_t i = 0; i < n; i++)

@@ -147,5 +147,7 @@ struct vmw_mem_stats {
 	uint64_t bytes_read;
 	uint64_t reads;      /* vmw_mem_read + vmw_mem_readv calls */
 	uint64_t syscalls;   /* process_vm_readv calls made */
+	uint64_t ranges;     /* remote ranges they read (the kernel pins each one's
+			      * pages separately: the main cost of a small read) */
 };
 void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret);
