@@ -20,7 +20,7 @@ ufail=$(( ${ufail:-0} + ${utime:-0} ))
 export VMWATCH="$PWD/build-asan/vmwatch"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=99"
-/usr/bin/python3 -m pytest tests/integration -q -rfE --junitxml="$out/it.xml" "$@" 2>&1 | tee "$out/it.log"
+/usr/bin/python3 -m pytest tests/integration -q -rfE --durations=15 --junitxml="$out/it.xml" "$@" 2>&1 | tee "$out/it.log"
 read -r ipass ifail < <(/usr/bin/python3 - "$out/it.xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
