@@ -617,42 +617,76 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 }
 
 /* Add each RSS counter's per-CPU deltas (__percpu_counter_sum), one batched
- * read for a whole batch of processes. An unreadable delta counts as 0. */
+ * read for a whole batch of processes. An unreadable delta counts as 0.
+ * percpu_counter_init_many() (6.5+) gives an mm's counters one per-CPU
+ * block, s32 each in enum order: when a process's counter pointers say so,
+ * each CPU's block is read as one piece (the same bytes) rather than one
+ * piece per counter. */
 static void add_percpu_rss(struct vmw_linux *l, struct walk_state *ws, size_t base, size_t cnt,
 			   uint64_t ctr[][4], int64_t rss[][4])
 {
-	size_t n = 0, max = cnt * 4 * l->mm.ncpus;
+	const int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
+	size_t k = 0, v = 0, max = cnt * 4 * l->mm.ncpus;
 	struct vmw_virt_iov *iov = calloc(max ? max : 1, sizeof(*iov));
 	int32_t *val = calloc(max ? max : 1, sizeof(*val));
+	uint64_t *block = calloc(cnt ? cnt : 1, sizeof(*block));   /* its start, or 0 */
+	int nr = 0;
 
-	if (!iov || !val)
+	for (int j = 0; j < 4; j++)
+		nr = MAX(nr, idx[j] + 1);
+	if (!iov || !val || !block)
 		goto out;
 	for (size_t i = 0; i < cnt; i++) {
 		if (!ws->raw[base + i].mm)
 			continue;
-		for (int j = 0; j < 4; j++) {
-			if (!ctr[i][j])
+		for (int j = 0; j < 4 && nr <= 4; j++) {
+			uint64_t at;
+			if (idx[j] < 0)
 				continue;
-			for (unsigned c = 0; c < l->mm.ncpus; c++, n++)
-				iov[n] = (struct vmw_virt_iov){ ctr[i][j] + l->mm.percpu_off[c], &val[n], 4, 0 };
+			at = ctr[i][j] - 4 * (uint64_t)idx[j];
+			if (!ctr[i][j] || (block[i] && at != block[i])) {
+				block[i] = 0;
+				break;
+			}
+			block[i] = at;
+		}
+		for (unsigned c = 0; c < l->mm.ncpus; c++) {
+			if (block[i]) {
+				iov[k++] = (struct vmw_virt_iov){ block[i] + l->mm.percpu_off[c], &val[v], 4 * (size_t)nr, 0 };
+				v += (size_t)nr;
+				continue;
+			}
+			for (int j = 0; j < 4; j++)
+				if (ctr[i][j])
+					iov[k++] = (struct vmw_virt_iov){ ctr[i][j] + l->mm.percpu_off[c], &val[v++], 4, 0 };
 		}
 	}
-	vmw_xlat_readv(l->kx, iov, n);
-	n = 0;
+	vmw_xlat_readv(l->kx, iov, k);
+	k = v = 0;
 	for (size_t i = 0; i < cnt; i++) {
 		if (!ws->raw[base + i].mm)
 			continue;
-		for (int j = 0; j < 4; j++) {
-			if (!ctr[i][j])
+		for (unsigned c = 0; c < l->mm.ncpus; c++) {
+			if (block[i]) {
+				if (!iov[k++].err)
+					for (int j = 0; j < 4; j++)
+						if (idx[j] >= 0)
+							rss[i][j] += val[v + (size_t)idx[j]];
+				v += (size_t)nr;
 				continue;
-			for (unsigned c = 0; c < l->mm.ncpus; c++, n++)
-				if (!iov[n].err)
-					rss[i][j] += val[n];
+			}
+			for (int j = 0; j < 4; j++)
+				if (ctr[i][j]) {
+					if (!iov[k++].err)
+						rss[i][j] += val[v];
+					v++;
+				}
 		}
 	}
 out:
 	free(iov);
 	free(val);
+	free(block);
 }
 
 /* Stage 2: parent tgid, credentials, memory counters, signal totals. */
