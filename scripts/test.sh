@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# Lab guests running before the tests (booted by hand, say) are left alone.
+guests() {
+    lab/vmlab list --json 2>/dev/null |
+        /usr/bin/python3 -c 'import json, sys; print("\n".join(g["name"] for g in json.load(sys.stdin)))' 2>/dev/null |
+        sort
+}
+guests_before=$(guests)
+
 # Unit tests (cmocka, ASan+UBSan build).
 meson test -C build-asan --suite unit --print-errorlogs 2>&1 | tee "$out/unit.log"
 upass=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$out/unit.log" | tail -1)
@@ -32,7 +40,12 @@ t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skippe
 print(t - f - e - sk, f + e)
 PY
 )
-lab/vmlab stop --all >/dev/null 2>&1 || true
+# The tests stop their guests; stop any they left behind (a killed run, say).
+left=$(comm -13 <(echo "$guests_before") <(guests))
+if [ -n "$left" ]; then
+    # shellcheck disable=SC2086
+    lab/vmlab stop $left >/dev/null 2>&1 || true
+fi
 
 passed=$(( ${upass:-0} + ipass )); failed=$(( ufail + ifail ))
 echo "unit: ${upass:-0} passed, ${ufail} failed; integration: $ipass passed, $ifail failed"
