@@ -6,16 +6,85 @@
 #include <string.h>
 #include <time.h>
 
+static void error_vset(struct vmw_error *err, enum vmw_error_kind kind, int code, const char *fmt, va_list ap)
+{
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	err->code = code;
+	err->kind = kind;
+}
+
 int vmw_error_set(struct vmw_error *err, int code, const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		error_vset(err, vmw_error_kind_from_code(code), code, fmt, ap);
 		va_end(ap);
-		err->code = code;
 	}
 	return code;
+}
+
+int vmw_error_setk(struct vmw_error *err, enum vmw_error_kind kind, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		error_vset(err, kind, code, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+enum vmw_error_kind vmw_error_kind_from_code(int code)
+{
+	switch (code < 0 ? -code : code) {
+	case 0:
+		return VMW_ERR_NONE;
+	case EACCES:
+	case EPERM:
+		return VMW_ERR_PERMISSION;
+	case ESRCH:
+		return VMW_ERR_GONE;
+	case ENOENT:
+		return VMW_ERR_NOT_FOUND;
+	case EINVAL:
+		return VMW_ERR_USAGE;
+	case ENOTSUP:
+	case ENOEXEC:
+		return VMW_ERR_UNSUPPORTED;
+	case EIO:
+	case EFAULT:
+		return VMW_ERR_IO;
+	default:
+		return VMW_ERR_INTERNAL;
+	}
+}
+
+enum vmw_error_kind vmw_error_kind_of(const struct vmw_error *err, int code)
+{
+	if (err && err->code && err->kind != VMW_ERR_NONE)
+		return err->kind;
+	enum vmw_error_kind k = vmw_error_kind_from_code(code);
+	return k == VMW_ERR_NONE ? VMW_ERR_INTERNAL : k;
+}
+
+const char *vmw_error_kind_name(enum vmw_error_kind kind)
+{
+	static const char *const names[VMW_ERR__MAX] = {
+		[VMW_ERR_NONE] = "none",
+		[VMW_ERR_INTERNAL] = "error",
+		[VMW_ERR_USAGE] = "usage",
+		[VMW_ERR_NOT_FOUND] = "not_found",
+		[VMW_ERR_PERMISSION] = "permission",
+		[VMW_ERR_GONE] = "gone",
+		[VMW_ERR_NOT_LINUX] = "not_linux",
+		[VMW_ERR_NO_BTF] = "no_btf",
+		[VMW_ERR_MISSING_LAYOUT] = "missing_layout",
+		[VMW_ERR_UNSUPPORTED] = "unsupported",
+		[VMW_ERR_INCONSISTENT] = "inconsistent",
+		[VMW_ERR_IO] = "io",
+	};
+	return (unsigned)kind < VMW_ERR__MAX ? names[kind] : "error";
 }
 
 int vmw_error_prefix(struct vmw_error *err, const char *fmt, ...)

@@ -22,14 +22,48 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/*
+ * What went wrong, set where the error arises (never derived from message
+ * text). The names (vmw_error_kind_name) are stable: the agent's API reason
+ * codes and the CLI's JSON errors are these strings.
+ */
+enum vmw_error_kind {
+	VMW_ERR_NONE = 0,
+	VMW_ERR_INTERNAL,       /* "error": anything not classified below */
+	VMW_ERR_USAGE,          /* "usage": a bad argument or option value */
+	VMW_ERR_NOT_FOUND,      /* "not_found": no such target (domain, process, file) */
+	VMW_ERR_PERMISSION,     /* "permission": the host refuses access */
+	VMW_ERR_GONE,           /* "gone": the VM / QEMU process went away */
+	VMW_ERR_NOT_LINUX,      /* "not_linux": no Linux kernel (VMCOREINFO) found in guest RAM */
+	VMW_ERR_NO_BTF,         /* "no_btf": the guest kernel carries no usable BTF */
+	VMW_ERR_MISSING_LAYOUT, /* "missing_layout": BTF lacks a type or member that is needed */
+	VMW_ERR_UNSUPPORTED,    /* "unsupported": a kind of target or kernel vmwatch cannot read */
+	VMW_ERR_INCONSISTENT,   /* "inconsistent": guest (or cache) data that is hostile or torn */
+	VMW_ERR_IO,             /* "io": reading guest memory or a host file failed */
+	VMW_ERR__MAX
+};
+
 struct vmw_error {
-	int code;       /* negative errno, 0 when no error was recorded */
+	int code;                  /* negative errno, 0 when no error was recorded */
+	enum vmw_error_kind kind;  /* VMW_ERR_NONE when no error was recorded */
 	char msg[512];
 };
 
-/* Record an error and return `code` (a negative errno) for `return vmw_error_set(...)`. */
+/*
+ * Record an error and return `code` (a negative errno) for `return vmw_error_set(...)`.
+ * The kind is derived from the errno (vmw_error_kind_from_code); use
+ * vmw_error_setk where the cause is known better than the errno says.
+ */
 int vmw_error_set(struct vmw_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+int vmw_error_setk(struct vmw_error *err, enum vmw_error_kind kind, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Kind implied by an errno alone: EACCES/EPERM permission, ESRCH gone, ENOENT not_found, ... */
+enum vmw_error_kind vmw_error_kind_from_code(int code);
+/* Kind of a failure: err's recorded kind, else the one implied by code. */
+enum vmw_error_kind vmw_error_kind_of(const struct vmw_error *err, int code);
+/* Stable snake_case name of a kind ("not_linux"); "error" for VMW_ERR_INTERNAL. */
+const char *vmw_error_kind_name(enum vmw_error_kind kind);
 /* Prepend context ("while reading kallsyms: ") to a recorded message; returns err->code. */
 int vmw_error_prefix(struct vmw_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
