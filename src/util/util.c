@@ -169,3 +169,51 @@ uint64_t vmw_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t vmw_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int vmw_pidmap_reset(struct vmw_pidmap *m, size_t n)
+{
+	size_t cap = 16;
+
+	/* Load factor <= 1/2 keeps probes short; the loop in get always finds an empty slot. */
+	while (cap < n * 2 && cap < ((size_t)1 << 40))
+		cap <<= 1;
+	if (cap != m->cap) {
+		free(m->slot);
+		m->slot = calloc(cap, sizeof(*m->slot));
+		m->cap = m->slot ? cap : 0;
+		m->n = 0;
+		if (!m->slot)
+			return -ENOMEM;
+	} else {
+		memset(m->slot, 0, cap * sizeof(*m->slot));
+	}
+	m->n = 0;
+	return 0;
+}
+
+bool vmw_pidmap_put(struct vmw_pidmap *m, int32_t pid, size_t index)
+{
+	if (!m->cap || (m->n + 1) * 2 > m->cap || index >= UINT32_MAX)
+		return false;
+	size_t h = vmw_hash32((uint32_t)pid) & (m->cap - 1);
+	while (m->slot[h].idx1)
+		h = (h + 1) & (m->cap - 1);
+	m->slot[h].pid = pid;
+	m->slot[h].idx1 = (uint32_t)index + 1;
+	m->n++;
+	return true;
+}
+
+void vmw_pidmap_free(struct vmw_pidmap *m)
+{
+	free(m->slot);
+	m->slot = NULL;
+	m->cap = m->n = 0;
+}

@@ -79,6 +79,15 @@ static inline void vmw_fclosep(FILE **f) { if (*f) fclose(*f); }
 #define _cleanup_close_ _cleanup_(vmw_closep)
 #define _cleanup_fclose_ _cleanup_(vmw_fclosep)
 
+/* Cleanup for a library type with a free function: VMW_DEFINE_CLEANUP(struct vmw_mem, vmw_mem_close)
+ * defines vmw_mem_closep() for `_cleanup_(vmw_mem_closep) struct vmw_mem *m = NULL;`. */
+#define VMW_DEFINE_CLEANUP(type, func)                  \
+	static inline void func##p(type **p)             \
+	{                                                \
+		if (*p)                                  \
+			func(*p);                        \
+	}
+
 /* Take ownership out of a cleanup variable. */
 #define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
 #define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -1; _fd; })
@@ -124,3 +133,44 @@ int vmw_parse_u64(const char *s, uint64_t *ret);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t vmw_now_ns(void);
+/* Wall clock (CLOCK_REALTIME) in nanoseconds since the epoch. */
+uint64_t vmw_wall_ns(void);
+
+/* A 32-bit integer hash with good avalanche (lowbias32). */
+static inline uint32_t vmw_hash32(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+/*
+ * pid -> index map (open addressing over a power-of-two table), for
+ * matching this frame's processes with the previous frame's: build it once
+ * per frame with reset + put, then look up. Duplicate pids are allowed (a
+ * torn guest list can hold them); get returns the first one put.
+ */
+struct vmw_pidmap {
+	struct vmw_pidmap_slot { int32_t pid; uint32_t idx1; } *slot; /* idx1 = index + 1, 0 = empty */
+	size_t cap, n;
+};
+/* Empty the map and size it for up to n entries. 0 or -ENOMEM (the map is then empty). */
+int vmw_pidmap_reset(struct vmw_pidmap *m, size_t n);
+/* Add pid -> index; false when the map is full (more puts than reset's n) or index too large. */
+bool vmw_pidmap_put(struct vmw_pidmap *m, int32_t pid, size_t index);
+/* Index of pid, or -1. */
+static inline ptrdiff_t vmw_pidmap_get(const struct vmw_pidmap *m, int32_t pid)
+{
+	if (!m->cap)
+		return -1;
+	for (size_t h = vmw_hash32((uint32_t)pid) & (m->cap - 1);; h = (h + 1) & (m->cap - 1)) {
+		if (!m->slot[h].idx1)
+			return -1;
+		if (m->slot[h].pid == pid)
+			return (ptrdiff_t)m->slot[h].idx1 - 1;
+	}
+}
+void vmw_pidmap_free(struct vmw_pidmap *m);
