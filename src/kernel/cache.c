@@ -10,12 +10,18 @@
  *   DIR/targets/<hash>              per memory source: the physical address
  *                                   where VMCOREINFO was last found
  *
- * Files are written to a temporary name and renamed (atomic); an entry's
- * header is checksummed and it is rejected when anything does not add up.
- * The 32 most recently used entries are kept (a load refreshes the mtime).
- * The cache
- * only saves work: kernel.c re-verifies an entry against guest RAM before
- * using it and falls back to full discovery otherwise.
+ *   DIR/<BUILD-ID>.layout           answers of BTF queries (the layout memo)
+ *
+ * Files are written to a temporary name and renamed (atomic). The cache is
+ * input like guest RAM: every file is checksummed whole (a torn or edited
+ * file is rejected), and, as ssh's StrictModes does, a directory or file
+ * that someone other than us (or root) owns or could write is not used at
+ * all (vmw_kcache_dir_trusted says why). A checksum cannot stop a writer who
+ * recomputes it; the ownership rule can. Readers still bounds-check what
+ * they follow. The 32 most recently used entries are kept (a load refreshes
+ * the mtime). The cache only saves work: kernel.c re-verifies an entry
+ * against guest RAM before using it and falls back to full discovery
+ * otherwise.
  */
 #include "kernel/kernel_internal.h"
 
@@ -24,10 +30,11 @@
 #include <inttypes.h>
 #include <string.h>
 #include <dirent.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#define MAGIC "VMWKC004"
+#define MAGIC "VMWKC005"
 #define KEEP_ENTRIES 32
 
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size)
@@ -59,11 +66,11 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
 }
@@ -76,17 +83,119 @@ static uint64_t fnv64(const void *data, size_t len, uint64_t h)
 	return h;
 }
 
-/* Checksum of an entry: FNV-style over 64-bit words (len is a multiple of 8). */
+/*
+ * Checksum of a cache file: four independent multiply-xorshift lanes over
+ * 64-bit words (so a warm attach checks a few MiB of symbols in well under a
+ * millisecond), folded with the length. Against corruption, not forgery:
+ * see the ownership rule above. A tail shorter than a word is zero-padded.
+ */
 static uint64_t sum64(const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	uint64_t h = 14695981039346656037ull, w;
-	for (size_t i = 0; i + 8 <= len; i += 8) {
-		memcpy(&w, p + i, 8);
-		h = (h ^ w) * 1099511628211ull;
-		h ^= h >> 29;
+	uint64_t h[4] = { 14695981039346656037ull, 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
+			  0x165667b19e3779f9ull };
+	size_t i = 0;
+
+	for (; i + 32 <= len; i += 32)
+		for (int l = 0; l < 4; l++) {
+			uint64_t w;
+			memcpy(&w, p + i + 8 * l, 8);
+			h[l] = (h[l] ^ w) * 1099511628211ull;
+			h[l] ^= h[l] >> 29;
+		}
+	for (int l = 0; i < len; i += 8, l = (l + 1) & 3) {
+		uint64_t w = 0;
+		memcpy(&w, p + i, MIN((size_t)8, len - i));
+		h[l] = (h[l] ^ w) * 1099511628211ull;
+		h[l] ^= h[l] >> 29;
 	}
-	return h;
+	uint64_t r = len;
+	for (int l = 0; l < 4; l++)
+		r = (r ^ h[l]) * 0xff51afd7ed558ccdull ^ (r >> 33);
+	return r;
+}
+
+/*
+ * StrictModes for one file or directory: owned by us or root, and writable
+ * by nobody else. The one exception is a root-owned sticky directory such
+ * as /tmp on the way to the cache: others may add names there but not
+ * replace ours.
+ */
+static bool trusted_stat(const struct stat *st, bool ancestor)
+{
+	if (st->st_uid != geteuid() && st->st_uid != 0)
+		return false;
+	if (!(st->st_mode & (S_IWGRP | S_IWOTH)))
+		return true;
+	return ancestor && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX) && st->st_uid == 0;
+}
+
+static int untrusted(const char *path, const struct stat *st, char *why, size_t n)
+{
+	if (why)
+		snprintf(why, n, "%s is owned by uid %u with mode %04o: not trusted (it must belong to "
+			 "uid %u or root and be writable by nobody else; fix its owner and mode or "
+			 "remove it)", path, (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777),
+			 (unsigned)geteuid());
+	return -EPERM;
+}
+
+int vmw_kcache_dir_trusted(const char *dir, char *why, size_t n)
+{
+	char path[4096];
+	struct stat st;
+	size_t len = strlen(dir);
+
+	if (len >= sizeof(path) || dir[0] != '/')
+		return -EINVAL;
+	memcpy(path, dir, len + 1);
+	/* Judge the real directories, not symlinks to them: resolve the longest
+	 * existing prefix (the rest is created by us, 0700). */
+	for (;;) {
+		char real[PATH_MAX];
+		if (realpath(path, real)) {
+			if (strlen(real) >= sizeof(path))
+				return -ENAMETOOLONG;
+			strcpy(path, real);
+			break;
+		}
+		char *slash = strrchr(path, '/');
+		if (errno != ENOENT || !slash || slash == path)
+			return errno == ENOENT ? 0 : -errno;
+		*slash = '\0';
+	}
+	/* The directory itself, then each ancestor up to /. */
+	for (bool self = true;; self = false) {
+		if (lstat(path, &st) < 0) {
+			if (errno != ENOENT)
+				return -errno;   /* not there yet: created 0700 on first save */
+		} else if (!S_ISDIR(st.st_mode) || !trusted_stat(&st, !self)) {
+			return untrusted(path, &st, why, n);
+		}
+		char *slash = strrchr(path, '/');
+		if (!slash || slash == path)
+			break;
+		*slash = '\0';
+	}
+	return 0;
+}
+
+/* Open a cache file for reading only when it is a regular file we trust. */
+static int open_trusted(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (!S_ISREG(st->st_mode) || !trusted_stat(st, false)) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
 }
 #define FNV64_INIT 14695981039346656037ull
 
@@ -106,7 +215,7 @@ static int write_atomic(const char *path, const void *data, size_t len)
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	while (len) {
@@ -157,8 +266,8 @@ static void put(struct obuf *b, const void *data, size_t len)
 /*
  * Entry layout (host byte order; the cache is local to this machine):
  *   header (struct disk_header), symbols_from, VMCOREINFO text, padded to 8;
- *   u64 checksum of the above;
- *   syms[nsyms] (struct vmw_ksym), slots[nslots], names[names_len], padded to 8.
+ *   syms[nsyms] (struct vmw_ksym), slots[nslots], names[names_len], padded to 8;
+ *   u64 checksum of everything before it.
  * A load maps the file and the symbol table uses it in place: O(1), no
  * per-symbol work; lookups bounds-check what they follow.
  */
@@ -272,16 +381,14 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 	put(&b, c->symbols_from, h.symbols_from_len);
 	put(&b, vi->text, h.text_len);
 	put_pad(&b);
-	if (b.oom) {
-		free(b.p);
-		return -ENOMEM;
-	}
-	sum = sum64(b.p, b.len);
-	put(&b, &sum, 8);
 	put(&b, st->syms, (size_t)st->nsyms * sizeof(*st->syms));
 	put(&b, st->slots, (size_t)h.nslots * sizeof(*st->slots));
 	put(&b, st->names, st->names_len);
 	put_pad(&b);
+	if (!b.oom) {
+		sum = sum64(b.p, b.len);
+		put(&b, &sum, 8);
+	}
 	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
 	free(b.p);
 	if (r == 0)
@@ -314,12 +421,10 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 	r = entry_path(dir, build_id, kerneloffset, path, sizeof(path));
 	if (r < 0)
 		return r;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_trusted(path, &st);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (st.st_size < (off_t)sizeof(h) || st.st_size > (1ll << 31) || st.st_size % 8)
+		return fd;
+	if (st.st_size < (off_t)sizeof(h) + 8 || st.st_size > (1ll << 31) || st.st_size % 8)
 		return -EINVAL;
 	len = (size_t)st.st_size;
 	/* Mapped, not read: a lookup touches a few pages of the table. */
@@ -328,17 +433,18 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 		return -errno;
 	memcpy(&h, data, sizeof(h));
 	r = -EINVAL;
+	/* The whole file, symbols included: an edited name or address is as bad as a torn header. */
+	len -= 8;
+	if (sum64(data, len) != *(const uint64_t *)(data + len))
+		goto fail;
 	if (memcmp(h.magic, MAGIC, 8) || !h.nsyms || h.nsyms > (1u << 24) ||
 	    h.nslots != vmw_symtab_nslots(h.nsyms) || h.names_len == 0 || h.names_len > (1u << 30))
 		goto fail;
 	off = sizeof(h);
 	if ((uint64_t)h.symbols_from_len + h.text_len > len - off)
 		goto fail;
-	/* Header and text are what verification relies on: checksum them. */
 	off = pad8(off + h.symbols_from_len + h.text_len);
-	if (off + 8 > len || sum64(data, off) != *(const uint64_t *)(data + off))
-		goto fail;
-	syms_off = off + 8;
+	syms_off = off;
 	slots_off = syms_off + (size_t)h.nsyms * sizeof(struct vmw_ksym);
 	names_off = slots_off + (size_t)h.nslots * sizeof(struct vmw_symtab_slot);
 	if (names_off > len || h.names_len > len - names_off || pad8(names_off + h.names_len) != len)
@@ -353,7 +459,7 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 	c.btf_len = h.btf_len;
 	c.tokens_vaddr = h.tokens_vaddr;
 	memcpy(c.tokens_head, h.tokens_head, sizeof(c.tokens_head));
-	r = vmw_symtab_adopt(data, len, unmap_blob, (struct vmw_ksym *)(data + syms_off), h.nsyms,
+	r = vmw_symtab_adopt(data, len + 8, unmap_blob, (struct vmw_ksym *)(data + syms_off), h.nsyms,
 			     (char *)data + names_off, h.names_len,
 			     (struct vmw_symtab_slot *)(data + slots_off), h.nslots, &c.symtab);
 	if (r < 0)
@@ -363,7 +469,7 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 	return 0;
 fail:
 	vmw_kcache_clear(&c);
-	munmap(data, len);
+	munmap(data, len + 8);
 	return r;
 }
 
@@ -384,12 +490,17 @@ int vmw_kcache_hint_get(const char *dir, const char *target_id, struct vmw_kcach
 	int r, n = 0;
 	size_t l;
 
+	struct stat st;
+
 	r = hint_path(dir, target_id, path, sizeof(path));
 	if (r < 0)
 		return r;
-	f = fopen(path, "re");
-	if (!f)
+	_cleanup_close_ int fd = open_trusted(path, &st);
+	if (fd < 0)
+		return fd;
+	if (!(f = fdopen(fd, "r")))
 		return -errno;
+	fd = -1;
 	if (!fgets(line, sizeof(line), f))
 		return -EINVAL;
 	l = strlen(line);
@@ -469,25 +580,58 @@ static int memo_path(const char *dir, const char *build_id, char *buf, size_t si
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+#define MEMO_MAX_BYTES (4u << 20)
+#define MEMO_SUM_TAG "# sum "
+
+/*
+ * The memo is text, one answer a line, ending in a line "# sum <hex>" over
+ * all bytes before it: a file without a valid sum is ignored whole (its
+ * answers only save BTF lookups). Values are re-validated where they are
+ * used, like answers fresh from BTF.
+ */
 int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
 {
-	char path[4096], line[1024];
-	_cleanup_fclose_ FILE *f = NULL;
+	char path[4096];
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
 	int r;
 
 	r = memo_path(dir, build_id, path, sizeof(path));
 	if (r < 0)
 		return r;
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		int rc, n = 0;
+	_cleanup_close_ int fd = open_trusted(path, &st);
+	if (fd < 0)
+		return fd;
+	if (st.st_size <= 0 || st.st_size > MEMO_MAX_BYTES)
+		return -EINVAL;
+	size_t len = (size_t)st.st_size;
+	if (!(buf = malloc(len + 1)))
+		return -ENOMEM;
+	ssize_t got = pread(fd, buf, len, 0);
+	if (got != (ssize_t)len)
+		return got < 0 ? -errno : -EINVAL;
+	buf[len] = '\0';
+	/* The last line carries the sum of everything before it. */
+	if (len < 2 || buf[len - 1] != '\n')
+		return -EINVAL;
+	char *last = buf + len - 1;
+	while (last > buf && last[-1] != '\n')
+		last--;
+	unsigned long long want;
+	int n = 0;
+	if (strncmp(last, MEMO_SUM_TAG, strlen(MEMO_SUM_TAG)) ||
+	    sscanf(last + strlen(MEMO_SUM_TAG), "%llx%n", &want, &n) != 1 ||
+	    last[strlen(MEMO_SUM_TAG) + (size_t)n] != '\n' || sum64(buf, (size_t)(last - buf)) != want)
+		return -EINVAL;
+	*last = '\0';
+	for (char *line = buf, *nl; *line; line = nl + 1) {
+		int rc;
 		unsigned long long a, b;
-		size_t l = strlen(line);
-		if (!l || line[l - 1] != '\n')
-			break;   /* truncated: ignore the rest */
-		line[l - 1] = '\0';
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		n = 0;
 		if (sscanf(line, "%d %llx %llx %n", &rc, &a, &b, &n) != 3 || !n || rc > 0)
 			continue;
 		r = vmw_memo_add(m, line + n, rc, a, b);
@@ -517,7 +661,13 @@ int vmw_memo_save(const char *dir, const char *build_id, const struct vmw_memo *
 		if (n > 0 && (size_t)n < sizeof(line))
 			put(&b, line, (size_t)n);
 	}
-	r = b.oom ? -ENOMEM : write_atomic(path, b.p ? (const void *)b.p : "", b.len);
+	if (!b.oom) {
+		char tail[64];
+		int n = snprintf(tail, sizeof(tail), MEMO_SUM_TAG "%016" PRIx64 "\n",
+				 sum64(b.p ? (const void *)b.p : "", b.len));
+		put(&b, tail, (size_t)n);
+	}
+	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
 	free(b.p);
 	return r;
 }

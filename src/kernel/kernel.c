@@ -43,6 +43,7 @@ struct vmw_kernel {
 	struct vmw_memo memo;
 	bool use_cache;
 	char cache_dir[4096];
+	char cache_warning[4200 + 200];
 };
 
 static const char SYMS_VMCOREINFO[] = "kallsyms via VMCOREINFO";
@@ -916,17 +917,24 @@ int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 	struct vmw_kernel_info *info;
 	int r;
 
+	char why[sizeof(((struct vmw_kernel *)0)->cache_warning)] = "";
+
 	opts_copy(&o, opts);
-	use_cache = !o.no_cache && vmw_kcache_dir(o.cache_dir, dir, sizeof(dir)) == 0;
+	use_cache = !o.no_cache && vmw_kcache_dir(o.cache_dir, dir, sizeof(dir)) == 0 &&
+		    vmw_kcache_dir_trusted(dir, why, sizeof(why)) != -EPERM;
 	target_id(mem, tid, sizeof(tid));
 
 	/* The cache answers only for the normal path: the fallback is asked for
 	 * explicitly, to exercise it. */
-	if (use_cache && !o.ignore_vmcoreinfo_kallsyms &&
-	    vmw_kcache_hint_get(dir, tid, &hint) == 0) {
-		r = cached_attach(mem, dir, &hint, &k);
+	if (use_cache && !o.ignore_vmcoreinfo_kallsyms) {
+		r = vmw_kcache_hint_get(dir, tid, &hint);
+		if (r == 0)
+			r = cached_attach(mem, dir, &hint, &k);
 		if (r == -ENOMEM || r == -ESRCH)
 			return vmw_error_set(err, r, "reading guest RAM: %s", strerror(-r));
+		if (r == -EPERM)
+			snprintf(why, sizeof(why), "a file in %s belongs to another user or is writable by "
+				 "others: ignored (remove it, or fix its owner and mode)", dir);
 	}
 	if (!k) {
 		r = full_discovery(mem, &o, &k, err);
@@ -936,6 +944,10 @@ int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 	}
 
 	k->use_cache = use_cache;
+	if (why[0]) {
+		snprintf(k->cache_warning, sizeof(k->cache_warning), "discovery cache not used: %s", why);
+		k->info.cache_warning = k->cache_warning;
+	}
 	if (use_cache) {
 		snprintf(k->cache_dir, sizeof(k->cache_dir), "%s", dir);
 		vmw_memo_load(dir, k->vi->build_id, &k->memo);   /* optional */

@@ -57,6 +57,10 @@ struct vmw_kernel_info {
 	const char *types_from;    /* "BTF in guest RAM (N bytes)" */
 	uint64_t attach_ns;        /* wall time of vmw_kernel_attach */
 	bool from_cache;
+	/* Why the discovery cache was not used although it was on (its directory
+	 * is owned or writable by someone else: StrictModes), or NULL. Front ends
+	 * show it as a warning. */
+	const char *cache_warning;
 	/* Breakdown of attach_ns (0 for steps that did not run). */
 	uint64_t scan_ns;          /* VMCOREINFO scan of guest RAM */
 	uint64_t kallsyms_ns;      /* kallsyms read + decode (or cache load + verify) */

@@ -265,6 +265,10 @@ struct vmw_kcache {
 /* Cache directory (opts->cache_dir or the XDG default) into buf; -ENOENT if
  * there is no HOME. */
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size);
+/* StrictModes for the cache directory and its ancestors: 0 when it may be
+ * used (or does not exist yet), -EPERM with `why` naming the culprit when
+ * someone other than us or root owns or may write it. */
+int vmw_kcache_dir_trusted(const char *dir, char *why, size_t n);
 int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi,
 		    const struct vmw_kcache *c);
 /* Load the entry for (build_id, kerneloffset). -ENOENT if none, -EINVAL if

@@ -292,9 +292,41 @@ static void test_cache_roundtrip(void **state)
 	/* Another KASLR offset is another entry. */
 	assert_int_equal(vmw_kcache_load(sub, vi->build_id, 0x1000000, &l), -ENOENT);
 
-	/* A damaged header is refused. */
 	snprintf(path, sizeof(path), "%s/%s-35e00000", sub, vi->build_id);
-	int fd = open(path, O_WRONLY);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);   /* guest kernel facts (KASLR) stay private */
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+
+	/* The whole file is checksummed: one byte of a symbol name, far from the header. */
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	char b;
+	assert_int_equal(pread(fd, &b, 1, st.st_size - 100), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, st.st_size - 100), 1);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, st.st_size - 100), 1);
+	close(fd);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	vmw_kcache_clear(&l);
+
+	/* A file others may write, or that another user owns, is not used (StrictModes). */
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EPERM);
+	assert_int_equal(chmod(path, 0600), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(path, 65534, 65534), 0);
+		assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EPERM);
+		assert_int_equal(chown(path, 0, 0), 0);
+	}
+	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	vmw_kcache_clear(&l);
+
+	/* A damaged header is refused. */
+	fd = open(path, O_WRONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, "X", 1, 200), 1);
 	close(fd);
@@ -376,9 +408,67 @@ static void test_cache_hint_and_memo(void **state)
 	e = vmw_memo_find(&n, "E PIDTYPE_MAX");
 	assert_int_equal((int64_t)e->a, -5);
 	assert_null(vmw_memo_find(&n, "M task_struct pid"));
+	vmw_memo_clear(&n);
+
+	/* An edited answer (say a member moved past its structure) fails the sum: nothing is loaded. */
+	char path[512], text[4096];
+	snprintf(path, sizeof(path), "%s/abcd.layout", dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t len = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	char *at = strstr(text, "120");
+	assert_non_null(at);
+	at[0] = 'f';
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fwrite(text, 1, len, f);
+	fclose(f);
+	assert_int_equal(vmw_memo_load(dir, "abcd", &n), -EINVAL);
+	assert_int_equal(n.n, 0);
+	/* So is a memo without its sum line (truncated, or written by an older vmwatch). */
+	assert_int_equal(truncate(path, 20), 0);
+	assert_int_equal(vmw_memo_load(dir, "abcd", &n), -EINVAL);
+	assert_int_equal(n.n, 0);
+	/* A file others may write is not read at all. */
+	assert_int_equal(vmw_memo_save(dir, "abcd", &m), 0);
+	assert_int_equal(chmod(path, 0622), 0);
+	assert_int_equal(vmw_memo_load(dir, "abcd", &n), -EPERM);
 	vmw_memo_clear(&m);
 	vmw_memo_clear(&n);
 	assert_int_equal(vmw_memo_load(dir, "none", &n), -ENOENT);
+}
+
+static void test_cache_dir_trusted(void **state)
+{
+	char sub[256], why[512] = "";
+
+	/* Not there yet: fine (created 0700 on first save). /tmp on the way is root's and sticky. */
+	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
+	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	snprintf(sub, sizeof(sub), "%s/strict", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	/* Group- or world-writable: refused, and the message names it. */
+	assert_int_equal(chmod(sub, 0777), 0);
+	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+	assert_non_null(strstr(why, sub));
+	assert_non_null(strstr(why, "0777"));
+	/* An ancestor others may write makes everything below it untrusted. */
+	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+	snprintf(sub, sizeof(sub), "%s/strict", dir);
+	assert_int_equal(chmod(sub, 0755), 0);
+	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
+	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	/* Owned by another user (as root we can arrange it). */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(sub, 65534, 65534), 0);
+		assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+		assert_non_null(strstr(why, "uid 65534"));
+	}
 }
 
 static void test_cache_dir(void **state)
@@ -407,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_cache_prune),
 		cmocka_unit_test(test_cache_hint_and_memo),
 		cmocka_unit_test(test_cache_dir),
+		cmocka_unit_test(test_cache_dir_trusted),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
