@@ -217,3 +217,57 @@ void vmw_pidmap_free(struct vmw_pidmap *m)
 	m->slot = NULL;
 	m->cap = m->n = 0;
 }
+
+size_t vmw_utf8_len(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned c = p[0];
+	size_t len;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return c >= 0x20 && c != 0x7f ? 1 : 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;   /* overlong or beyond Unicode */
+	if ((cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+		return 0;   /* surrogates; C1 controls (CSI, OSC as one character) */
+	return len;
+}
+
+size_t vmw_text_sanitize(char *dst, size_t size, const char *src)
+{
+	size_t n = 0;
+
+	if (!size)
+		return 0;
+	for (const char *p = src; *p;) {
+		size_t len = vmw_utf8_len(p);
+		if (!len) {
+			if (n + 1 >= size)
+				break;
+			dst[n++] = '?';
+			p++;
+			continue;
+		}
+		if (n + len >= size)
+			break;
+		memcpy(dst + n, p, len);
+		n += len;
+		p += len;
+	}
+	dst[n] = '\0';
+	return n;
+}

@@ -126,6 +126,22 @@ static inline bool vmw_cycle_step(struct vmw_cycle *c, uint64_t node)
 	return false;
 }
 
+/*
+ * Guest strings (comm, argv, kernel release, user names) are attacker
+ * controlled: a terminal must never receive their control bytes (a forged
+ * ps row, a window title, a hyperlink).
+ *
+ * vmw_utf8_len: the length (1-4) of the printable UTF-8 character at p, or 0
+ * when p holds a control character (C0, DEL, C1 U+0080-U+009F), invalid or
+ * overlong UTF-8, a surrogate, or the end of the string.
+ * vmw_text_sanitize: src as terminal-safe text in dst (always terminated),
+ * the way procps shows it: every byte that does not start a printable
+ * character becomes '?', printable UTF-8 (e.g. accented names) is kept.
+ * Returns the length written.
+ */
+size_t vmw_utf8_len(const char *p);
+size_t vmw_text_sanitize(char *dst, size_t size, const char *src);
+
 /* Parse a size like "512M", "5G", "4096", "524288k" (binary units). 0 or -EINVAL. */
 int vmw_parse_size(const char *s, uint64_t *ret);
 /* Parse an unsigned number in C syntax (0x.. hex, decimal). 0 or -EINVAL. */

@@ -63,11 +63,46 @@ static void test_pidmap(void **state)
 	assert_int_equal(vmw_pidmap_get(&m, 42), -1);
 }
 
+static void check_sanitize(const char *in, const char *want)
+{
+	char out[128];
+	size_t n = vmw_text_sanitize(out, sizeof(out), in);
+	assert_string_equal(out, want);
+	assert_int_equal(n, strlen(want));
+}
+
+static void test_text_sanitize(void **state)
+{
+	(void)state;
+	check_sanitize("sshd -D", "sshd -D");
+	/* The forged-row attack of issue 9: CR, CSI erase line, newline. */
+	check_sanitize("\r\x1b[2Kx\n   1337 /usr/sbin/fake-sshd", "??[2Kx?   1337 /usr/sbin/fake-sshd");
+	/* OSC 8 hyperlink / window title ending in BEL or ST. */
+	check_sanitize("\x1b]0;pwned\x07", "?]0;pwned?");
+	check_sanitize("\x7f", "?");
+	/* C1 controls as UTF-8 (U+009B is a one-character CSI) and as raw bytes. */
+	check_sanitize("a\xc2\x9b" "2Kb", "a??2Kb");
+	check_sanitize("a\x9b" "2K", "a?2K");
+	/* Printable UTF-8 stays: names in other scripts are not garbage. */
+	check_sanitize("J\xc3\xbcrgen \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xa7", "J\xc3\xbcrgen \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\xa7");
+	/* Invalid, overlong, surrogate, truncated sequences: '?' per byte. */
+	check_sanitize("\xc0\xaf", "??");
+	check_sanitize("\xe0\x80\xaf", "???");
+	check_sanitize("\xed\xa0\x80", "???");
+	check_sanitize("x\xe6\x97", "x??");
+	/* Output is always terminated and never splits a character. */
+	char out[4];
+	assert_int_equal(vmw_text_sanitize(out, sizeof(out), "ab\xc3\xbc"), 2);
+	assert_string_equal(out, "ab");
+	assert_int_equal(vmw_utf8_len(""), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error_kinds),
 		cmocka_unit_test(test_pidmap),
+		cmocka_unit_test(test_text_sanitize),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
