@@ -24,33 +24,23 @@ struct mvm {
 	size_t ntop;
 };
 
-/* A label value: valid UTF-8 (invalid bytes become U+FFFD), with \ " and
- * newline escaped. */
+/* A label value: \ " and newline escaped as the exposition format wants;
+ * every other control byte (a guest's comm can hold ESC sequences) and
+ * invalid UTF-8 become '?', as in vmwatch ps, so that reading /metrics in a
+ * terminal is as safe as reading ps. */
 static void put_value(FILE *f, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		unsigned char c = *p;
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len > 0;
-		for (size_t i = 1; ok && i < len; i++)
-			ok = (p[i] & 0xc0) == 0x80;
-		if (ok && len == 2 && c < 0xc2)
-			ok = false;                 /* overlong */
-		if (!ok) {
-			fputs("\xef\xbf\xbd", f);
-			p++;
-			continue;
-		}
-		if (c == '\\')
-			fputs("\\\\", f);
-		else if (c == '"')
-			fputs("\\\"", f);
-		else if (c == '\n')
+	while (*s) {
+		size_t len = vmw_utf8_len(s);
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
 			fputs("\\n", f);
+		else if (!len)
+			putc('?', f);
 		else
-			fwrite(p, 1, len, f);
-		p += len;
+			fwrite(s, 1, len, f);
+		s += len ? len : 1;
 	}
 }
 

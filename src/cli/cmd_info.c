@@ -112,7 +112,9 @@ static void print_text(const struct cli_target *t, char **syms, size_t nsyms)
 	printf("source:           %s\n", vmw_mem_describe(t->mem));
 	printf("ram:              %.1f MiB (%" PRIu64 " bytes)\n", (double)ki->ram_bytes / (1 << 20),
 	       ki->ram_bytes);
-	printf("kernel:           Linux %s\n", ki->release);
+	fputs("kernel:           Linux ", stdout);
+	vmw_text_fputs(ki->release, stdout);   /* from guest RAM */
+	putchar('\n');
 	printf("build id:         %s\n", ki->build_id);
 	printf("kaslr offset:     0x%" PRIx64 "\n", ki->kaslr_offset);
 	printf("phys_base:        0x%" PRIx64 "\n", ki->phys_base);

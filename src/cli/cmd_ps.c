@@ -56,11 +56,17 @@ static void fmt_stat(char *buf, char state, int nice, uint32_t threads)
 
 static void print_cmd(const struct vmw_proc *p)
 {
+	/* Guest strings: never a control byte on the operator's terminal. */
 	if (p->cmdline && p->cmdline[0]) {
-		for (char **a = p->cmdline; *a; a++)
-			printf("%s%s", a == p->cmdline ? "" : " ", *a);
+		for (char **a = p->cmdline; *a; a++) {
+			if (a != p->cmdline)
+				putchar(' ');
+			vmw_text_fputs(*a, stdout);
+		}
 	} else {
-		printf("[%s]", p->comm);
+		putchar('[');
+		vmw_text_fputs(p->comm, stdout);
+		putchar(']');
 	}
 }
 
@@ -96,7 +102,7 @@ static void print_text(const struct vmw_walk *w, bool threads)
 			if (t->tid == p->pid)
 				print_cmd(p);
 			else
-				printf("%s", t->comm);
+				vmw_text_fputs(t->comm, stdout);
 			putchar('\n');
 		}
 	}

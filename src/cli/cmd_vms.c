@@ -106,15 +106,17 @@ static int list(struct vmw_virt *v, bool json)
 			char ram[64], pid[16] = "-";
 			if (d->qemu_pid)
 				snprintf(pid, sizeof(pid), "%d", (int)d->qemu_pid);
+			char line[2048], nova[1024] = " -";
 			ram_text(d, ram, sizeof(ram));
-			printf("%-24s %-36s %-8s %5u %5llu MiB %8s %-16s", d->name, d->uuid,
-			       vmw_domain_state_name(d->state), d->vcpus,
-			       (unsigned long long)(d->memory_bytes >> 20), pid, ram);
 			if (d->nova.present)
-				printf(" %s (flavor %s, project %s, user %s)", d->nova.instance_name,
-				       d->nova.flavor, d->nova.project_name, d->nova.user_name);
-			else
-				printf(" -");
+				snprintf(nova, sizeof(nova), " %s (flavor %s, project %s, user %s)",
+					 d->nova.instance_name, d->nova.flavor, d->nova.project_name,
+					 d->nova.user_name);
+			snprintf(line, sizeof(line), "%-24s %-36s %-8s %5u %5llu MiB %8s %-16s%s", d->name,
+				 d->uuid, vmw_domain_state_name(d->state), d->vcpus,
+				 (unsigned long long)(d->memory_bytes >> 20), pid, ram, nova);
+			/* Names and Nova metadata are set by tenants: no control bytes on the terminal. */
+			vmw_text_fputs(line, stdout);
 			putchar('\n');
 		}
 	}
@@ -153,8 +155,11 @@ static void on_event(void *opaque, enum vmw_virt_event_type type, const struct v
 		strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
 		if (d->qemu_pid)
 			snprintf(pid, sizeof(pid), " (qemu:%d)", (int)d->qemu_pid);
-		printf("%s %-8s %s%s %s\n", stamp, vmw_virt_event_name(type), d->name, pid,
-		       vmw_domain_state_name(d->state));
+		char line[512];
+		snprintf(line, sizeof(line), "%s %-8s %s%s %s", stamp, vmw_virt_event_name(type), d->name,
+			 pid, vmw_domain_state_name(d->state));
+		vmw_text_fputs(line, stdout);
+		putchar('\n');
 	}
 	if (fflush(stdout) != 0 || ferror(stdout))
 		atomic_store(&w->out_rc, errno == EPIPE ? 0 : 1);   /* reader gone: stop */

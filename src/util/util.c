@@ -271,3 +271,19 @@ size_t vmw_text_sanitize(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 	return n;
 }
+
+void vmw_text_fputs(const char *s, FILE *f)
+{
+	while (*s) {
+		size_t run = 0, len;
+		while ((len = vmw_utf8_len(s + run)))
+			run += len;
+		if (run)
+			fwrite(s, 1, run, f);
+		s += run;
+		if (*s) {
+			putc('?', f);
+			s++;
+		}
+	}
+}

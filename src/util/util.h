@@ -141,6 +141,8 @@ static inline bool vmw_cycle_step(struct vmw_cycle *c, uint64_t node)
  */
 size_t vmw_utf8_len(const char *p);
 size_t vmw_text_sanitize(char *dst, size_t size, const char *src);
+/* Write s to f sanitized like vmw_text_sanitize, with no length limit. */
+void vmw_text_fputs(const char *s, FILE *f);
 
 /* Parse a size like "512M", "5G", "4096", "524288k" (binary units). 0 or -EINVAL. */
 int vmw_parse_size(const char *s, uint64_t *ret);
