@@ -92,6 +92,27 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 	return -ENOENT;
 }
 
+/*
+ * BTF from guest RAM is attacker-controlled: a member must lie inside its
+ * structure (offset + size within the structure's size, in 64-bit
+ * arithmetic), or every reader sized by these numbers could be pointed
+ * outside its buffer. libbpf bounds type-resolution depth and checks type
+ * ids; containment is ours. -EBADMSG: the BTF is inconsistent.
+ */
+static int member_inside(const struct btf *btf, int32_t container, uint64_t bit_off, int32_t mtype,
+			 uint32_t bitfield)
+{
+	int64_t csize = btf__resolve_size(btf, (uint32_t)container);
+	int64_t msize = bitfield ? 0 : btf__resolve_size(btf, (uint32_t)mtype);
+	uint64_t mbits = bitfield ? bitfield : (uint64_t)msize * 8;
+
+	if (csize < 0 || msize < 0)
+		return -EBADMSG;
+	if (bit_off > (uint64_t)csize * 8 || mbits > (uint64_t)csize * 8 - bit_off)
+		return -EBADMSG;
+	return 0;
+}
+
 static int btf_member_bits(const struct btf *btf, const char *type, const char *member,
 			   uint64_t *ret_bit_off, uint32_t *ret_bitfield, int32_t *ret_type)
 {
@@ -113,6 +134,9 @@ static int btf_member_bits(const struct btf *btf, const char *type, const char *
 		if (bitfield)
 			return -EINVAL;   /* path through a bitfield */
 		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0);
+		if (r < 0)
+			return r;
+		r = member_inside(btf, id, off, mtype, bitfield);
 		if (r < 0)
 			return r;
 		total += off;

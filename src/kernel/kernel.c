@@ -254,6 +254,14 @@ static int query(struct vmw_kernel *k, enum query q, const char *type, const cha
 	return r;
 }
 
+/*
+ * Layout answers come from guest BTF or from the cache's memo: both are
+ * untrusted, and callers size buffers with them. No structure vmwatch reads
+ * comes near 1 MiB (the largest, pglist_data, is ~180 KiB with 1,024 NUMA
+ * nodes configured); an answer beyond that is refused as inconsistent.
+ */
+#define MAX_MEMBER_END (1ull << 20)
+
 int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member,
 		      uint32_t *ret_offset, uint32_t *ret_size)
 {
@@ -261,6 +269,8 @@ int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member
 	int r = query(k, Q_MEMBER, type, member, &a, &b);
 	if (r < 0)
 		return r;
+	if (a > MAX_MEMBER_END || b > MAX_MEMBER_END - a)
+		return -EBADMSG;
 	if (ret_offset)
 		*ret_offset = (uint32_t)a;
 	if (ret_size)
@@ -275,6 +285,8 @@ int vmw_kernel_member_bits(struct vmw_kernel *k, const char *type, const char *m
 	int r = query(k, Q_BITS, type, member, &a, &b);
 	if (r < 0)
 		return r;
+	if (a > MAX_MEMBER_END * 8 || b > MAX_MEMBER_END * 8 - a)
+		return -EBADMSG;
 	if (ret_bit_offset)
 		*ret_bit_offset = (uint32_t)a;
 	if (ret_bit_size)
@@ -288,6 +300,8 @@ int vmw_kernel_type_size(struct vmw_kernel *k, const char *type, uint32_t *ret)
 	int r = query(k, Q_SIZE, type, NULL, &a, &b);
 	if (r < 0)
 		return r;
+	if (a > MAX_MEMBER_END)
+		return -EBADMSG;
 	*ret = (uint32_t)a;
 	return 0;
 }

@@ -143,7 +143,8 @@ static uint64_t get(const uint8_t *img, struct fld f)
 	case 1: v = img[f.off]; break;
 	case 2: { uint16_t x; memcpy(&x, img + f.off, 2); v = x; break; }
 	case 4: { uint32_t x; memcpy(&x, img + f.off, 4); v = x; break; }
-	default: memcpy(&v, img + f.off, 8); break;
+	/* Other sizes come only from odd (or hostile) BTF: never read past the field. */
+	default: memcpy(&v, img + f.off, MIN(f.size, (uint32_t)8)); break;
 	}
 	return v;
 }
@@ -178,12 +179,17 @@ static void plan_build(struct plan *p)
 
 	qsort(p->r, p->n, sizeof(p->r[0]), range_cmp);
 	for (uint32_t i = 0; i < p->n; i++) {
-		if (n && p->r[i].off <= p->r[n - 1].off + p->r[n - 1].len + PLAN_GAP) {
-			uint32_t end = MAX(p->r[n - 1].off + p->r[n - 1].len, p->r[i].off + p->r[i].len);
-			p->r[n - 1].len = end - p->r[n - 1].off;
-		} else {
-			p->r[n++] = p->r[i];
+		/* 64-bit sums: offsets and sizes are bounded by the kernel layer, but a wrap here
+		 * would size a buffer too small for what is then read into it. */
+		if (n) {
+			uint64_t prev_end = (uint64_t)p->r[n - 1].off + p->r[n - 1].len;
+			if (p->r[i].off <= prev_end + PLAN_GAP) {
+				uint64_t end = MAX(prev_end, (uint64_t)p->r[i].off + p->r[i].len);
+				p->r[n - 1].len = (uint32_t)(end - p->r[n - 1].off);
+				continue;
+			}
 		}
+		p->r[n++] = p->r[i];
 	}
 	p->n = n;
 	p->span = n ? p->r[n - 1].off + p->r[n - 1].len : 0;

@@ -153,6 +153,40 @@ static struct btf *reparse(struct btf *b)
 	return out;
 }
 
+/*
+ * Hostile BTF (issue 9): a member at byte offset 1 MiB whose type is an array
+ * of 0xFFF00008 bytes (both expressible in BTF) once wrapped a 32-bit sum and
+ * sized a buffer too small. Members outside their structure are refused.
+ */
+static void test_btf_hostile_members(void **state)
+{
+	struct btf *b = btf__new_empty();
+	int u8, u64, huge, small, evil;
+	uint32_t off = 0, size = 0;
+
+	assert_non_null(b);
+	u8 = btf__add_int(b, "unsigned char", 1, 0);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	huge = btf__add_array(b, u64, u8, 0xFFF00008u);
+	small = btf__add_array(b, u64, u8, 16);
+	evil = btf__add_struct(b, "task_struct", 2u << 20);
+	btf__add_field(b, "pid", u64, 0, 0);
+	btf__add_field(b, "comm", huge, 8u << 20, 0);        /* byte offset 1 MiB, 4 GiB long */
+	btf__add_field(b, "beyond", small, 64u << 20, 0);    /* starts past the struct's end */
+	btf__add_field(b, "tail", small, (2u << 20) * 8 - 64, 0); /* ends 8 bytes past it */
+	assert_true(u8 > 0 && u64 > 0 && huge > 0 && small > 0 && evil > 0);
+	struct btf *btf = reparse(b);
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid", &off, &size), 0);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "comm", &off, &size), -EBADMSG);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "beyond", &off, &size), -EBADMSG);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "tail", &off, &size), -EBADMSG);
+	uint32_t boff, bsize;
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "comm", &boff, &bsize), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
+}
+
 static void test_btf_members(void **state)
 {
 	struct btf *built = make_btf();
@@ -492,6 +526,7 @@ int main(void)
 		cmocka_unit_test(test_symtab),
 		cmocka_unit_test(test_symtab_adopt_hostile),
 		cmocka_unit_test(test_btf_members),
+		cmocka_unit_test(test_btf_hostile_members),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
 		cmocka_unit_test(test_cache_prune),
