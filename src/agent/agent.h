@@ -27,6 +27,11 @@
 /* Defaults. */
 #define VMW_AGENT_CONFIG_PATH   "/etc/vmwatch/agent.conf"
 #define VMW_AGENT_LISTEN        "127.0.0.1:9910"
+/* TLS 1.2 and 1.3 only, forward secrecy only (no static-RSA key exchange), no
+ * legacy ciphers; the server's order wins. */
+#define VMW_AGENT_TLS_PRIORITIES \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-RSA:-DHE-DSS:-ARCFOUR-128:-3DES-CBC:-CAMELLIA-128-CBC:" \
+	"-CAMELLIA-256-CBC:%SERVER_PRECEDENCE"
 #define VMW_AGENT_INTERVAL_S    5.0
 #define VMW_AGENT_HISTORY_S     900.0
 #define VMW_AGENT_TOP_N         10u
@@ -49,6 +54,11 @@ struct vmw_agent_config {
 	unsigned max_events;       /* events kept per VM */
 	unsigned max_history_procs;/* processes with a history per VM */
 	unsigned max_connections;  /* concurrent HTTP connections */
+	unsigned max_connections_per_ip; /* of them from one client address */
+	double header_timeout_s;   /* request line + headers must arrive within this */
+	double idle_timeout_s;     /* an idle keep-alive connection is closed after this */
+	double sse_stall_timeout_s;/* an event stream whose client stops reading is dropped after this */
+	char *tls_priorities;      /* GnuTLS priority string (default VMW_AGENT_TLS_PRIORITIES) */
 	unsigned max_clients;      /* compatibility API clients remembered */
 	char *tls_cert, *tls_key;  /* PEM files; both or neither */
 	char **tokens;             /* bearer tokens (any one admits) */

@@ -182,6 +182,9 @@ struct agent {
 	struct agent_compat *compat;
 	struct agent_http *http;
 	atomic_uint_fast64_t http_requests_total, http_errors_total;
+	atomic_uint_fast64_t http_connections_total;     /* accepted */
+	atomic_uint_fast64_t http_header_timeouts_total; /* shut: headers too slow (slowloris) */
+	atomic_uint_fast64_t http_stalled_streams_total; /* shut: event-stream client stopped reading */
 };
 
 /* monitor.c */

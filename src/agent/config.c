@@ -18,7 +18,12 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "max_groups", "N", "process-name groups per VM in /metrics (default 100)", false },
 	{ "max_events", "N", "process events kept per VM (default 1000)", false },
 	{ "max_history_procs", "N", "processes with a history per VM (default 4096)", false },
-	{ "max_connections", "N", "concurrent HTTP connections (default 64)", false },
+	{ "max_connections", "N", "concurrent HTTP connections (default 1024)", false },
+	{ "max_connections_per_ip", "N", "of them from one client address (default 64)", false },
+	{ "header_timeout", "SEC", "a request's headers must arrive within SEC of connecting (default 10s)", false },
+	{ "idle_timeout", "SEC", "close idle keep-alive connections after SEC (default 60s)", false },
+	{ "sse_stall_timeout", "SEC", "drop an event stream whose client stops reading for SEC (default 30s)", false },
+	{ "tls_priorities", "STRING", "GnuTLS priority string (default: TLS 1.2+, forward secrecy only)", false },
 	{ "max_clients", "N", "compatibility-API clients remembered (default 256)", false },
 	{ "tls_cert", "FILE", "PEM certificate: serve HTTPS (with tls_key)", false },
 	{ "tls_key", "FILE", "PEM private key of tls_cert", false },
@@ -41,7 +46,12 @@ void vmw_agent_config_init(struct vmw_agent_config *c)
 	c->max_groups = 100;
 	c->max_events = 1000;
 	c->max_history_procs = 4096;
-	c->max_connections = 64;
+	c->max_connections = 1024;
+	c->max_connections_per_ip = 64;
+	c->header_timeout_s = 10;
+	c->idle_timeout_s = 60;
+	c->sse_stall_timeout_s = 30;
+	c->tls_priorities = strdup(VMW_AGENT_TLS_PRIORITIES);
 	c->max_clients = 256;
 	c->cmdline = true;
 	c->kernel_cache = true;
@@ -61,6 +71,7 @@ void vmw_agent_config_free(struct vmw_agent_config *c)
 	free(c->connect);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->tls_priorities);
 	strv_free(c->tokens, c->ntokens);
 	strv_free(c->targets, c->ntargets);
 	memset(c, 0, sizeof(*c));
@@ -218,6 +229,18 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 		if (parse_uint(value, 1, 10000, &c->max_connections) < 0)
 			return vmw_error_set(err, -EINVAL, "max_connections: '%s' is not a number from 1 to 10000",
 					     value);
+	} else if (!strcmp(key, "max_connections_per_ip")) {
+		if (parse_uint(value, 1, 10000, &c->max_connections_per_ip) < 0)
+			return vmw_error_set(err, -EINVAL, "max_connections_per_ip: '%s' is not a number from 1 to "
+					     "10000", value);
+	} else if (!strcmp(key, "header_timeout") || !strcmp(key, "idle_timeout") ||
+		   !strcmp(key, "sse_stall_timeout")) {
+		if (vmw_agent_parse_duration(value, &d) < 0 || d < 1 || d > 3600)
+			return vmw_error_set(err, -EINVAL, "%s: '%s' is not a duration from 1s to 1h", key, value);
+		*(key[0] == 'h' ? &c->header_timeout_s : key[0] == 'i' ? &c->idle_timeout_s
+								    : &c->sse_stall_timeout_s) = d;
+	} else if (!strcmp(key, "tls_priorities")) {
+		r = set_str(&c->tls_priorities, value);
 	} else if (!strcmp(key, "max_clients")) {
 		if (parse_uint(value, 0, 100000, &c->max_clients) < 0)
 			return vmw_error_set(err, -EINVAL, "max_clients: '%s' is not a number from 0 to 100000", value);
@@ -335,10 +358,12 @@ void vmw_agent_config_print(const struct vmw_agent_config *c, FILE *f)
 					[7] = "debug" };
 	fprintf(f, "listen = %s\ninterval = %gs\nhistory = %gs\nconnect = %s\ntop_n = %u\n"
 		"max_groups = %u\nmax_events = %u\nmax_history_procs = %u\nmax_connections = %u\n"
-		"max_clients = %u\n",
+		"max_connections_per_ip = %u\nheader_timeout = %gs\nidle_timeout = %gs\nsse_stall_timeout = %gs\n"
+		"max_clients = %u\ntls_priorities = %s\n",
 		c->listen, c->interval_s, c->history_s, c->connect ? c->connect : "qemu:///system",
 		c->top_n, c->max_groups, c->max_events, c->max_history_procs, c->max_connections,
-		c->max_clients);
+		c->max_connections_per_ip, c->header_timeout_s, c->idle_timeout_s, c->sse_stall_timeout_s,
+		c->max_clients, c->tls_priorities);
 	if (c->tls_cert)
 		fprintf(f, "tls_cert = %s\ntls_key = %s\n", c->tls_cert, c->tls_key ? c->tls_key : "");
 	for (size_t i = 0; i < c->ntokens; i++)

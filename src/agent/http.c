@@ -1,8 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http.c - the HTTP front (libmicrohttpd, one thread per connection):
- * routing, bearer tokens, TLS, JSON replies, Server-Sent Events.
- * Handlers read published snapshots only; see docs/API.md.
+ * http.c - the HTTP front (libmicrohttpd): routing, bearer tokens, TLS, JSON
+ * replies, Server-Sent Events. Handlers read published snapshots only; see
+ * docs/API.md.
+ *
+ * The network in front of the agent is hostile, and one client must not
+ * lock out the others (issue 9):
+ *   - a few epoll threads serve every connection (no thread per
+ *     connection), so open connections cost a file descriptor and a small
+ *     buffer, and the limits are counts (max_connections, per IP);
+ *   - a request's headers must arrive within header_timeout of the accept,
+ *     however slowly the bytes trickle in (the sweeper shuts such sockets:
+ *     libmicrohttpd's own timeout restarts with every byte);
+ *   - an event stream waits suspended (no thread, no buffer beyond the frame
+ *     in flight); a client that stops reading is dropped once a frame has
+ *     waited sse_stall_timeout for it;
+ *   - authentication comes before any work that costs more than a header
+ *     lookup; request bodies (ignored) are bounded.
  */
 #include "agent/agent_int.h"
 
@@ -13,15 +27,36 @@
 #include <netdb.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #define SSE_KEEPALIVE_NS 15000000000ull
 #define MAX_SEGMENTS 8
+#define HTTP_THREADS 4
+#define SWEEP_NS 100000000ull          /* the sweeper's tick: latency of a resumed stream */
+#define MAX_BODY_BYTES (64u << 10)     /* request bodies are ignored; this many are read */
+#define SEND_BUFFER_BYTES (256 << 10)
+
+/* One open connection (socket context), from accept to close. */
+struct conn {
+	struct conn *prev, *next;
+	int fd;
+	uint64_t accept_ns;
+	bool headers_done;        /* the request line and headers are in */
+	bool shut;                /* the sweeper has shut the socket down */
+	struct sse *sse;          /* the event stream served on it, if any */
+};
 
 struct agent_http {
 	struct MHD_Daemon *d;
 	char *cert, *key;
+	pthread_mutex_t lock;     /* conns, every sse's suspended flag */
+	pthread_cond_t cond;
+	struct conn *conns;
+	bool stop, sweeper_started;
+	pthread_t sweeper;
 };
 
 /* ---------------------------------------------------------------- replies */
@@ -145,8 +180,13 @@ static void client_id(struct MHD_Connection *c, char *buf, size_t size)
 struct sse {
 	struct agent *a;
 	struct agent_vm *vm;
+	struct MHD_Connection *c;
+	struct conn *conn;
 	struct agent_query q;
 	uint64_t last_seq;
+	uint64_t last_sent_ns;    /* for keep-alives */
+	uint64_t last_pull_ns;    /* when libmicrohttpd last asked for bytes: a reading client */
+	bool suspended;           /* waiting for a frame (under http->lock) */
 	char *buf;
 	size_t len, off;
 	bool hello, ended;
@@ -155,72 +195,109 @@ struct sse {
 static void sse_free(void *cls)
 {
 	struct sse *s = cls;
+	struct agent_http *h = s->a->http;
+
+	pthread_mutex_lock(&h->lock);
+	if (s->conn && s->conn->sse == s)
+		s->conn->sse = NULL;
+	pthread_mutex_unlock(&h->lock);
 	agent_query_free(&s->q);
 	agent_vm_unref(s->vm);
 	free(s->buf);
 	free(s);
 }
 
+/* Is there something to send: a newer frame, the VM's end, the agent's end, a keep-alive? */
+static bool sse_ready(struct sse *s, uint64_t now)
+{
+	struct agent_vm *vm = s->vm;
+	bool ready;
+
+	if (s->ended || atomic_load(&s->a->stopping) || now - s->last_sent_ns >= SSE_KEEPALIVE_NS)
+		return true;
+	pthread_mutex_lock(&vm->lock);
+	ready = vm->removed || (vm->snap && vm->snap->seq > s->last_seq);
+	pthread_mutex_unlock(&vm->lock);
+	return ready;
+}
+
+/* The next event into s->buf: 1 when there is one, 0 when nothing is due, -1 on error. */
+static int sse_next(struct sse *s, uint64_t now)
+{
+	struct agent_vm *vm = s->vm;
+	struct agent_snap *snap = NULL;
+	bool removed;
+	int r;
+
+	if (!s->hello) {
+		s->hello = true;
+		r = asprintf(&s->buf, "retry: 5000\n\n");
+		goto out;
+	}
+	pthread_mutex_lock(&vm->lock);
+	removed = vm->removed;
+	if (!removed && vm->snap && vm->snap->seq > s->last_seq)
+		snap = agent_snap_ref(vm->snap);
+	pthread_mutex_unlock(&vm->lock);
+	if (removed) {
+		r = asprintf(&s->buf, "event: gone\ndata: {\"id\":\"%s\",\"reason\":\"the VM stopped\"}\n\n",
+			     vm->id);
+		s->ended = true;
+	} else if (snap) {
+		json_t *j = agent_frame_json(vm, snap, &s->q);
+		char *d = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		r = d ? asprintf(&s->buf, "id: %llu\nevent: frame\ndata: %s\n\n",
+				 (unsigned long long)snap->seq, d) : -1;
+		free(d);
+		s->last_seq = snap->seq;
+		agent_snap_unref(snap);
+	} else if (now - s->last_sent_ns >= SSE_KEEPALIVE_NS) {
+		r = asprintf(&s->buf, ": keep-alive\n\n");
+	} else {
+		return 0;
+	}
+out:
+	if (r < 0) {
+		s->buf = NULL;
+		return -1;
+	}
+	s->len = (size_t)r;
+	s->off = 0;
+	s->last_sent_ns = now;
+	return 1;
+}
+
+/*
+ * libmicrohttpd asks for bytes when the socket can take them. With nothing
+ * to send, the connection is suspended (no polling, no thread) and the
+ * sweeper resumes it when sse_ready() says so.
+ */
 static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct sse *s = cls;
-	struct agent_vm *vm = s->vm;
+	struct agent_http *h = s->a->http;
+	uint64_t now = vmw_now_ns();
 	size_t n;
 
 	(void)pos;
-	while (s->off == s->len) {
-		struct agent_snap *snap = NULL;
-		bool removed = false, stopping = false;
-		uint64_t deadline = vmw_now_ns() + SSE_KEEPALIVE_NS;
-		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
-				       .tv_nsec = (long)(deadline % 1000000000ull) };
-		int r;
-
+	s->last_pull_ns = now;
+	if (s->off == s->len) {
 		free(s->buf);
 		s->buf = NULL;
 		s->len = s->off = 0;
 		if (s->ended || atomic_load(&s->a->stopping))
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (!s->hello) {
-			s->hello = true;
-			r = asprintf(&s->buf, "retry: 5000\n\n");
-			if (r < 0)
-				return MHD_CONTENT_READER_END_WITH_ERROR;
-			s->len = (size_t)r;
-			break;
-		}
-		/* Wait for a snapshot newer than the last one sent (or keep-alive). */
-		pthread_mutex_lock(&vm->lock);
-		while (!(stopping = atomic_load(&s->a->stopping)) && !(removed = vm->removed) &&
-		       (!vm->snap || vm->snap->seq <= s->last_seq))
-			if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT)
-				break;
-		if (!stopping && !removed && vm->snap && vm->snap->seq > s->last_seq)
-			snap = agent_snap_ref(vm->snap);
-		pthread_mutex_unlock(&vm->lock);
-		if (stopping)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (removed) {
-			r = asprintf(&s->buf, "event: gone\ndata: {\"id\":\"%s\",\"reason\":\"the VM stopped\"}\n\n",
-				     vm->id);
-			s->ended = true;
-		} else if (snap) {
-			json_t *j = agent_frame_json(vm, snap, &s->q);
-			char *d = json_dumps(j, JSON_COMPACT);
-			json_decref(j);
-			r = d ? asprintf(&s->buf, "id: %llu\nevent: frame\ndata: %s\n\n",
-					 (unsigned long long)snap->seq, d) : -1;
-			free(d);
-			s->last_seq = snap->seq;
-			agent_snap_unref(snap);
-		} else {
-			r = asprintf(&s->buf, ": keep-alive\n\n");
-		}
-		if (r < 0) {
-			s->buf = NULL;
+		int r = sse_next(s, now);
+		if (r < 0)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (r == 0) {
+			pthread_mutex_lock(&h->lock);
+			s->suspended = true;
+			MHD_suspend_connection(s->c);
+			pthread_mutex_unlock(&h->lock);
+			return 0;
 		}
-		s->len = (size_t)r;
 	}
 	n = MIN(max, s->len - s->off);
 	memcpy(out, s->buf + s->off, n);
@@ -234,13 +311,16 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 	struct sse *s = calloc(1, sizeof(*s));
 	struct MHD_Response *r;
 	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	enum MHD_Result ret;
 
 	if (!s)
 		return reply_error(a, c, 500, "out of memory");
 	s->a = a;
 	s->vm = agent_vm_ref(vm);
+	s->c = c;
 	s->q = *q;
+	s->last_sent_ns = s->last_pull_ns = vmw_now_ns();
 	memset(q, 0, sizeof(*q));
 	if (last) {
 		/* A reconnecting EventSource: skip what it has seen, unless the id
@@ -256,12 +336,117 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 		sse_free(s);
 		return MHD_NO;
 	}
+	if (ci && ci->socket_context) {
+		pthread_mutex_lock(&a->http->lock);
+		s->conn = ci->socket_context;
+		s->conn->sse = s;
+		pthread_mutex_unlock(&a->http->lock);
+	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
 	ret = MHD_queue_response(c, 200, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/* ---------------------------------------------------------------- sweeper */
+
+static void shut(struct agent *a, struct conn *cn, atomic_uint_fast64_t *counter)
+{
+	cn->shut = true;
+	shutdown(cn->fd, SHUT_RDWR);   /* libmicrohttpd sees the error and closes the connection */
+	atomic_fetch_add(counter, 1);
+	(void)a;
+}
+
+/*
+ * Every SWEEP_NS: resume event streams that have something to send, shut
+ * connections whose headers are late and streams whose client stopped
+ * reading. Runs under http->lock; a connection in the list is not closed
+ * yet (the close notification takes the same lock), so its fd is ours.
+ */
+static void sweep(struct agent *a, uint64_t now)
+{
+	struct agent_http *h = a->http;
+	uint64_t header_ns = (uint64_t)(a->cfg.header_timeout_s * 1e9);
+	uint64_t stall_ns = (uint64_t)(a->cfg.sse_stall_timeout_s * 1e9);
+
+	for (struct conn *cn = h->conns; cn; cn = cn->next) {
+		struct sse *s = cn->sse;
+		if (cn->shut)
+			continue;
+		if (!cn->headers_done && now - cn->accept_ns > header_ns) {
+			shut(a, cn, &a->http_header_timeouts_total);
+		} else if (s && s->suspended) {
+			if (sse_ready(s, now) || h->stop) {
+				s->suspended = false;
+				MHD_resume_connection(s->c);
+			}
+		} else if (s && now - s->last_pull_ns > stall_ns) {
+			shut(a, cn, &a->http_stalled_streams_total);
+		}
+	}
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct agent *a = arg;
+	struct agent_http *h = a->http;
+
+	pthread_mutex_lock(&h->lock);
+	while (!h->stop) {
+		uint64_t deadline = vmw_wall_ns() + SWEEP_NS;
+		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+				       .tv_nsec = (long)(deadline % 1000000000ull) };
+		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+		sweep(a, vmw_now_ns());
+	}
+	sweep(a, vmw_now_ns());   /* resume every stream: they end with the agent */
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct agent *a = cls;
+	struct agent_http *h = a->http;
+	struct conn *cn = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || !(cn = calloc(1, sizeof(*cn))))
+			return;   /* untracked: only libmicrohttpd's own idle timeout applies */
+		cn->fd = ci->connect_fd;
+		cn->accept_ns = vmw_now_ns();
+		/* A fixed send buffer (no autotuning to megabytes): what a client that stops
+		 * reading can make the host hold is bounded, and such a client is noticed
+		 * (sse_stall_timeout) after at most this much of its stream. */
+		int sndbuf = SEND_BUFFER_BYTES;
+		setsockopt(cn->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+		pthread_mutex_lock(&h->lock);
+		cn->next = h->conns;
+		if (h->conns)
+			h->conns->prev = cn;
+		h->conns = cn;
+		pthread_mutex_unlock(&h->lock);
+		*socket_context = cn;
+		atomic_fetch_add(&a->http_connections_total, 1);
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && cn) {
+		pthread_mutex_lock(&h->lock);
+		if (cn->prev)
+			cn->prev->next = cn->next;
+		else
+			h->conns = cn->next;
+		if (cn->next)
+			cn->next->prev = cn->prev;
+		if (cn->sse)
+			cn->sse->conn = NULL;
+		pthread_mutex_unlock(&h->lock);
+		free(cn);
+		*socket_context = NULL;
+	}
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -482,22 +667,45 @@ static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const ch
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
-	static int first_call;
 	struct agent *a = cls;
+	size_t *body = *con_cls;
 
 	(void)version;
 	(void)upload_data;
-	if (!*con_cls) {
-		*con_cls = &first_call;   /* headers seen; the body (if any) comes next */
+	if (!body) {
+		/* Headers are complete: the header deadline no longer applies. */
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		if (ci && ci->socket_context) {
+			pthread_mutex_lock(&a->http->lock);
+			((struct conn *)ci->socket_context)->headers_done = true;
+			pthread_mutex_unlock(&a->http->lock);
+		}
+		if (!(body = calloc(1, sizeof(*body))))
+			return MHD_NO;
+		*con_cls = body;          /* the body (if any) comes next */
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		*upload_size = 0;         /* request bodies are accepted and ignored */
+		/* Request bodies are ignored, but not read forever. */
+		*body += *upload_size;
+		*upload_size = 0;
+		if (*body > MAX_BODY_BYTES)
+			return MHD_NO;
 		return MHD_YES;
 	}
 	atomic_fetch_add(&a->http_requests_total, 1);
 	vmw_agent_log(VMW_LOG_DEBUG, "http: %s %s", method, url);
 	return route(a, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	free(*con_cls);
+	*con_cls = NULL;
 }
 
 /* ---------------------------------------------------------------- daemon */
@@ -575,18 +783,59 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, bool *loo
 	return 0;
 }
 
+/* Every connection is a file descriptor: let the limit be the connection limit plus room. */
+static void raise_fd_limit(unsigned max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+		vmw_agent_log(VMW_LOG_WARNING, "http: only %llu file descriptors (max_connections is %u): "
+			      "raise LimitNOFILE", (unsigned long long)rl.rlim_cur, max_connections);
+}
+
+static struct MHD_Daemon *start_daemon(struct agent *a, struct agent_http *h, unsigned flags,
+				       const struct sockaddr_storage *ss, bool tls)
+{
+	const struct vmw_agent_config *c = &a->cfg;
+	/* Options shared by both modes; TLS adds its own in front of MHD_OPTION_END. */
+	struct MHD_OptionItem ops[] = {
+		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL },
+		{ MHD_OPTION_SOCK_ADDR, 0, (void *)ss },
+		{ MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, NULL },
+		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->max_connections, NULL },
+		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)c->max_connections_per_ip, NULL },
+		{ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(unsigned)c->idle_timeout_s, NULL },
+		{ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, a },
+		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, a },
+		{ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
+		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, h->key },
+		{ tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert },
+		{ tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0, c->tls_priorities },
+		{ MHD_OPTION_END, 0, NULL },
+	};
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+}
+
 int agent_http_start(struct agent *a, struct vmw_error *err)
 {
 	struct agent_http *h = calloc(1, sizeof(*h));
 	struct sockaddr_storage ss = { 0 };
 	bool loopback = false, tls = a->cfg.tls_cert != NULL;
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *di;
 	char host[NI_MAXHOST] = "?";
 	int r;
 
 	if (!h)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	a->http = h;   /* the connection callbacks find it there */
 	if ((r = parse_listen(a->cfg.listen, &ss, &loopback, err)) < 0)
 		goto fail;
 	if (tls) {
@@ -603,21 +852,8 @@ int agent_http_start(struct agent *a, struct vmw_error *err)
 		if (IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
 			flags |= MHD_USE_DUAL_STACK;
 	}
-	if (tls)
-		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-					MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
-					MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-					MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_HTTPS_MEM_CERT, h->cert,
-					MHD_OPTION_END);
-	else
-		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-					MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
-					MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-					MHD_OPTION_END);
+	raise_fd_limit(a->cfg.max_connections);
+	h->d = start_daemon(a, h, flags, &ss, tls);
 	if (!h->d) {
 		r = vmw_error_set(err, -EADDRINUSE, "cannot serve HTTP%s on %s (address in use, or not "
 				  "an address of this host?)", tls ? "S" : "", a->cfg.listen);
@@ -636,9 +872,17 @@ int agent_http_start(struct agent *a, struct vmw_error *err)
 	else if (!loopback && !tls)
 		vmw_agent_log(VMW_LOG_WARNING, "WARNING: %s is reachable beyond this host without TLS: bearer "
 			      "tokens and guest data travel in clear text. Set tls_cert and tls_key", a->cfg.listen);
-	a->http = h;
+	if ((r = -pthread_create(&h->sweeper, NULL, sweeper_main, a)) < 0) {
+		MHD_stop_daemon(h->d);
+		vmw_error_set(err, r, "cannot start the HTTP sweeper thread: %s", strerror(-r));
+		goto fail;
+	}
+	h->sweeper_started = true;
 	return 0;
 fail:
+	a->http = NULL;
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
 	free(h->cert);
 	free(h->key);
 	free(h);
@@ -650,7 +894,16 @@ void agent_http_stop(struct agent *a)
 	struct agent_http *h = a->http;
 	if (!h)
 		return;
+	/* Suspended streams must be resumed (they then end) before the daemon stops. */
+	pthread_mutex_lock(&h->lock);
+	h->stop = true;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	if (h->sweeper_started)
+		pthread_join(h->sweeper, NULL);
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
 	free(h->cert);
 	free(h->key);
 	free(h);

@@ -394,6 +394,16 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	fprintf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
 	family(f, "vmwatch_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.");
 	fprintf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
+	family(f, "vmwatch_http_connections_total", "counter", "HTTP connections accepted.");
+	fprintf(f, "vmwatch_http_connections_total %llu\n",
+		(unsigned long long)atomic_load(&a->http_connections_total));
+	family(f, "vmwatch_http_dropped_connections_total", "counter",
+	       "HTTP connections the agent closed: headers too slow (header_timeout), or an event-stream "
+	       "client that stopped reading (sse_stall_timeout).");
+	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
+		(unsigned long long)atomic_load(&a->http_header_timeouts_total));
+	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"stalled_stream\"} %llu\n",
+		(unsigned long long)atomic_load(&a->http_stalled_streams_total));
 	if (agent_selfstat(&st) < 0)
 		return;
 	family(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
