@@ -149,9 +149,12 @@ def test_qmp_pause_and_memory(guest, tmp_path):
 
 def test_cli_against_shared_guest(guest):
     g = guest(kernel="6.1")
-    cli = [sys.executable, os.path.join(os.path.dirname(vmlab.__file__), "vmlab")]
-    out = subprocess.run(cli + ["list", "--json"], stdout=subprocess.PIPE, check=True, text=True).stdout
-    assert any(r["name"] == g.name and r["alive"] for r in json.loads(out))
+    cli = [os.path.join(os.path.dirname(os.path.dirname(vmlab.__file__)), "vmlab.sh")]
+    # the command, and the package run as a directory (what the command does)
+    for entry in (cli, [sys.executable, os.path.dirname(vmlab.__file__)]):
+        out = subprocess.run(entry + ["list", "--json"], stdout=subprocess.PIPE, check=True,
+                             text=True).stdout
+        assert any(r["name"] == g.name and r["alive"] for r in json.loads(out))
     out = subprocess.run(cli + ["truth", g.name], stdout=subprocess.PIPE, check=True, text=True).stdout
     assert json.loads(out)["procs"][0]["pid"] == 1
     pid = int(subprocess.run(cli + ["run", g.name, "idle", "clitest"], stdout=subprocess.PIPE,
