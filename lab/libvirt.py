@@ -36,7 +36,6 @@ libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import grp
 import json
@@ -313,21 +312,10 @@ def domain_xml(name: str, state_dir: Path, cfg: vmlab.GuestConfig, shared: bool,
 """
 
 
-_owned: dict = {}          # name -> Domain created by this process
-_owned_lock = threading.RLock()
-
-
-def _cleanup_owned() -> None:
-    with _owned_lock:
-        doms = list(_owned.values())
-    for d in doms:
-        try:
-            d.shutdown()
-        except Exception as e:  # noqa: BLE001 - best effort at exit
-            print(f"lab/libvirt: cleanup of domain {d.name} failed: {e}", file=sys.stderr)
-
-
-atexit.register(_cleanup_owned)
+# Domains created by this process, destroyed and undefined at its exit (the
+# same registry vmlab keeps for its guests; registered after vmlab's, so it
+# runs first).
+_owned = vmlab.OwnedRegistry("lab/libvirt: cleanup of domain")
 
 
 class Domain(vmlab.Guest):
@@ -455,16 +443,13 @@ class Domain(vmlab.Guest):
                 virsh("undefine", self.name, check=False)
         finally:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-            with _owned_lock:
-                if _owned.get(self.name) is self:
-                    del _owned[self.name]
+            self.detach()
 
     stop = shutdown
 
     def detach(self) -> None:
-        with _owned_lock:
-            if _owned.get(self.name) is self:
-                del _owned[self.name]
+        """Stop owning the domain: it keeps running after this process exits."""
+        _owned.discard(self.name, self)
 
 
 def define_domain(name: str, kernel: str = "6.1", mem: Union[str, int] = "512M", vcpus: int = 1,
@@ -500,8 +485,7 @@ def define_domain(name: str, kernel: str = "6.1", mem: Union[str, int] = "512M",
     d.kernel_path, d.initrd_path = str(kpath), str(initrd)
     xml = domain_xml(name, state, cfg, shared, nova, uuid)
     (state / "domain.xml").write_text(xml)
-    with _owned_lock:
-        _owned[name] = d
+    _owned.add(name, d)
     try:
         if persistent:
             virsh("define", state / "domain.xml")
@@ -555,8 +539,7 @@ def destroy_all() -> list:
         virsh("undefine", name, check=False)
         shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
         removed.append(name)
-    with _owned_lock:
-        _owned.clear()
+    _owned.clear()
     return removed
 
 
