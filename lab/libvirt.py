@@ -36,7 +36,6 @@ libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import json
 import os
@@ -49,9 +48,8 @@ import sys
 import threading
 import time
 import xml.sax.saxutils as saxutils
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import vmlab  # noqa: E402
@@ -359,16 +357,8 @@ class Domain(vmlab.Guest):
     def resume(self) -> None:
         virsh("resume", self.name)
 
-    @contextmanager
-    def paused(self) -> Iterator["Domain"]:
-        was_running = self.domstate() == "running"
-        if was_running:
-            self.pause()
-        try:
-            yield self
-        finally:
-            if was_running and self.alive():
-                self.resume()
+    def _vcpus_running(self) -> bool:
+        return self.domstate() == "running"   # libvirt owns QMP (Guest.paused() asks this)
 
     def qmp(self, cmd: str, _args: Optional[dict] = None, _timeout: Optional[float] = 60.0,
             **args: Any) -> Any:
@@ -380,11 +370,7 @@ class Domain(vmlab.Guest):
             msg["arguments"] = args
         out = virsh("qemu-monitor-command", self.name, json.dumps(msg),
                     timeout=_timeout if _timeout is not None else 3600)
-        obj = json.loads(out)
-        if "error" in obj:
-            e = obj["error"]
-            raise vmlab.QMPError(f"QMP {cmd}: {e.get('class')}: {e.get('desc')}")
-        return obj.get("return")
+        return vmlab.qmp_result(cmd, json.loads(out))
 
     # ---- lifecycle ----
     def start(self, wait: bool = True, timeout: Optional[float] = None) -> "Domain":
@@ -511,18 +497,33 @@ def _lab_owner(name: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+def _remove_domain(name: str) -> None:
+    """Destroy and undefine a lab domain and remove its files."""
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
+    shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+
+
+def _lab_domains() -> list:
+    """(name, creating pid) of every domain with the lab's metadata: the
+    lab never touches libvirt domains it did not make."""
+    out = []
+    for name in virsh("list", "--all", "--name", check=False).split():
+        owner = _lab_owner(name)
+        if owner is not None:
+            out.append((name, owner))
+    return out
+
+
 def gc_domains() -> list:
     """Destroy and undefine lab domains whose creating process is gone."""
     removed = []
     if not libvirtd_running():
         return removed
-    for name in virsh("list", "--all", "--name", check=False).split():
-        owner = _lab_owner(name)
-        if owner is None or owner == os.getpid() or vmlab._pid_alive(owner):
+    for name, owner in _lab_domains():
+        if owner == os.getpid() or vmlab._pid_alive(owner):
             continue
-        virsh("destroy", name, check=False)
-        virsh("undefine", name, check=False)
-        shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+        _remove_domain(name)
         removed.append(name)
     return removed
 
@@ -532,12 +533,8 @@ def destroy_all() -> list:
     removed = []
     if not libvirtd_running():
         return removed
-    for name in virsh("list", "--all", "--name", check=False).split():
-        if _lab_owner(name) is None:
-            continue
-        virsh("destroy", name, check=False)
-        virsh("undefine", name, check=False)
-        shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+    for name, _owner in _lab_domains():
+        _remove_domain(name)
         removed.append(name)
     _owned.clear()
     return removed

@@ -395,7 +395,7 @@ class Guest:
     def paused(self) -> Iterator["Guest"]:
         """Pause the vCPUs for the block (resume after, unless the guest was
         already paused). truth() cannot answer while paused."""
-        was_running = self.qmp("query-status")["running"]
+        was_running = self._vcpus_running()
         if was_running:
             self.pause()
         try:
@@ -403,6 +403,11 @@ class Guest:
         finally:
             if was_running and self.alive():
                 self.resume()
+
+    def _vcpus_running(self) -> bool:
+        """Whether the vCPUs run (what paused() restores); libvirt's Domain
+        asks libvirt instead of QMP."""
+        return self.qmp("query-status")["running"]
 
     def pmemsave(self, addr: int, size: int, path: Union[str, Path]) -> Path:
         """Save guest-physical [addr, addr+size) to path."""

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LabError
-from .paths import GUEST_SRC, _atomic_write, _flock, cache_dir
+from .paths import GUEST_SRC, _atomic_write, _flock, cache_dir, host_tool
 
 __all__ = ["build_guest_programs", "build_initramfs"]
 
@@ -29,10 +29,7 @@ def _guest_sources() -> list:
 
 
 def _gcc() -> str:
-    cc = os.environ.get("VMWATCH_GUEST_CC") or shutil.which("gcc")
-    if not cc:
-        raise LabError("gcc not found (needed to build the lab's guest programs)")
-    return cc
+    return host_tool("VMWATCH_GUEST_CC", "gcc", "gcc not found (needed to build the lab's guest programs)")
 
 
 def _guest_hash() -> str:

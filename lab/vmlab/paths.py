@@ -41,11 +41,18 @@ def lab_root() -> Path:
     return Path("/run/vmwatch-lab")
 
 
+def host_tool(env: str, name: str, missing: str) -> str:
+    """The host program `name`, or the one $env names (to test another
+    build); LabError(missing) if there is none."""
+    path = os.environ.get(env) or shutil.which(name)
+    if not path:
+        raise LabError(missing)
+    return path
+
+
 def qemu_binary() -> str:
-    q = os.environ.get("VMWATCH_QEMU") or shutil.which("qemu-system-x86_64")
-    if not q:
-        raise LabError("qemu-system-x86_64 not found: apt-get install qemu-system-x86")
-    return q
+    return host_tool("VMWATCH_QEMU", "qemu-system-x86_64",
+                     "qemu-system-x86_64 not found: apt-get install qemu-system-x86")
 
 
 _thread_locks: dict = {}
