@@ -111,6 +111,19 @@ class GuestConfig:
 _owned = OwnedRegistry("vmlab: cleanup of")   # guests booted (and owned) by this process
 
 
+def _create_ram_file(path: str) -> None:
+    """Create the (empty) RAM file of a file-backed guest, mode 0600, before
+    QEMU starts: QEMU would create it 0644 (less the umask), and guest RAM
+    holds whatever the guest holds (keys, passwords). QEMU opens an
+    existing file read-write and sizes it itself; we run as root, as QEMU
+    does, so it can."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)   # whatever the umask
+    finally:
+        os.close(fd)
+
+
 class Guest:
     """A running lab guest (one QEMU process)."""
 
@@ -189,6 +202,8 @@ class Guest:
             os.unlink(g.ram_path)
         g.argv = g._qemu_argv(kernel, initrd)
         g._write_config()
+        if g.ram_path:
+            _create_ram_file(g.ram_path)
         t0 = time.monotonic()
         logf = open(g.qemu_log, "wb")
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -195,6 +196,7 @@ def test_shutdown_cleans_up(lab):
     g = vmlab.Guest.boot(kernel="6.1", name=f"cleanup-{os.getpid()}")
     pid, ram, state = g.pid, g.ram_path, g.state_dir
     assert os.path.exists(ram) and state.is_dir() and (state / "qmp.sock").exists()
+    assert stat.S_IMODE(os.stat(ram).st_mode) == 0o600   # guest RAM: owner only
     assert vmlab.Guest.attach(g.name).alive()
     g.shutdown()
     assert not os.path.exists(f"/proc/{pid}")
