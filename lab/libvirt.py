@@ -22,7 +22,7 @@ of the kernel and initramfs: libvirt chowns them to its QEMU user). Every
 domain this process creates is destroyed and undefined at exit (atexit), and
 stale lab domains of dead processes are removed by gc_domains().
 
-Host setup done by start_libvirtd() (see shared/LAB.md): groups kvm and
+Host setup done by start_libvirtd(): groups kvm and
 libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
 - /dev/kvm group kvm mode 0660, as udev would make it. Without it libvirtd
   decides on every domain start that its cached QEMU capabilities are stale
