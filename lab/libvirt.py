@@ -22,7 +22,7 @@ of the kernel and initramfs: libvirt chowns them to its QEMU user). Every
 domain this process creates is destroyed and undefined at exit (atexit), and
 stale lab domains of dead processes are removed by gc_domains().
 
-Host setup done by start_libvirtd() (see shared/LAB.md): groups kvm and
+Host setup done by start_libvirtd(): groups kvm and
 libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
 - /dev/kvm group kvm mode 0660, as udev would make it. Without it libvirtd
   decides on every domain start that its cached QEMU capabilities are stale
@@ -36,8 +36,6 @@ libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import grp
 import json
 import os
@@ -50,9 +48,8 @@ import sys
 import threading
 import time
 import xml.sax.saxutils as saxutils
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import vmlab  # noqa: E402
@@ -313,21 +310,10 @@ def domain_xml(name: str, state_dir: Path, cfg: vmlab.GuestConfig, shared: bool,
 """
 
 
-_owned: dict = {}          # name -> Domain created by this process
-_owned_lock = threading.RLock()
-
-
-def _cleanup_owned() -> None:
-    with _owned_lock:
-        doms = list(_owned.values())
-    for d in doms:
-        try:
-            d.shutdown()
-        except Exception as e:  # noqa: BLE001 - best effort at exit
-            print(f"lab/libvirt: cleanup of domain {d.name} failed: {e}", file=sys.stderr)
-
-
-atexit.register(_cleanup_owned)
+# Domains created by this process, destroyed and undefined at its exit (the
+# same registry vmlab keeps for its guests; registered after vmlab's, so it
+# runs first).
+_owned = vmlab.OwnedRegistry("lab/libvirt: cleanup of domain")
 
 
 class Domain(vmlab.Guest):
@@ -371,16 +357,8 @@ class Domain(vmlab.Guest):
     def resume(self) -> None:
         virsh("resume", self.name)
 
-    @contextmanager
-    def paused(self) -> Iterator["Domain"]:
-        was_running = self.domstate() == "running"
-        if was_running:
-            self.pause()
-        try:
-            yield self
-        finally:
-            if was_running and self.alive():
-                self.resume()
+    def _vcpus_running(self) -> bool:
+        return self.domstate() == "running"   # libvirt owns QMP (Guest.paused() asks this)
 
     def qmp(self, cmd: str, _args: Optional[dict] = None, _timeout: Optional[float] = 60.0,
             **args: Any) -> Any:
@@ -392,11 +370,7 @@ class Domain(vmlab.Guest):
             msg["arguments"] = args
         out = virsh("qemu-monitor-command", self.name, json.dumps(msg),
                     timeout=_timeout if _timeout is not None else 3600)
-        obj = json.loads(out)
-        if "error" in obj:
-            e = obj["error"]
-            raise vmlab.QMPError(f"QMP {cmd}: {e.get('class')}: {e.get('desc')}")
-        return obj.get("return")
+        return vmlab.qmp_result(cmd, json.loads(out))
 
     # ---- lifecycle ----
     def start(self, wait: bool = True, timeout: Optional[float] = None) -> "Domain":
@@ -455,16 +429,13 @@ class Domain(vmlab.Guest):
                 virsh("undefine", self.name, check=False)
         finally:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-            with _owned_lock:
-                if _owned.get(self.name) is self:
-                    del _owned[self.name]
+            self.detach()
 
     stop = shutdown
 
     def detach(self) -> None:
-        with _owned_lock:
-            if _owned.get(self.name) is self:
-                del _owned[self.name]
+        """Stop owning the domain: it keeps running after this process exits."""
+        _owned.discard(self.name, self)
 
 
 def define_domain(name: str, kernel: str = "6.1", mem: Union[str, int] = "512M", vcpus: int = 1,
@@ -500,8 +471,7 @@ def define_domain(name: str, kernel: str = "6.1", mem: Union[str, int] = "512M",
     d.kernel_path, d.initrd_path = str(kpath), str(initrd)
     xml = domain_xml(name, state, cfg, shared, nova, uuid)
     (state / "domain.xml").write_text(xml)
-    with _owned_lock:
-        _owned[name] = d
+    _owned.add(name, d)
     try:
         if persistent:
             virsh("define", state / "domain.xml")
@@ -527,18 +497,33 @@ def _lab_owner(name: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+def _remove_domain(name: str) -> None:
+    """Destroy and undefine a lab domain and remove its files."""
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
+    shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+
+
+def _lab_domains() -> list:
+    """(name, creating pid) of every domain with the lab's metadata: the
+    lab never touches libvirt domains it did not make."""
+    out = []
+    for name in virsh("list", "--all", "--name", check=False).split():
+        owner = _lab_owner(name)
+        if owner is not None:
+            out.append((name, owner))
+    return out
+
+
 def gc_domains() -> list:
     """Destroy and undefine lab domains whose creating process is gone."""
     removed = []
     if not libvirtd_running():
         return removed
-    for name in virsh("list", "--all", "--name", check=False).split():
-        owner = _lab_owner(name)
-        if owner is None or owner == os.getpid() or vmlab._pid_alive(owner):
+    for name, owner in _lab_domains():
+        if owner == os.getpid() or vmlab._pid_alive(owner):
             continue
-        virsh("destroy", name, check=False)
-        virsh("undefine", name, check=False)
-        shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+        _remove_domain(name)
         removed.append(name)
     return removed
 
@@ -548,15 +533,10 @@ def destroy_all() -> list:
     removed = []
     if not libvirtd_running():
         return removed
-    for name in virsh("list", "--all", "--name", check=False).split():
-        if _lab_owner(name) is None:
-            continue
-        virsh("destroy", name, check=False)
-        virsh("undefine", name, check=False)
-        shutil.rmtree(libvirt_dir() / name, ignore_errors=True)
+    for name, _owner in _lab_domains():
+        _remove_domain(name)
         removed.append(name)
-    with _owned_lock:
-        _owned.clear()
+    _owned.clear()
     return removed
 
 

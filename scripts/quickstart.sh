@@ -7,15 +7,15 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 
 # A running lab guest, if any.
-pid=$(lab/vmlab list --json 2>/dev/null | /usr/bin/python3 -c '
+pid=$(lab/vmlab.sh list --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 g = [x for x in json.load(sys.stdin) if x.get("alive")]
 g.sort(key=lambda x: x["name"] != "quickstart")
 print(g[0]["pid"] if g else "")' || true)
 if [ -z "$pid" ]; then
   echo "quickstart: no VM running; booting a lab guest (Debian 6.1 kernel, 512 MiB, TCG)..." >&2
-  lab/vmlab boot --name quickstart --kernel 6.1 --mem 512M --run 'swarm 50' --run 'burn 30' >&2
-  pid=$(lab/vmlab list --json | /usr/bin/python3 -c '
+  lab/vmlab.sh boot --name quickstart --kernel 6.1 --mem 512M --run 'swarm 50' --run 'burn 30' >&2
+  pid=$(lab/vmlab.sh list --json | /usr/bin/python3 -c '
 import json, sys
 print([x for x in json.load(sys.stdin) if x["name"] == "quickstart"][0]["pid"])')
 fi
@@ -25,4 +25,4 @@ echo
 ./build/vmwatch top -b -n 3 -d 1 "qemu:$pid"
 echo
 echo "quickstart: interactive view: ./build/vmwatch top qemu:$pid" >&2
-echo "quickstart: the guest keeps running; stop it with: lab/vmlab stop --all" >&2
+echo "quickstart: the guest keeps running; stop it with: lab/vmlab.sh stop --all" >&2

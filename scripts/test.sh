@@ -11,7 +11,7 @@ trap 'rm -rf "$out"' EXIT
 
 # Lab guests running before the tests (booted by hand, say) are left alone.
 guests() {
-    lab/vmlab list --json 2>/dev/null |
+    lab/vmlab.sh list --json 2>/dev/null |
         /usr/bin/python3 -c 'import json, sys; print("\n".join(g["name"] for g in json.load(sys.stdin)))' 2>/dev/null |
         sort
 }
@@ -44,7 +44,7 @@ PY
 left=$(comm -13 <(echo "$guests_before") <(guests))
 if [ -n "$left" ]; then
     # shellcheck disable=SC2086
-    lab/vmlab stop $left >/dev/null 2>&1 || true
+    lab/vmlab.sh stop $left >/dev/null 2>&1 || true
 fi
 
 passed=$(( ${upass:-0} + ipass )); failed=$(( ufail + ifail ))

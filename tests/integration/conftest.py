@@ -1,5 +1,5 @@
 """pytest plumbing for vmwatch's integration tests: real QEMU/TCG guests
-from the lab (lab/vmlab.py).
+from the lab (the lab/vmlab/ package).
 
 Fixtures
   lab          session: kernels (6.1, 6.12) and the initramfs exist; gives a

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -149,9 +150,12 @@ def test_qmp_pause_and_memory(guest, tmp_path):
 
 def test_cli_against_shared_guest(guest):
     g = guest(kernel="6.1")
-    cli = [sys.executable, os.path.join(os.path.dirname(vmlab.__file__), "vmlab")]
-    out = subprocess.run(cli + ["list", "--json"], stdout=subprocess.PIPE, check=True, text=True).stdout
-    assert any(r["name"] == g.name and r["alive"] for r in json.loads(out))
+    cli = [os.path.join(os.path.dirname(os.path.dirname(vmlab.__file__)), "vmlab.sh")]
+    # the command, and the package run as a directory (what the command does)
+    for entry in (cli, [sys.executable, os.path.dirname(vmlab.__file__)]):
+        out = subprocess.run(entry + ["list", "--json"], stdout=subprocess.PIPE, check=True,
+                             text=True).stdout
+        assert any(r["name"] == g.name and r["alive"] for r in json.loads(out))
     out = subprocess.run(cli + ["truth", g.name], stdout=subprocess.PIPE, check=True, text=True).stdout
     assert json.loads(out)["procs"][0]["pid"] == 1
     pid = int(subprocess.run(cli + ["run", g.name, "idle", "clitest"], stdout=subprocess.PIPE,
@@ -192,6 +196,7 @@ def test_shutdown_cleans_up(lab):
     g = vmlab.Guest.boot(kernel="6.1", name=f"cleanup-{os.getpid()}")
     pid, ram, state = g.pid, g.ram_path, g.state_dir
     assert os.path.exists(ram) and state.is_dir() and (state / "qmp.sock").exists()
+    assert stat.S_IMODE(os.stat(ram).st_mode) == 0o600   # guest RAM: owner only
     assert vmlab.Guest.attach(g.name).alive()
     g.shutdown()
     assert not os.path.exists(f"/proc/{pid}")
