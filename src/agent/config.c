@@ -158,9 +158,10 @@ static int load_token_file(struct vmw_agent_config *c, const char *path, struct 
 
 	if (!f)
 		return vmw_error_set(err, -errno, "token_file %s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
-		vmw_agent_log(VMW_LOG_WARNING, "token_file %s is readable by group or others (mode %04o): "
-			      "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+	if (fstat(fileno(f), &st) < 0 || (st.st_mode & 0077))
+		return vmw_error_setk(err, VMW_ERR_PERMISSION, -EPERM, "token_file %s is readable or writable by "
+				      "group or others (mode %04o): chmod 600 it", path,
+				      (unsigned)(st.st_mode & 07777));
 	while (fgets(line, sizeof(line), f)) {
 		char *s = line, *e;
 		while (isspace((unsigned char)*s))
@@ -300,7 +301,12 @@ int vmw_agent_config_load(struct vmw_agent_config *c, const char *path, struct v
 	unsigned lineno = 0;
 	int r;
 
+	size_t tokens_before = c->ntokens;
+	struct stat st;
+
 	if (!f)
+		return vmw_error_set(err, -errno, "cannot read %s: %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) < 0)
 		return vmw_error_set(err, -errno, "cannot read %s: %s", path, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
 		char *s = line, *eq, *k, *v, *e;
@@ -334,6 +340,11 @@ int vmw_agent_config_load(struct vmw_agent_config *c, const char *path, struct v
 				*p = '_';
 		if ((r = vmw_agent_config_set(c, k, v, err)) < 0)
 			return vmw_error_prefix(err, "%s:%u: ", path, lineno);
+		/* Like ssh with a private key: secrets in a file others can read are refused. */
+		if (c->ntokens > tokens_before && !strcmp(k, "token") && (st.st_mode & 0077))
+			return vmw_error_setk(err, VMW_ERR_PERMISSION, -EPERM, "%s:%u: holds a token but is "
+					      "readable or writable by group or others (mode %04o): chmod 600 it",
+					      path, lineno, (unsigned)(st.st_mode & 07777));
 	}
 	return 0;
 }

@@ -45,6 +45,57 @@ static void usage(FILE *f)
 		   "Logs go to stderr, one line per event, with <N> syslog priority prefixes.\n");
 }
 
+/* Tokens from the environment (VMWATCH_AGENT_TOKEN: one or more, separated by
+ * white space), e.g. from a systemd EnvironmentFile only root can read. */
+static int add_env_tokens(struct vmw_agent_config *c, struct vmw_error *err)
+{
+	const char *env = getenv("VMWATCH_AGENT_TOKEN");
+	_cleanup_free_ char *copy = env ? strdup(env) : NULL;
+	char *save = NULL;
+	int r;
+
+	if (env && !copy)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	for (char *t = copy ? strtok_r(copy, " \t\n", &save) : NULL; t; t = strtok_r(NULL, " \t\n", &save))
+		if ((r = vmw_agent_config_set(c, "token", t, err)) < 0)
+			return vmw_error_prefix(err, "VMWATCH_AGENT_TOKEN: ");
+	return 0;
+}
+
+/*
+ * A token given as --token is visible to every user in /proc/PID/cmdline.
+ * Warn, and overwrite it in our argv (which is what /proc shows) after
+ * keeping a private copy of the arguments for SIGHUP reloads.
+ */
+static int hide_token_args(struct args *args)
+{
+	char **copy = calloc((size_t)args->argc + 1, sizeof(char *));
+	bool warned = false;
+
+	if (!copy)
+		return -ENOMEM;
+	for (int i = 0; i < args->argc; i++)
+		if (!(copy[i] = strdup(args->argv[i])))
+			return -ENOMEM;   /* exits right away: no need to free */
+	for (int i = 1; i < args->argc; i++) {
+		char *v = NULL, *a = args->argv[i];
+		if (!strcmp(a, "--token") && i + 1 < args->argc)
+			v = args->argv[++i];
+		else if (!strncmp(a, "--token=", 8))
+			v = a + 8;
+		if (!v)
+			continue;
+		memset(v, 'x', strlen(v));
+		if (!warned)
+			vmw_agent_log(VMW_LOG_WARNING, "WARNING: --token on the command line can be read by every "
+				      "user of this host until it is hidden; use token_file (mode 600) or "
+				      "VMWATCH_AGENT_TOKEN instead");
+		warned = true;
+	}
+	args->argv = copy;
+	return 0;
+}
+
 /* Build the configuration from the file and the flags. Returns 0, or the exit code. */
 static int build(const struct args *args, struct vmw_agent_config *c, bool *check, struct vmw_error *err)
 {
@@ -125,7 +176,7 @@ static int build(const struct args *args, struct vmw_agent_config *c, bool *chec
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	if ((r = vmw_agent_config_check(c, err)) < 0)
+	if ((r = add_env_tokens(c, err)) < 0 || (r = vmw_agent_config_check(c, err)) < 0)
 		rc = EXIT_USAGE;
 out:
 	free(opts);
@@ -152,6 +203,10 @@ int main(int argc, char **argv)
 	bool check = false;
 	int rc;
 
+	if (hide_token_args(&args) < 0) {
+		cli_error("agent: out of memory");
+		return 1;
+	}
 	rc = build(&args, &c, &check, &err);
 	if (rc == -1)
 		return 0;

@@ -529,6 +529,7 @@ def test_config_file_check_config_and_sighup(vmwatch, g, tmp_path):
         assert a.vm("cfgvm")["target"] == f"qemu:{g.pid}"
         wait_until(lambda: a.vm("cfgvm")["monitoring"]["frames"] >= 1, timeout=60, what="frames")
         assert a.request("/v1/vms", token=None)[0] == 200
+        conf.chmod(0o600)                  # a file holding a token must be private
         conf.write_text(conf.read_text() + f"token = {TOKEN}\n")
         a.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: any("reloaded" in x for x in a.log), timeout=20, what="reload")

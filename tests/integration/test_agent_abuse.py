@@ -12,7 +12,10 @@ come from 127.0.0.1. Every loop here is bounded in count and time.
   - per-address limit: one address cannot take every slot;
   - TLS: 1.0/1.1 and static-RSA key exchange are refused by default, TLS 1.2
     with ECDHE works (and a permissive priority string shows the client side
-    of the check does offer TLS 1.1).
+    of the check does offer TLS 1.1);
+  - tokens: hidden from /proc/PID/cmdline when given as --token (with a
+    warning), taken from VMWATCH_AGENT_TOKEN, refused in a config or token
+    file that group or others can read.
 """
 from __future__ import annotations
 
@@ -242,3 +245,46 @@ def test_tls_versions_and_key_exchange(vmwatch, g, cert):
         assert r.returncode == 0, r.stderr.decode(errors="replace")
     finally:
         assert a.stop() == 0
+
+
+def test_token_on_the_command_line_is_hidden(vmwatch):
+    a = Agent(vmwatch, "--connect", "none", "--token", TOKEN, token=TOKEN)
+    try:
+        cmdline = Path(f"/proc/{a.proc.pid}/cmdline").read_bytes()
+        assert TOKEN.encode() not in cmdline and b"--token" in cmdline
+        assert any("--token on the command line" in line for line in a.log)
+        assert a.request("/v1/vms", token=None)[0] == 401
+        assert a.request("/v1/vms")[0] == 200
+    finally:
+        assert a.stop() == 0
+
+
+def test_token_from_the_environment(vmwatch):
+    a = Agent(vmwatch, "--connect", "none", env={"VMWATCH_AGENT_TOKEN": f"{TOKEN} second-token-xyz"},
+              token=TOKEN)
+    try:
+        assert a.request("/v1/vms", token=None)[0] == 401
+        assert a.request("/v1/vms")[0] == 200
+        assert a.request("/v1/vms", token="second-token-xyz")[0] == 200
+        assert not any("WARNING: --token" in line for line in a.log)
+    finally:
+        assert a.stop() == 0
+
+
+@pytest.mark.parametrize("key", ["token", "token_file"])
+def test_secrets_in_readable_files_are_refused(vmwatch, tmp_path, key):
+    tok = tmp_path / "tokens"
+    tok.write_text(TOKEN + "\n")
+    tok.chmod(0o600)
+    conf = tmp_path / "agent.conf"
+    conf.write_text("connect = none\n" + (f"token = {TOKEN}\n" if key == "token" else f"token_file = {tok}\n"))
+    secret = conf if key == "token" else tok
+    secret.chmod(0o644)
+    r = subprocess.run([str(vmwatch), "agent", "--config", str(conf), "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "chmod 600" in r.stderr and str(secret) in r.stderr, r.stderr
+    secret.chmod(0o600)
+    r = subprocess.run([str(vmwatch), "agent", "--config", str(conf), "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert TOKEN not in r.stdout       # --check-config never prints secrets
