@@ -611,7 +611,7 @@ static int full_discovery(struct vmw_mem *mem, const struct vmw_kernel_opts *o,
 		return vmw_error_set(err, nhits, "no Linux kernel found: scanning guest RAM for "
 				     "VMCOREINFO failed: %s", strerror(-nhits));
 	if (nhits == 0)
-		return vmw_error_set(err, -ENOENT, "no Linux kernel found in guest RAM: no VMCOREINFO "
+		return vmw_error_setk(err, VMW_ERR_NOT_LINUX, -ENOENT, "no Linux kernel found in guest RAM: no VMCOREINFO "
 				     "note (is the guest running Linux >= 3.x? is it booted?)");
 
 	c = calloc((size_t)nhits, sizeof(*c));
@@ -657,7 +657,7 @@ static int full_discovery(struct vmw_mem *mem, const struct vmw_kernel_opts *o,
 		c[j].nphys++;
 	}
 	if (nc == 0) {
-		r = vmw_error_set(err, -ENOENT, "no Linux kernel found in guest RAM: %d VMCOREINFO "
+		r = vmw_error_setk(err, VMW_ERR_NOT_LINUX, -ENOENT, "no Linux kernel found in guest RAM: %d VMCOREINFO "
 				  "candidate%s, none complete (at 0x%" PRIx64 ": %s); is the guest "
 				  "still booting?", nhits, nhits == 1 ? "" : "s", last_phys,
 				  last_why ? last_why : "?");
@@ -702,7 +702,7 @@ static int full_discovery(struct vmw_mem *mem, const struct vmw_kernel_opts *o,
 	}
 	if (nvalid == 0) {
 		/* Report the most telling failure: the first kernel's. */
-		r = vmw_error_set(err, -ENOENT, "Linux %s found in guest RAM (VMCOREINFO at 0x%" PRIx64
+		r = vmw_error_setk(err, VMW_ERR_NOT_LINUX, -ENOENT, "Linux %s found in guest RAM (VMCOREINFO at 0x%" PRIx64
 				  ") but %s%s", c[0].vi->release, c[0].phys[0], c[0].why,
 				  o->ignore_vmcoreinfo_kallsyms ? "" :
 				  "; is the guest still booting, or is this a copy from a previous boot?");
@@ -837,33 +837,35 @@ static int load_btf(struct vmw_kernel *k, bool parse, struct vmw_error *err)
 	int r;
 
 	if (!s || !e || e->addr <= s->addr)
-		return vmw_error_set(err, -ENOTSUP, "kernel %s has no BTF (CONFIG_DEBUG_INFO_BTF=n): "
+		return vmw_error_setk(err, VMW_ERR_NO_BTF, -ENOTSUP, "kernel %s has no BTF (CONFIG_DEBUG_INFO_BTF=n): "
 				     "vmwatch needs it", k->vi->release);
 	len = e->addr - s->addr;
 	if (len > MAX_BTF || len < sizeof(hdr))
-		return vmw_error_set(err, -EINVAL, "kernel %s: BTF of %" PRIu64 " bytes is "
+		return vmw_error_setk(err, VMW_ERR_NO_BTF, -EINVAL, "kernel %s: BTF of %" PRIu64 " bytes is "
 				     "implausible", k->vi->release, len);
 	k->btf_vaddr = s->addr;
 	k->btf_len = len;
 	snprintf(k->types_from, sizeof(k->types_from), "BTF in guest RAM (%" PRIu64 " bytes)", len);
 	r = read_image(k->mem, k->vi->phys_base, s->addr, hdr, sizeof(hdr));
 	if (r < 0)
-		return vmw_error_set(err, r, "kernel %s: its BTF (__start_BTF at 0x%" PRIx64
-				     ") is not readable in guest RAM", k->vi->release, s->addr);
+		return vmw_error_setk(err, vmw_read_failure_kind(r, VMW_ERR_NO_BTF), r,
+				      "kernel %s: its BTF (__start_BTF at 0x%" PRIx64
+				      ") is not readable in guest RAM", k->vi->release, s->addr);
 	if (!parse) {
 		/* The header alone: magic, version, sections inside the blob. */
 		struct btf_header h;
 		memcpy(&h, hdr, sizeof(h));
 		if (h.magic != 0xeb9f || h.version != 1 || h.hdr_len < sizeof(h) ||
 		    (uint64_t)h.hdr_len + h.str_off + h.str_len > len)
-			return vmw_error_set(err, -EINVAL, "kernel %s: no valid BTF header at "
+			return vmw_error_setk(err, VMW_ERR_NO_BTF, -EINVAL, "kernel %s: no valid BTF header at "
 					     "__start_BTF (0x%" PRIx64 ")", k->vi->release, s->addr);
 		return 0;
 	}
 	r = ensure_btf(k);
 	if (r < 0) {
 		why = r == -ENOMEM ? NULL : k->btf_why;
-		return vmw_error_set(err, r, "kernel %s: BTF at __start_BTF (0x%" PRIx64 ") is "
+		return vmw_error_setk(err, vmw_read_failure_kind(r, VMW_ERR_NO_BTF), r,
+				      "kernel %s: BTF at __start_BTF (0x%" PRIx64 ") is "
 				     "unusable%s%s", k->vi->release, s->addr, why ? ": " : "",
 				     why ? why : "");
 	}
@@ -878,18 +880,20 @@ static int load_cpus(struct vmw_kernel *k, struct vmw_error *err)
 	int r;
 
 	if (!n || !o)
-		return vmw_error_set(err, -ENOENT, "kernel %s: no nr_cpu_ids/__per_cpu_offset in "
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -ENOENT, "kernel %s: no nr_cpu_ids/__per_cpu_offset in "
 				     "kallsyms (not an SMP kernel?)", k->vi->release);
 	r = read_image(k->mem, k->vi->phys_base, n->addr, &nr, sizeof(nr));
 	if (r < 0 || nr == 0 || nr > MAX_CPUS)
-		return vmw_error_set(err, r < 0 ? r : -EINVAL, "kernel %s: nr_cpu_ids unreadable "
+		return vmw_error_setk(err, vmw_read_failure_kind(r, VMW_ERR_INCONSISTENT), r < 0 ? r : -EINVAL,
+				      "kernel %s: nr_cpu_ids unreadable "
 				     "or implausible", k->vi->release);
 	k->percpu = calloc(nr, sizeof(*k->percpu));
 	if (!k->percpu)
 		return -ENOMEM;
 	r = read_image(k->mem, k->vi->phys_base, o->addr, k->percpu, nr * sizeof(*k->percpu));
 	if (r < 0)
-		return vmw_error_set(err, r, "kernel %s: __per_cpu_offset unreadable", k->vi->release);
+		return vmw_error_setk(err, vmw_read_failure_kind(r, VMW_ERR_INCONSISTENT), r,
+				      "kernel %s: __per_cpu_offset unreadable", k->vi->release);
 	k->info.nr_cpus = nr;
 	return 0;
 }

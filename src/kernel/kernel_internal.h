@@ -9,6 +9,20 @@
 
 #include "kernel/kernel.h"
 
+#include <errno.h>
+
+/*
+ * Kind of a failed read of guest data the kernel must have (its BTF, its
+ * per-CPU table): the process being gone, memory or permission say so
+ * themselves; anything else is what the caller knows the failure means.
+ */
+static inline enum vmw_error_kind vmw_read_failure_kind(int r, enum vmw_error_kind otherwise)
+{
+	if (r == -ESRCH || r == -ENOMEM || r == -EACCES || r == -EPERM)
+		return vmw_error_kind_from_code(r);
+	return otherwise;
+}
+
 /* ---- VMCOREINFO (vmcoreinfo.c) ------------------------------------------ */
 
 #define VMW_VMCOREINFO_MAX 4096   /* the kernel's vmcoreinfo_data is one page */

@@ -244,7 +244,7 @@ static int enum_value(struct vmw_linux *l, const char *name, int *ret)
 
 #define NEED(type, name, f) do { \
 	if (member(l, type, name, f) < 0) \
-		return vmw_error_set(err, -ENOENT, \
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
 			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \
 			vmw_kernel_info(l->k)->release, type, name); \
 } while (0)
@@ -258,7 +258,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 	NEED("task_struct", "tgid", &l->t.tgid);
 	NEED("task_struct", "comm", &l->t.comm);
 	if (member_any(l, "task_struct", (const char *[]){ "__state", "state", NULL }, &l->t.state) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has neither __state nor state");
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel BTF: task_struct has neither __state nor state");
 	NEED("task_struct", "exit_state", &l->t.exit_state);
 	NEED("task_struct", "flags", &l->t.flags);
 	NEED("task_struct", "prio", &l->t.prio);
@@ -273,7 +273,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 	NEED("task_struct", "thread_node", &l->t.thread_node);
 	if (member_any(l, "task_struct", (const char *[]){ "start_boottime", "real_start_time", NULL },
 		       &l->t.start_time) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has no start_boottime");
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel BTF: task_struct has no start_boottime");
 	/* Optional: per-thread adjustment state, last CPU, kthread private data. */
 	member(l, "task_struct", "prev_cputime.utime", &l->t.prev_utime);
 	member(l, "task_struct", "prev_cputime.stime", &l->t.prev_stime);
@@ -303,7 +303,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 		   rss_size % pcc_size == 0) {
 		struct fld c;
 		if (member(l, "percpu_counter", "count", &c) < 0)
-			return vmw_error_set(err, -ENOENT, "kernel BTF: percpu_counter has no count");
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel BTF: percpu_counter has no count");
 		l->mm.rss_stride = pcc_size;
 		l->mm.rss_count_off = c.off;
 		/* /proc adds the per-CPU deltas (percpu_counter_sum) since the
@@ -326,7 +326,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 	if (enum_value(l, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
 	    enum_value(l, "MM_ANONPAGES", &l->mm.idx_anon) < 0 ||
 	    enum_value(l, "MM_SWAPENTS", &l->mm.idx_swap) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
 	if (enum_value(l, "MM_SHMEMPAGES", &l->mm.idx_shmem) < 0)
 		l->mm.idx_shmem = -1;
 	{
@@ -415,7 +415,7 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 								     : 0xffff800000000000ull;
 	if (vmw_kernel_symbol(k, "init_task", &l->init_task) < 0) {
 		free(l);
-		return vmw_error_set(err, -ENOENT, "kernel symbols: no init_task in kallsyms");
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel symbols: no init_task in kallsyms");
 	}
 	if ((r = resolve_layouts(l, err)) < 0) {
 		free(l);

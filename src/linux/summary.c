@@ -265,7 +265,7 @@ static const char *release(const struct vmw_summary_reader *s)
 
 #define NEED_MEMBER(type, name, f) do { \
 	if (member(s, type, name, f) < 0) \
-		return vmw_error_set(err, -ENOENT, \
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
 			"kernel %s: BTF has no %s.%s, which the guest summary needs; please report this kernel", \
 			release(s), type, name); \
 } while (0)
@@ -282,7 +282,7 @@ static int sym(struct vmw_summary_reader *s, const char *name, uint64_t *ret, bo
 
 #define NEED_SYM(name, ret, percpu) do { \
 	if (sym(s, name, ret, percpu) < 0) \
-		return vmw_error_set(err, -ENOENT, \
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
 			"kernel %s: no %s%s in kallsyms, which the guest summary needs", \
 			release(s), percpu ? "per-CPU " : "", name); \
 } while (0)
@@ -294,7 +294,7 @@ static int enum_idx(struct vmw_summary_reader *s, const char *name, int *ret, st
 	*ret = -1;
 	if (vmw_kernel_enum_value(s->k, name, &v) < 0 || v < 0 || v >= MAX_STAT_ITEMS) {
 		if (need)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no enumerator %s, which the "
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no enumerator %s, which the "
 					     "guest summary needs", release(s), name);
 		return 0;
 	}
@@ -349,7 +349,7 @@ static int find_tk_core(struct vmw_summary_reader *s, uint32_t *ret_size, uint32
 		found++;
 	}
 	if (!found)
-		return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no type for tk_core "
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no type for tk_core "
 				     "({seq; struct timekeeper timekeeper;})", release(s));
 	return 0;
 }
@@ -403,7 +403,7 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 	/* kernel_cpustat.cpustat[] indexed by enum cpu_usage_stat. */
 	if ((r = vmw_kernel_type_size(s->k, "kernel_cpustat", &s->kcs_size)) < 0 || !s->kcs_size ||
 	    s->kcs_size > MAX_STRUCT)
-		return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no struct kernel_cpustat", release(s));
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no struct kernel_cpustat", release(s));
 	NEED_MEMBER("kernel_cpustat", "cpustat", &f);
 	s->kcs_cpustat = f.off;
 	for (int i = 0; i < 10; i++) {
@@ -462,7 +462,7 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		uint32_t bo, bs;
 		if ((r = vmw_kernel_type_size(s->k, "tick_sched", &s->ts_size)) < 0 || !s->ts_size ||
 		    s->ts_size > MAX_STRUCT)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no struct tick_sched", release(s));
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no struct tick_sched", release(s));
 		NEED_MEMBER("tick_sched", "idle_sleeptime", &s->ts_sleep);
 		NEED_MEMBER("tick_sched", "iowait_sleeptime", &s->ts_iowait);
 		NEED_MEMBER("tick_sched", "idle_entrytime", &s->ts_entry);
@@ -474,7 +474,7 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		} else if (member(s, "tick_sched", "flags", &f) == 0) {
 			s->ts_active_bit = f.off * 8 + TS_FLAG_IDLE_ACTIVE_BIT;
 		} else {
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has neither tick_sched.idle_active "
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has neither tick_sched.idle_active "
 					     "nor tick_sched.flags", release(s));
 		}
 		if (s->ts_active_bit / 8 >= s->ts_size)
@@ -496,12 +496,12 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		if (vmw_kernel_member(s->k, "pglist_data", "node_zones", &zones.off, &zones.size) < 0 ||
 		    vmw_kernel_member(s->k, "zone", "_watermark", &wm.off, &wm.size) < 0 ||
 		    vmw_kernel_type_size(s->k, "zone", &s->zone_size) < 0 || !s->zone_size)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no pglist_data.node_zones or "
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no pglist_data.node_zones or "
 					     "zone._watermark", release(s));
 		if (vmw_kernel_enum_value(s->k, "WMARK_LOW", &wmark_low) < 0 ||
 		    vmw_kernel_enum_value(s->k, "NR_WMARK", &nr_wmark) < 0 || wmark_low < 0 ||
 		    wmark_low >= nr_wmark || (uint64_t)nr_wmark * 8 != wm.size)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no usable WMARK_LOW", release(s));
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no usable WMARK_LOW", release(s));
 		s->nr_zones = zones.size / s->zone_size;
 		if (vmw_kernel_enum_value(s->k, "__MAX_NR_ZONES", &max_zones) == 0 &&
 		    (uint64_t)max_zones != s->nr_zones)
@@ -520,10 +520,10 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		if (vmw_kernel_type_size(s->k, "nodemask_t", &s->nodemask_size) < 0 || !s->nodemask_size ||
 		    s->nodemask_size > MAX_NODES / 8 ||
 		    vmw_kernel_enum_value(s->k, "N_ONLINE", &n_online) < 0 || n_online < 0 || n_online > 16)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no nodemask_t/N_ONLINE", release(s));
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no nodemask_t/N_ONLINE", release(s));
 		s->a_node_states += (uint64_t)n_online * s->nodemask_size;
 	} else if (sym(s, "contig_page_data", &s->a_contig_pgdat, false) < 0) {
-		return vmw_error_set(err, -ENOENT, "kernel %s: neither node_data nor contig_page_data "
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: neither node_data nor contig_page_data "
 				     "in kallsyms", release(s));
 	}
 
@@ -720,7 +720,7 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 	s->nr_cpus = vmw_kernel_info(k)->nr_cpus;
 	if (!s->nr_cpus) {
 		free(s);
-		return vmw_error_set(err, -ENOENT, "kernel %s: no CPUs known", vmw_kernel_info(k)->release);
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel %s: no CPUs known", vmw_kernel_info(k)->release);
 	}
 	s->mask_bytes = (s->nr_cpus + 63) / 64 * 8;
 	if ((r = resolve_layouts(s, err)) < 0)
@@ -741,7 +741,7 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 	}
 	for (unsigned c = 0; c < s->nr_cpus; c++)
 		if ((r = vmw_kernel_percpu_offset(k, c, &s->pcpu[c])) < 0) {
-			vmw_error_set(err, r, "kernel %s: no per-CPU offset for CPU %u", release(s), c);
+			vmw_error_setk(err, VMW_ERR_INCONSISTENT, r, "kernel %s: no per-CPU offset for CPU %u", release(s), c);
 			goto fail;
 		}
 	if (s->a_node_data) {
