@@ -136,42 +136,36 @@ static int query(struct vmw_kernel *k, enum query q, const char *type, const cha
 	return r;
 }
 
+/* A query with two 32-bit answers (offset and size, in bytes or bits). */
+static int query_u32(struct vmw_kernel *k, enum query q, const char *type, const char *member,
+		     uint32_t *ret_a, uint32_t *ret_b)
+{
+	uint64_t a, b;
+	int r = query(k, q, type, member, &a, &b);
+	if (r < 0)
+		return r;
+	if (ret_a)
+		*ret_a = (uint32_t)a;
+	if (ret_b)
+		*ret_b = (uint32_t)b;
+	return 0;
+}
+
 int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member,
 		      uint32_t *ret_offset, uint32_t *ret_size)
 {
-	uint64_t a, b;
-	int r = query(k, Q_MEMBER, type, member, &a, &b);
-	if (r < 0)
-		return r;
-	if (ret_offset)
-		*ret_offset = (uint32_t)a;
-	if (ret_size)
-		*ret_size = (uint32_t)b;
-	return 0;
+	return query_u32(k, Q_MEMBER, type, member, ret_offset, ret_size);
 }
 
 int vmw_kernel_member_bits(struct vmw_kernel *k, const char *type, const char *member,
 			   uint32_t *ret_bit_offset, uint32_t *ret_bit_size)
 {
-	uint64_t a, b;
-	int r = query(k, Q_BITS, type, member, &a, &b);
-	if (r < 0)
-		return r;
-	if (ret_bit_offset)
-		*ret_bit_offset = (uint32_t)a;
-	if (ret_bit_size)
-		*ret_bit_size = (uint32_t)b;
-	return 0;
+	return query_u32(k, Q_BITS, type, member, ret_bit_offset, ret_bit_size);
 }
 
 int vmw_kernel_type_size(struct vmw_kernel *k, const char *type, uint32_t *ret)
 {
-	uint64_t a, b;
-	int r = query(k, Q_SIZE, type, NULL, &a, &b);
-	if (r < 0)
-		return r;
-	*ret = (uint32_t)a;
-	return 0;
+	return query_u32(k, Q_SIZE, type, NULL, ret, NULL);
 }
 
 int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret)
@@ -183,7 +177,6 @@ int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret)
 	*ret = (int64_t)a;
 	return 0;
 }
-
 
 /* Identity of a memory source for the hint file: the QEMU process (PID and
  * start time, so a reused PID is a new target) or the description. */

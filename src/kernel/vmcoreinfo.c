@@ -136,22 +136,26 @@ int vmw_vmcoreinfo_number(const struct vmw_vmcoreinfo *vi, const char *name, uin
 	return v ? parse_number(v, ret) : -ENOENT;
 }
 
+/* FN(name) with a decimal value (OFFSET, SIZE, LENGTH). */
+static int get_fn_dec(const struct vmw_vmcoreinfo *vi, const char *fn, const char *name, uint64_t *ret)
+{
+	const char *v = get_fn(vi, fn, name);
+	return v ? parse_dec(v, ret) : -ENOENT;
+}
+
 int vmw_vmcoreinfo_offset(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "OFFSET", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "OFFSET", name, ret);
 }
 
 int vmw_vmcoreinfo_size(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "SIZE", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "SIZE", name, ret);
 }
 
 int vmw_vmcoreinfo_length(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "LENGTH", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "LENGTH", name, ret);
 }
 
 /* A key is NAME or FN(NAME) with NAME made of identifier characters (and

@@ -409,8 +409,7 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 	l->k = k;
 	l->kx = vmw_kernel_xlat(k);
 	l->page_offset_base = vmw_kernel_info(k)->page_offset_base;
-	l->kernel_space = vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull
-								     : 0xffff800000000000ull;
+	l->kernel_space = kernel_space_start(k);
 	if (vmw_kernel_symbol(k, "init_task", &l->init_task) < 0) {
 		free(l);
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel symbols: no init_task in kallsyms");

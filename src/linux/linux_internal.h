@@ -19,6 +19,13 @@ struct fld {
 	bool ok;
 };
 
+/* Lowest address of the kernel half of the guest's address space: a
+ * "pointer" below it is not a kernel pointer, whatever guest memory says. */
+static inline uint64_t kernel_space_start(const struct vmw_kernel *k)
+{
+	return vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull : 0xffff800000000000ull;
+}
+
 /* Look the member up in BTF; f->ok records whether it exists. 0 or -ENOENT. */
 static inline int member(struct vmw_kernel *k, const char *type, const char *name, struct fld *f)
 {

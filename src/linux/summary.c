@@ -739,8 +739,7 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 		return vmw_error_set(err, -ENOMEM, "out of memory");
 	s->k = k;
 	s->kx = vmw_kernel_xlat(k);
-	s->kernel_space = vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull
-								 : 0xffff800000000000ull;
+	s->kernel_space = kernel_space_start(k);
 	s->nr_cpus = vmw_kernel_info(k)->nr_cpus;
 	if (!s->nr_cpus) {
 		free(s);
