@@ -73,7 +73,8 @@ struct vmw_walk {
 };
 
 /* Resolve every layout the model needs from the kernel's BTF. err names the
- * missing type or member when this kernel lacks one. */
+ * missing type or member when this kernel lacks one (kind
+ * VMW_ERR_MISSING_LAYOUT; a layout of an unknown shape is VMW_ERR_UNSUPPORTED). */
 int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error *err);
 void vmw_linux_free(struct vmw_linux *l);
 

@@ -73,7 +73,9 @@ struct vmw_summary {
 	uint64_t bytes_read;
 };
 
-/* Resolve symbols and BTF layouts once. err names what this kernel lacks. */
+/* Resolve symbols and BTF layouts once. err names what this kernel lacks
+ * (kind VMW_ERR_MISSING_LAYOUT, or VMW_ERR_UNSUPPORTED for a layout of an
+ * unknown shape). */
 int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struct vmw_error *err);
 void vmw_summary_free(struct vmw_summary_reader *s);
 /* Read the summary now (never pausing the guest). ret->cpu points into the
