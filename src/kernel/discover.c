@@ -10,7 +10,6 @@
  */
 #include "kernel/kernel_internal.h"
 
-#include <bpf/btf.h>
 #include <linux/btf.h>
 #include <inttypes.h>
 #include <string.h>
@@ -22,14 +21,11 @@
 #define MAX_IMAGE_SCAN (96u << 20)      /* kernel image searched by the fallback */
 #define MAX_BTF (64u << 20)
 #define MAX_CPUS 8192
+
 static const char SYMS_VMCOREINFO[] = "kallsyms via VMCOREINFO";
 static const char SYMS_STRUCTURE[] = "kallsyms located by structure";
-/* ---- helpers ------------------------------------------------------------ */
 
-static int read_image_u64(struct vmw_mem *mem, uint64_t phys_base, uint64_t vaddr, uint64_t *v)
-{
-	return vmw_read_image(mem, phys_base, vaddr, v, sizeof(*v));
-}
+/* ---- helpers ------------------------------------------------------------ */
 
 static int sym_u64(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
 		   const struct vmw_symtab *st, const char *name, uint64_t *v)
@@ -37,7 +33,7 @@ static int sym_u64(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
 	const struct vmw_ksym *s = vmw_symtab_lookup(st, name);
 	if (!s)
 		return -ENOENT;
-	return read_image_u64(mem, vi->phys_base, s->addr, v);
+	return vmw_read_image(mem, vi->phys_base, s->addr, v, sizeof(*v));
 }
 
 /* End of guest RAM (highest physical address + 1). */
