@@ -663,9 +663,11 @@ static int set_up_xlat(struct vmw_kernel *k, uint64_t pob, struct vmw_error *err
 {
 	int r = vmw_xlat_new(k->mem, vmw_image_phys(k->vi->phys_base, k->vi->pgd),
 			     k->vi->paging_levels, &k->xlat);
+	/* -EINVAL: a paging mode other than 4 or 5 levels, which xlat cannot walk. */
 	if (r < 0)
-		return vmw_error_set(err, r, "kernel %s: cannot set up its address space: %s",
-				     k->vi->release, strerror(-r));
+		return vmw_error_setk(err, r == -EINVAL ? VMW_ERR_UNSUPPORTED : vmw_error_kind_from_code(r), r,
+				      "kernel %s: cannot set up its address space: %s",
+				      k->vi->release, strerror(-r));
 	vmw_xlat_set_direct_map(k->xlat, pob, ram_end(k->mem));
 	vmw_xlat_set_kernel_image(k->xlat, k->vi->phys_base);
 	return 0;
