@@ -35,16 +35,15 @@ static bool fits(uint64_t off, uint64_t size, size_t len)
 	return off <= len && size <= len - off;
 }
 
-int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct vmw_error *err)
+/* The ELF header of an x86-64 core, and its number of program headers
+ * (which must lie inside the file). */
+static int check_header(const uint8_t *p, size_t len, Elf64_Ehdr *ret_eh, uint64_t *ret_phnum,
+			struct vmw_error *err)
 {
-	const uint8_t *p = buf;
 	Elf64_Ehdr eh;
 	uint64_t phnum;
-	_cleanup_free_ struct vmw_elf_load *loads = NULL;
-	size_t nloads = 0;
-	struct vmw_elf_info info = { 0 };
 
-	if (!vmw_elf_is_elf(buf, len))
+	if (!vmw_elf_is_elf(p, len))
 		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -ENOEXEC, "not an ELF file");
 	if (len < EI_NIDENT)
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOEXEC, "truncated ELF header (%zu bytes)", len);
@@ -87,20 +86,29 @@ int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct 
 			"program headers (%llu at offset 0x%llx) run past the end of the file (%zu bytes): truncated?",
 			(unsigned long long)phnum, (unsigned long long)eh.e_phoff, len);
 
-	loads = calloc(phnum, sizeof(*loads));
-	if (!loads)
-		return -ENOMEM;
+	*ret_eh = eh;
+	*ret_phnum = phnum;
+	return 0;
+}
+
+/* The first non-empty PT_NOTE, and every PT_LOAD that holds bytes. */
+static int read_program_headers(const uint8_t *p, size_t len, uint64_t phoff, uint64_t phnum,
+				struct vmw_elf_load *loads, size_t *ret_nloads, struct vmw_elf_info *info,
+				struct vmw_error *err)
+{
+	size_t nloads = 0;
+
 	for (uint64_t i = 0; i < phnum; i++) {
 		Elf64_Phdr ph;
 
-		memcpy(&ph, p + eh.e_phoff + i * sizeof(ph), sizeof(ph));
-		if (ph.p_type == PT_NOTE && !info.note_size && ph.p_filesz) {
+		memcpy(&ph, p + phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_type == PT_NOTE && !info->note_size && ph.p_filesz) {
 			if (!fits(ph.p_offset, ph.p_filesz, len))
 				return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOEXEC,
 					"note segment (%llu bytes at offset 0x%llx) runs past the end of the file (%zu bytes): truncated?",
 					(unsigned long long)ph.p_filesz, (unsigned long long)ph.p_offset, len);
-			info.note_offset = ph.p_offset;
-			info.note_size = ph.p_filesz;
+			info->note_offset = ph.p_offset;
+			info->note_size = ph.p_filesz;
 		}
 		if (ph.p_type != PT_LOAD)
 			continue;
@@ -125,6 +133,27 @@ int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct 
 			.paddr = ph.p_paddr, .offset = ph.p_offset, .filesz = ph.p_filesz, .memsz = ph.p_memsz,
 		};
 	}
+	*ret_nloads = nloads;
+	return 0;
+}
+
+int vmw_elf_parse(const void *buf, size_t len, struct vmw_elf_info *ret, struct vmw_error *err)
+{
+	const uint8_t *p = buf;
+	Elf64_Ehdr eh = { 0 };
+	uint64_t phnum = 0;
+	_cleanup_free_ struct vmw_elf_load *loads = NULL;
+	size_t nloads = 0;
+	struct vmw_elf_info info = { 0 };
+	int r;
+
+	if ((r = check_header(p, len, &eh, &phnum, err)) < 0)
+		return r;
+	loads = calloc(phnum, sizeof(*loads));
+	if (!loads)
+		return -ENOMEM;
+	if ((r = read_program_headers(p, len, eh.e_phoff, phnum, loads, &nloads, &info, err)) < 0)
+		return r;
 	if (nloads == 0)
 		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -ENOEXEC, "no PT_LOAD segment holds any memory");
 
