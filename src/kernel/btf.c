@@ -153,53 +153,64 @@ static int btf_member_bits(const struct btf *btf, const char *type, const char *
 	return 0;
 }
 
-int vmw_btf_member(const struct btf *btf, const char *type, const char *member,
-		   uint32_t *ret_offset, uint32_t *ret_size)
-{
+/* Where a member is: bit offset, width in bits (the bitfield's, else its
+ * type's size * 8), and whether it is a bitfield. */
+struct extent {
 	uint64_t bits;
+	uint32_t width;
+	bool bitfield;
+};
+
+static int member_extent(const struct btf *btf, const char *type, const char *member,
+			 struct extent *ret)
+{
 	uint32_t bitfield;
 	int32_t mtype;
 	int64_t size;
 	int r;
 
-	r = btf_member_bits(btf, type, member, &bits, &bitfield, &mtype);
+	r = btf_member_bits(btf, type, member, &ret->bits, &bitfield, &mtype);
 	if (r < 0)
 		return r;
-	if (bitfield || bits % 8)
+	ret->bitfield = bitfield != 0;
+	ret->width = bitfield;
+	if (!bitfield) {
+		size = btf__resolve_size(btf, (uint32_t)mtype);
+		if (size < 0)
+			return (int)size;
+		ret->width = (uint32_t)size * 8;
+	}
+	return 0;
+}
+
+int vmw_btf_member(const struct btf *btf, const char *type, const char *member,
+		   uint32_t *ret_offset, uint32_t *ret_size)
+{
+	struct extent e;
+	int r = member_extent(btf, type, member, &e);
+
+	if (r < 0)
+		return r;
+	if (e.bitfield || e.bits % 8)
 		return -ENOTSUP;   /* use vmw_kernel_member_bits */
-	size = btf__resolve_size(btf, (uint32_t)mtype);
-	if (size < 0)
-		return (int)size;
 	if (ret_offset)
-		*ret_offset = (uint32_t)(bits / 8);
+		*ret_offset = (uint32_t)(e.bits / 8);
 	if (ret_size)
-		*ret_size = (uint32_t)size;
+		*ret_size = e.width / 8;
 	return 0;
 }
 
 int vmw_btf_member_bits(const struct btf *btf, const char *type, const char *member,
 			uint32_t *ret_bit_offset, uint32_t *ret_bit_size)
 {
-	uint64_t bits;
-	uint32_t bitfield;
-	int32_t mtype;
-	int64_t size;
-	int r;
+	struct extent e;
+	int r = member_extent(btf, type, member, &e);
 
-	r = btf_member_bits(btf, type, member, &bits, &bitfield, &mtype);
-	if (r < 0)
-		return r;
-	if (!bitfield) {
-		size = btf__resolve_size(btf, (uint32_t)mtype);
-		if (size < 0)
-			return (int)size;
-		bitfield = (uint32_t)size * 8;
-	}
-	if (ret_bit_offset)
-		*ret_bit_offset = (uint32_t)bits;
-	if (ret_bit_size)
-		*ret_bit_size = bitfield;
-	return 0;
+	if (r == 0 && ret_bit_offset)
+		*ret_bit_offset = (uint32_t)e.bits;
+	if (r == 0 && ret_bit_size)
+		*ret_bit_size = e.width;
+	return r;
 }
 
 int vmw_btf_type_size(const struct btf *btf, const char *type, uint32_t *ret)

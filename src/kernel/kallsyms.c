@@ -337,14 +337,94 @@ static bool markers_match(const uint8_t *img, size_t len, size_t names_off, size
 	return le64(img + m) == 0 && le64(img + m + 8) == (uint64_t)off256;
 }
 
+/* kallsyms_num_syms (u32, 8-aligned, zero padding) then kallsyms_names,
+ * somewhere before the token table at tt_off. Tries the first 16 names
+ * cheaply, then the whole table, then the markers after it. */
+static bool find_names(const uint8_t *img, size_t img_len, size_t tt_off, const struct tokens *tok,
+		       size_t *ret_off, size_t *ret_size, uint32_t *ret_n)
+{
+	for (size_t off = 0; off + 16 <= tt_off; off += ALGN) {
+		uint32_t cand = le32(img + off);
+		if (cand < 1000 || cand > (1u << 24) || le32(img + off + 4) != 0)
+			continue;
+		const uint8_t *nm = img + off + 8;
+		size_t avail = tt_off - (off + 8);
+		if (walk_names(nm, avail, MIN(cand, 16u), tok) < 0)
+			continue;
+		long used = walk_names(nm, avail, cand, tok);
+		if (used < 0)
+			continue;
+		if (!markers_match(img, img_len, off + 8, (size_t)used, cand, tok))
+			continue;
+		*ret_n = cand;
+		*ret_off = off + 8;
+		*ret_size = (size_t)used;
+		return true;
+	}
+	return false;
+}
+
+/* Index of _stext in the names (to check offsets candidates with), or -1. */
+static int64_t stext_index(const struct vmw_kallsyms_tables *t, const struct tokens *tok)
+{
+	char buf[EXPAND_ROOM];
+	size_t pos = 0;
+
+	for (uint32_t i = 0; i < t->num_syms; i++) {
+		expand_one(t->names, t->names_len, &pos, tok, buf);
+		if (!strcmp(buf + 1, "_stext"))
+			return i;
+	}
+	return -1;
+}
+
+/* Do the n offsets at offs, with relative base `base`, put symbol stext_idx
+ * at stext and come in address order (absolute per-CPU offsets first)? */
+static bool offsets_fit(const uint8_t *offs, uint32_t n, uint64_t base, int64_t stext_idx,
+			uint64_t stext)
+{
+	bool abs_pcpu = false;
+	uint64_t prev = 0;
+
+	for (uint32_t i = 0; i < n && !abs_pcpu; i++)
+		abs_pcpu = (int32_t)le32(offs + 4 * (size_t)i) < 0;
+	if (vmw_kallsyms_address((int32_t)le32(offs + 4 * (size_t)stext_idx), base,
+				 abs_pcpu) != stext)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t a = vmw_kallsyms_address((int32_t)le32(offs + 4 * (size_t)i), base, abs_pcpu);
+		if (a < prev)
+			return false;
+		prev = a;
+	}
+	return true;
+}
+
+/* kallsyms_relative_base (u64 = the lowest non-absolute symbol, i.e. _text,
+ * at most _stext) right after kallsyms_offsets. Its image offset, or 0. */
+static size_t find_relative_base(const uint8_t *img, size_t img_len, uint32_t n, int64_t stext_idx,
+				 uint64_t stext)
+{
+	size_t offs_size = align_up((size_t)n * 4);
+
+	for (size_t off = offs_size; off + 8 <= img_len; off += ALGN) {
+		uint64_t base = le64(img + off);
+		if (base > stext || stext - base > (64u << 20) || base < 0xffffffff80000000ull)
+			continue;
+		if (offsets_fit(img + off - offs_size, n, base, stext_idx, stext))
+			return off;
+	}
+	return 0;
+}
+
 int vmw_kallsyms_locate(const uint8_t *img, size_t img_len, uint64_t img_vaddr,
 			uint64_t stext, struct vmw_kallsyms_tables *t,
 			struct vmw_kallsyms_found *found, const char **why)
 {
-	size_t tt_off, tt_size, ti_off, names_off = 0, names_size = 0;
+	size_t tt_off, tt_size, ti_off, names_off = 0, names_size = 0, base_off;
 	uint32_t n = 0;
+	int64_t stext_idx;
 	struct tokens tok;
-	bool ok = false;
 	const char *why_dummy;
 
 	if (!why)
@@ -361,89 +441,30 @@ int vmw_kallsyms_locate(const uint8_t *img, size_t img_len, uint64_t img_vaddr,
 		*why = "kallsyms token table inconsistent";
 		return -ENOENT;
 	}
-
-	/* kallsyms_num_syms (u32, 8-aligned, zero padding) then kallsyms_names,
-	 * somewhere before the token table. Try the first 16 names cheaply,
-	 * then the whole table, then the markers after it. */
-	for (size_t off = 0; off + 16 <= tt_off && !ok; off += ALGN) {
-		uint32_t cand = le32(img + off);
-		if (cand < 1000 || cand > (1u << 24) || le32(img + off + 4) != 0)
-			continue;
-		const uint8_t *nm = img + off + 8;
-		size_t avail = tt_off - (off + 8);
-		if (walk_names(nm, avail, MIN(cand, 16u), &tok) < 0)
-			continue;
-		long used = walk_names(nm, avail, cand, &tok);
-		if (used < 0)
-			continue;
-		if (!markers_match(img, img_len, off + 8, (size_t)used, cand, &tok))
-			continue;
-		n = cand;
-		names_off = off + 8;
-		names_size = (size_t)used;
-		ok = true;
-	}
-	if (!ok) {
+	if (!find_names(img, img_len, tt_off, &tok, &names_off, &names_size, &n)) {
 		*why = "no kallsyms_names/kallsyms_num_syms before the token table";
 		return -ENOENT;
 	}
 	t->names = img + names_off;
 	t->names_len = names_size;
 	t->num_syms = n;
-
-	/* Index of _stext in the names, to check offsets candidates with. */
-	char buf[EXPAND_ROOM];
-	size_t pos = 0;
-	int64_t stext_idx = -1;
-	for (uint32_t i = 0; i < n; i++) {
-		expand_one(t->names, t->names_len, &pos, &tok, buf);
-		if (!strcmp(buf + 1, "_stext")) {
-			stext_idx = i;
-			break;
-		}
-	}
-	if (stext_idx < 0) {
+	if ((stext_idx = stext_index(t, &tok)) < 0) {
 		*why = "kallsyms has no _stext";
 		return -ENOENT;
 	}
-
-	/* kallsyms_relative_base (u64 = the lowest non-absolute symbol, i.e.
-	 * _text, at most _stext) right after kallsyms_offsets. */
-	size_t offs_size = align_up((size_t)n * 4);
-	for (size_t off = offs_size; off + 8 <= img_len; off += ALGN) {
-		uint64_t base = le64(img + off);
-		if (base > stext || stext - base > (64u << 20) || base < 0xffffffff80000000ull)
-			continue;
-		const uint8_t *offs = img + off - offs_size;
-		bool abs_pcpu = false;
-		for (uint32_t i = 0; i < n && !abs_pcpu; i++)
-			abs_pcpu = (int32_t)le32(offs + 4 * (size_t)i) < 0;
-		if (vmw_kallsyms_address((int32_t)le32(offs + 4 * (size_t)stext_idx), base,
-					 abs_pcpu) != stext)
-			continue;
-		/* Sorted by address (absolute per-CPU offsets come first). */
-		uint64_t prev = 0;
-		bool sorted = true;
-		for (uint32_t i = 0; i < n && sorted; i++) {
-			uint64_t a = vmw_kallsyms_address((int32_t)le32(offs + 4 * (size_t)i), base,
-							  abs_pcpu);
-			sorted = a >= prev;
-			prev = a;
-		}
-		if (!sorted)
-			continue;
-		t->offsets = offs;
-		t->relative_base = base;
-		if (found) {
-			found->names = img_vaddr + names_off;
-			found->num_syms = img_vaddr + names_off - 8;
-			found->token_table = img_vaddr + tt_off;
-			found->token_index = img_vaddr + ti_off;
-			found->offsets = img_vaddr + (size_t)(offs - img);
-			found->relative_base = img_vaddr + off;
-		}
-		return 0;
+	if (!(base_off = find_relative_base(img, img_len, n, stext_idx, stext))) {
+		*why = "no kallsyms_offsets/kallsyms_relative_base consistent with _stext";
+		return -ENOENT;
 	}
-	*why = "no kallsyms_offsets/kallsyms_relative_base consistent with _stext";
-	return -ENOENT;
+	t->offsets = img + base_off - align_up((size_t)n * 4);
+	t->relative_base = le64(img + base_off);
+	if (found) {
+		found->names = img_vaddr + names_off;
+		found->num_syms = img_vaddr + names_off - 8;
+		found->token_table = img_vaddr + tt_off;
+		found->token_index = img_vaddr + ti_off;
+		found->offsets = img_vaddr + (size_t)(t->offsets - img);
+		found->relative_base = img_vaddr + base_off;
+	}
+	return 0;
 }

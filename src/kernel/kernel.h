@@ -71,8 +71,9 @@ struct vmw_kernel_info {
 /* Find the kernel in mem. On failure err says which step failed and what
  * would help, e.g. "no Linux kernel found in guest RAM: no VMCOREINFO note (is
  * the guest running Linux >= 3.x? is it booted?)" (-ENOENT) or "kernel X has
- * no BTF (CONFIG_DEBUG_INFO_BTF=n): vmwatch needs it" (-ENOTSUP). Memory
- * source errors (-ESRCH: the QEMU process is gone) pass through. */
+ * no BTF (CONFIG_DEBUG_INFO_BTF=n): vmwatch needs it" (-ENOTSUP); err->kind
+ * says which (VMW_ERR_NOT_LINUX, VMW_ERR_NO_BTF, ...). Memory source errors
+ * (-ESRCH: the QEMU process is gone) pass through. */
 int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 		      struct vmw_kernel **ret, struct vmw_error *err);
 void vmw_kernel_detach(struct vmw_kernel *k);
@@ -93,10 +94,6 @@ struct vmw_kernel_sym {
 	bool percpu;
 };
 int vmw_kernel_lookup(struct vmw_kernel *k, const char *name, struct vmw_kernel_sym *ret);
-/* Address of per-CPU variable `name` for CPU cpu (symbol + __per_cpu_offset[cpu]).
- * -ENOENT (no such symbol or cpu), -EINVAL (not a per-CPU symbol). */
-int vmw_kernel_percpu_symbol(struct vmw_kernel *k, const char *name, unsigned cpu,
-			     uint64_t *ret);
 
 /* Value of the enumerator `name` (any enum in BTF). 0 or -ENOENT. */
 int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret);
@@ -125,5 +122,3 @@ int vmw_kernel_type_size(struct vmw_kernel *k, const char *type, uint32_t *ret);
 
 /* The kernel's address space (init_mm); translation fast paths are set. */
 struct vmw_xlat *vmw_kernel_xlat(struct vmw_kernel *k);
-/* Read kernel virtual memory. */
-int vmw_kernel_read(struct vmw_kernel *k, uint64_t vaddr, void *buf, size_t len);

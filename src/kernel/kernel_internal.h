@@ -9,6 +9,20 @@
 
 #include "kernel/kernel.h"
 
+#include <errno.h>
+
+/*
+ * Kind of a failed read of guest data the kernel must have (its BTF, its
+ * per-CPU table): the process being gone, memory or permission say so
+ * themselves; anything else is what the caller knows the failure means.
+ */
+static inline enum vmw_error_kind vmw_read_failure_kind(int r, enum vmw_error_kind otherwise)
+{
+	if (r == -ESRCH || r == -ENOMEM || r == -EACCES || r == -EPERM)
+		return vmw_error_kind_from_code(r);
+	return otherwise;
+}
+
 /* ---- VMCOREINFO (vmcoreinfo.c) ------------------------------------------ */
 
 #define VMW_VMCOREINFO_MAX 4096   /* the kernel's vmcoreinfo_data is one page */
@@ -286,3 +300,50 @@ struct vmw_kcache_hint {
 };
 int vmw_kcache_hint_get(const char *dir, const char *target_id, struct vmw_kcache_hint *ret);
 int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw_kcache_hint *h);
+
+/* ---- the attached kernel (kernel.c: queries; discover.c: finding it) ---- */
+
+struct vmw_kernel {
+	struct vmw_mem *mem;
+	struct vmw_vmcoreinfo *vi;
+	struct vmw_symtab *symtab;
+	struct btf *btf;
+	struct vmw_xlat *xlat;
+	uint64_t *percpu;            /* __per_cpu_offset[0..nr_cpus) */
+	struct vmw_kernel_info info;
+	char symbols_from[160];
+	char types_from[96];
+	/* Kept for the cache entry. */
+	uint64_t btf_vaddr, btf_len, tokens_vaddr;
+	uint8_t tokens_head[64];
+	const char *symbols_how;      /* "kallsyms via VMCOREINFO" / "... located by structure" */
+	/* BTF is parsed on first need; answers are memoized (and cached). */
+	int btf_err;                  /* parse failed: every later query gets this */
+	const char *btf_why;
+	struct vmw_memo memo;
+	bool use_cache;
+	char cache_dir[4096];
+	char cache_warning[4096 + 300];   /* info.cache_warning points here */
+};
+
+/* Free on all paths, with _cleanup_(vmw_kernel_detachp). */
+VMW_DEFINE_CLEANUP(struct vmw_kernel, vmw_kernel_detach)
+
+/* Parse the BTF blob (btf_vaddr, btf_len) unless done; a failure sticks. */
+int vmw_kernel_ensure_btf(struct vmw_kernel *k);
+
+/* Find the kernel in mem (cache first, then a full discovery) and set it
+ * up: BTF, per-CPU offsets, address space, info. tid names the target for
+ * the cache's hint file. */
+int vmw_kernel_discover(struct vmw_mem *mem, const struct vmw_kernel_opts *o, const char *tid,
+			struct vmw_kernel **ret, struct vmw_error *err);
+
+/* Read kernel-image memory at a kernel virtual address (through phys_base). */
+static inline int vmw_read_image(struct vmw_mem *mem, uint64_t phys_base, uint64_t vaddr, void *buf,
+				 size_t len)
+{
+	if (vaddr < VMW_KERNEL_MAP_BASE || vaddr - VMW_KERNEL_MAP_BASE >= VMW_KERNEL_MAP_SIZE)
+		return -EFAULT;
+	return vmw_mem_read(mem, vmw_image_phys(phys_base, vaddr), buf, len);
+}
+

@@ -136,22 +136,26 @@ int vmw_vmcoreinfo_number(const struct vmw_vmcoreinfo *vi, const char *name, uin
 	return v ? parse_number(v, ret) : -ENOENT;
 }
 
+/* FN(name) with a decimal value (OFFSET, SIZE, LENGTH). */
+static int get_fn_dec(const struct vmw_vmcoreinfo *vi, const char *fn, const char *name, uint64_t *ret)
+{
+	const char *v = get_fn(vi, fn, name);
+	return v ? parse_dec(v, ret) : -ENOENT;
+}
+
 int vmw_vmcoreinfo_offset(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "OFFSET", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "OFFSET", name, ret);
 }
 
 int vmw_vmcoreinfo_size(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "SIZE", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "SIZE", name, ret);
 }
 
 int vmw_vmcoreinfo_length(const struct vmw_vmcoreinfo *vi, const char *name, uint64_t *ret)
 {
-	const char *v = get_fn(vi, "LENGTH", name);
-	return v ? parse_dec(v, ret) : -ENOENT;
+	return get_fn_dec(vi, "LENGTH", name, ret);
 }
 
 /* A key is NAME or FN(NAME) with NAME made of identifier characters (and
@@ -179,20 +183,11 @@ static bool valid_key(const char *k)
 	return p > n && p[0] == ')' && p[1] == '\0';
 }
 
-int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **ret,
-			 const char **why)
+/* The text up to its NUL (or len): starts with OSRELEASE=, printable lines,
+ * ends with a newline. Its length, or -EINVAL with *why. */
+static long check_text(const char *s, size_t len, size_t *ret_lines, const char **why)
 {
-	_cleanup_(vmw_vmcoreinfo_freep) struct vmw_vmcoreinfo *vi = NULL;
-	const char *why_dummy;
-	const char *s = data;
-	const char *v;
-	size_t n = 0, lines = 0, cap;
-	uint64_t l5 = 0;
-	int r;
-
-	if (!why)
-		why = &why_dummy;
-	*why = NULL;
+	size_t n = 0, lines = 0;
 
 	while (n < len && s[n])
 		n++;
@@ -213,18 +208,13 @@ int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **r
 		*why = "text does not end with a newline (truncated or being written)";
 		return -EINVAL;
 	}
+	*ret_lines = lines;
+	return (long)n;
+}
 
-	vi = calloc(1, sizeof(*vi));
-	if (!vi)
-		return -ENOMEM;
-	vi->text = strndup(s, n);
-	vi->buf = strndup(s, n);
-	cap = lines;
-	vi->entries = calloc(cap ? cap : 1, sizeof(*vi->entries));
-	if (!vi->text || !vi->buf || !vi->entries)
-		return -ENOMEM;
-	vi->len = n;
-
+/* Split vi->buf into KEY=VALUE entries in place. */
+static int split_entries(struct vmw_vmcoreinfo *vi, const char **why)
+{
 	for (char *line = vi->buf, *next; *line; line = next) {
 		char *nl = strchr(line, '\n');   /* always found: the text ends with '\n' */
 		*nl = '\0';
@@ -245,8 +235,13 @@ int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **r
 		vi->entries[vi->nentries].value = eq + 1;
 		vi->nentries++;
 	}
+	return 0;
+}
 
-	v = vmw_vmcoreinfo_get(vi, "OSRELEASE");
+static int take_identity(struct vmw_vmcoreinfo *vi, const char **why)
+{
+	const char *v = vmw_vmcoreinfo_get(vi, "OSRELEASE");
+
 	if (!v || !*v || strlen(v) >= sizeof(vi->release) || v[0] == '%') {
 		*why = "bad OSRELEASE";
 		return -EINVAL;
@@ -264,8 +259,17 @@ int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **r
 			return -EINVAL;
 		}
 	strcpy(vi->build_id, v);
+	return 0;
+}
 
-	v = vmw_vmcoreinfo_get(vi, "PAGESIZE");
+/* The x86-64 facts every kernel writes: page size, KASLR offset, _stext,
+ * phys_base, the page-table root and 5-level paging. */
+static int take_layout(struct vmw_vmcoreinfo *vi, const char **why)
+{
+	const char *v = vmw_vmcoreinfo_get(vi, "PAGESIZE");
+	uint64_t l5 = 0;
+	int r;
+
 	if (!v || parse_dec(v, &vi->page_size) < 0 || vi->page_size != 4096) {
 		*why = "missing PAGESIZE or not 4096 (not an x86-64 kernel?)";
 		return -EINVAL;
@@ -299,7 +303,38 @@ int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **r
 		*why = "bad NUMBER(pgtable_l5_enabled)";
 		return -EINVAL;
 	}
+	return 0;
+}
 
+int vmw_vmcoreinfo_parse(const void *data, size_t len, struct vmw_vmcoreinfo **ret,
+			 const char **why)
+{
+	_cleanup_(vmw_vmcoreinfo_freep) struct vmw_vmcoreinfo *vi = NULL;
+	const char *why_dummy;
+	const char *s = data;
+	size_t n, lines = 0;
+	long tl;
+	int r;
+
+	if (!why)
+		why = &why_dummy;
+	*why = NULL;
+
+	if ((tl = check_text(s, len, &lines, why)) < 0)
+		return (int)tl;
+	n = (size_t)tl;
+	vi = calloc(1, sizeof(*vi));
+	if (!vi)
+		return -ENOMEM;
+	vi->text = strndup(s, n);
+	vi->buf = strndup(s, n);
+	vi->entries = calloc(lines ? lines : 1, sizeof(*vi->entries));
+	if (!vi->text || !vi->buf || !vi->entries)
+		return -ENOMEM;
+	vi->len = n;
+	if ((r = split_entries(vi, why)) < 0 || (r = take_identity(vi, why)) < 0 ||
+	    (r = take_layout(vi, why)) < 0)
+		return r;
 	*ret = TAKE_PTR(vi);
 	return 0;
 }

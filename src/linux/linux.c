@@ -13,10 +13,7 @@
  *   4. kernel-thread names (/proc's kworker and long-name rules) and, on
  *      request, command lines read through each process's page tables.
  */
-#include "linux/linux.h"
-
-#include <errno.h>
-#include <string.h>
+#include "linux/linux_internal.h"
 
 #define PID_MAX_LIMIT   (4 * 1024 * 1024)
 #define MAX_PROCS       (1u << 18)   /* cap on the task-list walk */
@@ -36,11 +33,6 @@
 #define TASK_RTLOCK_WAIT 0x1000
 #define PF_WQ_WORKER    0x00000020
 #define PF_KTHREAD      0x00200000
-
-struct fld {
-	uint32_t off, size;
-	bool ok;
-};
 
 /* A set of byte ranges of one structure, merged so that nearby fields are read together. */
 struct plan {
@@ -134,21 +126,6 @@ out:
 	*ret_stime = prev_stime;
 }
 
-static uint64_t get(const uint8_t *img, struct fld f)
-{
-	uint64_t v = 0;
-	if (!f.ok)
-		return 0;
-	switch (f.size) {
-	case 1: v = img[f.off]; break;
-	case 2: { uint16_t x; memcpy(&x, img + f.off, 2); v = x; break; }
-	case 4: { uint32_t x; memcpy(&x, img + f.off, 4); v = x; break; }
-	/* Other sizes come only from odd (or hostile) BTF: never read past the field. */
-	default: memcpy(&v, img + f.off, MIN(f.size, (uint32_t)8)); break;
-	}
-	return v;
-}
-
 static void plan_add(struct plan *p, struct fld f)
 {
 	if (f.ok && f.size && p->n < ARRAY_SIZE(p->r)) {
@@ -219,18 +196,11 @@ static bool kaddr(const struct vmw_linux *l, uint64_t a)
 
 /* ---- layouts from BTF -------------------------------------------------- */
 
-static int member(struct vmw_linux *l, const char *type, const char *name, struct fld *f)
-{
-	int r = vmw_kernel_member(l->k, type, name, &f->off, &f->size);
-	f->ok = r == 0;
-	return r;
-}
-
 /* First of several candidate member names that exists. */
 static int member_any(struct vmw_linux *l, const char *type, const char *const *names, struct fld *f)
 {
 	for (; *names; names++)
-		if (member(l, type, *names, f) == 0)
+		if (member(l->k, type, *names, f) == 0)
 			return 0;
 	return -ENOENT;
 }
@@ -248,162 +218,189 @@ static int enum_value(struct vmw_linux *l, const char *name, int *ret)
 	return 0;
 }
 
-#define NEED(type, name, f) do { \
-	if (member(l, type, name, f) < 0) \
-		return vmw_error_set(err, -ENOENT, \
-			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \
-			vmw_kernel_info(l->k)->release, type, name); \
-} while (0)
-
-static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
+static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 {
-	uint32_t rss_size = 0, pcc_size = 0, old_size = 0;
-
-	NEED("task_struct", "tasks", &l->t.tasks);
-	NEED("task_struct", "pid", &l->t.pid);
-	NEED("task_struct", "tgid", &l->t.tgid);
-	NEED("task_struct", "comm", &l->t.comm);
+	NEED(l->k, "task_struct", "tasks", &l->t.tasks);
+	NEED(l->k, "task_struct", "pid", &l->t.pid);
+	NEED(l->k, "task_struct", "tgid", &l->t.tgid);
+	NEED(l->k, "task_struct", "comm", &l->t.comm);
 	if (member_any(l, "task_struct", (const char *[]){ "__state", "state", NULL }, &l->t.state) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has neither __state nor state");
-	NEED("task_struct", "exit_state", &l->t.exit_state);
-	NEED("task_struct", "flags", &l->t.flags);
-	NEED("task_struct", "prio", &l->t.prio);
-	NEED("task_struct", "static_prio", &l->t.static_prio);
-	NEED("task_struct", "real_parent", &l->t.real_parent);
-	NEED("task_struct", "real_cred", &l->t.real_cred);
-	NEED("task_struct", "mm", &l->t.mm);
-	NEED("task_struct", "signal", &l->t.signal);
-	NEED("task_struct", "utime", &l->t.utime);
-	NEED("task_struct", "stime", &l->t.stime);
-	NEED("task_struct", "se.sum_exec_runtime", &l->t.sum_exec_runtime);
-	NEED("task_struct", "thread_node", &l->t.thread_node);
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: task_struct has neither __state nor state");
+	NEED(l->k, "task_struct", "exit_state", &l->t.exit_state);
+	NEED(l->k, "task_struct", "flags", &l->t.flags);
+	NEED(l->k, "task_struct", "prio", &l->t.prio);
+	NEED(l->k, "task_struct", "static_prio", &l->t.static_prio);
+	NEED(l->k, "task_struct", "real_parent", &l->t.real_parent);
+	NEED(l->k, "task_struct", "real_cred", &l->t.real_cred);
+	NEED(l->k, "task_struct", "mm", &l->t.mm);
+	NEED(l->k, "task_struct", "signal", &l->t.signal);
+	NEED(l->k, "task_struct", "utime", &l->t.utime);
+	NEED(l->k, "task_struct", "stime", &l->t.stime);
+	NEED(l->k, "task_struct", "se.sum_exec_runtime", &l->t.sum_exec_runtime);
+	NEED(l->k, "task_struct", "thread_node", &l->t.thread_node);
 	if (member_any(l, "task_struct", (const char *[]){ "start_boottime", "real_start_time", NULL },
 		       &l->t.start_time) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: task_struct has no start_boottime");
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: task_struct has no start_boottime");
 	/* Optional: per-thread adjustment state, last CPU, kthread private data. */
-	member(l, "task_struct", "prev_cputime.utime", &l->t.prev_utime);
-	member(l, "task_struct", "prev_cputime.stime", &l->t.prev_stime);
+	member(l->k, "task_struct", "prev_cputime.utime", &l->t.prev_utime);
+	member(l->k, "task_struct", "prev_cputime.stime", &l->t.prev_stime);
 	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
 	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
 		   &l->t.worker_private);
+	return 0;
+}
 
-	NEED("cred", "uid", &l->cred.uid);
-	NEED("cred", "euid", &l->cred.euid);
-	NEED("cred", "gid", &l->cred.gid);
-	NEED("cred", "egid", &l->cred.egid);
+static int resolve_cred(struct vmw_linux *l, struct vmw_error *err)
+{
+	NEED(l->k, "cred", "uid", &l->cred.uid);
+	NEED(l->k, "cred", "euid", &l->cred.euid);
+	NEED(l->k, "cred", "gid", &l->cred.gid);
+	NEED(l->k, "cred", "egid", &l->cred.egid);
+	return 0;
+}
 
-	NEED("mm_struct", "rss_stat", &l->mm.rss);
-	NEED("mm_struct", "total_vm", &l->mm.total_vm);
-	NEED("mm_struct", "arg_start", &l->mm.arg_start);
-	NEED("mm_struct", "arg_end", &l->mm.arg_end);
-	NEED("mm_struct", "pgd", &l->mm.pgd);
+/* rss_stat: struct mm_rss_stat { atomic_long_t count[N]; } (<= 6.1) or
+ * struct percpu_counter rss_stat[N] (>= 6.2), where /proc reads only the
+ * central count (percpu_counter_read_positive). Decide by sizes in BTF. */
+static int resolve_rss_stat(struct vmw_linux *l, struct vmw_error *err)
+{
+	uint32_t rss_size = l->mm.rss.size, pcc_size = 0, old_size = 0;
+	struct fld c;
 
-	/* rss_stat: struct mm_rss_stat { atomic_long_t count[N]; } (<= 6.1) or
-	 * struct percpu_counter rss_stat[N] (>= 6.2), where /proc reads only the
-	 * central count (percpu_counter_read_positive). Decide by sizes in BTF. */
-	rss_size = l->mm.rss.size;
 	if (vmw_kernel_type_size(l->k, "mm_rss_stat", &old_size) == 0 && old_size == rss_size) {
 		l->mm.rss_stride = 8;
 		l->mm.rss_count_off = 0;
-	} else if (vmw_kernel_type_size(l->k, "percpu_counter", &pcc_size) == 0 && pcc_size &&
-		   rss_size % pcc_size == 0) {
-		struct fld c;
-		if (member(l, "percpu_counter", "count", &c) < 0)
-			return vmw_error_set(err, -ENOENT, "kernel BTF: percpu_counter has no count");
-		l->mm.rss_stride = pcc_size;
-		l->mm.rss_count_off = c.off;
-		/* /proc adds the per-CPU deltas (percpu_counter_sum) since the
-		 * accurate-RSS fix (6.16, backported to 6.12.y); older 6.2+ kernels
-		 * print only the central count, which lags by up to a batch. */
-		if (member(l, "percpu_counter", "counters", &c) == 0 && c.size == 8) {
-			const struct vmw_kernel_info *ki = vmw_kernel_info(l->k);
-			l->mm.rss_counters_off = c.off;
-			l->mm.ncpus = MIN(ki->nr_cpus, (unsigned)ARRAY_SIZE(l->mm.percpu_off));
-			for (unsigned i = 0; i < l->mm.ncpus; i++)
-				if (vmw_kernel_percpu_offset(l->k, i, &l->mm.percpu_off[i]) < 0)
-					l->mm.ncpus = i;
-			l->mm.rss_percpu = l->mm.ncpus > 0;
-		}
-	} else {
+		return 0;
+	}
+	if (vmw_kernel_type_size(l->k, "percpu_counter", &pcc_size) < 0 || !pcc_size ||
+	    rss_size % pcc_size != 0)
 		return vmw_error_set(err, -ENOTSUP,
 			"kernel BTF: mm_struct.rss_stat (%u bytes) is neither mm_rss_stat nor percpu_counter[]",
 			rss_size);
+	if (member(l->k, "percpu_counter", "count", &c) < 0)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: percpu_counter has no count");
+	l->mm.rss_stride = pcc_size;
+	l->mm.rss_count_off = c.off;
+	/* /proc adds the per-CPU deltas (percpu_counter_sum) since the
+	 * accurate-RSS fix (6.16, backported to 6.12.y); older 6.2+ kernels
+	 * print only the central count, which lags by up to a batch. */
+	if (member(l->k, "percpu_counter", "counters", &c) == 0 && c.size == 8) {
+		const struct vmw_kernel_info *ki = vmw_kernel_info(l->k);
+		l->mm.rss_counters_off = c.off;
+		l->mm.ncpus = MIN(ki->nr_cpus, (unsigned)ARRAY_SIZE(l->mm.percpu_off));
+		for (unsigned i = 0; i < l->mm.ncpus; i++)
+			if (vmw_kernel_percpu_offset(l->k, i, &l->mm.percpu_off[i]) < 0)
+				l->mm.ncpus = i;
+		l->mm.rss_percpu = l->mm.ncpus > 0;
 	}
+	return 0;
+}
+
+static int resolve_mm(struct vmw_linux *l, struct vmw_error *err)
+{
+	int max, r;
+
+	NEED(l->k, "mm_struct", "rss_stat", &l->mm.rss);
+	NEED(l->k, "mm_struct", "total_vm", &l->mm.total_vm);
+	NEED(l->k, "mm_struct", "arg_start", &l->mm.arg_start);
+	NEED(l->k, "mm_struct", "arg_end", &l->mm.arg_end);
+	NEED(l->k, "mm_struct", "pgd", &l->mm.pgd);
+	if ((r = resolve_rss_stat(l, err)) < 0)
+		return r;
 	if (enum_value(l, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
 	    enum_value(l, "MM_ANONPAGES", &l->mm.idx_anon) < 0 ||
 	    enum_value(l, "MM_SWAPENTS", &l->mm.idx_swap) < 0)
-		return vmw_error_set(err, -ENOENT, "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: no MM_FILEPAGES/MM_ANONPAGES/MM_SWAPENTS enum");
 	if (enum_value(l, "MM_SHMEMPAGES", &l->mm.idx_shmem) < 0)
 		l->mm.idx_shmem = -1;
-	{
-		int max = MAX(MAX(l->mm.idx_file, l->mm.idx_anon), MAX(l->mm.idx_swap, l->mm.idx_shmem));
-		if (max < 0 || (uint32_t)(max + 1) * l->mm.rss_stride > rss_size)
-			return vmw_error_set(err, -ENOTSUP, "kernel BTF: rss_stat too small for its counters");
-	}
+	max = MAX(MAX(l->mm.idx_file, l->mm.idx_anon), MAX(l->mm.idx_swap, l->mm.idx_shmem));
+	if (max < 0 || (uint32_t)(max + 1) * l->mm.rss_stride > l->mm.rss.size)
+		return vmw_error_set(err, -ENOTSUP, "kernel BTF: rss_stat too small for its counters");
+	return 0;
+}
 
-	NEED("signal_struct", "nr_threads", &l->sig.nr_threads);
-	NEED("signal_struct", "utime", &l->sig.utime);
-	NEED("signal_struct", "stime", &l->sig.stime);
-	NEED("signal_struct", "sum_sched_runtime", &l->sig.sum_sched_runtime);
-	NEED("signal_struct", "thread_head", &l->sig.thread_head);
-	member(l, "signal_struct", "prev_cputime.utime", &l->sig.prev_utime);
-	member(l, "signal_struct", "prev_cputime.stime", &l->sig.prev_stime);
+static int resolve_signal(struct vmw_linux *l, struct vmw_error *err)
+{
+	NEED(l->k, "signal_struct", "nr_threads", &l->sig.nr_threads);
+	NEED(l->k, "signal_struct", "utime", &l->sig.utime);
+	NEED(l->k, "signal_struct", "stime", &l->sig.stime);
+	NEED(l->k, "signal_struct", "sum_sched_runtime", &l->sig.sum_sched_runtime);
+	NEED(l->k, "signal_struct", "thread_head", &l->sig.thread_head);
+	member(l->k, "signal_struct", "prev_cputime.utime", &l->sig.prev_utime);
+	member(l->k, "signal_struct", "prev_cputime.stime", &l->sig.prev_stime);
+	return 0;
+}
 
-	/* For /proc's names of kernel threads; optional. */
-	member(l, "kthread", "data", &l->kthread.data);
-	member(l, "kthread", "full_name", &l->kthread.full_name);
-	member(l, "worker", "pool", &l->worker.pool);
-	member(l, "worker", "desc", &l->worker.desc);
-	member(l, "worker", "current_work", &l->worker.current_work);
+/* For /proc's names of kernel threads; optional. */
+static void resolve_kthread_names(struct vmw_linux *l)
+{
+	uint64_t a;
+
+	member(l->k, "kthread", "data", &l->kthread.data);
+	member(l->k, "kthread", "full_name", &l->kthread.full_name);
+	member(l->k, "worker", "pool", &l->worker.pool);
+	member(l->k, "worker", "desc", &l->worker.desc);
+	member(l->k, "worker", "current_work", &l->worker.current_work);
 	/* Newer kernels name workers from their pool and id (format_worker_id) rather
 	 * than task->comm, so rescuers show "kworker/R-<full workqueue name>". */
-	{
-		uint64_t a;
-		l->worker_ids = vmw_kernel_symbol(l->k, "format_worker_id", &a) == 0 &&
-				member(l, "worker", "rescue_wq", &l->worker.rescue_wq) == 0 &&
-				member(l, "worker", "id", &l->worker.id) == 0 &&
-				member(l, "worker_pool", "cpu", &l->pool.cpu) == 0 &&
-				member(l, "worker_pool", "id", &l->pool.id) == 0 &&
-				member(l, "worker_pool", "attrs", &l->pool.attrs) == 0 &&
-				member(l, "workqueue_attrs", "nice", &l->attrs_nice) == 0 &&
-				member(l, "workqueue_struct", "name", &l->wq_name) == 0;
-	}
+	l->worker_ids = vmw_kernel_symbol(l->k, "format_worker_id", &a) == 0 &&
+			member(l->k, "worker", "rescue_wq", &l->worker.rescue_wq) == 0 &&
+			member(l->k, "worker", "id", &l->worker.id) == 0 &&
+			member(l->k, "worker_pool", "cpu", &l->pool.cpu) == 0 &&
+			member(l->k, "worker_pool", "id", &l->pool.id) == 0 &&
+			member(l->k, "worker_pool", "attrs", &l->pool.attrs) == 0 &&
+			member(l->k, "workqueue_attrs", "nice", &l->attrs_nice) == 0 &&
+			member(l->k, "workqueue_struct", "name", &l->wq_name) == 0;
+}
 
-	/* Read plans: which bytes of each structure a walk needs. */
+static void plan_fields(struct plan *p, const struct fld *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		plan_add(p, f[i]);
+	plan_build(p);
+}
+
+/* Read plans: which bytes of each structure a walk needs. */
+static void build_plans(struct vmw_linux *l)
+{
 	struct fld tasks_prev = { l->t.tasks.off + 8, 8, true };
 	struct fld node_next = { l->t.thread_node.off, 8, true };
 	struct fld node_prev = { l->t.thread_node.off + 8, 8, true };
-	struct fld task_fields[] = {
+	const struct fld task_fields[] = {
 		{ l->t.tasks.off, 8, true }, tasks_prev, l->t.pid, l->t.tgid, l->t.comm, l->t.state,
 		l->t.exit_state, l->t.flags, l->t.prio, l->t.static_prio, l->t.real_parent,
 		l->t.real_cred, l->t.mm, l->t.signal, l->t.utime, l->t.stime, l->t.sum_exec_runtime,
 		l->t.start_time, l->t.worker_private, node_next, node_prev, l->t.prev_utime,
 		l->t.prev_stime, l->t.cpu,
 	};
-	for (size_t i = 0; i < ARRAY_SIZE(task_fields); i++)
-		plan_add(&l->task_plan, task_fields[i]);
-	plan_build(&l->task_plan);
-
-	plan_add(&l->cred_plan, l->cred.uid);
-	plan_add(&l->cred_plan, l->cred.euid);
-	plan_add(&l->cred_plan, l->cred.gid);
-	plan_add(&l->cred_plan, l->cred.egid);
-	plan_build(&l->cred_plan);
-
-	plan_add(&l->mm_plan, l->mm.rss);
-	plan_add(&l->mm_plan, l->mm.total_vm);
-	plan_add(&l->mm_plan, l->mm.arg_start);
-	plan_add(&l->mm_plan, l->mm.arg_end);
-	plan_add(&l->mm_plan, l->mm.pgd);
-	plan_build(&l->mm_plan);
-
-	struct fld sig_fields[] = {
+	const struct fld cred_fields[] = { l->cred.uid, l->cred.euid, l->cred.gid, l->cred.egid };
+	const struct fld mm_fields[] = {
+		l->mm.rss, l->mm.total_vm, l->mm.arg_start, l->mm.arg_end, l->mm.pgd,
+	};
+	const struct fld sig_fields[] = {
 		l->sig.nr_threads, l->sig.utime, l->sig.stime, l->sig.sum_sched_runtime,
 		l->sig.prev_utime, l->sig.prev_stime, { l->sig.thread_head.off, 8, true },
 	};
-	for (size_t i = 0; i < ARRAY_SIZE(sig_fields); i++)
-		plan_add(&l->sig_plan, sig_fields[i]);
-	plan_build(&l->sig_plan);
+
+	plan_fields(&l->task_plan, task_fields, ARRAY_SIZE(task_fields));
+	plan_fields(&l->cred_plan, cred_fields, ARRAY_SIZE(cred_fields));
+	plan_fields(&l->mm_plan, mm_fields, ARRAY_SIZE(mm_fields));
+	plan_fields(&l->sig_plan, sig_fields, ARRAY_SIZE(sig_fields));
+}
+
+static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
+{
+	int r;
+
+	if ((r = resolve_task(l, err)) < 0 || (r = resolve_cred(l, err)) < 0 ||
+	    (r = resolve_mm(l, err)) < 0 || (r = resolve_signal(l, err)) < 0)
+		return r;
+	resolve_kthread_names(l);
+	build_plans(l);
 	return 0;
 }
 
@@ -417,11 +414,10 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 	l->k = k;
 	l->kx = vmw_kernel_xlat(k);
 	l->page_offset_base = vmw_kernel_info(k)->page_offset_base;
-	l->kernel_space = vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull
-								     : 0xffff800000000000ull;
+	l->kernel_space = kernel_space_start(k);
 	if (vmw_kernel_symbol(k, "init_task", &l->init_task) < 0) {
 		free(l);
-		return vmw_error_set(err, -ENOENT, "kernel symbols: no init_task in kallsyms");
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel symbols: no init_task in kallsyms");
 	}
 	if ((r = resolve_layouts(l, err)) < 0) {
 		free(l);
@@ -696,119 +692,157 @@ out:
 }
 
 /* Stage 2: parent tgid, credentials, memory counters, signal totals. */
+/* Stage 2's buffers: one batch of up to BATCH processes' parent tgid, cred,
+ * mm and signal_struct pieces. */
+struct details {
+	struct vmw_virt_iov *iov;
+	uint8_t *cred, *mm, *sig;
+	uint32_t *ptgid;
+	/* Where each process's pieces start in iov, to attribute errors. */
+	size_t first[BATCH][4], count[BATCH][4];
+	/* RSS counters (anon, file, shmem, swap) and their per-CPU parts. */
+	int64_t rss[BATCH][4];
+	uint64_t ctr[BATCH][4];
+};
+
+/* Queue the pieces of processes base..base+cnt; returns the number of iovs. */
+static size_t queue_details(struct vmw_linux *l, struct walk_state *ws, size_t base, size_t cnt,
+			    struct details *d)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < cnt; i++) {
+		struct raw *rw = &ws->raw[base + i];
+		uint8_t *c = d->cred + i * (l->cred_plan.span + 8);
+		uint8_t *m = d->mm + i * (l->mm_plan.span + 8);
+		uint8_t *s = d->sig + i * (l->sig_plan.span + 8);
+
+		d->first[i][0] = k;
+		d->iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &d->ptgid[i], 4, 0 };
+		d->count[i][0] = 1;
+		d->first[i][1] = k;
+		d->count[i][1] = kaddr(l, rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, d->iov + k) : 0;
+		k += d->count[i][1];
+		d->first[i][2] = k;
+		d->count[i][2] = kaddr(l, rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, d->iov + k) : 0;
+		k += d->count[i][2];
+		d->first[i][3] = k;
+		d->count[i][3] = kaddr(l, rw->signal) ? plan_iov(&l->sig_plan, rw->signal, s, d->iov + k) : 0;
+		k += d->count[i][3];
+	}
+	return k;
+}
+
+/* Did every piece j (parent, cred, mm, signal) of process i arrive? */
+static bool details_ok(const struct details *d, size_t i, int j)
+{
+	if (d->count[i][j] == 0)
+		return false;
+	for (size_t q = 0; q < d->count[i][j]; q++)
+		if (d->iov[d->first[i][j] + q].err)
+			return false;
+	return true;
+}
+
+static void take_rss_counters(const struct vmw_linux *l, const uint8_t *m, int64_t rss[4], uint64_t ctr[4])
+{
+	const int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
+
+	for (int j = 0; j < 4; j++) {
+		uint32_t at;
+		rss[j] = 0;
+		ctr[j] = 0;
+		if (idx[j] < 0)
+			continue;
+		at = l->mm.rss.off + (uint32_t)idx[j] * l->mm.rss_stride;
+		memcpy(&rss[j], m + at + l->mm.rss_count_off, 8);
+		if (l->mm.rss_percpu)
+			memcpy(&ctr[j], m + at + l->mm.rss_counters_off, 8);
+	}
+}
+
+static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base, size_t cnt,
+			 struct details *d, unsigned page_size)
+{
+	for (size_t i = 0; i < cnt; i++) {
+		struct vmw_proc *p = &ws->procs[base + i];
+		struct raw *rw = &ws->raw[base + i];
+		const uint8_t *c = d->cred + i * (l->cred_plan.span + 8);
+		const uint8_t *m = d->mm + i * (l->mm_plan.span + 8);
+		const uint8_t *s = d->sig + i * (l->sig_plan.span + 8);
+
+		/* pid 1 and kthreadd have init_task (pid 0) as parent. */
+		p->ppid = details_ok(d, i, 0) ? (int32_t)d->ptgid[i] : 0;
+		if (details_ok(d, i, 1)) {
+			p->uid = (uint32_t)get(c, l->cred.uid);
+			p->euid = (uint32_t)get(c, l->cred.euid);
+			p->gid = (uint32_t)get(c, l->cred.gid);
+			p->egid = (uint32_t)get(c, l->cred.egid);
+		}
+		if (details_ok(d, i, 2)) {
+			take_rss_counters(l, m, d->rss[i], d->ctr[i]);
+			p->vsz_bytes = get(m, l->mm.total_vm) * page_size;
+		} else {
+			rw->mm = 0;
+		}
+		if (details_ok(d, i, 3)) {
+			p->nr_threads = (uint32_t)get(s, l->sig.nr_threads);
+			/* Exited threads' share; live threads are added in stage 3. */
+			rw->utime += get(s, l->sig.utime);
+			rw->stime += get(s, l->sig.stime);
+			rw->runtime += get(s, l->sig.sum_sched_runtime);
+			rw->prev_utime = get(s, l->sig.prev_utime);
+			rw->prev_stime = get(s, l->sig.prev_stime);
+		} else {
+			rw->signal = 0;
+		}
+	}
+}
+
+static void set_rss(struct walk_state *ws, size_t base, size_t cnt, int64_t rss[][4], unsigned page_size)
+{
+	for (size_t i = 0; i < cnt; i++) {
+		struct vmw_proc *p = &ws->procs[base + i];
+		if (!ws->raw[base + i].mm)
+			continue;
+		for (int j = 0; j < 4; j++)
+			if (rss[i][j] < 0)
+				rss[i][j] = 0;  /* get_mm_counter clamps */
+		p->rss_anon_bytes = (uint64_t)rss[i][0] * page_size;
+		p->rss_file_bytes = (uint64_t)rss[i][1] * page_size;
+		p->rss_shmem_bytes = (uint64_t)rss[i][2] * page_size;
+		p->swap_bytes = (uint64_t)rss[i][3] * page_size;
+	}
+}
+
 static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned page_size)
 {
 	size_t per = 1 + l->cred_plan.n + l->mm_plan.n + l->sig_plan.n;
-	struct vmw_virt_iov *iov = calloc(BATCH * per, sizeof(*iov));
-	uint8_t *cred = calloc(BATCH, l->cred_plan.span + 8);
-	uint8_t *mm = calloc(BATCH, l->mm_plan.span + 8);
-	uint8_t *sig = calloc(BATCH, l->sig_plan.span + 8);
-	uint32_t *ptgid = calloc(BATCH, sizeof(uint32_t));
+	struct details d = {
+		.iov = calloc(BATCH * per, sizeof(*d.iov)),
+		.cred = calloc(BATCH, l->cred_plan.span + 8),
+		.mm = calloc(BATCH, l->mm_plan.span + 8),
+		.sig = calloc(BATCH, l->sig_plan.span + 8),
+		.ptgid = calloc(BATCH, sizeof(uint32_t)),
+	};
 
-	if (!iov || !cred || !mm || !sig || !ptgid)
+	if (!d.iov || !d.cred || !d.mm || !d.sig || !d.ptgid)
 		goto out;
 	for (size_t base = 0; base < ws->n; base += BATCH) {
-		size_t cnt = MIN((size_t)BATCH, ws->n - base), k = 0;
-		/* Where each process's pieces start in iov, to attribute errors. */
-		size_t first[BATCH][4], count[BATCH][4];
-		/* RSS counters (anon, file, shmem, swap) and their per-CPU parts. */
-		int64_t rss[BATCH][4];
-		uint64_t ctr[BATCH][4];
-		const int idx[4] = { l->mm.idx_anon, l->mm.idx_file, l->mm.idx_shmem, l->mm.idx_swap };
+		size_t cnt = MIN((size_t)BATCH, ws->n - base);
 
-		for (size_t i = 0; i < cnt; i++) {
-			struct raw *rw = &ws->raw[base + i];
-			uint8_t *c = cred + i * (l->cred_plan.span + 8);
-			uint8_t *m = mm + i * (l->mm_plan.span + 8);
-			uint8_t *s = sig + i * (l->sig_plan.span + 8);
-
-			first[i][0] = k;
-			iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &ptgid[i], 4, 0 };
-			count[i][0] = 1;
-			first[i][1] = k;
-			count[i][1] = kaddr(l, rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, iov + k) : 0;
-			k += count[i][1];
-			first[i][2] = k;
-			count[i][2] = kaddr(l, rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, iov + k) : 0;
-			k += count[i][2];
-			first[i][3] = k;
-			count[i][3] = kaddr(l, rw->signal) ? plan_iov(&l->sig_plan, rw->signal, s, iov + k) : 0;
-			k += count[i][3];
-		}
-		vmw_xlat_readv(l->kx, iov, k);
-
-		for (size_t i = 0; i < cnt; i++) {
-			struct vmw_proc *p = &ws->procs[base + i];
-			struct raw *rw = &ws->raw[base + i];
-			const uint8_t *c = cred + i * (l->cred_plan.span + 8);
-			const uint8_t *m = mm + i * (l->mm_plan.span + 8);
-			const uint8_t *s = sig + i * (l->sig_plan.span + 8);
-			bool ok[4];
-
-			for (int j = 0; j < 4; j++) {
-				ok[j] = count[i][j] > 0;
-				for (size_t q = 0; q < count[i][j]; q++)
-					if (iov[first[i][j] + q].err)
-						ok[j] = false;
-			}
-			/* pid 1 and kthreadd have init_task (pid 0) as parent. */
-			p->ppid = ok[0] ? (int32_t)ptgid[i] : 0;
-			if (ok[1]) {
-				p->uid = (uint32_t)get(c, l->cred.uid);
-				p->euid = (uint32_t)get(c, l->cred.euid);
-				p->gid = (uint32_t)get(c, l->cred.gid);
-				p->egid = (uint32_t)get(c, l->cred.egid);
-			}
-			if (ok[2]) {
-				for (int j = 0; j < 4; j++) {
-					uint32_t at;
-					rss[i][j] = 0;
-					ctr[i][j] = 0;
-					if (idx[j] < 0)
-						continue;
-					at = l->mm.rss.off + (uint32_t)idx[j] * l->mm.rss_stride;
-					memcpy(&rss[i][j], m + at + l->mm.rss_count_off, 8);
-					if (l->mm.rss_percpu)
-						memcpy(&ctr[i][j], m + at + l->mm.rss_counters_off, 8);
-				}
-				p->vsz_bytes = get(m, l->mm.total_vm) * page_size;
-			} else {
-				rw->mm = 0;
-			}
-			if (ok[3]) {
-				uint64_t nr = get(s, l->sig.nr_threads);
-				p->nr_threads = (uint32_t)nr;
-				/* Exited threads' share; live threads are added in stage 3. */
-				rw->utime += get(s, l->sig.utime);
-				rw->stime += get(s, l->sig.stime);
-				rw->runtime += get(s, l->sig.sum_sched_runtime);
-				rw->prev_utime = get(s, l->sig.prev_utime);
-				rw->prev_stime = get(s, l->sig.prev_stime);
-			} else {
-				rw->signal = 0;
-			}
-		}
+		vmw_xlat_readv(l->kx, d.iov, queue_details(l, ws, base, cnt, &d));
+		take_details(l, ws, base, cnt, &d, page_size);
 		if (l->mm.rss_percpu)
-			add_percpu_rss(l, ws, base, cnt, ctr, rss);
-		for (size_t i = 0; i < cnt; i++) {
-			struct vmw_proc *p = &ws->procs[base + i];
-			if (!ws->raw[base + i].mm)
-				continue;
-			for (int j = 0; j < 4; j++)
-				if (rss[i][j] < 0)
-					rss[i][j] = 0;  /* get_mm_counter clamps */
-			p->rss_anon_bytes = (uint64_t)rss[i][0] * page_size;
-			p->rss_file_bytes = (uint64_t)rss[i][1] * page_size;
-			p->rss_shmem_bytes = (uint64_t)rss[i][2] * page_size;
-			p->swap_bytes = (uint64_t)rss[i][3] * page_size;
-		}
+			add_percpu_rss(l, ws, base, cnt, d.ctr, d.rss);
+		set_rss(ws, base, cnt, d.rss, page_size);
 	}
 out:
-	free(iov);
-	free(cred);
-	free(mm);
-	free(sig);
-	free(ptgid);
+	free(d.iov);
+	free(d.cred);
+	free(d.mm);
+	free(d.sig);
+	free(d.ptgid);
 }
 
 /* Stage 3: walk signal->thread_head for one process: add live non-leader

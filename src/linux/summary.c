@@ -27,11 +27,9 @@
  * tick_sched's idle_sleeptime_seq are seqcounts; a read that saw one odd or
  * changed is repeated a bounded number of times.
  */
-#include "linux/linux.h"
+#include "linux/linux_internal.h"
 
 #include <bpf/btf.h>
-#include <errno.h>
-#include <string.h>
 
 #define NSEC_PER_SEC      1000000000ull
 #define NSEC_PER_USEC     1000ull
@@ -52,11 +50,6 @@
 #define MAX_RETRIES       3                   /* re-reads of torn records */
 #define MAX_AHEAD_NS      (600ull * NSEC_PER_SEC) /* a CPU time stamp this far past the
 						     timekeeper is garbage */
-
-struct fld {
-	uint32_t off, size;
-	bool ok;
-};
 
 /* A piece of the read buffer. */
 struct slot {
@@ -191,18 +184,6 @@ uint64_t vmw_summary_sleep_time(bool nohz, bool online, bool idle_active, bool c
 
 /* ---- reading values out of the buffer ----------------------------------- */
 
-static uint64_t get_at(const uint8_t *p, uint32_t size)
-{
-	uint64_t v = 0;
-	switch (size) {
-	case 1: v = p[0]; break;
-	case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
-	case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
-	default: memcpy(&v, p, 8); break;
-	}
-	return v;
-}
-
 static int64_t sget_at(const uint8_t *p, uint32_t size)
 {
 	uint64_t v = get_at(p, size);
@@ -222,11 +203,6 @@ static const uint8_t *at(const struct vmw_summary_reader *s, struct slot sl)
 static uint64_t slot_u64(const struct vmw_summary_reader *s, struct slot sl)
 {
 	return sl.len ? get_at(at(s, sl), MIN(sl.len, 8u)) : 0;
-}
-
-static uint64_t fget(const uint8_t *base, struct fld f)
-{
-	return f.ok ? get_at(base + f.off, f.size) : 0;
 }
 
 static int64_t fsget(const uint8_t *base, struct fld f)
@@ -251,24 +227,10 @@ static bool mask_test(const uint8_t *mask, uint32_t bytes, unsigned bit)
 
 /* ---- layouts from BTF, symbols from kallsyms ------------------------------ */
 
-static int member(struct vmw_summary_reader *s, const char *type, const char *name, struct fld *f)
-{
-	int r = vmw_kernel_member(s->k, type, name, &f->off, &f->size);
-	f->ok = r == 0;
-	return r;
-}
-
 static const char *release(const struct vmw_summary_reader *s)
 {
 	return vmw_kernel_info(s->k)->release;
 }
-
-#define NEED_MEMBER(type, name, f) do { \
-	if (member(s, type, name, f) < 0) \
-		return vmw_error_set(err, -ENOENT, \
-			"kernel %s: BTF has no %s.%s, which the guest summary needs; please report this kernel", \
-			release(s), type, name); \
-} while (0)
 
 static int sym(struct vmw_summary_reader *s, const char *name, uint64_t *ret, bool percpu)
 {
@@ -282,7 +244,7 @@ static int sym(struct vmw_summary_reader *s, const char *name, uint64_t *ret, bo
 
 #define NEED_SYM(name, ret, percpu) do { \
 	if (sym(s, name, ret, percpu) < 0) \
-		return vmw_error_set(err, -ENOENT, \
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
 			"kernel %s: no %s%s in kallsyms, which the guest summary needs", \
 			release(s), percpu ? "per-CPU " : "", name); \
 } while (0)
@@ -294,7 +256,7 @@ static int enum_idx(struct vmw_summary_reader *s, const char *name, int *ret, st
 	*ret = -1;
 	if (vmw_kernel_enum_value(s->k, name, &v) < 0 || v < 0 || v >= MAX_STAT_ITEMS) {
 		if (need)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no enumerator %s, which the "
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no enumerator %s, which the "
 					     "guest summary needs", release(s), name);
 		return 0;
 	}
@@ -349,21 +311,14 @@ static int find_tk_core(struct vmw_summary_reader *s, uint32_t *ret_size, uint32
 		found++;
 	}
 	if (!found)
-		return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no type for tk_core "
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no type for tk_core "
 				     "({seq; struct timekeeper timekeeper;})", release(s));
 	return 0;
 }
 
-static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
+static void resolve_page_shift(struct vmw_summary_reader *s)
 {
-	static const char *const cputime_names[10] = {
-		"CPUTIME_USER", "CPUTIME_NICE", "CPUTIME_SYSTEM", "CPUTIME_IDLE", "CPUTIME_IOWAIT",
-		"CPUTIME_IRQ", "CPUTIME_SOFTIRQ", "CPUTIME_STEAL", "CPUTIME_GUEST", "CPUTIME_GUEST_NICE",
-	};
 	const char *vps = vmw_kernel_vmcoreinfo(s->k, "PAGESIZE");
-	uint32_t tk_off = 0, seq_in, sz;
-	struct fld f;
-	int idx, r;
 
 	s->page_shift = 12;
 	if (vps) {
@@ -371,8 +326,11 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 		if (ps >= 4096 && ps <= (1ul << 20) && !(ps & (ps - 1)))
 			s->page_shift = (unsigned)__builtin_ctzl(ps);
 	}
+}
 
-	/* Globals. */
+/* Global and per-CPU variables in kallsyms. */
+static int resolve_symbols(struct vmw_summary_reader *s, struct vmw_error *err)
+{
 	NEED_SYM("avenrun", &s->a_avenrun, false);
 	NEED_SYM("_totalram_pages", &s->a_totalram, false);
 	NEED_SYM("totalreserve_pages", &s->a_totalreserve, false);
@@ -395,16 +353,28 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 	s->have_ts = sym(s, "tick_cpu_sched", &s->pc_ts, true) == 0;
 	if (sym(s, "init_pid_ns", &s->a_idr_next, false) == 0) {
 		struct fld idr, next;
-		NEED_MEMBER("pid_namespace", "idr", &idr);
-		NEED_MEMBER("idr", "idr_next", &next);
+		NEED(s->k, "pid_namespace", "idr", &idr);
+		NEED(s->k, "idr", "idr_next", &next);
 		s->a_idr_next += idr.off + next.off;
 	}
+	return 0;
+}
 
-	/* kernel_cpustat.cpustat[] indexed by enum cpu_usage_stat. */
+/* kernel_cpustat.cpustat[] indexed by enum cpu_usage_stat. */
+static int resolve_cpustat(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	static const char *const cputime_names[10] = {
+		"CPUTIME_USER", "CPUTIME_NICE", "CPUTIME_SYSTEM", "CPUTIME_IDLE", "CPUTIME_IOWAIT",
+		"CPUTIME_IRQ", "CPUTIME_SOFTIRQ", "CPUTIME_STEAL", "CPUTIME_GUEST", "CPUTIME_GUEST_NICE",
+	};
+	struct fld f;
+	int r;
+
 	if ((r = vmw_kernel_type_size(s->k, "kernel_cpustat", &s->kcs_size)) < 0 || !s->kcs_size ||
 	    s->kcs_size > MAX_STRUCT)
-		return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no struct kernel_cpustat", release(s));
-	NEED_MEMBER("kernel_cpustat", "cpustat", &f);
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: BTF has no struct kernel_cpustat", release(s));
+	NEED(s->k, "kernel_cpustat", "cpustat", &f);
 	s->kcs_cpustat = f.off;
 	for (int i = 0; i < 10; i++) {
 		if ((r = enum_idx(s, cputime_names[i], &s->cputime[i], err, true)) < 0)
@@ -413,8 +383,14 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 			return vmw_error_set(err, -ENOTSUP, "kernel %s: %s beyond kernel_cpustat",
 					     release(s), cputime_names[i]);
 	}
+	return 0;
+}
 
-	/* vm_zone_stat[NR_VM_ZONE_STAT_ITEMS], vm_node_stat[NR_VM_NODE_STAT_ITEMS]. */
+/* vm_zone_stat[NR_VM_ZONE_STAT_ITEMS], vm_node_stat[NR_VM_NODE_STAT_ITEMS]. */
+static int resolve_vmstat(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	int idx, r;
+
 	if ((r = enum_idx(s, "NR_VM_ZONE_STAT_ITEMS", &idx, err, true)) < 0)
 		return r;
 	s->zone_items = (uint32_t)idx;
@@ -436,123 +412,171 @@ static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
 	if ((uint32_t)s->i_free >= s->zone_items || (uint32_t)s->i_file >= s->node_items ||
 	    (uint32_t)s->i_afile >= s->node_items || (uint32_t)s->i_ifile >= s->node_items)
 		return vmw_error_set(err, -ENOTSUP, "kernel %s: vmstat enums out of range", release(s));
+	return 0;
+}
 
-	/* The timekeeper. */
+static int resolve_timekeeper(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	uint32_t tk_off = 0, seq_in, sz;
+	int r;
+
 	if ((r = find_tk_core(s, &s->tk_size, &tk_off, &s->tk_seq, err)) < 0)
 		return r;
 	if (s->tk_size > MAX_STRUCT)
 		return vmw_error_set(err, -ENOTSUP, "kernel %s: tk_core is %u bytes", release(s), s->tk_size);
 	if (vmw_kernel_member(s->k, "seqcount_raw_spinlock", "seqcount.sequence", &seq_in, &sz) == 0)
 		s->tk_seq += seq_in;
-	NEED_MEMBER("timekeeper", "tkr_mono.base", &s->mono_base);
-	NEED_MEMBER("timekeeper", "tkr_mono.xtime_nsec", &s->mono_xnsec);
-	NEED_MEMBER("timekeeper", "tkr_mono.shift", &s->mono_shift);
-	NEED_MEMBER("timekeeper", "offs_real", &s->offs_real);
-	NEED_MEMBER("timekeeper", "offs_boot", &s->offs_boot);
-	member(s, "timekeeper", "xtime_interval", &s->xtime_interval);
-	{
-		struct fld *tf[] = { &s->mono_base, &s->mono_xnsec, &s->mono_shift, &s->offs_real,
-				     &s->offs_boot, &s->xtime_interval };
-		for (size_t i = 0; i < ARRAY_SIZE(tf); i++)
-			tf[i]->off += tk_off;
-	}
+	NEED(s->k, "timekeeper", "tkr_mono.base", &s->mono_base);
+	NEED(s->k, "timekeeper", "tkr_mono.xtime_nsec", &s->mono_xnsec);
+	NEED(s->k, "timekeeper", "tkr_mono.shift", &s->mono_shift);
+	NEED(s->k, "timekeeper", "offs_real", &s->offs_real);
+	NEED(s->k, "timekeeper", "offs_boot", &s->offs_boot);
+	member(s->k, "timekeeper", "xtime_interval", &s->xtime_interval);
+	struct fld *tf[] = { &s->mono_base, &s->mono_xnsec, &s->mono_shift, &s->offs_real,
+			     &s->offs_boot, &s->xtime_interval };
+	for (size_t i = 0; i < ARRAY_SIZE(tf); i++)
+		tf[i]->off += tk_off;
+	return 0;
+}
 
-	/* tick_sched: idle/iowait sleep times for NO_HZ. */
-	if (s->have_ts) {
-		uint32_t bo, bs;
-		if ((r = vmw_kernel_type_size(s->k, "tick_sched", &s->ts_size)) < 0 || !s->ts_size ||
-		    s->ts_size > MAX_STRUCT)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no struct tick_sched", release(s));
-		NEED_MEMBER("tick_sched", "idle_sleeptime", &s->ts_sleep);
-		NEED_MEMBER("tick_sched", "iowait_sleeptime", &s->ts_iowait);
-		NEED_MEMBER("tick_sched", "idle_entrytime", &s->ts_entry);
-		member(s, "tick_sched", "idle_exittime", &s->ts_exit);
-		member(s, "tick_sched", "idle_waketime", &s->ts_wake);
-		member(s, "tick_sched", "idle_sleeptime_seq.sequence", &s->ts_seq);
-		if (vmw_kernel_member_bits(s->k, "tick_sched", "idle_active", &bo, &bs) == 0 && bs == 1) {
-			s->ts_active_bit = bo;
-		} else if (member(s, "tick_sched", "flags", &f) == 0) {
-			s->ts_active_bit = f.off * 8 + TS_FLAG_IDLE_ACTIVE_BIT;
-		} else {
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has neither tick_sched.idle_active "
-					     "nor tick_sched.flags", release(s));
-		}
-		if (s->ts_active_bit / 8 >= s->ts_size)
-			return vmw_error_set(err, -ENOTSUP, "kernel %s: tick_sched too small", release(s));
-	}
+/* tick_sched: idle/iowait sleep times for NO_HZ. */
+static int resolve_tick_sched(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	uint32_t bo, bs;
+	struct fld f;
+	int r;
 
-	/* struct rq: nr_running(), nr_context_switches(), nr_iowait(). */
-	NEED_MEMBER("rq", "nr_running", &s->rq_running);
-	NEED_MEMBER("rq", "nr_switches", &s->rq_switches);
-	NEED_MEMBER("rq", "nr_iowait", &s->rq_iowait);
-	if (s->pc_ct && member(s, "context_tracking", "active", &s->ct_active) == 0)
+	if (!s->have_ts)
+		return 0;
+	if ((r = vmw_kernel_type_size(s->k, "tick_sched", &s->ts_size)) < 0 || !s->ts_size ||
+	    s->ts_size > MAX_STRUCT)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: BTF has no struct tick_sched", release(s));
+	NEED(s->k, "tick_sched", "idle_sleeptime", &s->ts_sleep);
+	NEED(s->k, "tick_sched", "iowait_sleeptime", &s->ts_iowait);
+	NEED(s->k, "tick_sched", "idle_entrytime", &s->ts_entry);
+	member(s->k, "tick_sched", "idle_exittime", &s->ts_exit);
+	member(s->k, "tick_sched", "idle_waketime", &s->ts_wake);
+	member(s->k, "tick_sched", "idle_sleeptime_seq.sequence", &s->ts_seq);
+	if (vmw_kernel_member_bits(s->k, "tick_sched", "idle_active", &bo, &bs) == 0 && bs == 1) {
+		s->ts_active_bit = bo;
+	} else if (member(s->k, "tick_sched", "flags", &f) == 0) {
+		s->ts_active_bit = f.off * 8 + TS_FLAG_IDLE_ACTIVE_BIT;
+	} else {
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: BTF has neither tick_sched.idle_active "
+				      "nor tick_sched.flags", release(s));
+	}
+	if (s->ts_active_bit / 8 >= s->ts_size)
+		return vmw_error_set(err, -ENOTSUP, "kernel %s: tick_sched too small", release(s));
+	return 0;
+}
+
+/* struct rq: nr_running(), nr_context_switches(), nr_iowait(). */
+static int resolve_runqueues(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	NEED(s->k, "rq", "nr_running", &s->rq_running);
+	NEED(s->k, "rq", "nr_switches", &s->rq_switches);
+	NEED(s->k, "rq", "nr_iowait", &s->rq_iowait);
+	if (s->pc_ct && member(s->k, "context_tracking", "active", &s->ct_active) == 0)
 		s->have_ct = true;
+	return 0;
+}
 
-	/* Zones' low watermarks for si_mem_available(). */
-	{
-		struct fld zones, wm, boost;
-		int64_t wmark_low, nr_wmark, max_zones;
-		NEED_MEMBER("zone", "watermark_boost", &boost);
-		if (vmw_kernel_member(s->k, "pglist_data", "node_zones", &zones.off, &zones.size) < 0 ||
-		    vmw_kernel_member(s->k, "zone", "_watermark", &wm.off, &wm.size) < 0 ||
-		    vmw_kernel_type_size(s->k, "zone", &s->zone_size) < 0 || !s->zone_size)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no pglist_data.node_zones or "
-					     "zone._watermark", release(s));
-		if (vmw_kernel_enum_value(s->k, "WMARK_LOW", &wmark_low) < 0 ||
-		    vmw_kernel_enum_value(s->k, "NR_WMARK", &nr_wmark) < 0 || wmark_low < 0 ||
-		    wmark_low >= nr_wmark || (uint64_t)nr_wmark * 8 != wm.size)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no usable WMARK_LOW", release(s));
-		s->nr_zones = zones.size / s->zone_size;
-		if (vmw_kernel_enum_value(s->k, "__MAX_NR_ZONES", &max_zones) == 0 &&
-		    (uint64_t)max_zones != s->nr_zones)
-			return vmw_error_set(err, -ENOTSUP, "kernel %s: pglist_data.node_zones holds %u zones, "
-					     "__MAX_NR_ZONES is %lld", release(s), s->nr_zones,
-					     (long long)max_zones);
-		if (!s->nr_zones || s->nr_zones > 16)
-			return vmw_error_set(err, -ENOTSUP, "kernel %s: %u zones per node", release(s), s->nr_zones);
-		s->node_zones_off = zones.off;
-		s->wmark_low_off = wm.off + (uint32_t)wmark_low * 8;
-		s->boost_off = boost.off;
-	}
+/* Zones' low watermarks for si_mem_available(), and where the nodes are. */
+static int resolve_zones(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	struct fld zones, wm, boost;
+	int64_t wmark_low, nr_wmark, max_zones;
+
+	NEED(s->k, "zone", "watermark_boost", &boost);
+	if (vmw_kernel_member(s->k, "pglist_data", "node_zones", &zones.off, &zones.size) < 0 ||
+	    vmw_kernel_member(s->k, "zone", "_watermark", &wm.off, &wm.size) < 0 ||
+	    vmw_kernel_type_size(s->k, "zone", &s->zone_size) < 0 || !s->zone_size)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: BTF has no pglist_data.node_zones or "
+				      "zone._watermark", release(s));
+	if (vmw_kernel_enum_value(s->k, "WMARK_LOW", &wmark_low) < 0 ||
+	    vmw_kernel_enum_value(s->k, "NR_WMARK", &nr_wmark) < 0 || wmark_low < 0 ||
+	    wmark_low >= nr_wmark || (uint64_t)nr_wmark * 8 != wm.size)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: BTF has no usable WMARK_LOW", release(s));
+	s->nr_zones = zones.size / s->zone_size;
+	if (vmw_kernel_enum_value(s->k, "__MAX_NR_ZONES", &max_zones) == 0 &&
+	    (uint64_t)max_zones != s->nr_zones)
+		return vmw_error_set(err, -ENOTSUP, "kernel %s: pglist_data.node_zones holds %u zones, "
+				     "__MAX_NR_ZONES is %lld", release(s), s->nr_zones,
+				     (long long)max_zones);
+	if (!s->nr_zones || s->nr_zones > 16)
+		return vmw_error_set(err, -ENOTSUP, "kernel %s: %u zones per node", release(s), s->nr_zones);
+	s->node_zones_off = zones.off;
+	s->wmark_low_off = wm.off + (uint32_t)wmark_low * 8;
+	s->boost_off = boost.off;
+
 	if (sym(s, "node_data", &s->a_node_data, false) == 0) {
 		int64_t n_online;
 		NEED_SYM("node_states", &s->a_node_states, false);
 		if (vmw_kernel_type_size(s->k, "nodemask_t", &s->nodemask_size) < 0 || !s->nodemask_size ||
 		    s->nodemask_size > MAX_NODES / 8 ||
 		    vmw_kernel_enum_value(s->k, "N_ONLINE", &n_online) < 0 || n_online < 0 || n_online > 16)
-			return vmw_error_set(err, -ENOENT, "kernel %s: BTF has no nodemask_t/N_ONLINE", release(s));
+			return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+					      "kernel %s: BTF has no nodemask_t/N_ONLINE", release(s));
 		s->a_node_states += (uint64_t)n_online * s->nodemask_size;
 	} else if (sym(s, "contig_page_data", &s->a_contig_pgdat, false) < 0) {
-		return vmw_error_set(err, -ENOENT, "kernel %s: neither node_data nor contig_page_data "
-				     "in kallsyms", release(s));
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel %s: neither node_data nor contig_page_data in kallsyms",
+				      release(s));
 	}
+	return 0;
+}
 
-	/* nr_blockdev_pages(): blockdev_superblock->s_inodes. */
-	if (sym(s, "blockdev_superblock", &s->blockdev_sb, false) == 0) {
-		uint64_t sb = 0;
-		NEED_MEMBER("super_block", "s_inodes", &s->sb_inodes);
-		NEED_MEMBER("inode", "i_sb_list", &s->i_sb_list);
-		NEED_MEMBER("inode", "i_mapping", &s->i_mapping);
-		NEED_MEMBER("address_space", "nrpages", &s->as_nrpages);
-		member(s, "inode", "i_data", &s->i_data);
-		if (vmw_xlat_read(s->kx, s->blockdev_sb, &sb, 8) < 0 || sb < s->kernel_space)
-			sb = 0;   /* not yet set up, or unreadable: Buffers reads 0 */
-		s->blockdev_sb = sb;
-	}
+/* nr_blockdev_pages(): blockdev_superblock->s_inodes. */
+static int resolve_blockdev(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	uint64_t sb = 0;
 
-	/* si_swapinfo(): swap areas being switched off. */
-	if (s->a_swap_info && s->a_nr_swapfiles) {
-		int64_t used, writeok;
-		if (member(s, "swap_info_struct", "flags", &s->si_flags) == 0 &&
-		    member(s, "swap_info_struct", "inuse_pages", &s->si_inuse) == 0 &&
-		    vmw_kernel_enum_value(s->k, "SWP_USED", &used) == 0 &&
-		    vmw_kernel_enum_value(s->k, "SWP_WRITEOK", &writeok) == 0) {
-			s->swp_used = (uint64_t)used;
-			s->swp_writeok = (uint64_t)writeok;
-		} else {
-			s->a_swap_info = 0;
-		}
+	if (sym(s, "blockdev_superblock", &s->blockdev_sb, false) < 0)
+		return 0;
+	NEED(s->k, "super_block", "s_inodes", &s->sb_inodes);
+	NEED(s->k, "inode", "i_sb_list", &s->i_sb_list);
+	NEED(s->k, "inode", "i_mapping", &s->i_mapping);
+	NEED(s->k, "address_space", "nrpages", &s->as_nrpages);
+	member(s->k, "inode", "i_data", &s->i_data);
+	if (vmw_xlat_read(s->kx, s->blockdev_sb, &sb, 8) < 0 || sb < s->kernel_space)
+		sb = 0;   /* not yet set up, or unreadable: Buffers reads 0 */
+	s->blockdev_sb = sb;
+	return 0;
+}
+
+/* si_swapinfo(): swap areas being switched off. Optional as a whole. */
+static void resolve_swap(struct vmw_summary_reader *s)
+{
+	int64_t used, writeok;
+
+	if (!s->a_swap_info || !s->a_nr_swapfiles)
+		return;
+	if (member(s->k, "swap_info_struct", "flags", &s->si_flags) == 0 &&
+	    member(s->k, "swap_info_struct", "inuse_pages", &s->si_inuse) == 0 &&
+	    vmw_kernel_enum_value(s->k, "SWP_USED", &used) == 0 &&
+	    vmw_kernel_enum_value(s->k, "SWP_WRITEOK", &writeok) == 0) {
+		s->swp_used = (uint64_t)used;
+		s->swp_writeok = (uint64_t)writeok;
+	} else {
+		s->a_swap_info = 0;
 	}
+}
+
+static int resolve_layouts(struct vmw_summary_reader *s, struct vmw_error *err)
+{
+	int r;
+
+	resolve_page_shift(s);
+	if ((r = resolve_symbols(s, err)) < 0 || (r = resolve_cpustat(s, err)) < 0 ||
+	    (r = resolve_vmstat(s, err)) < 0 || (r = resolve_timekeeper(s, err)) < 0 ||
+	    (r = resolve_tick_sched(s, err)) < 0 || (r = resolve_runqueues(s, err)) < 0 ||
+	    (r = resolve_zones(s, err)) < 0 || (r = resolve_blockdev(s, err)) < 0)
+		return r;
+	resolve_swap(s);
 	return 0;
 }
 
@@ -715,12 +739,11 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 		return vmw_error_set(err, -ENOMEM, "out of memory");
 	s->k = k;
 	s->kx = vmw_kernel_xlat(k);
-	s->kernel_space = vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull
-								 : 0xffff800000000000ull;
+	s->kernel_space = kernel_space_start(k);
 	s->nr_cpus = vmw_kernel_info(k)->nr_cpus;
 	if (!s->nr_cpus) {
 		free(s);
-		return vmw_error_set(err, -ENOENT, "kernel %s: no CPUs known", vmw_kernel_info(k)->release);
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel %s: no CPUs known", vmw_kernel_info(k)->release);
 	}
 	s->mask_bytes = (s->nr_cpus + 63) / 64 * 8;
 	if ((r = resolve_layouts(s, err)) < 0)
@@ -741,7 +764,7 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 	}
 	for (unsigned c = 0; c < s->nr_cpus; c++)
 		if ((r = vmw_kernel_percpu_offset(k, c, &s->pcpu[c])) < 0) {
-			vmw_error_set(err, r, "kernel %s: no per-CPU offset for CPU %u", release(s), c);
+			vmw_error_setk(err, VMW_ERR_INCONSISTENT, r, "kernel %s: no per-CPU offset for CPU %u", release(s), c);
 			goto fail;
 		}
 	if (s->a_node_data) {
@@ -999,45 +1022,36 @@ static bool ts_idle_active(const struct vmw_summary_reader *s, const uint8_t *ts
  * since the update). */
 static int64_t tk_mono(const struct vmw_summary_reader *s, const uint8_t *tk)
 {
-	uint64_t shift = fget(tk, s->mono_shift);
-	return kadd(fsget(tk, s->mono_base), (int64_t)(shift < 64 ? fget(tk, s->mono_xnsec) >> shift : 0));
+	uint64_t shift = get(tk, s->mono_shift);
+	return kadd(fsget(tk, s->mono_base), (int64_t)(shift < 64 ? get(tk, s->mono_xnsec) >> shift : 0));
 }
 
-int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, struct vmw_error *err)
+/* The batch, read again when nodes came online or went away (re-resolved first). */
+static int read_all(struct vmw_summary_reader *s, struct vmw_error *err, unsigned *retries,
+		    unsigned *missing)
 {
-	uint64_t t0 = vmw_now_ns(), bytes0, page_kb;
-	struct vmw_mem_stats m0, m1;
-	const uint8_t *tk, *online, *possible;
-	unsigned n = s->nr_cpus, retries = 0, missing = 0;
-	int64_t tkm, now;
-	bool nohz;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	vmw_mem_stats(vmw_xlat_mem(s->kx), &m0);
-	bytes0 = m0.bytes_read;
-	vmw_xlat_flush(s->kx);
-
-	if ((r = read_batch(s, err, &retries, &missing)) < 0)
+	if ((r = read_batch(s, err, retries, missing)) < 0)
 		return r;
-	/* Nodes came online or went away: re-resolve and read again. */
 	if (s->a_node_data && memcmp(at(s, s->s_nodes), s->nodemask, s->nodemask_size)) {
 		if ((r = read_nodes(s, at(s, s->s_nodes))) < 0 || (r = build_batch(s)) < 0)
 			return vmw_error_set(err, r, "out of memory");
-		missing = 0;
-		if ((r = read_batch(s, err, &retries, &missing)) < 0)
+		*missing = 0;
+		if ((r = read_batch(s, err, retries, missing)) < 0)
 			return r;
 	}
-	tk = at(s, s->s_tk);
-	online = at(s, s->s_online);
-	possible = at(s, s->s_possible);
-	nohz = s->have_ts && slot_u64(s, s->s_nohz) != 0;
-	page_kb = 1ull << (s->page_shift - 10);
+	return 0;
+}
 
-	/* The clock: the latest guest time stamp we can see. */
-	tkm = tk_mono(s, tk);
-	now = tkm;
-	for (unsigned c = 0; c < n && s->have_ts; c++) {
+/* The clock: the latest guest time stamp we can see (see summary.h). Returns
+ * "now" on CLOCK_MONOTONIC. */
+static int64_t summarize_clock(const struct vmw_summary_reader *s, struct vmw_summary *ret)
+{
+	const uint8_t *tk = at(s, s->s_tk), *online = at(s, s->s_online);
+	int64_t tkm = tk_mono(s, tk), now = tkm;
+
+	for (unsigned c = 0; c < s->nr_cpus && s->have_ts; c++) {
 		const uint8_t *ts = at(s, s->s_ts[c]);
 		int64_t cand[3] = { fsget(ts, s->ts_entry), fsget(ts, s->ts_exit), fsget(ts, s->ts_wake) };
 		if (!mask_test(online, s->mask_bytes, c))
@@ -1048,54 +1062,75 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 	}
 	ret->tk_mono_ns = tkm > 0 ? (uint64_t)tkm : 0;
 	ret->now_mono_ns = now > 0 ? (uint64_t)now : 0;
-	{
-		int64_t boot = kadd(now, fsget(tk, s->offs_boot));
-		int64_t btime = ksub(fsget(tk, s->offs_real), fsget(tk, s->offs_boot));
-		uint64_t shift = fget(tk, s->mono_shift);
-		ret->uptime_ns = boot > 0 ? (uint64_t)boot : 0;
-		ret->boot_time_s = btime > 0 ? (uint64_t)btime / NSEC_PER_SEC : 0;  /* getboottime64() */
-		if (s->xtime_interval.ok && shift < 64)
-			ret->tick_ns = fget(tk, s->xtime_interval) >> shift;
-	}
 
-	/* /proc/stat and /proc/uptime: per CPU. */
+	int64_t boot = kadd(now, fsget(tk, s->offs_boot));
+	int64_t btime = ksub(fsget(tk, s->offs_real), fsget(tk, s->offs_boot));
+	uint64_t shift = get(tk, s->mono_shift);
+	ret->uptime_ns = boot > 0 ? (uint64_t)boot : 0;
+	ret->boot_time_s = btime > 0 ? (uint64_t)btime / NSEC_PER_SEC : 0;  /* getboottime64() */
+	if (s->xtime_interval.ok && shift < 64)
+		ret->tick_ns = get(tk, s->xtime_interval) >> shift;
+	return now;
+}
+
+/* One CPU's /proc/stat line: kcpustat, with idle and iowait from tick_sched under NO_HZ. */
+static struct vmw_cpu_times cpu_times(const struct vmw_summary_reader *s, unsigned c, bool nohz,
+				      bool is_online, int64_t now)
+{
+	const uint8_t *kcs = at(s, s->s_kcs[c]);
+	const uint8_t *ts = s->have_ts ? at(s, s->s_ts[c]) : NULL;
+	uint32_t iowait_nr = (uint32_t)slot_u64(s, s->s_rq_iowait[c]);
+	bool active = ts && ts_idle_active(s, ts);
+	struct vmw_cpu_times t;
+	uint64_t cs[10];
+
+	for (int i = 0; i < 10; i++)
+		memcpy(&cs[i], kcs + s->kcs_cpustat + (uint32_t)s->cputime[i] * 8, 8);
+	t = (struct vmw_cpu_times){
+		.user = cs[0], .nice = cs[1], .system = cs[2], .irq = cs[5], .softirq = cs[6],
+		.steal = cs[7], .guest = cs[8], .guest_nice = cs[9],
+	};
+	t.idle = vmw_summary_sleep_time(nohz, is_online, active, iowait_nr == 0,
+					ts ? fsget(ts, s->ts_sleep) : 0,
+					ts ? fsget(ts, s->ts_entry) : 0, now, cs[3]);
+	t.iowait = vmw_summary_sleep_time(nohz, is_online, active, iowait_nr != 0,
+					  ts ? fsget(ts, s->ts_iowait) : 0,
+					  ts ? fsget(ts, s->ts_entry) : 0, now, cs[4]);
+	return t;
+}
+
+static void add_times(struct vmw_cpu_times *sum, const struct vmw_cpu_times *t)
+{
+	sum->user += t->user;
+	sum->nice += t->nice;
+	sum->system += t->system;
+	sum->idle += t->idle;
+	sum->iowait += t->iowait;
+	sum->irq += t->irq;
+	sum->softirq += t->softirq;
+	sum->steal += t->steal;
+	sum->guest += t->guest;
+	sum->guest_nice += t->guest_nice;
+}
+
+/* /proc/stat and /proc/uptime: per CPU. */
+static void summarize_cpus(struct vmw_summary_reader *s, struct vmw_summary *ret, int64_t now)
+{
+	const uint8_t *online = at(s, s->s_online), *possible = at(s, s->s_possible);
+	bool nohz = s->have_ts && slot_u64(s, s->s_nohz) != 0;
+
 	ret->nohz = nohz;
-	for (unsigned c = 0; c < n; c++) {
-		const uint8_t *kcs = at(s, s->s_kcs[c]);
-		const uint8_t *ts = s->have_ts ? at(s, s->s_ts[c]) : NULL;
+	for (unsigned c = 0; c < s->nr_cpus; c++) {
 		bool is_online = mask_test(online, s->mask_bytes, c);
-		uint32_t iowait_nr = (uint32_t)slot_u64(s, s->s_rq_iowait[c]);
 		struct vmw_cpu_times t;
-		uint64_t cs[10];
-		bool active = ts && ts_idle_active(s, ts);
 
 		if (!mask_test(possible, s->mask_bytes, c))
 			continue;
 		ret->ncpus_possible++;
-		for (int i = 0; i < 10; i++)
-			memcpy(&cs[i], kcs + s->kcs_cpustat + (uint32_t)s->cputime[i] * 8, 8);
-		t = (struct vmw_cpu_times){
-			.user = cs[0], .nice = cs[1], .system = cs[2], .irq = cs[5], .softirq = cs[6],
-			.steal = cs[7], .guest = cs[8], .guest_nice = cs[9],
-		};
-		t.idle = vmw_summary_sleep_time(nohz, is_online, active, iowait_nr == 0,
-						ts ? fsget(ts, s->ts_sleep) : 0,
-						ts ? fsget(ts, s->ts_entry) : 0, now, cs[3]);
-		t.iowait = vmw_summary_sleep_time(nohz, is_online, active, iowait_nr != 0,
-						  ts ? fsget(ts, s->ts_iowait) : 0,
-						  ts ? fsget(ts, s->ts_entry) : 0, now, cs[4]);
-		ret->total.user += t.user;
-		ret->total.nice += t.nice;
-		ret->total.system += t.system;
-		ret->total.idle += t.idle;
-		ret->total.iowait += t.iowait;
-		ret->total.irq += t.irq;
-		ret->total.softirq += t.softirq;
-		ret->total.steal += t.steal;
-		ret->total.guest += t.guest;
-		ret->total.guest_nice += t.guest_nice;
+		t = cpu_times(s, c, nohz, is_online, now);
+		add_times(&ret->total, &t);
 		ret->ctxt += slot_u64(s, s->s_rq_switches[c]);
-		ret->procs_blocked += iowait_nr;          /* nr_iowait(): possible CPUs */
+		ret->procs_blocked += (uint32_t)slot_u64(s, s->s_rq_iowait[c]);  /* nr_iowait(): possible CPUs */
 		if (s->have_ct && s->s_ct[c].len && slot_u64(s, s->s_ct[c]))
 			ret->vtime_cpus++;
 		if (is_online) {
@@ -1109,84 +1144,73 @@ int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, stru
 	ret->idle_ns = ret->total.idle;
 	ret->procs_running = ret->nr_running;
 	ret->processes = slot_u64(s, s->s_total_forks);
+}
 
-	/* /proc/loadavg */
+static void summarize_loadavg(const struct vmw_summary_reader *s, struct vmw_summary *ret)
+{
 	memcpy(ret->load, at(s, s->s_avenrun), sizeof(ret->load));
 	vmw_summary_format_loadavg(ret->load, ret->loadavg, sizeof(ret->loadavg));
 	ret->nr_threads = (int)(int32_t)slot_u64(s, s->s_nr_threads);
 	ret->last_pid = s->s_idr_next.len ? (int)((uint32_t)slot_u64(s, s->s_idr_next) - 1) : -1;
+}
 
-	/* /proc/meminfo */
-	{
-		uint64_t buffers, unused = swap_to_be_unused(s), wmark_low = 0;
-		int64_t cached, totalram, nr_swap;
-		struct vmw_mem_available_in in;
-		bool partial;
+static void summarize_meminfo(struct vmw_summary_reader *s, struct vmw_summary *ret, unsigned *retries)
+{
+	uint64_t page_kb = 1ull << (s->page_shift - 10);
+	uint64_t buffers, unused = swap_to_be_unused(s), wmark_low = 0;
+	int64_t cached, totalram, nr_swap;
+	struct vmw_mem_available_in in;
+	bool partial;
 
-		memcpy(&totalram, at(s, s->s_totalram), 8);
-		buffers = blockdev_pages(s, &partial, &retries);
-		ret->buffers_partial = partial;
-		for (unsigned i = 0; i < s->nnodes * s->nr_zones; i++)
-			wmark_low += slot_u64(s, s->s_wmark[i]) + slot_u64(s, s->s_boost[i]);
-		in = (struct vmw_mem_available_in){
-			.free = stat_item(s, s->s_zone_stat, s->i_free),
-			.totalreserve = slot_u64(s, s->s_totalreserve),
-			.active_file = stat_item(s, s->s_node_stat, s->i_afile),
-			.inactive_file = stat_item(s, s->s_node_stat, s->i_ifile),
-			.slab_reclaimable = stat_item(s, s->s_node_stat, s->i_slab_r),
-			.misc_reclaimable = stat_item(s, s->s_node_stat, s->i_misc_r),
-			.wmark_low = wmark_low,
-		};
-		cached = ksub(ksub((int64_t)stat_item(s, s->s_node_stat, s->i_file),
-				   (int64_t)stat_item(s, s->s_node_stat, s->i_swapcache)), (int64_t)buffers);
-		nr_swap = (int64_t)slot_u64(s, s->s_nr_swap);   /* atomic_long_t */
-		ret->mem_total_kb = (uint64_t)totalram * page_kb;
-		ret->mem_free_kb = in.free * page_kb;
-		ret->mem_available_kb = vmw_summary_mem_available(&in) * page_kb;
-		ret->buffers_kb = buffers * page_kb;
-		ret->cached_kb = (cached < 0 ? 0 : (uint64_t)cached) * page_kb;
-		ret->swap_cached_kb = stat_item(s, s->s_node_stat, s->i_swapcache) * page_kb;
-		ret->shmem_kb = stat_item(s, s->s_node_stat, s->i_shmem) * page_kb;
-		ret->swap_total_kb = (slot_u64(s, s->s_total_swap) + unused) * page_kb;
-		ret->swap_free_kb = (uint64_t)kadd(nr_swap, (int64_t)unused) * page_kb;
-	}
+	memcpy(&totalram, at(s, s->s_totalram), 8);
+	buffers = blockdev_pages(s, &partial, retries);
+	ret->buffers_partial = partial;
+	for (unsigned i = 0; i < s->nnodes * s->nr_zones; i++)
+		wmark_low += slot_u64(s, s->s_wmark[i]) + slot_u64(s, s->s_boost[i]);
+	in = (struct vmw_mem_available_in){
+		.free = stat_item(s, s->s_zone_stat, s->i_free),
+		.totalreserve = slot_u64(s, s->s_totalreserve),
+		.active_file = stat_item(s, s->s_node_stat, s->i_afile),
+		.inactive_file = stat_item(s, s->s_node_stat, s->i_ifile),
+		.slab_reclaimable = stat_item(s, s->s_node_stat, s->i_slab_r),
+		.misc_reclaimable = stat_item(s, s->s_node_stat, s->i_misc_r),
+		.wmark_low = wmark_low,
+	};
+	cached = ksub(ksub((int64_t)stat_item(s, s->s_node_stat, s->i_file),
+			   (int64_t)stat_item(s, s->s_node_stat, s->i_swapcache)), (int64_t)buffers);
+	nr_swap = (int64_t)slot_u64(s, s->s_nr_swap);   /* atomic_long_t */
+	ret->mem_total_kb = (uint64_t)totalram * page_kb;
+	ret->mem_free_kb = in.free * page_kb;
+	ret->mem_available_kb = vmw_summary_mem_available(&in) * page_kb;
+	ret->buffers_kb = buffers * page_kb;
+	ret->cached_kb = (cached < 0 ? 0 : (uint64_t)cached) * page_kb;
+	ret->swap_cached_kb = stat_item(s, s->s_node_stat, s->i_swapcache) * page_kb;
+	ret->shmem_kb = stat_item(s, s->s_node_stat, s->i_shmem) * page_kb;
+	ret->swap_total_kb = (slot_u64(s, s->s_total_swap) + unused) * page_kb;
+	ret->swap_free_kb = (uint64_t)kadd(nr_swap, (int64_t)unused) * page_kb;
+}
 
+int vmw_summary_read(struct vmw_summary_reader *s, struct vmw_summary *ret, struct vmw_error *err)
+{
+	uint64_t t0 = vmw_now_ns();
+	struct vmw_mem_stats m0, m1;
+	unsigned retries = 0, missing = 0;
+	int64_t now;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	vmw_mem_stats(vmw_xlat_mem(s->kx), &m0);
+	vmw_xlat_flush(s->kx);
+	if ((r = read_all(s, err, &retries, &missing)) < 0)
+		return r;
+	now = summarize_clock(s, ret);
+	summarize_cpus(s, ret, now);
+	summarize_loadavg(s, ret);
+	summarize_meminfo(s, ret, &retries);
 	ret->retries = retries;
 	ret->missing = missing;
 	vmw_mem_stats(vmw_xlat_mem(s->kx), &m1);
-	ret->bytes_read = m1.bytes_read - bytes0;
+	ret->bytes_read = m1.bytes_read - m0.bytes_read;
 	ret->read_ns = vmw_now_ns() - t0;
 	return 0;
-}
-
-int vmw_summary_clock(struct vmw_summary_reader *s, uint64_t *ret_boottime_ns, uint64_t *ret_tick_ns)
-{
-	uint8_t *tk = malloc(s->tk_size);
-	int64_t now, boot;
-	uint32_t seq;
-	int r = -EAGAIN;
-
-	if (!tk)
-		return -ENOMEM;
-	for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
-		if ((r = vmw_xlat_read(s->kx, s->a_tk_core, tk, s->tk_size)) < 0)
-			break;
-		if ((r = vmw_xlat_read(s->kx, s->a_tk_core + s->tk_seq, &seq, 4)) < 0)
-			break;
-		if (seq == seq_at(tk, s->tk_seq) && !(seq & 1)) {
-			r = 0;
-			break;
-		}
-		r = -EAGAIN;
-	}
-	if (r == 0) {
-		uint64_t shift = fget(tk, s->mono_shift);
-		now = tk_mono(s, tk);
-		boot = kadd(now, fsget(tk, s->offs_boot));
-		*ret_boottime_ns = boot > 0 ? (uint64_t)boot : 0;
-		if (ret_tick_ns)
-			*ret_tick_ns = s->xtime_interval.ok && shift < 64 ? fget(tk, s->xtime_interval) >> shift : 0;
-	}
-	free(tk);
-	return r;
 }

@@ -176,20 +176,20 @@ static int parse_bool(const char *v, bool *ret)
 	return 0;
 }
 
-int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
-			   struct vmw_qemu_config *ret, struct vmw_error *err)
-{
-	struct vmw_qemu_config cfg = { .machine = "pc" };
-	const char *m_arg = NULL, *mem_path = NULL;
-	char numa_memdev[sizeof(cfg.backend_id)] = "";
-	unsigned numa_memdevs = 0;
-	_cleanup_free_ const char **objects = calloc(argc ? argc : 1, sizeof(*objects));
-	size_t nobjects = 0;
-	char v[4096];
-	int r;
+/* The options of a QEMU command line that decide where guest RAM lives. */
+struct ram_options {
+	const char *m_arg, *mem_path;
+	char numa_memdev[sizeof(((struct vmw_qemu_config *)0)->backend_id)];
+	unsigned numa_memdevs;
+	const char **objects;         /* every -object argument */
+	size_t nobjects;
+};
 
-	if (!objects)
-		return -ENOMEM;
+static int scan_options(size_t argc, const char *const *argv, struct vmw_qemu_config *cfg,
+			struct ram_options *o, struct vmw_error *err)
+{
+	char v[4096];
+
 	for (size_t i = 1; i < argc; i++) {
 		const char *opt = argv[i];
 		const char *arg = i + 1 < argc ? argv[i + 1] : NULL;
@@ -202,95 +202,125 @@ int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
 			if (!arg)
 				break;
 			if (opt_get(arg, "type", "type", v, sizeof(v)) && *v)
-				copy_str(cfg.machine, sizeof(cfg.machine), v);
+				copy_str(cfg->machine, sizeof(cfg->machine), v);
 			if (opt_get(arg, "type", "memory-backend", v, sizeof(v)))
-				copy_str(cfg.backend_id, sizeof(cfg.backend_id), v);
+				copy_str(cfg->backend_id, sizeof(cfg->backend_id), v);
 			if (opt_get(arg, "type", "max-ram-below-4g", v, sizeof(v)) &&
-			    vmw_qemu_parse_size(v, 1, &cfg.max_ram_below_4g) < 0)
-				return vmw_error_set(err, -EINVAL,
+			    vmw_qemu_parse_size(v, 1, &cfg->max_ram_below_4g) < 0)
+				return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
 					"cannot parse max-ram-below-4g=%s in -machine %s", v, arg);
 			i++;
 		} else if (!strcmp(opt, "m")) {
 			if (!arg)
 				break;
-			m_arg = arg;
+			o->m_arg = arg;
 			i++;
 		} else if (!strcmp(opt, "object")) {
 			if (!arg)
 				break;
-			objects[nobjects++] = arg;
+			o->objects[o->nobjects++] = arg;
 			i++;
 		} else if (!strcmp(opt, "numa")) {
 			if (!arg)
 				break;
 			if (opt_get(arg, "type", "memdev", v, sizeof(v))) {
-				numa_memdevs++;
-				copy_str(numa_memdev, sizeof(numa_memdev), v);
+				o->numa_memdevs++;
+				copy_str(o->numa_memdev, sizeof(o->numa_memdev), v);
 			}
 			i++;
 		} else if (!strcmp(opt, "mem-path")) {
 			if (!arg)
 				break;
-			mem_path = arg;
+			o->mem_path = arg;
 			i++;
 		}
 	}
+	return 0;
+}
+
+/* Type, sharing and size of the memory backend cfg->backend_id names. */
+static int parse_backend(const struct ram_options *o, struct vmw_qemu_config *cfg, struct vmw_error *err)
+{
+	const char *obj = NULL;
+	uint64_t size = 0;
+	char v[4096];
+
+	for (size_t i = 0; i < o->nobjects; i++)
+		if (opt_get(o->objects[i], "qom-type", "id", v, sizeof(v)) && !strcmp(v, cfg->backend_id))
+			obj = o->objects[i];
+	if (!obj)
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
+			"memory backend '%s' is not defined by any -object", cfg->backend_id);
+	if (!opt_get(obj, "qom-type", "qom-type", v, sizeof(v)))
+		v[0] = '\0';
+	if (!strcmp(v, "memory-backend-file")) {
+		cfg->backend = VMW_BACKEND_FILE;
+		cfg->share = false;
+	} else if (!strcmp(v, "memory-backend-memfd")) {
+		cfg->backend = VMW_BACKEND_MEMFD;
+		cfg->share = true;
+	} else if (!strcmp(v, "memory-backend-ram")) {
+		cfg->backend = VMW_BACKEND_RAM;
+		cfg->share = false;
+	} else {
+		return vmw_error_set(err, -ENOTSUP,
+			"memory backend '%s' has type '%s': vmwatch handles memory-backend-file, "
+			"-memfd and -ram", cfg->backend_id, v);
+	}
+	if (opt_get(obj, "qom-type", "share", v, sizeof(v)) && parse_bool(v, &cfg->share) < 0)
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
+				      "cannot parse share=%s in -object %s", v, obj);
+	if (opt_get(obj, "qom-type", "mem-path", v, sizeof(v)))
+		copy_str(cfg->mem_path, sizeof(cfg->mem_path), v);
+	if (!opt_get(obj, "qom-type", "size", v, sizeof(v)) ||
+	    vmw_qemu_parse_size(v, 1, &size) < 0 || size == 0)
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
+				      "cannot find the size of memory backend '%s' in -object %s",
+				      cfg->backend_id, obj);
+	/* The backend's size is the RAM size (QEMU insists -m agrees). */
+	cfg->ram_size = size;
+	return 0;
+}
+
+/* A command line QEMU accepted but vmwatch cannot parse is an unsupported
+ * QEMU set-up, not a usage error of vmwatch's own arguments. */
+int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
+			   struct vmw_qemu_config *ret, struct vmw_error *err)
+{
+	struct vmw_qemu_config cfg = { .machine = "pc" };
+	_cleanup_free_ const char **objects = calloc(argc ? argc : 1, sizeof(*objects));
+	struct ram_options o = { .objects = objects };
+	char v[4096];
+	int r;
+
+	if (!objects)
+		return -ENOMEM;
+	if ((r = scan_options(argc, argv, &cfg, &o, err)) < 0)
+		return r;
 
 	/* -m [size=]N[unit]: a bare number is MiB; QEMU rounds up to 8 KiB. */
-	if (m_arg && opt_get(m_arg, "size", "size", v, sizeof(v))) {
+	if (o.m_arg && opt_get(o.m_arg, "size", "size", v, sizeof(v))) {
 		if ((r = vmw_qemu_parse_size(v, MiB, &cfg.ram_size)) < 0 || cfg.ram_size == 0)
-			return vmw_error_set(err, -EINVAL, "cannot parse the RAM size in -m %s", m_arg);
+			return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
+					      "cannot parse the RAM size in -m %s", o.m_arg);
 		cfg.ram_size = (cfg.ram_size + 8191) & ~8191ULL;
 	}
 
-	if (!cfg.backend_id[0] && numa_memdevs) {
-		if (numa_memdevs > 1)
+	if (!cfg.backend_id[0] && o.numa_memdevs) {
+		if (o.numa_memdevs > 1)
 			return vmw_error_set(err, -ENOTSUP,
 				"the guest's RAM is split over %u NUMA memory backends (-numa node,memdev=...): "
-				"not supported yet", numa_memdevs);
-		copy_str(cfg.backend_id, sizeof(cfg.backend_id), numa_memdev);
+				"not supported yet", o.numa_memdevs);
+		copy_str(cfg.backend_id, sizeof(cfg.backend_id), o.numa_memdev);
 	}
 
 	if (cfg.backend_id[0]) {
-		const char *obj = NULL;
-		uint64_t size = 0;
-
-		for (size_t i = 0; i < nobjects; i++)
-			if (opt_get(objects[i], "qom-type", "id", v, sizeof(v)) && !strcmp(v, cfg.backend_id))
-				obj = objects[i];
-		if (!obj)
-			return vmw_error_set(err, -EINVAL,
-				"memory backend '%s' is not defined by any -object", cfg.backend_id);
-		if (!opt_get(obj, "qom-type", "qom-type", v, sizeof(v)))
-			v[0] = '\0';
-		if (!strcmp(v, "memory-backend-file")) {
-			cfg.backend = VMW_BACKEND_FILE;
-			cfg.share = false;
-		} else if (!strcmp(v, "memory-backend-memfd")) {
-			cfg.backend = VMW_BACKEND_MEMFD;
-			cfg.share = true;
-		} else if (!strcmp(v, "memory-backend-ram")) {
-			cfg.backend = VMW_BACKEND_RAM;
-			cfg.share = false;
-		} else {
-			return vmw_error_set(err, -ENOTSUP,
-				"memory backend '%s' has type '%s': vmwatch handles memory-backend-file, "
-				"-memfd and -ram", cfg.backend_id, v);
-		}
-		if (opt_get(obj, "qom-type", "share", v, sizeof(v)) && parse_bool(v, &cfg.share) < 0)
-			return vmw_error_set(err, -EINVAL, "cannot parse share=%s in -object %s", v, obj);
-		if (opt_get(obj, "qom-type", "mem-path", v, sizeof(v)))
-			copy_str(cfg.mem_path, sizeof(cfg.mem_path), v);
-		if (!opt_get(obj, "qom-type", "size", v, sizeof(v)) ||
-		    vmw_qemu_parse_size(v, 1, &size) < 0 || size == 0)
-			return vmw_error_set(err, -EINVAL, "cannot find the size of memory backend '%s' in -object %s",
-					     cfg.backend_id, obj);
-		/* The backend's size is the RAM size (QEMU insists -m agrees). */
-		cfg.ram_size = size;
-	} else if (mem_path) {
+		if ((r = parse_backend(&o, &cfg, err)) < 0)
+			return r;
+	} else if (o.mem_path) {
 		/* Legacy -mem-path: a memory-backend-file, mapped private. */
 		cfg.backend = VMW_BACKEND_FILE;
-		copy_str(cfg.mem_path, sizeof(cfg.mem_path), mem_path);
+		copy_str(cfg.mem_path, sizeof(cfg.mem_path), o.mem_path);
 	}
 
 	if (!cfg.ram_size)

@@ -38,7 +38,7 @@ static int open_elf(struct vmw_mem *mem, const char *path, const uint8_t *map, u
 		want += l->memsz;
 	}
 	if (r >= 0 && (r = vmw_mem_finish(mem)) < 0)
-		vmw_error_set(err, r, "%s: bad segment table", path);
+		vmw_error_setk(err, VMW_ERR_INCONSISTENT, r, "%s: bad segment table", path);
 	if (r >= 0) {
 		int n = snprintf(mem->desc, sizeof(mem->desc), "ELF core %s, %zu segment%s, %s", path,
 				 info.nloads, info.nloads == 1 ? "" : "s", vmw_fmt_size(have, a));
@@ -72,7 +72,7 @@ static int open_raw(struct vmw_mem *mem, const char *path, const struct stat *st
 				return r;
 			}
 			if (off > size || cfg.ram_size > size - off)
-				return vmw_error_set(err, -EIO, "%s is the RAM of qemu:%d but smaller than its %s RAM",
+				return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EIO, "%s is the RAM of qemu:%d but smaller than its %s RAM",
 						     path, (int)pid, vmw_fmt_size(cfg.ram_size, sz));
 			if ((r = vmw_mem_add_layout(mem, &l, map + off, 0)) < 0 || (r = vmw_mem_finish(mem)) < 0)
 				return r;
@@ -128,12 +128,12 @@ int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts_in,
 	if (fstat(fd, &st) < 0)
 		return vmw_error_set(err, -errno, "%s: %s", path, strerror(errno));
 	if (S_ISDIR(st.st_mode))
-		return vmw_error_set(err, -EISDIR, "%s: is a directory, not a memory dump or RAM file", path);
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EISDIR, "%s: is a directory, not a memory dump or RAM file", path);
 	if (S_ISREG(st.st_mode)) {
 		size = (uint64_t)st.st_size;
 	} else if (S_ISBLK(st.st_mode)) {
 		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-			return vmw_error_set(err, -errno, "%s: cannot get the size of the block device: %s",
+			return vmw_error_setk(err, VMW_ERR_IO, -errno, "%s: cannot get the size of the block device: %s",
 					     path, strerror(errno));
 	} else {
 		return vmw_error_set(err, -ENOEXEC, "%s: not a regular file (a pipe or device cannot be mapped)", path);
@@ -143,7 +143,7 @@ int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts_in,
 
 	map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
-		return vmw_error_set(err, -errno, "%s: cannot map: %s", path, strerror(errno));
+		return vmw_error_setk(err, VMW_ERR_IO, -errno, "%s: cannot map: %s", path, strerror(errno));
 	if ((r = vmw_mem_new(&mem)) < 0) {
 		munmap((void *)map, (size_t)size);
 		return r;

@@ -66,9 +66,9 @@ int vmw_ram_layout(const struct vmw_machine *m, uint64_t ram_size, uint64_t max_
 	struct vmw_ram_layout l = { 0 };
 
 	if (ram_size == 0)
-		return vmw_error_set(err, -EINVAL, "RAM size is 0");
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL, "RAM size is 0");
 	if (max_ram_below_4g > FOUR_GIB)
-		return vmw_error_set(err, -EINVAL,
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL,
 			"max-ram-below-4g=0x%llx is more than 4 GiB (QEMU refuses it)",
 			(unsigned long long)max_ram_below_4g);
 
@@ -85,7 +85,7 @@ int vmw_ram_layout(const struct vmw_machine *m, uint64_t ram_size, uint64_t max_
 		lowmem = MIN(lowmem, max);
 		break;
 	default:
-		return vmw_error_set(err, -EINVAL, "unknown machine family %d", (int)m->family);
+		return vmw_error_setk(err, VMW_ERR_INTERNAL, -EINVAL, "unknown machine family %d", (int)m->family);
 	}
 
 	if (ram_size >= lowmem) {
@@ -95,7 +95,7 @@ int vmw_ram_layout(const struct vmw_machine *m, uint64_t ram_size, uint64_t max_
 		l.below_4g = ram_size;
 	}
 	if (l.above_4g > UINT64_MAX - FOUR_GIB)
-		return vmw_error_set(err, -EINVAL, "RAM size 0x%llx is too large", (unsigned long long)ram_size);
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -EINVAL, "RAM size 0x%llx is too large", (unsigned long long)ram_size);
 
 	l.piece[l.n++] = (struct vmw_ram_piece){ 0, 0, MIN(l.below_4g, VMW_LEGACY_START) };
 	if (l.below_4g > VMW_LEGACY_END)

@@ -221,7 +221,7 @@ static int open_mapped_file(pid_t pid, const struct vmw_map *m, int *ret_fd, str
 	if (fstat(fd, &st) < 0 || st.st_ino != m->inode || major(st.st_dev) != m->major ||
 	    minor(st.st_dev) != m->minor) {
 		close(fd);
-		return vmw_error_set(err, -ESTALE, "the file at %s is no longer the one QEMU %d maps as RAM",
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ESTALE, "the file at %s is no longer the one QEMU %d maps as RAM",
 				     m->path, (int)pid);
 	}
 	*ret_fd = fd;
@@ -296,29 +296,20 @@ static int find_ram_mapping(pid_t pid, const struct vmw_qemu_config *cfg, struct
 		"guest RAM (%s): ambiguous, not supported", nall, vmw_fmt_size(cfg->ram_size, sz), (int)pid, list);
 }
 
-int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
-		      struct vmw_mem **ret, struct vmw_error *err)
+/* QEMU's RAM configuration from its command line: -m, -machine, the backend. */
+static int read_qemu_config(pid_t pid, struct vmw_qemu_config *cfg, struct vmw_machine *mach,
+			    struct vmw_ram_layout *layout, struct vmw_error *err)
 {
-	struct vmw_mem_opts opts;
 	_cleanup_free_ char *cmd = NULL;
 	_cleanup_free_ const char **argv = NULL;
 	size_t cmdlen, argc;
-	struct vmw_qemu_config cfg;
-	struct vmw_machine mach;
-	struct vmw_ram_layout layout;
-	struct vmw_map m;
-	struct vmw_mem *mem = NULL;
-	char tail[256];
-	bool shared;
 	int r;
 
-	vmw_mem_opts_copy(&opts, opts_in);
 	if (pid <= 0)
-		return vmw_error_set(err, -ESRCH, "no process with PID %d", (int)pid);
-
+		return vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ESRCH, "no process with PID %d", (int)pid);
 	r = read_proc(pid, "cmdline", &cmd, &cmdlen);
 	if (r == -ENOENT || r == -ESRCH)
-		return vmw_error_set(err, -ESRCH, "no process with PID %d", (int)pid);
+		return vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ESRCH, "no process with PID %d", (int)pid);
 	if (r == -EACCES || r == -EPERM)
 		return vmw_error_set(err, -EACCES, "cannot read /proc/%d/cmdline: permission denied (run as root)",
 				     (int)pid);
@@ -335,23 +326,94 @@ int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
 		return vmw_error_set(err, -ENOEXEC, "PID %d is not a QEMU process (its command is '%s')",
 				     (int)pid, ex);
 	}
-
-	if ((r = vmw_qemu_parse_cmdline(argc, argv, &cfg, err)) < 0 ||
-	    (r = vmw_machine_parse(cfg.machine, &mach, err)) < 0 ||
-	    (r = vmw_ram_layout(&mach, cfg.ram_size, cfg.max_ram_below_4g, &layout, err)) < 0) {
+	if ((r = vmw_qemu_parse_cmdline(argc, argv, cfg, err)) < 0 ||
+	    (r = vmw_machine_parse(cfg->machine, mach, err)) < 0 ||
+	    (r = vmw_ram_layout(mach, cfg->ram_size, cfg->max_ram_below_4g, layout, err)) < 0) {
 		vmw_error_prefix(err, "qemu:%d: ", (int)pid);
 		return r;
 	}
+	return 0;
+}
+
+/* Map the file QEMU maps as RAM (fd, opened by open_mapped_file), read-only. */
+static int map_shared_ram(struct vmw_mem *mem, int fd, pid_t pid, const struct vmw_map *m,
+			  const struct vmw_qemu_config *cfg, const struct vmw_ram_layout *layout,
+			  struct vmw_error *err)
+{
+	struct stat st;
+	void *map;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < m->offset + cfg->ram_size)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EIO,
+				      "QEMU %d's RAM file %s is smaller than its mapping", (int)pid, m->path);
+	map = mmap(NULL, cfg->ram_size, PROT_READ, MAP_SHARED, fd, (off_t)m->offset);
+	if (map == MAP_FAILED)
+		return vmw_error_setk(err, VMW_ERR_IO, -errno, "cannot map QEMU %d's RAM file %s: %s",
+				      (int)pid, m->path, strerror(errno));
+	vmw_mem_own_map(mem, map, cfg->ram_size);
+	vmw_mem_own_map_file(mem, fd, m->offset);
+	return vmw_mem_add_layout(mem, layout, map, 0);
+}
+
+/* Prove now that we may read QEMU's memory, rather than on the first real read. */
+static int probe_process_read(struct vmw_mem *mem, pid_t pid, struct vmw_error *err)
+{
+	uint64_t probe;
+	int r = vmw_mem_read(mem, mem->ranges[0].start, &probe, sizeof(probe));
+
+	if (r == -EACCES)
+		return vmw_error_set(err, -EACCES,
+			"cannot read the memory of QEMU PID %d (process_vm_readv: permission denied): "
+			"run as root or as the user running QEMU", (int)pid);
+	if (r < 0)
+		return vmw_error_set(err, r == -ESRCH ? -ESRCH : -EIO,
+			r == -ESRCH ? "no process with PID %d (it exited)"
+				    : "cannot read the memory of QEMU PID %d with process_vm_readv", (int)pid);
+	memset(&mem->stats, 0, sizeof(mem->stats));
+	return 0;
+}
+
+static void describe_qemu_source(struct vmw_mem *mem, pid_t pid, const struct vmw_map *m, bool shared,
+				 const struct vmw_machine *mach, const struct vmw_qemu_config *cfg)
+{
+	char tail[256];
+
+	describe_layout(tail, sizeof(tail), mach, cfg);
+	if (shared && !strncmp(m->path, "/memfd:", 7))
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, memfd %.*s%s", (int)pid,
+			 (int)(strlen(m->path) - 7 - (path_is_deleted(m->path) ? 10 : 0)), m->path + 7, tail);
+	else if (shared)
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared file %s%s", (int)pid, m->path, tail);
+	else if (m->shared)
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared %s read with process_vm_readv%s",
+			 (int)pid, m->path[0] ? m->path : "memory", tail);
+	else
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, private memory read with process_vm_readv%s",
+			 (int)pid, tail);
+}
+
+int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
+		      struct vmw_mem **ret, struct vmw_error *err)
+{
+	struct vmw_mem_opts opts;
+	struct vmw_qemu_config cfg;
+	struct vmw_machine mach;
+	struct vmw_ram_layout layout;
+	struct vmw_map m;
+	struct vmw_mem *mem = NULL;
+	bool shared;
+	int r;
+
+	vmw_mem_opts_copy(&opts, opts_in);
+	if ((r = read_qemu_config(pid, &cfg, &mach, &layout, err)) < 0)
+		return r;
 	if ((r = find_ram_mapping(pid, &cfg, &m, err)) < 0)
 		return r;
-
 	if ((r = vmw_mem_new(&mem)) < 0)
 		return r;
 	shared = m.shared && !opts.force_process_read;
 	if (shared) {
 		_cleanup_close_ int fd = -1;
-		struct stat st;
-		void *map;
 
 		r = open_mapped_file(pid, &m, &fd, err);
 		if (r == -EACCES) {
@@ -360,23 +422,8 @@ int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
 			shared = false;
 			if (err)
 				*err = (struct vmw_error){ 0 };
-		} else if (r < 0) {
+		} else if (r < 0 || (r = map_shared_ram(mem, fd, pid, &m, &cfg, &layout, err)) < 0) {
 			goto fail;
-		} else {
-			if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < m.offset + cfg.ram_size) {
-				r = vmw_error_set(err, -EIO, "QEMU %d's RAM file %s is smaller than its mapping",
-						  (int)pid, m.path);
-				goto fail;
-			}
-			map = mmap(NULL, cfg.ram_size, PROT_READ, MAP_SHARED, fd, (off_t)m.offset);
-			if (map == MAP_FAILED) {
-				r = vmw_error_set(err, -errno, "cannot map QEMU %d's RAM file %s: %s",
-						  (int)pid, m.path, strerror(errno));
-				goto fail;
-			}
-			vmw_mem_own_map(mem, map, cfg.ram_size);
-			vmw_mem_own_map_file(mem, fd, m.offset);
-			r = vmw_mem_add_layout(mem, &layout, map, 0);
 		}
 	}
 	if (!shared) {
@@ -388,38 +435,9 @@ int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
 	mem->owner_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (r < 0 || (r = vmw_mem_finish(mem)) < 0)
 		goto fail;
-
-	if (!shared) {
-		/* Prove now that we may read, rather than on the first real read. */
-		uint64_t probe;
-		r = vmw_mem_read(mem, mem->ranges[0].start, &probe, sizeof(probe));
-		if (r == -EACCES) {
-			r = vmw_error_set(err, -EACCES,
-				"cannot read the memory of QEMU PID %d (process_vm_readv: permission denied): "
-				"run as root or as the user running QEMU", (int)pid);
-			goto fail;
-		}
-		if (r < 0) {
-			r = vmw_error_set(err, r == -ESRCH ? -ESRCH : -EIO,
-				r == -ESRCH ? "no process with PID %d (it exited)"
-					    : "cannot read the memory of QEMU PID %d with process_vm_readv", (int)pid);
-			goto fail;
-		}
-		memset(&mem->stats, 0, sizeof(mem->stats));
-	}
-
-	describe_layout(tail, sizeof(tail), &mach, &cfg);
-	if (shared && !strncmp(m.path, "/memfd:", 7))
-		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, memfd %.*s%s", (int)pid,
-			 (int)(strlen(m.path) - 7 - (path_is_deleted(m.path) ? 10 : 0)), m.path + 7, tail);
-	else if (shared)
-		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared file %s%s", (int)pid, m.path, tail);
-	else if (m.shared)
-		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared %s read with process_vm_readv%s",
-			 (int)pid, m.path[0] ? m.path : "memory", tail);
-	else
-		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, private memory read with process_vm_readv%s",
-			 (int)pid, tail);
+	if (!shared && (r = probe_process_read(mem, pid, err)) < 0)
+		goto fail;
+	describe_qemu_source(mem, pid, &m, shared, &mach, &cfg);
 	*ret = mem;
 	return 0;
 

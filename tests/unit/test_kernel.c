@@ -2,7 +2,8 @@
 /*
  * test_kernel.c - the kernel layer's pure parts that are not kallsyms or
  * VMCOREINFO: the symbol index, BTF member lookups (on BTF built here with
- * libbpf), and the discovery cache files (src/kernel/symtab.c, btf.c, cache.c).
+ * libbpf), the discovery cache files (src/kernel/symtab.c, btf.c, cache.c), and
+ * the error kinds the readers above set on such a kernel.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "kernel/kernel_internal.h"
+#include "linux/linux.h"
 
 /* ---- symbol index -------------------------------------------------------- */
 
@@ -520,6 +522,86 @@ static void test_cache_dir(void **state)
 	assert_int_equal(vmw_kcache_dir(NULL, buf, 8), -ENAMETOOLONG);
 }
 
+/* ---- error kinds of the readers above the kernel ---------------------------- */
+
+/* A kernel as discovery leaves it, minus guest RAM: kallsyms with the given
+ * names, the BTF built above, no CPUs yet. */
+static struct vmw_kernel *fake_kernel(const char *const *names, size_t n)
+{
+	struct vmw_kernel *k = calloc(1, sizeof(*k));
+	struct vmw_ksym *syms = calloc(n, sizeof(*syms));
+	char *buf = malloc(256);
+	struct btf *built = make_btf();
+	size_t len = 0;
+
+	assert_non_null(k);
+	assert_non_null(syms);
+	assert_non_null(buf);
+	for (size_t i = 0; i < n; i++) {
+		syms[i] = (struct vmw_ksym){ .addr = 0xffffffff82000000ull + i * 64, .type = 'D',
+					     .name = (uint32_t)len };
+		len += (size_t)sprintf(buf + len, "%s", names[i]) + 1;
+	}
+	assert_int_equal(vmw_symtab_new(syms, (uint32_t)n, buf, len, &k->symtab), 0);
+	k->btf = reparse(built);
+	btf__free(built);
+	static const char vmcoreinfo[] =
+		"OSRELEASE=6.99-test\nBUILD-ID=abcd\nPAGESIZE=4096\nKERNELOFFSET=0\n"
+		"SYMBOL(_stext)=ffffffff81000000\nNUMBER(phys_base)=0\n"
+		"SYMBOL(init_top_pgt)=ffffffff82000000\n";
+	assert_int_equal(vmw_vmcoreinfo_parse(vmcoreinfo, sizeof(vmcoreinfo), &k->vi, NULL), 0);
+	snprintf(k->info.release, sizeof(k->info.release), "6.99-test");
+	k->info.paging_levels = 4;
+	return k;
+}
+
+/* BTF without a member the process model needs is a missing layout, whatever
+ * the message says about BTF (the agent's reason code comes from the kind). */
+static void test_missing_layout_kinds(void **state)
+{
+	struct vmw_kernel *k = fake_kernel((const char *[]){ "init_task" }, 1);
+	struct vmw_summary_reader *s = NULL;
+	struct vmw_linux *l = NULL;
+	struct vmw_error err = { 0 };
+
+	assert_int_equal(vmw_linux_new(k, &l, &err), -ENOENT);
+	assert_int_equal(err.kind, VMW_ERR_MISSING_LAYOUT);
+	assert_non_null(strstr(err.msg, "task_struct.tasks"));
+	assert_string_equal(vmw_error_kind_name(vmw_error_kind_of(&err, -ENOENT)), "missing_layout");
+
+	/* No CPUs: inconsistent discovery results, not a missing layout. */
+	err = (struct vmw_error){ 0 };
+	assert_int_equal(vmw_summary_new(k, &s, &err), -ENOENT);
+	assert_int_equal(err.kind, VMW_ERR_INCONSISTENT);
+	/* With a CPU, the first variable kallsyms lacks is the missing layout. */
+	k->info.nr_cpus = 1;
+	err = (struct vmw_error){ 0 };
+	assert_int_equal(vmw_summary_new(k, &s, &err), -ENOENT);
+	assert_int_equal(err.kind, VMW_ERR_MISSING_LAYOUT);
+	assert_non_null(strstr(err.msg, "avenrun"));
+	vmw_kernel_detach(k);
+
+	k = fake_kernel((const char *[]){ "_text" }, 1);
+	err = (struct vmw_error){ 0 };
+	assert_int_equal(vmw_linux_new(k, &l, &err), -ENOENT);
+	assert_int_equal(err.kind, VMW_ERR_INCONSISTENT);
+	vmw_kernel_detach(k);
+
+	/* A layout answer that would size a buffer past 1 MiB (here from a tampered memo,
+	 * which is consulted before BTF) is refused as inconsistent, never used. */
+	k = fake_kernel((const char *[]){ "init_task" }, 1);
+	assert_int_equal(vmw_memo_add(&k->memo, "M task_struct tasks", 0, 0xfffff000u, 0x2000), 0);
+	err = (struct vmw_error){ 0 };
+	assert_int_equal(vmw_linux_new(k, &l, &err), -EBADMSG);
+	assert_int_equal(err.kind, VMW_ERR_INCONSISTENT);
+	assert_non_null(strstr(err.msg, "task_struct.tasks"));
+	uint32_t off, size;
+	assert_int_equal(vmw_kernel_member(k, "task_struct", "tasks", &off, &size), -EBADMSG);
+	assert_int_equal(vmw_memo_add(&k->memo, "S task_struct", 0, 64u << 20, 0), 0);
+	assert_int_equal(vmw_kernel_type_size(k, "task_struct", &size), -EBADMSG);
+	vmw_kernel_detach(k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +615,7 @@ int main(void)
 		cmocka_unit_test(test_cache_hint_and_memo),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_cache_dir_trusted),
+		cmocka_unit_test(test_missing_layout_kinds),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -282,15 +282,23 @@ static void test_open_targets(void **state)
 
 	assert_int_equal(vmw_mem_open("qemu:abc", NULL, &mem, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "qemu:abc"));
+	assert_int_equal(err.kind, VMW_ERR_USAGE);
 	assert_int_equal(vmw_mem_open("vm1", NULL, &mem, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "unknown target"));
+	/* A PID that does not exist is not found; "gone" is for a QEMU that was there. */
 	assert_int_equal(vmw_mem_open("qemu:2147483647", NULL, &mem, &err), -ESRCH);
 	assert_non_null(strstr(err.msg, "no process with PID 2147483647"));
+	assert_int_equal(err.kind, VMW_ERR_NOT_FOUND);
+	assert_int_equal(vmw_mem_open("file:/nonexistent/ram", NULL, &mem, &err), -ENOENT);
+	assert_int_equal(err.kind, VMW_ERR_NOT_FOUND);
+	assert_int_equal(vmw_mem_open("file:/", NULL, &mem, &err), -EISDIR);
+	assert_int_equal(err.kind, VMW_ERR_UNSUPPORTED);
 	/* this test program is not QEMU */
 	snprintf(self, sizeof(self), "qemu:%d", (int)getpid());
 	assert_int_equal(vmw_mem_open(self, NULL, &mem, &err), -ENOEXEC);
 	assert_non_null(strstr(err.msg, "is not a QEMU process"));
 	assert_non_null(strstr(err.msg, "test_mem"));
+	assert_int_equal(err.kind, VMW_ERR_UNSUPPORTED);
 }
 
 static void test_helpers(void **state)

@@ -87,6 +87,8 @@ static void test_bad_ram_size(void **state)
 	assert_int_equal(parse_err(&c, &err, (const char *const[]){ "qemu-system-x86_64", "-m", "lots", NULL }),
 			 -EINVAL);
 	assert_non_null(strstr(err.msg, "lots"));
+	/* QEMU accepted it: an unsupported set-up, not a usage error of vmwatch. */
+	assert_int_equal(err.kind, VMW_ERR_UNSUPPORTED);
 }
 
 static void test_machine_forms(void **state)
@@ -192,6 +194,7 @@ static void test_backend_errors(void **state)
 	assert_int_equal(parse_err(&c, &err, (const char *const[]){ "qemu-system-x86_64",
 		"-machine", "pc,memory-backend=nope", NULL }), -EINVAL);
 	assert_non_null(strstr(err.msg, "nope"));
+	assert_int_equal(err.kind, VMW_ERR_UNSUPPORTED);
 	assert_int_equal(parse_err(&c, &err, (const char *const[]){ "qemu-system-x86_64",
 		"-object", "memory-backend-epc,id=m,size=1G", "-machine", "q35,memory-backend=m", NULL }), -ENOTSUP);
 	assert_non_null(strstr(err.msg, "memory-backend-epc"));

@@ -86,12 +86,14 @@ static void test_valid_core(void **state)
 	free(buf);
 }
 
-static void expect_bad(const uint8_t *buf, size_t len, const char *what)
+/* A file that is not an x86-64 core is unsupported; a damaged one is inconsistent. */
+static void expect_bad(const uint8_t *buf, size_t len, const char *what, enum vmw_error_kind kind)
 {
 	struct vmw_elf_info info;
 	struct vmw_error err;
 
 	assert_int_equal(parse(buf, len, &info, &err), -ENOEXEC);
+	assert_string_equal(vmw_error_kind_name(err.kind), vmw_error_kind_name(kind));
 	if (!strstr(err.msg, what))
 		fail_msg("message '%s' does not say '%s'", err.msg, what);
 }
@@ -105,10 +107,10 @@ static void test_truncated(void **state)
 	size_t len;
 	uint8_t *buf = build_core(segs, ARRAY_SIZE(segs), &len);
 
-	expect_bad(buf, len - 1, "past the end of the file");   /* last segment cut short */
-	expect_bad(buf, 100, "program headers");                  /* headers cut */
-	expect_bad(buf, 40, "truncated ELF header");
-	expect_bad(buf, 3, "not an ELF");
+	expect_bad(buf, len - 1, "past the end of the file", VMW_ERR_INCONSISTENT);   /* last segment cut short */
+	expect_bad(buf, 100, "program headers", VMW_ERR_INCONSISTENT);                  /* headers cut */
+	expect_bad(buf, 40, "truncated ELF header", VMW_ERR_INCONSISTENT);
+	expect_bad(buf, 3, "not an ELF", VMW_ERR_UNSUPPORTED);
 	free(buf);
 }
 
@@ -121,12 +123,12 @@ static void test_offsets_outside_file(void **state)
 	uint8_t *buf = build_core(segs, 1, &len);
 	Elf64_Phdr ph;
 
-	expect_bad(buf, len, "past the end of the file");
+	expect_bad(buf, len, "past the end of the file", VMW_ERR_INCONSISTENT);
 	/* p_offset + p_filesz wrapping around must not pass the check */
 	memcpy(&ph, buf + sizeof(Elf64_Ehdr), sizeof(ph));
 	ph.p_offset = UINT64_MAX - 0x10;
 	memcpy(buf + sizeof(Elf64_Ehdr), &ph, sizeof(ph));
-	expect_bad(buf, len, "past the end of the file");
+	expect_bad(buf, len, "past the end of the file", VMW_ERR_INCONSISTENT);
 	free(buf);
 }
 
@@ -139,7 +141,7 @@ static void test_overlap(void **state)
 	size_t len;
 	uint8_t *buf = build_core(segs, ARRAY_SIZE(segs), &len);
 
-	expect_bad(buf, len, "overlap");
+	expect_bad(buf, len, "overlap", VMW_ERR_INCONSISTENT);
 	free(buf);
 }
 
@@ -153,30 +155,30 @@ static void test_header_checks(void **state)
 	memcpy(&orig, buf, sizeof(orig));
 
 	buf[EI_CLASS] = ELFCLASS32;
-	expect_bad(buf, len, "32-bit");
+	expect_bad(buf, len, "32-bit", VMW_ERR_UNSUPPORTED);
 	buf[EI_CLASS] = ELFCLASS64;
 	buf[EI_DATA] = ELFDATA2MSB;
-	expect_bad(buf, len, "big-endian");
+	expect_bad(buf, len, "big-endian", VMW_ERR_UNSUPPORTED);
 
 	eh = orig;
 	eh.e_type = ET_EXEC;
 	memcpy(buf, &eh, sizeof(eh));
-	expect_bad(buf, len, "not a core dump");
+	expect_bad(buf, len, "not a core dump", VMW_ERR_UNSUPPORTED);
 
 	eh = orig;
 	eh.e_machine = EM_AARCH64;
 	memcpy(buf, &eh, sizeof(eh));
-	expect_bad(buf, len, "x86-64");
+	expect_bad(buf, len, "x86-64", VMW_ERR_UNSUPPORTED);
 
 	eh = orig;
 	eh.e_phentsize = 32;
 	memcpy(buf, &eh, sizeof(eh));
-	expect_bad(buf, len, "program header entry size");
+	expect_bad(buf, len, "program header entry size", VMW_ERR_INCONSISTENT);
 
 	eh = orig;
 	eh.e_phnum = 0;
 	memcpy(buf, &eh, sizeof(eh));
-	expect_bad(buf, len, "no program headers");
+	expect_bad(buf, len, "no program headers", VMW_ERR_UNSUPPORTED);
 	free(buf);
 }
 
@@ -189,13 +191,13 @@ static void test_segment_checks(void **state)
 	uint8_t *buf;
 
 	buf = build_core(bigger, 1, &len);
-	expect_bad(buf, len, "larger than memory size");
+	expect_bad(buf, len, "larger than memory size", VMW_ERR_INCONSISTENT);
 	free(buf);
 	buf = build_core(none, 1, &len);
-	expect_bad(buf, len, "no PT_LOAD");
+	expect_bad(buf, len, "no PT_LOAD", VMW_ERR_UNSUPPORTED);
 	free(buf);
 	buf = build_core(wrap, 1, &len);
-	expect_bad(buf, len, "wraps");
+	expect_bad(buf, len, "wraps", VMW_ERR_INCONSISTENT);
 	free(buf);
 }
 
@@ -225,7 +227,7 @@ static void test_pn_xnum(void **state)
 	assert_int_equal(info.nloads, 2);
 	vmw_elf_info_free(&info);
 	/* and without the section header */
-	expect_bad(big, len, "PN_XNUM");
+	expect_bad(big, len, "PN_XNUM", VMW_ERR_INCONSISTENT);
 	free(big);
 }
 

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * linux_internal.h - what the process model (linux.c) and the guest summary
+ * (summary.c) share: a structure member as BTF describes it, and reading it
+ * out of a copy of the structure. Not part of the layer's interface (that is
+ * linux.h and summary.h).
+ */
+#pragma once
+
+#include "linux/linux.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* A member of a kernel structure: offset and size from BTF; ok is false when
+ * this kernel does not have it (its value then reads as 0). */
+struct fld {
+	uint32_t off, size;
+	bool ok;
+};
+
+/* Lowest address of the kernel half of the guest's address space: a
+ * "pointer" below it is not a kernel pointer, whatever guest memory says. */
+static inline uint64_t kernel_space_start(const struct vmw_kernel *k)
+{
+	return vmw_kernel_info(k)->paging_levels == 5 ? 0xff00000000000000ull : 0xffff800000000000ull;
+}
+
+/* Look the member up in BTF; f->ok records whether it exists. 0 or -ENOENT. */
+static inline int member(struct vmw_kernel *k, const char *type, const char *name, struct fld *f)
+{
+	int r = vmw_kernel_member(k, type, name, &f->off, &f->size);
+	f->ok = r == 0;
+	return r;
+}
+
+/* Unsigned little-endian value of 1, 2, 4 or 8 bytes at p (other sizes read 8). */
+static inline uint64_t get_at(const uint8_t *p, uint32_t size)
+{
+	uint64_t v = 0;
+	switch (size) {
+	case 1: v = p[0]; break;
+	case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+	case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+	/* Other sizes come only from odd (or hostile) BTF: never read past the field. */
+	default: memcpy(&v, p, MIN(size, (uint32_t)8)); break;
+	}
+	return v;
+}
+
+/* Member f of the structure copied at base; 0 when the kernel lacks it. */
+static inline uint64_t get(const uint8_t *base, struct fld f)
+{
+	return f.ok ? get_at(base + f.off, f.size) : 0;
+}
+
+/* A member without which the reader cannot work: its absence is a missing
+ * layout (an error kind of its own), named so that the kernel can be reported. */
+#define NEED(k, type, name, f) do { \
+	int need_r_ = member(k, type, name, f); \
+	if (need_r_ == -EBADMSG) \
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, \
+			"kernel %s: its BTF places %s.%s outside the structure (or beyond 1 MiB): " \
+			"these types are corrupt or hostile, and are not used", \
+			vmw_kernel_info(k)->release, type, name); \
+	if (need_r_ < 0) \
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
+			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \
+			vmw_kernel_info(k)->release, type, name); \
+} while (0)
