@@ -848,7 +848,7 @@ out:
 /* Stage 3: walk signal->thread_head for one process: add live non-leader
  * threads' times, and list every thread when asked. */
 static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw, bool list, uint8_t *img,
-			size_t *budget)
+			size_t *budget, size_t *ret_n)
 {
 	uint64_t head = rw->signal + l->sig.thread_head.off;
 	uint64_t cur = rw->thread_next, prev;
@@ -912,6 +912,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 		p->threads = threads;
 		p->nthreads_listed = (uint32_t)n;
 	}
+	*ret_n = n;
 	return r;
 }
 
@@ -1127,8 +1128,16 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 
 		if (rw->signal && (list || p->nr_threads > 1 || !rw->alive)) {
 			/* Stage 3 adds non-leader threads; the leader was counted in stage 1. */
-			if (walk_threads(l, p, rw, list, img, &budget) < 0)
+			size_t n = 0;
+			if (walk_threads(l, p, rw, list, img, &budget, &n) < 0) {
+				/* A cut or looping thread list: what was read stays, flagged. */
 				w->skipped++;
+				p->incomplete = true;
+			} else if (p->nr_threads > PID_MAX_LIMIT) {
+				/* No kernel has more threads than pids: show what the list holds. */
+				p->nr_threads = (uint32_t)n;
+				p->incomplete = true;
+			}
 			if (!budget && !w->truncated) {
 				w->truncated = true;
 				snprintf(w->truncated_why, sizeof(w->truncated_why),
@@ -1145,6 +1154,8 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	}
 	free(img);
 	free(ws.raw);
+	for (size_t i = 0; i < ws.n; i++)
+		w->incomplete += ws.procs[i].incomplete;
 	w->procs = ws.procs;
 	w->nprocs = ws.n;
 	vmw_mem_stats(vmw_xlat_mem(l->kx), &s1);

@@ -49,6 +49,10 @@ struct vmw_proc {
 	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
 	uint32_t nthreads_listed;
 	uint64_t task_addr;       /* guest virtual address of the task_struct */
+	/* Some of it could not be read or did not add up (a thread list cut or
+	 * looping, a thread count no kernel can have): its threads and totals are
+	 * lower bounds. The walk counts such processes in vmw_walk.incomplete. */
+	bool incomplete;
 };
 
 static inline uint64_t vmw_proc_rss_bytes(const struct vmw_proc *p)
@@ -65,12 +69,19 @@ struct vmw_walk {
 	struct vmw_proc *procs;   /* in task-list order */
 	size_t nprocs;
 	size_t skipped;           /* records that failed validation after retries */
+	size_t incomplete;        /* processes marked incomplete (see vmw_proc) */
 	size_t restarts;          /* task-list walks restarted after a torn link */
 	bool truncated;           /* the walk stopped early (cap, cycle, unreadable link) */
 	char truncated_why[160];
 	uint64_t bytes_read;      /* guest bytes read for this walk */
 	uint64_t walk_ns;         /* host time spent */
 };
+
+/* Nothing was skipped, cut or implausible: the list is the guest's whole truth. */
+static inline bool vmw_walk_complete(const struct vmw_walk *w)
+{
+	return !w->truncated && !w->skipped && !w->incomplete;
+}
 
 /* Resolve every layout the model needs from the kernel's BTF. err names the
  * missing type or member when this kernel lacks one (kind
