@@ -304,26 +304,11 @@ struct agent_snap *agent_vm_snap(struct agent_vm *vm)
 	return s;
 }
 
-/* starttime (field 22) of /proc/PID/stat; 0 if the process is gone. */
+/* starttime of the QEMU process (src/mem parses /proc/PID/stat); 0 if it is gone. */
 static uint64_t proc_start_ticks(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long st = 0;
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	if ((n = read(fd, buf, sizeof(buf) - 1)) <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (!(p = strrchr(buf, ')')))
-		return 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   &st) != 1)
-		return 0;
-	return st;
+	struct vmw_qemu_id id;
+	return vmw_qemu_id_get(pid, &id) == 0 ? id.start_ticks : 0;
 }
 
 /* What the library's error says, as a short code for programs. */
@@ -620,33 +605,21 @@ static void vm_unregister(struct agent *a, size_t i, const char *why)
 	agent_vm_unref(vm);
 }
 
-/* QEMU's own -name guest=X and -uuid U, for targets given without libvirt. */
+/* QEMU's own -name guest=X, -uuid U and -smp N (src/mem parses them), for
+ * targets given without libvirt. */
 static void qemu_identity(pid_t pid, char *name, size_t nsize, char *uuid, size_t usize,
 			  unsigned *vcpus)
 {
-	char path[64], buf[16384];
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
+	struct vmw_qemu_names q;
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+	if (vmw_qemu_names_get(pid, &q) < 0)
 		return;
-	buf[n] = '\0';
-	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		char *v = a + strlen(a) + 1;
-		if (v >= buf + n)
-			break;
-		if (!strcmp(a, "-name")) {
-			char *g = strstr(v, "guest=");
-			const char *s = g ? g + 6 : v;
-			snprintf(name, nsize, "%.*s", (int)strcspn(s, ","), s);
-		} else if (!strcmp(a, "-uuid") && strlen(v) == 36 && strspn(v, "0123456789abcdefABCDEF-") == 36) {
-			snprintf(uuid, usize, "%s", v);
-		} else if (!strcmp(a, "-smp")) {
-			const char *c = strstr(v, "cpus=");
-			*vcpus = (unsigned)strtoul(c ? c + 5 : v, NULL, 10);
-		}
-	}
+	if (q.name[0])
+		snprintf(name, nsize, "%s", q.name);
+	if (q.uuid[0])
+		snprintf(uuid, usize, "%s", q.uuid);
+	if (q.vcpus)
+		*vcpus = q.vcpus;
 }
 
 int agent_vm_add_target(struct agent *a, const char *spec)
