@@ -81,7 +81,7 @@ static int resolve(struct vmw_session *s, struct vmw_error *err)
 /* Build the stack on s->mem_target. Leaves nothing behind on failure. */
 static int build_stack(struct vmw_session *s, struct vmw_error *err)
 {
-	VMW_MEM_OPTS(mopts, .force_process_read = s->opts.process_read);
+	VMW_MEM_OPTS(mopts, .layout = s->opts.layout, .force_process_read = s->opts.process_read);
 	VMW_KERNEL_OPTS(kopts, .no_cache = s->opts.no_cache,
 			.ignore_vmcoreinfo_kallsyms = s->opts.ignore_vmcoreinfo_kallsyms);
 	int r;
@@ -90,6 +90,8 @@ static int build_stack(struct vmw_session *s, struct vmw_error *err)
 		return r;
 	if (!s->qemu_fixed && !s->qemu.pid && vmw_mem_pid(s->mem) > 0)
 		vmw_qemu_id_get(vmw_mem_pid(s->mem), &s->qemu);
+	if (s->opts.memory_only)
+		goto attached;
 	if ((r = vmw_kernel_attach(s->mem, &kopts, &s->k, err)) < 0) {
 		kernel_failed(r, err);
 		goto fail;
@@ -100,6 +102,7 @@ static int build_stack(struct vmw_session *s, struct vmw_error *err)
 	if (s->opts.want_summary && vmw_summary_new(s->k, &s->sum, NULL) < 0)
 		s->sum = NULL;
 	vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
+attached:
 	s->state = VMW_SESSION_ATTACHED;
 	s->failures = 0;
 	s->attaches++;
@@ -187,6 +190,8 @@ static bool rebooted(struct vmw_session *s)
 {
 	uint8_t now[sizeof(s->vmcoreinfo)];
 
+	if (!s->k)
+		return false;   /* memory only: no kernel to have rebooted */
 	if (vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, now, sizeof(now)) < 0)
 		return true;
 	return memcmp(now, s->vmcoreinfo, sizeof(now)) != 0;

@@ -53,6 +53,8 @@ struct vmw_session_opts {
 	bool no_cache;             /* kernel discovery cache off */
 	bool ignore_vmcoreinfo_kallsyms; /* locate kallsyms by structure (fallback path) */
 	bool process_read;         /* qemu: targets read with process_vm_readv even if shared */
+	enum vmw_layout layout;    /* file: targets: how a raw RAM file maps (src/mem) */
+	bool memory_only;          /* stop at the memory source: no kernel (vmwatch phys) */
 	bool want_linux;           /* build the Linux model (processes) */
 	bool want_summary;         /* and the summary reader, when the kernel has what it needs */
 	struct vmw_session_policy policy;
