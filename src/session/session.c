@@ -55,7 +55,8 @@ static void drop_stack(struct vmw_session *s)
 }
 
 /* kernel.h documents -ENOENT as "no Linux kernel found" and -ENOTSUP as "no
- * BTF": name those causes where the kernel layer left only the errno's kind. */
+ * BTF"; its options cannot be wrong, so -EINVAL is guest data it could not
+ * use. Name those causes where the kernel layer left only the errno's kind. */
 static int kernel_failed(int r, struct vmw_error *err)
 {
 	if (err && err->kind == vmw_error_kind_from_code(r)) {
@@ -63,6 +64,8 @@ static int kernel_failed(int r, struct vmw_error *err)
 			err->kind = VMW_ERR_NOT_LINUX;
 		else if (r == -ENOTSUP)
 			err->kind = VMW_ERR_NO_BTF;
+		else if (r == -EINVAL)
+			err->kind = VMW_ERR_INCONSISTENT;
 	}
 	return r;
 }
