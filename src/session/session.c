@@ -210,7 +210,7 @@ enum vmw_session_state vmw_session_reattach(struct vmw_session *s, struct vmw_er
 		vmw_error_prefix(&e, "guest rebooted and re-attaching failed: ");
 		if (err)
 			*err = e;
-		return vmw_session_fail(s, r, err);
+		return vmw_session_fail(s, r, err ? err : &e);
 	}
 	return s->state;
 }
