@@ -328,14 +328,20 @@ static int walk_once(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk
 	struct vmw_error e = { 0 };
 	int r = vmw_linux_walk(vmw_session_linux(s->sess), s->opts.walk_flags, w, &e);
 
-	if (r < 0 && vmw_session_fail(s->sess, r, &e) == VMW_SESSION_ATTACHED) {
+	if (r < 0) {
+		vmw_error_prefix(&e, "%s: ", vmw_session_name(s->sess));
+		if (vmw_session_fail(s->sess, r, &e) != VMW_SESSION_ATTACHED)
+			return failed(err, &e, r);
 		forget(s);
 		f->rebooted = true;
 		e = (struct vmw_error){ 0 };
-		if ((r = vmw_linux_walk(vmw_session_linux(s->sess), s->opts.walk_flags, w, &e)) < 0)
+		if ((r = vmw_linux_walk(vmw_session_linux(s->sess), s->opts.walk_flags, w, &e)) < 0) {
+			vmw_error_prefix(&e, "%s: ", vmw_session_name(s->sess));
 			vmw_session_fail(s->sess, r, &e);
+			return failed(err, &e, r);
+		}
 	}
-	return r < 0 ? failed(err, &e, r) : 0;
+	return 0;
 }
 
 static void drop_summary(struct vmw_frame *f)

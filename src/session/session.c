@@ -178,7 +178,9 @@ enum vmw_session_state vmw_session_fail(struct vmw_session *s, int r, struct vmw
 		return VMW_SESSION_GONE;
 	if (reopened)
 		return VMW_SESSION_ATTACHED;
-	if (!s->qemu.pid && !s->opts.policy.wait_without_process)
+	/* A read through the process found it gone before /proc shows it exited;
+	 * or there is no process to tell whether waiting makes sense. */
+	if ((r == -ESRCH && s->qemu.pid) || (!s->qemu.pid && !s->opts.policy.wait_without_process))
 		return set_gone(s, err);
 	s->failures++;
 	s->retry_at = now + vmw_session_backoff(&s->opts.policy, s->failures, now - s->created_ns);
