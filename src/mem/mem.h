@@ -137,10 +137,9 @@ uint64_t vmw_mem_size(const struct vmw_mem *mem);
 const char *vmw_mem_describe(const struct vmw_mem *mem);
 /* PID of the QEMU process behind this source, or 0. */
 pid_t vmw_mem_pid(const struct vmw_mem *mem);
-/* Is the QEMU process behind a qemu: source still running? 0 yes (or not a
- * process source), -ESRCH it exited: a shared mapping stays readable after
- * QEMU exits, so readers must ask rather than wait for a read to fail. */
-int vmw_mem_alive(const struct vmw_mem *mem);
+/* Whether that process still runs: vmw_qemu_id_alive (a shared mapping stays
+ * readable after QEMU exits, so readers must ask rather than wait for a read
+ * to fail; src/session does). */
 
 /* Counters for benchmarks: bytes and calls since open. */
 struct vmw_mem_stats {

@@ -27,8 +27,6 @@ struct vmw_mem {
 	size_t last;                   /* index of the last segment hit */
 	pid_t pid;                     /* QEMU process, for remote reads; 0 if none */
 	pid_t owner;                   /* the QEMU process behind a qemu: source, mapped or not */
-	int owner_pidfd;               /* pidfd of owner (-1 if none): notices its exit, even
-					* when the pid is reused */
 	void *map;                     /* our mmap, unmapped on close */
 	size_t map_len;
 	int map_fd;                    /* the file behind map (closed on close), or -1 */
