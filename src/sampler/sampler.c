@@ -312,6 +312,9 @@ static int session_ready(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_
 
 	if (vmw_session_poll(s->sess, &reattached, &e) != VMW_SESSION_ATTACHED)
 		return failed(err, &e, -EAGAIN);
+	if (!vmw_session_linux(s->sess))
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EINVAL, "%s: the sampler needs a session "
+				      "opened with want_linux", vmw_session_name(s->sess));
 	if (reattached) {
 		forget(s);
 		/* The first attach of a session is not a re-attach. */
