@@ -94,9 +94,11 @@ void vmw_session_close(struct vmw_session *s);
 enum vmw_session_state vmw_session_poll(struct vmw_session *s, bool *reattached,
 					struct vmw_error *err);
 /* A read of the guest failed with r (err as it came): the stack is dropped
- * and the session WAITING with back-off, GONE if the QEMU process is, or
- * ATTACHED again at once for a libvirt domain reopened on its new QEMU
- * (then retry the read). Returns the new state; err keeps the failure. */
+ * and the session WAITING with back-off; GONE if the QEMU process is (also
+ * when r is -ESRCH: a read through the process found it gone) or if there is
+ * no process and the policy does not wait without one; or ATTACHED again at
+ * once for a libvirt domain reopened on its new QEMU (then retry the read).
+ * Returns the new state; err keeps the failure. */
 enum vmw_session_state vmw_session_fail(struct vmw_session *s, int r, struct vmw_error *err);
 /* The caller saw the guest reboot where the session cannot (its uptime went
  * backwards with an unchanged VMCOREINFO): detach and attach again now.
