@@ -304,42 +304,11 @@ struct agent_snap *agent_vm_snap(struct agent_vm *vm)
 	return s;
 }
 
-/* starttime (field 22) of /proc/PID/stat; 0 if the process is gone. */
+/* starttime of the QEMU process (src/mem parses /proc/PID/stat); 0 if it is gone. */
 static uint64_t proc_start_ticks(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long st = 0;
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	if ((n = read(fd, buf, sizeof(buf) - 1)) <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (!(p = strrchr(buf, ')')))
-		return 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   &st) != 1)
-		return 0;
-	return st;
-}
-
-/* What the library's error says, as a short code for programs. */
-static const char *classify(int r, const char *msg)
-{
-	if (r == -EACCES || r == -EPERM)
-		return "permission";
-	if (r == -ESRCH)
-		return "gone";
-	if (strstr(msg, "no Linux kernel found") || strstr(msg, "VMCOREINFO"))
-		return "not_linux";
-	if (strstr(msg, "no BTF") || strstr(msg, "BTF"))
-		return "no_btf";
-	if (r == -ENOTSUP || r == -ENOEXEC)
-		return "unsupported";
-	return "error";
+	struct vmw_qemu_id id;
+	return vmw_qemu_id_get(pid, &id) == 0 ? id.start_ticks : 0;
 }
 
 /* Under vm->lock. Logs only changes, so a VM retrying does not flood the log. */
@@ -412,17 +381,15 @@ static uint64_t interval_ns(struct agent *a)
 	return atomic_load(&a->live.interval_ns);
 }
 
-/* Retry delay after `failures` consecutive failures: every interval while
- * the VM is young (a booting guest shows its kernel within seconds), then
- * doubling up to a minute. */
-static uint64_t backoff_ns(struct agent_vm *vm, unsigned failures)
+/* The agent's re-attach back-off (the session applies it): every interval
+ * while the VM is young (a booting guest shows its kernel within seconds),
+ * then doubling up to a minute. A target with no QEMU process (a RAM file)
+ * is retried too: the agent is long-running and reports the failure. */
+static struct vmw_session_policy backoff_policy(struct agent *a)
 {
-	uint64_t iv = interval_ns(vm->a), d = iv, age = vmw_sat_sub(agent_wall_ns(), vm->created_wall_ns);
-	if (age < 120000000000ull)
-		return iv;
-	for (unsigned i = 1; i < failures && d < 60000000000ull; i++)
-		d *= 2;
-	return MIN(d, MAX(60000000000ull, iv));
+	uint64_t iv = interval_ns(a);
+	return (struct vmw_session_policy){ .min_ns = iv, .max_ns = MAX(60000000000ull, iv),
+					    .young_ns = 120000000000ull, .wait_without_process = true };
 }
 
 static void thread_done(struct agent *a)
@@ -433,6 +400,58 @@ static void thread_done(struct agent *a)
 	pthread_mutex_unlock(&a->threads_lock);
 }
 
+static void vm_set_status(struct agent_vm *vm, enum agent_status st, const char *code, const char *reason)
+{
+	pthread_mutex_lock(&vm->lock);
+	set_status(vm, st, code, reason);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* The session (re)attached: the kernel it found, for the API. */
+static void vm_attached(struct agent_vm *vm, struct vmw_session *sess, uint64_t *seen)
+{
+	const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_session_kernel(sess));
+	uint64_t n = vmw_session_attaches(sess);
+
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
+	snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
+	vm->attaches_total += n - *seen;
+	pthread_mutex_unlock(&vm->lock);
+	*seen = n;
+}
+
+/* A frame failed: report why (the API's reason code is the error's kind)
+ * and sleep until the session's next attempt, or for good when the QEMU
+ * process is gone (the registry drops the VM). */
+static void vm_failed(struct agent_vm *vm, struct vmw_session *sess, int r, const struct vmw_error *err,
+		      bool was_attached)
+{
+	bool gone = vmw_session_state(sess) == VMW_SESSION_GONE;
+
+	pthread_mutex_lock(&vm->lock);
+	if (was_attached)
+		vm->frame_errors_total++;
+	set_status(vm, gone ? AGENT_VM_GONE : AGENT_VM_ERROR,
+		   vmw_error_kind_name(vmw_error_kind_of(err, r)), vmw_error_msg(err, r));
+	pthread_mutex_unlock(&vm->lock);
+	vm_wait_until(vm, gone ? vmw_now_ns() + 3600000000000ull : vmw_session_retry_at(sess));
+}
+
+/* libvirt gave no QEMU PID: nothing to open; say so until the VM is dropped. */
+static void vm_no_pid(struct agent_vm *vm)
+{
+	struct vmw_session_policy p = backoff_policy(vm->a);
+	unsigned failures = 0;
+
+	while (!vm_should_stop(vm)) {
+		vm_set_status(vm, AGENT_VM_ERROR, "no_pid", "libvirt gave no QEMU process ID for this domain "
+			      "(is the agent allowed to read /run/libvirt/qemu/*.pid?)");
+		vm_wait_until(vm, vmw_now_ns() + vmw_session_backoff(&p, ++failures,
+			      vmw_sat_sub(agent_wall_ns(), vm->created_wall_ns)));
+	}
+}
+
 static void *vm_thread(void *arg)
 {
 	struct agent_vm *vm = arg;
@@ -440,80 +459,42 @@ static void *vm_thread(void *arg)
 	struct vmw_sampler_opts opts = {
 		.sz = sizeof(opts),
 		.walk_flags = a->cfg.cmdline ? VMW_WALK_CMDLINE : 0,
-		.no_cache = !a->cfg.kernel_cache,
 	};
+	struct vmw_session_opts so = {
+		.sz = sizeof(so), .no_cache = !a->cfg.kernel_cache, .want_linux = true, .want_summary = true,
+		.policy = backoff_policy(a),
+		/* The process the VM was added with: another one (or none) is gone. */
+		.expect = { .pid = vm->qemu_pid, .start_ticks = vm->qemu_start_ticks },
+	};
+	struct vmw_session *sess = NULL;
 	struct vmw_sampler *s = NULL;
 	struct agent_snap *last = NULL;
-	uint64_t seq = 0, next = vmw_now_ns();
-	unsigned failures = 0;
-	char msg[600];
+	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0;
 
-	while (!vm_should_stop(vm)) {
+	if (!vm->target[0])
+		vm_no_pid(vm);
+	else if (vmw_session_new(vm->target, &so, &sess) < 0 || vmw_sampler_new(sess, &opts, &s) < 0)
+		vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory opening the guest", vm->name);
+	while (s && !vm_should_stop(vm)) {
 		struct vmw_error err = { 0 };
 		struct vmw_frame *f = NULL;
 		struct agent_snap *snap;
+		bool was_attached = vmw_session_state(sess) == VMW_SESSION_ATTACHED;
 		int r;
 
-		if (vm->qemu_pid && (!vm->qemu_start_ticks ||
-				     proc_start_ticks(vm->qemu_pid) != vm->qemu_start_ticks)) {
-			snprintf(msg, sizeof(msg), "QEMU process %d %s", (int)vm->qemu_pid,
-				 vm->qemu_start_ticks ? "exited" : "does not exist");
-			pthread_mutex_lock(&vm->lock);
-			set_status(vm, AGENT_VM_GONE, "gone", msg);
-			pthread_mutex_unlock(&vm->lock);
-			vmw_sampler_close(s);
-			s = NULL;
-			vm_wait_until(vm, vmw_now_ns() + 3600000000000ull);
+		so.policy = backoff_policy(a);   /* the interval can change at run time */
+		vmw_session_set_policy(sess, &so.policy);
+		if ((r = vmw_sampler_frame(s, &f, &err)) < 0) {
+			vm_failed(vm, sess, r, &err, was_attached);
 			continue;
 		}
-		if (!vm->target[0]) {
-			pthread_mutex_lock(&vm->lock);
-			set_status(vm, AGENT_VM_ERROR, "no_pid", "libvirt gave no QEMU process ID for this domain "
-				   "(is the agent allowed to read /run/libvirt/qemu/*.pid?)");
-			pthread_mutex_unlock(&vm->lock);
-			vm_wait_until(vm, vmw_now_ns() + backoff_ns(vm, ++failures));
-			continue;
-		}
-		if (!s) {
-			r = vmw_sampler_open(vm->target, &opts, &s, &err);
-			if (r < 0) {
-				const char *m = vmw_error_msg(&err, r);
-				pthread_mutex_lock(&vm->lock);
-				set_status(vm, AGENT_VM_ERROR, classify(r, m), m);
-				pthread_mutex_unlock(&vm->lock);
-				s = NULL;
-				vm_wait_until(vm, vmw_now_ns() + backoff_ns(vm, ++failures));
-				continue;
-			}
-			const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_sampler_kernel(s));
-			pthread_mutex_lock(&vm->lock);
-			snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
-			snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
-			vm->attaches_total++;
-			pthread_mutex_unlock(&vm->lock);
+		if (vmw_session_attaches(sess) != attaches) {
+			vm_attached(vm, sess, &attaches);
 			next = vmw_now_ns();
 		}
-		r = vmw_sampler_frame(s, &f, &err);
-		if (r < 0) {
-			const char *m = vmw_error_msg(&err, r);
-			pthread_mutex_lock(&vm->lock);
-			vm->frame_errors_total++;
-			set_status(vm, AGENT_VM_ERROR, classify(r, m), m);
-			pthread_mutex_unlock(&vm->lock);
-			vmw_sampler_close(s);
-			s = NULL;
-			vm_wait_until(vm, vmw_now_ns() + backoff_ns(vm, ++failures));
-			continue;
-		}
-		failures = 0;
-		if (f->rebooted) {
-			const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_sampler_kernel(s));
-			vmw_agent_log(VMW_LOG_NOTICE, "vm %s: guest rebooted (now Linux %s)", vm->name, ki->release);
-			pthread_mutex_lock(&vm->lock);
-			snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
-			snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
-			pthread_mutex_unlock(&vm->lock);
-		}
+		if (f->rebooted)
+			vmw_agent_log(VMW_LOG_NOTICE, "vm %s: re-attached after a reboot or an interruption "
+				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
 		if (!(snap = snap_build(f, last, seq + 1, a->cfg.max_groups))) {
@@ -543,6 +524,7 @@ static void *vm_thread(void *arg)
 		vm_wait_until(vm, next);
 	}
 	vmw_sampler_close(s);
+	vmw_session_close(sess);
 	agent_snap_unref(last);
 	thread_done(a);
 	agent_vm_unref(vm);
@@ -620,33 +602,21 @@ static void vm_unregister(struct agent *a, size_t i, const char *why)
 	agent_vm_unref(vm);
 }
 
-/* QEMU's own -name guest=X and -uuid U, for targets given without libvirt. */
+/* QEMU's own -name guest=X, -uuid U and -smp N (src/mem parses them), for
+ * targets given without libvirt. */
 static void qemu_identity(pid_t pid, char *name, size_t nsize, char *uuid, size_t usize,
 			  unsigned *vcpus)
 {
-	char path[64], buf[16384];
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
+	struct vmw_qemu_names q;
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+	if (vmw_qemu_names_get(pid, &q) < 0)
 		return;
-	buf[n] = '\0';
-	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		char *v = a + strlen(a) + 1;
-		if (v >= buf + n)
-			break;
-		if (!strcmp(a, "-name")) {
-			char *g = strstr(v, "guest=");
-			const char *s = g ? g + 6 : v;
-			snprintf(name, nsize, "%.*s", (int)strcspn(s, ","), s);
-		} else if (!strcmp(a, "-uuid") && strlen(v) == 36 && strspn(v, "0123456789abcdefABCDEF-") == 36) {
-			snprintf(uuid, usize, "%s", v);
-		} else if (!strcmp(a, "-smp")) {
-			const char *c = strstr(v, "cpus=");
-			*vcpus = (unsigned)strtoul(c ? c + 5 : v, NULL, 10);
-		}
-	}
+	if (q.name[0])
+		snprintf(name, nsize, "%s", q.name);
+	if (q.uuid[0])
+		snprintf(uuid, usize, "%s", q.uuid);
+	if (q.vcpus)
+		*vcpus = q.vcpus;
 }
 
 int agent_vm_add_target(struct agent *a, const char *spec)

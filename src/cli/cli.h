@@ -23,6 +23,8 @@ struct vmw_mem;
 struct vmw_kernel;
 struct vmw_linux;
 struct vmw_proc;
+struct vmw_session;
+struct vmw_session_opts;
 typedef struct json_t json_t;
 
 struct cli_target {
@@ -33,6 +35,7 @@ struct cli_target {
 	struct vmw_mem *mem;
 	struct vmw_kernel *k;
 	struct vmw_linux *lx;
+	struct vmw_session *session;  /* owns mem, k and lx */
 	char name_buf[320];           /* name storage: "vm1 (qemu:1234)" for a libvirt domain */
 };
 
@@ -43,6 +46,8 @@ struct cli_target {
 	{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' }, \
 	{ "process-read", no_argument, NULL, 'P' }
 bool cli_target_option(struct cli_target *t, int c);
+/* The session options these target options stand for. */
+struct vmw_session_opts cli_target_session_opts(const struct cli_target *t);
 
 /* Open name (a libvirt domain name or UUID, domain:NAME, qemu:PID or
  * file:PATH), attach to its kernel and (if want_linux) the process model.

@@ -5,7 +5,7 @@
  * length works in constant memory.
  */
 #include "cli/cli.h"
-#include "mem/mem.h"
+#include "session/session.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,8 +25,9 @@ static void usage(FILE *f)
 		"PCI window, the legacy VGA/BIOS window 0xa0000-0xfffff of a QEMU pc/q35 layout,\n"
 		"past the end of RAM) nothing is written and the command fails.\n"
 		"\n"
-		"TARGET is qemu:PID (a running QEMU process) or file:PATH (a shared RAM file,\n"
-		"an ELF core from dump-guest-memory / virsh dump --memory-only, or a raw image).\n"
+		"TARGET is a libvirt domain name or UUID (or domain:NAME), qemu:PID (a running\n"
+		"QEMU process) or file:PATH (a shared RAM file, an ELF core from\n"
+		"dump-guest-memory / virsh dump --memory-only, or a raw image).\n"
 		"\n"
 		"Options:\n"
 		"  -x, --hex            hexdump like 'hexdump -C'; offsets are guest-physical\n"
@@ -242,7 +243,8 @@ int cmd_phys(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	VMW_MEM_OPTS(opts);
+	struct vmw_session_opts opts = { .sz = sizeof(opts), .memory_only = true };
+	struct vmw_session *sess;
 	struct vmw_error err = { 0 };
 	struct vmw_mem *mem = NULL;
 	bool hex = false, ranges = false;
@@ -265,7 +267,7 @@ int cmd_phys(int argc, char **argv)
 			}
 			break;
 		case 'p':
-			opts.force_process_read = true;
+			opts.process_read = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -293,12 +295,13 @@ int cmd_phys(int argc, char **argv)
 		}
 	}
 
-	r = vmw_mem_open(argv[0], &opts, &mem, &err);
+	r = vmw_session_open(argv[0], &opts, &sess, &err);
 	if (r < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}
+	mem = vmw_session_mem(sess);
 	r = ranges ? print_ranges(mem) : dump(mem, addr, len, hex);
-	vmw_mem_close(mem);
+	vmw_session_close(sess);
 	return r;
 }

@@ -18,10 +18,8 @@
 #include <langinfo.h>
 #include <locale.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,13 +47,16 @@ static void usage(FILE *f)
 		"      --cmdline          read command lines in --json mode (off there by default)\n"
 		"      --no-cmdline       do not read command lines from process memory\n"
 		"      --no-cache         do not use the kernel discovery cache\n"
+		"      --ignore-vmcoreinfo-kallsyms\n"
+		"                         find kallsyms by structure (as for kernels < 6.0)\n"
 		"      --process-read     read a QEMU guest's RAM with process_vm_readv even when\n"
 		"                         it is shared\n"
 		"  -h, --help             this help\n\n"
 		"Keys (interactive): P M N T sort by CPU, memory, PID, time; < > move the sort\n"
 		"column; I invert; / or F4 filter; t tree; H threads; d or s interval; arrows,\n"
 		"PgUp, PgDn, Home, End scroll; ? or F1 help; q or F10 quit.\n\n"
-		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n"
+		"TARGET: a libvirt domain name or UUID, domain:NAME, qemu:PID or file:PATH\n"
+		"(see 'vmwatch --help').\n"
 		"Exit status: 0 done (also after Ctrl-C/SIGTERM), 1 the guest went away or\n"
 		"output failed, 2 bad usage or a target that cannot be opened.\n");
 }
@@ -119,39 +120,32 @@ static bool sleep_until(uint64_t t)
 
 /* ---- the guest ------------------------------------------------------------ */
 
-#define BACKOFF_MIN_NS 500000000u
-#define BACKOFF_MAX_NS 5000000000u
+/* Retry quickly (a rebooting guest is back within seconds), never less often
+ * than every 5 s; a file: target that fails is not waited for. */
+static const struct vmw_session_policy top_policy = {
+	.min_ns = 500000000u,
+	.max_ns = 5000000000u,
+};
 
-static bool source_gone(struct top_source *src)
+int top_source_open(struct top_source *src, const char *target, const struct cli_target *topts,
+		    const struct vmw_sampler_opts *opts)
 {
-	struct pollfd p = { .fd = src->pidfd, .events = POLLIN };
-
-	if (src->pidfd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLHUP)))
-		return false;
-	snprintf(src->why, sizeof(src->why), "%s: the QEMU process (PID %d) exited: the guest is gone",
-		 src->target, (int)src->pid);
-	return true;
-}
-
-int top_source_open(struct top_source *src, const char *target, const struct vmw_sampler_opts *opts)
-{
+	struct vmw_session_opts so = cli_target_session_opts(topts);
 	struct vmw_error err = { 0 };
-	uint64_t v;
 	int r;
 
-	*src = (struct top_source){ .target = target, .opts = *opts, .pidfd = -1 };
-	if ((r = vmw_sampler_open(target, opts, &src->s, &err)) < 0) {
+	*src = (struct top_source){ .target = target };
+	so.want_linux = so.want_summary = true;
+	so.policy = top_policy;
+	if ((r = vmw_session_open(target, &so, &src->sess, &err)) < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}
-	/* The QEMU process: the memory source knows it when it reads through it;
-	 * for a mapped RAM file (pid 0 there) the target names it. */
-	src->pid = vmw_mem_pid(vmw_sampler_mem(src->s));
-	if (src->pid <= 0 && !strncmp(target, "qemu:", 5) && vmw_parse_u64(target + 5, &v) == 0 &&
-	    v > 0 && v <= INT32_MAX)
-		src->pid = (pid_t)v;
-	if (src->pid > 0)
-		src->pidfd = (int)syscall(SYS_pidfd_open, src->pid, 0);
+	if (vmw_sampler_new(src->sess, opts, &src->s) < 0) {
+		cli_error("out of memory");
+		top_source_close(src);
+		return 1;
+	}
 	return 0;
 }
 
@@ -159,57 +153,22 @@ void top_source_close(struct top_source *src)
 {
 	vmw_sampler_close(src->s);
 	src->s = NULL;
-	if (src->pidfd >= 0)
-		close(src->pidfd);
-	src->pidfd = -1;
-}
-
-/* The guest cannot be read now: wait and open the sampler again, unless
- * there is no process to tell whether waiting makes sense. */
-static enum top_frame_status source_wait(struct top_source *src)
-{
-	vmw_sampler_close(src->s);
-	src->s = NULL;
-	if (src->pidfd < 0 || source_gone(src))
-		return TOP_FRAME_GONE;
-	src->backoff_ns = src->backoff_ns ? MIN(src->backoff_ns * 2, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
-	src->retry_at = vmw_now_ns() + src->backoff_ns;
-	return TOP_FRAME_WAIT;
+	vmw_session_close(src->sess);
+	src->sess = NULL;
 }
 
 enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret)
 {
 	struct vmw_error err = { 0 };
-	struct vmw_frame *f;
 	int r;
 
-	if (source_gone(src))
+	if ((r = vmw_sampler_frame(src->s, ret, &err)) == 0)
+		return TOP_FRAME_OK;
+	snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
+	if (vmw_session_state(src->sess) == VMW_SESSION_GONE)
 		return TOP_FRAME_GONE;
-	if (!src->s) {
-		if (vmw_now_ns() < src->retry_at)
-			return TOP_FRAME_WAIT;
-		if ((r = vmw_sampler_open(src->target, &src->opts, &src->s, &err)) < 0) {
-			snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
-			return source_wait(src);
-		}
-		src->reopened = true;
-	}
-	if ((r = vmw_sampler_frame(src->s, &f, &err)) < 0) {
-		snprintf(src->why, sizeof(src->why), "%s", vmw_error_msg(&err, r));
-		if (r == -ESRCH)       /* read through the process, and it is gone */
-			return TOP_FRAME_GONE;
-		return source_wait(src);
-	}
-	if (source_gone(src)) {
-		vmw_frame_free(f);
-		return TOP_FRAME_GONE;
-	}
-	if (src->reopened)
-		f->rebooted = true;
-	src->reopened = false;
-	src->backoff_ns = 0;
-	*ret = f;
-	return TOP_FRAME_OK;
+	src->retry_at = vmw_session_retry_at(src->sess);
+	return TOP_FRAME_WAIT;
 }
 
 /* ---- batch text ---------------------------------------------------------- */
@@ -410,6 +369,19 @@ static int parse_pids(const char *s, int32_t *pids, size_t *n)
 
 enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
+/* A first frame to compute rates against, so the first one shown has CPU%
+ * (if the guest cannot be read right now, the loops wait for it). False if a
+ * stop was requested meanwhile. */
+static bool first_frame(struct top_source *src, uint64_t interval_ns)
+{
+	struct vmw_frame *f;
+
+	if (top_source_frame(src, &f) != TOP_FRAME_OK)
+		return true;
+	vmw_frame_free(f);
+	return sleep_until(vmw_now_ns() + MIN(interval_ns, 200000000u));
+}
+
 /* Batch and JSON: frames at deadlines until -n, a stop signal or an error.
  * While the guest cannot be read (rebooting) no frames are written; stderr
  * says so once. */
@@ -478,8 +450,7 @@ int cmd_top(int argc, char **argv)
 		{ "tree", no_argument, NULL, 't' },
 		{ "cmdline", no_argument, NULL, 'c' },
 		{ "no-cmdline", no_argument, NULL, 'C' },
-		{ "no-cache", no_argument, NULL, 'N' },
-		{ "process-read", no_argument, NULL, 'P' },
+		CLI_TARGET_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -530,10 +501,12 @@ int cmd_top(int argc, char **argv)
 		case 't': o.view.tree = true; break;
 		case 'c': cmdline = 1; break;
 		case 'C': cmdline = 0; break;
-		case 'N': o.sopts.no_cache = true; break;
-		case 'P': o.sopts.process_read = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			if (cli_target_option(&o.topts, c))
+				break;
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
@@ -562,23 +535,13 @@ int cmd_top(int argc, char **argv)
 		return 1;
 	}
 
-	if ((r = top_source_open(&src, o.target, &o.sopts)) != 0)
+	if ((r = top_source_open(&src, o.target, &o.topts, &o.sopts)) != 0)
 		return r;
 	install_signals();
-
-	/* A first frame to compute rates against, so the first one shown has CPU%
-	 * (if the guest cannot be read right now, the loops wait for it). */
-	{
-		struct vmw_frame *f;
-		if (top_source_frame(&src, &f) == TOP_FRAME_OK) {
-			vmw_frame_free(f);
-			if (!sleep_until(vmw_now_ns() + MIN(o.interval_ns, 200000000u))) {
-				top_source_close(&src);
-				return 0;
-			}
-		}
+	if (!first_frame(&src, o.interval_ns)) {
+		top_source_close(&src);
+		return 0;
 	}
-
 	if (mode == MODE_TUI)
 		r = top_tui_run(&src, &o, h, &stop_requested);
 	else

@@ -1,45 +1,39 @@
 /* SPDX-License-Identifier: MIT */
-/* Opening a target for the introspection commands (ps, info, top, bench). */
+/* Opening a target for the introspection commands (ps, info, summary, bench;
+ * top through the same options): a thin wrapper of src/session. */
 #include "cli/cli.h"
-#include "linux/linux.h"
-#include "virt/virt.h"
+#include "session/session.h"
 
 #include <jansson.h>
 #include <string.h>
 
-int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
+struct vmw_session_opts cli_target_session_opts(const struct cli_target *t)
 {
-	struct vmw_error err = { 0 };
-	struct vmw_kernel_opts kopts = {
-		.sz = sizeof(kopts),
+	return (struct vmw_session_opts){
+		.sz = sizeof(struct vmw_session_opts),
 		.no_cache = t->no_cache,
 		.ignore_vmcoreinfo_kallsyms = t->ignore_vmcoreinfo_kallsyms,
+		.process_read = t->process_read,
 	};
-	struct vmw_mem_opts mopts = { .sz = sizeof(mopts), .force_process_read = t->process_read };
-	char target[300];
+}
+
+/* The session opens it (libvirt domains included); t keeps its stack. */
+int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
+{
+	struct vmw_session_opts o = cli_target_session_opts(t);
+	struct vmw_error err = { 0 };
 	int r;
 
-	/* A libvirt domain name or UUID becomes qemu:PID (src/mem knows no libvirt). */
-	if ((r = vmw_virt_resolve_target(name, target, sizeof(target), t->name_buf,
-					 sizeof(t->name_buf), &err)) < 0) {
+	o.want_linux = want_linux;
+	if ((r = vmw_session_open(name, &o, &t->session, &err)) < 0) {
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}
-	t->name = name = t->name_buf;
-	if ((r = vmw_mem_open(target, &mopts, &t->mem, &err)) < 0) {
-		cli_error("%s", vmw_error_msg(&err, r));
-		return EXIT_USAGE;
-	}
-	if ((r = vmw_kernel_attach(t->mem, &kopts, &t->k, &err)) < 0) {
-		cli_error("%s: %s", name, vmw_error_msg(&err, r));
-		cli_target_close(t);
-		return EXIT_USAGE;
-	}
-	if (want_linux && (r = vmw_linux_new(t->k, &t->lx, &err)) < 0) {
-		cli_error("%s: %s", name, vmw_error_msg(&err, r));
-		cli_target_close(t);
-		return EXIT_USAGE;
-	}
+	snprintf(t->name_buf, sizeof(t->name_buf), "%s", vmw_session_name(t->session));
+	t->name = t->name_buf;
+	t->mem = vmw_session_mem(t->session);
+	t->k = vmw_session_kernel(t->session);
+	t->lx = vmw_session_linux(t->session);
 	return 0;
 }
 
@@ -55,13 +49,11 @@ bool cli_target_option(struct cli_target *t, int c)
 
 void cli_target_close(struct cli_target *t)
 {
-	vmw_linux_free(t->lx);
-	t->lx = NULL;
-	if (t->k)
-		vmw_kernel_detach(t->k);
-	t->k = NULL;
-	vmw_mem_close(t->mem);
+	vmw_session_close(t->session);
+	t->session = NULL;
 	t->mem = NULL;
+	t->k = NULL;
+	t->lx = NULL;
 }
 
 json_t *cli_json_string(const char *s)

@@ -153,22 +153,16 @@ json_t *top_summary_json(const struct top_header *h);
 /*
  * The guest as top reads it: a sampler, and the QEMU process behind it.
  *
- * A guest that reboots can be unreadable for a while (its RAM holds no
- * complete kernel until the new one is up); the sampler then fails to
- * re-attach. As long as the QEMU process lives, the source closes the
- * sampler and opens it again with back-off, and marks the first frame after
- * that `rebooted`. A shared RAM mapping stays readable after QEMU exits, so
- * frames alone would show a frozen guest forever: a pidfd of the process
- * tells when it is gone. A file: target has no process: any failure is final.
+ * The guest is a session (src/session): liveness of the QEMU process,
+ * reboots and re-attach with back-off are its state machine; top's policy
+ * retries after 0.5 s, doubling up to 5 s, while the QEMU process lives. A
+ * file: target has no process: any failure is final.
  */
 struct top_source {
 	const char *target;
-	struct vmw_sampler_opts opts;
-	struct vmw_sampler *s;       /* NULL while waiting to open it again */
-	int pidfd;                   /* -1: no QEMU process to watch */
-	pid_t pid;
-	bool reopened;               /* mark the next frame `rebooted` */
-	uint64_t retry_at, backoff_ns;
+	struct vmw_session *sess;
+	struct vmw_sampler *s;
+	uint64_t retry_at;           /* while waiting: when the session tries again */
 	char why[600];               /* the last failure, for messages */
 };
 
@@ -179,7 +173,8 @@ enum top_frame_status {
 };
 
 /* Open target; 0, or EXIT_USAGE after printing why it cannot be opened. */
-int top_source_open(struct top_source *src, const char *target, const struct vmw_sampler_opts *opts);
+int top_source_open(struct top_source *src, const char *target, const struct cli_target *topts,
+		    const struct vmw_sampler_opts *opts);
 void top_source_close(struct top_source *src);
 enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret);
 
@@ -191,6 +186,7 @@ struct top_opts {
 	struct top_view view;
 	bool cmdline;
 	struct vmw_sampler_opts sopts;
+	struct cli_target topts;   /* the target options (no_cache, process_read, ...) */
 };
 int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
 		volatile sig_atomic_t *stop);

@@ -192,23 +192,12 @@ int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret)
  * start time, so a reused PID is a new target) or the description. */
 static void target_id(struct vmw_mem *mem, char *buf, size_t size)
 {
+	struct vmw_qemu_id id = { 0 };
 	pid_t pid = vmw_mem_pid(mem);
-	unsigned long long start = 0;
 
 	if (pid > 0) {
-		char path[64], stat[1024];
-		_cleanup_fclose_ FILE *f = NULL;
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		f = fopen(path, "re");
-		if (f && fgets(stat, sizeof(stat), f)) {
-			const char *p = strrchr(stat, ')');
-			/* Field 22 (starttime); p is at field 2's end. */
-			for (int field = 2; p && field < 21; field++)
-				p = strchr(p + 1, ' ');
-			if (p)
-				start = strtoull(p + 1, NULL, 10);
-		}
-		snprintf(buf, size, "qemu:%d:%llu", (int)pid, start);
+		vmw_qemu_id_get(pid, &id);   /* start time 0 if it cannot be read */
+		snprintf(buf, size, "qemu:%d:%llu", (int)pid, (unsigned long long)id.start_ticks);
 	} else {
 		snprintf(buf, size, "%s", vmw_mem_describe(mem));
 	}

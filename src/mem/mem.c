@@ -10,8 +10,6 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <signal.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 
 int vmw_mem_new(struct vmw_mem **ret)
@@ -21,7 +19,6 @@ int vmw_mem_new(struct vmw_mem **ret)
 		return -ENOMEM;
 	mem->map_fd = -1;
 	mem->pagemap_fd = -1;
-	mem->owner_pidfd = -1;
 	*ret = mem;
 	return 0;
 }
@@ -538,17 +535,6 @@ uint64_t vmw_mem_size(const struct vmw_mem *mem) { return mem->size; }
 const char *vmw_mem_describe(const struct vmw_mem *mem) { return mem->desc; }
 pid_t vmw_mem_pid(const struct vmw_mem *mem) { return mem->owner ? mem->owner : mem->pid; }
 
-int vmw_mem_alive(const struct vmw_mem *mem)
-{
-	if (mem->owner_pidfd >= 0) {
-		if (syscall(SYS_pidfd_send_signal, mem->owner_pidfd, 0, NULL, 0) < 0 && errno == ESRCH)
-			return -ESRCH;
-		return 0;
-	}
-	if (mem->owner && kill(mem->owner, 0) < 0 && errno == ESRCH)
-		return -ESRCH;
-	return 0;
-}
 void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret) { *ret = mem->stats; }
 
 void vmw_mem_close(struct vmw_mem *mem)
@@ -561,8 +547,6 @@ void vmw_mem_close(struct vmw_mem *mem)
 		close(mem->map_fd);
 	if (mem->pagemap_fd >= 0)
 		close(mem->pagemap_fd);
-	if (mem->owner_pidfd >= 0)
-		close(mem->owner_pidfd);
 	free(mem->pagemap_buf);
 	vmw_mem_trace_stop(mem);
 	free(mem->segs);

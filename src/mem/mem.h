@@ -137,10 +137,9 @@ uint64_t vmw_mem_size(const struct vmw_mem *mem);
 const char *vmw_mem_describe(const struct vmw_mem *mem);
 /* PID of the QEMU process behind this source, or 0. */
 pid_t vmw_mem_pid(const struct vmw_mem *mem);
-/* Is the QEMU process behind a qemu: source still running? 0 yes (or not a
- * process source), -ESRCH it exited: a shared mapping stays readable after
- * QEMU exits, so readers must ask rather than wait for a read to fail. */
-int vmw_mem_alive(const struct vmw_mem *mem);
+/* Whether that process still runs: vmw_qemu_id_alive (a shared mapping stays
+ * readable after QEMU exits, so readers must ask rather than wait for a read
+ * to fail; src/session does). */
 
 /* Counters for benchmarks: bytes and calls since open. */
 struct vmw_mem_stats {
@@ -151,3 +150,36 @@ struct vmw_mem_stats {
 			      * pages separately: the main cost of a small read) */
 };
 void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret);
+
+/* ---- the QEMU process (mem_identity.c) -----------------------------------
+ * A process is known by its pid and its start time: a pid alone may be
+ * reused by another process after QEMU exits. One parser of /proc/PID/stat
+ * and of the QEMU command line serves every layer above (kernel cache keys,
+ * the session's liveness checks, libvirt's PID check, the agent's VM names). */
+struct vmw_qemu_id {
+	pid_t pid;                 /* 0: no process */
+	uint64_t start_ticks;      /* /proc/PID/stat field 22 (starttime, clock ticks since boot) */
+};
+
+/* pid's identity now. 0, -ESRCH no such process (or a zombie: it has exited),
+ * -EIO /proc/PID/stat unreadable or malformed. */
+int vmw_qemu_id_get(pid_t pid, struct vmw_qemu_id *ret);
+/* Is the process id names still running? 0 yes; -ESRCH it exited, is a
+ * zombie, or its pid now belongs to another process. */
+int vmw_qemu_id_alive(const struct vmw_qemu_id *id);
+/* Parse one /proc/PID/stat line (pure): state (field 3) and starttime
+ * (field 22). The command name may hold spaces and ')'. 0 or -EINVAL. */
+int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks);
+
+/* What QEMU's command line says about the VM itself (not its RAM). */
+struct vmw_qemu_names {
+	bool has_name;             /* a -name option was given */
+	char name[256];            /* -name [guest=]NAME (",," unescaped) */
+	char uuid[37];             /* -uuid U, when it is a well-formed UUID */
+	unsigned vcpus;            /* -smp [cpus=]N, 0 when not given */
+};
+/* Pure: from argv (argv[0], the program, skipped). */
+void vmw_qemu_names_parse(size_t argc, const char *const *argv, struct vmw_qemu_names *ret);
+/* From /proc/PID/cmdline. 0, -ESRCH no such process, -EACCES, -ENOEXEC empty
+ * command line (a kernel thread or a zombie). */
+int vmw_qemu_names_get(pid_t pid, struct vmw_qemu_names *ret);

@@ -328,3 +328,8 @@ int vmw_qemu_parse_cmdline(size_t argc, const char *const *argv,
 	*ret = cfg;
 	return 0;
 }
+
+bool vmw_qemu_opt_get(const char *arg, const char *implied, const char *key, char *out, size_t outlen)
+{
+	return opt_get(arg, implied, key, out, outlen);
+}

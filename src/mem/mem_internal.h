@@ -27,8 +27,6 @@ struct vmw_mem {
 	size_t last;                   /* index of the last segment hit */
 	pid_t pid;                     /* QEMU process, for remote reads; 0 if none */
 	pid_t owner;                   /* the QEMU process behind a qemu: source, mapped or not */
-	int owner_pidfd;               /* pidfd of owner (-1 if none): notices its exit, even
-					* when the pid is reused */
 	void *map;                     /* our mmap, unmapped on close */
 	size_t map_len;
 	int map_fd;                    /* the file behind map (closed on close), or -1 */
@@ -205,3 +203,8 @@ bool vmw_maps_parse_line(const char *line, struct vmw_map *m);
  * 0 if found, -ENOENT if none. */
 int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, pid_t *ret_pid,
 			     struct vmw_qemu_config *ret_cfg, uint64_t *ret_offset);
+
+/* Value of key in one QEMU option argument (QemuOpts "a=b,c=d" with ",,"
+ * escapes and an implied first key, or JSON); the last occurrence wins.
+ * mem_cmdline.c; shared with mem_identity.c. */
+bool vmw_qemu_opt_get(const char *arg, const char *implied, const char *key, char *out, size_t outlen);

@@ -13,7 +13,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <sys/syscall.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
@@ -430,9 +429,8 @@ int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,
 		mem->pid = pid;
 		r = vmw_mem_add_layout(mem, &layout, NULL, m.start);
 	}
-	/* Remember whose RAM this is, to notice when QEMU exits. */
+	/* Remember whose RAM this is (vmw_mem_pid), mapped or not. */
 	mem->owner = pid;
-	mem->owner_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (r < 0 || (r = vmw_mem_finish(mem)) < 0)
 		goto fail;
 	if (!shared && (r = probe_process_read(mem, pid, err)) < 0)

@@ -1,234 +1,68 @@
 /* SPDX-License-Identifier: MIT */
-/* sampler.c - frames over time: rates, events, reboot handling. */
+/* sampler.c - frames over time: rates and events between frames. The guest
+ * itself (opening, liveness, reboots, re-attach) is the session's. */
 #include "sampler/sampler.h"
-#include "virt/virt.h"
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
-
-/* What a frame remembers of a task for the next one. */
-struct prev {
-	int32_t id;                /* pid or tid */
-	uint64_t start_time_ns;
-	uint64_t runtime_ns;
-	uint64_t rss_bytes, vsz_bytes;
-	char comm[64];
-};
-
-/* pid → index in an array of struct prev; open addressing. */
-struct idmap {
-	uint32_t *slot;            /* index + 1, 0 = empty */
-	size_t cap;                /* power of two */
-};
-
-struct table {
-	struct prev *v;
-	size_t n;
-	struct idmap map;
-};
 
 struct vmw_sampler {
-	char *target;                     /* as given: qemu:PID, file:PATH or a libvirt domain */
-	char mem_target[64 + 4096];       /* what the memory layer opened */
-	char display[320];                /* "vm1 (qemu:1234)" */
-	bool is_domain;                   /* re-resolve when its QEMU goes away */
+	struct vmw_session *sess;         /* borrowed */
 	struct vmw_sampler_opts opts;
-	struct vmw_mem *mem;
-	struct vmw_kernel *k;
-	struct vmw_linux *lx;
-	struct vmw_summary_reader *sum;   /* NULL if this kernel lacks what it needs */
 	struct vmw_cpu_times prev_total, *prev_cpu;
 	unsigned prev_ncpus;
 	uint64_t prev_uptime_ns;
-	uint8_t vmcoreinfo[256];   /* start of the VMCOREINFO text at attach */
 	bool have_prev;
-	uint64_t prev_host_ns, prev_guest_ns;
-	struct table procs, threads;
+	uint64_t prev_host_ns;
+	struct vmw_task_prev *procs, *threads;   /* the previous frame's tasks */
+	size_t nprocs, nthreads;
 	uint64_t seq;
 };
-
-static uint32_t hash32(uint32_t x)
-{
-	x ^= x >> 16;
-	x *= 0x7feb352du;
-	x ^= x >> 15;
-	x *= 0x846ca68bu;
-	x ^= x >> 16;
-	return x;
-}
-
-static void table_free(struct table *t)
-{
-	free(t->v);
-	free(t->map.slot);
-	memset(t, 0, sizeof(*t));
-}
-
-static int table_index(struct table *t)
-{
-	size_t cap = 16;
-	while (cap < t->n * 2)
-		cap <<= 1;
-	free(t->map.slot);
-	t->map.slot = calloc(cap, sizeof(uint32_t));
-	if (!t->map.slot)
-		return -ENOMEM;
-	t->map.cap = cap;
-	for (size_t i = 0; i < t->n; i++) {
-		size_t h = hash32((uint32_t)t->v[i].id) & (cap - 1);
-		while (t->map.slot[h])
-			h = (h + 1) & (cap - 1);
-		t->map.slot[h] = (uint32_t)i + 1;
-	}
-	return 0;
-}
-
-static const struct prev *table_find(const struct table *t, int32_t id)
-{
-	if (!t->map.cap)
-		return NULL;
-	for (size_t h = hash32((uint32_t)id) & (t->map.cap - 1);; h = (h + 1) & (t->map.cap - 1)) {
-		uint32_t s = t->map.slot[h];
-		if (!s)
-			return NULL;
-		if (t->v[s - 1].id == id)
-			return &t->v[s - 1];
-	}
-}
-
-uint64_t vmw_sampler_interval(uint64_t host_delta_ns)
-{
-	return host_delta_ns;
-}
 
 static double pct(uint64_t part, uint64_t whole)
 {
 	return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
-static int attach(struct vmw_sampler *s, struct vmw_error *err)
+/* Rates restart: after (re)attach there is no previous frame to compare with. */
+static void forget(struct vmw_sampler *s)
 {
-	struct vmw_kernel_opts kopts = { .sz = sizeof(kopts), .no_cache = s->opts.no_cache };
-	int r;
-
-	if ((r = vmw_kernel_attach(s->mem, &kopts, &s->k, err)) < 0)
-		return r;
-	if ((r = vmw_linux_new(s->k, &s->lx, err)) < 0) {
-		vmw_kernel_detach(s->k);
-		s->k = NULL;
-		return r;
-	}
-	/* The summary is optional: frames still work without it. */
-	if (vmw_summary_new(s->k, &s->sum, NULL) < 0)
-		s->sum = NULL;
-	vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
+	free(s->prev_cpu);
+	free(s->procs);
+	free(s->threads);
+	s->prev_cpu = NULL;
+	s->procs = s->threads = NULL;
+	s->prev_ncpus = 0;
+	s->nprocs = s->nthreads = 0;
 	s->have_prev = false;
 	s->seq = 0;
-	table_free(&s->procs);
-	table_free(&s->threads);
-	return 0;
 }
 
-static void detach(struct vmw_sampler *s)
-{
-	vmw_summary_free(s->sum);
-	s->sum = NULL;
-	free(s->prev_cpu);
-	s->prev_cpu = NULL;
-	s->prev_ncpus = 0;
-	vmw_linux_free(s->lx);
-	s->lx = NULL;
-	if (s->k)
-		vmw_kernel_detach(s->k);
-	s->k = NULL;
-}
-
-int vmw_sampler_open(const char *target, const struct vmw_sampler_opts *opts,
-		     struct vmw_sampler **ret, struct vmw_error *err)
+int vmw_sampler_new(struct vmw_session *session, const struct vmw_sampler_opts *opts,
+		    struct vmw_sampler **ret)
 {
 	struct vmw_sampler *s = calloc(1, sizeof(*s));
-	struct vmw_mem_opts mopts = { .sz = sizeof(mopts) };
-	int r;
 
-	if (!s || !(s->target = strdup(target))) {
-		free(s);
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	}
+	if (!s)
+		return -ENOMEM;
+	s->sess = session;
 	if (opts)
 		memcpy(&s->opts, opts, MIN(opts->sz ? opts->sz : sizeof(*opts), sizeof(s->opts)));
-	mopts.force_process_read = s->opts.process_read;
-	if ((r = vmw_virt_resolve_target(target, s->mem_target, sizeof(s->mem_target), s->display,
-					 sizeof(s->display), err)) < 0)
-		goto fail;
-	s->is_domain = r == 1;
-	if ((r = vmw_mem_open(s->mem_target, &mopts, &s->mem, err)) < 0)
-		goto fail;
-	if ((r = attach(s, err)) < 0) {
-		vmw_error_prefix(err, "%s: ", target);
-		goto fail;
-	}
 	*ret = s;
 	return 0;
-fail:
-	vmw_sampler_close(s);
-	return r;
 }
 
 void vmw_sampler_close(struct vmw_sampler *s)
 {
 	if (!s)
 		return;
-	detach(s);
-	vmw_mem_close(s->mem);
-	table_free(&s->procs);
-	table_free(&s->threads);
-	free(s->target);
+	forget(s);
 	free(s);
 }
 
-struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s) { return s->k; }
-const char *vmw_sampler_name(const struct vmw_sampler *s) { return s->display; }
-
-/* A libvirt domain whose QEMU went away may have been restarted under a new
- * PID: resolve it again and start over on the new process. */
-static int reopen_domain(struct vmw_sampler *s, struct vmw_error *err)
-{
-	struct vmw_mem_opts mopts = { .sz = sizeof(mopts), .force_process_read = s->opts.process_read };
-	char target[sizeof(s->mem_target)];
-	struct vmw_mem *mem;
-	int r;
-
-	if ((r = vmw_virt_resolve_target(s->target, target, sizeof(target), s->display,
-					 sizeof(s->display), err)) < 0)
-		return r;
-	if (!strcmp(target, s->mem_target))
-		return vmw_error_set(err, -ESRCH, "%s: its QEMU process is gone", s->target);
-	if ((r = vmw_mem_open(target, &mopts, &mem, err)) < 0)
-		return r;
-	detach(s);
-	vmw_mem_close(s->mem);
-	s->mem = mem;
-	memcpy(s->mem_target, target, sizeof(target));
-	return attach(s, err);
-}
-struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s) { return s->mem; }
-
-/* Has the guest rebooted since attach? Its VMCOREINFO text moved or changed. */
-static bool rebooted(struct vmw_sampler *s)
-{
-	uint8_t now[sizeof(s->vmcoreinfo)];
-	if (vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, now, sizeof(now)) < 0)
-		return true;
-	return memcmp(now, s->vmcoreinfo, sizeof(now)) != 0;
-}
-
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+struct vmw_session *vmw_sampler_session(struct vmw_sampler *s) { return s->sess; }
+struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s) { return vmw_session_kernel(s->sess); }
+struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s) { return vmw_session_mem(s->sess); }
 
 static int push_event(struct vmw_frame *f, size_t *cap, const struct vmw_event *e)
 {
@@ -244,51 +78,166 @@ static int push_event(struct vmw_frame *f, size_t *cap, const struct vmw_event *
 	return 0;
 }
 
+/* ---- comparing with the previous frame (pure) ---------------------------- */
+
+static int push_task_event(struct vmw_frame *f, size_t *cap, enum vmw_event_type type,
+			   const struct vmw_task_prev *q, bool pid_reused)
+{
+	struct vmw_event e = { .type = type, .pid = q->id, .start_time_ns = q->start_time_ns,
+		.runtime_ns = q->runtime_ns, .rss_bytes = q->rss_bytes, .vsz_bytes = q->vsz_bytes,
+		.pid_reused = pid_reused };
+	memcpy(e.comm, q->comm, sizeof(e.comm));
+	return push_event(f, cap, &e);
+}
+
+static int index_tasks(struct vmw_pidmap *m, const struct vmw_task_prev *v, size_t n)
+{
+	int r = vmw_pidmap_reset(m, n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		vmw_pidmap_put(m, v[i].id, i);
+	return r;
+}
+
+/* The process's record in the previous frame, or NULL. */
+static const struct vmw_task_prev *prev_task(const struct vmw_pidmap *m, const struct vmw_task_prev *v,
+					     int32_t id)
+{
+	ptrdiff_t i = vmw_pidmap_get(m, id);
+	return i < 0 ? NULL : &v[i];
+}
+
+/* CPU% of each listed thread; a thread new since the previous frame (or
+ * with a reused tid) ran all its runtime in the interval. */
+static int thread_rates(const struct vmw_prev_frame *prev, const struct vmw_pidmap *tmap,
+			struct vmw_sample *x, uint64_t interval_ns)
+{
+	const struct vmw_proc *p = &x->proc;
+
+	if (!p->nthreads_listed)
+		return 0;
+	if (!(x->thread_cpu_percent = calloc(p->nthreads_listed, sizeof(double))))
+		return -ENOMEM;
+	for (uint32_t j = 0; j < p->nthreads_listed; j++) {
+		const struct vmw_thread *t = &p->threads[j];
+		const struct vmw_task_prev *tq = prev->valid ? prev_task(tmap, prev->threads, t->tid) : NULL;
+		uint64_t ran = 0;
+
+		if (tq && tq->start_time_ns == t->start_time_ns)
+			ran = vmw_sat_sub(t->runtime_ns, tq->runtime_ns);
+		else if (prev->valid)
+			ran = t->runtime_ns;
+		x->thread_cpu_percent[j] = pct(ran, interval_ns);
+	}
+	return 0;
+}
+
+/* One process against its previous record: rates, NEW and pid-reuse events. */
+static int compare_proc(const struct vmw_prev_frame *prev, const struct vmw_pidmap *pmap,
+			struct vmw_frame *f, struct vmw_sample *x, size_t *evcap)
+{
+	const struct vmw_proc *p = &x->proc;
+	const struct vmw_task_prev *q = prev->valid ? prev_task(pmap, prev->procs, p->pid) : NULL;
+	uint64_t rss = vmw_proc_rss_bytes(p), ran;
+	int r;
+
+	if (q && q->start_time_ns != p->start_time_ns) {
+		/* Same pid, another process: the old one exited. */
+		if ((r = push_task_event(f, evcap, VMW_EVENT_EXIT, q, true)) < 0)
+			return r;
+		q = NULL;
+	}
+	x->is_new = prev->valid && !q;
+	x->mem_percent = pct(rss, f->mem_total_bytes);
+	if (q) {
+		ran = vmw_sat_sub(p->runtime_ns, q->runtime_ns);
+		x->rss_delta_bytes = (int64_t)rss - (int64_t)q->rss_bytes;
+	} else {
+		/* New since the last frame: all its runtime fell in this interval. */
+		ran = x->is_new ? p->runtime_ns : 0;
+	}
+	x->cpu_percent = pct(ran, f->interval_ns);
+	f->cpu_percent_total += x->cpu_percent;
+	if (x->is_new) {
+		struct vmw_task_prev now = { .id = p->pid, .start_time_ns = p->start_time_ns,
+			.runtime_ns = p->runtime_ns, .rss_bytes = rss, .vsz_bytes = p->vsz_bytes };
+		memcpy(now.comm, p->comm, sizeof(now.comm));
+		if ((r = push_task_event(f, evcap, VMW_EVENT_NEW, &now, false)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Exits: in the previous frame, not in this one (pid reuse is handled by
+ * compare_proc). Only a complete walk can tell that a process is gone. */
+static int push_exits(const struct vmw_prev_frame *prev, struct vmw_frame *f, size_t *evcap)
+{
+	struct vmw_pidmap now = { 0 };
+	int r;
+
+	if (!prev->valid || f->truncated)
+		return 0;
+	if ((r = vmw_pidmap_reset(&now, f->nprocs)) < 0)
+		return r;
+	for (size_t i = 0; i < f->nprocs; i++)
+		vmw_pidmap_put(&now, f->procs[i].proc.pid, i);
+	for (size_t i = 0; r == 0 && i < prev->nprocs; i++)
+		if (vmw_pidmap_get(&now, prev->procs[i].id) < 0)
+			r = push_task_event(f, evcap, VMW_EVENT_EXIT, &prev->procs[i], false);
+	vmw_pidmap_free(&now);
+	return r;
+}
+
+int vmw_sampler_compare(const struct vmw_prev_frame *prev, struct vmw_frame *f)
+{
+	struct vmw_pidmap pmap = { 0 }, tmap = { 0 };
+	size_t evcap = f->nevents;
+	int r = 0;
+
+	if (prev->valid && ((r = index_tasks(&pmap, prev->procs, prev->nprocs)) < 0 ||
+			    (r = index_tasks(&tmap, prev->threads, prev->nthreads)) < 0))
+		goto out;
+	f->cpu_percent_total = 0;
+	for (size_t i = 0; r == 0 && i < f->nprocs; i++) {
+		if ((r = compare_proc(prev, &pmap, f, &f->procs[i], &evcap)) == 0)
+			r = thread_rates(prev, &tmap, &f->procs[i], f->interval_ns);
+	}
+	if (r == 0)
+		r = push_exits(prev, f, &evcap);
+out:
+	vmw_pidmap_free(&pmap);
+	vmw_pidmap_free(&tmap);
+	return r;
+}
+
 /* Remember this frame's processes and threads for the next one. */
 static int remember(struct vmw_sampler *s, const struct vmw_frame *f)
 {
-	struct table procs = { 0 }, threads = { 0 };
-	size_t nthreads = 0;
+	struct vmw_task_prev *procs = calloc(f->nprocs ? f->nprocs : 1, sizeof(*procs)), *threads;
+	size_t nthreads = 0, n = 0;
 
-	procs.v = calloc(f->nprocs ? f->nprocs : 1, sizeof(*procs.v));
-	if (!procs.v)
+	for (size_t i = 0; i < f->nprocs; i++)
+		nthreads += f->procs[i].proc.nthreads_listed;
+	threads = calloc(nthreads ? nthreads : 1, sizeof(*threads));
+	if (!procs || !threads) {
+		free(procs);
+		free(threads);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < f->nprocs; i++) {
 		const struct vmw_proc *p = &f->procs[i].proc;
-		struct prev *q = &procs.v[procs.n++];
-		q->id = p->pid;
-		q->start_time_ns = p->start_time_ns;
-		q->runtime_ns = p->runtime_ns;
-		q->rss_bytes = vmw_proc_rss_bytes(p);
-		q->vsz_bytes = p->vsz_bytes;
-		memcpy(q->comm, p->comm, sizeof(q->comm));
-		nthreads += p->nthreads_listed;
+		procs[i] = (struct vmw_task_prev){ .id = p->pid, .start_time_ns = p->start_time_ns,
+			.runtime_ns = p->runtime_ns, .rss_bytes = vmw_proc_rss_bytes(p), .vsz_bytes = p->vsz_bytes };
+		memcpy(procs[i].comm, p->comm, sizeof(procs[i].comm));
+		for (uint32_t j = 0; j < p->nthreads_listed; j++)
+			threads[n++] = (struct vmw_task_prev){ .id = p->threads[j].tid,
+				.start_time_ns = p->threads[j].start_time_ns, .runtime_ns = p->threads[j].runtime_ns };
 	}
-	if (nthreads) {
-		threads.v = calloc(nthreads, sizeof(*threads.v));
-		if (!threads.v) {
-			table_free(&procs);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < f->nprocs; i++) {
-			const struct vmw_proc *p = &f->procs[i].proc;
-			for (uint32_t j = 0; j < p->nthreads_listed; j++) {
-				struct prev *q = &threads.v[threads.n++];
-				q->id = p->threads[j].tid;
-				q->start_time_ns = p->threads[j].start_time_ns;
-				q->runtime_ns = p->threads[j].runtime_ns;
-			}
-		}
-	}
-	if (table_index(&procs) < 0 || table_index(&threads) < 0) {
-		table_free(&procs);
-		table_free(&threads);
-		return -ENOMEM;
-	}
-	table_free(&s->procs);
-	table_free(&s->threads);
+	free(s->procs);
+	free(s->threads);
 	s->procs = procs;
+	s->nprocs = f->nprocs;
 	s->threads = threads;
+	s->nthreads = nthreads;
 	return 0;
 }
 
@@ -314,9 +263,10 @@ static void cpu_split(const struct vmw_cpu_times *now, const struct vmw_cpu_time
  * the previous frame. The frame gets its own copy of the per-CPU array. */
 static void read_summary(struct vmw_sampler *s, struct vmw_frame *f)
 {
+	struct vmw_summary_reader *sum = vmw_session_summary(s->sess);
 	const struct vmw_cpu_stat *cpus;
 
-	if (!s->sum || vmw_summary_read(s->sum, &f->summary, NULL) < 0)
+	if (!sum || vmw_summary_read(sum, &f->summary, NULL) < 0)
 		return;
 	cpus = f->summary.cpu;
 	f->summary.cpu = calloc(f->summary.ncpus ? f->summary.ncpus : 1, sizeof(*cpus));
@@ -344,181 +294,156 @@ static void read_summary(struct vmw_sampler *s, struct vmw_frame *f)
 	s->prev_total = f->summary.total;
 }
 
+/* ---- taking a frame ------------------------------------------------------ */
+
+/* Copy a failure into the caller's err; its code. */
+static int failed(struct vmw_error *err, const struct vmw_error *e, int r)
+{
+	if (err)
+		*err = *e;
+	return e->code ? e->code : r;
+}
+
+/* The session attached and up to date; rates restart after a re-attach. */
+static int session_ready(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_error *err)
+{
+	struct vmw_error e = { 0 };
+	bool reattached;
+
+	if (vmw_session_poll(s->sess, &reattached, &e) != VMW_SESSION_ATTACHED)
+		return failed(err, &e, -EAGAIN);
+	if (!vmw_session_linux(s->sess))
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EINVAL, "%s: the sampler needs a session "
+				      "opened with want_linux", vmw_session_name(s->sess));
+	if (reattached) {
+		forget(s);
+		/* The first attach of a session is not a re-attach. */
+		f->rebooted = vmw_session_attaches(s->sess) > 1;
+	}
+	return 0;
+}
+
+/* Walk the task list; when the session can recover at once (a libvirt domain
+ * restarted under a new QEMU) walk the new guest instead. */
+static int walk_once(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w,
+		     struct vmw_error *err)
+{
+	struct vmw_error e = { 0 };
+	int r = vmw_linux_walk(vmw_session_linux(s->sess), s->opts.walk_flags, w, &e);
+
+	if (r < 0) {
+		vmw_error_prefix(&e, "%s: ", vmw_session_name(s->sess));
+		if (vmw_session_fail(s->sess, r, &e) != VMW_SESSION_ATTACHED)
+			return failed(err, &e, r);
+		forget(s);
+		f->rebooted = true;
+		e = (struct vmw_error){ 0 };
+		if ((r = vmw_linux_walk(vmw_session_linux(s->sess), s->opts.walk_flags, w, &e)) < 0) {
+			vmw_error_prefix(&e, "%s: ", vmw_session_name(s->sess));
+			vmw_session_fail(s->sess, r, &e);
+			return failed(err, &e, r);
+		}
+	}
+	return 0;
+}
+
+static void drop_summary(struct vmw_frame *f)
+{
+	free(f->summary.cpu);
+	free(f->cpu);
+	f->summary = (struct vmw_summary){ 0 };
+	f->cpu = NULL;
+	f->cpu_total = (struct vmw_cpu_percent){ 0 };
+	f->summary_ok = false;
+}
+
+/* Walk and read the summary. The guest's uptime going backwards is a reboot
+ * the session cannot see (VMCOREINFO unchanged, no KASLR): re-attach and
+ * take the frame from the new boot. */
+static int walk_guest(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w,
+		      uint64_t *host_ns, struct vmw_error *err)
+{
+	struct vmw_error e = { 0 };
+	int r;
+
+	if ((r = walk_once(s, f, w, err)) < 0)
+		return r;
+	*host_ns = vmw_now_ns();
+	read_summary(s, f);
+	if (!f->summary_ok || !s->have_prev || f->rebooted ||
+	    f->summary.uptime_ns + 1000000000ull >= s->prev_uptime_ns)
+		return 0;
+	vmw_walk_free(w);
+	drop_summary(f);
+	if (vmw_session_reattach(s->sess, &e) != VMW_SESSION_ATTACHED)
+		return failed(err, &e, -EAGAIN);
+	forget(s);
+	f->rebooted = true;
+	if ((r = walk_once(s, f, w, err)) < 0)
+		return r;
+	*host_ns = vmw_now_ns();
+	read_summary(s, f);
+	return 0;
+}
+
+/* The frame takes the walk's records (and their threads and command lines). */
+static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w)
+{
+	f->seq = s->seq++;
+	f->wall_time_ns = vmw_wall_ns();
+	f->first = !s->have_prev;
+	f->skipped = w->skipped;
+	f->truncated = w->truncated;
+	memcpy(f->truncated_why, w->truncated_why, sizeof(f->truncated_why));
+	f->bytes_read = w->bytes_read;
+	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
+								     : vmw_mem_size(vmw_session_mem(s->sess));
+	if (!(f->procs = calloc(w->nprocs ? w->nprocs : 1, sizeof(*f->procs)))) {
+		vmw_walk_free(w);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < w->nprocs; i++)
+		f->procs[i].proc = w->procs[i];
+	f->nprocs = w->nprocs;
+	free(w->procs);
+	return 0;
+}
+
 int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_error *err)
 {
 	struct vmw_frame *f = calloc(1, sizeof(*f));
+	struct vmw_prev_frame prev;
 	struct vmw_walk w;
-	uint64_t t0 = vmw_now_ns(), host_ns, guest_ns;
-	size_t evcap = 0;
-	bool was_rebooted = false, guest_known;
+	uint64_t t0 = vmw_now_ns(), host_ns;
 	int r;
 
 	if (!f)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
-	if (vmw_mem_alive(s->mem) == -ESRCH) {
-		/* A shared mapping stays readable after QEMU exits: ask. */
-		if (!s->is_domain || (r = reopen_domain(s, err)) < 0) {
-			free(f);
-			return vmw_error_set(err, -ESRCH, "%s: the QEMU process exited: the guest is gone",
-					     s->target);
-		}
-		was_rebooted = true;
-	}
-	if (!s->k && (r = attach(s, err)) < 0) {
-		/* An earlier re-attach failed; the guest may still be booting. */
-		free(f);
-		return vmw_error_prefix(err, "%s: ", s->target);
-	}
-	if (rebooted(s)) {
-	reattach:
-		detach(s);
-		if ((r = attach(s, err)) < 0) {
-			free(f);
-			return vmw_error_prefix(err, "%s: guest rebooted and re-attaching failed: ", s->target);
-		}
-		was_rebooted = true;
-	}
-	r = vmw_linux_walk(s->lx, s->opts.walk_flags, &w, err);
-	if (r == -ESRCH && s->is_domain && !was_rebooted) {
-		if ((r = reopen_domain(s, err)) < 0) {
-			free(f);
-			return r;
-		}
-		was_rebooted = true;
-		r = vmw_linux_walk(s->lx, s->opts.walk_flags, &w, err);
-	}
-	if (r < 0) {
-		free(f);
-		return vmw_error_prefix(err, "%s: ", s->target);
-	}
-	host_ns = vmw_now_ns();
-	read_summary(s, f);
-	guest_known = f->summary_ok;
-	guest_ns = f->summary.uptime_ns;
-	if (guest_known && s->have_prev && guest_ns + 1000000000ull < s->prev_uptime_ns && !was_rebooted) {
-		/* Uptime went backwards: a reboot with an unchanged VMCOREINFO (no KASLR). */
-		vmw_walk_free(&w);
-		free(f->summary.cpu);
-		free(f->cpu);
-		memset(f, 0, sizeof(*f));
-		goto reattach;
-	}
-
-	f->seq = s->seq++;
-	f->wall_time_ns = wall_ns();
-	f->first = !s->have_prev;
-	f->rebooted = was_rebooted;
-	f->skipped = w.skipped;
-	f->truncated = w.truncated;
-	memcpy(f->truncated_why, w.truncated_why, sizeof(f->truncated_why));
-	f->bytes_read = w.bytes_read;
-	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
-								     : vmw_mem_size(s->mem);
-
-	f->procs = calloc(w.nprocs ? w.nprocs : 1, sizeof(*f->procs));
-	if (!f->procs) {
-		vmw_walk_free(&w);
-		free(f);
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	}
-	/* The frame takes ownership of the walk's records (and their threads/cmdlines). */
-	for (size_t i = 0; i < w.nprocs; i++)
-		f->procs[i].proc = w.procs[i];
-	f->nprocs = w.nprocs;
-	free(w.procs);
-
-	for (size_t i = 0; i < f->nprocs; i++) {
-		struct vmw_sample *x = &f->procs[i];
-		const struct vmw_proc *p = &x->proc;
-		const struct prev *q = s->have_prev ? table_find(&s->procs, p->pid) : NULL;
-		uint64_t rss = vmw_proc_rss_bytes(p), delta;
-
-		if (q && q->start_time_ns != p->start_time_ns) {
-			/* Same pid, another process: the old one exited. */
-			struct vmw_event e = { .type = VMW_EVENT_EXIT, .pid = q->id,
-				.start_time_ns = q->start_time_ns, .runtime_ns = q->runtime_ns,
-				.rss_bytes = q->rss_bytes, .vsz_bytes = q->vsz_bytes, .pid_reused = true };
-			memcpy(e.comm, q->comm, sizeof(e.comm));
-			push_event(f, &evcap, &e);
-			q = NULL;
-		}
-		x->is_new = s->have_prev && !q;
-		x->mem_percent = pct(rss, f->mem_total_bytes);
-		if (q) {
-			delta = vmw_sat_sub(p->runtime_ns, q->runtime_ns);
-			x->rss_delta_bytes = (int64_t)rss - (int64_t)q->rss_bytes;
-		} else {
-			/* New since the last frame: all its runtime fell in this interval. */
-			delta = x->is_new ? p->runtime_ns : 0;
-		}
-		x->cpu_percent = (double)delta;   /* ns for now; a rate once the interval is known */
-		if (x->is_new) {
-			struct vmw_event e = { .type = VMW_EVENT_NEW, .pid = p->pid,
-				.start_time_ns = p->start_time_ns, .runtime_ns = p->runtime_ns,
-				.rss_bytes = rss, .vsz_bytes = p->vsz_bytes };
-			memcpy(e.comm, p->comm, sizeof(e.comm));
-			push_event(f, &evcap, &e);
-		}
-		if (p->nthreads_listed) {
-			x->thread_cpu_percent = calloc(p->nthreads_listed, sizeof(double));
-			for (uint32_t j = 0; x->thread_cpu_percent && j < p->nthreads_listed; j++) {
-				const struct vmw_thread *t = &p->threads[j];
-				const struct prev *tq = s->have_prev ? table_find(&s->threads, t->tid) : NULL;
-				uint64_t td = 0;
-				if (tq && tq->start_time_ns == t->start_time_ns)
-					td = vmw_sat_sub(t->runtime_ns, tq->runtime_ns);
-				else if (s->have_prev)
-					td = t->runtime_ns;
-				x->thread_cpu_percent[j] = (double)td;
-			}
-		}
-	}
-
-	/* The interval, then the rates. */
-	if (s->have_prev)
-		f->interval_ns = vmw_sampler_interval(host_ns - s->prev_host_ns);
-	for (size_t i = 0; i < f->nprocs; i++) {
-		struct vmw_sample *x = &f->procs[i];
-		x->cpu_percent = pct((uint64_t)x->cpu_percent, f->interval_ns);
-		f->cpu_percent_total += x->cpu_percent;
-		for (uint32_t j = 0; x->thread_cpu_percent && j < x->proc.nthreads_listed; j++)
-			x->thread_cpu_percent[j] = pct((uint64_t)x->thread_cpu_percent[j], f->interval_ns);
-	}
-
-	/* Exits: in the previous frame, not in this one (pid reuse handled above). */
-	if (s->have_prev && !f->truncated) {
-		struct table now = { .v = NULL };
-		now.v = calloc(f->nprocs ? f->nprocs : 1, sizeof(*now.v));
-		if (now.v) {
-			for (size_t i = 0; i < f->nprocs; i++)
-				now.v[now.n++].id = f->procs[i].proc.pid;
-			if (table_index(&now) == 0) {
-				for (size_t i = 0; i < s->procs.n; i++) {
-					const struct prev *q = &s->procs.v[i];
-					if (table_find(&now, q->id))
-						continue;
-					struct vmw_event e = { .type = VMW_EVENT_EXIT, .pid = q->id,
-						.start_time_ns = q->start_time_ns, .runtime_ns = q->runtime_ns,
-						.rss_bytes = q->rss_bytes, .vsz_bytes = q->vsz_bytes };
-					memcpy(e.comm, q->comm, sizeof(e.comm));
-					push_event(f, &evcap, &e);
-				}
-			}
-			table_free(&now);
-		}
-	}
-
-	if ((r = remember(s, f)) < 0) {
+	if ((r = session_ready(s, f, err)) < 0 || (r = walk_guest(s, f, &w, &host_ns, err)) < 0) {
 		vmw_frame_free(f);
-		return vmw_error_set(err, r, "out of memory");
+		return r;
 	}
+	if ((r = take_walk(s, f, &w)) < 0)
+		goto oom;
+	/* Rates are over the host's interval. The guest's clock can only be read
+	 * as of its last tick or idle transition, so on an idle (NO_HZ) guest it
+	 * is stale by an unknown amount, and dividing by it would invent load.
+	 * Runtime can never exceed real time, so the host interval never invents
+	 * load: a paused guest accrues no runtime and shows 0 %. */
+	f->interval_ns = s->have_prev ? host_ns - s->prev_host_ns : 0;
+	prev = (struct vmw_prev_frame){ .valid = s->have_prev, .procs = s->procs, .nprocs = s->nprocs,
+					.threads = s->threads, .nthreads = s->nthreads };
+	if ((r = vmw_sampler_compare(&prev, f)) < 0 || (r = remember(s, f)) < 0)
+		goto oom;
 	s->have_prev = true;
 	s->prev_host_ns = host_ns;
-	s->prev_guest_ns = guest_known ? guest_ns : 0;
-	s->prev_uptime_ns = guest_ns;
+	s->prev_uptime_ns = f->summary.uptime_ns;
 	f->frame_ns = vmw_now_ns() - t0;
 	*ret = f;
 	return 0;
+oom:
+	vmw_frame_free(f);
+	return vmw_error_set(err, -ENOMEM, "out of memory");
 }
 
 void vmw_frame_free(struct vmw_frame *f)

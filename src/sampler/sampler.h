@@ -3,33 +3,31 @@
  * sampler.h - frames of a guest over time: per-process CPU% and memory, the
  * guest summary, and process events between frames.
  *
- * A sampler owns one guest (memory source + kernel + Linux model), given as
- * qemu:PID, file:PATH or a libvirt domain name/UUID (resolved again when its
- * QEMU process is replaced, e.g. after a restart). Each call
- * to vmw_sampler_frame() walks the guest once — never pausing it — and
+ A sampler reads one guest through a session (src/session: the target, its
+ * stack, liveness, reboots and re-attach with back-off). Each call to
+ * vmw_sampler_frame() walks the guest once — never pausing it — and
  * computes, against the previous frame:
  *   - CPU% of each process (and thread, on request) from the change in the
  *     scheduler's sum_exec_runtime over the interval; 100 % = one vCPU, like
  *     top, over the host's interval (a paused or starved guest accrues no
- *     runtime, so it shows no invented load; see vmw_sampler_interval);
+ *     runtime, so it shows no invented load);
  *   - MEM% of guest RAM and the change in RSS;
  *   - events: processes that appeared, exited (with their last values), and
  *     pid reuse (same pid, different start time = exit + new).
- * Counter deltas saturate at zero. When the guest reboots (its VMCOREINFO
- * changes or its uptime goes backwards) the sampler re-attaches by itself and
- * marks the frame `rebooted`.
+ * Counter deltas saturate at zero. When the session re-attached (the guest
+ * rebooted: its VMCOREINFO changed or, seen here, its uptime went backwards;
+ * or it was unreadable for a while) rates restart and the frame is marked
+ * `rebooted`.
  */
 #pragma once
 
-#include "linux/linux.h"
+#include "session/session.h"
 
 struct vmw_sampler;
 
 struct vmw_sampler_opts {
 	size_t sz;                 /* sizeof(struct vmw_sampler_opts) */
 	unsigned walk_flags;       /* VMW_WALK_THREADS, VMW_WALK_CMDLINE */
-	bool no_cache;             /* kernel discovery cache off */
-	bool process_read;         /* force process_vm_readv for qemu: targets */
 };
 
 /* One process in a frame. */
@@ -89,24 +87,52 @@ struct vmw_frame {
 	uint64_t bytes_read;
 };
 
-int vmw_sampler_open(const char *target, const struct vmw_sampler_opts *opts,
-		     struct vmw_sampler **ret, struct vmw_error *err);
+/* A sampler of session's guest. The session must have been opened with
+ * want_linux (and want_summary for the summary and CPU split); the sampler
+ * borrows it: close the sampler first. -ENOMEM only. */
+int vmw_sampler_new(struct vmw_session *session, const struct vmw_sampler_opts *opts,
+		    struct vmw_sampler **ret);
 void vmw_sampler_close(struct vmw_sampler *s);
 
-/* Take a frame now. On a hard failure (QEMU gone, memory unreadable and
- * re-attach impossible) returns a negative errno with err set. */
+/* Take a frame now. When the guest cannot be read, returns the failure's
+ * negative errno with err set (its kind says why) and the session tells
+ * what comes next: WAITING (retry at vmw_session_retry_at) or GONE. */
 int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_error *err);
 void vmw_frame_free(struct vmw_frame *f);
 
+struct vmw_session *vmw_sampler_session(struct vmw_sampler *s);
+/* The session's kernel and memory source (NULL while it is not attached). */
 struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s);
 struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
-/* What the sampler watches, for display: "vm1 (qemu:1234)" or the target. */
-const char *vmw_sampler_name(const struct vmw_sampler *s);
 
-/* Pure helper, exposed for tests: the interval rates are computed over.
- * It is the host's interval. The guest's clock can only be read as of its
- * last tick or idle transition, so on an idle (NO_HZ) guest it is stale by
- * an unknown amount, and dividing by it would invent load. Runtime can never
- * exceed real time, so the host interval never invents load: a paused guest
- * accrues no runtime and shows 0 %. Returns 0 when no time passed. */
-uint64_t vmw_sampler_interval(uint64_t host_delta_ns);
+/* ---- the pure part of a frame, exposed for tests ------------------------ */
+
+/* What a frame remembers of a task (process or thread) for the next one. */
+struct vmw_task_prev {
+	int32_t id;                /* pid or tid */
+	uint64_t start_time_ns;
+	uint64_t runtime_ns;
+	uint64_t rss_bytes, vsz_bytes;   /* processes only */
+	char comm[64];
+};
+
+/* The previous frame's tasks; valid false on a first frame (after attach). */
+struct vmw_prev_frame {
+	bool valid;
+	const struct vmw_task_prev *procs;
+	size_t nprocs;
+	const struct vmw_task_prev *threads;
+	size_t nthreads;
+};
+
+/*
+ * Compare f's processes (f->procs[i].proc, f->nprocs) with the previous frame,
+ * given f->interval_ns, f->mem_total_bytes and f->truncated: fills each
+ * sample's cpu_percent, mem_percent, rss_delta_bytes, is_new and
+ * thread_cpu_percent (when threads are listed), f->cpu_percent_total and
+ * f->events: NEW for a process not seen before, EXIT for one gone (only when
+ * the walk was complete) and EXIT with pid_reused followed by NEW when a pid
+ * now has another start time. A task new since the previous frame ran all
+ * its runtime within the interval. 0 or -ENOMEM.
+ */
+int vmw_sampler_compare(const struct vmw_prev_frame *prev, struct vmw_frame *f);

@@ -24,6 +24,7 @@
  * XML_FUNCS: every libvirt or libxml2 function called below must be listed).
  */
 #include "virt/virt.h"
+#include "mem/mem.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -629,40 +630,24 @@ static ssize_t read_small(const char *path, char *buf, size_t n)
 }
 
 /* Is pid the QEMU of domain `name`? libvirt starts QEMU with
- * "-name guest=NAME,..." (commas in NAME doubled). */
+ * "-name guest=NAME,..." (commas in NAME doubled); src/mem parses it. */
 static bool is_domain_qemu(pid_t pid, const char *name)
 {
-	char path[64], cmd[16384];
+	struct vmw_qemu_names q;
+	char path[64], exe[PATH_MAX];
 	ssize_t len;
-	const char *end;
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	if ((len = read_small(path, cmd, sizeof(cmd))) <= 0)
+	if (vmw_qemu_names_get(pid, &q) < 0)
 		return false;   /* gone, zombie or kernel thread */
-	end = cmd + len;
-	for (const char *a = cmd; a < end; a += strlen(a) + 1) {
-		const char *p, *q;
-		if (strcmp(a, "-name") || a + strlen(a) + 1 >= end)
-			continue;
-		p = a + strlen(a) + 1;
-		if (strncmp(p, "guest=", 6))
-			return false;
-		p += 6;
-		for (q = name; *q; q++) {
-			if (*p++ != *q)
-				return false;
-			if (*q == ',' && *p++ != ',')
-				return false;
-		}
-		return *p == '\0' || (*p == ',' && p[1] != ',');
-	}
+	if (q.has_name)
+		return !strcmp(q.name, name);
 	/* No -name (not started by libvirt?): accept a qemu executable. */
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	len = readlink(path, cmd, sizeof(cmd) - 1);
+	len = readlink(path, exe, sizeof(exe) - 1);
 	if (len <= 0)
 		return false;
-	cmd[len] = '\0';
-	return strstr(strrchr(cmd, '/') ? strrchr(cmd, '/') : cmd, "qemu") != NULL;
+	exe[len] = '\0';
+	return strstr(strrchr(exe, '/') ? strrchr(exe, '/') : exe, "qemu") != NULL;
 }
 
 static pid_t qemu_pid(const char *uri, const char *name)

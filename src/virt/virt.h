@@ -10,8 +10,10 @@
  * metadata when present (<nova:instance> in the nova/1.0 or 1.1 namespace).
  *
  * This layer only describes VMs; reading their memory is src/mem's job
- * (target "qemu:PID"). src/mem never links against libvirt: front ends turn
- * a domain name into "qemu:PID" with vmw_virt_resolve_target() first.
+ * (target "qemu:PID"). src/mem never links against libvirt: src/session turns
+ * a domain name into "qemu:PID" with vmw_virt_resolve_target() (and again
+ * when the domain's QEMU is replaced); front ends call this layer only to
+ * list and watch domains (vmwatch vms, the agent's registry).
  *
  * URIs: NULL means $LIBVIRT_DEFAULT_URI, else "qemu:///system". The QEMU PID
  * is only known for local qemu:///system and qemu:///session connections

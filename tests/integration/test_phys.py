@@ -269,10 +269,12 @@ def test_bad_targets_exit_2_with_a_message(vmwatch, small, tmp_path):
         (f'file:{tmp_path}', 'is a directory'),
         (f'file:{truncated}', f'{truncated}: segment'),
         (f'file:{truncated}', 'truncated dump?'),
-        ('vm1', 'unknown target'),
+        # Other names are libvirt domains (phys opens targets like ps does).
+        ('vm1', 'cannot connect to libvirt'),
     ]
+    no_libvirt = dict(os.environ, LIBVIRT_DEFAULT_URI='qemu+unix:///system?socket=/nonexistent/sock')
     for target, message in cases:
-        p = run(vmwatch, target, '0', '16')
+        p = run(vmwatch, target, '0', '16', env=no_libvirt)
         err = p.stderr.decode()
         assert p.returncode == 2, (target, err)
         assert p.stdout == b''

@@ -353,6 +353,18 @@ def test_top_batch_frames(g, work, vmwatch):
     assert 30 <= sum(burn) / len(burn) <= 70, burn
 
 
+def test_top_target_options_like_ps(g, work, vmwatch):
+    """top opens its target like ps: the structural kallsyms fallback, no
+    cache and process reads give the same guest."""
+    r = run_top(vmwatch, "-b", "-n", 2, "-d", 0.2, "--ignore-vmcoreinfo-kallsyms", "--no-cache",
+                "--process-read", f"qemu:{g.pid}")
+    assert r.returncode == 0, r.stderr
+    frames = frames_of(r.stdout)
+    assert len(frames) == 2
+    assert f"Guest: qemu:{g.pid}, Linux 6.1.0-47-amd64" in frames[-1]
+    assert {1, 2, work["hog"]} <= {x["pid"] for x in parse_rows(frames[-1])}
+
+
 def test_top_batch_sort_tree_threads_pids(g, work, vmwatch):
     target = f"qemu:{g.pid}"
     r = run_top(vmwatch, "-b", "-n", 1, "-d", 0.1, "-o", "mem", target)

@@ -272,6 +272,45 @@ static void test_maps_lines(void **state)
 	assert_false(vmw_maps_parse_line("", &m));
 }
 
+/* The QEMU identity: /proc/PID/stat's state and starttime, -name/-uuid/-smp. */
+static void test_proc_stat(void **state)
+{
+	(void)state;
+	char st;
+	uint64_t start;
+	/* A command name with spaces and a ')': fields count from the last ')'. */
+	const char *line = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 "
+			   "50 20 0 0 20 0 5 0 987654 1234567 100 18446744073709551615\n";
+	assert_int_equal(vmw_proc_stat_parse(line, &st, &start), 0);
+	assert_int_equal(st, 'S');
+	assert_int_equal(start, 987654);
+	assert_int_equal(vmw_proc_stat_parse("1 (x) Z 0 0", &st, &start), -EINVAL);
+	assert_int_equal(vmw_proc_stat_parse("garbage", &st, &start), -EINVAL);
+}
+
+static void test_qemu_names(void **state)
+{
+	(void)state;
+	const char *argv[] = { "qemu-system-x86_64", "-name", "guest=web,,1,debug-threads=on",
+			       "-uuid", "0b1e3c2a-1111-2222-3333-444455556666", "-smp", "4,sockets=1",
+			       "-m", "512" };
+	const char *bare[] = { "qemu-system-x86_64", "-name", "vm2", "-uuid", "not-a-uuid",
+			       "-smp", "cpus=2" };
+	struct vmw_qemu_names q;
+
+	vmw_qemu_names_parse(ARRAY_SIZE(argv), argv, &q);
+	assert_true(q.has_name);
+	assert_string_equal(q.name, "web,1");
+	assert_string_equal(q.uuid, "0b1e3c2a-1111-2222-3333-444455556666");
+	assert_int_equal(q.vcpus, 4);
+	vmw_qemu_names_parse(ARRAY_SIZE(bare), bare, &q);
+	assert_string_equal(q.name, "vm2");
+	assert_string_equal(q.uuid, "");
+	assert_int_equal(q.vcpus, 2);
+	vmw_qemu_names_parse(1, argv, &q);
+	assert_false(q.has_name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +328,8 @@ int main(void)
 		cmocka_unit_test(test_is_emulator),
 		cmocka_unit_test(test_qemu_sizes),
 		cmocka_unit_test(test_maps_lines),
+		cmocka_unit_test(test_proc_stat),
+		cmocka_unit_test(test_qemu_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

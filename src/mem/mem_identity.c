@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mem_identity.c - which QEMU process a target is: pid + start time from
+ * /proc/PID/stat, and the VM's name, UUID and vCPU count from its command
+ * line. The parsers are pure (unit-tested on literal lines); the readers
+ * only fetch /proc files.
+ */
+#include "mem/mem_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks)
+{
+	/* comm (field 2) is in parentheses and may hold anything: fields 3.. start
+	 * after its last ')'. */
+	const char *p = strrchr(line, ')');
+	unsigned long long st;
+	char *end;
+
+	if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
+		return -EINVAL;
+	*ret_state = p[2];
+	p += 3;   /* the space before field 4 */
+	for (int field = 4; field < 22; field++)   /* to the space before field 22 */
+		if (!(p = strchr(p + 1, ' ')))
+			return -EINVAL;
+	errno = 0;
+	st = strtoull(p + 1, &end, 10);
+	if (errno || end == p + 1 || (*end != ' ' && *end != '\n' && *end != '\0'))
+		return -EINVAL;
+	*ret_start_ticks = st;
+	return 0;
+}
+
+/* Small /proc file into buf (NUL-terminated); its length or a negative errno. */
+static ssize_t read_proc_file(pid_t pid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	do
+		n = read(fd, buf, size - 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ESRCH ? -ESRCH : -errno;
+	buf[n] = '\0';
+	return n;
+}
+
+int vmw_qemu_id_get(pid_t pid, struct vmw_qemu_id *ret)
+{
+	char buf[1024], state;
+	uint64_t start;
+	ssize_t n;
+
+	if (pid <= 0)
+		return -ESRCH;
+	if ((n = read_proc_file(pid, "stat", buf, sizeof(buf))) < 0)
+		return n == -ESRCH ? -ESRCH : -EIO;
+	if (vmw_proc_stat_parse(buf, &state, &start) < 0)
+		return -EIO;
+	if (state == 'Z' || state == 'X')
+		return -ESRCH;   /* exited, not yet reaped: its RAM is gone */
+	*ret = (struct vmw_qemu_id){ .pid = pid, .start_ticks = start };
+	return 0;
+}
+
+int vmw_qemu_id_alive(const struct vmw_qemu_id *id)
+{
+	struct vmw_qemu_id now;
+
+	if (id->pid <= 0 || vmw_qemu_id_get(id->pid, &now) == -ESRCH)
+		return -ESRCH;
+	/* An unreadable stat (-EIO) says nothing: count the process as running. */
+	if (now.pid && now.start_ticks != id->start_ticks)
+		return -ESRCH;
+	return 0;
+}
+
+void vmw_qemu_names_parse(size_t argc, const char *const *argv, struct vmw_qemu_names *ret)
+{
+	char v[256];
+
+	memset(ret, 0, sizeof(*ret));
+	for (size_t i = 1; i + 1 < argc; i++) {
+		const char *opt = argv[i], *arg = argv[i + 1];
+
+		if (opt[0] != '-')
+			continue;
+		opt += opt[1] == '-' ? 2 : 1;  /* QEMU takes -opt and --opt */
+		if (!strcmp(opt, "name")) {
+			/* -name [guest=]NAME[,debug-threads=on,...] */
+			ret->has_name = true;
+			if (!vmw_qemu_opt_get(arg, "guest", "guest", ret->name, sizeof(ret->name)))
+				ret->name[0] = '\0';
+			i++;
+		} else if (!strcmp(opt, "uuid")) {
+			if (strlen(arg) == 36 && strspn(arg, "0123456789abcdefABCDEF-") == 36)
+				memcpy(ret->uuid, arg, 37);
+			i++;
+		} else if (!strcmp(opt, "smp")) {
+			if (vmw_qemu_opt_get(arg, "cpus", "cpus", v, sizeof(v)))
+				ret->vcpus = (unsigned)strtoul(v, NULL, 10);
+			i++;
+		}
+	}
+}
+
+int vmw_qemu_names_get(pid_t pid, struct vmw_qemu_names *ret)
+{
+	_cleanup_free_ char *buf = malloc(65536);
+	const char *argv[1024];
+	size_t argc = 0;
+	ssize_t n;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!buf)
+		return -ENOMEM;
+	if (pid <= 0)
+		return -ESRCH;
+	if ((n = read_proc_file(pid, "cmdline", buf, 65536)) < 0)
+		return n == -EPERM ? -EACCES : (int)n;
+	if (n == 0)
+		return -ENOEXEC;
+	for (char *a = buf; a < buf + n && argc < ARRAY_SIZE(argv); a += strlen(a) + 1)
+		argv[argc++] = a;
+	vmw_qemu_names_parse(argc, argv, ret);
+	return 0;
+}
