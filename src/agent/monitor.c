@@ -419,6 +419,8 @@ static void vm_attached(struct agent_vm *vm, struct vmw_session *sess, uint64_t 
 	vm->attaches_total += n - *seen;
 	pthread_mutex_unlock(&vm->lock);
 	*seen = n;
+	if (ki->cache_warning)
+		vmw_agent_log(VMW_LOG_WARNING, "vm %s: %s", vm->name, ki->cache_warning);
 }
 
 /* A frame failed: report why (the API's reason code is the error's kind)

@@ -34,6 +34,8 @@ int cli_target_open(struct cli_target *t, const char *name, bool want_linux)
 	t->mem = vmw_session_mem(t->session);
 	t->k = vmw_session_kernel(t->session);
 	t->lx = vmw_session_linux(t->session);
+	if (t->k && vmw_kernel_info(t->k)->cache_warning)
+		cli_error("warning: %s", vmw_kernel_info(t->k)->cache_warning);
 	return 0;
 }
 
