@@ -393,6 +393,8 @@ static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk
 	f->wall_time_ns = vmw_wall_ns();
 	f->first = !s->have_prev;
 	f->skipped = w->skipped;
+	f->incomplete = w->incomplete;
+	f->complete = vmw_walk_complete(w);
 	f->truncated = w->truncated;
 	memcpy(f->truncated_why, w->truncated_why, sizeof(f->truncated_why));
 	f->bytes_read = w->bytes_read;

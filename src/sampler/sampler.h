@@ -71,8 +71,10 @@ struct vmw_frame {
 	struct vmw_event *events;
 	size_t nevents;
 	size_t skipped;
+	size_t incomplete;         /* processes marked incomplete (vmw_proc.incomplete) */
 	bool truncated;
 	char truncated_why[160];
+	bool complete;             /* nothing skipped, cut or implausible (vmw_walk_complete) */
 	/* The guest summary at this frame (uptime, load, memory, CPU times), when
 	 * the kernel has what it needs; summary.cpu is owned by the frame. */
 	bool summary_ok;
