@@ -173,8 +173,11 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_guest_boot_time_seconds", m, NULL, (double)m->snap->summary->boot_time_s);
 	for (int i = 0; i < 3; i++) {
 		family(f, load_names[i], "gauge", load_help[i]);
-		FOR_SUM(m, ms, n)
-			vm_sample(f, load_names[i], m, NULL, (double)m->snap->summary->load[i] / 2048.0);
+		FOR_SUM(m, ms, n) {
+			double load[3];
+			vmw_report_load(m->snap->summary, load);
+			vm_sample(f, load_names[i], m, NULL, load[i]);
+		}
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(mem); i++) {
 		family(f, mem[i].name, "gauge", mem[i].help);
@@ -218,15 +221,13 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_guest_processes", m, NULL, (double)m->snap->frame->nprocs);
 	family(f, "vmwatch_guest_threads", "gauge", "Threads of all processes in the guest.");
 	FOR_UP(m, ms, n)
-		vm_sample(f, "vmwatch_guest_threads", m, NULL, (double)m->snap->threads_total);
+		vm_sample(f, "vmwatch_guest_threads", m, NULL, (double)m->snap->tasks.threads);
 	family(f, "vmwatch_guest_tasks", "gauge", "Guest processes by state (top's Tasks line).");
 	FOR_UP(m, ms, n) {
-		static const char *st[AGENT_TASK_N] = { "running", "sleeping", "disk_sleep", "stopped", "zombie",
-							"idle", "other" };
-		for (int i = 0; i < AGENT_TASK_N; i++) {
+		for (int i = 0; i < VMW_TASK_NCLASSES; i++) {
 			char extra[32];
-			snprintf(extra, sizeof(extra), "state=\"%s\"", st[i]);
-			vm_sample(f, "vmwatch_guest_tasks", m, extra, m->snap->tasks[i]);
+			snprintf(extra, sizeof(extra), "state=\"%s\"", vmw_report_task_class_name(i));
+			vm_sample(f, "vmwatch_guest_tasks", m, extra, m->snap->tasks.by_class[i]);
 		}
 	}
 	family(f, "vmwatch_guest_process_events_total", "counter",
