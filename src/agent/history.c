@@ -109,7 +109,7 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 
 static double secs(uint64_t ns)
 {
-	return (double)ns / 1e9;
+	return vmw_report_seconds(ns);
 }
 
 json_t *agent_hist_vm_json(const struct agent_hist *h)

@@ -323,7 +323,7 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 			json_array_append_new(events, vmw_report_event(&f->events[i]));
 	json_object_set_new(root, "events", events);
 
-	line = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7));
+	line = json_dumps(root, JSON_COMPACT);   /* full precision: time is Unix seconds */
 	json_decref(root);
 	if (!line)
 		return -ENOMEM;
