@@ -201,8 +201,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 		if (stopping)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (removed) {
-			r = asprintf(&s->buf, "event: gone\ndata: {\"id\":\"%s\",\"reason\":\"the VM stopped\"}\n\n",
-				     vm->id);
+			json_t *j = json_pack("{s:s, s:s}", "id", vm->id, "reason", "the VM stopped");
+			char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			json_decref(j);
+			r = d ? asprintf(&s->buf, "event: gone\ndata: %s\n\n", d) : -1;
+			free(d);
 			s->ended = true;
 		} else if (snap) {
 			json_t *j = agent_frame_json(vm, snap, &s->q);

@@ -673,6 +673,22 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         d2.wait_ready()
         wait_until(lambda: a.vm(d2.name)["monitoring"]["status"] == "ok", timeout=60, what="d2 monitored")
 
+        # A stream open on it ends with `event: gone`.
+        gone = {}
+
+        def read_gone():
+            with urllib.request.urlopen(a.base + f"/v1/vms/{d2.name}/stream", timeout=30) as r:
+                ev = None
+                for line in iter(r.readline, b""):
+                    if line.startswith(b"event: "):
+                        ev = line[len(b"event: "):].strip()
+                    elif line.startswith(b"data: ") and ev == b"gone":
+                        gone["data"] = json.loads(line[len(b"data: "):])
+                        return
+        reader = threading.Thread(target=read_gone, daemon=True)
+        reader.start()
+        wait_until(lambda: a.vm(d2.name)["monitoring"]["frames"] >= 2, timeout=30, what="d2 frames")
+
         # Destroyed: dropped within one interval; its URLs answer 404.
         t_destroy = time.monotonic()
         d2.destroy()                   # returns once virsh destroy has killed QEMU
@@ -684,6 +700,8 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         assert a.json(f"/v1/vms/{d2.name}", status=404)["code"] == 404
         assert a.json(f"/v1/instances/{d2.name}/processes", status=404)["code"] == 404
         assert a.vm(d1.name)["monitoring"]["status"] == "ok"
+        reader.join(30)
+        assert validate("api-gone", gone["data"])["id"].lower() == d2.uuid.lower(), gone
         print(f"libvirt: listed {listed:.2f}s after start, dropped {dropped:.2f}s after destroy")
     finally:
         rc = a.stop()
