@@ -50,6 +50,9 @@ bool cli_target_option(struct cli_target *t, int c);
  * Returns 0, or the exit code after printing a one-line error. */
 int cli_target_open(struct cli_target *t, const char *name, bool want_linux);
 void cli_target_close(struct cli_target *t);
+/* After the options: exactly one TARGET (argv[optind]) left, opened with
+ * cli_target_open. 0, or the exit code (usage(stderr) for a wrong count). */
+int cli_target_arg(struct cli_target *t, int argc, char **argv, bool want_linux, void (*usage)(FILE *));
 /* {"vm": {...}, "kernel": {...}} describing t (report.h's vmw_report_target). */
 json_t *cli_target_json(const struct cli_target *t);
 

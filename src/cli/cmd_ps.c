@@ -103,6 +103,15 @@ static void print_text(const struct vmw_walk *w, bool threads)
 	}
 }
 
+int cli_target_arg(struct cli_target *t, int argc, char **argv, bool want_linux, void (*print_usage)(FILE *))
+{
+	if (optind != argc - 1) {
+		print_usage(stderr);
+		return EXIT_USAGE;
+	}
+	return cli_target_open(t, argv[optind], want_linux);
+}
+
 json_t *cli_target_json(const struct cli_target *t)
 {
 	return vmw_report_target(t->name, t->mem, vmw_kernel_info(t->k));
@@ -137,11 +146,7 @@ int cmd_ps(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((r = cli_target_open(&t, argv[optind], true)) != 0)
+	if ((r = cli_target_arg(&t, argc, argv, true, usage)) != 0)
 		return r;
 
 	r = vmw_linux_walk(t.lx, (threads ? VMW_WALK_THREADS : 0) | (cmdline ? VMW_WALK_CMDLINE : 0),

@@ -126,11 +126,7 @@ int cmd_summary(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((r = cli_target_open(&t, argv[optind], false)) != 0)
+	if ((r = cli_target_arg(&t, argc, argv, false, usage)) != 0)
 		return r;
 	if ((r = vmw_summary_new(t.k, &rd, &err)) < 0) {
 		cli_error("%s: %s", argv[optind], vmw_error_msg(&err, r));
