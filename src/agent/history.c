@@ -124,7 +124,8 @@ json_t *agent_hist_vm_json(const struct agent_hist *h)
 		json_array_append_new(cpu, json_real((double)h->cpu_total[k]));
 		json_array_append_new(np, json_integer(h->nprocs[k]));
 		json_array_append_new(load, json_real((double)h->load1[k]));
-		json_array_append_new(mem, json_integer((json_int_t)h->mem_used_kb[k] * 1024));
+		/* (saturated: a torn read of a rebooting guest can hold any value) */
+		json_array_append_new(mem, json_integer((json_int_t)MIN(h->mem_used_kb[k], (uint64_t)INT64_MAX / 1024) * 1024));
 	}
 	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "processes", np,
 			 "load1", load, "memory_used_bytes", mem);

@@ -6,6 +6,7 @@
 #include "report/report.h"
 
 #include <jansson.h>
+#include <stdint.h>
 
 json_t *vmw_report_cpu_split(const struct vmw_cpu_percent *p)
 {
@@ -43,16 +44,22 @@ static json_t *cpu_json(const struct vmw_summary *sm, const struct vmw_frame *f)
 			 "percent", split ? vmw_report_cpu_split(&f->cpu_total) : json_null(), "per_cpu", per);
 }
 
+/* kB as bytes; a torn read (a guest rebooting under us) can hold any value:
+ * saturate rather than overflow. */
+static json_int_t kb_bytes(uint64_t kb)
+{
+	return kb > (uint64_t)INT64_MAX / 1024 ? (json_int_t)INT64_MAX : (json_int_t)(kb * 1024);
+}
+
 static json_t *memory_json(const struct vmw_summary *sm)
 {
 	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-		"total_bytes", (json_int_t)sm->mem_total_kb * 1024, "free_bytes", (json_int_t)sm->mem_free_kb * 1024,
-		"available_bytes", (json_int_t)sm->mem_available_kb * 1024,
-		"used_bytes", (json_int_t)vmw_sat_sub(sm->mem_total_kb, sm->mem_available_kb) * 1024,
-		"buffers_bytes", (json_int_t)sm->buffers_kb * 1024, "cached_bytes", (json_int_t)sm->cached_kb * 1024,
-		"shmem_bytes", (json_int_t)sm->shmem_kb * 1024, "swap_total_bytes", (json_int_t)sm->swap_total_kb * 1024,
-		"swap_free_bytes", (json_int_t)sm->swap_free_kb * 1024,
-		"swap_cached_bytes", (json_int_t)sm->swap_cached_kb * 1024);
+		"total_bytes", kb_bytes(sm->mem_total_kb), "free_bytes", kb_bytes(sm->mem_free_kb),
+		"available_bytes", kb_bytes(sm->mem_available_kb),
+		"used_bytes", kb_bytes(vmw_sat_sub(sm->mem_total_kb, sm->mem_available_kb)),
+		"buffers_bytes", kb_bytes(sm->buffers_kb), "cached_bytes", kb_bytes(sm->cached_kb),
+		"shmem_bytes", kb_bytes(sm->shmem_kb), "swap_total_bytes", kb_bytes(sm->swap_total_kb),
+		"swap_free_bytes", kb_bytes(sm->swap_free_kb), "swap_cached_bytes", kb_bytes(sm->swap_cached_kb));
 }
 
 static void set_counters(json_t *o, const struct vmw_summary *sm)

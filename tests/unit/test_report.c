@@ -136,6 +136,11 @@ static void test_summary_shapes(void **state)
 	o = vmw_report_summary(&f.summary, NULL);                         /* summary --json */
 	assert_true(json_is_null(json_object_get(o, "tasks")));
 	json_decref(o);
+
+	f.summary.mem_total_kb = 4324291225137196092ull;                  /* torn read while rebooting */
+	o = vmw_report_summary(&f.summary, &f);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "memory"), "total_bytes")), INT64_MAX);
+	json_decref(o);
 }
 
 static void test_sample_and_event(void **state)
