@@ -229,8 +229,16 @@ static void print_header(FILE *out, const struct top_header *h, const struct vmw
 		top_fmt_uptime(up, sizeof(up), h->uptime_s);
 		fprintf(out, " up %s", up);
 	}
-	if (h->load_ok)
-		fprintf(out, ", load average: %.2f, %.2f, %.2f", h->load[0], h->load[1], h->load[2]);
+	if (h->load_ok) {
+		/* The guest's /proc/loadavg text (its rounding), commas as top's. */
+		fputs(", load average: ", out);
+		for (const char *p = h->loadavg; *p; p++) {
+			if (*p == ' ')
+				fputs(", ", out);
+			else
+				fputc(*p, out);
+		}
+	}
 	fputc('\n', out);
 	fprintf(out, "Guest: %s, Linux %s, frame %llu, interval %.3f s", h->target, h->release,
 		(unsigned long long)f->seq, (double)f->interval_ns / 1e9);

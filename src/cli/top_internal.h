@@ -120,8 +120,7 @@ struct top_header {
 	bool uptime_ok;
 	uint64_t uptime_s;
 	bool load_ok;
-	double load[3];
-	char loadavg[64];          /* as /proc/loadavg prints them */
+	char loadavg[64];          /* as /proc/loadavg prints them (JSON: report.h's load) */
 	unsigned nr_running;       /* runnable tasks (/proc/loadavg field 4) */
 
 	/* Per-vCPU and total CPU splits (summary); else cpu_ok is false and only

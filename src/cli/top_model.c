@@ -540,8 +540,7 @@ static void header_summary(struct top_header *h, const struct vmw_frame *f)
 	top_sanitize(h->loadavg, sizeof(h->loadavg), sm->loadavg);
 	if (!h->loadavg[0])
 		vmw_summary_format_loadavg(sm->load, h->loadavg, sizeof(h->loadavg));
-	vmw_report_load(sm, h->load);
-	h->load_ok = true;
+	h->load_ok = h->loadavg[0] != '\0';
 	h->nr_running = sm->nr_running;
 
 	if (sm->mem_total_kb) {
