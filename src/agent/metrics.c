@@ -238,6 +238,29 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 	}
 }
 
+static double cpu_ratio(const struct mvm *m, const struct vmw_sample *x) { return x->cpu_percent / 100.0; }
+static double resident(const struct mvm *m, const struct vmw_sample *x) { return (double)vmw_proc_rss_bytes(&x->proc); }
+static double virtual(const struct mvm *m, const struct vmw_sample *x) { return (double)x->proc.vsz_bytes; }
+static double threads(const struct mvm *m, const struct vmw_sample *x) { return x->proc.nr_threads; }
+static double start_time(const struct mvm *m, const struct vmw_sample *x)
+{
+	return (double)m->snap->summary->boot_time_s + (double)x->proc.start_time_ns / 1e9;
+}
+
+/* One value per top-N process. */
+static const struct {
+	const char *name, *help;
+	double (*value)(const struct mvm *m, const struct vmw_sample *x);
+	bool needs_summary;
+} proc_gauges[] = {
+	{ "vmwatch_process_cpu_ratio", "CPU used by a guest process over the last interval; 1 = one vCPU (top N).",
+	  cpu_ratio, false },
+	{ "vmwatch_process_resident_memory_bytes", "Resident memory of a guest process (top N).", resident, false },
+	{ "vmwatch_process_virtual_memory_bytes", "Virtual memory size of a guest process (top N).", virtual, false },
+	{ "vmwatch_process_threads", "Threads of a guest process (top N).", threads, false },
+	{ "vmwatch_process_start_time_seconds", "When a guest process started, Unix time (top N).", start_time, true },
+};
+
 static void process_metrics(FILE *f, struct mvm *ms, size_t n)
 {
 	family(f, "vmwatch_process_cpu_seconds_total", "counter",
@@ -250,42 +273,18 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n)
 			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
 			fprintf(f, ",mode=\"system\"} %.15g\n", (double)p->stime_ns / 1e9);
 		}
-	family(f, "vmwatch_process_cpu_ratio", "gauge",
-	       "CPU used by a guest process over the last interval; 1 = one vCPU (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
-			proc_labels(f, "vmwatch_process_cpu_ratio", m, &x->proc);
-			fprintf(f, "} %.15g\n", x->cpu_percent / 100.0);
+	for (size_t k = 0; k < ARRAY_SIZE(proc_gauges); k++) {
+		family(f, proc_gauges[k].name, "gauge", proc_gauges[k].help);
+		for (struct mvm *m = ms; m < ms + n; m++) {
+			if (!m->snap || (proc_gauges[k].needs_summary && !m->snap->summary))
+				continue;
+			for (size_t i = 0; i < m->ntop; i++) {
+				const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
+				proc_labels(f, proc_gauges[k].name, m, &x->proc);
+				fprintf(f, "} %.15g\n", proc_gauges[k].value(m, x));
+			}
 		}
-	family(f, "vmwatch_process_resident_memory_bytes", "gauge", "Resident memory of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_resident_memory_bytes", m, p);
-			fprintf(f, "} %llu\n", (unsigned long long)vmw_proc_rss_bytes(p));
-		}
-	family(f, "vmwatch_process_virtual_memory_bytes", "gauge", "Virtual memory size of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_virtual_memory_bytes", m, p);
-			fprintf(f, "} %llu\n", (unsigned long long)p->vsz_bytes);
-		}
-	family(f, "vmwatch_process_threads", "gauge", "Threads of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_threads", m, p);
-			fprintf(f, "} %u\n", p->nr_threads);
-		}
-	family(f, "vmwatch_process_start_time_seconds", "gauge", "When a guest process started, Unix time (top N).");
-	FOR_SUM(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_start_time_seconds", m, p);
-			fprintf(f, "} %.15g\n", (double)m->snap->summary->boot_time_s + (double)p->start_time_ns / 1e9);
-		}
+	}
 
 	family(f, "vmwatch_group_procs", "gauge", "Guest processes in a name group.");
 	FOR_UP(m, ms, n)
