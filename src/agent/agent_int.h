@@ -15,6 +15,7 @@
 #pragma once
 
 #include "agent/agent.h"
+#include "report/report.h"
 #include "sampler/sampler.h"
 #include "virt/virt.h"
 
@@ -39,18 +40,16 @@ struct agent_snap {
 	uint64_t seq;                  /* publications for this VM, from 1 */
 	struct vmw_frame *frame;
 	const struct vmw_summary *summary; /* &frame->summary, or NULL when the frame has none */
-	uint32_t *pidmap;              /* pid -> index + 1 in frame->procs */
-	size_t pidcap;
+	struct vmw_pidmap pids;        /* pid -> index in frame->procs */
 	struct agent_group *groups;    /* sorted by name */
 	size_t ngroups;
-	unsigned tasks[8];             /* by state: see AGENT_TASK_* */
-	uint64_t threads_total;
+	struct vmw_report_tasks tasks; /* by state class, threads */
 	size_t bytes;                  /* approximate memory held */
 };
 
-enum { AGENT_TASK_RUNNING, AGENT_TASK_SLEEPING, AGENT_TASK_DISK, AGENT_TASK_STOPPED,
-       AGENT_TASK_ZOMBIE, AGENT_TASK_IDLE, AGENT_TASK_OTHER, AGENT_TASK_N };
-
+/* snapshot.c. f is the new snapshot's; prev carries the groups' counters. */
+struct agent_snap *agent_snap_build(struct vmw_frame *f, const struct agent_snap *prev,
+				   uint64_t seq, unsigned max_groups);
 struct agent_snap *agent_snap_ref(struct agent_snap *s);
 void agent_snap_unref(struct agent_snap *s);
 /* Index in s->frame->procs of pid, or -1. */
@@ -80,8 +79,7 @@ struct agent_hist {
 	uint64_t *mem_used_kb;
 	struct agent_hist_proc *procs; /* in the last frame's order */
 	size_t nprocs_tracked;
-	uint32_t *map;                 /* pid -> index + 1 */
-	size_t mapcap;
+	struct vmw_pidmap map;         /* pid -> index in procs */
 	size_t bytes;
 };
 
@@ -187,7 +185,13 @@ struct agent {
 	atomic_uint_fast64_t http_stalled_streams_total; /* shut: event-stream client stopped reading */
 };
 
-/* monitor.c */
+/* monitor.c: the VM's sampler thread (holds a reference); 0 or -errno. */
+int agent_vm_thread_start(struct agent_vm *vm);
+/* vm->qemu_start_ticks of vm->qemu_pid; with from_cmdline also its name, uuid
+ * and vCPUs from QEMU's command line (a target given without libvirt). */
+void agent_vm_identify(struct agent_vm *vm, bool from_cmdline);
+
+/* registry.c */
 int agent_monitor_start(struct agent *a);
 void agent_monitor_stop(struct agent *a);
 /* Add a VM sampled from target (explicit --target) or from a libvirt domain. */
@@ -206,10 +210,8 @@ struct agent_snap *agent_vm_snap(struct agent_vm *vm);
 const char *agent_status_name(enum agent_status s);
 void agent_wake_all(struct agent *a);
 
-/* render.c: JSON documents. */
+/* render.c: the API's documents, from src/report's objects. */
 json_t *agent_vm_json(struct agent_vm *vm, bool detail);
-json_t *agent_proc_json(const struct vmw_sample *x);
-const char *agent_state_name(char state);
 /* Process list query: ?sort, ?limit, ?fields. err_param names the bad parameter. */
 struct agent_query {
 	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID } sort;
@@ -227,7 +229,6 @@ json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const 
 json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s);
 json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
 json_t *agent_event_json(const struct agent_event *ev);
-json_t *agent_json_string(const char *s);
 
 /* metrics.c: Prometheus text format 0.0.4 into f. */
 void agent_metrics_render(struct agent *a, FILE *f);
@@ -245,7 +246,7 @@ void agent_compat_expire(struct agent *a);
 int agent_http_start(struct agent *a, struct vmw_error *err);
 void agent_http_stop(struct agent *a);
 
-/* selfstat.c */
+/* selfstat.c: the agent's own process_* metrics. */
 struct agent_selfstat {
 	double cpu_seconds, start_time_s;
 	uint64_t rss_bytes, vsz_bytes;
@@ -253,6 +254,8 @@ struct agent_selfstat {
 	unsigned open_fds, max_fds, threads;
 };
 int agent_selfstat(struct agent_selfstat *ret);
+
+/* log.c (besides vmw_agent_log in agent.h) */
 /* sd_notify(3) without libsystemd: 0 if sent, -ENOENT without NOTIFY_SOCKET. */
 int agent_sd_notify(const char *state);
 uint64_t agent_wall_ns(void);

@@ -92,7 +92,7 @@ json_t *agent_compat_instances(struct agent *a)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, json_pack("{s:o}", "instance_name", agent_json_string(vms[i]->name)));
+		json_array_append_new(arr, json_pack("{s:o}", "instance_name", vmw_report_string(vms[i]->name)));
 	agent_vms_put(vms, n);
 	return arr;
 }
@@ -101,8 +101,8 @@ static json_t *row(const char *type, const struct vmw_sample *x)
 {
 	const struct vmw_proc *p = &x->proc;
 	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:f, s:I, s:I, s:f}",
-			 "type", type, "state", agent_state_name(p->state), "pid", p->pid,
-			 "name", agent_json_string(p->comm), "priority", p->prio,
+			 "type", type, "state", vmw_report_state_name(p->state), "pid", p->pid,
+			 "name", vmw_report_string(p->comm), "priority", p->prio,
 			 "cpu_usage", x->cpu_percent,
 			 "physical_memory_usage", (json_int_t)(vmw_proc_rss_bytes(p) >> 10),
 			 "virtual_memory_usage", (json_int_t)(p->vsz_bytes >> 10), "memory_percent", x->mem_percent);

@@ -11,16 +11,6 @@
 #include <jansson.h>
 #include <string.h>
 
-static uint32_t hash32(uint32_t x)
-{
-	x ^= x >> 16;
-	x *= 0x7feb352du;
-	x ^= x >> 15;
-	x *= 0x846ca68bu;
-	x ^= x >> 16;
-	return x;
-}
-
 int agent_hist_init(struct agent_hist *h, size_t cap)
 {
 	memset(h, 0, sizeof(*h));
@@ -53,41 +43,34 @@ void agent_hist_free(struct agent_hist *h)
 	free(h->load1);
 	free(h->mem_used_kb);
 	procs_free(h->procs, h->nprocs_tracked);
-	free(h->map);
+	vmw_pidmap_free(&h->map);
 	memset(h, 0, sizeof(*h));
 }
 
 static long find(const struct agent_hist *h, int32_t pid)
 {
-	if (!h->mapcap)
-		return -1;
-	for (size_t i = hash32((uint32_t)pid) & (h->mapcap - 1);; i = (i + 1) & (h->mapcap - 1)) {
-		uint32_t s = h->map[i];
-		if (!s)
-			return -1;
-		if (h->procs[s - 1].pid == pid)
-			return (long)s - 1;
-	}
+	return (long)vmw_pidmap_get(&h->map, pid);
 }
 
 int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t max_procs)
 {
 	const struct vmw_frame *f = s->frame;
-	size_t k = h->count % h->cap, n = MIN(f->nprocs, max_procs), cap = 16, tracked = 0;
+	size_t k = h->count % h->cap, n = MIN(f->nprocs, max_procs), tracked = 0;
 	struct agent_hist_proc *np = NULL;
-	uint32_t *map = NULL;
+	struct vmw_pidmap map = { 0 };
+	double load[3] = { 0 };
 
 	h->time_ns[k] = f->wall_time_ns;
 	h->cpu_total[k] = (float)f->cpu_percent_total;
 	h->nprocs[k] = (uint32_t)f->nprocs;
-	h->load1[k] = s->summary ? (float)s->summary->load[0] / 2048.0f : 0.0f;
+	if (s->summary)
+		vmw_report_load(s->summary, load);
+	h->load1[k] = (float)load[0];
 	h->mem_used_kb[k] = s->summary ? vmw_sat_sub(s->summary->mem_total_kb, s->summary->mem_available_kb)
 				       : 0;
 
 	/* Carry each process's ring over (same pid and start time), start new ones. */
-	while (cap < n * 2)
-		cap <<= 1;
-	if (n && (!(np = calloc(n, sizeof(*np))) || !(map = calloc(cap, sizeof(*map))))) {
+	if (n && (!(np = calloc(n, sizeof(*np))) || vmw_pidmap_reset(&map, n) < 0)) {
 		free(np);
 		h->count++;
 		return -ENOMEM;
@@ -109,27 +92,24 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 		}
 		p->pts[k].cpu_percent = (float)x->cpu_percent;
 		p->pts[k].rss_kb = (uint32_t)MIN(vmw_proc_rss_bytes(&x->proc) >> 10, UINT32_MAX);
-		size_t slot = hash32((uint32_t)p->pid) & (cap - 1);
-		while (map[slot])
-			slot = (slot + 1) & (cap - 1);
-		map[slot] = (uint32_t)(tracked + 1);
+		vmw_pidmap_put(&map, p->pid, tracked);
 		tracked++;
 	}
 	procs_free(h->procs, h->nprocs_tracked);
-	free(h->map);
+	vmw_pidmap_free(&h->map);
 	h->procs = np;
 	h->nprocs_tracked = tracked;
 	h->map = map;
-	h->mapcap = n ? cap : 0;
 	h->count++;
 	h->bytes = h->cap * (sizeof(uint64_t) * 2 + sizeof(float) * 2 + sizeof(uint32_t)) +
-		   tracked * (sizeof(*np) + h->cap * sizeof(struct agent_hist_point)) + cap * sizeof(*map);
+		   tracked * (sizeof(*np) + h->cap * sizeof(struct agent_hist_point)) +
+		   map.cap * sizeof(*map.slot);
 	return 0;
 }
 
 static double secs(uint64_t ns)
 {
-	return (double)ns / 1e9;
+	return vmw_report_seconds(ns);
 }
 
 json_t *agent_hist_vm_json(const struct agent_hist *h)
@@ -144,7 +124,8 @@ json_t *agent_hist_vm_json(const struct agent_hist *h)
 		json_array_append_new(cpu, json_real((double)h->cpu_total[k]));
 		json_array_append_new(np, json_integer(h->nprocs[k]));
 		json_array_append_new(load, json_real((double)h->load1[k]));
-		json_array_append_new(mem, json_integer((json_int_t)h->mem_used_kb[k] * 1024));
+		/* (saturated: a torn read of a rebooting guest can hold any value) */
+		json_array_append_new(mem, json_integer((json_int_t)MIN(h->mem_used_kb[k], (uint64_t)INT64_MAX / 1024) * 1024));
 	}
 	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "processes", np,
 			 "load1", load, "memory_used_bytes", mem);

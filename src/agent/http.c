@@ -114,7 +114,7 @@ static enum MHD_Result reply_error_h(struct agent *a, struct MHD_Connection *c, 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return reply_json(a, c, code, json_pack("{s:o, s:i}", "error", agent_json_string(msg), "code", (int)code),
+	return reply_json(a, c, code, json_pack("{s:o, s:i}", "error", vmw_report_string(msg), "code", (int)code),
 			  h1, v1);
 }
 
@@ -240,8 +240,11 @@ static int sse_next(struct sse *s, uint64_t now)
 		snap = agent_snap_ref(vm->snap);
 	pthread_mutex_unlock(&vm->lock);
 	if (removed) {
-		r = asprintf(&s->buf, "event: gone\ndata: {\"id\":\"%s\",\"reason\":\"the VM stopped\"}\n\n",
-			     vm->id);
+		json_t *j = json_pack("{s:s, s:s}", "id", vm->id, "reason", "the VM stopped");
+		char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		r = d ? asprintf(&s->buf, "event: gone\ndata: %s\n\n", d) : -1;
+		free(d);
 		s->ended = true;
 	} else if (snap) {
 		json_t *j = agent_frame_json(vm, snap, &s->q);
@@ -551,9 +554,9 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 				h = agent_hist_proc_json(&vm->hist, x->proc.pid, x->proc.start_time_ns);
 				pthread_mutex_unlock(&vm->lock);
 				ret = reply_json(a, c, 200, json_pack("{s:{s:s, s:o}, s:I, s:f, s:o, s:o}",
-					"vm", "id", vm->id, "name", agent_json_string(vm->name),
+					"vm", "id", vm->id, "name", vmw_report_string(vm->name),
 					"seq", (json_int_t)snap->seq, "time", (double)snap->frame->wall_time_ns / 1e9,
-					"process", agent_proc_json(x), "history", h ? h : json_null()), NULL, NULL);
+					"process", vmw_report_sample(x), "history", h ? h : json_null()), NULL, NULL);
 			}
 		}
 		agent_snap_unref(snap);
@@ -579,7 +582,7 @@ static enum MHD_Result serve_vms(struct agent *a, struct MHD_Connection *c)
 	else
 		lv = json_pack("{s:s, s:b, s:o}", "uri", a->cfg.connect ? a->cfg.connect : "qemu:///system",
 			       "connected", a->virt_up, "error",
-			       a->virt_error[0] ? agent_json_string(a->virt_error) : json_null());
+			       a->virt_error[0] ? vmw_report_string(a->virt_error) : json_null());
 	pthread_mutex_unlock(&a->lock);
 	return reply_json(a, c, 200, json_pack("{s:o, s:f, s:o}", "vms", arr, "interval_seconds",
 					       (double)atomic_load(&a->live.interval_ns) / 1e9, "libvirt", lv),

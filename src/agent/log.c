@@ -73,7 +73,5 @@ int agent_sd_notify(const char *state)
 
 uint64_t agent_wall_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return vmw_wall_ns();
 }

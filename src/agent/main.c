@@ -8,11 +8,13 @@
  * `vmwatch agent ARGS` execs it (src/cli/cmd_agent.c).
  */
 #include "agent/agent.h"
-#include "cli/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
+
+/* Exit status of bad usage or configuration (as vmwatch's commands). */
+#define EXIT_USAGE 2
 
 enum { OPT_CONFIG = 1, OPT_CHECK, OPT_HELP, OPT_KEY = 1000 };
 
@@ -204,14 +206,14 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (hide_token_args(&args) < 0) {
-		cli_error("agent: out of memory");
+		fputs("vmwatch-agent: out of memory\n", stderr);
 		return 1;
 	}
 	rc = build(&args, &c, &check, &err);
 	if (rc == -1)
 		return 0;
 	if (rc) {
-		cli_error("agent: %s", vmw_error_msg(&err, err.code ? err.code : -EINVAL));
+		fprintf(stderr, "vmwatch-agent: %s\n", vmw_error_msg(&err, err.code ? err.code : -EINVAL));
 		return rc;
 	}
 	if (check) {

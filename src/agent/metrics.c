@@ -163,8 +163,11 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_guest_boot_time_seconds", m, NULL, (double)m->snap->summary->boot_time_s);
 	for (int i = 0; i < 3; i++) {
 		family(f, load_names[i], "gauge", load_help[i]);
-		FOR_SUM(m, ms, n)
-			vm_sample(f, load_names[i], m, NULL, (double)m->snap->summary->load[i] / 2048.0);
+		FOR_SUM(m, ms, n) {
+			double load[3];
+			vmw_report_load(m->snap->summary, load);
+			vm_sample(f, load_names[i], m, NULL, load[i]);
+		}
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(mem); i++) {
 		family(f, mem[i].name, "gauge", mem[i].help);
@@ -208,15 +211,13 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_guest_processes", m, NULL, (double)m->snap->frame->nprocs);
 	family(f, "vmwatch_guest_threads", "gauge", "Threads of all processes in the guest.");
 	FOR_UP(m, ms, n)
-		vm_sample(f, "vmwatch_guest_threads", m, NULL, (double)m->snap->threads_total);
+		vm_sample(f, "vmwatch_guest_threads", m, NULL, (double)m->snap->tasks.threads);
 	family(f, "vmwatch_guest_tasks", "gauge", "Guest processes by state (top's Tasks line).");
 	FOR_UP(m, ms, n) {
-		static const char *st[AGENT_TASK_N] = { "running", "sleeping", "disk_sleep", "stopped", "zombie",
-							"idle", "other" };
-		for (int i = 0; i < AGENT_TASK_N; i++) {
+		for (int i = 0; i < VMW_TASK_NCLASSES; i++) {
 			char extra[32];
-			snprintf(extra, sizeof(extra), "state=\"%s\"", st[i]);
-			vm_sample(f, "vmwatch_guest_tasks", m, extra, m->snap->tasks[i]);
+			snprintf(extra, sizeof(extra), "state=\"%s\"", vmw_report_task_class_name(i));
+			vm_sample(f, "vmwatch_guest_tasks", m, extra, m->snap->tasks.by_class[i]);
 		}
 	}
 	family(f, "vmwatch_guest_process_events_total", "counter",
@@ -226,6 +227,29 @@ static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_guest_process_events_total", m, "type=\"exit\"", (double)m->events[VMW_EVENT_EXIT]);
 	}
 }
+
+static double cpu_ratio(const struct mvm *m, const struct vmw_sample *x) { return x->cpu_percent / 100.0; }
+static double resident(const struct mvm *m, const struct vmw_sample *x) { return (double)vmw_proc_rss_bytes(&x->proc); }
+static double virtual(const struct mvm *m, const struct vmw_sample *x) { return (double)x->proc.vsz_bytes; }
+static double threads(const struct mvm *m, const struct vmw_sample *x) { return x->proc.nr_threads; }
+static double start_time(const struct mvm *m, const struct vmw_sample *x)
+{
+	return (double)m->snap->summary->boot_time_s + (double)x->proc.start_time_ns / 1e9;
+}
+
+/* One value per top-N process. */
+static const struct {
+	const char *name, *help;
+	double (*value)(const struct mvm *m, const struct vmw_sample *x);
+	bool needs_summary;
+} proc_gauges[] = {
+	{ "vmwatch_process_cpu_ratio", "CPU used by a guest process over the last interval; 1 = one vCPU (top N).",
+	  cpu_ratio, false },
+	{ "vmwatch_process_resident_memory_bytes", "Resident memory of a guest process (top N).", resident, false },
+	{ "vmwatch_process_virtual_memory_bytes", "Virtual memory size of a guest process (top N).", virtual, false },
+	{ "vmwatch_process_threads", "Threads of a guest process (top N).", threads, false },
+	{ "vmwatch_process_start_time_seconds", "When a guest process started, Unix time (top N).", start_time, true },
+};
 
 static void process_metrics(FILE *f, struct mvm *ms, size_t n)
 {
@@ -239,42 +263,18 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n)
 			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
 			fprintf(f, ",mode=\"system\"} %.15g\n", (double)p->stime_ns / 1e9);
 		}
-	family(f, "vmwatch_process_cpu_ratio", "gauge",
-	       "CPU used by a guest process over the last interval; 1 = one vCPU (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
-			proc_labels(f, "vmwatch_process_cpu_ratio", m, &x->proc);
-			fprintf(f, "} %.15g\n", x->cpu_percent / 100.0);
+	for (size_t k = 0; k < ARRAY_SIZE(proc_gauges); k++) {
+		family(f, proc_gauges[k].name, "gauge", proc_gauges[k].help);
+		for (struct mvm *m = ms; m < ms + n; m++) {
+			if (!m->snap || (proc_gauges[k].needs_summary && !m->snap->summary))
+				continue;
+			for (size_t i = 0; i < m->ntop; i++) {
+				const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
+				proc_labels(f, proc_gauges[k].name, m, &x->proc);
+				fprintf(f, "} %.15g\n", proc_gauges[k].value(m, x));
+			}
 		}
-	family(f, "vmwatch_process_resident_memory_bytes", "gauge", "Resident memory of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_resident_memory_bytes", m, p);
-			fprintf(f, "} %llu\n", (unsigned long long)vmw_proc_rss_bytes(p));
-		}
-	family(f, "vmwatch_process_virtual_memory_bytes", "gauge", "Virtual memory size of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_virtual_memory_bytes", m, p);
-			fprintf(f, "} %llu\n", (unsigned long long)p->vsz_bytes);
-		}
-	family(f, "vmwatch_process_threads", "gauge", "Threads of a guest process (top N).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_threads", m, p);
-			fprintf(f, "} %u\n", p->nr_threads);
-		}
-	family(f, "vmwatch_process_start_time_seconds", "gauge", "When a guest process started, Unix time (top N).");
-	FOR_SUM(m, ms, n)
-		for (size_t i = 0; i < m->ntop; i++) {
-			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_start_time_seconds", m, p);
-			fprintf(f, "} %.15g\n", (double)m->snap->summary->boot_time_s + (double)p->start_time_ns / 1e9);
-		}
+	}
 
 	family(f, "vmwatch_group_procs", "gauge", "Guest processes in a name group.");
 	FOR_UP(m, ms, n)

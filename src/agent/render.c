@@ -1,207 +1,99 @@
 /* SPDX-License-Identifier: MIT */
 /* render.c - the JSON documents of the agent's API (docs/API.md). */
 #include "agent/agent_int.h"
-#include "cli/cli.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
-json_t *agent_json_string(const char *s)
-{
-	return cli_json_string(s ? s : "");
-}
-
-static json_t *str_or_null(const char *s)
-{
-	return s && *s ? agent_json_string(s) : json_null();
-}
-
 static double secs(uint64_t ns)
 {
-	return (double)ns / 1e9;
-}
-
-const char *agent_state_name(char state)
-{
-	/* psutil's names, which the original VM Process Monitor clients know. */
-	switch (state) {
-	case 'R': return "running";
-	case 'S': return "sleeping";
-	case 'D': return "disk-sleep";
-	case 'T': return "stopped";
-	case 't': return "tracing-stop";
-	case 'Z': return "zombie";
-	case 'X': return "dead";
-	case 'I': return "idle";
-	case 'P': return "parked";
-	case 'W': return "waking";
-	case 'K': return "wake-kill";
-	default: return "unknown";
-	}
-}
-
-static json_t *nova_json(const struct vmw_nova *n)
-{
-	if (!n->present)
-		return json_null();
-	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:i}",
-			 "instance_name", str_or_null(n->instance_name), "flavor", str_or_null(n->flavor),
-			 "project_id", str_or_null(n->project_id), "project_name", str_or_null(n->project_name),
-			 "user_id", str_or_null(n->user_id), "user_name", str_or_null(n->user_name),
-			 "flavor_memory_mib", (json_int_t)n->flavor_memory_mib, "flavor_vcpus", (int)n->flavor_vcpus);
-}
-
-static json_t *tasks_json(const struct agent_snap *s)
-{
-	return json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}",
-			 "total", (json_int_t)s->frame->nprocs,
-			 "running", s->tasks[AGENT_TASK_RUNNING], "sleeping", s->tasks[AGENT_TASK_SLEEPING],
-			 "disk_sleep", s->tasks[AGENT_TASK_DISK], "stopped", s->tasks[AGENT_TASK_STOPPED],
-			 "zombie", s->tasks[AGENT_TASK_ZOMBIE], "idle", s->tasks[AGENT_TASK_IDLE],
-			 "other", s->tasks[AGENT_TASK_OTHER], "threads", (json_int_t)s->threads_total);
-}
-
-#define CPU_MODES(X) X(user) X(nice) X(system) X(idle) X(iowait) X(irq) X(softirq) X(steal) \
-	X(guest) X(guest_nice)
-
-static json_t *cpu_times_json(const struct vmw_cpu_times *t)
-{
-	json_t *o = json_object();
-#define X(m) json_object_set_new(o, #m, json_real(secs(t->m)));
-	CPU_MODES(X)
-#undef X
-	return o;
-}
-
-static json_t *cpu_percent_json(const struct vmw_cpu_percent *p)
-{
-	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "user", p->user, "nice", p->nice,
-			 "system", p->system, "idle", p->idle, "iowait", p->iowait, "irq", p->irq,
-			 "softirq", p->softirq, "steal", p->steal);
+	return vmw_report_seconds(ns);
 }
 
 json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s)
 {
-	const struct vmw_summary *m = s->summary;
 	char release[72];
-	json_t *o;
+	json_t *o = vmw_report_summary(s->summary, s->frame);
 
 	pthread_mutex_lock(&vm->lock);
 	memcpy(release, vm->kernel_release, sizeof(release));
 	pthread_mutex_unlock(&vm->lock);
-	o = json_pack("{s:f, s:I, s:o, s:o}", "time", secs(s->frame->wall_time_ns), "seq", (json_int_t)s->seq,
-		      "kernel", str_or_null(release), "tasks", tasks_json(s));
-	if (!m) {
-		json_object_set_new(o, "memory", json_pack("{s:I}", "total_bytes",
-							   (json_int_t)s->frame->mem_total_bytes));
-		return o;
-	}
-	json_object_set_new(o, "uptime_seconds", json_real(secs(m->uptime_ns)));
-	json_object_set_new(o, "idle_seconds", json_real(secs(m->idle_ns)));
-	json_object_set_new(o, "boot_time", json_integer((json_int_t)m->boot_time_s));
-	json_object_set_new(o, "load", json_pack("[f, f, f]", (double)m->load[0] / 2048.0,
-						 (double)m->load[1] / 2048.0, (double)m->load[2] / 2048.0));
-	json_object_set_new(o, "loadavg", json_string(m->loadavg));
-	json_object_set_new(o, "memory", json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-		"total_bytes", (json_int_t)m->mem_total_kb * 1024, "free_bytes", (json_int_t)m->mem_free_kb * 1024,
-		"available_bytes", (json_int_t)m->mem_available_kb * 1024,
-		"used_bytes", (json_int_t)vmw_sat_sub(m->mem_total_kb, m->mem_available_kb) * 1024,
-		"buffers_bytes", (json_int_t)m->buffers_kb * 1024, "cached_bytes", (json_int_t)m->cached_kb * 1024,
-		"shmem_bytes", (json_int_t)m->shmem_kb * 1024, "swap_total_bytes", (json_int_t)m->swap_total_kb * 1024,
-		"swap_free_bytes", (json_int_t)m->swap_free_kb * 1024,
-		"swap_cached_bytes", (json_int_t)m->swap_cached_kb * 1024));
-	json_t *cpu = json_pack("{s:i, s:i, s:o}", "online", (int)m->ncpus, "possible", (int)m->ncpus_possible,
-				"seconds", cpu_times_json(&m->total));
-	/* top's %Cpu(s) line and its per-vCPU lines, over the last interval. */
-	if (!s->frame->first) {
-		json_t *per = json_array();
-		json_object_set_new(cpu, "percent", cpu_percent_json(&s->frame->cpu_total));
-		for (unsigned i = 0; s->frame->cpu && m->cpu && i < m->ncpus; i++) {
-			json_t *c = cpu_percent_json(&s->frame->cpu[i]);
-			json_object_set_new(c, "cpu", json_integer(m->cpu[i].cpu));
-			json_array_append_new(per, c);
-		}
-		json_object_set_new(cpu, "per_cpu", per);
-	} else {
-		json_object_set_new(cpu, "percent", json_null());
-		json_object_set_new(cpu, "per_cpu", json_null());
-	}
-	json_object_set_new(o, "cpu", cpu);
-	json_object_set_new(o, "context_switches", json_integer((json_int_t)m->ctxt));
-	json_object_set_new(o, "forks", json_integer((json_int_t)m->processes));
-	json_object_set_new(o, "procs_running", json_integer(m->procs_running));
-	json_object_set_new(o, "procs_blocked", json_integer(m->procs_blocked));
-	json_object_set_new(o, "nr_threads", json_integer(m->nr_threads));
+	json_object_update_new(o, json_pack("{s:f, s:I, s:o}", "time", secs(s->frame->wall_time_ns),
+					    "seq", (json_int_t)s->seq, "kernel", vmw_report_string_or_null(release)));
 	return o;
 }
 
-json_t *agent_vm_json(struct agent_vm *vm, bool detail)
-{
-	struct agent_snap *s;
-	struct vmw_domain d;
-	json_t *o, *mon, *last = json_null();
-	char reason[sizeof(vm->reason)], release[72], build_id[48];
+/* What vm's thread reports (status, counters, the last frame). */
+struct vm_state {
+	struct vmw_domain dom;
+	enum agent_status status;
 	const char *code;
-	enum agent_status st;
+	char reason[sizeof(((struct agent_vm *)0)->reason)], release[72], build_id[48];
 	uint64_t frames, errors, attaches, since;
+	struct agent_snap *snap;       /* referenced */
+};
 
+static void vm_state(struct agent_vm *vm, struct vm_state *st)
+{
 	pthread_mutex_lock(&vm->lock);
-	d = vm->dom;
-	st = vm->status;
-	code = vm->reason_code;
-	memcpy(reason, vm->reason, sizeof(reason));
-	memcpy(release, vm->kernel_release, sizeof(release));
-	memcpy(build_id, vm->kernel_build_id, sizeof(build_id));
-	frames = vm->frames_total;
-	errors = vm->frame_errors_total;
-	attaches = vm->attaches_total;
-	since = vm->status_wall_ns;
-	s = agent_snap_ref(vm->snap);
+	st->dom = vm->dom;
+	st->status = vm->status;
+	st->code = vm->reason_code;
+	memcpy(st->reason, vm->reason, sizeof(st->reason));
+	memcpy(st->release, vm->kernel_release, sizeof(st->release));
+	memcpy(st->build_id, vm->kernel_build_id, sizeof(st->build_id));
+	st->frames = vm->frames_total;
+	st->errors = vm->frame_errors_total;
+	st->attaches = vm->attaches_total;
+	st->since = vm->status_wall_ns;
+	st->snap = agent_snap_ref(vm->snap);
 	pthread_mutex_unlock(&vm->lock);
+}
 
-	o = json_pack("{s:s, s:o, s:o, s:s, s:i, s:I, s:i, s:o, s:o, s:s, s:o}",
-		      "id", vm->id, "name", agent_json_string(vm->name), "uuid", str_or_null(d.uuid),
-		      "state", vmw_domain_state_name(d.state), "vcpus", (int)d.vcpus,
-		      "memory_bytes", (json_int_t)(d.memory_bytes ? d.memory_bytes
-						   : s ? s->frame->mem_total_bytes : 0),
-		      "qemu_pid", (int)d.qemu_pid, "ram_backing", str_or_null(d.ram_backing),
-		      "target", str_or_null(vm->target), "source", vm->from_libvirt ? "libvirt" : "target",
-		      "nova", nova_json(&d.nova));
+static json_t *monitoring_json(const struct vm_state *st)
+{
+	const struct agent_snap *s = st->snap;
+	json_t *last = json_null();
+
 	if (s)
 		last = json_pack("{s:I, s:f, s:f, s:f, s:I, s:I, s:b, s:I}", "seq", (json_int_t)s->seq,
 				 "time", secs(s->frame->wall_time_ns), "duration_seconds", secs(s->frame->frame_ns),
 				 "interval_seconds", secs(s->frame->interval_ns),
 				 "processes", (json_int_t)s->frame->nprocs, "bytes_read", (json_int_t)s->frame->bytes_read,
 				 "complete", !s->frame->truncated, "skipped", (json_int_t)s->frame->skipped);
-	mon = json_pack("{s:s, s:o, s:o, s:f, s:I, s:I, s:I, s:o, s:o}",
-			"status", agent_status_name(st), "reason_code", code ? json_string(code) : json_null(),
-			"reason", str_or_null(reason), "since", secs(since), "frames", (json_int_t)frames,
-			"frame_errors", (json_int_t)errors, "attaches", (json_int_t)attaches, "last_frame", last,
-			"kernel", release[0] ? json_pack("{s:o, s:o}", "release", agent_json_string(release),
-							 "build_id", agent_json_string(build_id))
-					     : json_null());
-	json_object_set_new(o, "ram_shared", json_boolean(d.ram_shared));
-	json_object_set_new(o, "ram_hugepages", json_boolean(d.ram_hugepages));
-	json_object_set_new(o, "monitoring", mon);
+	return json_pack("{s:s, s:o, s:o, s:f, s:I, s:I, s:I, s:o, s:o}",
+			 "status", agent_status_name(st->status),
+			 "reason_code", st->code ? json_string(st->code) : json_null(),
+			 "reason", vmw_report_string_or_null(st->reason), "since", secs(st->since),
+			 "frames", (json_int_t)st->frames, "frame_errors", (json_int_t)st->errors,
+			 "attaches", (json_int_t)st->attaches, "last_frame", last,
+			 "kernel", st->release[0] ? json_pack("{s:o, s:o}", "release", vmw_report_string(st->release),
+							      "build_id", vmw_report_string(st->build_id))
+						  : json_null());
+}
+
+json_t *agent_vm_json(struct agent_vm *vm, bool detail)
+{
+	struct vm_state st;
+	json_t *o;
+
+	vm_state(vm, &st);
+	o = vmw_report_domain(&st.dom);
+	/* The domain as libvirt describes it, and what the agent knows better. */
+	json_object_update_new(o, json_pack("{s:s, s:o, s:I, s:o, s:s}", "id", vm->id,
+		"name", vmw_report_string(vm->name),
+		"memory_bytes", (json_int_t)(st.dom.memory_bytes ? st.dom.memory_bytes
+					     : st.snap ? st.snap->frame->mem_total_bytes : 0),
+		"target", vmw_report_string_or_null(vm->target), "origin", vm->from_libvirt ? "libvirt" : "target"));
+	json_object_set_new(o, "monitoring", monitoring_json(&st));
 	if (detail) {
-		json_object_set_new(o, "summary", s ? agent_summary_json(vm, s) : json_null());
+		json_object_set_new(o, "summary", st.snap ? agent_summary_json(vm, st.snap) : json_null());
 		pthread_mutex_lock(&vm->lock);
 		json_object_set_new(o, "history", agent_hist_vm_json(&vm->hist));
 		pthread_mutex_unlock(&vm->lock);
 	}
-	agent_snap_unref(s);
-	return o;
-}
-
-json_t *agent_proc_json(const struct vmw_sample *x)
-{
-	json_t *o = cli_proc_json(&x->proc);
-	json_object_set_new(o, "cpu_percent", json_real(x->cpu_percent));
-	json_object_set_new(o, "mem_percent", json_real(x->mem_percent));
-	json_object_set_new(o, "rss_delta_bytes", json_integer((json_int_t)x->rss_delta_bytes));
-	json_object_set_new(o, "new", json_boolean(x->is_new));
+	agent_snap_unref(st.snap);
 	return o;
 }
 
@@ -351,25 +243,19 @@ json_t *agent_procs_json(struct agent_vm *vm, const struct agent_snap *s, const 
 	json_t *procs = json_array();
 
 	for (size_t i = 0; idx && i < n; i++)
-		json_array_append_new(procs, select_fields(agent_proc_json(&f->procs[idx[i]]), q));
+		json_array_append_new(procs, select_fields(vmw_report_sample(&f->procs[idx[i]]), q));
 	free(idx);
-	return json_pack("{s:{s:s, s:o}, s:I, s:f, s:f, s:I, s:b, s:I, s:f, s:I, s:o}",
-			 "vm", "id", vm->id, "name", agent_json_string(vm->name), "seq", (json_int_t)s->seq,
-			 "time", secs(f->wall_time_ns), "interval_seconds", secs(f->interval_ns),
-			 "total", (json_int_t)f->nprocs, "complete", !f->truncated, "skipped", (json_int_t)f->skipped,
-			 "cpu_percent_total", f->cpu_percent_total, "mem_total_bytes", (json_int_t)f->mem_total_bytes,
-			 "processes", procs);
+	json_t *o = vmw_report_frame_base(f, s->seq);
+	json_object_set_new(o, "vm", json_pack("{s:s, s:o}", "id", vm->id, "name", vmw_report_string(vm->name)));
+	json_object_set_new(o, "processes", procs);
+	return o;
 }
 
 json_t *agent_event_json(const struct agent_event *ev)
 {
-	const struct vmw_event *e = &ev->e;
-	return json_pack("{s:I, s:f, s:s, s:i, s:o, s:I, s:I, s:I, s:I, s:b}",
-			 "seq", (json_int_t)ev->seq, "time", secs(ev->wall_ns),
-			 "type", e->type == VMW_EVENT_NEW ? "new" : "exit", "pid", e->pid,
-			 "comm", agent_json_string(e->comm), "start_time_ns", (json_int_t)e->start_time_ns,
-			 "runtime_ns", (json_int_t)e->runtime_ns, "rss_bytes", (json_int_t)e->rss_bytes,
-			 "vsz_bytes", (json_int_t)e->vsz_bytes, "pid_reused", e->pid_reused);
+	json_t *o = json_pack("{s:I, s:f}", "seq", (json_int_t)ev->seq, "time", secs(ev->wall_ns));
+	json_object_update_new(o, vmw_report_event(&ev->e));
+	return o;
 }
 
 json_t *agent_frame_json(struct agent_vm *vm, const struct agent_snap *s, const struct agent_query *q)
@@ -418,6 +304,6 @@ json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit)
 		next = MIN(since, vm->ev_next_seq);   /* a client ahead of us (agent restarted) catches up */
 	pthread_mutex_unlock(&vm->lock);
 	return json_pack("{s:{s:s, s:o}, s:o, s:I, s:I, s:b}", "vm", "id", vm->id, "name",
-			 agent_json_string(vm->name), "events", evs, "next_since", (json_int_t)next,
+			 vmw_report_string(vm->name), "events", evs, "next_since", (json_int_t)next,
 			 "oldest_seq", (json_int_t)oldest, "lost", since + 1 < oldest);
 }

@@ -5,6 +5,7 @@
  *   0 success, 1 failure while running, 2 bad usage or a target that cannot
  *   be opened (the message names the target and what to do).
  * Front ends never touch guest memory directly: they go through libvmwatch.
+ * Every JSON object comes from src/report (report.h), shared with the agent.
  */
 #pragma once
 
@@ -54,11 +55,11 @@ struct vmw_session_opts cli_target_session_opts(const struct cli_target *t);
  * Returns 0, or the exit code after printing a one-line error. */
 int cli_target_open(struct cli_target *t, const char *name, bool want_linux);
 void cli_target_close(struct cli_target *t);
-/* {"vm": {...}, "kernel": {...}} describing t. */
+/* After the options: exactly one TARGET (argv[optind]) left, opened with
+ * cli_target_open. 0, or the exit code (usage(stderr) for a wrong count). */
+int cli_target_arg(struct cli_target *t, int argc, char **argv, bool want_linux, void (*usage)(FILE *));
+/* {"vm": {...}, "kernel": {...}} describing t (report.h's vmw_report_target). */
 json_t *cli_target_json(const struct cli_target *t);
-/* A JSON string from guest bytes: invalid UTF-8 bytes become U+FFFD. */
-json_t *cli_json_string(const char *s);
-json_t *cli_proc_json(const struct vmw_proc *p);
 
 int cmd_ps(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

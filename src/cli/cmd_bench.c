@@ -55,6 +55,97 @@ static int time_attach(const char *target, bool no_cache, bool process_read, dou
 	return 0;
 }
 
+/* What the timed frames measured. */
+struct bench {
+	const char *target;
+	uint64_t frames;
+	unsigned flags;
+	double cold_ms, warm_ms;
+	bool cached;
+	uint64_t *ns;                  /* per frame, sorted after the run */
+	uint64_t procs, bytes, wall, cpu, restarts, truncated, skipped;
+	struct vmw_mem_stats s0, s1;
+};
+
+/* Take b->frames walks of t; 0 or 1 after printing the error. */
+static int run_frames(struct cli_target *t, struct bench *b)
+{
+	struct vmw_error err = { 0 };
+	uint64_t c0, w0;
+
+	vmw_mem_stats(t->mem, &b->s0);
+	c0 = cpu_ns();
+	w0 = vmw_now_ns();
+	for (uint64_t i = 0; i < b->frames; i++) {
+		struct vmw_walk w;
+		uint64_t f0 = vmw_now_ns();
+		int r = vmw_linux_walk(t->lx, b->flags, &w, &err);
+		b->ns[i] = vmw_now_ns() - f0;
+		if (r < 0) {
+			cli_error("%s: frame %llu: %s", b->target, (unsigned long long)i, vmw_error_msg(&err, r));
+			return 1;
+		}
+		b->procs += w.nprocs;
+		b->bytes += w.bytes_read;
+		b->restarts += w.restarts;
+		b->truncated += w.truncated;
+		b->skipped += w.skipped;
+		vmw_walk_free(&w);
+	}
+	b->wall = vmw_now_ns() - w0;
+	b->cpu = cpu_ns() - c0;
+	vmw_mem_stats(t->mem, &b->s1);
+	qsort(b->ns, b->frames, sizeof(*b->ns), cmp_u64);
+	return 0;
+}
+
+static void print_bench(const struct cli_target *t, const struct bench *b, bool json)
+{
+	double n = (double)b->frames;
+	double med = (double)b->ns[b->frames / 2] / 1e3;
+	double p99 = (double)b->ns[MIN(b->frames - 1, b->frames * 99 / 100)] / 1e3;
+	double ppf = (double)b->procs / n;
+	double syscalls = (double)(b->s1.syscalls - b->s0.syscalls) / n;
+	double ranges = (double)(b->s1.ranges - b->s0.ranges) / n;
+
+	if (json) {
+		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
+			"target", b->target, "source", vmw_mem_describe(t->mem),
+			"attach_cold_ms", b->cold_ms, "attach_cached_ms", b->warm_ms, "cache_hit", b->cached,
+			"frames", (json_int_t)b->frames, "frame_median_us", med, "frame_p99_us", p99,
+			"processes_per_frame", ppf, "us_per_process", ppf > 0 ? med / ppf : 0.0,
+			"bytes_per_frame", (double)b->bytes / n,
+			"frames_per_second", n / ((double)b->wall / 1e9),
+			"cpu_us_per_frame", (double)b->cpu / 1e3 / n,
+			"syscalls_per_frame", syscalls, "remote_ranges_per_frame", ranges,
+			"restarts", (json_int_t)b->restarts, "truncated_frames", (json_int_t)b->truncated,
+			"skipped_records", (json_int_t)b->skipped);
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+		return;
+	}
+	printf("target            %s (%s)\n", b->target, vmw_mem_describe(t->mem));
+	printf("kernel            %s\n", vmw_kernel_info(t->k)->release);
+	printf("attach cold       %.1f ms\n", b->cold_ms);
+	printf("attach cached     %.1f ms%s\n", b->warm_ms, b->cached ? "" : " (cache not used)");
+	printf("frames            %llu%s%s\n", (unsigned long long)b->frames,
+	       b->flags & VMW_WALK_THREADS ? " with threads" : "",
+	       b->flags & VMW_WALK_CMDLINE ? " with cmdlines" : "");
+	printf("frame median      %.1f us\n", med);
+	printf("frame p99         %.1f us\n", p99);
+	printf("processes/frame   %.0f\n", ppf);
+	printf("us per process    %.3f\n", ppf > 0 ? med / ppf : 0.0);
+	printf("bytes read/frame  %.0f\n", (double)b->bytes / n);
+	printf("syscalls/frame    %.1f\n", syscalls);
+	printf("remote ranges/frame %.0f\n", ranges);
+	printf("frames/s          %.0f\n", n / ((double)b->wall / 1e9));
+	printf("host CPU/frame    %.1f us\n", (double)b->cpu / 1e3 / n);
+	printf("walk restarts     %llu (torn task-list links, all frames)\n", (unsigned long long)b->restarts);
+	printf("truncated frames  %llu\n", (unsigned long long)b->truncated);
+	printf("skipped records   %llu\n", (unsigned long long)b->skipped);
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -66,27 +157,21 @@ int cmd_bench(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	uint64_t frames = 1000;
-	unsigned flags = 0;
-	bool json = false, cached, process_read = false;
-	double cold_ms, warm_ms;
+	struct bench b = { .frames = 1000 };
+	bool json = false, process_read = false;
 	struct cli_target t = { 0 };
-	struct vmw_error err = { 0 };
-	uint64_t *ns = NULL, procs = 0, bytes = 0, c0, w0, wall, cpu;
-	uint64_t restarts = 0, truncated = 0, skipped = 0;
-	struct vmw_mem_stats s0, s1;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "n:Ljh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			if (vmw_parse_u64(optarg, &frames) < 0 || frames == 0 || frames > 10000000) {
+			if (vmw_parse_u64(optarg, &b.frames) < 0 || b.frames == 0 || b.frames > 10000000) {
 				cli_error("--frames: '%s' is not a number of frames (1..10000000)", optarg);
 				return EXIT_USAGE;
 			}
 			break;
-		case 'L': flags |= VMW_WALK_THREADS; break;
-		case 'C': flags |= VMW_WALK_CMDLINE; break;
+		case 'L': b.flags |= VMW_WALK_THREADS; break;
+		case 'C': b.flags |= VMW_WALK_CMDLINE; break;
 		case 'j': json = true; break;
 		case 'P': process_read = true; break;
 		case 'h': usage(stdout); return 0;
@@ -97,95 +182,27 @@ int cmd_bench(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	const char *target = argv[optind];
+	b.target = argv[optind];
 
 	/* Cold: full discovery, no cache. Then one attach that fills the cache
 	 * (if it was empty), then the timed cached attach. */
-	if ((r = time_attach(target, true, process_read, &cold_ms, &cached)) != 0)
+	if ((r = time_attach(b.target, true, process_read, &b.cold_ms, &b.cached)) != 0)
 		return r;
-	if ((r = time_attach(target, false, process_read, &warm_ms, &cached)) != 0)
+	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.cached)) != 0)
 		return r;
-	if ((r = time_attach(target, false, process_read, &warm_ms, &cached)) != 0)
+	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.cached)) != 0)
 		return r;
 	t.process_read = process_read;
-	if ((r = cli_target_open(&t, target, true)) != 0)
+	if ((r = cli_target_open(&t, b.target, true)) != 0)
 		return r;
-
-	ns = calloc(frames, sizeof(*ns));
-	if (!ns) {
+	if (!(b.ns = calloc(b.frames, sizeof(*b.ns)))) {
 		cli_target_close(&t);
 		cli_error("out of memory");
 		return 1;
 	}
-	vmw_mem_stats(t.mem, &s0);
-	c0 = cpu_ns();
-	w0 = vmw_now_ns();
-	for (uint64_t i = 0; i < frames; i++) {
-		struct vmw_walk w;
-		uint64_t f0 = vmw_now_ns();
-		r = vmw_linux_walk(t.lx, flags, &w, &err);
-		ns[i] = vmw_now_ns() - f0;
-		if (r < 0) {
-			cli_error("%s: frame %llu: %s", target, (unsigned long long)i, vmw_error_msg(&err, r));
-			free(ns);
-			cli_target_close(&t);
-			return 1;
-		}
-		procs += w.nprocs;
-		bytes += w.bytes_read;
-		restarts += w.restarts;
-		truncated += w.truncated;
-		skipped += w.skipped;
-		vmw_walk_free(&w);
-	}
-	wall = vmw_now_ns() - w0;
-	cpu = cpu_ns() - c0;
-	vmw_mem_stats(t.mem, &s1);
-
-	qsort(ns, frames, sizeof(*ns), cmp_u64);
-	double med = (double)ns[frames / 2] / 1e3;
-	double p99 = (double)ns[MIN(frames - 1, frames * 99 / 100)] / 1e3;
-	double ppf = (double)procs / (double)frames;
-	double syscalls = (double)(s1.syscalls - s0.syscalls) / (double)frames;
-	double ranges = (double)(s1.ranges - s0.ranges) / (double)frames;
-
-	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
-			"target", target, "source", vmw_mem_describe(t.mem),
-			"attach_cold_ms", cold_ms, "attach_cached_ms", warm_ms, "cache_hit", cached,
-			"frames", (json_int_t)frames, "frame_median_us", med, "frame_p99_us", p99,
-			"processes_per_frame", ppf, "us_per_process", ppf > 0 ? med / ppf : 0.0,
-			"bytes_per_frame", (double)bytes / (double)frames,
-			"frames_per_second", (double)frames / ((double)wall / 1e9),
-			"cpu_us_per_frame", (double)cpu / 1e3 / (double)frames,
-			"syscalls_per_frame", syscalls, "remote_ranges_per_frame", ranges,
-			"restarts", (json_int_t)restarts, "truncated_frames", (json_int_t)truncated,
-			"skipped_records", (json_int_t)skipped);
-		json_dumpf(o, stdout, JSON_COMPACT);
-		putchar('\n');
-		json_decref(o);
-	} else {
-		printf("target            %s (%s)\n", target, vmw_mem_describe(t.mem));
-		printf("kernel            %s\n", vmw_kernel_info(t.k)->release);
-		printf("attach cold       %.1f ms\n", cold_ms);
-		printf("attach cached     %.1f ms%s\n", warm_ms, cached ? "" : " (cache not used)");
-		printf("frames            %llu%s%s\n", (unsigned long long)frames,
-		       flags & VMW_WALK_THREADS ? " with threads" : "",
-		       flags & VMW_WALK_CMDLINE ? " with cmdlines" : "");
-		printf("frame median      %.1f us\n", med);
-		printf("frame p99         %.1f us\n", p99);
-		printf("processes/frame   %.0f\n", ppf);
-		printf("us per process    %.3f\n", ppf > 0 ? med / ppf : 0.0);
-		printf("bytes read/frame  %.0f\n", (double)bytes / (double)frames);
-		printf("syscalls/frame    %.1f\n", syscalls);
-		printf("remote ranges/frame %.0f\n", ranges);
-		printf("frames/s          %.0f\n", (double)frames / ((double)wall / 1e9));
-		printf("host CPU/frame    %.1f us\n", (double)cpu / 1e3 / (double)frames);
-		printf("walk restarts     %llu (torn task-list links, all frames)\n", (unsigned long long)restarts);
-		printf("truncated frames  %llu\n", (unsigned long long)truncated);
-		printf("skipped records   %llu\n", (unsigned long long)skipped);
-	}
-	free(ns);
+	if ((r = run_frames(&t, &b)) == 0)
+		print_bench(&t, &b, json);
+	free(b.ns);
 	cli_target_close(&t);
-	return 0;
+	return r;
 }

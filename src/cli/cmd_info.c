@@ -21,11 +21,12 @@ static void usage(FILE *f)
 		"came from and how long attaching took. Nothing is needed but guest RAM: the\n"
 		"kernel's VMCOREINFO note, its kallsyms table and its BTF are read from it.\n"
 		"\n"
-		"TARGET is qemu:PID (a running QEMU process) or file:PATH (a shared RAM file,\n"
-		"an ELF core from dump-guest-memory / virsh dump --memory-only, or a raw image).\n"
+		"TARGET is a libvirt domain name or UUID, qemu:PID (a running QEMU process) or\n"
+		"file:PATH (a shared RAM file, an ELF core from dump-guest-memory / virsh dump\n"
+		"--memory-only, or a raw image).\n"
 		"\n"
 		"Options:\n"
-		"  -j, --json                       print one JSON object\n"
+		"  -j, --json                       print one JSON object: {\"vm\", \"kernel\"}\n"
 		"      --no-cache                   neither use nor update the discovery cache\n"
 		"                                   (${XDG_CACHE_HOME:-~/.cache}/vmwatch/discovery)\n"
 		"      --ignore-vmcoreinfo-kallsyms locate the kallsyms tables by their structure in\n"
@@ -50,8 +51,6 @@ static json_t *hex(uint64_t v)
 	return json_string(buf);
 }
 
-static double to_ms(uint64_t ns) { return (double)ns / 1e6; }
-
 static json_t *symbols_json(struct vmw_kernel *k, char **names, size_t n)
 {
 	json_t *o = json_object();
@@ -70,29 +69,8 @@ static json_t *symbols_json(struct vmw_kernel *k, char **names, size_t n)
 
 static int print_json(const struct cli_target *t, char **syms, size_t nsyms)
 {
-	const struct vmw_kernel_info *ki = vmw_kernel_info(t->k);
-	json_t *o = json_object();
+	json_t *o = cli_target_json(t);
 
-	json_object_set_new(o, "target", json_string(t->name));
-	json_object_set_new(o, "source", json_string(vmw_mem_describe(t->mem)));
-	json_object_set_new(o, "ram_bytes", json_integer((json_int_t)ki->ram_bytes));
-	json_object_set_new(o, "release", cli_json_string(ki->release));
-	json_object_set_new(o, "build_id", json_string(ki->build_id));
-	json_object_set_new(o, "kaslr_offset", json_integer((json_int_t)ki->kaslr_offset));
-	json_object_set_new(o, "phys_base", hex(ki->phys_base));
-	json_object_set_new(o, "paging_levels", json_integer(ki->paging_levels));
-	json_object_set_new(o, "pgd_phys", hex(ki->pgd_phys));
-	json_object_set_new(o, "page_offset_base", hex(ki->page_offset_base));
-	json_object_set_new(o, "vmcoreinfo_phys", hex(ki->vmcoreinfo_phys));
-	json_object_set_new(o, "nr_cpus", json_integer(ki->nr_cpus));
-	json_object_set_new(o, "nr_symbols", json_integer(ki->nr_symbols));
-	json_object_set_new(o, "symbols_from", json_string(ki->symbols_from));
-	json_object_set_new(o, "types_from", json_string(ki->types_from));
-	json_object_set_new(o, "from_cache", json_boolean(ki->from_cache));
-	json_object_set_new(o, "attach_ms", json_real(to_ms(ki->attach_ns)));
-	json_object_set_new(o, "timings_ms",
-			    json_pack("{s:f, s:f, s:f}", "vmcoreinfo_scan", to_ms(ki->scan_ns),
-				      "kallsyms", to_ms(ki->kallsyms_ns), "btf", to_ms(ki->btf_ns)));
 	if (nsyms)
 		json_object_set_new(o, "symbols", symbols_json(t->k, syms, nsyms));
 	int r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

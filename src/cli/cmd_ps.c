@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "linux/linux.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -26,7 +27,7 @@ static void usage(FILE *f)
 		"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n"
 		"                    when it is shared (for comparison)\n"
 		"  -h, --help        this help\n\n"
-		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n");
+		"TARGET: a libvirt domain name or UUID, qemu:PID or file:PATH (see 'vmwatch --help').\n");
 }
 
 static void fmt_time(char *buf, size_t size, uint64_t ns)
@@ -108,53 +109,18 @@ static void print_text(const struct vmw_walk *w, bool threads)
 	}
 }
 
-static json_t *thread_json(const struct vmw_thread *t)
+int cli_target_arg(struct cli_target *t, int argc, char **argv, bool want_linux, void (*print_usage)(FILE *))
 {
-	return json_pack("{s:i, s:o, s:s#, s:I, s:I, s:I, s:I, s:i, s:i, s:i}",
-			 "tid", t->tid, "comm", cli_json_string(t->comm), "state", &t->state, 1,
-			 "utime_ns", (json_int_t)t->utime_ns, "stime_ns", (json_int_t)t->stime_ns,
-			 "runtime_ns", (json_int_t)t->runtime_ns,
-			 "start_time_ns", (json_int_t)t->start_time_ns,
-			 "nice", t->nice, "priority", t->prio, "cpu", t->cpu);
+	if (optind != argc - 1) {
+		print_usage(stderr);
+		return EXIT_USAGE;
+	}
+	return cli_target_open(t, argv[optind], want_linux);
 }
 
-json_t *cli_proc_json(const struct vmw_proc *p)
+json_t *cli_target_json(const struct cli_target *t)
 {
-	json_t *o = json_pack("{s:i, s:i, s:o, s:s#, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I,"
-			      " s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-			      "pid", p->pid, "ppid", p->ppid, "comm", cli_json_string(p->comm),
-			      "state", &p->state, 1,
-			      "uid", (int)p->uid, "gid", (int)p->gid, "euid", (int)p->euid,
-			      "egid", (int)p->egid, "threads", (int)p->nr_threads,
-			      "utime_ns", (json_int_t)p->utime_ns, "stime_ns", (json_int_t)p->stime_ns,
-			      "runtime_ns", (json_int_t)p->runtime_ns,
-			      "start_time_ns", (json_int_t)p->start_time_ns,
-			      "nice", p->nice, "priority", p->prio,
-			      "rss_bytes", (json_int_t)vmw_proc_rss_bytes(p),
-			      "rss_anon_bytes", (json_int_t)p->rss_anon_bytes,
-			      "rss_file_bytes", (json_int_t)p->rss_file_bytes,
-			      "rss_shmem_bytes", (json_int_t)p->rss_shmem_bytes,
-			      "swap_bytes", (json_int_t)p->swap_bytes,
-			      "vsz_bytes", (json_int_t)p->vsz_bytes, "kthread", p->kthread);
-	json_t *cmd;
-
-	if (p->kthread) {
-		cmd = json_array();   /* /proc/PID/cmdline of a kernel thread is empty */
-	} else if (p->cmdline) {
-		cmd = json_array();
-		for (char **a = p->cmdline; *a; a++)
-			json_array_append_new(cmd, cli_json_string(*a));
-	} else {
-		cmd = json_null();
-	}
-	json_object_set_new(o, "cmdline", cmd);
-	if (p->threads) {
-		json_t *ts = json_array();
-		for (uint32_t j = 0; j < p->nthreads_listed; j++)
-			json_array_append_new(ts, thread_json(&p->threads[j]));
-		json_object_set_new(o, "tasks", ts);
-	}
-	return o;
+	return vmw_report_target(t->name, t->mem, vmw_kernel_info(t->k));
 }
 
 int cmd_ps(int argc, char **argv)
@@ -186,11 +152,7 @@ int cmd_ps(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((r = cli_target_open(&t, argv[optind], true)) != 0)
+	if ((r = cli_target_arg(&t, argc, argv, true, usage)) != 0)
 		return r;
 
 	r = vmw_linux_walk(t.lx, (threads ? VMW_WALK_THREADS : 0) | (cmdline ? VMW_WALK_CMDLINE : 0),
@@ -207,7 +169,7 @@ int cmd_ps(int argc, char **argv)
 		json_t *root = cli_target_json(&t);
 		json_t *procs = json_array();
 		for (size_t i = 0; i < w.nprocs; i++)
-			json_array_append_new(procs, cli_proc_json(&w.procs[i]));
+			json_array_append_new(procs, vmw_report_proc(&w.procs[i]));
 		json_object_set_new(root, "processes", procs);
 		json_object_set_new(root, "skipped", json_integer((json_int_t)w.skipped));
 		json_object_set_new(root, "complete", json_boolean(!w.truncated));

@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "linux/linux.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,14 +22,14 @@ static void usage(FILE *f)
 		"Counters are exact; the guest's clock is known to its last tick or idle\n"
 		"transition, so uptime and the idle time of sleeping CPUs can lag by as\n"
 		"long as the guest has been idle since.\n\n"
-		"  -j, --json        one JSON object\n"
+		"  -j, --json        one JSON object: {\"vm\", \"kernel\", \"summary\"}\n"
 		"      --no-cache    do not use the kernel discovery cache\n"
 		"      --ignore-vmcoreinfo-kallsyms\n"
 		"                    find kallsyms by structure (as for kernels < 6.0)\n"
 		"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n"
 		"                    when it is shared\n"
 		"  -h, --help        this help\n\n"
-		"TARGET: qemu:PID or file:PATH (see 'vmwatch --help').\n");
+		"TARGET: a libvirt domain name or UUID, qemu:PID or file:PATH (see 'vmwatch --help').\n");
 }
 
 static void times_ticks(const struct vmw_cpu_times *t, uint64_t v[10])
@@ -92,63 +93,10 @@ static void print_text(const struct vmw_summary *sm)
 	       (unsigned long long)sm->processes, sm->procs_running, sm->procs_blocked);
 }
 
-static json_t *ticks_json(const struct vmw_cpu_times *t)
-{
-	uint64_t v[10];
-	json_t *a = json_array();
-	times_ticks(t, v);
-	for (int i = 0; i < 10; i++)
-		json_array_append_new(a, json_integer((json_int_t)v[i]));
-	return a;
-}
-
-static json_t *ns_json(const struct vmw_cpu_times *t)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-			 "user", (json_int_t)t->user, "nice", (json_int_t)t->nice,
-			 "system", (json_int_t)t->system, "idle", (json_int_t)t->idle,
-			 "iowait", (json_int_t)t->iowait, "irq", (json_int_t)t->irq,
-			 "softirq", (json_int_t)t->softirq, "steal", (json_int_t)t->steal,
-			 "guest", (json_int_t)t->guest, "guest_nice", (json_int_t)t->guest_nice);
-}
-
 static json_t *summary_json(const struct cli_target *t, const struct vmw_summary *sm)
 {
 	json_t *root = cli_target_json(t);
-	json_t *mem = json_object(), *cpus = json_object(), *cpus_ns = json_object();
-	char buf[96];
-
-	vmw_summary_format_uptime(sm->uptime_ns, sm->idle_ns, buf, sizeof(buf));
-	json_object_set_new(root, "uptime", json_pack("{s:s, s:I, s:I}", "text", buf,
-		"uptime_ns", (json_int_t)sm->uptime_ns, "idle_ns", (json_int_t)sm->idle_ns));
-	json_object_set_new(root, "clock", json_pack("{s:I, s:I, s:I}",
-		"now_mono_ns", (json_int_t)sm->now_mono_ns, "tk_mono_ns", (json_int_t)sm->tk_mono_ns,
-		"tick_ns", (json_int_t)sm->tick_ns));
-	snprintf(buf, sizeof(buf), "%s %u/%d %d", sm->loadavg, sm->nr_running, sm->nr_threads,
-		 sm->last_pid);
-	json_object_set_new(root, "loadavg", json_pack("{s:s, s:s, s:[I, I, I], s:i, s:i, s:i}",
-		"text", sm->loadavg, "line", buf, "avenrun", (json_int_t)sm->load[0],
-		(json_int_t)sm->load[1], (json_int_t)sm->load[2], "nr_running", (int)sm->nr_running,
-		"nr_threads", sm->nr_threads, "last_pid", sm->last_pid));
-	for (size_t i = 0; i < ARRAY_SIZE(meminfo_fields); i++)
-		json_object_set_new(mem, meminfo_fields[i].name,
-				    json_integer((json_int_t)meminfo_value(sm, i)));
-	json_object_set_new(root, "meminfo", mem);
-	for (unsigned i = 0; i < sm->ncpus; i++) {
-		snprintf(buf, sizeof(buf), "cpu%u", sm->cpu[i].cpu);
-		json_object_set_new(cpus, buf, ticks_json(&sm->cpu[i].t));
-		json_object_set_new(cpus_ns, buf, ns_json(&sm->cpu[i].t));
-	}
-	json_object_set_new(root, "stat", json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:i, s:i, s:i, s:i}",
-		"cpu", ticks_json(&sm->total), "cpus", cpus, "cpu_ns", ns_json(&sm->total),
-		"cpus_ns", cpus_ns, "btime", (json_int_t)sm->boot_time_s, "ctxt", (json_int_t)sm->ctxt,
-		"processes", (json_int_t)sm->processes, "procs_running", (int)sm->procs_running,
-		"procs_blocked", (int)sm->procs_blocked, "ncpus", (int)sm->ncpus,
-		"ncpus_possible", (int)sm->ncpus_possible));
-	json_object_set_new(root, "quality", json_pack("{s:b, s:i, s:b, s:i, s:i, s:I, s:I}",
-		"nohz", sm->nohz, "vtime_cpus", (int)sm->vtime_cpus, "buffers_partial", sm->buffers_partial,
-		"retries", (int)sm->retries, "missing", (int)sm->missing, "read_ns", (json_int_t)sm->read_ns,
-		"bytes_read", (json_int_t)sm->bytes_read));
+	json_object_set_new(root, "summary", vmw_report_summary(sm, NULL));
 	return root;
 }
 
@@ -178,11 +126,7 @@ int cmd_summary(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((r = cli_target_open(&t, argv[optind], false)) != 0)
+	if ((r = cli_target_arg(&t, argc, argv, false, usage)) != 0)
 		return r;
 	if ((r = vmw_summary_new(t.k, &rd, &err)) < 0) {
 		cli_error("%s: %s", argv[optind], vmw_error_msg(&err, r));

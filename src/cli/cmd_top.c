@@ -11,6 +11,7 @@
  * out whole, then top exits 0.
  */
 #include "cli/top_internal.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,9 +36,9 @@ static void usage(FILE *f)
 		"                         0.01 = 100 frames/s)\n"
 		"  -n, --iterations N     stop after N frames (default: until q, Ctrl-C or SIGTERM)\n"
 		"  -b, --batch            plain-text frames on stdout, like top -b\n"
-		"  -j, --json             one JSON object per frame and line: seq, time, interval,\n"
-		"                         summary, processes (with cpu_percent, mem_percent,\n"
-		"                         rss_delta_bytes) and events (new, exit)\n"
+		"  -j, --json             one JSON object per frame and line: seq, time, vm,\n"
+		"                         kernel, summary, processes (with cpu_percent,\n"
+		"                         mem_percent, rss_delta_bytes, new) and events\n"
 		"  -o, --sort FIELD       cpu (default), mem, pid, time, virt, res, shr, user, pr,\n"
 		"                         ni, state, command\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
@@ -187,8 +188,16 @@ static void print_header(FILE *out, const struct top_header *h, const struct vmw
 		top_fmt_uptime(up, sizeof(up), h->uptime_s);
 		fprintf(out, " up %s", up);
 	}
-	if (h->load_ok)
-		fprintf(out, ", load average: %.2f, %.2f, %.2f", h->load[0], h->load[1], h->load[2]);
+	if (h->load_ok) {
+		/* The guest's /proc/loadavg text (its rounding), commas as top's. */
+		fputs(", load average: ", out);
+		for (const char *p = h->loadavg; *p; p++) {
+			if (*p == ' ')
+				fputs(", ", out);
+			else
+				fputc(*p, out);
+		}
+	}
 	fputc('\n', out);
 	fprintf(out, "Guest: %s, Linux %s, frame %llu, interval %.3f s", h->target, h->release,
 		(unsigned long long)f->seq, (double)f->interval_ns / 1e9);
@@ -245,44 +254,6 @@ static void print_batch(FILE *out, const struct top_header *h, const struct vmw_
 
 /* ---- JSON Lines ---------------------------------------------------------- */
 
-static json_t *rfc3339(uint64_t ns)
-{
-	time_t sec = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	char buf[64], date[40];
-
-	if (!gmtime_r(&sec, &tm))
-		return json_null();
-	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, sizeof(buf), "%s.%09lluZ", date, (unsigned long long)(ns % 1000000000u));
-	return json_string(buf);
-}
-
-static json_t *sample_json(const struct vmw_sample *x)
-{
-	json_t *o = cli_proc_json(&x->proc);
-	json_t *tasks = json_object_get(o, "tasks");
-
-	json_object_set_new(o, "cpu_percent", json_real(x->cpu_percent));
-	json_object_set_new(o, "mem_percent", json_real(x->mem_percent));
-	json_object_set_new(o, "rss_delta_bytes", json_integer((json_int_t)x->rss_delta_bytes));
-	json_object_set_new(o, "is_new", json_boolean(x->is_new));
-	if (tasks && x->thread_cpu_percent)
-		for (size_t j = 0; j < json_array_size(tasks); j++)
-			json_object_set_new(json_array_get(tasks, j), "cpu_percent",
-					    json_real(x->thread_cpu_percent[j]));
-	return o;
-}
-
-static json_t *event_json(const struct vmw_event *e)
-{
-	return json_pack("{s:s, s:i, s:o, s:I, s:b, s:I, s:I, s:I}",
-			 "type", e->type == VMW_EVENT_NEW ? "new" : "exit", "pid", e->pid,
-			 "comm", cli_json_string(e->comm), "start_time_ns", (json_int_t)e->start_time_ns,
-			 "pid_reused", e->pid_reused, "runtime_ns", (json_int_t)e->runtime_ns,
-			 "rss_bytes", (json_int_t)e->rss_bytes, "vsz_bytes", (json_int_t)e->vsz_bytes);
-}
-
 static bool pid_listed(const int32_t *pids, size_t n, int32_t pid)
 {
 	if (!n)
@@ -302,29 +273,24 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 	size_t len;
 	int r = 0;
 
-	json_object_set_new(root, "seq", json_integer((json_int_t)f->seq));
-	json_object_set_new(root, "time", rfc3339(f->wall_time_ns));
-	json_object_set_new(root, "time_ns", json_integer((json_int_t)f->wall_time_ns));
-	json_object_set_new(root, "interval_ns", json_integer((json_int_t)f->interval_ns));
+	json_object_update_new(root, vmw_report_frame_base(f, f->seq));
 	json_object_set_new(root, "first", json_boolean(f->first));
 	json_object_set_new(root, "rebooted", json_boolean(f->rebooted));
 	json_object_set_new(root, "late_frames", json_integer((json_int_t)late));
-	json_object_set_new(root, "frame_ns", json_integer((json_int_t)f->frame_ns));
-	json_object_set_new(root, "complete", json_boolean(!f->truncated));
-	json_object_set_new(root, "skipped", json_integer((json_int_t)f->skipped));
-	json_object_set_new(root, "target", json_string(h->target));
-	json_object_set_new(root, "kernel_release", json_string(h->release));
-	json_object_set_new(root, "summary", top_summary_json(h));
+	json_object_set_new(root, "vm", h->mem ? vmw_report_vm(h->target, h->mem)
+					       : json_pack("{s:o}", "target", vmw_report_string(h->target)));
+	json_object_set_new(root, "kernel", h->ki ? vmw_report_kernel(h->ki) : json_null());
+	json_object_set_new(root, "summary", vmw_report_summary(f->summary_ok ? &f->summary : NULL, f));
 	for (size_t i = 0; i < f->nprocs; i++)
 		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid))
-			json_array_append_new(procs, sample_json(&f->procs[i]));
+			json_array_append_new(procs, vmw_report_sample(&f->procs[i]));
 	json_object_set_new(root, "processes", procs);
 	for (size_t i = 0; i < f->nevents; i++)
 		if (pid_listed(v->pids, v->npids, f->events[i].pid))
-			json_array_append_new(events, event_json(&f->events[i]));
+			json_array_append_new(events, vmw_report_event(&f->events[i]));
 	json_object_set_new(root, "events", events);
 
-	line = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7));
+	line = json_dumps(root, JSON_COMPACT);   /* full precision: time is Unix seconds */
 	json_decref(root);
 	if (!line)
 		return -ENOMEM;

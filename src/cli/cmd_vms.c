@@ -5,6 +5,7 @@
  * line per lifecycle event until SIGINT/SIGTERM or -n N events.
  */
 #include "cli/cli.h"
+#include "report/report.h"
 #include "virt/virt.h"
 
 #include <errno.h>
@@ -31,40 +32,6 @@ static void usage(FILE *f)
 		"  -n, --count N      with --watch: exit after N events\n"
 		"  -c, --connect URI  libvirt URI (default $LIBVIRT_DEFAULT_URI or qemu:///system)\n"
 		"  -h, --help         this help\n");
-}
-
-static json_t *nova_json(const struct vmw_nova *n)
-{
-	if (!n->present)
-		return json_null();
-	return json_pack("{s:o, s:o, s:I, s:i, s:o, s:o, s:o, s:o}",
-			 "instance_name", cli_json_string(n->instance_name),
-			 "flavor", cli_json_string(n->flavor),
-			 "flavor_memory_mib", (json_int_t)n->flavor_memory_mib,
-			 "flavor_vcpus", (int)n->flavor_vcpus,
-			 "project_id", cli_json_string(n->project_id),
-			 "project_name", cli_json_string(n->project_name),
-			 "user_id", cli_json_string(n->user_id),
-			 "user_name", cli_json_string(n->user_name));
-}
-
-static json_t *domain_json(const struct vmw_domain *d)
-{
-	char target[32];
-	json_t *t;
-
-	if (d->qemu_pid > 0) {
-		snprintf(target, sizeof(target), "qemu:%d", (int)d->qemu_pid);
-		t = json_string(target);
-	} else {
-		t = json_null();
-	}
-	return json_pack("{s:o, s:s, s:s, s:i, s:I, s:i, s:o, s:s, s:b, s:b, s:o}",
-			 "name", cli_json_string(d->name), "uuid", d->uuid,
-			 "state", vmw_domain_state_name(d->state), "vcpus", (int)d->vcpus,
-			 "memory_bytes", (json_int_t)d->memory_bytes, "qemu_pid", (int)d->qemu_pid,
-			 "target", t, "ram_backing", d->ram_backing, "ram_shared", d->ram_shared,
-			 "ram_hugepages", d->ram_hugepages, "nova", nova_json(&d->nova));
 }
 
 static void print_json(json_t *j)
@@ -96,7 +63,7 @@ static int list(struct vmw_virt *v, bool json)
 	if (json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, domain_json(&doms[i]));
+			json_array_append_new(a, vmw_report_domain(&doms[i]));
 		print_json(json_pack("{s:s, s:o}", "uri", vmw_virt_uri(v), "domains", a));
 	} else {
 		printf("%-24s %-36s %-8s %5s %9s %8s %-16s %s\n", "NAME", "UUID", "STATE", "VCPUS",
@@ -147,7 +114,7 @@ static void on_event(void *opaque, enum vmw_virt_event_type type, const struct v
 	}
 	if (w->json) {
 		print_json(json_pack("{s:s, s:f, s:o}", "event", vmw_virt_event_name(type), "time", now,
-				     "domain", domain_json(d)));
+				     "domain", vmw_report_domain(d)));
 	} else {
 		char stamp[32], pid[24] = "";
 		struct tm tm;

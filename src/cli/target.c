@@ -4,7 +4,6 @@
 #include "cli/cli.h"
 #include "session/session.h"
 
-#include <jansson.h>
 #include <string.h>
 
 struct vmw_session_opts cli_target_session_opts(const struct cli_target *t)
@@ -56,35 +55,4 @@ void cli_target_close(struct cli_target *t)
 	t->mem = NULL;
 	t->k = NULL;
 	t->lx = NULL;
-}
-
-json_t *cli_json_string(const char *s)
-{
-	json_t *j = json_string(s);
-	char buf[4 * 256];
-	size_t n = 0;
-
-	if (j)
-		return j;
-	/* Not valid UTF-8: keep ASCII, replace every other byte with U+FFFD. */
-	for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < sizeof(buf); p++) {
-		if (*p < 0x80) {
-			buf[n++] = (char)*p;
-		} else {
-			memcpy(buf + n, "\xef\xbf\xbd", 3);
-			n += 3;
-		}
-	}
-	buf[n] = '\0';
-	return json_string(buf);
-}
-
-json_t *cli_target_json(const struct cli_target *t)
-{
-	const struct vmw_kernel_info *ki = vmw_kernel_info(t->k);
-	return json_pack("{s:{s:s, s:s, s:I}, s:{s:s, s:s, s:I, s:i}}",
-			 "vm", "target", t->name, "source", vmw_mem_describe(t->mem),
-			 "ram_bytes", (json_int_t)vmw_mem_size(t->mem),
-			 "kernel", "release", ki->release, "build_id", ki->build_id,
-			 "kaslr_offset", (json_int_t)ki->kaslr_offset, "paging_levels", ki->paging_levels);
 }

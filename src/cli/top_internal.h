@@ -111,6 +111,8 @@ struct top_cpu {
  * the processes when it does not (fields marked by their *_ok flags). */
 struct top_header {
 	const char *target;
+	const struct vmw_kernel_info *ki;  /* for JSON (NULL if not attached) */
+	struct vmw_mem *mem;
 	char release[65];
 	uint64_t wall_time_ns;
 
@@ -118,8 +120,7 @@ struct top_header {
 	bool uptime_ok;
 	uint64_t uptime_s;
 	bool load_ok;
-	double load[3];
-	char loadavg[64];          /* as /proc/loadavg prints them */
+	char loadavg[64];          /* as /proc/loadavg prints them (JSON: report.h's load) */
 	unsigned nr_running;       /* runnable tasks (/proc/loadavg field 4) */
 
 	/* Per-vCPU and total CPU splits (summary); else cpu_ok is false and only
@@ -137,7 +138,8 @@ struct top_header {
 	bool swap_ok;
 	uint64_t swap_total, swap_free;
 
-	/* Counted from the frame's processes (and threads when walked). */
+	/* Counted from the frame's processes (report.h's classes; sleeping is
+	 * top's: S, D and I). */
 	unsigned tasks, running, sleeping, stopped, zombie, threads;
 	unsigned kthreads;
 };
@@ -147,8 +149,6 @@ struct top_header {
  * summary needs) the header keeps to what the processes tell. */
 void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *target,
 		     const struct vmw_frame *f);
-/* JSON for the frame's summary (what is known; see top_header). */
-json_t *top_summary_json(const struct top_header *h);
 
 /*
  * The guest as top reads it: a sampler, and the QEMU process behind it.

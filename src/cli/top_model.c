@@ -12,9 +12,9 @@
  */
 #include "cli/top_internal.h"
 #include "kernel/kernel.h"
+#include "report/report.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <string.h>
 
 const struct top_col_info top_cols[TOP_NCOLS] = {
@@ -529,13 +529,6 @@ static void cpu_from(struct top_cpu *c, const struct vmw_cpu_percent *p)
 	c->busy = MIN(MAX(100 - c->idle - c->iowait, 0.0), 100.0);
 }
 
-/* A split is known when its parts add up (the sampler leaves zeros on the
- * first frame after attach, and when the set of online CPUs changed). */
-static bool cpu_known(const struct vmw_cpu_percent *p)
-{
-	return p->user + p->nice + p->system + p->idle + p->iowait + p->irq + p->softirq + p->steal > 50;
-}
-
 /* What the frame's guest summary adds to the header. */
 static void header_summary(struct top_header *h, const struct vmw_frame *f)
 {
@@ -547,7 +540,7 @@ static void header_summary(struct top_header *h, const struct vmw_frame *f)
 	top_sanitize(h->loadavg, sizeof(h->loadavg), sm->loadavg);
 	if (!h->loadavg[0])
 		vmw_summary_format_loadavg(sm->load, h->loadavg, sizeof(h->loadavg));
-	h->load_ok = sscanf(h->loadavg, "%lf %lf %lf", &h->load[0], &h->load[1], &h->load[2]) == 3;
+	h->load_ok = h->loadavg[0] != '\0';
 	h->nr_running = sm->nr_running;
 
 	if (sm->mem_total_kb) {
@@ -562,7 +555,7 @@ static void header_summary(struct top_header *h, const struct vmw_frame *f)
 	}
 
 	/* Per-vCPU splits, parallel to summary.cpu (online vCPUs). */
-	if (f->cpu && sm->cpu && sm->ncpus && cpu_known(&f->cpu_total)) {
+	if (sm->cpu && sm->ncpus && vmw_report_cpu_split_valid(f)) {
 		unsigned n = MIN(sm->ncpus, TOP_MAX_CPUS);
 		cpu_from(&h->cpu_total, &f->cpu_total);
 		for (unsigned i = 0; i < n; i++) {
@@ -579,9 +572,12 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 {
 	struct vmw_kernel *k = vmw_sampler_kernel(s);
 	const struct vmw_kernel_info *ki = k ? vmw_kernel_info(k) : NULL;
+	struct vmw_report_tasks t;
 
 	memset(h, 0, sizeof(*h));
 	h->target = target;
+	h->ki = ki;
+	h->mem = vmw_sampler_mem(s);
 	if (ki)
 		top_sanitize(h->release, sizeof(h->release), ki->release);
 	h->wall_time_ns = f->wall_time_ns;
@@ -590,67 +586,14 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 		 : ki && ki->nr_cpus ? MIN(ki->nr_cpus, TOP_MAX_CPUS) : 1;
 	h->mem_total = f->mem_total_bytes;
 
-	for (size_t i = 0; i < f->nprocs; i++) {
-		const struct vmw_proc *p = &f->procs[i].proc;
-		h->tasks++;
-		h->threads += p->nr_threads ? p->nr_threads : 1;
-		h->kthreads += p->kthread;
-		switch (p->state) {
-		case 'R': h->running++; break;
-		case 'S': case 'D': case 'I': h->sleeping++; break;
-		case 'T': case 't': h->stopped++; break;
-		case 'Z': h->zombie++; break;
-		default: break;
-		}
-	}
+	vmw_report_tasks_count(f, &t);
+	h->tasks = t.total;
+	h->threads = (unsigned)t.threads;
+	h->kthreads = t.kernel_threads;
+	h->running = t.by_class[VMW_TASK_RUNNING];
+	h->sleeping = t.by_class[VMW_TASK_SLEEPING] + t.by_class[VMW_TASK_DISK_SLEEP] + t.by_class[VMW_TASK_IDLE];
+	h->stopped = t.by_class[VMW_TASK_STOPPED];
+	h->zombie = t.by_class[VMW_TASK_ZOMBIE];
 	if (f->summary_ok)
 		header_summary(h, f);
-}
-
-static json_t *cpu_json(const struct top_cpu *c)
-{
-	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "user", c->user, "nice", c->nice,
-			 "system", c->system, "idle", c->idle, "iowait", c->iowait, "irq", c->irq,
-			 "softirq", c->softirq, "steal", c->steal);
-}
-
-json_t *top_summary_json(const struct top_header *h)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "available", json_boolean(h->summary_ok));
-	json_object_set_new(o, "uptime_s", h->uptime_ok ? json_integer((json_int_t)h->uptime_s) : json_null());
-	json_object_set_new(o, "loadavg", h->load_ok ? json_pack("[f, f, f]", h->load[0], h->load[1], h->load[2])
-						      : json_null());
-	if (h->summary_ok)
-		json_object_set_new(o, "nr_running", json_integer(h->nr_running));
-	if (h->cpu_ok) {
-		json_t *cpus = json_array();
-		for (unsigned i = 0; i < h->ncpus; i++) {
-			json_t *c = cpu_json(&h->cpu[i]);
-			json_object_set_new(c, "cpu", json_integer(h->cpu_id[i]));
-			json_array_append_new(cpus, c);
-		}
-		json_object_set_new(o, "cpu_percent", cpu_json(&h->cpu_total));
-		json_object_set_new(o, "cpus_percent", cpus);
-	} else {
-		json_object_set_new(o, "cpu_percent", json_null());
-		json_object_set_new(o, "cpus_percent", json_null());
-	}
-	json_object_set_new(o, "cpu_percent_processes", json_real(h->procs_cpu_percent));
-	json_object_set_new(o, "mem_total_bytes", json_integer((json_int_t)h->mem_total));
-	if (h->mem_ok)
-		json_object_update_new(o, json_pack("{s:I, s:I, s:I, s:I}",
-			"mem_free_bytes", (json_int_t)h->mem_free,
-			"mem_available_bytes", (json_int_t)h->mem_available,
-			"buffers_bytes", (json_int_t)h->mem_buffers,
-			"cached_bytes", (json_int_t)h->mem_cached));
-	if (h->swap_ok)
-		json_object_update_new(o, json_pack("{s:I, s:I}", "swap_total_bytes", (json_int_t)h->swap_total,
-			"swap_free_bytes", (json_int_t)h->swap_free));
-	json_object_set_new(o, "tasks", json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
-		"total", (int)h->tasks, "running", (int)h->running, "sleeping", (int)h->sleeping,
-		"stopped", (int)h->stopped, "zombie", (int)h->zombie, "threads", (int)h->threads,
-		"kernel_threads", (int)h->kthreads));
-	return o;
 }

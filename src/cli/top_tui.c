@@ -153,7 +153,7 @@ static int draw_header(struct tui *t)
 		if (h->uptime_ok)
 			top_fmt_uptime(up, sizeof(up), h->uptime_s);
 		if (h->load_ok)
-			snprintf(load, sizeof(load), "%.2f %.2f %.2f", h->load[0], h->load[1], h->load[2]);
+			snprintf(load, sizeof(load), "%s", h->loadavg);   /* the guest's rounding */
 		need = (up[0] ? 10 + (int)strlen(up) : 0) + (load[0] ? 16 + (int)strlen(load) : 0);
 		if (x + need > COLS) {
 			y++;

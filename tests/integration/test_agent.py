@@ -42,6 +42,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import wait_until  # noqa: E402
+from schemas import validate  # noqa: E402
 from test_ps import compare  # noqa: E402
 
 INTERVAL = 1.0
@@ -49,6 +50,30 @@ TOKEN = "s3cret-token-for-tests"
 
 
 # ---------------------------------------------------------------- the agent
+
+def schema_of(path, status):
+    """The docs/schemas/ file an answer to GET path follows (None: not checked,
+    e.g. a process table cut down with ?fields)."""
+    route, _, query = path.partition("?")
+    seg = [s for s in route.split("/") if s]
+    if status >= 400:
+        return "api-error"
+    if seg == ["healthz"]:
+        return "api-healthz"
+    if seg[:2] == ["v1", "instances"]:
+        return "compat-instances" if len(seg) == 2 else "compat-processes"
+    if seg[:2] != ["v1", "vms"]:
+        return None
+    if len(seg) == 2:
+        return "api-vms"
+    if len(seg) == 3:
+        return "api-vm"
+    if seg[3] == "events":
+        return "api-events"
+    if seg[3] == "processes":
+        return "api-process" if len(seg) == 5 else None if "fields=" in query else "api-processes"
+    return None
+
 
 class Agent:
     """A running `vmwatch agent` on 127.0.0.1 with a free port."""
@@ -103,7 +128,11 @@ class Agent:
         st, hd, body = self.request(path, **kw)
         assert st == status, f"GET {path}: {st} {body[:500]!r}"
         assert hd["Content-Type"].startswith("application/json"), hd["Content-Type"]
-        return json.loads(body)
+        doc = json.loads(body)
+        name = schema_of(path, st)
+        if name:
+            validate(name, doc)
+        return doc
 
     def vm(self, name):
         return self.json(f"/v1/vms/{name}")
@@ -158,7 +187,7 @@ def test_vm_list_metadata_and_status(agent, g):
     vms = {v["name"]: v for v in d["vms"]}
     assert g.name in vms, vms.keys()       # the name comes from QEMU's -name guest=
     v = vms[g.name]
-    assert v["qemu_pid"] == g.pid and v["target"] == f"qemu:{g.pid}" and v["source"] == "target"
+    assert v["qemu_pid"] == g.pid and v["target"] == f"qemu:{g.pid}" and v["origin"] == "target"
     assert v["state"] == "running" and v["vcpus"] == 1
     assert v["nova"] is None
     m = v["monitoring"]
@@ -167,6 +196,7 @@ def test_vm_list_metadata_and_status(agent, g):
     assert m["last_frame"]["processes"] > 10 and m["last_frame"]["complete"]
     # The same VM by id and by name.
     assert agent.vm(v["id"])["name"] == g.name
+    assert agent.json("/healthz")["status"] == "ok"
 
 
 def test_vm_summary_matches_the_guest(agent, g):
@@ -179,7 +209,8 @@ def test_vm_summary_matches_the_guest(agent, g):
     st = t.stat_values()
     assert s["boot_time"] == st["btime"]
     assert abs(s["tasks"]["total"] - len(t.procs)) <= 5
-    assert s["tasks"]["total"] == sum(v for k, v in s["tasks"].items() if k not in ("total", "threads"))
+    assert s["tasks"]["total"] == sum(v for k, v in s["tasks"].items()
+                                      if k not in ("total", "threads", "kernel_threads"))
     assert set(s["cpu"]["seconds"]) >= {"user", "system", "idle", "iowait", "steal"}
     assert len(s["load"]) == 3 and s["loadavg"].count(" ") == 2
     h = agent.vm(g.name)["history"]
@@ -305,6 +336,12 @@ def test_server_sent_events(agent, g):
     for s, f in frames:
         assert f["seq"] == s and len(f["processes"]) == 5 and f["summary"]["tasks"]["total"] > 10
         assert "events" in f
+        assert all(list(p) == ["pid", "cpu_percent"] for p in f["processes"])
+        validate("api-frame", {**f, "processes": []})   # all but the ?fields-cut processes
+    # A frame with whole processes.
+    with urllib.request.urlopen(agent.base + f"/v1/vms/{g.name}/stream", timeout=30) as r:
+        data = next(l for l in iter(r.readline, b"") if l.startswith(b"data: "))
+    validate("api-frame", json.loads(data[len(b"data: "):]))
     # The first frame is sent at once, then one per interval.
     assert 0.3 * INTERVAL < (t[2] - t[1]) < 4 * INTERVAL + 2
 
@@ -610,7 +647,7 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
     try:
         v = wait_until(lambda: [x for x in a.json("/v1/vms")["vms"] if x["name"] == d1.name], timeout=30,
                        what="domain listed")[0]
-        assert v["source"] == "libvirt" and v["uuid"] == d1.uuid and v["qemu_pid"] == d1.pid
+        assert v["origin"] == "libvirt" and v["uuid"] == d1.uuid and v["qemu_pid"] == d1.pid
         assert v["nova"]["instance_name"] == "web-1" and v["nova"]["project_name"] == "demo-proj"
         assert v["nova"]["user_name"] == "alice" and v["ram_backing"] == "memfd" and v["ram_shared"]
         assert v["memory_bytes"] == 512 << 20 and v["vcpus"] == 1
@@ -637,6 +674,22 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         d2.wait_ready()
         wait_until(lambda: a.vm(d2.name)["monitoring"]["status"] == "ok", timeout=60, what="d2 monitored")
 
+        # A stream open on it ends with `event: gone`.
+        gone = {}
+
+        def read_gone():
+            with urllib.request.urlopen(a.base + f"/v1/vms/{d2.name}/stream", timeout=30) as r:
+                ev = None
+                for line in iter(r.readline, b""):
+                    if line.startswith(b"event: "):
+                        ev = line[len(b"event: "):].strip()
+                    elif line.startswith(b"data: ") and ev == b"gone":
+                        gone["data"] = json.loads(line[len(b"data: "):])
+                        return
+        reader = threading.Thread(target=read_gone, daemon=True)
+        reader.start()
+        wait_until(lambda: a.vm(d2.name)["monitoring"]["frames"] >= 2, timeout=30, what="d2 frames")
+
         # Destroyed: dropped within one interval; its URLs answer 404.
         t_destroy = time.monotonic()
         d2.destroy()                   # returns once virsh destroy has killed QEMU
@@ -648,6 +701,8 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         assert a.json(f"/v1/vms/{d2.name}", status=404)["code"] == 404
         assert a.json(f"/v1/instances/{d2.name}/processes", status=404)["code"] == 404
         assert a.vm(d1.name)["monitoring"]["status"] == "ok"
+        reader.join(30)
+        assert validate("api-gone", gone["data"])["id"].lower() == d2.uuid.lower(), gone
         print(f"libvirt: listed {listed:.2f}s after start, dropped {dropped:.2f}s after destroy")
     finally:
         rc = a.stop()

@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'lab'))
 import vmlab  # noqa: E402
+from schemas import validate  # noqa: E402
 
 RELEASES = {'6.1': '6.1.0-47-amd64', '6.12': '6.12.117+deb12-amd64'}
 # Checked in every run: plain data, an array, a per-CPU variable, the image start.
@@ -49,7 +50,9 @@ def info(vmwatch, target, *args, cache=None, check=True):
     if not check:
         return p
     assert p.returncode == 0, f'{" ".join(argv)} failed ({p.returncode}): {p.stderr}'
-    d = json.loads(p.stdout)
+    out = validate('info', json.loads(p.stdout))
+    # The assertions below read the kernel's and the VM's fields side by side.
+    d = {**out['vm'], **out['kernel'], **({'symbols': out['symbols']} if 'symbols' in out else {})}
     d['_wall_ms'] = wall * 1000
     return d
 
@@ -210,7 +213,7 @@ def test_no_cache_neither_reads_nor_writes(guest, vmwatch, tmp_path):
     p = subprocess.run([vmwatch, 'info', '--no-cache', '--json', f'file:{g.ram_path}'],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert not json.loads(p.stdout)['from_cache']
+    assert not validate('info', json.loads(p.stdout))['kernel']['from_cache']
     assert not (tmp_path / 'vmwatch').exists()
 
 

@@ -14,13 +14,18 @@ import tempfile
 
 import pytest
 
+from schemas import validate
+
 TICK_NS = 10_000_000  # USER_HZ = 100
 
 
 def vmwatch_json(vmwatch, *args, timeout=120):
     r = subprocess.run([vmwatch, *args], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"vmwatch {' '.join(args)} failed ({r.returncode}): {r.stderr}"
-    return json.loads(r.stdout)
+    out = json.loads(r.stdout)
+    if args[:1] == ("ps",):
+        validate("ps-threads" if "--threads" in args else "ps", out)
+    return out
 
 
 def ps_paused(g, vmwatch, target, *extra):
@@ -175,7 +180,7 @@ def test_ps_qemu_process_read_6_1(g61, vmwatch):
     if r.returncode == 2 and "process-read" in r.stderr:
         pytest.skip("ps has no --process-read")
     assert r.returncode == 0, r.stderr
-    compare(before, json.loads(r.stdout), after)
+    compare(before, validate("ps", json.loads(r.stdout)), after)
 
 
 def test_ps_kallsyms_fallback_6_1(g61, vmwatch):

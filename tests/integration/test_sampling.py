@@ -11,6 +11,8 @@ import subprocess
 
 import pytest
 
+from schemas import validate_lines
+
 WINDOW_S = 6
 
 
@@ -27,15 +29,15 @@ def vmwatch_cpu_percent(vmwatch, target, pid):
     r = subprocess.run([vmwatch, "top", "--json", "-d", "0.5", "-n", str(n + 1), "-p", str(pid), target],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    frames = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    frames = validate_lines("top-frame", r.stdout)
     assert len(frames) == n + 1
-    busy_ns = total_ns = 0.0
+    busy_s = total_s = 0.0
     for f in frames[1:]:
         p = [x for x in f["processes"] if x["pid"] == pid]
         assert p, f"pid {pid} missing from a frame"
-        busy_ns += p[0]["cpu_percent"] / 100.0 * f["interval_ns"]
-        total_ns += f["interval_ns"]
-    return 100.0 * busy_ns / total_ns
+        busy_s += p[0]["cpu_percent"] / 100.0 * f["interval_seconds"]
+        total_s += f["interval_seconds"]
+    return 100.0 * busy_s / total_s
 
 
 @pytest.mark.parametrize("kernel", ["6.1", "6.12"])

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from schemas import validate
+
 BOUND = 64 << 20          # bytes a discovery may populate (page tables, kallsyms, BTF: all populated anyway)
 PTE_BOUND_KB = 2048
 
@@ -51,7 +53,8 @@ def info(vmwatch, target):
                        capture_output=True, text=True, timeout=300)
     wall = time.monotonic() - t0
     assert p.returncode == 0, f'vmwatch info {target} failed ({p.returncode}): {p.stderr}'
-    d = json.loads(p.stdout)
+    out = validate('info', json.loads(p.stdout))
+    d = {**out['vm'], **out['kernel']}
     print(f'{target}: attach {d["attach_ms"]:.0f} ms, scan {d["timings_ms"]["vmcoreinfo_scan"]:.0f} ms, '
           f'wall {wall * 1000:.0f} ms')
     return d

@@ -27,6 +27,7 @@ import tempfile
 import pytest
 
 from helpers import run_vmwatch
+from schemas import validate
 
 CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest",
               "guest_nice")
@@ -62,10 +63,53 @@ def cpu_lines(snap):
     return out
 
 
+MEMORY = dict(MemTotal="total_bytes", MemFree="free_bytes", MemAvailable="available_bytes",
+              Buffers="buffers_bytes", Cached="cached_bytes", SwapCached="swap_cached_bytes",
+              SwapTotal="swap_total_bytes", SwapFree="swap_free_bytes", Shmem="shmem_bytes")
+
+
+def ns(seconds):
+    """Seconds as printed (a double: exact to the nanosecond for these values) to ns."""
+    return round(seconds * 1e9)
+
+
+def ticks(cpu_seconds):
+    """A cpu.seconds object to /proc/stat's 10 tick counts (nsec_to_clock_t, USER_HZ 100)."""
+    return [ns(cpu_seconds[f]) // 10_000_000 for f in CPU_FIELDS]
+
+
+def proc_view(out):
+    """`vmwatch summary --json` (checked against docs/schemas/summary.json) in
+    the guest's own terms: /proc/uptime's text, /proc/loadavg's fields,
+    /proc/meminfo in kB and /proc/stat's tick counts."""
+    validate("summary", out)
+    s = out["summary"]
+    up, idle = ns(s["uptime_seconds"]), ns(s["idle_seconds"])
+    cpu = s["cpu"]
+    return {
+        "vm": out["vm"], "kernel": out["kernel"], "clock": s["clock"], "quality": s["quality"],
+        "uptime": {"text": "%d.%02d %d.%02d" % (up // 10**9, up % 10**9 // 10**7, idle // 10**9,
+                                                 idle % 10**9 // 10**7),
+                   "uptime_ns": up, "idle_ns": idle},
+        "loadavg": {"text": s["loadavg"], "avenrun": [round(x * 2048) for x in s["load"]],
+                    "line": f'{s["loadavg"]} {s["nr_running"]}/{s["nr_threads"]} {s["last_pid"]}',
+                    "nr_running": s["nr_running"], "nr_threads": s["nr_threads"], "last_pid": s["last_pid"]},
+        "meminfo": {k: s["memory"][v] // 1024 for k, v in MEMORY.items()},
+        "stat": {"cpu": ticks(cpu["seconds"]), "cpus": {f'cpu{c["cpu"]}': ticks(c["seconds"]) for c in cpu["per_cpu"]},
+                 "btime": s["boot_time"], "ctxt": s["context_switches"], "processes": s["forks"],
+                 "procs_running": s["procs_running"], "procs_blocked": s["procs_blocked"],
+                 "ncpus": cpu["online"], "ncpus_possible": cpu["possible"]},
+    }
+
+
+def summary_json(vmwatch, *args):
+    return proc_view(run_vmwatch(vmwatch, "summary", "--json", *args, json_out=True))
+
+
 def summary_paused(g, vmwatch, target, *extra):
     before = g.truth()
     with g.paused():
-        out = run_vmwatch(vmwatch, "summary", "--json", *extra, target, json_out=True)
+        out = summary_json(vmwatch, *extra, target)
     after = g.truth()
     return before, out, after
 
@@ -223,9 +267,9 @@ def test_summary_same_instant_live_and_elf_dump(guest, vmwatch):
     with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
         core = os.path.join(d, "guest.elf")
         with g.paused():
-            live = run_vmwatch(vmwatch, "summary", "--json", f"qemu:{g.pid}", json_out=True)
+            live = summary_json(vmwatch, f"qemu:{g.pid}")
             g.dump_guest_memory(core)
-        dumped = run_vmwatch(vmwatch, "summary", "--json", f"file:{core}", json_out=True)
+        dumped = summary_json(vmwatch, f"file:{core}")
     assert "ELF" in dumped["vm"]["source"]
     for k in ("uptime", "clock", "loadavg", "meminfo", "stat"):
         assert live[k] == dumped[k], k
@@ -237,8 +281,8 @@ def test_summary_live_guest_is_consistent(guest, vmwatch):
     g = guest(**G61)
     with g.workload("burn", 100):
         before = g.truth()
-        a = run_vmwatch(vmwatch, "summary", "--json", f"qemu:{g.pid}", json_out=True)
-        b = run_vmwatch(vmwatch, "summary", "--json", f"qemu:{g.pid}", json_out=True)
+        a = summary_json(vmwatch, f"qemu:{g.pid}")
+        b = summary_json(vmwatch, f"qemu:{g.pid}")
         after = g.truth()
     assert a["uptime"]["uptime_ns"] <= b["uptime"]["uptime_ns"]
     assert before.uptime_seconds <= a["uptime"]["uptime_ns"] / 1e9 <= after.uptime_seconds

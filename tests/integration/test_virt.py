@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from schemas import validate
 from test_ps import compare as compare_all, ps_paused
 
 TAG = f"vwt{os.getpid() % 100000}"
@@ -100,7 +101,7 @@ def test_vms_lists_domains_with_backing_and_nova(doms, vmwatch):
     r = vmwatch_run(vmwatch, "vms", "--json")
     record("vms_json", time.monotonic() - t0)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = validate("vms", json.loads(r.stdout))
     assert out["uri"] == "qemu:///system"
 
     s = by_name(out, SHARED)
@@ -214,7 +215,7 @@ class Watch:
 
     def _out(self):
         for line in self.p.stdout:
-            self.q.put((time.monotonic(), json.loads(line)))
+            self.q.put((time.monotonic(), validate("vms-watch", json.loads(line))))
 
     def _err(self):
         for line in self.p.stderr:
@@ -327,7 +328,8 @@ def test_watch_count_limit(libvirt_domain, libvirt_host, vmwatch):
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0
-    events = [(e["event"], e["domain"]["name"]) for e in map(json.loads, out.splitlines())]
+    events = [(e["event"], e["domain"]["name"]) for e in map(json.loads, out.splitlines())
+              if validate("vms-watch", e)]
     assert len(events) == 2, events
     if all(n == name for _, n in events):   # no other domain changed meanwhile
         assert events == [("started", name), ("stopped", name)]

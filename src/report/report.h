@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * report.h - the presentation layer: every JSON object that `vmwatch` and
+ * vmwatch-agent print, and the values derived for display (task-state
+ * classes, load average as numbers, whether a CPU split is valid).
+ *
+ * One vocabulary for both front ends; docs/schemas/ describes each object
+ * (common.json's $defs) and CHANGELOG.md records renames. The module only
+ * formats what the library returns: it never reads guest memory.
+ *
+ * Every function returns a new reference (NULL only when out of memory).
+ */
+#pragma once
+
+#include "kernel/kernel.h"
+#include "linux/linux.h"
+#include "sampler/sampler.h"
+#include "virt/virt.h"
+
+typedef struct json_t json_t;
+struct vmw_mem;
+
+/* ---- strings and numbers ------------------------------------------------- */
+
+/* A JSON string from guest bytes: invalid UTF-8 bytes become U+FFFD; NULL is "". */
+json_t *vmw_report_string(const char *s);
+/* As vmw_report_string, but NULL or "" is null. */
+json_t *vmw_report_string_or_null(const char *s);
+/* Nanoseconds as seconds (a JSON number). */
+double vmw_report_seconds(uint64_t ns);
+
+/* ---- derived values ------------------------------------------------------ */
+
+/* The task-state classes of every task count ("tasks" in the summary):
+ * R running, S sleeping, D disk_sleep, T/t stopped, Z zombie, I idle, the
+ * rest (X, P, W, K, ...) other. */
+enum vmw_task_class {
+	VMW_TASK_RUNNING, VMW_TASK_SLEEPING, VMW_TASK_DISK_SLEEP, VMW_TASK_STOPPED,
+	VMW_TASK_ZOMBIE, VMW_TASK_IDLE, VMW_TASK_OTHER, VMW_TASK_NCLASSES,
+};
+enum vmw_task_class vmw_report_task_class(char state);
+/* Its JSON name: "running", "sleeping", "disk_sleep", ... */
+const char *vmw_report_task_class_name(enum vmw_task_class c);
+/* psutil's name of a process state ("running", "disk-sleep", "tracing-stop",
+ * ...), which the VM Process Monitor clients know (compat API). */
+const char *vmw_report_state_name(char state);
+
+/* Task counts of a process list. */
+struct vmw_report_tasks {
+	unsigned total;                /* processes */
+	unsigned by_class[VMW_TASK_NCLASSES];
+	uint64_t threads;              /* sum of nr_threads (at least 1 per process) */
+	unsigned kernel_threads;
+};
+void vmw_report_tasks_count(const struct vmw_frame *f, struct vmw_report_tasks *ret);
+json_t *vmw_report_tasks_json(const struct vmw_report_tasks *t);
+
+/* The 1, 5 and 15 minute load averages as numbers (avenrun / 2048). */
+void vmw_report_load(const struct vmw_summary *sm, double ret[3]);
+
+/* Whether f's CPU split (cpu_total, cpu[]) holds measured values: not on the
+ * first frame after an attach, and not when the sampler left zeros because
+ * the set of online vCPUs changed (a measured split adds up to ~100%). The
+ * JSON shows null when it does not. */
+bool vmw_report_cpu_split_valid(const struct vmw_frame *f);
+
+/* ---- objects ------------------------------------------------------------- */
+
+/* A process (common.json#/$defs/process); with "tasks" when its threads were listed. */
+json_t *vmw_report_proc(const struct vmw_proc *p);
+/* A process in a frame (#/$defs/sample): the process plus cpu_percent,
+ * mem_percent, rss_delta_bytes, new, and the threads' cpu_percent. */
+json_t *vmw_report_sample(const struct vmw_sample *x);
+/* A process event (#/$defs/event) without seq and time (the caller adds them). */
+json_t *vmw_report_event(const struct vmw_event *e);
+/* The VM an introspection command looked at (#/$defs/vm): target, source, ram_bytes. */
+json_t *vmw_report_vm(const char *target, struct vmw_mem *mem);
+/* The guest kernel (#/$defs/kernel). */
+json_t *vmw_report_kernel(const struct vmw_kernel_info *ki);
+/* OpenStack Nova metadata (#/$defs/nova), null when the domain has none. */
+json_t *vmw_report_nova(const struct vmw_nova *n);
+/* A libvirt domain (#/$defs/domain). */
+json_t *vmw_report_domain(const struct vmw_domain *d);
+/* One CPU split in percent (#/$defs/cpu_split). */
+json_t *vmw_report_cpu_split(const struct vmw_cpu_percent *p);
+/* The guest summary (#/$defs/summary). sm may be NULL (the kernel lacks what
+ * it needs: its fields are then null), f may be NULL (no process list: no
+ * tasks, no CPU split). */
+json_t *vmw_report_summary(const struct vmw_summary *sm, const struct vmw_frame *f);
+/* The frame fields common to `top --json` and the agent's frames
+ * (#/$defs/frame_base): seq, time, interval_seconds, duration_seconds, total,
+ * complete, skipped, cpu_percent_total, mem_total_bytes. */
+json_t *vmw_report_frame_base(const struct vmw_frame *f, uint64_t seq);
+/* {"vm": vmw_report_vm, "kernel": vmw_report_kernel}: the head of every
+ * introspection command's JSON (ps, info, summary). */
+json_t *vmw_report_target(const char *target, struct vmw_mem *mem, const struct vmw_kernel_info *ki);

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/* src/report: task-state classes, load averages, CPU-split validity, guest
+ * strings, and the shapes of the summary, process and event objects. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "report/report.h"
+
+static void test_task_classes(void **state)
+{
+	(void)state;
+	assert_int_equal(vmw_report_task_class('R'), VMW_TASK_RUNNING);
+	assert_int_equal(vmw_report_task_class('S'), VMW_TASK_SLEEPING);
+	assert_int_equal(vmw_report_task_class('D'), VMW_TASK_DISK_SLEEP);
+	assert_int_equal(vmw_report_task_class('T'), VMW_TASK_STOPPED);
+	assert_int_equal(vmw_report_task_class('t'), VMW_TASK_STOPPED);
+	assert_int_equal(vmw_report_task_class('Z'), VMW_TASK_ZOMBIE);
+	assert_int_equal(vmw_report_task_class('I'), VMW_TASK_IDLE);
+	assert_int_equal(vmw_report_task_class('X'), VMW_TASK_OTHER);
+	assert_int_equal(vmw_report_task_class('?'), VMW_TASK_OTHER);
+	assert_string_equal(vmw_report_task_class_name(VMW_TASK_DISK_SLEEP), "disk_sleep");
+	assert_string_equal(vmw_report_state_name('D'), "disk-sleep");
+	assert_string_equal(vmw_report_state_name('t'), "tracing-stop");
+}
+
+static void test_tasks_count(void **state)
+{
+	struct vmw_sample s[4];
+	struct vmw_frame f = { .procs = s, .nprocs = 4 };
+	struct vmw_report_tasks t;
+
+	(void)state;
+	memset(s, 0, sizeof(s));
+	s[0].proc.state = 'R'; s[0].proc.nr_threads = 3;
+	s[1].proc.state = 'S'; s[1].proc.nr_threads = 1;
+	s[2].proc.state = 'I'; s[2].proc.kthread = true;   /* nr_threads 0 counts as 1 */
+	s[3].proc.state = 'D'; s[3].proc.nr_threads = 2;
+	vmw_report_tasks_count(&f, &t);
+	assert_int_equal(t.total, 4);
+	assert_int_equal(t.threads, 7);
+	assert_int_equal(t.kernel_threads, 1);
+	assert_int_equal(t.by_class[VMW_TASK_RUNNING], 1);
+	assert_int_equal(t.by_class[VMW_TASK_SLEEPING], 1);
+	assert_int_equal(t.by_class[VMW_TASK_IDLE], 1);
+	assert_int_equal(t.by_class[VMW_TASK_DISK_SLEEP], 1);
+}
+
+static void test_load(void **state)
+{
+	struct vmw_summary sm = { .load = { 2048, 839, 1024 } };
+	double l[3];
+
+	(void)state;
+	vmw_report_load(&sm, l);
+	assert_true(l[0] == 1.0 && l[2] == 0.5);
+	assert_true(l[1] > 0.409 && l[1] < 0.41);
+}
+
+/* The split is valid only when measured: not first, a summary, per-vCPU
+ * values, and parts that add up (zeros after a vCPU change are not). */
+static void test_cpu_split_valid(void **state)
+{
+	struct vmw_cpu_percent per[1] = { { .user = 30, .idle = 70 } };
+	struct vmw_frame f = { .summary_ok = true, .cpu = per,
+			       .cpu_total = { .user = 30, .idle = 70 } };
+
+	(void)state;
+	assert_true(vmw_report_cpu_split_valid(&f));
+	f.first = true;
+	assert_false(vmw_report_cpu_split_valid(&f));
+	f.first = false;
+	f.cpu_total = (struct vmw_cpu_percent){ 0 };     /* online vCPUs changed */
+	assert_false(vmw_report_cpu_split_valid(&f));
+	f.cpu_total.idle = 100;
+	f.summary_ok = false;
+	assert_false(vmw_report_cpu_split_valid(&f));
+}
+
+static void test_string(void **state)
+{
+	json_t *j;
+
+	(void)state;
+	j = vmw_report_string("ok \xc3\xa9");
+	assert_string_equal(json_string_value(j), "ok \xc3\xa9");
+	json_decref(j);
+	j = vmw_report_string("a\xff" "b");
+	assert_string_equal(json_string_value(j), "a\xef\xbf\xbd" "b");
+	json_decref(j);
+	j = vmw_report_string(NULL);
+	assert_string_equal(json_string_value(j), "");
+	json_decref(j);
+	j = vmw_report_string_or_null("");
+	assert_true(json_is_null(j));
+	json_decref(j);
+}
+
+/* Without a summary every summary key is there and null; the split is null
+ * when not valid; tasks come from the frame. */
+static void test_summary_shapes(void **state)
+{
+	struct vmw_sample s[1];
+	struct vmw_cpu_stat cs[1] = { { .cpu = 0, .t = { .user = 1500000000ull } } };
+	struct vmw_cpu_percent per[1] = { { 0 } };
+	struct vmw_frame f = { .procs = s, .nprocs = 1, .mem_total_bytes = 1 << 20, .cpu = per };
+	json_t *o, *cpu;
+
+	(void)state;
+	memset(s, 0, sizeof(s));
+	s[0].proc.state = 'R';
+	o = vmw_report_summary(NULL, &f);
+	assert_true(json_is_false(json_object_get(o, "available")));
+	assert_true(json_is_null(json_object_get(o, "uptime_seconds")));
+	assert_true(json_is_null(json_object_get(o, "cpu")));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "memory"), "total_bytes")), 1 << 20);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "tasks"), "running")), 1);
+	json_decref(o);
+
+	f.summary_ok = true;
+	f.summary = (struct vmw_summary){ .load = { 1024, 0, 0 }, .ncpus = 1, .cpu = cs, .mem_total_kb = 1024,
+					  .mem_available_kb = 256 };
+	o = vmw_report_summary(&f.summary, &f);
+	cpu = json_object_get(o, "cpu");
+	assert_true(json_is_null(json_object_get(cpu, "percent")));          /* zeros: not valid */
+	assert_true(json_is_null(json_object_get(json_array_get(json_object_get(cpu, "per_cpu"), 0), "percent")));
+	assert_true(json_real_value(json_object_get(json_object_get(json_array_get(json_object_get(cpu, "per_cpu"), 0),
+								     "seconds"), "user")) == 1.5);
+	assert_true(json_real_value(json_array_get(json_object_get(o, "load"), 0)) == 0.5);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "memory"), "used_bytes")), 768 * 1024);
+	json_decref(o);
+
+	o = vmw_report_summary(&f.summary, NULL);                         /* summary --json */
+	assert_true(json_is_null(json_object_get(o, "tasks")));
+	json_decref(o);
+
+	f.summary.mem_total_kb = 4324291225137196092ull;                  /* torn read while rebooting */
+	o = vmw_report_summary(&f.summary, &f);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "memory"), "total_bytes")), INT64_MAX);
+	json_decref(o);
+}
+
+static void test_sample_and_event(void **state)
+{
+	double tcpu[1] = { 12.5 };
+	struct vmw_thread th[1] = { { .tid = 7, .state = 'S' } };
+	struct vmw_sample x = { .cpu_percent = 50, .is_new = true, .thread_cpu_percent = tcpu };
+	struct vmw_event e = { .type = VMW_EVENT_EXIT, .pid = 9, .comm = "x\xfe" };
+	json_t *o;
+
+	(void)state;
+	x.proc.pid = 7;
+	x.proc.state = 'S';
+	x.proc.threads = th;
+	x.proc.nthreads_listed = 1;
+	o = vmw_report_sample(&x);
+	assert_true(json_is_true(json_object_get(o, "new")));
+	assert_null(json_object_get(o, "is_new"));
+	assert_true(json_is_null(json_object_get(o, "cmdline")));
+	assert_true(json_real_value(json_object_get(json_array_get(json_object_get(o, "tasks"), 0), "cpu_percent"))
+		    == 12.5);
+	json_decref(o);
+	o = vmw_report_event(&e);
+	assert_string_equal(json_string_value(json_object_get(o, "type")), "exit");
+	assert_string_equal(json_string_value(json_object_get(o, "comm")), "x\xef\xbf\xbd");
+	json_decref(o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_task_classes),
+		cmocka_unit_test(test_tasks_count),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_cpu_split_valid),
+		cmocka_unit_test(test_string),
+		cmocka_unit_test(test_summary_shapes),
+		cmocka_unit_test(test_sample_and_event),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
