@@ -351,6 +351,18 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 	family(f, "vmwatch_scrape_duration_seconds", "gauge", "Host time the VM's last frame took to read.");
 	FOR_UP(m, ms, n)
 		vm_sample(f, "vmwatch_scrape_duration_seconds", m, NULL, (double)m->snap->frame->frame_ns / 1e9);
+	family(f, "vmwatch_vm_complete", "gauge",
+	       "1 when the VM's last frame read every process whole; 0 when records were skipped, the "
+	       "task list was cut, or a process was incomplete (its values are lower bounds).");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_vm_complete", m, NULL, m->snap->frame->complete);
+	family(f, "vmwatch_vm_skipped_records", "gauge", "Guest records the VM's last frame skipped as invalid.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_vm_skipped_records", m, NULL, (double)m->snap->frame->skipped);
+	family(f, "vmwatch_vm_incomplete_processes", "gauge",
+	       "Processes of the VM's last frame with a cut thread list or an implausible count.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_vm_incomplete_processes", m, NULL, (double)m->snap->frame->incomplete);
 	family(f, "vmwatch_scrape_read_bytes", "gauge", "Guest memory read for the VM's last frame.");
 	FOR_UP(m, ms, n)
 		vm_sample(f, "vmwatch_scrape_read_bytes", m, NULL, (double)m->snap->frame->bytes_read);

@@ -57,11 +57,12 @@ static json_t *monitoring_json(const struct vm_state *st)
 	json_t *last = json_null();
 
 	if (s)
-		last = json_pack("{s:I, s:f, s:f, s:f, s:I, s:I, s:b, s:I}", "seq", (json_int_t)s->seq,
+		last = json_pack("{s:I, s:f, s:f, s:f, s:I, s:I, s:b, s:I, s:I}", "seq", (json_int_t)s->seq,
 				 "time", secs(s->frame->wall_time_ns), "duration_seconds", secs(s->frame->frame_ns),
 				 "interval_seconds", secs(s->frame->interval_ns),
 				 "processes", (json_int_t)s->frame->nprocs, "bytes_read", (json_int_t)s->frame->bytes_read,
-				 "complete", !s->frame->truncated, "skipped", (json_int_t)s->frame->skipped);
+				 "complete", s->frame->complete, "skipped", (json_int_t)s->frame->skipped,
+				 "incomplete", (json_int_t)s->frame->incomplete);
 	return json_pack("{s:s, s:o, s:o, s:f, s:I, s:I, s:I, s:o, s:o}",
 			 "status", agent_status_name(st->status),
 			 "reason_code", st->code ? json_string(st->code) : json_null(),

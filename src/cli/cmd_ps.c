@@ -164,6 +164,10 @@ int cmd_ps(int argc, char **argv)
 	}
 	if (w.truncated)
 		cli_error("%s: warning: process list incomplete: %s", argv[optind], w.truncated_why);
+	if (w.skipped || w.incomplete)
+		cli_error("%s: warning: %zu record(s) skipped, %zu process(es) incomplete (thread lists cut "
+			  "or counts implausible): their values are lower bounds", argv[optind], w.skipped,
+			  w.incomplete);
 
 	if (json) {
 		json_t *root = cli_target_json(&t);
@@ -172,7 +176,8 @@ int cmd_ps(int argc, char **argv)
 			json_array_append_new(procs, vmw_report_proc(&w.procs[i]));
 		json_object_set_new(root, "processes", procs);
 		json_object_set_new(root, "skipped", json_integer((json_int_t)w.skipped));
-		json_object_set_new(root, "complete", json_boolean(!w.truncated));
+		json_object_set_new(root, "incomplete", json_integer((json_int_t)w.incomplete));
+		json_object_set_new(root, "complete", json_boolean(vmw_walk_complete(&w)));
 		json_dumpf(root, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(root);

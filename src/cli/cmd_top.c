@@ -208,6 +208,9 @@ static void print_header(FILE *out, const struct top_header *h, const struct vmw
 		fprintf(out, "*** the guest rebooted: re-attached, rates restart ***\n");
 	if (f->truncated)
 		fprintf(out, "*** process list incomplete: %s ***\n", f->truncated_why);
+	else if (!f->complete)
+		fprintf(out, "*** %zu record(s) skipped, %zu process(es) incomplete: values are lower bounds ***\n",
+			f->skipped, f->incomplete);
 	fprintf(out, "Tasks: %4u total, %3u running, %4u sleeping, %3u stopped, %3u zombie; %u threads\n",
 		h->tasks, h->running, h->sleeping, h->stopped, h->zombie, h->threads);
 	if (h->cpu_ok) {

@@ -338,8 +338,12 @@ static void draw_status(struct tui *t, int y)
 		x = put(y, x, t->view.filter, A_BOLD);
 		x = put(y, x, " (Esc clears)  ", A_DIM);
 	}
-	if (t->frame && t->frame->truncated) {
-		snprintf(buf, sizeof(buf), "incomplete walk: %s  ", t->frame->truncated_why);
+	if (t->frame && !t->frame->complete) {
+		if (t->frame->truncated)
+			snprintf(buf, sizeof(buf), "incomplete walk: %s  ", t->frame->truncated_why);
+		else
+			snprintf(buf, sizeof(buf), "incomplete: %zu skipped, %zu processes  ", t->frame->skipped,
+				 t->frame->incomplete);
 		x = put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
 	}
 	/* Right side: interval, frame cost, late frames. */

@@ -161,6 +161,8 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 			      "swap_bytes", (json_int_t)p->swap_bytes,
 			      "vsz_bytes", (json_int_t)p->vsz_bytes, "kthread", p->kthread);
 
+	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
+
 	json_object_set_new(o, "cmdline", cmdline_json(p));
 	if (p->threads) {
 		json_t *ts = json_array();
@@ -198,12 +200,13 @@ json_t *vmw_report_event(const struct vmw_event *e)
 
 json_t *vmw_report_frame_base(const struct vmw_frame *f, uint64_t seq)
 {
-	return json_pack("{s:I, s:f, s:f, s:f, s:I, s:b, s:I, s:f, s:I}",
+	return json_pack("{s:I, s:f, s:f, s:f, s:I, s:b, s:I, s:I, s:f, s:I}",
 			 "seq", (json_int_t)seq, "time", vmw_report_seconds(f->wall_time_ns),
 			 "interval_seconds", vmw_report_seconds(f->interval_ns),
 			 "duration_seconds", vmw_report_seconds(f->frame_ns),
-			 "total", (json_int_t)f->nprocs, "complete", !f->truncated,
-			 "skipped", (json_int_t)f->skipped, "cpu_percent_total", f->cpu_percent_total,
+			 "total", (json_int_t)f->nprocs, "complete", f->complete,
+			 "skipped", (json_int_t)f->skipped, "incomplete", (json_int_t)f->incomplete,
+			 "cpu_percent_total", f->cpu_percent_total,
 			 "mem_total_bytes", (json_int_t)f->mem_total_bytes);
 }
 
