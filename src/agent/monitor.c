@@ -17,19 +17,6 @@
 #include <strings.h>
 #include <time.h>
 
-static struct agent_snap *snap_build(struct vmw_frame *f, const struct agent_snap *prev,
-				     uint64_t seq, unsigned max_groups)
-{
-	return agent_snap_build(f, prev, seq, max_groups);
-}
-
-/* starttime of the QEMU process (src/mem parses /proc/PID/stat); 0 if it is gone. */
-static uint64_t proc_start_ticks(pid_t pid)
-{
-	struct vmw_qemu_id id;
-	return vmw_qemu_id_get(pid, &id) == 0 ? id.start_ticks : 0;
-}
-
 /* Under vm->lock. Logs only changes, so a VM retrying does not flood the log. */
 static void set_status(struct agent_vm *vm, enum agent_status st, const char *code, const char *reason)
 {
@@ -218,7 +205,7 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		if (!(snap = snap_build(f, last, seq + 1, a->cfg.max_groups))) {
+		if (!(snap = agent_snap_build(f, last, seq + 1, a->cfg.max_groups))) {
 			vmw_frame_free(f);
 			vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory building a snapshot", vm->name);
 		} else {
@@ -252,29 +239,23 @@ static void *vm_thread(void *arg)
 	return NULL;
 }
 
-/* QEMU's own -name guest=X, -uuid U and -smp N (src/mem parses them), for
- * targets given without libvirt. */
-static void qemu_identity(pid_t pid, char *name, size_t nsize, char *uuid, size_t usize,
-			  unsigned *vcpus)
-{
-	struct vmw_qemu_names q;
-
-	if (vmw_qemu_names_get(pid, &q) < 0)
-		return;
-	if (q.name[0])
-		snprintf(name, nsize, "%s", q.name);
-	if (q.uuid[0])
-		snprintf(uuid, usize, "%s", q.uuid);
-	if (q.vcpus)
-		*vcpus = q.vcpus;
-}
-
+/* The QEMU's start time (its identity with the pid) and, for targets given
+ * without libvirt, its own -name guest=X, -uuid U and -smp N (src/mem parses
+ * /proc/PID/stat and the command line). */
 void agent_vm_identify(struct agent_vm *vm, bool from_cmdline)
 {
-	vm->qemu_start_ticks = proc_start_ticks(vm->qemu_pid);
-	if (from_cmdline)
-		qemu_identity(vm->qemu_pid, vm->dom.name, sizeof(vm->dom.name), vm->dom.uuid,
-			      sizeof(vm->dom.uuid), &vm->dom.vcpus);
+	struct vmw_qemu_id id;
+	struct vmw_qemu_names q;
+
+	vm->qemu_start_ticks = vmw_qemu_id_get(vm->qemu_pid, &id) == 0 ? id.start_ticks : 0;
+	if (!from_cmdline || vmw_qemu_names_get(vm->qemu_pid, &q) < 0)
+		return;
+	if (q.name[0])
+		snprintf(vm->dom.name, sizeof(vm->dom.name), "%s", q.name);
+	if (q.uuid[0])
+		snprintf(vm->dom.uuid, sizeof(vm->dom.uuid), "%s", q.uuid);
+	if (q.vcpus)
+		vm->dom.vcpus = q.vcpus;
 }
 
 int agent_vm_thread_start(struct agent_vm *vm)
