@@ -126,6 +126,11 @@ struct agent_vm {
 	struct vmw_domain dom;
 	bool stop, removed;
 	enum agent_status status;
+	/* libvirt reported a guest reset: the old kernel's structures stay in RAM
+	 * until the new kernel overwrites them, so frames are held back until one
+	 * shows the new kernel (the sampler marks it rebooted). */
+	bool rebooting;
+	uint64_t reboot_uptime_ns;     /* guest uptime of the first held frame (0: none yet) */
 	const char *reason_code;       /* static string: not_linux, no_btf, permission, ... */
 	char reason[600];
 	uint64_t status_wall_ns;
@@ -190,6 +195,9 @@ int agent_vm_thread_start(struct agent_vm *vm);
 /* vm->qemu_start_ticks of vm->qemu_pid; with from_cmdline also its name, uuid
  * and vCPUs from QEMU's command line (a target given without libvirt). */
 void agent_vm_identify(struct agent_vm *vm, bool from_cmdline);
+/* The guest was reset (libvirt's reboot event): drop its published frames and
+ * hold new ones back until they come from the new kernel. Takes vm->lock. */
+void agent_vm_rebooting(struct agent_vm *vm);
 
 /* registry.c */
 int agent_monitor_start(struct agent *a);

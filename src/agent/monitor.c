@@ -160,6 +160,42 @@ static void vm_no_pid(struct agent_vm *vm)
 	}
 }
 
+void agent_vm_rebooting(struct agent_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->rebooting = true;
+	vm->reboot_uptime_ns = 0;
+	agent_snap_unref(vm->prev);
+	agent_snap_unref(vm->snap);
+	vm->prev = vm->snap = NULL;
+	set_status(vm, AGENT_VM_STARTING, "rebooting", "the guest was reset: waiting for its new kernel");
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/*
+ * After a reset, is f still the old kernel's (left in RAM, clock frozen)? The
+ * new kernel shows as a frame the sampler marks rebooted (uptime went back,
+ * or VMCOREINFO changed). A clock that runs on for 2 s past the first held
+ * frame is a kernel that did not go down after all: stop holding.
+ */
+static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f)
+{
+	bool hold;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->rebooting && !f->rebooted && f->summary_ok && !vm->reboot_uptime_ns)
+		vm->reboot_uptime_ns = f->summary.uptime_ns ? f->summary.uptime_ns : 1;
+	if (vm->rebooting && (f->rebooted || (f->summary_ok && vm->reboot_uptime_ns &&
+					      f->summary.uptime_ns > vm->reboot_uptime_ns + 2000000000ull))) {
+		vm->rebooting = false;
+		vmw_agent_log(VMW_LOG_NOTICE, "vm %s: frames again after the reset", vm->name);
+	}
+	hold = vm->rebooting;
+	pthread_mutex_unlock(&vm->lock);
+	return hold;
+}
+
 static void *vm_thread(void *arg)
 {
 	struct agent_vm *vm = arg;
@@ -205,7 +241,9 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		if (!(snap = agent_snap_build(f, last, seq + 1, a->cfg.max_groups))) {
+		if (hold_after_reset(vm, f)) {
+			vmw_frame_free(f);
+		} else if (!(snap = agent_snap_build(f, last, seq + 1, a->cfg.max_groups))) {
 			vmw_frame_free(f);
 			vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory building a snapshot", vm->name);
 		} else {

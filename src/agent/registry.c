@@ -284,6 +284,9 @@ static void virt_event(void *opaque, enum vmw_virt_event_type type, const struct
 		break;
 	case VMW_VIRT_REBOOTED:
 		vmw_agent_log(VMW_LOG_INFO, "vm %s: libvirt reports a reboot", dom->name);
+		for (size_t i = 0; i < a->nvms; i++)
+			if (a->vms[i]->from_libvirt && !strcasecmp(a->vms[i]->id, dom->uuid))
+				agent_vm_rebooting(a->vms[i]);
 		add_domain_locked(a, dom);
 		break;
 	}
