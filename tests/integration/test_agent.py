@@ -704,6 +704,23 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         reader.join(30)
         assert validate("api-gone", gone["data"])["id"].lower() == d2.uuid.lower(), gone
         print(f"libvirt: listed {listed:.2f}s after start, dropped {dropped:.2f}s after destroy")
+
+        # A guest reset (libvirt's reboot event): the old kernel stays in RAM for
+        # a while, frozen; nothing of it may be served as ok. The status turns
+        # to starting/rebooting at once, and the next ok frame is the new kernel's.
+        boot_before = a.vm(d1.name)["summary"]["boot_time"]
+        d1.reboot_guest()
+        wait_until(lambda: a.vm(d1.name)["monitoring"]["reason_code"] == "rebooting", timeout=5, interval=0.1,
+                   what="reset noticed")
+        assert a.request(f"/v1/vms/{d1.name}/processes")[0] == 503
+        deadline = time.monotonic() + 300
+        while True:
+            v = a.vm(d1.name)
+            if v["monitoring"]["status"] == "ok":
+                assert v["summary"]["boot_time"] > boot_before, "old kernel served as ok after the reset"
+                break
+            assert time.monotonic() < deadline, v["monitoring"]
+            time.sleep(0.2)
     finally:
         rc = a.stop()
         for d in (d1, d2):
