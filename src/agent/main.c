@@ -69,16 +69,23 @@ static int add_env_tokens(struct vmw_agent_config *c, struct vmw_error *err)
  * Warn, and overwrite it in our argv (which is what /proc shows) after
  * keeping a private copy of the arguments for SIGHUP reloads.
  */
-static int hide_token_args(struct args *args)
+static void strv_freep(char ***v)
+{
+	for (char **p = *v; p && *p; p++)
+		free(*p);
+	free(*v);
+}
+
+static int hide_token_args(struct args *args, char ***ret_copy)
 {
 	char **copy = calloc((size_t)args->argc + 1, sizeof(char *));
 	bool warned = false;
 
-	if (!copy)
+	if (!(*ret_copy = copy))
 		return -ENOMEM;
 	for (int i = 0; i < args->argc; i++)
 		if (!(copy[i] = strdup(args->argv[i])))
-			return -ENOMEM;   /* exits right away: no need to free */
+			return -ENOMEM;
 	for (int i = 1; i < args->argc; i++) {
 		char *v = NULL, *a = args->argv[i];
 		if (!strcmp(a, "--token") && i + 1 < args->argc)
@@ -203,9 +210,10 @@ int main(int argc, char **argv)
 	struct vmw_agent_config c;
 	struct vmw_error err = { 0 };
 	bool check = false;
+	_cleanup_(strv_freep) char **argv_copy = NULL;
 	int rc;
 
-	if (hide_token_args(&args) < 0) {
+	if (hide_token_args(&args, &argv_copy) < 0) {
 		fputs("vmwatch-agent: out of memory\n", stderr);
 		return 1;
 	}
