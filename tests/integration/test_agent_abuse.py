@@ -19,6 +19,7 @@ come from 127.0.0.1. Every loop here is bounded in count and time.
 """
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import socket
@@ -102,10 +103,24 @@ def agent_pid(a):
     return a.proc.pid
 
 
+def sanitized(vmwatch):
+    """Is vmwatch an ASan build? Its allocator keeps freed memory in a quarantine
+    (256 MiB by default) and pads every block: memory is judged with a small
+    quarantine and a bound that allows for the padding."""
+    return b"__asan_init" in Path(vmwatch).read_bytes()
+
+
+def memory_bound_kib(vmwatch):
+    return (160 if sanitized(vmwatch) else 64) * 1024
+
+
 @pytest.fixture(scope="module")
 def agent(vmwatch, g):
+    env = {}
+    if sanitized(vmwatch):
+        env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
     a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{g.pid}", "--interval", 1,
-              "--max-connections-per-ip", 40)
+              "--max-connections-per-ip", 40, env=env)
     wait_until(lambda: a.vm(g.name)["monitoring"]["frames"] >= 2, timeout=120, what="first frames")
     yield a
     assert a.stop() == 0, "\n".join(a.log[-30:])
@@ -131,7 +146,7 @@ def slowloris(port, src, stop, counts):
                 pass
 
 
-def test_slowloris_and_stalled_streams_lock_nobody_out(agent, g):
+def test_slowloris_and_stalled_streams_lock_nobody_out(agent, g, vmwatch):
     port = agent.port
     vm_id = agent.vm(g.name)["id"]
     stop = threading.Event()
@@ -163,7 +178,9 @@ def test_slowloris_and_stalled_streams_lock_nobody_out(agent, g):
     ok = sum(1 for t in times if t is not None and t < 1.0)
     assert len(times) >= 200, len(times)
     assert ok >= 0.99 * len(times), f"/healthz answered within 1 s {ok} of {len(times)} times"
-    assert peak - rss0 < 64 * 1024, f"agent RSS grew from {rss0} to {peak} KiB"
+    assert peak - rss0 < memory_bound_kib(vmwatch), f"agent RSS grew from {rss0} to {peak} KiB"
+    print(f"agent RSS {rss0} -> peak {peak} KiB; /healthz {ok}/{len(times)} within 1 s, "
+          f"slowest {max(t for t in times if t is not None):.3f} s")
     # The header deadline (10 s) is not extended by trickled bytes: slowloris connections were cut.
     m = metric(agent, "vmwatch_http_dropped_connections_total")
     assert m['vmwatch_http_dropped_connections_total{reason="header_timeout"}'] >= 100
