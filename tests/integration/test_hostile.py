@@ -5,11 +5,44 @@ the guest. Printed raw, "\\r\\e[2K" erases the row vmwatch just printed and a
 newline starts a forged one; OSC sequences retitle the window or plant
 hyperlinks. Every text front end must show such bytes as '?' (as procps
 does), and JSON must carry them escaped, never raw.
+
+The rest writes into a running guest's RAM through its shared memory file
+(guestmem.py) or edits vmwatch's discovery cache, as a tenant or a local
+attacker could, and checks that vmwatch (the sanitizer build, $VMWATCH)
+neither crashes nor reports a sanitizer error nor hangs, and that it either
+answers correctly or refuses with exit status 1/2 and a message naming what
+is wrong:
+
+  - BTF: a task_struct member moved to 1 MiB whose type is an array of
+    0xFFF00008 bytes (issue 9 item 1), offset + size wrapping 32 bits, a
+    4 GiB task_struct, huge array nelems, typedef/const/pointer loops, a
+    struct containing itself by value and through anonymous members (with
+    --no-cache, so BTF is parsed); ps, info, summary, top -b;
+  - the discovery cache: tampered symbol names/addresses in the entry file
+    and a tampered layout memo (with and without a re-computed checksum),
+    and a cache directory/file owned by nobody or writable by everyone;
+  - a thread list cut (NULL, garbage, a loop back) and an absurd
+    signal->nr_threads: bounded, and reported as incomplete;
+  - the agent serving a good and a hostile guest: the good one stays ok.
+
+Every byte written into a guest is written back at the end of its test
+(GuestMem.patch()); the BTF patches go to a private 6.12 guest, the thread
+list is cut while the guest is paused.
 """
 import json
+import os
+import shutil
+import signal
+import struct
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
+
+import vmlab
+from guestmem import ARRAY, CONST, PTR, STRUCT, TYPEDEF, GuestMem, cache_sum64, vmwatch_info
+from helpers import wait_until
 
 # The shared 6.1 guest of test_ps.py (same configuration: booted once per session).
 G61 = dict(kernel="6.1", mem="512M", machine="pc", backing="shm")
@@ -68,3 +101,211 @@ def test_ps_json_keeps_guest_bytes_escaped(evil, vmwatch):
     procs = json.loads(out)["processes"]
     assert any(EVIL_ARG in p["cmdline"] for p in procs), "JSON must carry the exact argv"
     assert any(p["comm"] == "\x1b[31mred" for p in procs)
+
+
+# ============================================================ common checks
+
+SANITIZER_WORDS = ("Sanitizer", "runtime error:", "SUMMARY: ")
+G612 = dict(kernel="6.12", mem="512M", machine="pc", backing="shm")
+
+
+def vmw(vmwatch, *args, env=None, timeout=60.0):
+    """Run vmwatch: (rc, stdout, stderr). Fails the test on a hang, a death by
+    signal, a sanitizer report (exit code 99 or its words on stderr) or an
+    exit status other than 0/1/2."""
+    e = None
+    if env:
+        e = dict(os.environ)
+        e.update(env)
+    cmd = [str(vmwatch), *map(str, args)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout, env=e)
+    except subprocess.TimeoutExpired:
+        r = None
+    if r is None:
+        pytest.fail(f"{' '.join(cmd[1:])}: no answer within {timeout:.0f} s (hang; killed)")
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    what = f"{' '.join(cmd[1:])} (rc {r.returncode})"
+    assert r.returncode >= 0, f"{what}: killed by signal {-r.returncode}\n{err[-4000:]}"
+    assert r.returncode != 99 and not any(w in err for w in SANITIZER_WORDS), \
+        f"{what}: sanitizer report\n{err[-8000:]}"
+    assert r.returncode in (0, 1, 2), f"{what}: unexpected exit status\n{err[-4000:]}"
+    return r.returncode, out, err
+
+
+def attach(vmwatch, g):
+    """GuestMem for g with the symbols the attacks need."""
+    info = vmwatch_info(vmwatch, f"file:{g.ram_path}", "__start_BTF", "__stop_BTF", "init_task")
+    return GuestMem(g.ram_path, info)
+
+
+# ============================================================ hostile BTF
+
+@pytest.fixture(scope="module")
+def victim(lab):
+    """A private 6.12 guest whose BTF the tests corrupt (and restore)."""
+    g = vmlab.Guest.boot(vmlab.GuestConfig(**G612))
+    yield g
+    g.shutdown()
+
+
+@pytest.fixture(scope="module")
+def vmem(vmwatch, victim):
+    m = attach(vmwatch, victim)
+    m.pristine = m.btf()          # parsed before any patch
+    yield m
+    m.close()
+
+
+# Field writers: BTF structures in guest RAM (offsets per uapi linux/btf.h).
+
+def _raw_member(b, struct_name, name):
+    t = b.struct_(struct_name)
+    return t, next(m for m in b.raw_members(t) if m.name == name)
+
+
+def set_member_offset(m, b, struct_name, name, byte_off):
+    t, mem = _raw_member(b, struct_name, name)
+    m.put_u32(b.base + mem.off + 8, (byte_off * 8) | ((mem.bitfield << 24) if t.kflag else 0))
+
+
+def set_member_type(m, b, struct_name, name, tid):
+    _, mem = _raw_member(b, struct_name, name)
+    m.put_u32(b.base + mem.off + 4, tid)
+
+
+def set_type_ref(m, b, tid, v):
+    """size (int/struct/union) or referenced type (ptr/typedef/const/...)."""
+    m.put_u32(b.base + b.types[tid].off + 8, v)
+
+
+def set_nelems(m, b, array_tid, n):
+    assert b.types[array_tid].kind == ARRAY
+    m.put_u32(b.base + b.types[array_tid].off + 20, n)
+
+
+def comm_at_1mib_huge_array(m, b):
+    """Issue 9 item 1: task_struct.comm at byte 1 MiB, an array of 0xFFF00008
+    chars: 0x100000 + 0xFFF00008 wraps to 8 in 32 bits."""
+    set_member_offset(m, b, "task_struct", "comm", 1 << 20)
+    set_nelems(m, b, b.member("task_struct", "comm").type, 0xFFF00008)
+    return ("task_struct", "comm")
+
+
+def comm_offset_size_wrap(m, b):
+    """comm where it is, but its size makes offset + size = 2^32 + 16."""
+    c = b.member("task_struct", "comm")
+    set_nelems(m, b, c.type, (1 << 32) - c.bit_off // 8 + 16)
+    return ("task_struct", "comm")
+
+
+def task_struct_4gib(m, b):
+    """A 4 GiB task_struct, so a 4 GiB comm at 1 MiB lies 'inside' it."""
+    set_type_ref(m, b, b.struct_("task_struct").id, 0xFFFFFFF0)
+    set_member_offset(m, b, "task_struct", "comm", 1 << 20)
+    set_nelems(m, b, b.member("task_struct", "comm").type, 0xFE000000)
+    return ("task_struct",)
+
+
+def comm_huge_nelems(m, b):
+    set_nelems(m, b, b.member("task_struct", "comm").type, 0x7FFFFFFF)
+    return ("task_struct", "comm")
+
+
+def rss_stat_huge_nelems(m, b):
+    """mm_struct.rss_stat (percpu_counter[4] on 6.12) with 2^28 elements:
+    2^28 * sizeof(percpu_counter) does not fit 32 bits."""
+    r = b.member("mm_struct", "rss_stat")
+    t = b.types[b.resolve(r.type)]
+    tid = t.id if t.kind == ARRAY else b.member("mm_rss_stat", "count").type
+    set_nelems(m, b, tid, 0x10000000)
+    return ("mm_struct", "rss_stat")
+
+
+def pid_typedef_loop(m, b):
+    """pid_t -> pid_t."""
+    t = b.types[b.member("task_struct", "pid").type]
+    assert t.kind == TYPEDEF and t.name == "pid_t", t
+    set_type_ref(m, b, t.id, t.id)
+    return ("task_struct", "pid")
+
+
+def pid_typedef_pair_loop(m, b):
+    """pid_t -> __kernel_pid_t -> pid_t."""
+    t = b.types[b.member("task_struct", "pid").type]
+    u = b.types[t.size_or_type]
+    assert u.kind == TYPEDEF, u
+    set_type_ref(m, b, u.id, t.id)
+    return ("task_struct", "pid")
+
+
+def pid_const_loop(m, b):
+    """task_struct.pid of type `const` whose target is itself."""
+    c = next(t for t in b.types[1:] if t.kind == CONST)
+    set_member_type(m, b, "task_struct", "pid", c.id)
+    set_type_ref(m, b, c.id, c.id)
+    return ("task_struct", "pid")
+
+
+def parent_pointer_loop(m, b):
+    """task_struct.real_parent: a pointer to itself (its size is still 8)."""
+    p = b.types[b.member("task_struct", "real_parent").type]
+    assert p.kind == PTR, p
+    set_type_ref(m, b, p.id, p.id)
+    return ("task_struct", "real_parent")
+
+
+def se_is_task_struct(m, b):
+    """task_struct.se (struct sched_entity) becomes a task_struct by value:
+    a struct containing itself (se.sum_exec_runtime is looked up through it)."""
+    set_member_type(m, b, "task_struct", "se", b.struct_("task_struct").id)
+    return ("task_struct", "se")
+
+
+def anonymous_self_members(m, b):
+    """The last two members of task_struct become anonymous members of type
+    task_struct: every member lookup that searches inside anonymous members
+    can recurse into task_struct again, twice per level (2^depth paths for a
+    name that is not there, e.g. task_struct.cpu on 6.12)."""
+    t = b.struct_("task_struct")
+    for mem in b.raw_members(t)[-2:]:
+        m.put_u32(b.base + mem.off, 0)            # name_off: anonymous
+        m.put_u32(b.base + mem.off + 4, t.id)
+    return ("task_struct",)
+
+
+BTF_ATTACKS = [comm_at_1mib_huge_array, comm_offset_size_wrap, task_struct_4gib, comm_huge_nelems,
+               rss_stat_huge_nelems, pid_typedef_loop, pid_typedef_pair_loop, pid_const_loop,
+               parent_pointer_loop, se_is_task_struct, anonymous_self_members]
+
+# command, what a correct answer contains
+BTF_COMMANDS = {
+    "ps": (["ps", "--no-cache"], ("[kthreadd]", "/init")),
+    "info": (["info", "--no-cache"], ("Linux 6.12",)),
+    "summary": (["summary", "--no-cache"], ("MemTotal:",)),
+    "top": (["top", "-b", "-n", "2", "-d", "0.5", "--no-cache"], ("[kthreadd]",)),
+}
+
+
+def check_answer_or_refusal(rc, out, err, good, names, what):
+    if rc == 0:
+        for s in good:
+            assert s in out, f"{what}: exit 0 but the answer lacks {s!r}:\n{out[:2000]}\n{err[-2000:]}"
+    else:
+        assert err.strip(), f"{what}: exit {rc} without a message"
+        assert any(n in err for n in names), \
+            f"{what}: exit {rc}, but the message does not name {' or '.join(names)}:\n{err[-2000:]}"
+
+
+@pytest.mark.parametrize("command", list(BTF_COMMANDS))
+@pytest.mark.parametrize("attack", BTF_ATTACKS, ids=lambda f: f.__name__)
+def test_hostile_btf(vmwatch, victim, vmem, attack, command):
+    args, good = BTF_COMMANDS[command]
+    target = f"file:{victim.ram_path}"
+    with vmem.patch():
+        names = attack(vmem, vmem.pristine)
+        rc, out, err = vmw(vmwatch, *args, target, timeout=30)
+        check_answer_or_refusal(rc, out, err, good, names, f"{attack.__name__}: {command}")
+    # The guest's BTF is whole again: a normal answer.
+    rc, out, err = vmw(vmwatch, *args, target, timeout=30)
+    assert rc == 0, err
