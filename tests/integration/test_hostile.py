@@ -309,3 +309,128 @@ def test_hostile_btf(vmwatch, victim, vmem, attack, command):
     # The guest's BTF is whole again: a normal answer.
     rc, out, err = vmw(vmwatch, *args, target, timeout=30)
     assert rc == 0, err
+
+
+# ============================================================ broken thread lists
+
+NTHREADS = 300          # threads(1) makes N + 1 tasks
+CUT_AT = 10             # the list is cut after this many threads
+
+
+@pytest.fixture(scope="module")
+def threaded(guest, vmwatch):
+    """The shared 6.1 guest with a `threads 300` process; yields
+    (guest, GuestMem, pid, offsets)."""
+    g = guest(**G61)
+    with g.workload("threads", NTHREADS) as pid:
+        g.wait_for(lambda s: pid in s.procs and s.procs[pid].num_threads == NTHREADS + 1, timeout=60)
+        m = attach(vmwatch, g)
+        b = m.btf()
+        off = {k: b.offset(*k.split(":")) for k in (
+            "task_struct:tasks", "task_struct:pid", "task_struct:signal", "task_struct:thread_node",
+            "signal_struct:nr_threads", "signal_struct:thread_head")}
+        try:
+            yield g, m, pid, off
+        finally:
+            m.close()
+
+
+def find_task(m, off, pid):
+    """task_struct address of pid, walking init_task.tasks (guest paused)."""
+    head = m.symbols["init_task"] + off["task_struct:tasks"]
+    n = m.vu64(head)
+    for _ in range(100000):
+        if n == head:
+            break
+        t = n - off["task_struct:tasks"]
+        if m.vu32(t + off["task_struct:pid"]) == pid:
+            return t
+        n = m.vu64(n)
+    raise AssertionError(f"pid {pid} not in the guest's task list")
+
+
+def thread_nodes(m, sig, off):
+    head = sig + off["signal_struct:thread_head"]
+    nodes, n = [], m.vu64(head)
+    while n != head and len(nodes) <= 2 * NTHREADS:
+        nodes.append(n)
+        n = m.vu64(n)
+    return nodes
+
+
+# what the next pointer of the CUT_AT-th thread becomes
+def _cut(kind):
+    def f(m, nodes, sig, off):
+        if kind == "null":
+            m.vput_u64(nodes[CUT_AT - 1], 0)
+        elif kind == "garbage":
+            m.vput_u64(nodes[CUT_AT - 1], 0x4141414141414141)
+        elif kind == "beyond-ram":
+            m.vput_u64(nodes[CUT_AT - 1], m.page_offset_base + (64 << 30))
+        elif kind == "self":
+            m.vput_u64(nodes[CUT_AT - 1], nodes[CUT_AT - 1])
+        elif kind == "back":
+            m.vput_u64(nodes[CUT_AT - 1], nodes[3])       # a cycle that misses the head
+        elif kind == "nr_threads":
+            m.vput_u32(sig + off["signal_struct:nr_threads"], 0x7FFFFFFF)
+        elif kind == "cut+nr_threads":
+            m.vput_u64(nodes[CUT_AT - 1], 0)
+            m.vput_u32(sig + off["signal_struct:nr_threads"], 0x7FFFFFFF)
+    f.__name__ = kind
+    return f
+
+
+THREAD_ATTACKS = ["null", "garbage", "beyond-ram", "self", "back", "nr_threads", "cut+nr_threads"]
+INCOMPLETE_WORDS = ("incomplete", "skipped", "truncated", "broken", "implausible")
+
+
+@pytest.mark.parametrize("kind", THREAD_ATTACKS)
+def test_broken_thread_list_is_bounded_and_flagged(vmwatch, threaded, kind):
+    """Issue 9 item 5: a cut thread list or an absurd nr_threads must not hang
+    or crash vmwatch, and the answer must say it is incomplete ("complete":
+    false in JSON, a warning on stderr in text)."""
+    g, m, pid, off = threaded
+    target = f"file:{g.ram_path}"
+    problems = []
+    with g.paused(), m.patch():
+        task = find_task(m, off, pid)
+        sig = m.vu64(task + off["task_struct:signal"])
+        nodes = thread_nodes(m, sig, off)
+        assert len(nodes) == NTHREADS + 1, len(nodes)
+        _cut(kind)(m, nodes, sig, off)
+
+        t0 = time.monotonic()
+        rc, out, err = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=30)
+        secs = time.monotonic() - t0
+        assert rc == 0, err
+        d = json.loads(out)
+        p = next((p for p in d["processes"] if p["pid"] == pid), None)
+        assert p is not None, "the process with the broken thread list is not listed"
+        if p["threads"] > NTHREADS + 1:
+            problems.append(f"ps --json: threads = {p['threads']} (signal->nr_threads taken as is)")
+        if d.get("complete") is not False:
+            problems.append(f"ps --json: \"complete\": {d.get('complete')!r} (skipped {d.get('skipped')!r})")
+        if p.get("complete", False) is not False:
+            problems.append(f"ps --json: the process says \"complete\": {p.get('complete')!r}")
+
+        rc, out, err = vmw(vmwatch, "ps", "--threads", "--json", "--no-cache", target, timeout=30)
+        assert rc == 0, err
+        d = json.loads(out)
+        p = next(p for p in d["processes"] if p["pid"] == pid)
+        tids = [t["tid"] if isinstance(t, dict) and "tid" in t else t.get("pid") for t in p.get("tasks") or []]
+        assert 1 <= len(tids) <= NTHREADS + 1, f"{len(tids)} threads listed"
+        assert len(set(tids)) == len(tids), "a thread listed twice (the loop was followed)"
+        if d.get("complete") is not False:
+            problems.append(f"ps --threads --json: \"complete\": {d.get('complete')!r}, "
+                            f"{len(tids)} of {NTHREADS + 1} threads listed")
+
+        rc, out, err = vmw(vmwatch, "ps", "--threads", "--no-cache", target, timeout=30)
+        assert rc == 0, err
+        if not any(w in err.lower() for w in INCOMPLETE_WORDS):
+            problems.append(f"ps --threads (text): no warning on stderr (stderr: {err.strip()[:300]!r})")
+        vmw(vmwatch, "top", "-b", "-n", "2", "-d", "0.5", "--no-cache", target, timeout=30)
+    assert secs < 10, f"ps took {secs:.1f} s on a broken thread list"
+    # Restored: whole again.
+    d = json.loads(vmw(vmwatch, "ps", "--json", "--no-cache", target)[1])
+    assert next(p for p in d["processes"] if p["pid"] == pid)["threads"] == NTHREADS + 1
+    assert not problems, "the broken thread list is not reported as incomplete:\n  " + "\n  ".join(problems)
