@@ -434,3 +434,172 @@ def test_broken_thread_list_is_bounded_and_flagged(vmwatch, threaded, kind):
     d = json.loads(vmw(vmwatch, "ps", "--json", "--no-cache", target)[1])
     assert next(p for p in d["processes"] if p["pid"] == pid)["threads"] == NTHREADS + 1
     assert not problems, "the broken thread list is not reported as incomplete:\n  " + "\n  ".join(problems)
+
+
+# ============================================================ the discovery cache
+
+CACHE_SYMS = ("init_task", "schedule", "__start_BTF")
+
+
+@pytest.fixture(scope="module")
+def cache_ref(guest, vmwatch):
+    """The shared 6.1 guest and the right answers (no cache)."""
+    g = guest(**G61)
+    target = f"file:{g.ram_path}"
+    info = vmwatch_info(vmwatch, target, *CACHE_SYMS)
+    return g, target, {k: v["addr"] for k, v in info["symbols"].items()}
+
+
+def cache_answer(vmwatch, target, env):
+    """(info JSON, stderr of info, {pid: comm} from ps --json, stderr of ps) using the cache."""
+    args = ["info", "--json"]
+    for s in CACHE_SYMS:
+        args += ["--symbol", s]
+    rc, out, err = vmw(vmwatch, *args, target, env=env)
+    assert rc == 0, err
+    info = json.loads(out)
+    rc, out, err2 = vmw(vmwatch, "ps", "--json", target, env=env)
+    assert rc == 0, err2
+    procs = {p["pid"]: p["comm"] for p in json.loads(out)["processes"]}
+    return info, err, procs, err2
+
+
+def assert_correct(vmwatch, target, ref_syms, info, procs):
+    got = {k: (v or {}).get("addr") for k, v in info["symbols"].items()}
+    assert got == ref_syms, f"wrong symbols from a tampered cache: {got} != {ref_syms}"
+    ref = {p["pid"]: p["comm"] for p in json.loads(vmw(vmwatch, "ps", "--json", "--no-cache", target)[1])["processes"]}
+    common = set(ref) & set(procs)
+    assert len(common) >= 0.9 * len(ref), f"{len(common)} of {len(ref)} processes"
+    # kworkers are named after the work they run at that moment: not compared
+    wrong = {pid: (procs[pid], ref[pid]) for pid in common
+             if procs[pid] != ref[pid] and not ref[pid].startswith("kworker/")}
+    assert not wrong, f"wrong process names: {wrong}"
+    assert procs.get(1) == ref.get(1) and ref.get(1)
+
+
+@pytest.fixture
+def warm_cache(cache_ref, vmwatch, tmp_path):
+    """An XDG_CACHE_HOME of our own, warmed by one run: (env, discovery dir, entry file, memo file)."""
+    g, target, ref_syms = cache_ref
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    cache_answer(vmwatch, target, env)
+    info, _, _, _ = cache_answer(vmwatch, target, env)
+    assert info["from_cache"] is True, "the cache was not used on the second run"
+    d = tmp_path / "xdg" / "vmwatch" / "discovery"
+    entries = [p for p in d.iterdir() if p.is_file() and "-" in p.name and "." not in p.name]
+    memos = list(d.glob("*.layout"))
+    assert len(entries) == 1 and len(memos) == 1, sorted(p.name for p in d.iterdir())
+    return env, d, entries[0], memos[0]
+
+
+def _tamper_symbol_name(data, ref_syms):
+    i = data.find(b"\0init_task\0")
+    assert i > 0, "init_task not found in the cache entry"
+    return data[:i + 1] + b"init_tasK" + data[i + 10:], "a symbol name (init_task -> init_tasK)"
+
+
+def _tamper_symbol_address(data, ref_syms):
+    addr = int(ref_syms["init_task"], 16)
+    key = struct.pack("<Q", addr)
+    i = data.find(key)
+    if i < 0:   # not stored as is: flip bytes in the middle of the symbol table
+        i = len(data) // 2
+        return data[:i] + bytes(b ^ 0x5A for b in data[i:i + 8]) + data[i + 8:], "8 bytes mid-file"
+    return data[:i] + struct.pack("<Q", addr + 0x1000) + data[i + 8:], "init_task's address (+0x1000)"
+
+
+def _tamper_truncate(data, ref_syms):
+    return data[:len(data) * 2 // 3], "the last third cut off"
+
+
+@pytest.mark.parametrize("tamper", [_tamper_symbol_name, _tamper_symbol_address, _tamper_truncate],
+                         ids=["symbol-name", "symbol-address", "truncated"])
+def test_tampered_cache_entry_is_rejected(vmwatch, cache_ref, warm_cache, tamper):
+    """Issue 9 item 4: an edited symbol table deep in the entry file is
+    rejected by the whole-file checksum; the answer stays right."""
+    g, target, ref_syms = cache_ref
+    env, d, entry, memo = warm_cache
+    data, what = tamper(entry.read_bytes(), ref_syms)
+    entry.write_bytes(data)
+    info, err, procs, err2 = cache_answer(vmwatch, target, env)
+    assert info["from_cache"] is False, f"a cache entry with {what} was used"
+    assert_correct(vmwatch, target, ref_syms, info, procs)
+
+
+MEMO_EDITS = {
+    "offset-1MiB": lambda a, b: (0x100000, b),
+    "size-0xFFF00008": lambda a, b: (a, 0xFFF00008),
+    "both": lambda a, b: (0x100000, 0xFFF00008),
+    "offset-wraps": lambda a, b: (0xFFFFFFF8, b),
+}
+
+
+@pytest.mark.parametrize("resum", [False, True], ids=["bad-sum", "re-summed"])
+@pytest.mark.parametrize("edit", list(MEMO_EDITS))
+def test_tampered_layout_memo(vmwatch, cache_ref, warm_cache, edit, resum):
+    """The layout memo's answer for task_struct.comm made huge. With a bad
+    checksum the file is ignored and the answer is right; re-summed (a
+    writer who knows the algorithm) the value must still be re-validated:
+    a right answer or a clean refusal naming task_struct/comm, never an
+    overflow (issue 9 item 1 via the cache)."""
+    g, target, ref_syms = cache_ref
+    env, d, entry, memo = warm_cache
+    lines = memo.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and lines[-2].startswith(b"# sum "), lines[-2:]
+    body = lines[:-2]
+    idx = [i for i, l in enumerate(body) if l.endswith(b" task_struct comm")]
+    assert idx, "no task_struct comm line in the memo"
+    for i in idx:
+        rc, a, b, rest = body[i].split(b" ", 3)
+        na, nb = MEMO_EDITS[edit](int(a, 16), int(b, 16))
+        body[i] = b"%s %x %x %s" % (rc, na, nb, rest)
+    text = b"\n".join(body) + b"\n"
+    old_sum = lines[-2]
+    new_sum = b"# sum %016x" % cache_sum64(text) if resum else old_sum
+    memo.write_bytes(text + new_sum + b"\n")
+    if resum:   # the forged sum is what vmwatch itself would write
+        assert cache_sum64(b"\n".join(lines[:-2]) + b"\n") == int(old_sum[6:], 16), "guestmem.cache_sum64 is off"
+    rc, out, err = vmw(vmwatch, "ps", "--json", target, env=env)
+    if rc == 0:
+        procs = {p["pid"]: p["comm"] for p in json.loads(out)["processes"]}
+        info = json.loads(vmw(vmwatch, "info", "--json", "--symbol", "init_task", "--symbol", "schedule",
+                              "--symbol", "__start_BTF", target, env=env)[1])
+        assert_correct(vmwatch, target, ref_syms, info, procs)
+    else:
+        assert "task_struct" in err or "comm" in err or "layout" in err, err
+    vmw(vmwatch, "top", "-b", "-n", "2", "-d", "0.5", target, env=env)
+
+
+def _foreign(kind, d, entry):
+    if kind == "dir-owned-by-nobody":
+        os.chown(d, 65534, 65534)
+        return d
+    if kind == "entry-owned-by-nobody":
+        os.chown(entry, 65534, 65534)
+        return entry
+    if kind == "dir-mode-0777":
+        os.chmod(d, 0o777)
+        return d
+    if kind == "entry-mode-0666":
+        os.chmod(entry, 0o666)
+        return entry
+    if kind == "parent-owned-by-nobody":
+        os.chown(d.parent, 65534, 65534)
+        return d.parent
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["dir-owned-by-nobody", "entry-owned-by-nobody", "dir-mode-0777",
+                                  "entry-mode-0666", "parent-owned-by-nobody"])
+def test_foreign_owned_cache_is_ignored_with_a_warning(vmwatch, cache_ref, warm_cache, kind):
+    """StrictModes: a cache someone else owns or may write is not used (right
+    answers from full discovery) and the user is told which path and why."""
+    g, target, ref_syms = cache_ref
+    env, d, entry, memo = warm_cache
+    path = _foreign(kind, d, entry)
+    info, err, procs, err2 = cache_answer(vmwatch, target, env)
+    assert info["from_cache"] is False, f"cache used although {path} is {kind}"
+    assert_correct(vmwatch, target, ref_syms, info, procs)
+    missing = [c for c, e in (("info", err), ("ps", err2)) if str(path) not in e]
+    assert not missing, (f"no warning naming {path} on stderr of {', '.join(missing)} "
+                         f"(info stderr: {err.strip()[:300]!r}; ps stderr: {err2.strip()[:300]!r})")
