@@ -603,3 +603,75 @@ def test_foreign_owned_cache_is_ignored_with_a_warning(vmwatch, cache_ref, warm_
     missing = [c for c, e in (("info", err), ("ps", err2)) if str(path) not in e]
     assert not missing, (f"no warning naming {path} on stderr of {', '.join(missing)} "
                          f"(info stderr: {err.strip()[:300]!r}; ps stderr: {err2.strip()[:300]!r})")
+
+
+# ============================================================ the agent: one good guest, one hostile
+
+AGENT_ATTACK_SETS = {
+    # overflow, wrap, size and loop attacks, one after the other (each re-read on re-attach)
+    "btf-overflows-and-loops": [comm_at_1mib_huge_array, comm_offset_size_wrap, task_struct_4gib,
+                                rss_stat_huge_nelems, pid_typedef_loop, pid_const_loop, se_is_task_struct],
+    # the one that makes member lookups run (nearly) forever
+    "btf-anonymous-self-members": [anonymous_self_members],
+}
+
+
+@pytest.mark.parametrize("attacks", list(AGENT_ATTACK_SETS))
+def test_agent_keeps_serving_the_good_guest(vmwatch, guest, victim, vmem, tmp_path, attacks):
+    """`vmwatch agent` with two targets: the shared 6.1 guest (good) and the
+    private 6.12 guest whose BTF is corrupted, attack after attack. The good
+    one stays "ok" with new frames throughout, the bad one shows a non-ok
+    status with a reason, /healthz answers, and the agent (ASan build) exits
+    cleanly with no sanitizer report."""
+    from test_agent import Agent   # noqa: E402 (the helper of test_agent.py)
+
+    good = guest(**G61)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    a = None
+    end = []
+    try:
+        for attack in AGENT_ATTACK_SETS[attacks]:
+            with vmem.patch():
+                names = attack(vmem, vmem.pristine)
+                if a is None:
+                    a = Agent(vmwatch, "--connect", "none", "--interval", 1, "--kernel-cache", "no",
+                              "--target", f"good=file:{good.ram_path}",
+                              "--target", f"bad=file:{victim.ram_path}", env=env)
+                    wait_until(lambda: a.vm("good")["monitoring"]["frames"] >= 2, timeout=60,
+                               what="first frames of the good guest")
+                else:
+                    time.sleep(3)    # a re-attach (every interval while failing) reads the new BTF
+                frames0 = a.vm("good")["monitoring"]["frames"]
+                # other VMs keep being served whatever the bad one does
+                wait_until(lambda: a.vm("good")["monitoring"]["frames"] >= frames0 + 3, timeout=15,
+                           what=f"{attack.__name__}: new frames of the good guest")
+                gm = a.vm("good")["monitoring"]
+                assert gm["status"] == "ok", gm
+                assert a.request("/healthz")[0] == 200
+                bad = None
+                try:
+                    bad = wait_until(lambda: (lambda m: m if m["status"] not in ("starting", "ok") else None)(
+                        a.vm("bad")["monitoring"]), timeout=30, what="bad status")
+                except TimeoutError:
+                    pass
+                assert bad is not None, (f"{attack.__name__}: the hostile guest has no error status after "
+                                         f"30 s: {a.vm('bad')['monitoring']}")
+                assert bad["status"] == "error", bad
+                assert bad.get("reason") and any(w in bad["reason"] for w in names), \
+                    f"{attack.__name__}: the reason does not name {names}: {bad}"
+                assert a.proc.poll() is None, "agent died:\n" + "\n".join(a.log[-40:])
+        metrics = a.request("/metrics")[2].decode()
+        assert 'vmwatch_vm_up{vm="good"} 1' in metrics and 'vmwatch_vm_up{vm="bad"} 0' in metrics
+    finally:
+        # (an assertion here would hide the one that brought us here: report both)
+        if a is not None:
+            rc = a.stop()
+            log = "\n".join(a.log)
+            end = []
+            if any(w in log for w in SANITIZER_WORDS):
+                end.append(f"sanitizer report from the agent:\n{log[-8000:]}")
+            if rc != 0:
+                end.append(f"agent exit code {rc}:\n" + "\n".join(a.log[-40:]))
+            if end:
+                print("\n".join(end))
+    assert not end, "\n".join(end)
