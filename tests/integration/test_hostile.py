@@ -675,3 +675,66 @@ def test_agent_keeps_serving_the_good_guest(vmwatch, guest, victim, vmem, tmp_pa
             if end:
                 print("\n".join(end))
     assert not end, "\n".join(end)
+
+
+@pytest.mark.parametrize("kind", ["null", "back"])
+def test_cut_task_list_is_flagged(vmwatch, threaded, kind):
+    """What held on main and must keep holding: the process list (init_task.tasks)
+    cut or looped is bounded and flagged ("complete": false)."""
+    g, m, pid, off = threaded
+    target = f"file:{g.ram_path}"
+    with g.paused(), m.patch():
+        head = m.symbols["init_task"] + off["task_struct:tasks"]
+        nodes, n = [], m.vu64(head)
+        while n != head and len(nodes) < 40:
+            nodes.append(n)
+            n = m.vu64(n)
+        m.vput_u64(nodes[30], 0 if kind == "null" else nodes[5])
+        t0 = time.monotonic()
+        rc, out, err = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=30)
+        secs = time.monotonic() - t0
+        assert rc == 0, err
+        d = json.loads(out)
+        pids = [p["pid"] for p in d["processes"]]
+        assert len(pids) == len(set(pids)), "a process listed twice"
+        assert d["complete"] is False, {k: v for k, v in d.items() if k != "processes"}
+        vmw(vmwatch, "top", "-b", "-n", "2", "-d", "0.5", "--no-cache", target, timeout=30)
+    assert secs < 10
+
+
+def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
+    """Issue 9 item 5 in the agent: a frame with a cut thread list says
+    "complete": false (API) and /metrics carries a completeness signal
+    (vmwatch_vm_complete 0); once the list is whole again, complete again."""
+    from test_agent import Agent   # noqa: E402
+
+    g, m, pid, off = threaded
+    problems = []
+    with g.paused(), m.patch():
+        task = find_task(m, off, pid)
+        sig = m.vu64(task + off["task_struct:signal"])
+        nodes = thread_nodes(m, sig, off)
+        m.vput_u64(nodes[CUT_AT - 1], 0)
+        a = Agent(vmwatch, "--connect", "none", "--interval", 1, "--kernel-cache", "no",
+                  "--target", f"cut=file:{g.ram_path}", env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        try:
+            wait_until(lambda: a.vm("cut")["monitoring"]["frames"] >= 2, timeout=60, what="frames")
+            mon = a.vm("cut")["monitoring"]
+            if mon["last_frame"]["complete"] is not False:
+                problems.append(f"/v1/vms/cut: last_frame.complete = {mon['last_frame']['complete']!r} "
+                                f"(skipped {mon['last_frame']['skipped']})")
+            procs = a.json("/v1/vms/cut/processes")
+            if procs["complete"] is not False:
+                problems.append(f"/v1/vms/cut/processes: complete = {procs['complete']!r}")
+            metrics = a.request("/metrics")[2].decode()
+            if 'vmwatch_vm_complete{vm="cut"} 0' not in metrics:
+                problems.append("/metrics: no vmwatch_vm_complete{vm=\"cut\"} 0 ("
+                                + ", ".join(l for l in metrics.splitlines() if 'vm="cut"' in l and "_up" in l) + ")")
+            assert a.request("/healthz")[0] == 200
+        finally:
+            rc = a.stop()
+    log = "\n".join(a.log)
+    if any(w in log for w in SANITIZER_WORDS) or rc != 0:
+        problems.append(f"agent exit code {rc}, sanitizer report: {any(w in log for w in SANITIZER_WORDS)}:\n"
+                        f"{log[-6000:]}")
+    assert not problems, "a cut thread list is not reported by the agent:\n  " + "\n  ".join(problems)
