@@ -295,9 +295,26 @@ def anonymous_self_members(m, b):
     return ("task_struct",)
 
 
+def task_struct_vlen_65535(m, b):
+    """task_struct claims 65535 members: they run past the type section."""
+    t = b.struct_("task_struct")
+    info = m.u32(b.base + t.off + 4)
+    m.put_u32(b.base + t.off + 4, (info & ~0xFFFF) | 0xFFFF)
+    return ("BTF", "task_struct")
+
+
+def btf_header_huge_lengths(m, b):
+    """The BTF header's type_len and str_off/str_len far beyond __stop_BTF."""
+    m.put_u32(b.base + 12, 0xFFFFFFF0)     # type_len
+    m.put_u32(b.base + 16, 0xFFFFFF00)     # str_off
+    m.put_u32(b.base + 20, 0x7FFFFFFF)     # str_len
+    return ("BTF",)
+
+
 BTF_ATTACKS = [comm_at_1mib_huge_array, comm_offset_size_wrap, task_struct_4gib, comm_huge_nelems,
                rss_stat_huge_nelems, pid_typedef_loop, pid_typedef_pair_loop, pid_const_loop,
-               parent_pointer_loop, se_is_task_struct, anonymous_self_members]
+               parent_pointer_loop, se_is_task_struct, anonymous_self_members, task_struct_vlen_65535,
+               btf_header_huge_lengths]
 
 # command, what a correct answer contains
 BTF_COMMANDS = {
@@ -697,6 +714,52 @@ def test_agent_keeps_serving_the_good_guest(vmwatch, guest, victim, vmem, tmp_pa
             if end:
                 print("\n".join(end))
     assert not end, "\n".join(end)
+
+
+@pytest.mark.parametrize("what", ["counters", "prio"])
+def test_absurd_counters(vmwatch, threaded, what):
+    """Values at their extremes in one process. counters: every RSS counter
+    2^63 - 1 pages, utime/stime/sum_exec_runtime 2^64 - 1 ns in the task and
+    its signal_struct, start_boottime 2^64 - 1; prio: prio 0x7fffffff and
+    static_prio 0x80000000. Whatever vmwatch shows, no overflow may reach
+    undefined behaviour (UBSan) or a crash, the other processes are still
+    listed, and a process left out as implausible makes the answer
+    incomplete (issue 9 item 5: "any skipped thread, implausible count ...
+    marks the result incomplete")."""
+    g, m, pid, off = threaded
+    b = m.btf()
+    target = f"file:{g.ram_path}"
+    problems = []
+    with g.paused(), m.patch():
+        task = find_task(m, off, pid)
+        sig = m.vu64(task + off["task_struct:signal"])
+        if what == "counters":
+            mm = m.vu64(task + b.offset("task_struct", "mm"))
+            rss = b.member("mm_struct", "rss_stat")
+            rt = b.types[b.resolve(rss.type)]
+            for i in range(0, 32 if rt.kind == ARRAY else rt.size_or_type, 8):
+                m.vput_u64(mm + rss.bit_off // 8 + i, 0x7FFFFFFFFFFFFFFF)
+            for f in ("utime", "stime", "se.sum_exec_runtime", "start_boottime"):
+                m.vput_u64(task + b.offset("task_struct", f), 0xFFFFFFFFFFFFFFFF)
+            for f in ("utime", "stime", "sum_sched_runtime"):
+                m.vput_u64(sig + b.offset("signal_struct", f), 0xFFFFFFFFFFFFFFFF)
+        else:
+            m.vput_u32(task + b.offset("task_struct", "prio"), 0x7FFFFFFF)
+            m.vput_u32(task + b.offset("task_struct", "static_prio"), 0x80000000)
+        for args in (["ps", "--json"], ["ps"], ["ps", "--threads"], ["summary"],
+                     ["top", "-b", "-n", "3", "-d", "0.3"]):
+            rc, out, err = vmw(vmwatch, *args, "--no-cache", target, timeout=30)
+            assert rc == 0, f"{args}: {err}"
+            assert "[kthreadd]" in out or "MemTotal" in out or '"kthreadd"' in out, out[:1000]
+            if args == ["ps", "--json"]:
+                d = json.loads(out)
+                p = next((p for p in d["processes"] if p["pid"] == pid), None)
+                if p is None and d["complete"] is not False:
+                    problems.append(f"the process is left out (skipped {d['skipped']}) but \"complete\": "
+                                    f"{d['complete']!r}")
+                if p is None and what == "counters":
+                    problems.append("a process with huge counters is not listed at all")
+    assert not problems, f"{what}: " + "; ".join(problems)
 
 
 @pytest.mark.parametrize("kind", ["null", "back"])
