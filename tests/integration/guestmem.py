@@ -59,11 +59,19 @@ def vmwatch_info(vmwatch, target: str, *symbols: str, env=None) -> dict:
     return json.loads(r.stdout)
 
 
+def kernel_info(info: dict) -> dict:
+    """The kernel fields of `info --json`: top level, or (newer vmwatch) its
+    "kernel" object."""
+    k = info.get("kernel")
+    return k if isinstance(k, dict) else info
+
+
 class GuestMem:
     def __init__(self, ram_path, info: dict) -> None:
         self.path = str(ram_path)
-        self.phys_base = int(info["phys_base"], 16)
-        self.page_offset_base = int(info["page_offset_base"], 16)
+        k = kernel_info(info)
+        self.phys_base = int(k["phys_base"], 16)
+        self.page_offset_base = int(k["page_offset_base"], 16)
         self.symbols = {k: int(v["addr"], 16) for k, v in (info.get("symbols") or {}).items() if v}
         self.fd = os.open(self.path, os.O_RDWR)
         self.size = os.fstat(self.fd).st_size

@@ -46,7 +46,7 @@ import time
 import pytest
 
 import vmlab
-from guestmem import ARRAY, CONST, PTR, TYPEDEF, GuestMem, cache_sum64, vmwatch_info
+from guestmem import ARRAY, CONST, PTR, TYPEDEF, GuestMem, cache_sum64, kernel_info, vmwatch_info
 from helpers import wait_until
 
 # The shared 6.1 guest of test_ps.py (same configuration: booted once per session).
@@ -449,8 +449,10 @@ def test_broken_thread_list_is_bounded_and_flagged(vmwatch, threaded, kind):
             problems.append(f"ps --json: threads = {p['threads']} (signal->nr_threads taken as is)")
         if d.get("complete") is not False:
             problems.append(f"ps --json: \"complete\": {d.get('complete')!r} (skipped {d.get('skipped')!r})")
-        if p.get("complete", False) is not False:
-            problems.append(f"ps --json: the process says \"complete\": {p.get('complete')!r}")
+        # the per-process flag: "incomplete": true (or "complete": false)
+        if p.get("incomplete") is not True and p.get("complete") is not False:
+            problems.append("ps --json: the process is not flagged (incomplete: "
+                            f"{p.get('incomplete')!r}, complete: {p.get('complete')!r})")
 
         rc, out, err = vmw(vmwatch, "ps", "--threads", "--json", "--no-cache", target, timeout=30)
         assert rc == 0, err
@@ -523,7 +525,7 @@ def warm_cache(cache_ref, vmwatch, tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     cache_answer(vmwatch, target, env)
     info, _, _, _ = cache_answer(vmwatch, target, env)
-    assert info["from_cache"] is True, "the cache was not used on the second run"
+    assert kernel_info(info)["from_cache"] is True, "the cache was not used on the second run"
     d = tmp_path / "xdg" / "vmwatch" / "discovery"
     entries = [p for p in d.iterdir() if p.is_file() and "-" in p.name and "." not in p.name]
     memos = list(d.glob("*.layout"))
@@ -561,7 +563,7 @@ def test_tampered_cache_entry_is_rejected(vmwatch, cache_ref, warm_cache, tamper
     data, what = tamper(entry.read_bytes(), ref_syms)
     entry.write_bytes(data)
     info, err, procs, err2 = cache_answer(vmwatch, target, env)
-    assert info["from_cache"] is False, f"a cache entry with {what} was used"
+    assert kernel_info(info)["from_cache"] is False, f"a cache entry with {what} was used"
     assert_correct(vmwatch, target, ref_syms, info, procs)
 
 
@@ -637,7 +639,7 @@ def test_foreign_owned_cache_is_ignored_with_a_warning(vmwatch, cache_ref, warm_
     env, d, entry, memo = warm_cache
     path = _foreign(kind, d, entry)
     info, err, procs, err2 = cache_answer(vmwatch, target, env)
-    assert info["from_cache"] is False, f"cache used although {path} is {kind}"
+    assert kernel_info(info)["from_cache"] is False, f"cache used although {path} is {kind}"
     assert_correct(vmwatch, target, ref_syms, info, procs)
     missing = [c for c, e in (("info", err), ("ps", err2)) if str(path) not in e]
     assert not missing, (f"no warning naming {path} on stderr of {', '.join(missing)} "
