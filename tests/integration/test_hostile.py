@@ -341,6 +341,8 @@ def test_hostile_btf(vmwatch, btf_guest, attack, command):
     victim, vmem = btf_guest
     args, good = BTF_COMMANDS[command]
     target = f"file:{victim.ram_path}"
+    assert victim.alive() and os.path.exists(victim.ram_path), \
+        f"guest {victim.name} is gone (stopped or collected from outside this test?)"
     with vmem.patch():
         names = attack(vmem, vmem.pristine)
         rc, out, err = vmw(vmwatch, *args, target, timeout=30)
