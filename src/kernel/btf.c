@@ -56,11 +56,21 @@ static int find_composite(const struct btf *btf, const char *type, int32_t *ret)
 	return -ENOENT;
 }
 
+/*
+ * Members one lookup may visit. A real task_struct search visits a few
+ * hundred; hostile BTF can nest anonymous members so that the search tree
+ * doubles at every level (2^32 paths at depth 32), so the count, not only
+ * the depth, is bounded.
+ */
+#define MAX_MEMBER_VISITS (1u << 16)
+
 /* Find `name` among the members of composite `id`, looking inside anonymous
  * struct/union members. On success: bit offset from the start of `id`, the
- * member's type id and bitfield size (0 if not a bitfield). */
+ * member's type id and bitfield size (0 if not a bitfield). -EBADMSG when
+ * the search ran out of its visit budget (inconsistent BTF). */
 static int find_member(const struct btf *btf, int32_t id, const char *name, size_t name_len,
-		       uint64_t *bit_off, int32_t *member_type, uint32_t *bitfield, int depth)
+		       uint64_t *bit_off, int32_t *member_type, uint32_t *bitfield, int depth,
+		       uint32_t *budget)
 {
 	const struct btf_type *t = btf__type_by_id(btf, (uint32_t)id);
 	const struct btf_member *m;
@@ -69,6 +79,9 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 		return -ENOENT;
 	m = btf_members(t);
 	for (uint32_t i = 0; i < btf_vlen(t); i++, m++) {
+		if (!*budget)
+			return -EBADMSG;
+		(*budget)--;
 		const char *mn = btf__name_by_offset(btf, m->name_off);
 		uint64_t off = btf_member_bit_offset(t, i);
 		if (mn && *mn) {
@@ -83,11 +96,14 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 		/* Anonymous member: search inside it. */
 		int32_t sub = btf__resolve_type(btf, m->type);
 		uint64_t sub_off;
-		if (sub > 0 && find_member(btf, sub, name, name_len, &sub_off, member_type, bitfield,
-					   depth + 1) == 0) {
+		int r = sub > 0 ? find_member(btf, sub, name, name_len, &sub_off, member_type, bitfield,
+					      depth + 1, budget) : -ENOENT;
+		if (r == 0) {
 			*bit_off = off + sub_off;
 			return 0;
 		}
+		if (r == -EBADMSG)
+			return r;
 	}
 	return -ENOENT;
 }
@@ -133,7 +149,8 @@ static int btf_member_bits(const struct btf *btf, const char *type, const char *
 			return -EINVAL;
 		if (bitfield)
 			return -EINVAL;   /* path through a bitfield */
-		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0);
+		uint32_t budget = MAX_MEMBER_VISITS;
+		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0, &budget);
 		if (r < 0)
 			return r;
 		r = member_inside(btf, id, off, mtype, bitfield);

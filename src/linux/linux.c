@@ -1133,7 +1133,8 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 				/* A cut or looping thread list: what was read stays, flagged. */
 				w->skipped++;
 				p->incomplete = true;
-			} else if (p->nr_threads > PID_MAX_LIMIT) {
+			}
+			if (p->nr_threads > PID_MAX_LIMIT) {
 				/* No kernel has more threads than pids: show what the list holds. */
 				p->nr_threads = (uint32_t)n;
 				p->incomplete = true;

@@ -187,6 +187,21 @@ static void test_btf_hostile_members(void **state)
 	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "comm", &boff, &bsize), -EBADMSG);
 	btf__free(btf);
 	btf__free(b);
+
+	/* A structure holding itself twice as anonymous members: searching it for a
+	 * member it lacks once took 2^32 steps (ps hung). The search is bounded. */
+	b = btf__new_empty();
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	int self = btf__add_struct(b, "task_struct", 16);
+	btf__add_field(b, "pid", u64, 0, 0);
+	btf__add_field(b, NULL, self, 0, 0);
+	btf__add_field(b, NULL, self, 0, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid", &off, &size), 0);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "cpu", &off, &size), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
 }
 
 static void test_btf_members(void **state)
