@@ -150,10 +150,13 @@ static int query_u32(struct vmw_kernel *k, enum query q, const char *type, const
 {
 	uint64_t a, b, end = q == Q_BITS ? MAX_MEMBER_END * 8 : MAX_MEMBER_END;
 	int r = query(k, q, type, member, &a, &b);
+	if (r == 0 && (a > end || (q != Q_SIZE && b > end - a)))
+		r = -EBADMSG;
+	if (r == -EBADMSG && !k->bad_layout[0])
+		snprintf(k->bad_layout, sizeof(k->bad_layout), "%s%s%s", type, member ? "." : "",
+			 member ? member : "");
 	if (r < 0)
 		return r;
-	if (a > end || (q != Q_SIZE && b > end - a))
-		return -EBADMSG;
 	if (ret_a)
 		*ret_a = (uint32_t)a;
 	if (ret_b)
@@ -230,4 +233,9 @@ int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 	k->info.attach_ns = vmw_now_ns() - t0;
 	*ret = k;
 	return 0;
+}
+
+const char *vmw_kernel_bad_layout(const struct vmw_kernel *k)
+{
+	return k->bad_layout[0] ? k->bad_layout : NULL;
 }

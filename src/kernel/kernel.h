@@ -111,6 +111,12 @@ const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
  * ret_size is the member's size in bytes (arrays: the whole array). A
  * bitfield (or a member not at a byte boundary) gives -ENOTSUP: use
  * vmw_kernel_member_bits. A path that goes through a bitfield: -EINVAL. */
+/* The first "type.member" (or type) whose layout answer was refused as
+ * inconsistent (-EBADMSG: outside its structure, beyond 1 MiB, a search that
+ * did not end), or NULL. Readers that treat a member as optional check this
+ * after resolving, so that hostile BTF is refused rather than half used. */
+const char *vmw_kernel_bad_layout(const struct vmw_kernel *k);
+
 int vmw_kernel_member(struct vmw_kernel *k, const char *type, const char *member,
 		      uint32_t *ret_offset, uint32_t *ret_size);
 /* Like vmw_kernel_member in bits: works for bitfields too (bit offset from

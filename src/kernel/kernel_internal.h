@@ -324,6 +324,7 @@ struct vmw_kernel {
 	bool use_cache;
 	char cache_dir[4096];
 	char cache_warning[4096 + 300];   /* info.cache_warning points here */
+	char bad_layout[256];             /* first "type.member" whose answer was inconsistent */
 };
 
 /* Free on all paths, with _cleanup_(vmw_kernel_detachp). */

@@ -419,7 +419,7 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 		free(l);
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel symbols: no init_task in kallsyms");
 	}
-	if ((r = resolve_layouts(l, err)) < 0) {
+	if ((r = resolve_layouts(l, err)) < 0 || (r = check_bad_layout(k, err)) < 0) {
 		free(l);
 		return r;
 	}

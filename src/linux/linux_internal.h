@@ -54,6 +54,19 @@ static inline uint64_t get(const uint8_t *base, struct fld f)
 	return f.ok ? get_at(base + f.off, f.size) : 0;
 }
 
+/* After resolving: refuse BTF one of whose answers was inconsistent, even for
+ * a member the reader could do without (hostile types are not half used). */
+static inline int check_bad_layout(struct vmw_kernel *k, struct vmw_error *err)
+{
+	const char *bad = vmw_kernel_bad_layout(k);
+	if (!bad)
+		return 0;
+	return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG,
+			      "kernel %s: its BTF gives %s an impossible layout (outside its structure, beyond "
+			      "1 MiB, or a member search that does not end): these types are corrupt or "
+			      "hostile, and are not used", vmw_kernel_info(k)->release, bad);
+}
+
 /* A member without which the reader cannot work: its absence is a missing
  * layout (an error kind of its own), named so that the kernel can be reported. */
 #define NEED(k, type, name, f) do { \

@@ -746,7 +746,7 @@ int vmw_summary_new(struct vmw_kernel *k, struct vmw_summary_reader **ret, struc
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOENT, "kernel %s: no CPUs known", vmw_kernel_info(k)->release);
 	}
 	s->mask_bytes = (s->nr_cpus + 63) / 64 * 8;
-	if ((r = resolve_layouts(s, err)) < 0)
+	if ((r = resolve_layouts(s, err)) < 0 || (r = check_bad_layout(k, err)) < 0)
 		goto fail;
 	r = -ENOMEM;
 	s->pcpu = calloc(s->nr_cpus, sizeof(*s->pcpu));
