@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+__attribute__((format(printf, 4, 0)))
 static void error_vset(struct vmw_error *err, enum vmw_error_kind kind, int code, const char *fmt, va_list ap)
 {
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
