@@ -58,9 +58,16 @@ static int find_composite(const struct btf *btf, const char *type, int32_t *ret)
 
 /* Find `name` among the members of composite `id`, looking inside anonymous
  * struct/union members. On success: bit offset from the start of `id`, the
- * member's type id and bitfield size (0 if not a bitfield). */
+ * member's type id and bitfield size (0 if not a bitfield). Anonymous
+ * members may refer to their own struct (nothing in BTF forbids it), so the
+ * search is bounded by members visited as well as by depth: without the
+ * budget, a struct with k anonymous members of its own type costs k^depth.
+ * -ENOENT, or -EBADMSG when the budget runs out. */
+#define FIND_MEMBER_BUDGET 65536
+
 static int find_member(const struct btf *btf, int32_t id, const char *name, size_t name_len,
-		       uint64_t *bit_off, int32_t *member_type, uint32_t *bitfield, int depth)
+		       uint64_t *bit_off, int32_t *member_type, uint32_t *bitfield, int depth,
+		       unsigned *budget)
 {
 	const struct btf_type *t = btf__type_by_id(btf, (uint32_t)id);
 	const struct btf_member *m;
@@ -71,6 +78,9 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 	for (uint32_t i = 0; i < btf_vlen(t); i++, m++) {
 		const char *mn = btf__name_by_offset(btf, m->name_off);
 		uint64_t off = btf_member_bit_offset(t, i);
+		if (!*budget)
+			return -EBADMSG;
+		(*budget)--;
 		if (mn && *mn) {
 			if (strlen(mn) == name_len && !memcmp(mn, name, name_len)) {
 				*bit_off = off;
@@ -83,11 +93,14 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 		/* Anonymous member: search inside it. */
 		int32_t sub = btf__resolve_type(btf, m->type);
 		uint64_t sub_off;
-		if (sub > 0 && find_member(btf, sub, name, name_len, &sub_off, member_type, bitfield,
-					   depth + 1) == 0) {
+		int r = sub > 0 ? find_member(btf, sub, name, name_len, &sub_off, member_type, bitfield,
+					      depth + 1, budget) : -ENOENT;
+		if (r == 0) {
 			*bit_off = off + sub_off;
 			return 0;
 		}
+		if (r != -ENOENT)
+			return r;
 	}
 	return -ENOENT;
 }
@@ -133,7 +146,8 @@ static int btf_member_bits(const struct btf *btf, const char *type, const char *
 			return -EINVAL;
 		if (bitfield)
 			return -EINVAL;   /* path through a bitfield */
-		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0);
+		unsigned budget = FIND_MEMBER_BUDGET;
+		r = find_member(btf, id, p, len, &off, &mtype, &bitfield, 0, &budget);
 		if (r < 0)
 			return r;
 		r = member_inside(btf, id, off, mtype, bitfield);

@@ -187,6 +187,32 @@ static void test_btf_hostile_members(void **state)
 	btf__free(b);
 }
 
+/*
+ * Hostile BTF found by fuzz_btf: anonymous members of a struct's own type
+ * (nothing in BTF forbids it) made the search for a member visit k^33
+ * members (a hang). The search is bounded: -EBADMSG.
+ */
+static void test_btf_anonymous_cycle(void **state)
+{
+	struct btf *b = btf__new_empty();
+	int u64, self;
+	uint32_t off = 0, size = 0;
+
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	self = btf__add_struct(b, "task_struct", 8);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(btf__add_field(b, NULL, self, 0, 0), 0);
+	btf__add_field(b, "tgid", u64, 0, 0);
+	assert_true(u64 > 0 && self > 0);
+	struct btf *btf = reparse(b);
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid", &off, &size), -EBADMSG);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "pid", &off, &size), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
+}
+
 static void test_btf_members(void **state)
 {
 	struct btf *built = make_btf();
@@ -527,6 +553,7 @@ int main(void)
 		cmocka_unit_test(test_symtab_adopt_hostile),
 		cmocka_unit_test(test_btf_members),
 		cmocka_unit_test(test_btf_hostile_members),
+		cmocka_unit_test(test_btf_anonymous_cycle),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
 		cmocka_unit_test(test_cache_prune),
