@@ -259,3 +259,52 @@ int vmw_btf_enum_value(const struct btf *btf, const char *name, int64_t *ret)
 	}
 	return -ENOENT;
 }
+
+/*
+ * tk_core is `static struct { seqcount_raw_spinlock_t seq; struct timekeeper
+ * timekeeper; ... } tk_core`: an anonymous struct, found by its members
+ * rather than by name. Both members must lie inside it (the struct's size is
+ * what a reader allocates): a struct with a member outside it is no
+ * candidate. -ENOENT: none; -ENOTSUP: several candidates that disagree.
+ */
+int vmw_btf_tk_core(const struct btf *btf, uint32_t *ret_size, uint32_t *ret_tk, uint32_t *ret_seq)
+{
+	uint32_t n = btf__type_cnt(btf), found = 0;
+
+	for (uint32_t id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_member *m;
+		int64_t tk = -1, seq = -1;
+
+		if (!btf_is_struct(t) || t->name_off)
+			continue;
+		m = btf_members(t);
+		for (uint16_t i = 0; i < btf_vlen(t); i++) {
+			const char *name = btf__name_by_offset(btf, m[i].name_off);
+			int32_t mid = btf__resolve_type(btf, m[i].type);
+			const struct btf_type *mt = mid > 0 ? btf__type_by_id(btf, (uint32_t)mid) : NULL;
+			const char *mname = mt ? btf__name_by_offset(btf, mt->name_off) : NULL;
+			uint32_t bit_off = btf_member_bit_offset(t, i);
+
+			if (!name || !mt || btf_member_bitfield_size(t, i) || bit_off % 8)
+				continue;
+			/* A member outside the struct makes it no candidate. */
+			if (member_inside(btf, (int32_t)id, bit_off, m[i].type, 0) < 0)
+				continue;
+			if (!strcmp(name, "timekeeper") && btf_is_struct(mt) && mname &&
+			    !strcmp(mname, "timekeeper"))
+				tk = bit_off / 8;
+			else if (!strcmp(name, "seq") && (uint64_t)bit_off / 8 + 4 <= t->size)
+				seq = bit_off / 8;
+		}
+		if (tk < 0 || seq < 0)
+			continue;
+		if (found && ((uint32_t)tk != *ret_tk || (uint32_t)seq != *ret_seq))
+			return -ENOTSUP;
+		*ret_size = t->size;
+		*ret_tk = (uint32_t)tk;
+		*ret_seq = (uint32_t)seq;
+		found++;
+	}
+	return found ? 0 : -ENOENT;
+}

@@ -213,6 +213,56 @@ static void test_btf_anonymous_cycle(void **state)
 	btf__free(b);
 }
 
+/* tk_core's anonymous struct { seq; struct timekeeper timekeeper; }: both
+ * members inside it, or it is no candidate (a reader allocates its size). */
+static void test_btf_tk_core(void **state)
+{
+	struct btf *b = btf__new_empty();
+	uint32_t size = 0, tk = 0, seq = 0;
+	int u32, tks, good, bad;
+
+	assert_non_null(b);
+	u32 = btf__add_int(b, "unsigned int", 4, 0);
+	tks = btf__add_struct(b, "timekeeper", 64);
+	btf__add_field(b, "cycle_last", u32, 0, 0);
+	good = btf__add_struct(b, NULL, 128);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 64 * 8, 0);
+	assert_true(u32 > 0 && tks > 0 && good > 0);
+	struct btf *btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(size, 128);
+	assert_int_equal(tk, 64);
+	assert_int_equal(seq, 0);
+	btf__free(btf);
+
+	/* a second candidate whose timekeeper ends past its end: ignored */
+	bad = btf__add_struct(b, NULL, 96);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 64 * 8, 0);
+	assert_true(bad > 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(size, 128);
+	btf__free(btf);
+
+	/* one whose seq lies past its end: ignored too; a disagreeing valid one: -ENOTSUP */
+	bad = btf__add_struct(b, NULL, 256);
+	btf__add_field(b, "seq", u32, 4096 * 8, 0);
+	btf__add_field(b, "timekeeper", tks, 0, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(tk, 64);
+	btf__free(btf);
+	bad = btf__add_struct(b, NULL, 256);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 128 * 8, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), -ENOTSUP);
+	btf__free(btf);
+	btf__free(b);
+}
+
 static void test_btf_members(void **state)
 {
 	struct btf *built = make_btf();
@@ -554,6 +604,7 @@ int main(void)
 		cmocka_unit_test(test_btf_members),
 		cmocka_unit_test(test_btf_hostile_members),
 		cmocka_unit_test(test_btf_anonymous_cycle),
+		cmocka_unit_test(test_btf_tk_core),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
 		cmocka_unit_test(test_cache_prune),
