@@ -115,6 +115,11 @@ static uint64_t sum64(const void *data, size_t len)
 	return r;
 }
 
+uint64_t vmw_kcache_sum(const void *data, size_t len)
+{
+	return sum64(data, len);
+}
+
 /*
  * StrictModes for one file or directory: owned by us or root, and writable
  * by nobody else. The one exception is a root-owned sticky directory such
