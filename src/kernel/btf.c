@@ -207,8 +207,14 @@ int vmw_btf_member_bits(const struct btf *btf, const char *type, const char *mem
 		size = btf__resolve_size(btf, (uint32_t)mtype);
 		if (size < 0)
 			return (int)size;
+		if ((uint64_t)size > UINT32_MAX / 8)
+			return -EBADMSG;   /* its size in bits does not fit the answer */
 		bitfield = (uint32_t)size * 8;
 	}
+	/* A member of a structure of 512 MiB or more may end beyond 2^32 bits
+	 * (vmw_btf_member can still answer it in bytes): not truncated, refused. */
+	if (bits > UINT32_MAX || bitfield > UINT32_MAX - bits)
+		return -EBADMSG;
 	if (ret_bit_offset)
 		*ret_bit_offset = (uint32_t)bits;
 	if (ret_bit_size)

@@ -13,6 +13,7 @@
 #include "kernel/kernel_internal.h"
 
 #include <bpf/btf.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,8 +126,10 @@ static inline void fuzz_btf_ask(const struct btf *btf, struct fuzz_btf_answers *
 			FUZZ_BTF_CHECK((uint64_t)a->m_off[i] + a->m_size[i] <= tsize,
 				       "%s.%s at %u size %u in %u bytes", type, name, a->m_off[i],
 				       a->m_size[i], tsize);
-			/* and the bit query agrees */
-			FUZZ_BTF_CHECK(a->b_rc[i] == 0 && a->b_off[i] == (uint64_t)a->m_off[i] * 8 &&
+			/* and the bit query agrees, or refuses what 32 bits cannot hold */
+			bool wide = ((uint64_t)a->m_off[i] + a->m_size[i]) * 8 > UINT32_MAX;
+			FUZZ_BTF_CHECK(wide ? a->b_rc[i] == -EBADMSG :
+				       a->b_rc[i] == 0 && a->b_off[i] == (uint64_t)a->m_off[i] * 8 &&
 				       a->b_size[i] == (uint64_t)a->m_size[i] * 8,
 				       "%s.%s: member %u+%u, bits rc %d %u+%u", type, name, a->m_off[i],
 				       a->m_size[i], a->b_rc[i], a->b_off[i], a->b_size[i]);

@@ -188,6 +188,41 @@ static void test_btf_hostile_members(void **state)
 }
 
 /*
+ * Members of huge structures (expressible in BTF): a bit offset or a bit size
+ * beyond 32 bits used to be truncated by vmw_btf_member_bits (a wrong,
+ * small answer); now such a query is refused, while the byte query, which
+ * fits, still answers.
+ */
+static void test_btf_member_bits_wide(void **state)
+{
+	struct btf *b = btf__new_empty();
+	int u64, u8, inner, bigarr, outer;
+	uint32_t off = 0, size = 0, boff = 0, bsize = 0;
+
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	u8 = btf__add_int(b, "unsigned char", 1, 0);
+	inner = btf__add_struct(b, "inner", 0x10000000);
+	btf__add_field(b, "x", u64, 0x7FFFFFC0u, 0);          /* its last 8 bytes */
+	bigarr = btf__add_array(b, u64, u8, 0x20000000);       /* 512 MiB: 2^32 bits */
+	outer = btf__add_struct(b, "task_struct", 0x30000000);
+	btf__add_field(b, "big", bigarr, 0, 0);
+	btf__add_field(b, "b", inner, 0xF0000000u, 0);         /* byte 0x1E000000 */
+	assert_true(u64 > 0 && u8 > 0 && inner > 0 && bigarr > 0 && outer > 0);
+	struct btf *btf = reparse(b);
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "b.x", &off, &size), 0);
+	assert_int_equal(off, 0x2DFFFFF8u);
+	assert_int_equal(size, 8);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "b.x", &boff, &bsize), -EBADMSG);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "big", &off, &size), 0);
+	assert_int_equal(size, 0x20000000u);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "big", &boff, &bsize), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
+}
+
+/*
  * Hostile BTF found by fuzz_btf: anonymous members of a struct's own type
  * (nothing in BTF forbids it) made the search for a member visit k^33
  * members (a hang). The search is bounded: -EBADMSG.
@@ -604,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_btf_members),
 		cmocka_unit_test(test_btf_hostile_members),
 		cmocka_unit_test(test_btf_anonymous_cycle),
+		cmocka_unit_test(test_btf_member_bits_wide),
 		cmocka_unit_test(test_btf_tk_core),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
