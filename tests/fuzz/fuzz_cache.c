@@ -37,7 +37,7 @@ size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 
 static bool verbose;
-static char dir[] = "/tmp/vmw-fuzz-cache-XXXXXX";
+static char dir[64];
 static char entry_path[256], memo_path[256], hint_path[256], memo2_path[256];
 
 #define CHECK(cond, ...) do { \
@@ -73,6 +73,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	verbose = v && *v && strcmp(v, "0");
 	umask(077);
+	/* tmpfs if there is one: writing three files per input on a disk file
+	 * system costs more than the parsing */
+	struct stat st;
+	snprintf(dir, sizeof(dir), "%s/vmw-fuzz-cache-XXXXXX",
+		 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp");
 	if (!mkdtemp(dir)) {
 		perror("fuzz_cache: mkdtemp");
 		exit(1);
