@@ -102,7 +102,7 @@ static int find_member(const struct btf *btf, int32_t id, const char *name, size
 			*bit_off = off + sub_off;
 			return 0;
 		}
-		if (r == -EBADMSG)
+		if (r != -ENOENT)
 			return r;
 	}
 	return -ENOENT;
@@ -174,7 +174,7 @@ static int btf_member_bits(const struct btf *btf, const char *type, const char *
  * type's size * 8), and whether it is a bitfield. */
 struct extent {
 	uint64_t bits;
-	uint32_t width;
+	uint64_t width;           /* in bits: a member may be up to 4 GiB, 2^35 bits */
 	bool bitfield;
 };
 
@@ -195,7 +195,7 @@ static int member_extent(const struct btf *btf, const char *type, const char *me
 		size = btf__resolve_size(btf, (uint32_t)mtype);
 		if (size < 0)
 			return (int)size;
-		ret->width = (uint32_t)size * 8;
+		ret->width = (uint64_t)size * 8;
 	}
 	return 0;
 }
@@ -213,7 +213,7 @@ int vmw_btf_member(const struct btf *btf, const char *type, const char *member,
 	if (ret_offset)
 		*ret_offset = (uint32_t)(e.bits / 8);
 	if (ret_size)
-		*ret_size = e.width / 8;
+		*ret_size = (uint32_t)(e.width / 8);
 	return 0;
 }
 
@@ -223,10 +223,14 @@ int vmw_btf_member_bits(const struct btf *btf, const char *type, const char *mem
 	struct extent e;
 	int r = member_extent(btf, type, member, &e);
 
+	/* A member of a structure of 512 MiB or more may end beyond 2^32 bits
+	 * (vmw_btf_member can still answer it in bytes): not truncated, refused. */
+	if (r == 0 && (e.bits > UINT32_MAX || e.width > UINT32_MAX - e.bits))
+		r = -EBADMSG;
 	if (r == 0 && ret_bit_offset)
 		*ret_bit_offset = (uint32_t)e.bits;
 	if (r == 0 && ret_bit_size)
-		*ret_bit_size = e.width;
+		*ret_bit_size = (uint32_t)e.width;
 	return r;
 }
 
@@ -272,4 +276,53 @@ int vmw_btf_enum_value(const struct btf *btf, const char *name, int64_t *ret)
 		}
 	}
 	return -ENOENT;
+}
+
+/*
+ * tk_core is `static struct { seqcount_raw_spinlock_t seq; struct timekeeper
+ * timekeeper; ... } tk_core`: an anonymous struct, found by its members
+ * rather than by name. Both members must lie inside it (the struct's size is
+ * what a reader allocates): a struct with a member outside it is no
+ * candidate. -ENOENT: none; -ENOTSUP: several candidates that disagree.
+ */
+int vmw_btf_tk_core(const struct btf *btf, uint32_t *ret_size, uint32_t *ret_tk, uint32_t *ret_seq)
+{
+	uint32_t n = btf__type_cnt(btf), found = 0;
+
+	for (uint32_t id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_member *m;
+		int64_t tk = -1, seq = -1;
+
+		if (!btf_is_struct(t) || t->name_off)
+			continue;
+		m = btf_members(t);
+		for (uint16_t i = 0; i < btf_vlen(t); i++) {
+			const char *name = btf__name_by_offset(btf, m[i].name_off);
+			int32_t mid = btf__resolve_type(btf, m[i].type);
+			const struct btf_type *mt = mid > 0 ? btf__type_by_id(btf, (uint32_t)mid) : NULL;
+			const char *mname = mt ? btf__name_by_offset(btf, mt->name_off) : NULL;
+			uint32_t bit_off = btf_member_bit_offset(t, i);
+
+			if (!name || !mt || btf_member_bitfield_size(t, i) || bit_off % 8)
+				continue;
+			/* A member outside the struct makes it no candidate. */
+			if (member_inside(btf, (int32_t)id, bit_off, m[i].type, 0) < 0)
+				continue;
+			if (!strcmp(name, "timekeeper") && btf_is_struct(mt) && mname &&
+			    !strcmp(mname, "timekeeper"))
+				tk = bit_off / 8;
+			else if (!strcmp(name, "seq") && (uint64_t)bit_off / 8 + 4 <= t->size)
+				seq = bit_off / 8;
+		}
+		if (tk < 0 || seq < 0)
+			continue;
+		if (found && ((uint32_t)tk != *ret_tk || (uint32_t)seq != *ret_seq))
+			return -ENOTSUP;
+		*ret_size = t->size;
+		*ret_tk = (uint32_t)tk;
+		*ret_seq = (uint32_t)seq;
+		found++;
+	}
+	return found ? 0 : -ENOENT;
 }

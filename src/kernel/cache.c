@@ -115,6 +115,11 @@ static uint64_t sum64(const void *data, size_t len)
 	return r;
 }
 
+uint64_t vmw_kcache_sum(const void *data, size_t len)
+{
+	return sum64(data, len);
+}
+
 /*
  * StrictModes for one file or directory: owned by us or root, and writable
  * by nobody else. The one exception is a root-owned sticky directory such
@@ -581,6 +586,10 @@ static int memo_path(const char *dir, const char *build_id, char *buf, size_t si
 }
 
 #define MEMO_MAX_BYTES (4u << 20)
+/* vmw_memo_add looks for duplicates linearly: loading n lines costs n^2/2
+ * key comparisons (40,000 lines took minutes). The models ask a few hundred
+ * distinct queries; a memo with more lines is refused whole. */
+#define MEMO_MAX_ENTRIES 1024u
 #define MEMO_SUM_TAG "# sum "
 
 /*
@@ -624,6 +633,10 @@ int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
 	    last[strlen(MEMO_SUM_TAG) + (size_t)n] != '\n' || sum64(buf, (size_t)(last - buf)) != want)
 		return -EINVAL;
 	*last = '\0';
+	size_t lines = 0;
+	for (const char *p = buf; (p = strchr(p, '\n')); p++)
+		if (++lines > MEMO_MAX_ENTRIES)
+			return -EINVAL;
 	for (char *line = buf, *nl; *line; line = nl + 1) {
 		int rc;
 		unsigned long long a, b;

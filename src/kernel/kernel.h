@@ -105,6 +105,11 @@ const char *vmw_kernel_vmcoreinfo(const struct vmw_kernel *k, const char *key);
  * ms: prefer the memoized queries below, which a warm cache answers without
  * BTF). NULL if it cannot be read or parsed. */
 const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
+/* In such a BTF, the anonymous struct of tk_core ({ seq; struct timekeeper
+ * timekeeper; }): its size and the offsets of both members, each inside it
+ * (seq for 4 bytes at least). 0, -ENOENT, or -ENOTSUP (several candidates
+ * that disagree). */
+int vmw_btf_tk_core(const struct btf *btf, uint32_t *ret_size, uint32_t *ret_tk, uint32_t *ret_seq);
 /* Byte offset of a member in a struct, following dotted paths through nested
  * and anonymous members ("signal_struct", "cputime_atomic.utime"). 0 or -ENOENT.
  * `type` names a struct or union (or a typedef of one), without "struct ".

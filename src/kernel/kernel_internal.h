@@ -239,6 +239,11 @@ int vmw_btf_enum_value(const struct btf *btf, const char *name, int64_t *ret);
 
 /* ---- layout memo (cache.c) ---------------------------------------------- */
 
+/* The checksum cache files carry (entries: a trailing u64 over all bytes
+ * before it; layout memos: a last line "# sum <hex>"). For tests and fuzzers
+ * that write valid files. */
+uint64_t vmw_kcache_sum(const void *data, size_t len);
+
 /*
  * Answers of BTF queries (member offsets, type sizes, enum values), kept per
  * BUILD-ID on disk so that a cached attach can serve them without parsing

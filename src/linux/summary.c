@@ -264,53 +264,19 @@ static int enum_idx(struct vmw_summary_reader *s, const char *name, int *ret, st
 	return 0;
 }
 
-static const struct btf_type *resolve(const struct btf *btf, uint32_t id)
-{
-	const struct btf_type *t = btf__type_by_id(btf, id);
-	for (int i = 0; t && i < 16 && (btf_is_typedef(t) || btf_is_mod(t)); i++)
-		t = btf__type_by_id(btf, t->type);
-	return t;
-}
-
 /* tk_core is `static struct { seqcount_raw_spinlock_t seq; struct timekeeper
- * timekeeper; ... } tk_core`: an anonymous struct, so find it in BTF by its
- * members rather than by name. */
+ * timekeeper; ... } tk_core`: an anonymous struct, found in BTF by its
+ * members (vmw_btf_tk_core, which keeps both inside the struct). */
 static int find_tk_core(struct vmw_summary_reader *s, uint32_t *ret_size, uint32_t *ret_tk,
 			uint32_t *ret_seq, struct vmw_error *err)
 {
 	const struct btf *btf = vmw_kernel_btf(s->k);
-	uint32_t n = btf__type_cnt(btf), found = 0;
+	int r = btf ? vmw_btf_tk_core(btf, ret_size, ret_tk, ret_seq) : -ENOENT;
 
-	for (uint32_t id = 1; id < n; id++) {
-		const struct btf_type *t = btf__type_by_id(btf, id);
-		const struct btf_member *m;
-		int64_t tk = -1, seq = -1;
-
-		if (!btf_is_struct(t) || t->name_off)
-			continue;
-		m = btf_members(t);
-		for (uint16_t i = 0; i < btf_vlen(t); i++) {
-			const char *name = btf__name_by_offset(btf, m[i].name_off);
-			const struct btf_type *mt = resolve(btf, m[i].type);
-			if (!name || !mt || btf_member_bitfield_size(t, i))
-				continue;
-			if (!strcmp(name, "timekeeper") && btf_is_struct(mt) &&
-			    !strcmp(btf__name_by_offset(btf, mt->name_off), "timekeeper"))
-				tk = btf_member_bit_offset(t, i) / 8;
-			else if (!strcmp(name, "seq"))
-				seq = btf_member_bit_offset(t, i) / 8;
-		}
-		if (tk < 0 || seq < 0)
-			continue;
-		if (found && ((uint32_t)tk != *ret_tk || (uint32_t)seq != *ret_seq))
-			return vmw_error_set(err, -ENOTSUP, "kernel %s: BTF has several candidate "
-					     "types for tk_core", release(s));
-		*ret_size = t->size;
-		*ret_tk = (uint32_t)tk;
-		*ret_seq = (uint32_t)seq;
-		found++;
-	}
-	if (!found)
+	if (r == -ENOTSUP)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOTSUP, "kernel %s: BTF has several candidate "
+				      "types for tk_core", release(s));
+	if (r < 0)
 		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel %s: BTF has no type for tk_core "
 				     "({seq; struct timekeeper timekeeper;})", release(s));
 	return 0;
@@ -434,8 +400,16 @@ static int resolve_timekeeper(struct vmw_summary_reader *s, struct vmw_error *er
 	member(s->k, "timekeeper", "xtime_interval", &s->xtime_interval);
 	struct fld *tf[] = { &s->mono_base, &s->mono_xnsec, &s->mono_shift, &s->offs_real,
 			     &s->offs_boot, &s->xtime_interval };
-	for (size_t i = 0; i < ARRAY_SIZE(tf); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(tf); i++) {
 		tf[i]->off += tk_off;
+		/* tk_core is read whole (tk_size bytes) and these are read from it */
+		if (tf[i]->ok && (uint64_t)tf[i]->off + tf[i]->size > s->tk_size)
+			return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOTSUP,
+					      "kernel %s: timekeeper outside tk_core", release(s));
+	}
+	if ((uint64_t)s->tk_seq + 4 > s->tk_size)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOTSUP,
+				      "kernel %s: tk_core.seq outside tk_core", release(s));
 	return 0;
 }
 

@@ -12,4 +12,10 @@ if [ ! -f "$dir/build.ninja" ]; then
     -Dc_args="-fsanitize=fuzzer-no-link -fsanitize-coverage-ignorelist=$PWD/tests/fuzz/coverage-ignore.txt -fno-sanitize-recover=all -fno-omit-frame-pointer" \
     >/dev/null
 fi
-ninja -C "$dir" tests/fuzz/fuzz_walk tests/fuzz/make_seed >/dev/null
+# quiet on success; ninja's output on failure
+if ! out=$(ninja -C "$dir" -j2 tests/fuzz/fuzz_walk tests/fuzz/make_seed tests/fuzz/fuzz_btf \
+    tests/fuzz/make_btf_seed tests/fuzz/fuzz_cache tests/fuzz/make_cache_seed \
+    tests/fuzz/fuzz_vmcoreinfo 2>&1); then
+  printf '%s\n' "$out" >&2
+  exit 1
+fi

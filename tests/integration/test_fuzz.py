@@ -13,14 +13,29 @@ guest-memory images, seeded from real Debian 6.1 and 6.12 guests.
     crash-, timeout-, leak- or oom- artifact. An input taking more than
     max(5 s, 10x the seed's own run) counts as a hang.
 
-VMWATCH_FUZZ_SECONDS (default 60) is the fuzzing time, split across the
-seeds; VMWATCH_FUZZ_BUILD (default build-fuzz) the build directory. Longer
-runs: tests/fuzz/README.md.
+The fast targets (thousands of inputs a second, no guest memory image):
+  - fuzz_btf: seeds are the BTF of the lab's 6.1 and 6.12 kernels (the .BTF
+    section of the vmlinux inside the Debian vmlinuz), reduced by
+    make_btf_seed to the types the Linux model asks about; the seed must
+    answer every query as the whole BTF does (make_btf_seed checks), then the
+    fuzzer runs VMWATCH_FUZZ_FAST_SECONDS (default 25) on both seeds;
+  - fuzz_cache: seeds are the discovery-cache entry, layout memo and hint that
+    `vmwatch ps` writes for the 6.1 and 6.12 guests (XDG_CACHE_HOME in a
+    private directory), reduced by make_cache_seed; the seed must load whole,
+    then the fuzzer runs VMWATCH_FUZZ_FAST_SECONDS;
+  - fuzz_vmcoreinfo: seeds are the VMCOREINFO texts those cache entries hold;
+    15 s.
+
+VMWATCH_FUZZ_SECONDS (default 60) is fuzz_walk's fuzzing time, split across
+the seeds; VMWATCH_FUZZ_BUILD (default build-fuzz) the build directory.
+Longer runs: tests/fuzz/README.md.
 """
+import lzma
 import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -30,6 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 KERNELS = ['6.1', '6.12']
 MAX_LEN = 24 << 20
 FUZZ_SECONDS = float(os.environ.get('VMWATCH_FUZZ_SECONDS', '60'))
+FAST_SECONDS = float(os.environ.get('VMWATCH_FUZZ_FAST_SECONDS', '25'))
 
 
 @pytest.fixture(scope='session')
@@ -159,3 +175,142 @@ def test_fuzzing_finds_no_crash_or_hang(seeded, fuzz_build, tmp_path):
     finally:
         # new inputs are a few MiB each: do not leave them to pytest's tmp retention
         shutil.rmtree(corpus, ignore_errors=True)
+
+
+# ---- fast targets: fuzz_btf, fuzz_cache --------------------------------------
+
+def run_fuzzer(fuzz, target, seeds_dir, tmp_path, seconds, *extra):
+    """Run a libFuzzer target for `seconds` on a seed directory; assert it
+    exits 0 leaving no artifact. Returns the final stats."""
+    corpus, art = tmp_path / 'corpus', tmp_path / 'artifacts'
+    corpus.mkdir()
+    art.mkdir()
+    argv = [str(fuzz / target), '-timeout=10', '-rss_limit_mb=2048',
+            f'-max_total_time={int(seconds)}', '-print_final_stats=1',
+            f'-artifact_prefix={art}/', *extra, str(corpus), str(seeds_dir)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300, env=fuzz_env())
+    log = p.stderr
+    stats = dict(re.findall(r'^stat::(\w+):\s*(\d+)', log, re.M))
+    artifacts = sorted(x.name for x in art.iterdir())
+    tail = '\n'.join(log.splitlines()[-60:])
+    cov = re.findall(r'cov: (\d+)', log)
+    print(f"\n  {target}: {stats.get('number_of_executed_units')} inputs, "
+          f"{stats.get('average_exec_per_sec')}/s, {len(list(corpus.iterdir()))} new, "
+          f"cov {cov[-1] if cov else '?'}")
+    assert not artifacts, f'fuzzer artifacts {artifacts}:\n{tail}'
+    assert p.returncode == 0, f'fuzzer exited {p.returncode}:\n{tail}'
+    assert int(stats.get('number_of_executed_units', 0)) > 100, tail
+    return stats
+
+
+def vmlinux_btf(vmlinuz):
+    """The .BTF section of the vmlinux inside a bzImage (xz or zstd)."""
+    data = Path(vmlinuz).read_bytes()
+    i = data.find(b'\xfd7zXZ\x00')
+    if i >= 0:
+        elf = lzma.LZMADecompressor().decompress(data[i:])
+    else:
+        i = data.find(b'\x28\xb5\x2f\xfd')
+        if i < 0 or not shutil.which('zstd'):
+            pytest.skip(f'{vmlinuz}: no xz payload, and no zstd payload or zstd tool')
+        # the payload is followed by other bytes: zstd stops at the frame's end
+        elf = subprocess.run(['zstd', '-dc'], input=data[i:], capture_output=True).stdout
+    assert elf[:4] == b'\x7fELF', vmlinuz
+    shoff, = struct.unpack_from('<Q', elf, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from('<HHH', elf, 0x3a)
+    secs = [struct.unpack_from('<IIQQQQIIQQ', elf, shoff + k * shentsize) for k in range(shnum)]
+    names = secs[shstrndx][4]
+    for sec in secs:
+        name = elf[names + sec[0]:elf.index(b'\0', names + sec[0])]
+        if name == b'.BTF':
+            return elf[sec[4]:sec[4] + sec[5]]
+    pytest.skip(f'{vmlinuz}: no .BTF section')
+
+
+@pytest.fixture(scope='module')
+def btf_seeds(lab, fuzz_build, tmp_path_factory):
+    d = tmp_path_factory.mktemp('btf-seeds')
+    for k in KERNELS:
+        whole = d / f'whole-{k}.btf'
+        whole.write_bytes(vmlinux_btf(lab.kernel(k)))
+        p = subprocess.run([str(fuzz_build / 'make_btf_seed'), str(whole), str(d / f'seed-{k}.btf')],
+                           capture_output=True, text=True, timeout=600, env=fuzz_env())
+        assert p.returncode == 0, p.stderr
+        print(f'\n  {k}: {p.stderr.strip()}')
+        whole.unlink()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_btf_seeds_answer_the_models_queries(btf_seeds, fuzz_build):
+    for k in KERNELS:
+        p = subprocess.run([str(fuzz_build / 'fuzz_btf'), str(btf_seeds / f'seed-{k}.btf')],
+                           capture_output=True, text=True, timeout=120,
+                           env=fuzz_env(FUZZ_VERBOSE='1'))
+        assert p.returncode == 0, p.stderr
+        assert 'parse: 0' in p.stderr
+        for line in ('M task_struct pid: 0 ', 'M task_struct se.sum_exec_runtime: 0 ',
+                     'M mm_struct rss_stat: 0 ', 'E MM_ANONPAGES: 0 ', 'S zone: 0 ',
+                     'T tk_core: 0 '):
+            assert line in p.stderr, (k, line, p.stderr[-3000:])
+
+
+def test_fuzz_btf_finds_no_crash_or_hang(btf_seeds, fuzz_build, tmp_path):
+    run_fuzzer(fuzz_build, 'fuzz_btf', btf_seeds, tmp_path, FAST_SECONDS, '-max_len=200000')
+
+
+@pytest.fixture(scope='module')
+def cache_seeds(guest, vmwatch, fuzz_build, tmp_path_factory):
+    """Cache files `vmwatch ps` writes for each lab kernel, as fuzz_cache seeds."""
+    d = tmp_path_factory.mktemp('cache-seeds')
+    xdg = d / 'xdg'
+    xdg.mkdir(mode=0o700)
+    seeds = d / 'seeds'
+    seeds.mkdir()
+    for k in KERNELS:
+        g = guest(kernel=k, mem='512M', machine='pc', backing='shm')
+        p = subprocess.run([str(vmwatch), 'ps', f'file:{g.ram_path}'], capture_output=True,
+                           text=True, timeout=300, env=dict(os.environ, XDG_CACHE_HOME=str(xdg)))
+        assert p.returncode == 0, p.stderr
+    disc = xdg / 'vmwatch' / 'discovery'
+    entries = sorted(x for x in disc.iterdir() if re.fullmatch(r'[0-9a-f]+-[0-9a-f]+', x.name))
+    assert len(entries) == len(KERNELS), sorted(disc.iterdir())
+    vmci = d / 'vmcoreinfo'
+    vmci.mkdir()
+    for e in entries:
+        build_id = e.name.split('-')[0]
+        # the entry's VMCOREINFO text (struct disk_header in cache.c: 128 bytes,
+        # symbols_from_len and text_len at 104), a fuzz_vmcoreinfo seed
+        head = e.read_bytes()[:1 << 16]
+        sf_len, text_len = struct.unpack_from('<II', head, 104)
+        (vmci / build_id).write_bytes(head[128 + sf_len:128 + sf_len + text_len])
+        p = subprocess.run([str(fuzz_build / 'make_cache_seed'), str(e), str(disc / f'{build_id}.layout'),
+                            str(seeds / f'seed-{build_id}')],
+                           capture_output=True, text=True, timeout=300, env=fuzz_env())
+        assert p.returncode == 0, p.stderr
+        print(f'\n  {p.stderr.strip()}')
+    yield {'cache': seeds, 'vmcoreinfo': vmci}
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_cache_seeds_load_whole(cache_seeds, fuzz_build):
+    for seed in sorted(cache_seeds['cache'].iterdir()):
+        p = subprocess.run([str(fuzz_build / 'fuzz_cache'), str(seed)], capture_output=True,
+                           text=True, timeout=120, env=fuzz_env(FUZZ_VERBOSE='1'))
+        assert p.returncode == 0, p.stderr
+        assert re.search(r'^entry: 0 \d+ symbols', p.stderr, re.M), p.stderr
+        assert re.search(r'^memo: 0, [1-9]\d* answers', p.stderr, re.M), p.stderr
+        assert re.search(r'^hint: 0 ', p.stderr, re.M), p.stderr
+
+
+def test_fuzz_cache_finds_no_crash_or_hang(cache_seeds, fuzz_build, tmp_path):
+    run_fuzzer(fuzz_build, 'fuzz_cache', cache_seeds['cache'], tmp_path, FAST_SECONDS,
+               '-max_len=65536')
+
+
+def test_fuzz_vmcoreinfo_finds_no_crash_or_hang(cache_seeds, fuzz_build, tmp_path):
+    for seed in cache_seeds['vmcoreinfo'].iterdir():
+        assert seed.read_bytes().startswith(b'OSRELEASE='), seed
+    run_fuzzer(fuzz_build, 'fuzz_vmcoreinfo', cache_seeds['vmcoreinfo'], tmp_path,
+               min(FAST_SECONDS, 15), '-max_len=4096',
+               f"-dict={REPO / 'tests/fuzz/vmcoreinfo.dict'}")

@@ -204,6 +204,117 @@ static void test_btf_hostile_members(void **state)
 	btf__free(b);
 }
 
+/*
+ * Members of huge structures (expressible in BTF): a bit offset or a bit size
+ * beyond 32 bits used to be truncated by vmw_btf_member_bits (a wrong,
+ * small answer); now such a query is refused, while the byte query, which
+ * fits, still answers.
+ */
+static void test_btf_member_bits_wide(void **state)
+{
+	struct btf *b = btf__new_empty();
+	int u64, u8, inner, bigarr, outer;
+	uint32_t off = 0, size = 0, boff = 0, bsize = 0;
+
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	u8 = btf__add_int(b, "unsigned char", 1, 0);
+	inner = btf__add_struct(b, "inner", 0x10000000);
+	btf__add_field(b, "x", u64, 0x7FFFFFC0u, 0);          /* its last 8 bytes */
+	bigarr = btf__add_array(b, u64, u8, 0x20000000);       /* 512 MiB: 2^32 bits */
+	outer = btf__add_struct(b, "task_struct", 0x30000000);
+	btf__add_field(b, "big", bigarr, 0, 0);
+	btf__add_field(b, "b", inner, 0xF0000000u, 0);         /* byte 0x1E000000 */
+	assert_true(u64 > 0 && u8 > 0 && inner > 0 && bigarr > 0 && outer > 0);
+	struct btf *btf = reparse(b);
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "b.x", &off, &size), 0);
+	assert_int_equal(off, 0x2DFFFFF8u);
+	assert_int_equal(size, 8);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "b.x", &boff, &bsize), -EBADMSG);
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "big", &off, &size), 0);
+	assert_int_equal(size, 0x20000000u);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "big", &boff, &bsize), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
+}
+
+/*
+ * Hostile BTF found by fuzz_btf: anonymous members of a struct's own type
+ * (nothing in BTF forbids it) made the search for a member visit k^33
+ * members (a hang). The search is bounded: -EBADMSG.
+ */
+static void test_btf_anonymous_cycle(void **state)
+{
+	struct btf *b = btf__new_empty();
+	int u64, self;
+	uint32_t off = 0, size = 0;
+
+	assert_non_null(b);
+	u64 = btf__add_int(b, "long long unsigned int", 8, 0);
+	self = btf__add_struct(b, "task_struct", 8);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(btf__add_field(b, NULL, self, 0, 0), 0);
+	btf__add_field(b, "tgid", u64, 0, 0);
+	assert_true(u64 > 0 && self > 0);
+	struct btf *btf = reparse(b);
+
+	assert_int_equal(vmw_btf_member(btf, "task_struct", "pid", &off, &size), -EBADMSG);
+	assert_int_equal(vmw_btf_member_bits(btf, "task_struct", "pid", &off, &size), -EBADMSG);
+	btf__free(btf);
+	btf__free(b);
+}
+
+/* tk_core's anonymous struct { seq; struct timekeeper timekeeper; }: both
+ * members inside it, or it is no candidate (a reader allocates its size). */
+static void test_btf_tk_core(void **state)
+{
+	struct btf *b = btf__new_empty();
+	uint32_t size = 0, tk = 0, seq = 0;
+	int u32, tks, good, bad;
+
+	assert_non_null(b);
+	u32 = btf__add_int(b, "unsigned int", 4, 0);
+	tks = btf__add_struct(b, "timekeeper", 64);
+	btf__add_field(b, "cycle_last", u32, 0, 0);
+	good = btf__add_struct(b, NULL, 128);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 64 * 8, 0);
+	assert_true(u32 > 0 && tks > 0 && good > 0);
+	struct btf *btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(size, 128);
+	assert_int_equal(tk, 64);
+	assert_int_equal(seq, 0);
+	btf__free(btf);
+
+	/* a second candidate whose timekeeper ends past its end: ignored */
+	bad = btf__add_struct(b, NULL, 96);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 64 * 8, 0);
+	assert_true(bad > 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(size, 128);
+	btf__free(btf);
+
+	/* one whose seq lies past its end: ignored too; a disagreeing valid one: -ENOTSUP */
+	bad = btf__add_struct(b, NULL, 256);
+	btf__add_field(b, "seq", u32, 4096 * 8, 0);
+	btf__add_field(b, "timekeeper", tks, 0, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(tk, 64);
+	btf__free(btf);
+	bad = btf__add_struct(b, NULL, 256);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 128 * 8, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), -ENOTSUP);
+	btf__free(btf);
+	btf__free(b);
+}
+
 static void test_btf_members(void **state)
 {
 	struct btf *built = make_btf();
@@ -422,6 +533,31 @@ static void test_cache_prune(void **state)
 	vmw_vmcoreinfo_free(vi);
 }
 
+/* A memo of many lines (found by reasoning about fuzz_cache's profile: loads
+ * compare every key with every earlier one): 40,000 lines took minutes, a
+ * 4 MiB one hours. More than 1024 lines are refused whole, at once. */
+static void test_memo_too_many_lines(void **state)
+{
+	struct vmw_memo m = { 0 }, n = { 0 };
+	char key[32];
+
+	for (int i = 0; i < 1025; i++) {
+		snprintf(key, sizeof(key), "M t m%d", i);
+		assert_int_equal(vmw_memo_add(&m, key, 0, (uint64_t)i, 8), 0);
+	}
+	assert_int_equal(vmw_memo_save(dir, "many", &m), 0);
+	assert_int_equal(vmw_memo_load(dir, "many", &n), -EINVAL);
+	assert_int_equal(n.n, 0);
+	vmw_memo_clear(&n);
+	m.n--;   /* 1024: still loads */
+	free(m.e[m.n].key);
+	assert_int_equal(vmw_memo_save(dir, "many", &m), 0);
+	assert_int_equal(vmw_memo_load(dir, "many", &n), 0);
+	assert_int_equal(n.n, 1024);
+	vmw_memo_clear(&n);
+	vmw_memo_clear(&m);
+}
+
 static void test_cache_hint_and_memo(void **state)
 {
 	struct vmw_kcache_hint h = { .vmcoreinfo_phys = 0x1f4c1000, .jiffies = 0xfffffffffffb6c20ull,
@@ -624,10 +760,14 @@ int main(void)
 		cmocka_unit_test(test_symtab_adopt_hostile),
 		cmocka_unit_test(test_btf_members),
 		cmocka_unit_test(test_btf_hostile_members),
+		cmocka_unit_test(test_btf_anonymous_cycle),
+		cmocka_unit_test(test_btf_member_bits_wide),
+		cmocka_unit_test(test_btf_tk_core),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
 		cmocka_unit_test(test_cache_prune),
 		cmocka_unit_test(test_cache_hint_and_memo),
+		cmocka_unit_test(test_memo_too_many_lines),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_cache_dir_trusted),
 		cmocka_unit_test(test_missing_layout_kinds),
