@@ -270,22 +270,12 @@ static void put(struct obuf *b, const void *data, size_t len)
 
 /*
  * Entry layout (host byte order; the cache is local to this machine):
- *   header (struct disk_header), symbols_from, VMCOREINFO text, padded to 8;
+ *   header (struct vmw_kcache_disk_header), symbols_from, VMCOREINFO text, padded to 8;
  *   syms[nsyms] (struct vmw_ksym), slots[nslots], names[names_len], padded to 8;
  *   u64 checksum of everything before it.
  * A load maps the file and the symbol table uses it in place: O(1), no
  * per-symbol work; lookups bounds-check what they follow.
  */
-struct disk_header {
-	char magic[8];
-	uint64_t vmcoreinfo_phys;
-	uint64_t btf_vaddr, btf_len;
-	uint64_t tokens_vaddr;
-	uint8_t tokens_head[64];
-	uint32_t symbols_from_len, text_len;
-	uint32_t nsyms, nslots;
-	uint64_t names_len;
-};
 
 static size_t pad8(size_t v) { return (v + 7) & ~(size_t)7; }
 
@@ -359,7 +349,7 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 {
 	const struct vmw_symtab *st = c->symtab;
 	struct obuf b = { 0 };
-	struct disk_header h = { 0 };
+	struct vmw_kcache_disk_header h = { 0 };
 	char path[4096];
 	uint64_t sum;
 	int r;
@@ -417,7 +407,7 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 	char path[4096];
 	_cleanup_close_ int fd = -1;
 	struct vmw_kcache c = { 0 };
-	struct disk_header h;
+	struct vmw_kcache_disk_header h;
 	struct stat st;
 	uint8_t *data;
 	size_t len, off, syms_off, slots_off, names_off;

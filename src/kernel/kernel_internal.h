@@ -283,6 +283,18 @@ struct vmw_kcache {
 
 /* Cache directory (opts->cache_dir or the XDG default) into buf; -ENOENT if
  * there is no HOME. */
+/* A cache entry's header, as written (host byte order; see cache.c). */
+struct vmw_kcache_disk_header {
+	char magic[8];
+	uint64_t vmcoreinfo_phys;
+	uint64_t btf_vaddr, btf_len;
+	uint64_t tokens_vaddr;
+	uint8_t tokens_head[64];
+	uint32_t symbols_from_len, text_len;
+	uint32_t nsyms, nslots;
+	uint64_t names_len;
+};
+
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size);
 /* StrictModes for the cache directory and its ancestors: 0 when it may be
  * used (or does not exist yet), -EPERM with `why` naming the culprit when

@@ -23,6 +23,7 @@
  * FUZZ_VERBOSE=1: print the parse result and every answer.
  */
 #include "fuzz_btf.h"
+#include "fuzz_util.h"
 
 #include <linux/btf.h>
 
@@ -84,10 +85,7 @@ static uint64_t rng;
 
 static uint32_t rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)((rng >> 16) % n) : 0;
+	return fuzz_rnd(&rng, n);
 }
 
 static uint32_t rd32(const uint8_t *p)

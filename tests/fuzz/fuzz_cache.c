@@ -21,6 +21,7 @@
  * FUZZ_VERBOSE=1: print what loaded.
  */
 #include "fuzz_cache.h"
+#include "fuzz_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -228,10 +229,7 @@ static uint64_t rng;
 
 static uint32_t rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)((rng >> 16) % n) : 0;
+	return fuzz_rnd(&rng, n);
 }
 
 static uint64_t interesting(uint64_t old)
@@ -252,17 +250,17 @@ static uint64_t interesting(uint64_t old)
  * the symbol/slot tables. */
 static void mutate_entry(uint8_t *e, size_t len)
 {
-	struct fuzz_cache_disk_header h;
+	struct vmw_kcache_disk_header h;
 
 	if (len < sizeof(h) + 8)
 		return;
 	memcpy(&h, e, sizeof(h));
 	switch (rnd(4)) {
 	case 0: {   /* a count or a length */
-		static const size_t offs[] = { offsetof(struct fuzz_cache_disk_header, symbols_from_len),
-			offsetof(struct fuzz_cache_disk_header, text_len),
-			offsetof(struct fuzz_cache_disk_header, nsyms),
-			offsetof(struct fuzz_cache_disk_header, nslots) };
+		static const size_t offs[] = { offsetof(struct vmw_kcache_disk_header, symbols_from_len),
+			offsetof(struct vmw_kcache_disk_header, text_len),
+			offsetof(struct vmw_kcache_disk_header, nsyms),
+			offsetof(struct vmw_kcache_disk_header, nslots) };
 		size_t o = offs[rnd(4)];
 		uint32_t v;
 		memcpy(&v, e + o, 4);
@@ -272,7 +270,7 @@ static void mutate_entry(uint8_t *e, size_t len)
 	}
 	case 1:
 		h.names_len = interesting(h.names_len);
-		memcpy(e + offsetof(struct fuzz_cache_disk_header, names_len), &h.names_len, 8);
+		memcpy(e + offsetof(struct vmw_kcache_disk_header, names_len), &h.names_len, 8);
 		break;
 	default: {  /* a 32-bit word after the header: names offsets, slot hashes/indices */
 		size_t o = sizeof(h) + 4 * rnd((uint32_t)((len - sizeof(h) - 8) / 4));

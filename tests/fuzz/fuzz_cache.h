@@ -54,14 +54,3 @@ static inline void fuzz_cache_split(const uint8_t *data, size_t size, struct fuz
 	p->hint_len = rest;
 }
 
-/* The entry's header, as cache.c writes it (struct disk_header). */
-struct fuzz_cache_disk_header {
-	char magic[8];
-	uint64_t vmcoreinfo_phys;
-	uint64_t btf_vaddr, btf_len;
-	uint64_t tokens_vaddr;
-	uint8_t tokens_head[64];
-	uint32_t symbols_from_len, text_len;
-	uint32_t nsyms, nslots;
-	uint64_t names_len;
-};

@@ -15,6 +15,7 @@
  * __start_BTF and __stop_BTF).
  */
 #include "fuzz_btf.h"
+#include "fuzz_util.h"
 
 #include <errno.h>
 #include <linux/btf.h>
@@ -120,25 +121,6 @@ static int clone(uint32_t id, int depth)
 	return done[id * 4 + depth] = check(r, "add type");
 }
 
-static void *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	size_t cap = 0, n = 0, got;
-
-	if (!f)
-		return NULL;
-	do {
-		if (n == cap && !(buf = realloc(buf, cap = cap ? cap * 2 : 1 << 20)))
-			exit(1);
-		got = fread(buf + n, 1, cap - n, f);
-		n += got;
-	} while (got);
-	fclose(f);
-	*len = n;
-	return buf;
-}
-
 int main(int argc, char **argv)
 {
 	struct fuzz_btf_answers want, got;
@@ -153,7 +135,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: make_btf_seed WHOLE.btf SEED.btf\n");
 		return 2;
 	}
-	if (!(data = slurp(argv[1], &len)) || vmw_btf_parse(data, len, &whole, &why) < 0) {
+	if (!(data = fuzz_slurp(argv[1], &len)) || vmw_btf_parse(data, len, &whole, &why) < 0) {
 		fprintf(stderr, "make_btf_seed: %s: %s\n", argv[1], why);
 		return 1;
 	}

@@ -13,6 +13,7 @@
  * entry's mtime.
  */
 #include "fuzz_cache.h"
+#include "fuzz_util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,25 +26,6 @@ static const char *const keep[] = {
 	"page_offset_base", "__per_cpu_start", "__per_cpu_end", "avenrun", "tk_core", "runqueues",
 	"kernel_cpustat",
 };
-
-static void *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	size_t cap = 0, n = 0, got;
-
-	if (!f)
-		return NULL;
-	do {
-		if (n == cap && !(buf = realloc(buf, cap = cap ? cap * 2 : 1 << 16)))
-			exit(1);
-		got = fread(buf + n, 1, cap - n, f);
-		n += got;
-	} while (got);
-	fclose(f);
-	*len = n;
-	return buf;
-}
 
 static int fail(const char *what, int r)
 {
@@ -106,7 +88,7 @@ int main(int argc, char **argv)
 	if (!mkdtemp(tmp) || (r = vmw_kcache_save(tmp, vi, &s)) < 0)
 		return fail("save", r ? r : errno);
 	snprintf(path, sizeof(path), "%s/%s-%" PRIx64, tmp, vi->build_id, vi->kerneloffset);
-	uint8_t *entry = slurp(path, &entry_len), *memo = slurp(argv[2], &memo_len);
+	uint8_t *entry = fuzz_slurp(path, &entry_len), *memo = fuzz_slurp(argv[2], &memo_len);
 	unlink(path);
 	rmdir(tmp);
 	if (!entry || !memo)
