@@ -142,6 +142,9 @@ int top_source_open(struct top_source *src, const char *target, const struct cli
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}
+	struct vmw_kernel *k = vmw_session_kernel(src->sess);
+	if (k && vmw_kernel_info(k)->cache_warning)
+		cli_error("warning: %s", vmw_kernel_info(k)->cache_warning);
 	if (vmw_sampler_new(src->sess, opts, &src->s) < 0) {
 		cli_error("out of memory");
 		top_source_close(src);
