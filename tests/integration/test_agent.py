@@ -709,18 +709,27 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         # a while, frozen; nothing of it may be served as ok. The status turns
         # to starting/rebooting at once, and the next ok frame is the new kernel's.
         boot_before = a.vm(d1.name)["summary"]["boot_time"]
-        d1.reboot_guest()
-        wait_until(lambda: a.vm(d1.name)["monitoring"]["reason_code"] == "rebooting", timeout=5, interval=0.1,
-                   what="reset noticed")
-        assert a.request(f"/v1/vms/{d1.name}/processes")[0] == 503
+        seen = []
+
+        def not_ok():
+            m = a.vm(d1.name)["monitoring"]
+            seen.append((m["status"], m["reason_code"]))
+            return m if m["status"] != "ok" else None
+        lablv.virsh("reset", d1.name)  # QEMU's system_reset now (a guest's own reboot can lag under load)
+        # At once: "starting" with reason rebooting (libvirt's event), or an error
+        # if the reset already tore the old kernel's structures.
+        m = wait_until(not_ok, timeout=10, interval=0.1, what="reset noticed")
+        assert m["reason_code"] in ("rebooting", "not_linux", "inconsistent", "io"), m
         deadline = time.monotonic() + 300
         while True:
             v = a.vm(d1.name)
             if v["monitoring"]["status"] == "ok":
-                assert v["summary"]["boot_time"] > boot_before, "old kernel served as ok after the reset"
+                assert v["summary"]["boot_time"] > boot_before, ("old kernel served as ok after the reset",
+                                                                seen, v["monitoring"])
                 break
             assert time.monotonic() < deadline, v["monitoring"]
             time.sleep(0.2)
+        print(f"libvirt: states after the reset: {sorted(set(seen))}")
     finally:
         rc = a.stop()
         for d in (d1, d2):
