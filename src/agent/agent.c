@@ -154,7 +154,7 @@ int vmw_agent_run(const struct vmw_agent_config *cfg, vmw_agent_reload_fn reload
 	vmw_agent_log_set_level(cfg->log_level);
 	a->cfg = *cfg;
 	a->cfg.targets = strv_dup(cfg->targets, cfg->ntargets);
-	a->start_wall_ns = agent_wall_ns();
+	a->start_wall_ns = vmw_wall_ns();
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->threads_lock, NULL);
 	pthread_condattr_init(&ca);

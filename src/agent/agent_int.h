@@ -266,7 +266,6 @@ int agent_selfstat(struct agent_selfstat *ret);
 /* log.c (besides vmw_agent_log in agent.h) */
 /* sd_notify(3) without libsystemd: 0 if sent, -ENOENT without NOTIFY_SOCKET. */
 int agent_sd_notify(const char *state);
-uint64_t agent_wall_ns(void);
 
 /* The embedded web page (generated from index.html). */
 extern const char agent_index_html[];

@@ -355,12 +355,11 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 
 /* ---------------------------------------------------------------- sweeper */
 
-static void shut(struct agent *a, struct conn *cn, atomic_uint_fast64_t *counter)
+static void shut(struct conn *cn, atomic_uint_fast64_t *counter)
 {
 	cn->shut = true;
 	shutdown(cn->fd, SHUT_RDWR);   /* libmicrohttpd sees the error and closes the connection */
 	atomic_fetch_add(counter, 1);
-	(void)a;
 }
 
 /*
@@ -380,14 +379,14 @@ static void sweep(struct agent *a, uint64_t now)
 		if (cn->shut)
 			continue;
 		if (!cn->headers_done && now - cn->accept_ns > header_ns) {
-			shut(a, cn, &a->http_header_timeouts_total);
+			shut(cn, &a->http_header_timeouts_total);
 		} else if (s && s->suspended) {
 			if (sse_ready(s, now) || h->stop) {
 				s->suspended = false;
 				MHD_resume_connection(s->c);
 			}
 		} else if (s && now - s->last_pull_ns > stall_ns) {
-			shut(a, cn, &a->http_stalled_streams_total);
+			shut(cn, &a->http_stalled_streams_total);
 		}
 	}
 }
@@ -612,7 +611,7 @@ static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const ch
 		if (!get)
 			return reply_error_h(a, c, 405, MHD_HTTP_HEADER_ALLOW, "GET, HEAD", "method %s not allowed", method);
 		return reply_json(a, c, 200, json_pack("{s:s, s:f}", "status", "ok", "uptime_seconds",
-						       (double)(agent_wall_ns() - a->start_wall_ns) / 1e9), NULL, NULL);
+						       (double)(vmw_wall_ns() - a->start_wall_ns) / 1e9), NULL, NULL);
 	}
 	if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
 		/* The page is static and holds no data: it asks for a token itself when the API needs one. */

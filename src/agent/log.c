@@ -70,8 +70,3 @@ int agent_sd_notify(const char *state)
 	close(fd);
 	return r;
 }
-
-uint64_t agent_wall_ns(void)
-{
-	return vmw_wall_ns();
-}

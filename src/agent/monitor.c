@@ -27,7 +27,7 @@ static void set_status(struct agent_vm *vm, enum agent_status st, const char *co
 	snprintf(vm->reason, sizeof(vm->reason), "%s", reason ? reason : "");
 	if (!changed)
 		return;
-	vm->status_wall_ns = agent_wall_ns();
+	vm->status_wall_ns = vmw_wall_ns();
 	pthread_cond_broadcast(&vm->cond);
 	if (st == AGENT_VM_OK)
 		vmw_agent_log(VMW_LOG_NOTICE, "vm %s: monitoring (%s, Linux %s)", vm->name, vm->target,
@@ -156,7 +156,7 @@ static void vm_no_pid(struct agent_vm *vm)
 		vm_set_status(vm, AGENT_VM_ERROR, "no_pid", "libvirt gave no QEMU process ID for this domain "
 			      "(is the agent allowed to read /run/libvirt/qemu/*.pid?)");
 		vm_wait_until(vm, vmw_now_ns() + vmw_session_backoff(&p, ++failures,
-			      vmw_sat_sub(agent_wall_ns(), vm->created_wall_ns)));
+			      vmw_sat_sub(vmw_wall_ns(), vm->created_wall_ns)));
 	}
 }
 

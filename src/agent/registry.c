@@ -61,7 +61,7 @@ static struct agent_vm *vm_new(struct agent *a)
 		return NULL;
 	atomic_init(&vm->ref, 1);
 	vm->a = a;
-	vm->created_wall_ns = agent_wall_ns();
+	vm->created_wall_ns = vmw_wall_ns();
 	vm->status_wall_ns = vm->created_wall_ns;
 	vm->status = AGENT_VM_STARTING;
 	vm->reason_code = NULL;
