@@ -78,6 +78,10 @@ static enum MHD_Result reply(struct agent *a, struct MHD_Connection *c, unsigned
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (h1)
 		MHD_add_response_header(r, h1, v1);
+	/* An unauthenticated client gets its answer and loses the connection: it
+	 * must not keep a slot for idle_timeout by keep-alive. */
+	if (code == 401)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (code >= 400)
 		atomic_fetch_add(&a->http_errors_total, 1);
 	ret = MHD_queue_response(c, code, r);

@@ -305,3 +305,28 @@ def test_secrets_in_readable_files_are_refused(vmwatch, tmp_path, key):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert TOKEN not in r.stdout       # --check-config never prints secrets
+
+
+def test_unauthenticated_client_loses_its_connection(vmwatch):
+    """A 401 closes the connection: without a token nobody keeps a slot by keep-alive."""
+    a = Agent(vmwatch, "--connect", "none", "--token", TOKEN, token=TOKEN)
+    try:
+        s = connect(a.port, "127.0.3.1")
+        s.sendall(b"GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 401"), data[:100]
+        s.close()
+        # With the token, the same request keeps the connection for the next one.
+        s = connect(a.port, "127.0.3.1")
+        s.sendall(f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.close()
+    finally:
+        assert a.stop() == 0
