@@ -49,6 +49,22 @@ struct vmw_mem_opts {
 	bool force_process_read;   /* qemu: read through process_vm_readv even if RAM is shared */
 };
 
+/*
+ * Privileged opens. What only a privileged process may open — QEMU's
+ * /proc/PID/{maps,mem,exe,pagemap,fd,map_files/...} and the RAM files it
+ * maps — goes through one function, open(2) by default. A process without
+ * those rights (the agent's privilege-separated samplers) sets one that asks
+ * its privileged parent, which checks the request and passes the fd back.
+ * With an opener set, private QEMU memory is read with pread(2) on
+ * /proc/PID/mem (the access check is made when it is opened) instead of
+ * process_vm_readv (checked on every call). Process-wide; set it before
+ * opening anything. Returns an fd or a negative errno.
+ */
+typedef int (*vmw_mem_opener_fn)(void *opaque, const char *path, int flags);
+void vmw_mem_set_opener(vmw_mem_opener_fn fn, void *opaque);
+/* open(2) through the opener (O_CLOEXEC added). An fd or -errno. */
+int vmw_mem_open_privileged(const char *path, int flags);
+
 /* Declare and initialise options with their size set, libbpf-style:
  *   VMW_MEM_OPTS(opts, .layout = VMW_LAYOUT_PC); vmw_mem_open(t, &opts, ...); */
 #define VMW_MEM_OPTS(name, ...) \
