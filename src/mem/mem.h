@@ -183,6 +183,11 @@ int vmw_qemu_id_get(pid_t pid, struct vmw_qemu_id *ret);
 /* Is the process id names still running? 0 yes; -ESRCH it exited, is a
  * zombie, or its pid now belongs to another process. */
 int vmw_qemu_id_alive(const struct vmw_qemu_id *id);
+/* Is pid a QEMU system emulator (its executable, or argv[0] for wrappers)? */
+bool vmw_qemu_pid_is_emulator(pid_t pid);
+/* The running QEMU that maps the file at path as its RAM: 0 and *ret_pid,
+ * or -ENOENT (none, or not allowed to look). */
+int vmw_qemu_file_owner(const char *path, pid_t *ret_pid);
 /* Parse one /proc/PID/stat line (pure): state (field 3) and starttime
  * (field 22). The command name may hold spaces and ')'. 0 or -EINVAL. */
 int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks);

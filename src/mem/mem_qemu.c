@@ -123,6 +123,27 @@ static bool pid_is_emulator(pid_t pid, const char *argv0)
 	return vmw_qemu_is_emulator(exe);
 }
 
+bool vmw_qemu_pid_is_emulator(pid_t pid)
+{
+	_cleanup_free_ char *cmd = NULL;
+	size_t len = 0;
+
+	if (pid <= 0 || read_proc(pid, "cmdline", &cmd, &len) < 0)
+		return false;
+	return pid_is_emulator(pid, cmd);
+}
+
+int vmw_qemu_file_owner(const char *path, pid_t *ret_pid)
+{
+	struct vmw_qemu_config cfg;
+	struct stat st;
+	uint64_t off;
+
+	if (stat(path, &st) < 0)
+		return -ENOENT;
+	return vmw_qemu_find_file_owner(st.st_dev, st.st_ino, ret_pid, &cfg, &off) == 0 ? 0 : -ENOENT;
+}
+
 /* Parse one maps line (up to its '\n'); false if it is not a rw mapping. */
 bool vmw_maps_parse_line(const char *line, struct vmw_map *m)
 {
