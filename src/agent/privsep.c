@@ -96,6 +96,45 @@ int ps_recv(int sock, void *msg, size_t len, int *fd)
 	return 0;
 }
 
+/* Wait for fd to be readable until the monotonic deadline. 0, -ETIMEDOUT. */
+static int wait_readable(int fd, uint64_t deadline_ns)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = vmw_now_ns();
+		int ms, r;
+
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		ms = (int)MIN((deadline_ns - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+		r = poll(&p, 1, ms);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int ps_read_full(int fd, void *buf, size_t len, uint64_t deadline_ns)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n;
+		int r = deadline_ns ? wait_readable(fd, deadline_ns) : 0;
+		if (r < 0)
+			return r;
+		n = read(fd, p, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------- dropping privileges */
 
 void ps_set_undumpable(void)

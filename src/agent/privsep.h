@@ -107,6 +107,9 @@ struct ps_frame_rep {
  * recv: -EPIPE at end of file, *fd -1 when none came. */
 int ps_send(int sock, const void *msg, size_t len, int fd);
 int ps_recv(int sock, void *msg, size_t len, int *fd);
+/* len bytes from a stream (the frame channel), by the monotonic deadline
+ * (0: none). 0, -ETIMEDOUT, -EPIPE at end of file, or -errno. */
+int ps_read_full(int fd, void *buf, size_t len, uint64_t deadline_ns);
 
 /* main.c's entry points. The monitor: argv as main got it (a private copy,
  * tokens included), cfg as built from it (taken over: freed by the

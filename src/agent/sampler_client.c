@@ -9,51 +9,11 @@
 #include "agent/privsep.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* Wait for fd to be readable until the monotonic deadline. 0, -ETIMEDOUT. */
-static int wait_readable(int fd, uint64_t deadline_ns)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = vmw_now_ns();
-		int ms, r;
-
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		ms = (int)MIN((deadline_ns - now + 999999) / 1000000, (uint64_t)INT32_MAX);
-		r = poll(&p, 1, ms);
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
-static int read_by(int fd, void *buf, size_t len, uint64_t deadline_ns)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n;
-		int r = wait_readable(fd, deadline_ns);
-		if (r < 0)
-			return r;
-		n = read(fd, p, len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 int agent_sampler_start(struct agent_sampler *sp, const struct agent_vm *vm, bool cmdline, bool no_cache,
 			struct vmw_error *err)
@@ -132,7 +92,7 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 	snprintf(what, sizeof(what), "%gs", (double)timeout_ns / 1e9);
 	if (send(sp->fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		return sampler_failed(sp, -EPIPE, NULL, err);
-	if ((r = read_by(sp->fd, &a, sizeof(a), deadline)) < 0)
+	if ((r = ps_read_full(sp->fd, &a, sizeof(a), deadline)) < 0)
 		return sampler_failed(sp, r, what, err);
 	if (a.magic != PS_FRAME_MAGIC || a.frame_len > PS_FRAME_MAX || a.state > VMW_SESSION_GONE ||
 	    (a.r == 0) != (a.frame_len > 0) || a.r > 0)
@@ -152,7 +112,7 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 	}
 	if (!(buf = malloc(a.frame_len)))
 		return sampler_failed(sp, -ENOMEM, "sent a frame too big for memory", err);
-	if ((r = read_by(sp->fd, buf, a.frame_len, deadline)) < 0) {
+	if ((r = ps_read_full(sp->fd, buf, a.frame_len, deadline)) < 0) {
 		free(buf);
 		return sampler_failed(sp, r, what, err);
 	}

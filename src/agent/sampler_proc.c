@@ -37,21 +37,6 @@ static int opener(void *opaque, const char *path, int flags)
 	return fd;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int write_full(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -99,7 +84,7 @@ static int serve_one(struct vmw_sampler *s, struct vmw_session *sess)
 	size_t len = 0;
 	int r;
 
-	if ((r = read_full(PS_FD_FRAMES, &q, sizeof(q))) < 0)
+	if ((r = ps_read_full(PS_FD_FRAMES, &q, sizeof(q), 0)) < 0)
 		return r;
 	if (q.magic != PS_FRAME_MAGIC)
 		return -EBADMSG;

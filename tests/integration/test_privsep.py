@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_until  # noqa: E402
-from test_agent import Agent  # noqa: E402
-from test_ps import G612_5G_PRIVATE, compare  # noqa: E402
+from test_agent import Agent, assert_processes_equal_guest_proc  # noqa: E402
+from test_ps import G612_5G_PRIVATE  # noqa: E402
 
 TOKEN = "privsep-test-token-0123456789"
 NOBODY = 65534
@@ -149,23 +149,7 @@ def test_private_ram_through_the_monitor(agent, private):
     """The private-RAM guest is read with pread on /proc/PID/mem that the
     monitor opened; the process table that crosses two process boundaries
     equals the guest's own /proc."""
-    errors = []
-    for _ in range(3):
-        before = private.truth()
-        with private.paused():
-            agent.wait_frames("priv", 2)
-            out = agent.json("/v1/vms/priv/processes?sort=pid")
-        after = private.truth()
-        for snap in (before, after):
-            snap.procs.pop(before.agent_pid, None)
-            snap.procs.pop(after.agent_pid, None)
-        out["processes"] = [p for p in out["processes"] if p["pid"] not in (before.agent_pid, after.agent_pid)]
-        try:
-            compare(before, out, after)
-            return
-        except AssertionError as e:
-            errors.append(str(e))
-    raise AssertionError("\n---\n".join(errors))
+    assert_processes_equal_guest_proc(agent, private, "priv")
 
 
 def frames(agent, vm) -> int:
