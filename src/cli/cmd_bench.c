@@ -9,6 +9,7 @@
 #include "linux/linux.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <string.h>
@@ -24,6 +25,8 @@ static void usage(FILE *f)
 		"      --cmdline    frames include command lines\n"
 		"  -j, --json       print one JSON object\n"
 		"      --process-read  read a QEMU guest with process_vm_readv even if shared\n"
+		"      --proc-mem  with --process-read: pread on /proc/PID/mem, as the agent's\n"
+		"                  privilege-separated samplers read private RAM\n"
 		"  -h, --help       this help\n");
 }
 
@@ -146,6 +149,15 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	printf("skipped records   %llu\n", (unsigned long long)b->skipped);
 }
 
+/* An opener that is open(2) itself: src/mem then reads private RAM as a
+ * sampler does (pread on /proc/PID/mem), for comparing the two paths. */
+static int plain_open(void *opaque, const char *path, int flags)
+{
+	int fd = open(path, flags);
+	(void)opaque;
+	return fd < 0 ? -errno : fd;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -154,6 +166,7 @@ int cmd_bench(int argc, char **argv)
 		{ "cmdline", no_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "process-read", no_argument, NULL, 'P' },
+		{ "proc-mem", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -174,6 +187,7 @@ int cmd_bench(int argc, char **argv)
 		case 'C': b.flags |= VMW_WALK_CMDLINE; break;
 		case 'j': json = true; break;
 		case 'P': process_read = true; break;
+		case 'M': vmw_mem_set_opener(plain_open, NULL); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}

@@ -397,6 +397,45 @@ struct batch {
 };
 
 /*
+ * /proc/PID/mem: one preadv per remote range of the batch (a contiguous
+ * stretch of QEMU's memory into the pieces' buffers and the gap filler);
+ * pieces of a range that came back short are retried alone.
+ */
+static void batch_flush_proc_mem(struct vmw_mem *mem, struct batch *b)
+{
+	size_t li = 0, j = 0, start = 0;
+
+	for (size_t r = 0; r < b->nr; r++) {
+		size_t want = b->riov[r].iov_len, sum = 0, cnt = 0;
+		uint64_t remote = (uint64_t)(uintptr_t)b->riov[r].iov_base;
+		ssize_t got = -1;
+
+		while (li + cnt < b->nl && sum < want)
+			sum += b->liov[li + cnt++].iov_len;
+		mem->stats.syscalls++;
+		mem->stats.ranges++;
+		if (sum == want && remote <= (uint64_t)INT64_MAX)
+			do
+				got = preadv(mem->proc_mem_fd, &b->liov[li], (int)cnt, (off_t)remote);
+			while (got < 0 && errno == EINTR);
+		for (; j < b->k && b->at[j] < start + want; j++) {
+			struct vmw_phys_iov *v = b->piece[j];
+			if (got >= 0 && b->at[j] + v->len <= start + (size_t)got)
+				v->err = 0;
+			else
+				v->err = remote_read(mem, v->buf, b->remote[j], v->len);
+			if (!v->err)
+				mem->stats.bytes_read += v->len;
+		}
+		li += cnt;
+		start += want;
+	}
+	b->k = b->nl = b->nr = 0;
+	b->bytes = 0;
+	b->seg = NULL;
+}
+
+/*
  * One process_vm_readv for the whole batch. The kernel copies the pieces in
  * order and stops at the first fault, possibly inside a piece; the pieces
  * wholly inside the returned count are done, the rest are retried alone so
@@ -410,15 +449,7 @@ static void batch_flush(struct vmw_mem *mem, struct batch *b)
 	if (!b->k)
 		return;
 	if (mem->proc_mem_fd >= 0) {
-		/* pread reads one range per call: each piece on its own. */
-		for (size_t j = 0; j < b->k; j++) {
-			struct vmw_phys_iov *v = b->piece[j];
-			if (!(v->err = remote_read(mem, v->buf, b->remote[j], v->len)))
-				mem->stats.bytes_read += v->len;
-		}
-		b->k = b->nl = b->nr = 0;
-		b->bytes = 0;
-		b->seg = NULL;
+		batch_flush_proc_mem(mem, b);
 		return;
 	}
 	mem->stats.syscalls++;
