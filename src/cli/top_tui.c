@@ -11,13 +11,7 @@
  * the terminal is restored (endwin) by this loop, never in a signal handler.
  * Window size changes come from ncurses' own SIGWINCH handling as KEY_RESIZE.
  */
-#include "cli/top_internal.h"
-
-#if __has_include(<ncursesw/curses.h>)
-#include <ncursesw/curses.h>
-#else
-#include <curses.h>
-#endif
+#include "cli/top_tui.h"
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,10 +20,6 @@
 
 enum input { IN_NONE, IN_FILTER, IN_DELAY };
 
-enum {
-	C_USER = 1, C_NICE, C_SYS, C_IRQ, C_STEAL, C_IOWAIT, C_MEMUSED, C_BUFFERS, C_CACHED,
-	C_LABEL, C_TITLE, C_TABLEHDR, C_SORTCOL, C_SEL, C_THREAD, C_NOTICE, C_KEY, C_BAD,
-};
 
 struct tui {
 	struct top_source *src;
@@ -71,7 +61,7 @@ static int attr_color(struct tui *t, int pair, int fallback)
 /* ---- drawing helpers ------------------------------------------------------ */
 
 /* Text at (y, x) clipped to the screen width; returns the column after it. */
-static int put(int y, int x, const char *s, int attr)
+int tui_put(int y, int x, const char *s, int attr)
 {
 	int n = (int)strlen(s);
 
@@ -85,7 +75,7 @@ static int put(int y, int x, const char *s, int attr)
 	return x + n;
 }
 
-static int put_ch(int y, int x, chtype ch, int attr)
+int tui_put_ch(int y, int x, chtype ch, int attr)
 {
 	if (y < 0 || y >= LINES || x >= COLS)
 		return x;
@@ -106,21 +96,21 @@ static void draw_bar(struct tui *t, int y, int x, int w, const char *label, cons
 
 	if (inner < 1 || y >= LINES)
 		return;
-	x = put(y, x, label, attr_color(t, C_LABEL, A_BOLD));
-	x = put_ch(y, x, '[', A_BOLD);
+	x = tui_put(y, x, label, attr_color(t, C_LABEL, A_BOLD));
+	x = tui_put_ch(y, x, '[', A_BOLD);
 	int tstart = tl <= inner ? inner - tl : inner;
 	double acc = 0;
 	for (size_t i = 0; i < nsegs; i++) {
 		acc += segs[i].percent;
 		int end = (int)(MIN(MAX(acc, 0.0), 100.0) * inner / 100.0 + 0.5);
 		for (; pos < end && pos < tstart; pos++)
-			x = put_ch(y, x, '|', attr_color(t, segs[i].pair, A_BOLD));
+			x = tui_put_ch(y, x, '|', attr_color(t, segs[i].pair, A_BOLD));
 	}
 	for (; pos < tstart; pos++)
-		x = put_ch(y, x, ' ', 0);
+		x = tui_put_ch(y, x, ' ', 0);
 	for (int i = 0; pos < inner; pos++, i++)
-		x = put_ch(y, x, (chtype)(unsigned char)text[i], A_DIM);
-	put_ch(y, x, ']', A_BOLD);
+		x = tui_put_ch(y, x, (chtype)(unsigned char)text[i], A_DIM);
+	tui_put_ch(y, x, ']', A_BOLD);
 }
 
 static void cpu_bar(struct tui *t, int y, int x, int w, const char *label, const struct top_cpu *c)
@@ -142,10 +132,10 @@ static int draw_header(struct tui *t)
 	int y = 0, x;
 
 	/* Title: guest, kernel; uptime and load after it, or below when narrow. */
-	x = put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
-	x = put(y, x, h->target, A_BOLD);
+	x = tui_put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
+	x = tui_put(y, x, h->target, A_BOLD);
 	snprintf(buf, sizeof(buf), "  Linux %s", h->release[0] ? h->release : "?");
-	x = put(y, x, buf, 0);
+	x = tui_put(y, x, buf, 0);
 	if (h->uptime_ok || h->load_ok) {
 		char load[64] = "";
 		int need;
@@ -159,16 +149,16 @@ static int draw_header(struct tui *t)
 			y++;
 			x = 0;
 		} else {
-			x = put(y, x, "  ", 0);
+			x = tui_put(y, x, "  ", 0);
 		}
 		if (up[0]) {
-			x = put(y, x, "Uptime: ", attr_color(t, C_LABEL, A_BOLD));
-			x = put(y, x, up, A_BOLD);
-			x = put(y, x, "  ", 0);
+			x = tui_put(y, x, "Uptime: ", attr_color(t, C_LABEL, A_BOLD));
+			x = tui_put(y, x, up, A_BOLD);
+			x = tui_put(y, x, "  ", 0);
 		}
 		if (load[0]) {
-			x = put(y, x, "Load average: ", attr_color(t, C_LABEL, A_BOLD));
-			put(y, x, load, A_BOLD);
+			x = tui_put(y, x, "Load average: ", attr_color(t, C_LABEL, A_BOLD));
+			tui_put(y, x, load, A_BOLD);
 		}
 	}
 	y++;
@@ -225,11 +215,11 @@ static int draw_header(struct tui *t)
 	}
 
 	/* Tasks. */
-	x = put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
+	x = tui_put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
 	snprintf(buf, sizeof(buf), "%u total, %u running, %u sleeping, %u stopped, %u zombie; "
 		 "%u thr, %u kthr", h->tasks, h->running, h->sleeping, h->stopped, h->zombie,
 		 h->threads, h->kthreads);
-	put(y, x, buf, A_BOLD);
+	tui_put(y, x, buf, A_BOLD);
 	return y + 1;
 }
 
@@ -254,8 +244,8 @@ static void draw_table_header(struct tui *t, int y)
 	for (int i = 0; i < COLS; i++)
 		addch(' ');
 	attroff(attr_color(t, C_TABLEHDR, A_REVERSE));
-	x = put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
-	put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
+	x = tui_put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
+	tui_put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
 	x = col_x(t->view.sort, &w);
 	if (t->view.sort == TOP_COL_COMMAND)
 		x = (int)strlen(cells);
@@ -267,7 +257,7 @@ static void draw_table_header(struct tui *t, int y)
 			snprintf(title, sizeof(title), "%-*s", w, c->title);
 		else
 			snprintf(title, sizeof(title), "%*s", w, c->title);
-		put(y, x, title, attr_color(t, C_SORTCOL, A_BOLD) | A_BOLD);
+		tui_put(y, x, title, attr_color(t, C_SORTCOL, A_BOLD) | A_BOLD);
 	}
 }
 
@@ -276,13 +266,13 @@ static int draw_tree(int y, int x, const struct top_row *r, int attr)
 	for (uint32_t l = 1; l <= r->depth && x < COLS; l++) {
 		if (l < r->depth) {
 			bool more = l - 1 < 64 && (r->more >> (l - 1) & 1);
-			x = put_ch(y, x, more ? ACS_VLINE : ' ', attr);
-			x = put_ch(y, x, ' ', attr);
-			x = put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, more ? ACS_VLINE : ' ', attr);
+			x = tui_put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, ' ', attr);
 		} else {
-			x = put_ch(y, x, r->last ? ACS_LLCORNER : ACS_LTEE, attr);
-			x = put_ch(y, x, ACS_HLINE, attr);
-			x = put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, r->last ? ACS_LLCORNER : ACS_LTEE, attr);
+			x = tui_put_ch(y, x, ACS_HLINE, attr);
+			x = tui_put_ch(y, x, ' ', attr);
 		}
 	}
 	return x;
@@ -302,11 +292,11 @@ static void draw_row(struct tui *t, int y, const struct top_row *r, bool selecte
 		attroff(base);
 	}
 	top_row_cells(r, cells, sizeof(cells));
-	x = put(y, 0, cells, base);
+	x = tui_put(y, 0, cells, base);
 	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
 	top_row_command(r, cmd, sizeof(cmd));
 	skip = MIN((size_t)t->hscroll, strlen(cmd));
-	put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
+	tui_put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
 			       (!selected && !r->t && r->s->proc.kthread ? A_DIM : 0));
 }
 
@@ -316,27 +306,27 @@ static void draw_status(struct tui *t, int y)
 	int x = 0;
 
 	if (t->input == IN_FILTER) {
-		x = put(y, 0, "Filter: ", attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, t->view.filter, A_BOLD);
-		x = put_ch(y, x, '_', A_BLINK);
-		put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
+		x = tui_put(y, 0, "Filter: ", attr_color(t, C_KEY, A_REVERSE));
+		x = tui_put(y, x, t->view.filter, A_BOLD);
+		x = tui_put_ch(y, x, '_', A_BLINK);
+		tui_put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
 		return;
 	}
 	if (t->input == IN_DELAY) {
 		snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
-		x = put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, t->delay_buf, A_BOLD);
-		put_ch(y, x, '_', A_BLINK);
+		x = tui_put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
+		x = tui_put(y, x, t->delay_buf, A_BOLD);
+		tui_put_ch(y, x, '_', A_BLINK);
 		return;
 	}
 	if (t->msg[0] && vmw_now_ns() < t->msg_until) {
-		x = put(y, 0, t->msg, attr_color(t, C_NOTICE, A_BOLD) | A_BOLD);
+		x = tui_put(y, 0, t->msg, attr_color(t, C_NOTICE, A_BOLD) | A_BOLD);
 		x += 2;
 	}
 	if (t->view.filter[0]) {
-		x = put(y, x, "Filter: ", attr_color(t, C_LABEL, A_BOLD));
-		x = put(y, x, t->view.filter, A_BOLD);
-		x = put(y, x, " (Esc clears)  ", A_DIM);
+		x = tui_put(y, x, "Filter: ", attr_color(t, C_LABEL, A_BOLD));
+		x = tui_put(y, x, t->view.filter, A_BOLD);
+		x = tui_put(y, x, " (Esc clears)  ", A_DIM);
 	}
 	if (t->frame && !t->frame->complete) {
 		if (t->frame->truncated)
@@ -344,7 +334,7 @@ static void draw_status(struct tui *t, int y)
 		else
 			snprintf(buf, sizeof(buf), "incomplete: %zu skipped, %zu processes  ", t->frame->skipped,
 				 t->frame->incomplete);
-		x = put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
+		x = tui_put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
 	}
 	/* Right side: interval, frame cost, late frames. */
 	if (t->frame) {
@@ -358,7 +348,7 @@ static void draw_status(struct tui *t, int y)
 		}
 		int bx = COLS - (int)strlen(buf) - 1;
 		if (bx > x)
-			put(y, bx, buf, A_DIM);
+			tui_put(y, bx, buf, A_DIM);
 	}
 }
 
@@ -372,9 +362,9 @@ static void draw_footer(struct tui *t)
 	int y = LINES - 1, x = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys) && x < COLS; i++) {
-		x = put(y, x, keys[i][0], A_BOLD);
-		x = put(y, x, keys[i][1], attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, " ", 0);
+		x = tui_put(y, x, keys[i][0], A_BOLD);
+		x = tui_put(y, x, keys[i][1], attr_color(t, C_KEY, A_REVERSE));
+		x = tui_put(y, x, " ", 0);
 	}
 }
 
@@ -404,7 +394,7 @@ static void draw_help(struct tui *t)
 		"Press any key to return.",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
-		put((int)i, 0, lines[i], i == 0 ? attr_color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
+		tui_put((int)i, 0, lines[i], i == 0 ? attr_color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
 }
 
 static void keep_selection_visible(struct tui *t)
@@ -593,9 +583,11 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	case '/': case KEY_F(4): case KEY_F(3): t->input = IN_FILTER; return 0;
 	case 27:
 		if (!t->view.filter[0])
-			return 0;
+			return t->o->back ? TOP_TUI_BACK : 0;
 		t->view.filter[0] = '\0';
 		break;
+	case KEY_BACKSPACE: case 127: case 8:
+		return t->o->back ? TOP_TUI_BACK : 0;
 	case 't': case KEY_F(5): t->view.tree = !t->view.tree; break;
 	case 'H': t->view.threads = !t->view.threads; break;
 	case 'd': case 's':
@@ -609,10 +601,10 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	return rebuild(t);
 }
 
-static void init_colors(struct tui *t)
+bool tui_colors_init(void)
 {
 	if (!has_colors() || start_color() == ERR)
-		return;
+		return false;
 	use_default_colors();
 	init_pair(C_USER, COLOR_GREEN, -1);
 	init_pair(C_NICE, COLOR_BLUE, -1);
@@ -632,7 +624,7 @@ static void init_colors(struct tui *t)
 	init_pair(C_NOTICE, COLOR_YELLOW, -1);
 	init_pair(C_KEY, COLOR_BLACK, COLOR_CYAN);
 	init_pair(C_BAD, COLOR_RED, -1);
-	t->colors = true;
+	return true;
 }
 
 /* Take a frame and show it: TOP_FRAME_OK, or WAIT (the notice says so and
@@ -671,26 +663,19 @@ static enum top_frame_status next_frame(struct tui *t, uint64_t *deadline)
 	return st;
 }
 
-int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
-		volatile sig_atomic_t *stop)
+SCREEN *tui_open(sigset_t *orig, bool *colors)
 {
-	struct tui t = { .src = src, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
-	sigset_t block, orig;
-	uint64_t deadline = vmw_now_ns();
-	char why[600] = "";
-	int ret = 0;
-	bool dirty = true;
+	sigset_t block;
 	SCREEN *scr;
 
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &orig);
-
+	sigprocmask(SIG_BLOCK, &block, orig);
 	if (!(scr = newterm(NULL, stdout, stdin))) {
-		sigprocmask(SIG_SETMASK, &orig, NULL);
+		sigprocmask(SIG_SETMASK, orig, NULL);
 		cli_error("top: cannot use the terminal (TERM=%s); try -b", getenv("TERM") ?: "");
-		return EXIT_USAGE;
+		return NULL;
 	}
 	cbreak();
 	noecho();
@@ -699,70 +684,97 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 	nodelay(stdscr, TRUE);
 	curs_set(0);
 	set_escdelay(25);
-	init_colors(&t);
+	*colors = tui_colors_init();
+	return scr;
+}
 
+void tui_close(SCREEN *scr, const sigset_t *orig)
+{
+	endwin();
+	delscreen(scr);
+	sigprocmask(SIG_SETMASK, orig, NULL);
+}
+
+bool tui_wait(uint64_t deadline, uint64_t msg_until, const sigset_t *orig)
+{
+	uint64_t now = vmw_now_ns(), wait;
+	struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+	struct timespec ts;
+
+	if (deadline <= now)
+		return true;
+	wait = deadline - now;
+	/* Wake up for the status line's notice to expire, too. */
+	if (msg_until > now && msg_until - now < wait)
+		wait = msg_until - now + 1000000;
+	ts = (struct timespec){ .tv_sec = (time_t)(wait / 1000000000u), .tv_nsec = (long)(wait % 1000000000u) };
+	return !(ppoll(&p, 1, &ts, orig) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)));
+}
+
+/* A frame when its deadline has come; false (why set) when the guest is gone. */
+static bool tick(struct tui *t, uint64_t *deadline, char *why, size_t size)
+{
+	if (vmw_now_ns() < *deadline)
+		return true;
+	switch (next_frame(t, deadline)) {
+	case TOP_FRAME_OK:
+		*deadline = top_next_deadline(*deadline, t->interval_ns, vmw_now_ns(), &t->late);
+		break;
+	case TOP_FRAME_WAIT:
+		break;    /* deadline: when to try again */
+	case TOP_FRAME_GONE:
+		snprintf(why, size, "%s", t->src->why);
+		return false;
+	}
+	return true;
+}
+
+int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
+		volatile sig_atomic_t *stop)
+{
+	struct tui t = { .src = src, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
+	sigset_t orig;
+	uint64_t deadline = vmw_now_ns();
+	char why[600] = "";
+	int ret = 0;
+	SCREEN *scr;
+
+	if (!(scr = tui_open(&orig, &t.colors)))
+		return EXIT_USAGE;
 	for (;;) {
-		uint64_t now;
 		int ch;
 
 		while (!*stop && (ch = getch()) != ERR) {
 			int r = handle_key(&t, ch, &deadline);
-			if (r == 1)
+			if (r == 1 || r == TOP_TUI_BACK) {
+				ret = r == 1 ? 0 : r;
 				goto done;
+			}
 			if (r < 0) {
 				snprintf(why, sizeof(why), "%s", strerror(-r));
 				ret = 1;
 				goto done;
 			}
-			dirty = true;
 		}
 		if (*stop)
 			break;
-		now = vmw_now_ns();
-		if (now >= deadline) {
-			switch (next_frame(&t, &deadline)) {
-			case TOP_FRAME_OK:
-				deadline = top_next_deadline(deadline, t.interval_ns, vmw_now_ns(), &t.late);
-				break;
-			case TOP_FRAME_WAIT:
-				break;    /* deadline: when to try again */
-			case TOP_FRAME_GONE:
-				snprintf(why, sizeof(why), "%s", src->why);
-				ret = 1;
-				goto done;
-			}
-			dirty = true;
+		if (!tick(&t, &deadline, why, sizeof(why))) {
+			ret = o->back ? TOP_TUI_BACK : 1;
+			break;
 		}
-		if (dirty) {
-			draw(&t);
-			dirty = false;
-		}
+		draw(&t);
 		if (o->iterations && t.frames >= o->iterations)
 			break;
-		now = vmw_now_ns();
-		if (deadline > now) {
-			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-			uint64_t wait = deadline - now;
-			/* Wake up for the status line's notice to expire, too. */
-			if (t.msg_until > now && t.msg_until - now < wait)
-				wait = t.msg_until - now + 1000000;
-			struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
-					       .tv_nsec = (long)(wait % 1000000000u) };
-			if (ppoll(&p, 1, &ts, &orig) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
-				snprintf(why, sizeof(why), "top: the terminal went away");
-				ret = 1;
-				break;
-			}
-			if (t.msg_until && vmw_now_ns() >= t.msg_until) {
-				t.msg_until = 0;
-				dirty = true;
-			}
+		if (!tui_wait(deadline, t.msg_until, &orig)) {
+			snprintf(why, sizeof(why), "top: the terminal went away");
+			ret = 1;
+			break;
 		}
+		if (t.msg_until && vmw_now_ns() >= t.msg_until)
+			t.msg_until = 0;
 	}
 done:
-	endwin();
-	delscreen(scr);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
+	tui_close(scr, &orig);
 	if (why[0])
 		cli_error("%s", why);
 	vmw_frame_free(t.frame);
