@@ -47,6 +47,8 @@ static void usage(FILE *f)
 		"                         ni, state, command; host view: name, status, vcpus,\n"
 		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, top\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
+		"  -u, --user USER        only processes of this uid (a number, or root: the\n"
+		"                         guest's user names are not read)\n"
 		"  -H, --threads          threads under their process (JSON: \"tasks\" with their\n"
 		"                         own cpu_percent)\n"
 		"  -t, --tree             processes under their parents (-b)\n"
@@ -65,8 +67,10 @@ static void usage(FILE *f)
 		"                         or qemu:///system)\n"
 		"  -h, --help             this help\n\n"
 		"Keys (interactive): P M N T sort by CPU, memory, PID, time; < > move the sort\n"
-		"column; I invert; / or F4 filter; t tree; H threads; d or s interval; arrows,\n"
-		"PgUp, PgDn, Home, End scroll; ? or F1 help; q or F10 quit.\n\n"
+		"column; I invert; / or F4 filter; u user; K kernel threads; 1 one CPU meter or\n"
+		"one per vCPU; t tree; H threads; d or s interval; arrows, PgUp, PgDn, Home, End\n"
+		"scroll; ? or F1 help; q or F10 quit. vmwatch is read-only: k and r (kill,\n"
+		"renice) say so. Host view: Enter a VM's processes, Esc or Backspace back.\n\n"
 		"TARGET: a libvirt domain name or UUID, domain:NAME, qemu:PID or file:PATH\n"
 		"(see 'vmwatch --help').\n"
 		"Exit status: 0 done (also after Ctrl-C/SIGTERM), 1 the guest went away or\n"
@@ -299,7 +303,8 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 	json_object_set_new(root, "kernel", h->ki ? vmw_report_kernel(h->ki) : json_null());
 	json_object_set_new(root, "summary", vmw_report_summary(f->summary_ok ? &f->summary : NULL, f));
 	for (size_t i = 0; i < f->nprocs; i++)
-		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid))
+		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
+		    (!v->uid_set || f->procs[i].proc.uid == v->uid))
 			json_array_append_new(procs, vmw_report_sample(&f->procs[i]));
 	json_object_set_new(root, "processes", procs);
 	for (size_t i = 0; i < f->nevents; i++)

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-enum input { IN_NONE, IN_FILTER, IN_DELAY };
+enum input { IN_NONE, IN_FILTER, IN_DELAY, IN_USER };
 
 
 struct tui {
@@ -164,7 +164,9 @@ static int draw_header(struct tui *t)
 	y++;
 
 	/* CPU meters: one per vCPU when the summary has them, else the processes' sum. */
-	if (h->cpu_ok && h->ncpus) {
+	if (h->cpu_ok && h->ncpus && t->view.cpu_total) {
+		cpu_bar(t, y++, 0, COLS - 1, "CPU", &h->cpu_total);
+	} else if (h->cpu_ok && h->ncpus) {
 		int ncol = COLS >= 160 && h->ncpus > 8 ? 4 : COLS >= 80 && h->ncpus > 1 ? 2 : 1;
 		int w = COLS / ncol, per_col = (int)((h->ncpus + (unsigned)ncol - 1) / (unsigned)ncol);
 		for (unsigned i = 0; i < h->ncpus; i++) {
@@ -312,8 +314,11 @@ static void draw_status(struct tui *t, int y)
 		tui_put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
 		return;
 	}
-	if (t->input == IN_DELAY) {
-		snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
+	if (t->input == IN_DELAY || t->input == IN_USER) {
+		if (t->input == IN_DELAY)
+			snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
+		else
+			snprintf(buf, sizeof(buf), "Which user (uid or root; blank for all): ");
 		x = tui_put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
 		x = tui_put(y, x, t->delay_buf, A_BOLD);
 		tui_put_ch(y, x, '_', A_BLINK);
@@ -328,6 +333,12 @@ static void draw_status(struct tui *t, int y)
 		x = tui_put(y, x, t->view.filter, A_BOLD);
 		x = tui_put(y, x, " (Esc clears)  ", A_DIM);
 	}
+	if (t->view.uid_set) {
+		snprintf(buf, sizeof(buf), "%u", t->view.uid);
+		x = tui_put(y, x, "User: ", attr_color(t, C_LABEL, A_BOLD));
+		x = tui_put(y, x, buf, A_BOLD);
+		x = tui_put(y, x, "  ", 0);
+	}
 	if (t->frame && !t->frame->complete) {
 		if (t->frame->truncated)
 			snprintf(buf, sizeof(buf), "incomplete walk: %s  ", t->frame->truncated_why);
@@ -338,8 +349,9 @@ static void draw_status(struct tui *t, int y)
 	}
 	/* Right side: interval, frame cost, late frames. */
 	if (t->frame) {
-		snprintf(buf, sizeof(buf), "%s%s%sdelay %.3gs  frame %.2f ms",
+		snprintf(buf, sizeof(buf), "%s%s%s%sdelay %.3gs  frame %.2f ms",
 			 t->view.tree ? "tree  " : "", t->view.threads ? "threads  " : "",
+			 t->view.hide_kthreads ? "no kthreads  " : "",
 			 t->view.invert ? "reversed  " : "", (double)t->interval_ns / 1e9,
 			 (double)t->frame->frame_ns / 1e6);
 		if (t->late) {
@@ -381,10 +393,14 @@ static void draw_help(struct tui *t)
 		"  t  F5          tree view: processes under their parents",
 		"  H              threads under their process, with their own %CPU",
 		"  d  s           change the interval (seconds, fractions allowed)",
+		"  u              only one user's processes (uid; blank for all)",
+		"  K              hide / show kernel threads",
+		"  1              one CPU meter for all vCPUs / one per vCPU",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
-		"  q  F10         quit (Ctrl-C too)",
+		"  q  F10         quit (Ctrl-C too); from the host view Esc or Backspace return",
+		"  k  r           (top's kill and renice: vmwatch is read-only, nothing is sent)",
 		"",
 		"Columns: PID, USER (uid: the guest's passwd is not read), PR and NI (priority,",
 		"nice), VIRT, RES and SHR (resident file + shmem) in KiB, S (state), %CPU",
@@ -509,6 +525,60 @@ static bool navigate(struct tui *t, int ch)
 	return true;
 }
 
+/* The delay or user prompt got Enter: apply what was typed. */
+static int prompt_done(struct tui *t, uint64_t *deadline)
+{
+	uint64_t ns;
+	uint32_t uid;
+
+	if (t->input == IN_USER) {
+		t->input = IN_NONE;
+		if (!t->delay_buf[0]) {
+			t->view.uid_set = false;
+		} else if (top_parse_user(t->delay_buf, &uid) < 0) {
+			message(t, 3, "Not a user: '%s' (a uid number or root; the guest's user names "
+				"are not read)", t->delay_buf);
+			return 0;
+		} else {
+			t->view.uid_set = true;
+			t->view.uid = uid;
+		}
+		t->sel = t->top = 0;
+		t->have_sel = false;
+		return rebuild(t);
+	}
+	t->input = IN_NONE;
+	if (!t->delay_buf[0])
+		return 0;
+	if (top_parse_seconds(t->delay_buf, &ns) < 0) {
+		message(t, 3, "Not a delay: '%s' (seconds > 0, e.g. 2, 0.5, 0.01)", t->delay_buf);
+	} else {
+		t->interval_ns = ns;
+		*deadline = vmw_now_ns() + ns;
+		message(t, 3, "Delay %.3g s", (double)ns / 1e9);
+	}
+	return 0;
+}
+
+/* A key while the delay or user prompt is open. */
+static int prompt_key(struct tui *t, int ch, uint64_t *deadline)
+{
+	size_t n = strlen(t->delay_buf);
+	bool ok = t->input == IN_USER ? ch >= 0x21 && ch < 0x7f : (ch >= '0' && ch <= '9') || ch == '.';
+
+	if (ch == 27)
+		t->input = IN_NONE;
+	else if (is_enter(ch))
+		return prompt_done(t, deadline);
+	else if (is_backspace(ch) && n)
+		t->delay_buf[n - 1] = '\0';
+	else if (ok && n + 1 < sizeof(t->delay_buf)) {
+		t->delay_buf[n] = (char)ch;
+		t->delay_buf[n + 1] = '\0';
+	}
+	return 0;
+}
+
 /* Returns 1 to quit, a negative errno on failure, else 0. */
 static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 {
@@ -544,31 +614,8 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 		t->have_sel = false;
 		return rebuild(t);
 	}
-	if (t->input == IN_DELAY) {
-		n = strlen(t->delay_buf);
-		if (ch == 27) {
-			t->input = IN_NONE;
-		} else if (is_enter(ch)) {
-			uint64_t ns;
-			t->input = IN_NONE;
-			if (!n)
-				return 0;
-			if (top_parse_seconds(t->delay_buf, &ns) < 0) {
-				message(t, 3, "Not a delay: '%s' (seconds > 0, e.g. 2, 0.5, 0.01)", t->delay_buf);
-			} else {
-				t->interval_ns = ns;
-				*deadline = vmw_now_ns() + ns;
-				message(t, 3, "Delay %.3g s", (double)ns / 1e9);
-			}
-		} else if (is_backspace(ch)) {
-			if (n)
-				t->delay_buf[n - 1] = '\0';
-		} else if (((ch >= '0' && ch <= '9') || ch == '.') && n + 1 < sizeof(t->delay_buf)) {
-			t->delay_buf[n] = (char)ch;
-			t->delay_buf[n + 1] = '\0';
-		}
-		return 0;
-	}
+	if (t->input == IN_DELAY || t->input == IN_USER)
+		return prompt_key(t, ch, deadline);
 	if (navigate(t, ch))
 		return 0;
 	switch (ch) {
@@ -594,9 +641,21 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 		t->input = IN_DELAY;
 		t->delay_buf[0] = '\0';
 		return 0;
+	case 'u': case 'U':
+		t->input = IN_USER;
+		t->delay_buf[0] = '\0';
+		return 0;
+	case 'K': t->view.hide_kthreads = !t->view.hide_kthreads; break;
+	case '1': t->view.cpu_total = !t->view.cpu_total; return 0;
+	case 'k': case 'r':
+		message(t, 4, "vmwatch is read-only: it cannot %s guest processes",
+			ch == 'k' ? "send signals to" : "renice");
+		return 0;
 	case '?': case 'h': case KEY_F(1): t->help = true; return 0;
 	case 12: clearok(curscr, TRUE); return 0;
-	default: return 0;
+	default:
+		message(t, 3, "Unknown command - try ? for help");
+		return 0;
 	}
 	return rebuild(t);
 }
