@@ -471,8 +471,8 @@ static int print_host_json(FILE *out, const struct host_view *hv, struct host_vm
 	return r;
 }
 
-/* Frames of every VM at deadlines; the first one after a short priming
- * frame, so CPU% has an interval. */
+/* Frames of every VM at deadlines; the first one after a priming frame, so
+ * CPU% has an interval. */
 static int run_host_stream(struct host_view *hv, const struct top_opts *o, enum mode mode,
 			   const struct host_sort *sort)
 {
@@ -480,7 +480,9 @@ static int run_host_stream(struct host_view *hv, const struct top_opts *o, enum 
 	struct host_vm **rows = NULL;
 	int r = 0;
 
-	if (host_view_update(hv) < 0 || !sleep_until(vmw_now_ns() + MIN(o->interval_ns, 200000000u)))
+	/* A whole interval (at most 1 s): the guest's idle time of a tickless
+	 * vCPU is only counted when it wakes, so a short one has no valid split. */
+	if (host_view_update(hv) < 0 || !sleep_until(vmw_now_ns() + MIN(o->interval_ns, 1000000000u)))
 		return stop_requested ? 0 : 1;
 	deadline = vmw_now_ns();
 	for (;;) {
@@ -529,6 +531,7 @@ struct args {
 	const char *match, *uri;
 	char *targets[MAX_TARGETS];
 	size_t ntargets;
+	size_t nextra;             /* of which --target */
 	int32_t pids[MAX_PIDS];
 	size_t npids;
 };
@@ -581,7 +584,9 @@ static int parse_opt(struct args *a, int c)
 	case 'c': a->cmdline = 1; return 0;
 	case 'C': a->cmdline = 0; return 0;
 	case 'a': a->all = true; return 0;
-	case 'T': return add_target(a, optarg) < 0 ? EXIT_USAGE : 0;
+	case 'T':
+		a->nextra++;
+		return add_target(a, optarg) < 0 ? EXIT_USAGE : 0;
 	case 'f': a->match = optarg; return 0;
 	case 'U': a->uri = optarg; return 0;
 	case 'h': usage(stdout); return -1;
@@ -674,7 +679,7 @@ static int run_one(struct args *a, struct top_header *h)
 /* Every VM (`vmwatch top`, `--all`, several TARGETs). */
 static int run_host(struct args *a)
 {
-	struct host_opts ho = { .all = a->all || !a->ntargets, .targets = a->targets,
+	struct host_opts ho = { .all = a->all || a->ntargets == a->nextra, .targets = a->targets,
 				.ntargets = a->ntargets, .match = a->match, .uri = a->uri,
 				.topts = a->o.topts, .sopts = { .sz = sizeof(struct vmw_sampler_opts) } };
 	struct host_sort sort = { .col = HOST_COL_CPU };
@@ -724,7 +729,7 @@ int cmd_top(int argc, char **argv)
 	if ((r = parse_args(a, argc, argv)) != 0)
 		return r < 0 ? 0 : r;
 	setlocale(LC_CTYPE, "");
-	if (a->ntargets == 1 && !a->all)
+	if (a->ntargets == 1 && !a->nextra && !a->all)
 		return run_one(a, h);
 	return run_host(a);
 }

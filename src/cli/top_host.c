@@ -88,7 +88,7 @@ static bool name_matches(const char *name, const char *target, const char *match
 
 /* The VM keyed key, added if new (NULL: out of memory, or filtered out). */
 static struct host_vm *want(struct host_view *hv, const char *key, const char *name,
-			    const char *target, bool *oom)
+			    const char *target, bool extra, bool *oom)
 {
 	struct host_vm *vm = find(hv, key), **nv;
 
@@ -96,8 +96,8 @@ static struct host_vm *want(struct host_view *hv, const char *key, const char *n
 		vm->seen = true;
 		return vm;
 	}
-	if (!name_matches(name, target, hv->o->match))
-		return NULL;
+	if (!extra && !name_matches(name, target, hv->o->match))
+		return NULL;     /* TARGETs named on the command line are always listed */
 	if (!(vm = calloc(1, sizeof(*vm))) ||
 	    !(nv = reallocarray(hv->vms, hv->n + 1, sizeof(*nv)))) {
 		free(vm);
@@ -164,7 +164,7 @@ static int discover_domains(struct host_view *hv, bool *oom)
 		id_key(&id, key, sizeof(key));
 		snprintf(target, sizeof(target), "qemu:%d", (int)d->qemu_pid);
 		if (!(vm = want(hv, key, d->nova.present && d->nova.instance_name[0] ? d->nova.instance_name
-										   : d->name, target, oom)))
+										   : d->name, target, false, oom)))
 			continue;
 		vm->has_dom = true;
 		vm->dom = *d;
@@ -193,7 +193,7 @@ static int discover_qemu(struct host_view *hv, bool *oom)
 		snprintf(target, sizeof(target), "qemu:%d", (int)ids[i].pid);
 		if (vmw_qemu_names_get(ids[i].pid, &q) < 0)
 			q = (struct vmw_qemu_names){ 0 };
-		if (!(vm = want(hv, key, q.has_name && q.name[0] ? q.name : target, target, oom)))
+		if (!(vm = want(hv, key, q.has_name && q.name[0] ? q.name : target, target, false, oom)))
 			continue;
 		vm->qid = ids[i];
 		vm->vcpus = q.vcpus;
@@ -208,7 +208,7 @@ static void discover_targets(struct host_view *hv, bool *oom)
 		struct host_vm *vm;
 
 		snprintf(key, sizeof(key), "target:%.70s", hv->o->targets[i]);
-		if ((vm = want(hv, key, hv->o->targets[i], hv->o->targets[i], oom)))
+		if ((vm = want(hv, key, hv->o->targets[i], hv->o->targets[i], true, oom)))
 			vm->extra = true;
 	}
 }
@@ -284,7 +284,7 @@ static void host_cpu(struct host_vm *vm)
 	vm->ticks_ok = true;
 }
 
-static int sample(struct host_view *hv, struct host_vm *vm)
+static int sample_guest(struct host_view *hv, struct host_vm *vm)
 {
 	struct vmw_error err = { 0 };
 	struct vmw_frame *f;
@@ -292,7 +292,6 @@ static int sample(struct host_view *hv, struct host_vm *vm)
 
 	if (!vm->sess && open_vm(hv, vm) < 0)
 		return -ENOMEM;
-	host_cpu(vm);
 	if (vmw_session_state(vm->sess) == VMW_SESSION_GONE)
 		return 0;
 	if (vmw_session_state(vm->sess) == VMW_SESSION_WAITING &&
@@ -312,6 +311,15 @@ static int sample(struct host_view *hv, struct host_vm *vm)
 	if (!vm->vcpus && vm->use.vcpus)
 		vm->vcpus = vm->use.vcpus;
 	return 0;
+}
+
+/* The guest's frame, then its QEMU process's CPU (known once attached). */
+static int sample(struct host_view *hv, struct host_vm *vm)
+{
+	int r = sample_guest(hv, vm);
+
+	host_cpu(vm);
+	return r;
 }
 
 int host_view_update(struct host_view *hv)
