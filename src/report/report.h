@@ -133,6 +133,11 @@ struct vmw_report_vm_row {
 	const struct vmw_frame *frame; /* the last frame taken, NULL before the first */
 };
 json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r);
+/* What a frame says about the whole guest (#/$defs/use_fields): time,
+ * complete, cpu (split + busy), memory, load, processes, threads,
+ * top_process; f may be NULL (all null). Part of vm_row; the agent's VMs
+ * carry it as "use". */
+json_t *vmw_report_use(const struct vmw_frame *f);
 /* One frame of the host view (top-host-frame.json): seq, time, libvirt (its
  * URI and, when it cannot be used, why) and vms (an array of
  * vmw_report_vm_row, taken over). */

@@ -92,13 +92,30 @@ static json_t *use_top(const struct vmw_report_use *u)
 			 "cpu_percent", u->top_cpu);
 }
 
-json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r)
+json_t *vmw_report_use(const struct vmw_frame *f)
 {
 	struct vmw_report_use u;
-	const struct vmw_frame *f = r->frame;
-	json_t *o;
+	json_t *o = json_object();
 
 	vmw_report_use_of(f, &u);
+	json_object_set_new(o, "time", f ? json_real((double)f->wall_time_ns / 1e9) : json_null());
+	json_object_set_new(o, "complete", f ? json_boolean(f->complete) : json_null());
+	json_object_set_new(o, "cpu", use_cpu(&u));
+	json_object_set_new(o, "memory", use_memory(&u, f));
+	json_object_set_new(o, "load", u.load_ok ? json_pack("[f, f, f]", u.load[0], u.load[1], u.load[2])
+					      : json_null());
+	json_object_set_new(o, "processes", f ? json_integer((json_int_t)u.processes) : json_null());
+	json_object_set_new(o, "threads", f ? json_integer((json_int_t)u.threads) : json_null());
+	json_object_set_new(o, "top_process", use_top(&u));
+	return o;
+}
+
+json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r)
+{
+	const struct vmw_frame *f = r->frame;
+	unsigned vcpus = f && f->summary_ok && f->summary.ncpus ? f->summary.ncpus : r->vcpus;
+	json_t *o;
+
 	o = json_pack("{s:o, s:o, s:o, s:o, s:s, s:o, s:o}",
 		      "name", vmw_report_string(r->name), "target", vmw_report_string(r->target),
 		      "qemu_pid", r->qemu_pid > 0 ? json_integer(r->qemu_pid) : json_null(),
@@ -106,18 +123,9 @@ json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r)
 		      "status", r->status, "reason_code", vmw_report_string_or_null(r->reason_code),
 		      "reason", vmw_report_string_or_null(r->reason));
 	json_object_set_new(o, "nova", r->domain ? vmw_report_nova(&r->domain->nova) : json_null());
-	json_object_set_new(o, "vcpus", u.vcpus ? json_integer(u.vcpus)
-					 : r->vcpus ? json_integer(r->vcpus) : json_null());
-	json_object_set_new(o, "time", f ? json_real((double)f->wall_time_ns / 1e9) : json_null());
-	json_object_set_new(o, "complete", f ? json_boolean(f->complete) : json_null());
-	json_object_set_new(o, "cpu", use_cpu(&u));
+	json_object_set_new(o, "vcpus", vcpus ? json_integer(vcpus) : json_null());
 	json_object_set_new(o, "host_cpu_percent", r->host_cpu_ok ? json_real(r->host_cpu_percent) : json_null());
-	json_object_set_new(o, "memory", use_memory(&u, f));
-	json_object_set_new(o, "load", u.load_ok ? json_pack("[f, f, f]", u.load[0], u.load[1], u.load[2])
-					      : json_null());
-	json_object_set_new(o, "processes", f ? json_integer((json_int_t)u.processes) : json_null());
-	json_object_set_new(o, "threads", f ? json_integer((json_int_t)u.threads) : json_null());
-	json_object_set_new(o, "top_process", use_top(&u));
+	json_object_update_new(o, vmw_report_use(f));
 	return o;
 }
 
