@@ -167,10 +167,12 @@ static double secs(uint64_t ns)
 	return vmw_report_seconds(ns);
 }
 
-/* The first frame count to show: within the ring and after since_ns. */
+/* The first frame count to show: within the ring and after since_ns. A time
+ * the client read from our JSON (seconds in a double, ~0.3 µs of precision
+ * today) names its own point: within 1 µs counts as that point. */
 static uint64_t first_after(const struct agent_hist *h, uint64_t first, uint64_t since_ns)
 {
-	while (since_ns && first < h->count && h->time_ns[first % h->cap] <= since_ns)
+	while (since_ns && first < h->count && h->time_ns[first % h->cap] <= since_ns + 1000)
 		first++;
 	return first;
 }
