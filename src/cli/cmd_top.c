@@ -357,6 +357,23 @@ static int parse_pids(const char *s, int32_t *pids, size_t *n)
 
 enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
+/* After a frame of a stream: false when -n is reached, a stop was requested
+ * or came during the sleep to the next deadline. */
+static bool next_tick(const struct top_opts *o, uint64_t *done, uint64_t *deadline, uint64_t *late)
+{
+	if ((o->iterations && ++*done >= o->iterations) || stop_requested)
+		return false;
+	*deadline = top_next_deadline(*deadline, o->interval_ns, vmw_now_ns(), late);
+	return sleep_until(*deadline);
+}
+
+/* Writing a frame failed with r: say so; the exit code. */
+static int output_failed(int r)
+{
+	cli_error("writing output: %s", strerror(-r));
+	return 1;
+}
+
 /* A first frame to compute rates against, so the first one shown has CPU%
  * (if the guest cannot be read right now, the loops wait for it). False if a
  * stop was requested meanwhile. */
@@ -410,14 +427,10 @@ static int run_stream(struct top_source *src, const struct top_opts *o, enum mod
 		}
 		vmw_frame_free(f);
 		if (r < 0) {
-			cli_error("writing output: %s", strerror(-r));
-			ret = 1;
+			ret = output_failed(r);
 			break;
 		}
-		if ((o->iterations && ++done >= o->iterations) || stop_requested)
-			break;
-		deadline = top_next_deadline(deadline, o->interval_ns, vmw_now_ns(), &late);
-		if (!sleep_until(deadline))
+		if (!next_tick(o, &done, &deadline, &late))
 			break;
 	}
 out:
@@ -504,14 +517,10 @@ static int run_host_stream(struct host_view *hv, const struct top_opts *o, enum 
 			r = fflush(stdout) == 0 ? 0 : -errno;
 		}
 		if (r < 0) {
-			cli_error("writing output: %s", strerror(-r));
-			r = 1;
+			r = output_failed(r);
 			break;
 		}
-		if ((o->iterations && ++done >= o->iterations) || stop_requested)
-			break;
-		deadline = top_next_deadline(deadline, o->interval_ns, vmw_now_ns(), &late);
-		if (!sleep_until(deadline))
+		if (!next_tick(o, &done, &deadline, &late))
 			break;
 	}
 	free(rows);

@@ -121,11 +121,7 @@ static void draw_table_header(struct htui *t, int y)
 	const struct top_col_info *c = &host_cols[t->sort->col];
 
 	host_header_cells(cells, sizeof(cells));
-	move(y, 0);
-	attron(attr);
-	for (int i = 0; i < COLS; i++)
-		addch(' ');
-	attroff(attr);
+	tui_fill_line(y, attr);
 	tui_put(y, tui_put(y, 0, cells, attr), host_cols[HOST_COL_TOP].title, attr);
 	for (int i = 0; i < (int)t->sort->col; i++)
 		x += abs(host_cols[i].width) + 1;
@@ -140,11 +136,7 @@ static void draw_row(struct htui *t, int y, const struct host_vm *vm, bool selec
 	bool bad = strcmp(vm->status, "ok") != 0;
 
 	if (selected) {
-		move(y, 0);
-		attron(base);
-		for (int i = 0; i < COLS; i++)
-			addch(' ');
-		attroff(base);
+		tui_fill_line(y, base);
 	}
 	host_row_cells(vm, cells, sizeof(cells));
 	host_row_tail(vm, tail, sizeof(tail));
@@ -154,7 +146,7 @@ static void draw_row(struct htui *t, int y, const struct host_vm *vm, bool selec
 
 static void draw_help(struct htui *t)
 {
-	static const char *lines[] = {
+	static const char *const lines[] = {
 		"vmwatch top - every VM of the host: libvirt domains and QEMU processes",
 		"",
 		"  Enter          the selected VM's processes (Esc or Backspace come back)",
@@ -171,27 +163,16 @@ static void draw_help(struct htui *t)
 		"",
 		"Press any key to return.",
 	};
-	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
-		tui_put((int)i, 0, lines[i], i == 0 ? color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
-}
-
-static void keep_visible(struct htui *t)
-{
-	if (t->table_h < 1)
-		return;
-	if (t->sel < t->top)
-		t->top = t->sel;
-	if (t->sel >= t->top + (size_t)t->table_h)
-		t->top = t->sel - (size_t)t->table_h + 1;
+	tui_lines(lines, ARRAY_SIZE(lines), color(t, C_TITLE, A_BOLD) | A_BOLD);
 }
 
 static void draw(struct htui *t)
 {
-	static const char *keys[][2] = {
+	static const char *const keys[][2] = {
 		{ "Enter", "Processes" }, { "/", "Filter" }, { "P", "CPU" }, { "M", "Mem" },
 		{ "N", "Name" }, { "<>", "Sort" }, { "?", "Help" }, { "q", "Quit" },
 	};
-	int y = 3, x = 0;
+	int y = 3;
 
 	erase();
 	if (t->help) {
@@ -203,16 +184,12 @@ static void draw(struct htui *t)
 	draw_status(t, 2);
 	draw_table_header(t, y++);
 	t->table_h = LINES - 1 - y;
-	keep_visible(t);
+	t->top = tui_scroll(t->sel, t->top, t->table_h);
 	for (int i = 0; i < t->table_h && t->top + (size_t)i < t->nrows; i++)
 		draw_row(t, y + i, t->rows[t->top + (size_t)i], t->top + (size_t)i == t->sel);
 	if (!t->nrows)
 		tui_put(y, 0, t->hv->n ? "(no VM matches the filter)" : "(no running VMs found)", A_DIM);
-	for (size_t i = 0; i < ARRAY_SIZE(keys) && x < COLS; i++) {
-		x = tui_put(LINES - 1, x, keys[i][0], A_BOLD);
-		x = tui_put(LINES - 1, x, keys[i][1], color(t, C_KEY, A_REVERSE));
-		x = tui_put(LINES - 1, x, " ", 0);
-	}
+	tui_footer(keys, ARRAY_SIZE(keys), color(t, C_KEY, A_REVERSE));
 	refresh();
 }
 

@@ -75,6 +75,43 @@ int tui_put(int y, int x, const char *s, int attr)
 	return x + n;
 }
 
+void tui_fill_line(int y, int attr)
+{
+	move(y, 0);
+	attron(attr);
+	for (int i = 0; i < COLS; i++)
+		addch(' ');
+	attroff(attr);
+}
+
+void tui_lines(const char *const *lines, size_t n, int title_attr)
+{
+	for (size_t i = 0; i < n; i++)
+		tui_put((int)i, 0, lines[i], i == 0 ? title_attr : 0);
+}
+
+void tui_footer(const char *const (*keys)[2], size_t n, int key_attr)
+{
+	int x = 0;
+
+	for (size_t i = 0; i < n && x < COLS; i++) {
+		x = tui_put(LINES - 1, x, keys[i][0], A_BOLD);
+		x = tui_put(LINES - 1, x, keys[i][1], key_attr);
+		x = tui_put(LINES - 1, x, " ", 0);
+	}
+}
+
+size_t tui_scroll(size_t sel, size_t top, int height)
+{
+	if (height < 1)
+		return top;
+	if (sel < top)
+		top = sel;
+	if (sel >= top + (size_t)height)
+		top = sel - (size_t)height + 1;
+	return top;
+}
+
 int tui_put_ch(int y, int x, chtype ch, int attr)
 {
 	if (y < 0 || y >= LINES || x >= COLS)
@@ -241,11 +278,7 @@ static void draw_table_header(struct tui *t, int y)
 	int w, x;
 
 	top_header_cells(cells, sizeof(cells));
-	move(y, 0);
-	attron(attr_color(t, C_TABLEHDR, A_REVERSE));
-	for (int i = 0; i < COLS; i++)
-		addch(' ');
-	attroff(attr_color(t, C_TABLEHDR, A_REVERSE));
+	tui_fill_line(y, attr_color(t, C_TABLEHDR, A_REVERSE));
 	x = tui_put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
 	tui_put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
 	x = col_x(t->view.sort, &w);
@@ -287,11 +320,7 @@ static void draw_row(struct tui *t, int y, const struct top_row *r, bool selecte
 	size_t skip;
 
 	if (selected) {
-		move(y, 0);
-		attron(base);
-		for (int i = 0; i < COLS; i++)
-			addch(' ');
-		attroff(base);
+		tui_fill_line(y, base);
 	}
 	top_row_cells(r, cells, sizeof(cells));
 	x = tui_put(y, 0, cells, base);
@@ -366,23 +395,17 @@ static void draw_status(struct tui *t, int y)
 
 static void draw_footer(struct tui *t)
 {
-	static const char *keys[][2] = {
+	static const char *const keys[][2] = {
 		{ "F1", "Help" }, { "/", "Filter" }, { "t", "Tree" }, { "H", "Threads" },
 		{ "P", "CPU" }, { "M", "Mem" }, { "N", "PID" }, { "T", "Time" }, { "<>", "Sort" },
 		{ "d", "Delay" }, { "q", "Quit" },
 	};
-	int y = LINES - 1, x = 0;
-
-	for (size_t i = 0; i < ARRAY_SIZE(keys) && x < COLS; i++) {
-		x = tui_put(y, x, keys[i][0], A_BOLD);
-		x = tui_put(y, x, keys[i][1], attr_color(t, C_KEY, A_REVERSE));
-		x = tui_put(y, x, " ", 0);
-	}
+	tui_footer(keys, ARRAY_SIZE(keys), attr_color(t, C_KEY, A_REVERSE));
 }
 
 static void draw_help(struct tui *t)
 {
-	static const char *lines[] = {
+	static const char *const lines[] = {
 		"vmwatch top - the guest's processes, read from its memory by the host",
 		"",
 		"  P  M  N  T     sort by %CPU, %MEM, PID, TIME+",
@@ -409,8 +432,7 @@ static void draw_help(struct tui *t)
 		"",
 		"Press any key to return.",
 	};
-	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
-		tui_put((int)i, 0, lines[i], i == 0 ? attr_color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
+	tui_lines(lines, ARRAY_SIZE(lines), attr_color(t, C_TITLE, A_BOLD) | A_BOLD);
 }
 
 static void keep_selection_visible(struct tui *t)
@@ -423,10 +445,7 @@ static void keep_selection_visible(struct tui *t)
 		t->sel = t->rows.n - 1;
 	if (t->table_h < 1)
 		return;
-	if (t->sel < t->top)
-		t->top = t->sel;
-	if (t->sel >= t->top + (size_t)t->table_h)
-		t->top = t->sel - (size_t)t->table_h + 1;
+	t->top = tui_scroll(t->sel, t->top, t->table_h);
 	if (t->top + (size_t)t->table_h > t->rows.n)
 		t->top = t->rows.n > (size_t)t->table_h ? t->rows.n - (size_t)t->table_h : 0;
 }

@@ -23,6 +23,14 @@ enum {
 /* Text at (y, x) clipped to the screen width; returns the column after it. */
 int tui_put(int y, int x, const char *s, int attr);
 int tui_put_ch(int y, int x, chtype ch, int attr);
+/* Line y blank in attr (a selected row, a table header). */
+void tui_fill_line(int y, int attr);
+/* A help screen: lines from the top, the first in title_attr. */
+void tui_lines(const char *const *lines, size_t n, int title_attr);
+/* The key legend on the last line: {key, what} pairs. */
+void tui_footer(const char *const (*keys)[2], size_t n, int key_attr);
+/* The first row to show so that row sel is within height rows from top. */
+size_t tui_scroll(size_t sel, size_t top, int height);
 /* The colour pairs above; false on a terminal without colours. */
 bool tui_colors_init(void);
 /* SIGINT/SIGTERM blocked (orig: the mask before), the terminal in cbreak,
