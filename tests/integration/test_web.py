@@ -177,3 +177,28 @@ def test_web_1000_processes_frame_size_and_render_time(web):
         assert max(sizes) < 64 * 1024, sizes
         assert "of 10" in total     # "100 of 10xx processes"
         (shots() / "web-1000.png").write_bytes(b.screenshot())
+
+
+def test_web_token_prompt_and_reconnect(vmwatch, busy):
+    """The page asks for the token, then keeps working across an agent restart
+    on the same port (the stream reconnects, new frames arrive)."""
+    g, burn = busy
+    port = 18300 + os.getpid() % 100
+    args = ("--connect", "none", "--target", f"qemu:{g.pid}", "--interval", "1", "--token", "page-token-123",
+            "--listen", f"127.0.0.1:{port}")
+    a = Agent(vmwatch, *args, token="page-token-123")
+    try:
+        with browser() as b:
+            b.get(a.base + f"/#vm={g.name}")
+            b.wait(lambda: b.js("return getComputedStyle(document.getElementById('auth')).display") == "block")
+            b.js("document.getElementById('token').value = 'page-token-123'; document.getElementById('tokenbtn').click()")
+            b.wait(lambda: b.js("return document.querySelectorAll('#procs tbody tr').length") > 5, timeout=60)
+            assert a.stop() == 0
+            b.wait(lambda: b.js("return document.getElementById('live').textContent") == "", timeout=30)
+            a = Agent(vmwatch, *args, token="page-token-123")
+            seq = b.js("return document.getElementById('vmseq').textContent")
+            b.wait(lambda: b.js("return document.getElementById('live').textContent") == "● live", timeout=60)
+            b.wait(lambda: b.js("return document.getElementById('vmseq').textContent") != seq, timeout=60)
+            assert b.js("return document.getElementById('vmname').textContent") == g.name
+    finally:
+        assert a.stop() == 0
