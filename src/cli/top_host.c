@@ -371,11 +371,10 @@ static double col_value(const struct host_vm *vm, enum host_col c)
 	}
 }
 
-static const struct host_sort *cmp_sort;   /* qsort has no context argument */
-
-static int cmp_rows(const void *pa, const void *pb)
+static int cmp_rows(const void *pa, const void *pb, void *arg)
 {
 	const struct host_vm *a = *(struct host_vm *const *)pa, *b = *(struct host_vm *const *)pb;
+	const struct host_sort *cmp_sort = arg;
 	enum host_col c = cmp_sort->col;
 	int r = 0;
 
@@ -401,8 +400,7 @@ size_t host_rows(const struct host_view *hv, const struct host_sort *s, struct h
 	for (size_t i = 0; i < hv->n; i++)
 		if (name_matches(hv->vms[i]->name, hv->vms[i]->target, s->filter))
 			rows[n++] = hv->vms[i];
-	cmp_sort = s;
-	qsort(rows, n, sizeof(*rows), cmp_rows);
+	qsort_r(rows, n, sizeof(*rows), cmp_rows, (void *)s);
 	return n;
 }
 
