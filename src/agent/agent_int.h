@@ -77,6 +77,10 @@ struct agent_hist {
 	uint32_t *nprocs;
 	float *load1;
 	uint64_t *mem_used_kb;
+	/* The guest's CPU split over all vCPUs (NaN without a valid one) and
+	 * page cache + buffers / free memory (history_split.c's series). */
+	float *cpu_busy, *cpu_user, *cpu_system, *cpu_iowait, *cpu_steal;
+	uint64_t *mem_cached_kb, *mem_free_kb;
 	struct agent_hist_proc *procs; /* in the last frame's order */
 	size_t nprocs_tracked;
 	struct vmw_pidmap map;         /* pid -> index in procs */
@@ -87,6 +91,10 @@ int agent_hist_init(struct agent_hist *h, size_t cap);
 void agent_hist_free(struct agent_hist *h);
 int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t max_procs);
 json_t *agent_hist_vm_json(const struct agent_hist *h);
+/* Only the points after since_ns (wall clock; 0: all). */
+json_t *agent_hist_vm_json_since(const struct agent_hist *h, uint64_t since_ns);
+json_t *agent_hist_proc_json_since(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns,
+				   uint64_t since_ns);
 /* NULL when the process has no history. */
 json_t *agent_hist_proc_json(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns);
 
@@ -243,6 +251,10 @@ void agent_wake_all(struct agent *a);
 
 /* render.c: the API's documents, from src/report's objects. */
 json_t *agent_vm_json(struct agent_vm *vm, bool detail);
+/* The same with history points after since_ns only (0: all). */
+json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns);
+/* ?since=SECONDS (Unix time, fractions allowed) → ns; -EINVAL if malformed. */
+int agent_parse_since(const char *s, uint64_t *ret_ns);
 /* Process list query: ?sort, ?limit, ?fields. err_param names the bad parameter. */
 struct agent_query {
 	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID } sort;

@@ -9,7 +9,59 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
+
+/* ---- the guest's CPU split and memory beyond "used" ------------------------ */
+
+#define SPLIT_FLOATS(X) X(cpu_busy) X(cpu_user) X(cpu_system) X(cpu_iowait) X(cpu_steal)
+#define SPLIT_U64(X) X(mem_cached_kb) X(mem_free_kb)
+
+static int split_init(struct agent_hist *h)
+{
+	int bad = 0;
+#define X(f) bad |= !(h->f = calloc(h->cap, sizeof(*h->f)));
+	SPLIT_FLOATS(X) SPLIT_U64(X)
+#undef X
+	return bad ? -ENOMEM : 0;
+}
+
+static void split_free(struct agent_hist *h)
+{
+#define X(f) free(h->f);
+	SPLIT_FLOATS(X) SPLIT_U64(X)
+#undef X
+}
+
+static size_t vm_bytes(const struct agent_hist *h)
+{
+	return h->cap * (sizeof(uint64_t) * 4 + sizeof(float) * 7 + sizeof(uint32_t));
+}
+
+static void split_record(struct agent_hist *h, size_t k, const struct agent_snap *s)
+{
+	struct vmw_report_use u;
+
+	vmw_report_use_of(s->frame, &u);
+	h->cpu_busy[k] = u.cpu_ok ? (float)u.busy : NAN;
+	h->cpu_user[k] = u.cpu_ok ? (float)(u.cpu.user + u.cpu.nice) : NAN;
+	h->cpu_system[k] = u.cpu_ok ? (float)(u.cpu.system + u.cpu.irq + u.cpu.softirq) : NAN;
+	h->cpu_iowait[k] = u.cpu_ok ? (float)u.cpu.iowait : NAN;
+	h->cpu_steal[k] = u.cpu_ok ? (float)u.cpu.steal : NAN;
+	h->mem_cached_kb[k] = u.mem_ok ? u.mem_cached >> 10 : 0;
+	h->mem_free_kb[k] = u.mem_ok ? u.mem_free >> 10 : 0;
+}
+
+/* A float series point: null when not measured. */
+static json_t *maybe(float v)
+{
+	return isnan(v) ? json_null() : json_real((double)v);
+}
+
+static json_t *kb_json(uint64_t kb)
+{
+	return json_integer((json_int_t)MIN(kb, (uint64_t)INT64_MAX / 1024) * 1024);
+}
 
 int agent_hist_init(struct agent_hist *h, size_t cap)
 {
@@ -20,11 +72,12 @@ int agent_hist_init(struct agent_hist *h, size_t cap)
 	h->nprocs = calloc(h->cap, sizeof(*h->nprocs));
 	h->load1 = calloc(h->cap, sizeof(*h->load1));
 	h->mem_used_kb = calloc(h->cap, sizeof(*h->mem_used_kb));
-	if (!h->time_ns || !h->cpu_total || !h->nprocs || !h->load1 || !h->mem_used_kb) {
+	if (!h->time_ns || !h->cpu_total || !h->nprocs || !h->load1 || !h->mem_used_kb ||
+	    split_init(h) < 0) {
 		agent_hist_free(h);
 		return -ENOMEM;
 	}
-	h->bytes = h->cap * (sizeof(uint64_t) * 2 + sizeof(float) * 2 + sizeof(uint32_t));
+	h->bytes = vm_bytes(h);
 	return 0;
 }
 
@@ -42,6 +95,7 @@ void agent_hist_free(struct agent_hist *h)
 	free(h->nprocs);
 	free(h->load1);
 	free(h->mem_used_kb);
+	split_free(h);
 	procs_free(h->procs, h->nprocs_tracked);
 	vmw_pidmap_free(&h->map);
 	memset(h, 0, sizeof(*h));
@@ -68,6 +122,7 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 	h->load1[k] = (float)load[0];
 	h->mem_used_kb[k] = s->summary ? vmw_sat_sub(s->summary->mem_total_kb, s->summary->mem_available_kb)
 				       : 0;
+	split_record(h, k, s);
 
 	/* Carry each process's ring over (same pid and start time), start new ones. */
 	if (n && (!(np = calloc(n, sizeof(*np))) || vmw_pidmap_reset(&map, n) < 0)) {
@@ -101,7 +156,7 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 	h->nprocs_tracked = tracked;
 	h->map = map;
 	h->count++;
-	h->bytes = h->cap * (sizeof(uint64_t) * 2 + sizeof(float) * 2 + sizeof(uint32_t)) +
+	h->bytes = vm_bytes(h) +
 		   tracked * (sizeof(*np) + h->cap * sizeof(struct agent_hist_point)) +
 		   map.cap * sizeof(*map.slot);
 	return 0;
@@ -112,11 +167,23 @@ static double secs(uint64_t ns)
 	return vmw_report_seconds(ns);
 }
 
-json_t *agent_hist_vm_json(const struct agent_hist *h)
+/* The first frame count to show: within the ring and after since_ns. A time
+ * the client read from our JSON (seconds in a double, ~0.3 µs of precision
+ * today) names its own point: within 1 µs counts as that point. */
+static uint64_t first_after(const struct agent_hist *h, uint64_t first, uint64_t since_ns)
+{
+	while (since_ns && first < h->count && h->time_ns[first % h->cap] <= since_ns + 1000)
+		first++;
+	return first;
+}
+
+json_t *agent_hist_vm_json_since(const struct agent_hist *h, uint64_t since_ns)
 {
 	json_t *t = json_array(), *cpu = json_array(), *np = json_array(), *load = json_array(),
-	       *mem = json_array();
-	uint64_t first = h->count > h->cap ? h->count - h->cap : 0;
+	       *mem = json_array(), *o;
+	json_t *busy = json_array(), *user = json_array(), *sys = json_array(), *wa = json_array(),
+	       *st = json_array(), *cached = json_array(), *mfree = json_array();
+	uint64_t first = first_after(h, h->count > h->cap ? h->count - h->cap : 0, since_ns);
 
 	for (uint64_t c = first; c < h->count; c++) {
 		size_t k = c % h->cap;
@@ -125,13 +192,36 @@ json_t *agent_hist_vm_json(const struct agent_hist *h)
 		json_array_append_new(np, json_integer(h->nprocs[k]));
 		json_array_append_new(load, json_real((double)h->load1[k]));
 		/* (saturated: a torn read of a rebooting guest can hold any value) */
-		json_array_append_new(mem, json_integer((json_int_t)MIN(h->mem_used_kb[k], (uint64_t)INT64_MAX / 1024) * 1024));
+		json_array_append_new(mem, kb_json(h->mem_used_kb[k]));
+		json_array_append_new(busy, maybe(h->cpu_busy[k]));
+		json_array_append_new(user, maybe(h->cpu_user[k]));
+		json_array_append_new(sys, maybe(h->cpu_system[k]));
+		json_array_append_new(wa, maybe(h->cpu_iowait[k]));
+		json_array_append_new(st, maybe(h->cpu_steal[k]));
+		json_array_append_new(cached, kb_json(h->mem_cached_kb[k]));
+		json_array_append_new(mfree, kb_json(h->mem_free_kb[k]));
 	}
-	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "processes", np,
-			 "load1", load, "memory_used_bytes", mem);
+	o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "processes", np,
+		      "load1", load, "memory_used_bytes", mem);
+	json_object_update_new(o, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "cpu_busy", busy,
+					    "cpu_user", user, "cpu_system", sys, "cpu_iowait", wa,
+					    "cpu_steal", st, "memory_cached_bytes", cached,
+					    "memory_free_bytes", mfree));
+	return o;
+}
+
+json_t *agent_hist_vm_json(const struct agent_hist *h)
+{
+	return agent_hist_vm_json_since(h, 0);
 }
 
 json_t *agent_hist_proc_json(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns)
+{
+	return agent_hist_proc_json_since(h, pid, start_time_ns, 0);
+}
+
+json_t *agent_hist_proc_json_since(const struct agent_hist *h, int32_t pid, uint64_t start_time_ns,
+				   uint64_t since_ns)
 {
 	long j = find(h, pid);
 	const struct agent_hist_proc *p;
@@ -142,7 +232,7 @@ json_t *agent_hist_proc_json(const struct agent_hist *h, int32_t pid, uint64_t s
 		return NULL;
 	p = &h->procs[j];
 	first = h->count > h->cap ? h->count - h->cap : 0;
-	first = MAX(first, p->first);
+	first = first_after(h, MAX(first, p->first), since_ns);
 	t = json_array();
 	cpu = json_array();
 	rss = json_array();

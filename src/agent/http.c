@@ -499,11 +499,21 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 	struct agent_query q;
 	char err[1024];
 	enum MHD_Result ret;
+	uint64_t since_ns = 0;
 
 	if (!vm)
 		return reply_error(a, c, 404, "no VM '%s' on this host (GET /v1/vms lists them)", seg[2]);
+	if (nseg != 4 || strcmp(seg[3], "events")) {
+		/* history points after ?since= (Unix seconds) only */
+		const char *since = arg(c, "since");
+		if (since && agent_parse_since(since, &since_ns) < 0) {
+			agent_vm_unref(vm);
+			return reply_error(a, c, 400, "bad parameter 'since': '%.64s' is not a time in Unix "
+					   "seconds", since);
+		}
+	}
 	if (nseg == 3) {
-		ret = reply_json(a, c, 200, agent_vm_json(vm, true), NULL, NULL);
+		ret = reply_json(a, c, 200, agent_vm_json_since(vm, true, since_ns), NULL, NULL);
 		agent_vm_unref(vm);
 		return ret;
 	}
@@ -554,7 +564,8 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 				const struct vmw_sample *x = &snap->frame->procs[j];
 				json_t *h;
 				pthread_mutex_lock(&vm->lock);
-				h = agent_hist_proc_json(&vm->hist, x->proc.pid, x->proc.start_time_ns);
+				h = agent_hist_proc_json_since(&vm->hist, x->proc.pid, x->proc.start_time_ns,
+							       since_ns);
 				pthread_mutex_unlock(&vm->lock);
 				ret = reply_json(a, c, 200, json_pack("{s:{s:s, s:o}, s:I, s:f, s:o, s:o}",
 					"vm", "id", vm->id, "name", vmw_report_string(vm->name),

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double secs(uint64_t ns)
@@ -76,7 +77,25 @@ static json_t *monitoring_json(const struct vm_state *st)
 						  : json_null());
 }
 
+int agent_parse_since(const char *s, uint64_t *ret_ns)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || end == s || *end || !(d >= 0) || d > 1e11)
+		return -EINVAL;
+	*ret_ns = (uint64_t)(d * 1e9);
+	return 0;
+}
+
 json_t *agent_vm_json(struct agent_vm *vm, bool detail)
+{
+	return agent_vm_json_since(vm, detail, 0);
+}
+
+json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns)
 {
 	struct vm_state st;
 	json_t *o;
@@ -90,10 +109,11 @@ json_t *agent_vm_json(struct agent_vm *vm, bool detail)
 					     : st.snap ? st.snap->frame->mem_total_bytes : 0),
 		"target", vmw_report_string_or_null(vm->target), "origin", vm->from_libvirt ? "libvirt" : "target"));
 	json_object_set_new(o, "monitoring", monitoring_json(&st));
+	json_object_set_new(o, "use", st.snap ? vmw_report_use(st.snap->frame) : json_null());
 	if (detail) {
 		json_object_set_new(o, "summary", st.snap ? agent_summary_json(vm, st.snap) : json_null());
 		pthread_mutex_lock(&vm->lock);
-		json_object_set_new(o, "history", agent_hist_vm_json(&vm->hist));
+		json_object_set_new(o, "history", agent_hist_vm_json_since(&vm->hist, since_ns));
 		pthread_mutex_unlock(&vm->lock);
 	}
 	agent_snap_unref(st.snap);

@@ -29,9 +29,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vmwatch top [OPTIONS] TARGET\n\n"
+		"Usage: vmwatch top [OPTIONS] TARGET\n"
+		"       vmwatch top [OPTIONS] [--all] [TARGET...]\n\n"
 		"The guest's processes over time, like top/htop, read from the host: an\n"
-		"interactive screen, plain-text frames (-b) or JSON Lines (--json).\n\n"
+		"interactive screen, plain-text frames (-b) or JSON Lines (--json).\n"
+		"Without a TARGET (or with --all, or several TARGETs): every VM of the host\n"
+		"(libvirt domains and QEMU processes), one row each like virt-top; Enter\n"
+		"shows the selected VM's processes, Esc or Backspace come back.\n\n"
 		"  -d, --delay SECONDS    interval between frames (default 1; fractions allowed,\n"
 		"                         0.01 = 100 frames/s)\n"
 		"  -n, --iterations N     stop after N frames (default: until q, Ctrl-C or SIGTERM)\n"
@@ -40,8 +44,11 @@ static void usage(FILE *f)
 		"                         kernel, summary, processes (with cpu_percent,\n"
 		"                         mem_percent, rss_delta_bytes, new) and events\n"
 		"  -o, --sort FIELD       cpu (default), mem, pid, time, virt, res, shr, user, pr,\n"
-		"                         ni, state, command\n"
+		"                         ni, state, command; host view: name, status, vcpus,\n"
+		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, top\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
+		"  -u, --user USER        only processes of this uid (a number, or root: the\n"
+		"                         guest's user names are not read)\n"
 		"  -H, --threads          threads under their process (JSON: \"tasks\" with their\n"
 		"                         own cpu_percent)\n"
 		"  -t, --tree             processes under their parents (-b)\n"
@@ -52,10 +59,18 @@ static void usage(FILE *f)
 		"                         find kallsyms by structure (as for kernels < 6.0)\n"
 		"      --process-read     read a QEMU guest's RAM with process_vm_readv even when\n"
 		"                         it is shared\n"
+		"  -a, --all              the host view: every libvirt domain and QEMU process,\n"
+		"                         plus the TARGETs given\n"
+		"      --target TARGET    one more VM for the host view (repeatable)\n"
+		"  -f, --filter TEXT      host view: only VMs whose name or target holds TEXT\n"
+		"      --connect URI      host view: libvirt URI (default $LIBVIRT_DEFAULT_URI\n"
+		"                         or qemu:///system)\n"
 		"  -h, --help             this help\n\n"
 		"Keys (interactive): P M N T sort by CPU, memory, PID, time; < > move the sort\n"
-		"column; I invert; / or F4 filter; t tree; H threads; d or s interval; arrows,\n"
-		"PgUp, PgDn, Home, End scroll; ? or F1 help; q or F10 quit.\n\n"
+		"column; I invert; / or F4 filter; u user; K kernel threads; 1 one CPU meter or\n"
+		"one per vCPU; t tree; H threads; d or s interval; arrows, PgUp, PgDn, Home, End\n"
+		"scroll; ? or F1 help; q or F10 quit. vmwatch is read-only: k and r (kill,\n"
+		"renice) say so. Host view: Enter a VM's processes, Esc or Backspace back.\n\n"
 		"TARGET: a libvirt domain name or UUID, domain:NAME, qemu:PID or file:PATH\n"
 		"(see 'vmwatch --help').\n"
 		"Exit status: 0 done (also after Ctrl-C/SIGTERM), 1 the guest went away or\n"
@@ -288,7 +303,8 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 	json_object_set_new(root, "kernel", h->ki ? vmw_report_kernel(h->ki) : json_null());
 	json_object_set_new(root, "summary", vmw_report_summary(f->summary_ok ? &f->summary : NULL, f));
 	for (size_t i = 0; i < f->nprocs; i++)
-		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid))
+		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
+		    (!v->uid_set || f->procs[i].proc.uid == v->uid))
 			json_array_append_new(procs, vmw_report_sample(&f->procs[i]));
 	json_object_set_new(root, "processes", procs);
 	for (size_t i = 0; i < f->nevents; i++)
@@ -341,10 +357,27 @@ static int parse_pids(const char *s, int32_t *pids, size_t *n)
 
 enum mode { MODE_TUI, MODE_BATCH, MODE_JSON };
 
+/* After a frame of a stream: false when -n is reached, a stop was requested
+ * or came during the sleep to the next deadline. */
+static bool next_tick(const struct top_opts *o, uint64_t *done, uint64_t *deadline, uint64_t *late)
+{
+	if ((o->iterations && ++*done >= o->iterations) || stop_requested)
+		return false;
+	*deadline = top_next_deadline(*deadline, o->interval_ns, vmw_now_ns(), late);
+	return sleep_until(*deadline);
+}
+
+/* Writing a frame failed with r: say so; the exit code. */
+static int output_failed(int r)
+{
+	cli_error("writing output: %s", strerror(-r));
+	return 1;
+}
+
 /* A first frame to compute rates against, so the first one shown has CPU%
  * (if the guest cannot be read right now, the loops wait for it). False if a
  * stop was requested meanwhile. */
-static bool first_frame(struct top_source *src, uint64_t interval_ns)
+bool top_first_frame(struct top_source *src, uint64_t interval_ns)
 {
 	struct vmw_frame *f;
 
@@ -394,14 +427,10 @@ static int run_stream(struct top_source *src, const struct top_opts *o, enum mod
 		}
 		vmw_frame_free(f);
 		if (r < 0) {
-			cli_error("writing output: %s", strerror(-r));
-			ret = 1;
+			ret = output_failed(r);
 			break;
 		}
-		if ((o->iterations && ++done >= o->iterations) || stop_requested)
-			break;
-		deadline = top_next_deadline(deadline, o->interval_ns, vmw_now_ns(), &late);
-		if (!sleep_until(deadline))
+		if (!next_tick(o, &done, &deadline, &late))
 			break;
 	}
 out:
@@ -409,7 +438,176 @@ out:
 	return ret;
 }
 
-int cmd_top(int argc, char **argv)
+/* ---- the host view in batch and JSON ----------------------------------------- */
+
+static void print_host_batch(FILE *out, const struct host_view *hv, struct host_vm **rows, size_t n,
+			     uint64_t late)
+{
+	char cells[256], tail[600], clock[16] = "?";
+	time_t sec = (time_t)(hv->wall_ns / 1000000000u);
+	struct tm tm;
+
+	if (localtime_r(&sec, &tm))
+		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+	fprintf(out, "vmwatch top - host %s, %zu VM%s, frame %llu", clock, hv->n, hv->n == 1 ? "" : "s",
+		(unsigned long long)hv->seq);
+	if (late)
+		fprintf(out, ", late %llu", (unsigned long long)late);
+	fputc('\n', out);
+	if (hv->virt_why[0]) {
+		fputs("libvirt: ", out);
+		vmw_text_fputs(hv->virt_why, out);
+		fputc('\n', out);
+	}
+	host_header_cells(cells, sizeof(cells));
+	fprintf(out, "\n%s%s\n", cells, host_cols[HOST_COL_TOP].title);
+	for (size_t i = 0; i < n; i++) {
+		host_row_cells(rows[i], cells, sizeof(cells));
+		host_row_tail(rows[i], tail, sizeof(tail));
+		fprintf(out, "%s%s\n", cells, tail);
+	}
+	fputc('\n', out);
+}
+
+static int print_host_json(FILE *out, const struct host_view *hv, struct host_vm **rows, size_t n)
+{
+	json_t *root = host_view_json(hv, rows, n);
+	char *line = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	int r = 0;
+
+	json_decref(root);
+	if (!line)
+		return -ENOMEM;
+	if (fputs(line, out) < 0 || fputc('\n', out) < 0 || fflush(out) != 0)
+		r = -errno;
+	free(line);
+	return r;
+}
+
+/* Frames of every VM at deadlines; the first one after a priming frame, so
+ * CPU% has an interval. */
+static int run_host_stream(struct host_view *hv, const struct top_opts *o, enum mode mode,
+			   const struct host_sort *sort)
+{
+	uint64_t deadline, late = 0, done = 0;
+	struct host_vm **rows = NULL;
+	int r = 0;
+
+	/* A whole interval (at most 1 s): the guest's idle time of a tickless
+	 * vCPU is only counted when it wakes, so a short one has no valid split. */
+	if (host_view_update(hv) < 0 || !sleep_until(vmw_now_ns() + MIN(o->interval_ns, 1000000000u)))
+		return stop_requested ? 0 : 1;
+	deadline = vmw_now_ns();
+	for (;;) {
+		struct host_vm **nv;
+		size_t n;
+
+		if ((r = host_view_update(hv)) < 0 ||
+		    !(nv = reallocarray(rows, hv->n ? hv->n : 1, sizeof(*rows)))) {
+			cli_error("out of memory");
+			r = 1;
+			break;
+		}
+		rows = nv;
+		n = host_rows(hv, sort, rows);
+		if (mode == MODE_JSON) {
+			r = print_host_json(stdout, hv, rows, n);
+		} else {
+			print_host_batch(stdout, hv, rows, n, late);
+			r = fflush(stdout) == 0 ? 0 : -errno;
+		}
+		if (r < 0) {
+			r = output_failed(r);
+			break;
+		}
+		if (!next_tick(o, &done, &deadline, &late))
+			break;
+	}
+	free(rows);
+	return r;
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+#define MAX_TARGETS 256
+
+struct args {
+	struct top_opts o;
+	enum mode mode;
+	int cmdline;               /* -1: the mode's default */
+	const char *sort;          /* -o, parsed when the view is known */
+	bool all;
+	const char *match, *uri;
+	char *targets[MAX_TARGETS];
+	size_t ntargets;
+	size_t nextra;             /* of which --target */
+	int32_t pids[MAX_PIDS];
+	size_t npids;
+};
+
+static int add_target(struct args *a, char *t)
+{
+	if (a->ntargets >= MAX_TARGETS) {
+		cli_error("top: at most %d TARGETs", MAX_TARGETS);
+		return -EINVAL;
+	}
+	a->targets[a->ntargets++] = t;
+	return 0;
+}
+
+/* One option; 0, or the exit code. */
+static int parse_opt(struct args *a, int c)
+{
+	switch (c) {
+	case 'd':
+		if (top_parse_seconds(optarg, &a->o.interval_ns) < 0) {
+			cli_error("top: bad delay '%s' (seconds > 0, e.g. 1, 0.5, 0.01)", optarg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case 'n':
+		if (vmw_parse_u64(optarg, &a->o.iterations) < 0 || !a->o.iterations) {
+			cli_error("top: bad iteration count '%s' (a number >= 1)", optarg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case 'b': a->mode = MODE_BATCH; return 0;
+	case 'j': a->mode = MODE_JSON; return 0;
+	case 'o': a->sort = optarg; return 0;
+	case 'p':
+		if (parse_pids(optarg, a->pids, &a->npids) < 0) {
+			cli_error("top: bad pid list '%s' (PID[,PID...], at most %d)", optarg, MAX_PIDS);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case 'u':
+		if (top_parse_user(optarg, &a->o.view.uid) < 0) {
+			cli_error("top: bad user '%s': a uid number, or root (the guest's user names "
+				  "are not read)", optarg);
+			return EXIT_USAGE;
+		}
+		a->o.view.uid_set = true;
+		return 0;
+	case 'H': a->o.view.threads = true; return 0;
+	case 't': a->o.view.tree = true; return 0;
+	case 'c': a->cmdline = 1; return 0;
+	case 'C': a->cmdline = 0; return 0;
+	case 'a': a->all = true; return 0;
+	case 'T':
+		a->nextra++;
+		return add_target(a, optarg) < 0 ? EXIT_USAGE : 0;
+	case 'f': a->match = optarg; return 0;
+	case 'U': a->uri = optarg; return 0;
+	case 'h': usage(stdout); return -1;
+	default:
+		if (cli_target_option(&a->o.topts, c))
+			return 0;
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+}
+
+static int parse_args(struct args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "delay", required_argument, NULL, 'd' },
@@ -418,106 +616,129 @@ int cmd_top(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "sort", required_argument, NULL, 'o' },
 		{ "pid", required_argument, NULL, 'p' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "threads", no_argument, NULL, 'H' },
 		{ "tree", no_argument, NULL, 't' },
 		{ "cmdline", no_argument, NULL, 'c' },
 		{ "no-cmdline", no_argument, NULL, 'C' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "target", required_argument, NULL, 'T' },
+		{ "filter", required_argument, NULL, 'f' },
+		{ "connect", required_argument, NULL, 'U' },
 		CLI_TARGET_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	static int32_t pids[MAX_PIDS];
-	struct top_opts o = {
-		.interval_ns = 1000000000u,
-		.view = { .sort = TOP_COL_CPU, .pids = pids },
-		.sopts = { .sz = sizeof(struct vmw_sampler_opts) },
-	};
-	struct top_source src;
-	_cleanup_free_ struct top_header *h = calloc(1, sizeof(*h));
-	enum mode mode = MODE_TUI;
-	int cmdline = -1;        /* -1: the mode's default */
-	size_t npids = 0;
-	int c, r, col;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "d:n:bjo:p:Hth", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			if (top_parse_seconds(optarg, &o.interval_ns) < 0) {
-				cli_error("top: bad delay '%s' (seconds > 0, e.g. 1, 0.5, 0.01)", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'n':
-			if (vmw_parse_u64(optarg, &o.iterations) < 0 || !o.iterations) {
-				cli_error("top: bad iteration count '%s' (a number >= 1)", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'b': mode = MODE_BATCH; break;
-		case 'j': mode = MODE_JSON; break;
-		case 'o':
-			if ((col = top_col_parse(optarg)) < 0) {
-				cli_error("top: unknown sort field '%s' (cpu, mem, pid, time, virt, res, shr, "
-					  "user, pr, ni, state, command)", optarg);
-				return EXIT_USAGE;
-			}
-			o.view.sort = (enum top_col)col;
-			break;
-		case 'p':
-			if (parse_pids(optarg, pids, &npids) < 0) {
-				cli_error("top: bad pid list '%s' (PID[,PID...], at most %d)", optarg, MAX_PIDS);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'H': o.view.threads = true; break;
-		case 't': o.view.tree = true; break;
-		case 'c': cmdline = 1; break;
-		case 'C': cmdline = 0; break;
-		case 'h': usage(stdout); return 0;
-		default:
-			if (cli_target_option(&o.topts, c))
-				break;
-			usage(stderr);
+	while ((c = getopt_long(argc, argv, "d:n:bjo:p:u:Htaf:h", opts, NULL)) != -1)
+		if ((r = parse_opt(a, c)) != 0)
+			return r;
+	for (int i = optind; i < argc; i++)
+		if (add_target(a, argv[i]) < 0)
 			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	o.target = argv[optind];
-	o.view.npids = npids;
-	if (!npids)
-		o.view.pids = NULL;
-	if (mode == MODE_TUI && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
+	if (a->mode == MODE_TUI && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
 		cli_error("top: the interactive view needs a terminal; use -b (text) or --json");
 		return EXIT_USAGE;
 	}
+	return 0;
+}
+
+/* One guest's processes (`vmwatch top TARGET`). */
+static int run_one(struct args *a, struct top_header *h)
+{
+	struct top_opts *o = &a->o;
+	struct top_source src;
+	int col, r;
+
+	if (a->sort) {
+		if ((col = top_col_parse(a->sort)) < 0) {
+			cli_error("top: unknown sort field '%s' (cpu, mem, pid, time, virt, res, shr, "
+				  "user, pr, ni, state, command)", a->sort);
+			return EXIT_USAGE;
+		}
+		o->view.sort = (enum top_col)col;
+	}
+	o->target = a->targets[0];
+	o->view.pids = a->npids ? a->pids : NULL;
+	o->view.npids = a->npids;
 	/* Command lines cost reads of process memory: on where a person reads them. */
-	o.cmdline = cmdline < 0 ? mode != MODE_JSON : cmdline;
-	if (o.cmdline)
-		o.sopts.walk_flags |= VMW_WALK_CMDLINE;
+	o->cmdline = a->cmdline < 0 ? a->mode != MODE_JSON : a->cmdline;
+	if (o->cmdline)
+		o->sopts.walk_flags |= VMW_WALK_CMDLINE;
 	/* The interactive view walks threads always, so H shows them at once with
 	 * their own CPU% (rates need the previous frame to have them too). */
-	if (o.view.threads || mode == MODE_TUI)
-		o.sopts.walk_flags |= VMW_WALK_THREADS;
-	setlocale(LC_CTYPE, "");
-	if (!h) {
-		cli_error("out of memory");
-		return 1;
-	}
-
-	if ((r = top_source_open(&src, o.target, &o.topts, &o.sopts)) != 0)
+	if (o->view.threads || a->mode == MODE_TUI)
+		o->sopts.walk_flags |= VMW_WALK_THREADS;
+	if ((r = top_source_open(&src, o->target, &o->topts, &o->sopts)) != 0)
 		return r;
 	install_signals();
-	if (!first_frame(&src, o.interval_ns)) {
+	if (!top_first_frame(&src, o->interval_ns)) {
 		top_source_close(&src);
 		return 0;
 	}
-	if (mode == MODE_TUI)
-		r = top_tui_run(&src, &o, h, &stop_requested);
+	if (a->mode == MODE_TUI)
+		r = top_tui_run(&src, o, h, &stop_requested);
 	else
-		r = run_stream(&src, &o, mode, h);
+		r = run_stream(&src, o, a->mode, h);
 	top_source_close(&src);
 	return r;
+}
+
+/* Every VM (`vmwatch top`, `--all`, several TARGETs). */
+static int run_host(struct args *a)
+{
+	struct host_opts ho = { .all = a->all || a->ntargets == a->nextra, .targets = a->targets,
+				.ntargets = a->ntargets, .match = a->match, .uri = a->uri,
+				.topts = a->o.topts, .sopts = { .sz = sizeof(struct vmw_sampler_opts) } };
+	struct host_sort sort = { .col = HOST_COL_CPU };
+	struct host_view hv;
+	int col, r;
+
+	if (a->sort) {
+		if ((col = host_col_parse(a->sort)) < 0) {
+			cli_error("top: unknown sort field '%s' for the host view (name, status, vcpus, "
+				  "cpu, us, sy, wa, st, host, mem, mempct, procs, load, top)", a->sort);
+			return EXIT_USAGE;
+		}
+		sort.col = (enum host_col)col;
+	}
+	if (a->npids || a->o.view.threads || a->o.view.tree) {
+		cli_error("top: -p, -H and -t are for one guest's processes (give one TARGET, or "
+			  "press Enter on a VM in the interactive host view)");
+		return EXIT_USAGE;
+	}
+	a->o.cmdline = a->cmdline < 0 ? true : a->cmdline;
+	host_view_init(&hv, &ho);
+	install_signals();
+	if (a->mode == MODE_TUI)
+		r = host_tui_run(&hv, &a->o, &sort, &stop_requested);
+	else
+		r = run_host_stream(&hv, &a->o, a->mode, &sort);
+	host_view_free(&hv);
+	return r;
+}
+
+int cmd_top(int argc, char **argv)
+{
+	_cleanup_free_ struct args *a = calloc(1, sizeof(*a));
+	_cleanup_free_ struct top_header *h = calloc(1, sizeof(*h));
+	int r;
+
+	if (!a || !h) {
+		cli_error("out of memory");
+		return 1;
+	}
+	a->o = (struct top_opts){
+		.interval_ns = 1000000000u,
+		.view = { .sort = TOP_COL_CPU },
+		.sopts = { .sz = sizeof(struct vmw_sampler_opts) },
+	};
+	a->cmdline = -1;
+	if ((r = parse_args(a, argc, argv)) != 0)
+		return r < 0 ? 0 : r;
+	setlocale(LC_CTYPE, "");
+	if (a->ntargets == 1 && !a->nextra && !a->all)
+		return run_one(a, h);
+	return run_host(a);
 }

@@ -5,6 +5,7 @@
  * line per lifecycle event until SIGINT/SIGTERM or -n N events.
  */
 #include "cli/cli.h"
+#include "cli/top_internal.h"
 #include "report/report.h"
 #include "virt/virt.h"
 
@@ -20,16 +21,19 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vmwatch vms [--json] [--watch [-n N]] [--connect URI]\n"
+		"Usage: vmwatch vms [--json] [-d SECONDS] [--watch [-n N]] [--connect URI]\n"
 		"\n"
 		"List the running libvirt domains: name, UUID, state, vCPUs, memory, QEMU PID\n"
-		"(the target qemu:PID), how guest RAM is backed, and OpenStack Nova metadata.\n"
+		"(the target qemu:PID), how guest RAM is backed, their use (guest CPU busy, the\n"
+		"QEMU process's host CPU, memory used, processes, load: read from guest RAM\n"
+		"over -d seconds) and OpenStack Nova metadata.\n"
 		"\n"
 		"  -j, --json         JSON: {\"uri\", \"domains\": [...]}; with --watch one JSON\n"
 		"                     object per line: {\"event\", \"time\", \"domain\"}\n"
 		"  -w, --watch        follow lifecycle events (started, stopped, rebooted,\n"
 		"                     changed) until interrupted; reconnects if libvirtd restarts\n"
 		"  -n, --count N      with --watch: exit after N events\n"
+		"  -d, --delay SEC    measure use over SEC seconds (default 1; 0: no use columns)\n"
 		"  -c, --connect URI  libvirt URI (default $LIBVIRT_DEFAULT_URI or qemu:///system)\n"
 		"  -h, --help         this help\n");
 }
@@ -49,8 +53,81 @@ static void ram_text(const struct vmw_domain *d, char *buf, size_t n)
 		 d->ram_hugepages && strcmp(d->ram_backing, "hugepages") ? ",hugepages" : "");
 }
 
-static int list(struct vmw_virt *v, bool json)
+/* Each domain's use over delay_ns: one session per domain, two frames. */
+static int sample_use(const struct vmw_domain *doms, size_t n, uint64_t delay_ns, struct host_view *hv,
+		      struct host_opts *ho, char **targets)
 {
+	for (size_t i = 0; i < n; i++) {
+		if (!doms[i].qemu_pid)
+			continue;
+		if (asprintf(&targets[ho->ntargets], "qemu:%d", (int)doms[i].qemu_pid) < 0)
+			return -ENOMEM;
+		ho->ntargets++;
+	}
+	ho->targets = targets;
+	host_view_init(hv, ho);
+	if (!ho->ntargets)
+		return 0;
+	if (host_view_update(hv) < 0)
+		return -ENOMEM;
+	struct timespec ts = { .tv_sec = (time_t)(delay_ns / 1000000000u), .tv_nsec = (long)(delay_ns % 1000000000u) };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return host_view_update(hv);
+}
+
+/* The host view's VM of domain d (NULL: not sampled). */
+static struct host_vm *use_of(const struct host_view *hv, const struct vmw_domain *d)
+{
+	char target[32];
+
+	snprintf(target, sizeof(target), "qemu:%d", (int)d->qemu_pid);
+	for (size_t i = 0; d->qemu_pid && i < hv->n; i++)
+		if (!strcmp(hv->vms[i]->target, target))
+			return hv->vms[i];
+	return NULL;
+}
+
+static json_t *domain_json(const struct vmw_domain *d, const struct host_view *hv, bool with_use)
+{
+	json_t *o = vmw_report_domain(d);
+	struct host_vm *vm = use_of(hv, d);
+
+	if (with_use) {
+		json_t *u = vm ? host_view_json(hv, &vm, 1) : NULL;
+		json_object_set(o, "use", u ? json_array_get(json_object_get(u, "vms"), 0) : json_null());
+		json_decref(u);
+	}
+	return o;
+}
+
+static void use_text(const struct host_view *hv, const struct vmw_domain *d, char *buf, size_t size)
+{
+	struct host_vm *vm = use_of(hv, d);
+	char cpu[16] = "-", host[16] = "-", mem[16] = "-", procs[16] = "-", load[16] = "-";
+
+	if (!vm) {
+		snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s", "-", "-", "-", "-", "-", "-");
+		return;
+	}
+	if (vm->use.cpu_ok)
+		snprintf(cpu, sizeof(cpu), "%.1f", vm->use.busy);
+	if (vm->host_cpu_ok)
+		snprintf(host, sizeof(host), "%.1f", vm->host_cpu);
+	if (vm->use.mem_ok)
+		top_fmt_bytes(mem, sizeof(mem), vm->use.mem_used);
+	if (vm->frame)
+		snprintf(procs, sizeof(procs), "%zu", vm->use.processes);
+	if (vm->use.load_ok)
+		snprintf(load, sizeof(load), "%.2f", vm->use.load[0]);
+	snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s", vm->status, cpu, host, mem, procs, load);
+}
+
+static int list(struct vmw_virt *v, bool json, uint64_t delay_ns)
+{
+	struct host_opts ho = { .sopts = { .sz = sizeof(struct vmw_sampler_opts) } };
+	struct host_view hv = { 0 };
+	_cleanup_free_ char **targets = NULL;
 	struct vmw_error err = { 0 };
 	struct vmw_domain *doms;
 	size_t n;
@@ -60,35 +137,52 @@ static int list(struct vmw_virt *v, bool json)
 		cli_error("%s", vmw_error_msg(&err, r));
 		return 1;
 	}
+	if (delay_ns && (!(targets = calloc(n + 1, sizeof(*targets))) ||
+			 sample_use(doms, n, delay_ns, &hv, &ho, targets) < 0)) {
+		cli_error("out of memory");
+		r = 1;
+		goto out;
+	}
 	if (json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, vmw_report_domain(&doms[i]));
+			json_array_append_new(a, domain_json(&doms[i], &hv, delay_ns != 0));
 		print_json(json_pack("{s:s, s:o}", "uri", vmw_virt_uri(v), "domains", a));
 	} else {
-		printf("%-24s %-36s %-8s %5s %9s %8s %-16s %s\n", "NAME", "UUID", "STATE", "VCPUS",
-		       "MEMORY", "PID", "RAM", "NOVA");
+		printf("%-24s %-36s %-8s %5s %9s %8s %-16s", "NAME", "UUID", "STATE", "VCPUS",
+		       "MEMORY", "PID", "RAM");
+		if (delay_ns)
+			printf(" %-8s %5s %6s %7s %5s %6s", "STATUS", "%CPU", "HOST%", "MEMUSED", "PROCS",
+			       "LOAD1");
+		printf(" %s\n", "NOVA");
 		for (size_t i = 0; i < n; i++) {
 			const struct vmw_domain *d = &doms[i];
 			char ram[64], pid[16] = "-";
 			if (d->qemu_pid)
 				snprintf(pid, sizeof(pid), "%d", (int)d->qemu_pid);
-			char line[2048], nova[1024] = " -";
+			char line[2048], nova[1024] = " -", use[128] = "";
 			ram_text(d, ram, sizeof(ram));
+			if (delay_ns)
+				use_text(&hv, d, use, sizeof(use));
 			if (d->nova.present)
 				snprintf(nova, sizeof(nova), " %s (flavor %s, project %s, user %s)",
 					 d->nova.instance_name, d->nova.flavor, d->nova.project_name,
 					 d->nova.user_name);
-			snprintf(line, sizeof(line), "%-24s %-36s %-8s %5u %5llu MiB %8s %-16s%s", d->name,
+			snprintf(line, sizeof(line), "%-24s %-36s %-8s %5u %5llu MiB %8s %-16s%s%s", d->name,
 				 d->uuid, vmw_domain_state_name(d->state), d->vcpus,
-				 (unsigned long long)(d->memory_bytes >> 20), pid, ram, nova);
+				 (unsigned long long)(d->memory_bytes >> 20), pid, ram, use, nova);
 			/* Names and Nova metadata are set by tenants: no control bytes on the terminal. */
 			vmw_text_fputs(line, stdout);
 			putchar('\n');
 		}
 	}
+	r = fflush(stdout) == 0 ? 0 : 1;
+out:
+	host_view_free(&hv);
+	for (size_t i = 0; targets && targets[i]; i++)
+		free(targets[i]);
 	free(doms);
-	return fflush(stdout) == 0 ? 0 : 1;
+	return r;
 }
 
 struct watch_state {
@@ -166,6 +260,7 @@ int cmd_vms(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "watch", no_argument, NULL, 'w' },
 		{ "count", required_argument, NULL, 'n' },
+		{ "delay", required_argument, NULL, 'd' },
 		{ "connect", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -175,11 +270,12 @@ int cmd_vms(int argc, char **argv)
 	const char *uri = NULL;
 	bool json = false, do_watch = false;
 	long limit = 0;
+	uint64_t delay_ns = 1000000000u;
 	sigset_t sigs;
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jwn:c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jwn:d:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -199,6 +295,14 @@ int cmd_vms(int argc, char **argv)
 		}
 		case 'c':
 			uri = optarg;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "0"))
+				delay_ns = 0;
+			else if (top_parse_seconds(optarg, &delay_ns) < 0) {
+				cli_error("vms: bad delay '%s' (seconds >= 0, e.g. 1, 0.5; 0: no use columns)", optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -228,7 +332,7 @@ int cmd_vms(int argc, char **argv)
 		cli_error("%s", vmw_error_msg(&err, r));
 		return EXIT_USAGE;
 	}
-	r = do_watch ? watch(v, json, limit, &sigs) : list(v, json);
+	r = do_watch ? watch(v, json, limit, &sigs) : list(v, json, delay_ns);
 	vmw_virt_close(v);
 	return r;
 }

@@ -52,7 +52,13 @@ struct top_view {
 	char filter[128];          /* case-insensitive substring of comm or command line */
 	const int32_t *pids;       /* -p: only these pids (NULL: all) */
 	size_t npids;
+	bool uid_set;              /* -u, u: only processes of this (real) uid, the USER column */
+	uint32_t uid;
+	bool hide_kthreads;        /* K: kernel threads hidden */
+	bool cpu_total;            /* 1: one CPU meter for all vCPUs instead of one each */
 };
+/* -u USER: a uid number, or "root" (the guest's passwd is not read). 0 or -EINVAL. */
+int top_parse_user(const char *s, uint32_t *ret);
 
 /* One table row: a process, or one thread of a process. */
 struct top_row {
@@ -187,11 +193,117 @@ struct top_opts {
 	bool cmdline;
 	struct vmw_sampler_opts sopts;
 	struct cli_target topts;   /* the target options (no_cache, process_read, ...) */
+	bool back;                 /* drilled into from the host view: Esc/Backspace return */
 };
+/* top_tui_run's answer when the user went back to the host view (o->back). */
+#define TOP_TUI_BACK 3
 int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
 		volatile sig_atomic_t *stop);
 
+/* A first frame to compute rates against, so the first one shown has CPU%.
+ * False if a stop was requested meanwhile. */
+bool top_first_frame(struct top_source *src, uint64_t interval_ns);
 /* "1", "0.5", "0.01" seconds → ns (at least 1 µs, at most a day). 0 or -EINVAL. */
 int top_parse_seconds(const char *s, uint64_t *ret);
 /* Shared by the loops: next deadline after a frame, skipping missed ones. */
 uint64_t top_next_deadline(uint64_t deadline, uint64_t interval_ns, uint64_t now, uint64_t *late);
+
+/*
+ * ---- the host view (top_host.c, top_host_tui.c) ----------------------------
+ *
+ * Every VM of the host, one row each, like virt-top: libvirt domains and
+ * QEMU processes (found in /proc), plus the targets named on the command
+ * line. Each VM is one session and one sampler, kept across frames; a VM
+ * that cannot be read stays listed with the reason.
+ */
+#include "report/report.h"
+#include "virt/virt.h"
+
+enum host_col {
+	HOST_COL_NAME,
+	HOST_COL_STATUS,
+	HOST_COL_VCPU,
+	HOST_COL_CPU,              /* guest busy % of all its vCPUs */
+	HOST_COL_US,
+	HOST_COL_SY,
+	HOST_COL_WA,
+	HOST_COL_ST,
+	HOST_COL_HOST,             /* the QEMU process on the host, 100 = one host CPU */
+	HOST_COL_MEM,              /* used bytes */
+	HOST_COL_MEMPCT,
+	HOST_COL_PROCS,
+	HOST_COL_LOAD,
+	HOST_COL_TOP,              /* the busiest process's CPU% */
+	HOST_NCOLS,
+};
+extern const struct top_col_info host_cols[HOST_NCOLS];
+/* --sort FIELD in the host view → column; -1 if unknown. */
+int host_col_parse(const char *s);
+
+struct host_vm {
+	char key[80];              /* identity across updates: QEMU pid + start, or the target */
+	char name[256];            /* shown: Nova instance name, domain, QEMU -name, target */
+	char target[512];          /* what the session opens */
+	bool extra;                /* named on the command line: listed even when gone */
+	bool has_dom;
+	struct vmw_domain dom;
+	struct vmw_qemu_id qid;    /* pid 0: not known (yet) */
+	unsigned vcpus;            /* configured (domain, -smp); 0 unknown */
+	struct vmw_session *sess;
+	struct vmw_sampler *s;
+	struct vmw_frame *frame;   /* the last frame, NULL while not readable */
+	struct vmw_report_use use; /* derived from frame */
+	const char *status;        /* starting, ok, waiting, gone */
+	char reason_code[32];
+	char reason[600];
+	bool ticks_ok, host_cpu_ok;
+	uint64_t ticks, ticks_ns;  /* the QEMU process's host CPU ticks, when read */
+	double host_cpu;
+	bool seen;
+};
+
+struct host_opts {
+	bool all;                  /* discover libvirt domains and QEMU processes */
+	char **targets;            /* and these */
+	size_t ntargets;
+	const char *match;         /* only VMs whose name holds this (case-insensitive) */
+	const char *uri;           /* libvirt URI (NULL: the default) */
+	struct cli_target topts;
+	struct vmw_sampler_opts sopts;
+};
+
+struct host_view {
+	const struct host_opts *o;
+	struct host_vm **vms;
+	size_t n;
+	struct vmw_virt *virt;
+	uint64_t virt_retry_at;
+	char virt_why[512];        /* libvirt is not usable: why ("" when it is) */
+	uint64_t seq, wall_ns;
+};
+
+void host_view_init(struct host_view *hv, const struct host_opts *o);
+void host_view_free(struct host_view *hv);
+/* Find VMs that started, drop those that stopped, take a frame of each. 0 or -ENOMEM. */
+int host_view_update(struct host_view *hv);
+/* Swap a VM's sampler for one with other walk flags (drill-down and back). 0 or -ENOMEM. */
+int host_vm_resample(struct host_vm *vm, const struct vmw_sampler_opts *opts);
+
+struct host_sort {
+	enum host_col col;
+	bool invert;
+	char filter[128];          /* case-insensitive substring of the name or target */
+};
+/* The VMs to show, sorted; rows holds hv->n entries. Returns how many. */
+size_t host_rows(const struct host_view *hv, const struct host_sort *s, struct host_vm **rows);
+/* The fixed cells of a row / the titles (the busiest process is last, separate). */
+void host_row_cells(const struct host_vm *vm, char *buf, size_t size);
+void host_header_cells(char *buf, size_t size);
+/* The last column: the busiest process with its CPU%, or the reason it is not readable. */
+void host_row_tail(const struct host_vm *vm, char *buf, size_t size);
+/* The frame of every VM as JSON (report.h's vmw_report_host_frame). */
+json_t *host_view_json(const struct host_view *hv, struct host_vm **rows, size_t n);
+
+/* Interactive host view; drills into top_tui_run. */
+int host_tui_run(struct host_view *hv, const struct top_opts *o, struct host_sort *sort,
+		 volatile sig_atomic_t *stop);

@@ -485,7 +485,8 @@ int top_rows_build(struct top_rows *rows, const struct vmw_frame *f, const struc
 		return -ENOMEM;
 	for (size_t i = 0; i < f->nprocs; i++) {
 		const struct vmw_proc *p = &f->procs[i].proc;
-		if (!pid_wanted(v, p->pid) || !top_proc_matches(p, v->filter))
+		if (!pid_wanted(v, p->pid) || !top_proc_matches(p, v->filter) ||
+		    (v->uid_set && p->uid != v->uid) || (v->hide_kthreads && p->kthread))
 			continue;
 		items[n++] = (struct item){ .s = &f->procs[i], .thread = -1 };
 		if (p->threads && p->nthreads_listed > maxthreads)
@@ -596,4 +597,18 @@ void top_header_fill(struct top_header *h, struct vmw_sampler *s, const char *ta
 	h->zombie = t.by_class[VMW_TASK_ZOMBIE];
 	if (f->summary_ok)
 		header_summary(h, f);
+}
+
+int top_parse_user(const char *s, uint32_t *ret)
+{
+	uint64_t v;
+
+	if (!strcmp(s, "root")) {
+		*ret = 0;
+		return 0;
+	}
+	if (vmw_parse_u64(s, &v) < 0 || v > UINT32_MAX - 1)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
 }

@@ -11,25 +11,15 @@
  * the terminal is restored (endwin) by this loop, never in a signal handler.
  * Window size changes come from ncurses' own SIGWINCH handling as KEY_RESIZE.
  */
-#include "cli/top_internal.h"
-
-#if __has_include(<ncursesw/curses.h>)
-#include <ncursesw/curses.h>
-#else
-#include <curses.h>
-#endif
+#include "cli/top_tui.h"
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
-enum input { IN_NONE, IN_FILTER, IN_DELAY };
+enum input { IN_NONE, IN_FILTER, IN_DELAY, IN_USER };
 
-enum {
-	C_USER = 1, C_NICE, C_SYS, C_IRQ, C_STEAL, C_IOWAIT, C_MEMUSED, C_BUFFERS, C_CACHED,
-	C_LABEL, C_TITLE, C_TABLEHDR, C_SORTCOL, C_SEL, C_THREAD, C_NOTICE, C_KEY, C_BAD,
-};
 
 struct tui {
 	struct top_source *src;
@@ -71,7 +61,7 @@ static int attr_color(struct tui *t, int pair, int fallback)
 /* ---- drawing helpers ------------------------------------------------------ */
 
 /* Text at (y, x) clipped to the screen width; returns the column after it. */
-static int put(int y, int x, const char *s, int attr)
+int tui_put(int y, int x, const char *s, int attr)
 {
 	int n = (int)strlen(s);
 
@@ -85,7 +75,44 @@ static int put(int y, int x, const char *s, int attr)
 	return x + n;
 }
 
-static int put_ch(int y, int x, chtype ch, int attr)
+void tui_fill_line(int y, int attr)
+{
+	move(y, 0);
+	attron(attr);
+	for (int i = 0; i < COLS; i++)
+		addch(' ');
+	attroff(attr);
+}
+
+void tui_lines(const char *const *lines, size_t n, int title_attr)
+{
+	for (size_t i = 0; i < n; i++)
+		tui_put((int)i, 0, lines[i], i == 0 ? title_attr : 0);
+}
+
+void tui_footer(const char *const (*keys)[2], size_t n, int key_attr)
+{
+	int x = 0;
+
+	for (size_t i = 0; i < n && x < COLS; i++) {
+		x = tui_put(LINES - 1, x, keys[i][0], A_BOLD);
+		x = tui_put(LINES - 1, x, keys[i][1], key_attr);
+		x = tui_put(LINES - 1, x, " ", 0);
+	}
+}
+
+size_t tui_scroll(size_t sel, size_t top, int height)
+{
+	if (height < 1)
+		return top;
+	if (sel < top)
+		top = sel;
+	if (sel >= top + (size_t)height)
+		top = sel - (size_t)height + 1;
+	return top;
+}
+
+int tui_put_ch(int y, int x, chtype ch, int attr)
 {
 	if (y < 0 || y >= LINES || x >= COLS)
 		return x;
@@ -106,21 +133,21 @@ static void draw_bar(struct tui *t, int y, int x, int w, const char *label, cons
 
 	if (inner < 1 || y >= LINES)
 		return;
-	x = put(y, x, label, attr_color(t, C_LABEL, A_BOLD));
-	x = put_ch(y, x, '[', A_BOLD);
+	x = tui_put(y, x, label, attr_color(t, C_LABEL, A_BOLD));
+	x = tui_put_ch(y, x, '[', A_BOLD);
 	int tstart = tl <= inner ? inner - tl : inner;
 	double acc = 0;
 	for (size_t i = 0; i < nsegs; i++) {
 		acc += segs[i].percent;
 		int end = (int)(MIN(MAX(acc, 0.0), 100.0) * inner / 100.0 + 0.5);
 		for (; pos < end && pos < tstart; pos++)
-			x = put_ch(y, x, '|', attr_color(t, segs[i].pair, A_BOLD));
+			x = tui_put_ch(y, x, '|', attr_color(t, segs[i].pair, A_BOLD));
 	}
 	for (; pos < tstart; pos++)
-		x = put_ch(y, x, ' ', 0);
+		x = tui_put_ch(y, x, ' ', 0);
 	for (int i = 0; pos < inner; pos++, i++)
-		x = put_ch(y, x, (chtype)(unsigned char)text[i], A_DIM);
-	put_ch(y, x, ']', A_BOLD);
+		x = tui_put_ch(y, x, (chtype)(unsigned char)text[i], A_DIM);
+	tui_put_ch(y, x, ']', A_BOLD);
 }
 
 static void cpu_bar(struct tui *t, int y, int x, int w, const char *label, const struct top_cpu *c)
@@ -142,10 +169,10 @@ static int draw_header(struct tui *t)
 	int y = 0, x;
 
 	/* Title: guest, kernel; uptime and load after it, or below when narrow. */
-	x = put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
-	x = put(y, x, h->target, A_BOLD);
+	x = tui_put(y, 0, "vmwatch top ", attr_color(t, C_TITLE, A_BOLD));
+	x = tui_put(y, x, h->target, A_BOLD);
 	snprintf(buf, sizeof(buf), "  Linux %s", h->release[0] ? h->release : "?");
-	x = put(y, x, buf, 0);
+	x = tui_put(y, x, buf, 0);
 	if (h->uptime_ok || h->load_ok) {
 		char load[64] = "";
 		int need;
@@ -159,22 +186,24 @@ static int draw_header(struct tui *t)
 			y++;
 			x = 0;
 		} else {
-			x = put(y, x, "  ", 0);
+			x = tui_put(y, x, "  ", 0);
 		}
 		if (up[0]) {
-			x = put(y, x, "Uptime: ", attr_color(t, C_LABEL, A_BOLD));
-			x = put(y, x, up, A_BOLD);
-			x = put(y, x, "  ", 0);
+			x = tui_put(y, x, "Uptime: ", attr_color(t, C_LABEL, A_BOLD));
+			x = tui_put(y, x, up, A_BOLD);
+			x = tui_put(y, x, "  ", 0);
 		}
 		if (load[0]) {
-			x = put(y, x, "Load average: ", attr_color(t, C_LABEL, A_BOLD));
-			put(y, x, load, A_BOLD);
+			x = tui_put(y, x, "Load average: ", attr_color(t, C_LABEL, A_BOLD));
+			tui_put(y, x, load, A_BOLD);
 		}
 	}
 	y++;
 
 	/* CPU meters: one per vCPU when the summary has them, else the processes' sum. */
-	if (h->cpu_ok && h->ncpus) {
+	if (h->cpu_ok && h->ncpus && t->view.cpu_total) {
+		cpu_bar(t, y++, 0, COLS - 1, "CPU", &h->cpu_total);
+	} else if (h->cpu_ok && h->ncpus) {
 		int ncol = COLS >= 160 && h->ncpus > 8 ? 4 : COLS >= 80 && h->ncpus > 1 ? 2 : 1;
 		int w = COLS / ncol, per_col = (int)((h->ncpus + (unsigned)ncol - 1) / (unsigned)ncol);
 		for (unsigned i = 0; i < h->ncpus; i++) {
@@ -225,11 +254,11 @@ static int draw_header(struct tui *t)
 	}
 
 	/* Tasks. */
-	x = put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
+	x = tui_put(y, 0, "Tasks: ", attr_color(t, C_LABEL, A_BOLD));
 	snprintf(buf, sizeof(buf), "%u total, %u running, %u sleeping, %u stopped, %u zombie; "
 		 "%u thr, %u kthr", h->tasks, h->running, h->sleeping, h->stopped, h->zombie,
 		 h->threads, h->kthreads);
-	put(y, x, buf, A_BOLD);
+	tui_put(y, x, buf, A_BOLD);
 	return y + 1;
 }
 
@@ -249,13 +278,9 @@ static void draw_table_header(struct tui *t, int y)
 	int w, x;
 
 	top_header_cells(cells, sizeof(cells));
-	move(y, 0);
-	attron(attr_color(t, C_TABLEHDR, A_REVERSE));
-	for (int i = 0; i < COLS; i++)
-		addch(' ');
-	attroff(attr_color(t, C_TABLEHDR, A_REVERSE));
-	x = put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
-	put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
+	tui_fill_line(y, attr_color(t, C_TABLEHDR, A_REVERSE));
+	x = tui_put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
+	tui_put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
 	x = col_x(t->view.sort, &w);
 	if (t->view.sort == TOP_COL_COMMAND)
 		x = (int)strlen(cells);
@@ -267,7 +292,7 @@ static void draw_table_header(struct tui *t, int y)
 			snprintf(title, sizeof(title), "%-*s", w, c->title);
 		else
 			snprintf(title, sizeof(title), "%*s", w, c->title);
-		put(y, x, title, attr_color(t, C_SORTCOL, A_BOLD) | A_BOLD);
+		tui_put(y, x, title, attr_color(t, C_SORTCOL, A_BOLD) | A_BOLD);
 	}
 }
 
@@ -276,13 +301,13 @@ static int draw_tree(int y, int x, const struct top_row *r, int attr)
 	for (uint32_t l = 1; l <= r->depth && x < COLS; l++) {
 		if (l < r->depth) {
 			bool more = l - 1 < 64 && (r->more >> (l - 1) & 1);
-			x = put_ch(y, x, more ? ACS_VLINE : ' ', attr);
-			x = put_ch(y, x, ' ', attr);
-			x = put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, more ? ACS_VLINE : ' ', attr);
+			x = tui_put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, ' ', attr);
 		} else {
-			x = put_ch(y, x, r->last ? ACS_LLCORNER : ACS_LTEE, attr);
-			x = put_ch(y, x, ACS_HLINE, attr);
-			x = put_ch(y, x, ' ', attr);
+			x = tui_put_ch(y, x, r->last ? ACS_LLCORNER : ACS_LTEE, attr);
+			x = tui_put_ch(y, x, ACS_HLINE, attr);
+			x = tui_put_ch(y, x, ' ', attr);
 		}
 	}
 	return x;
@@ -295,18 +320,14 @@ static void draw_row(struct tui *t, int y, const struct top_row *r, bool selecte
 	size_t skip;
 
 	if (selected) {
-		move(y, 0);
-		attron(base);
-		for (int i = 0; i < COLS; i++)
-			addch(' ');
-		attroff(base);
+		tui_fill_line(y, base);
 	}
 	top_row_cells(r, cells, sizeof(cells));
-	x = put(y, 0, cells, base);
+	x = tui_put(y, 0, cells, base);
 	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
 	top_row_command(r, cmd, sizeof(cmd));
 	skip = MIN((size_t)t->hscroll, strlen(cmd));
-	put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
+	tui_put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
 			       (!selected && !r->t && r->s->proc.kthread ? A_DIM : 0));
 }
 
@@ -316,27 +337,36 @@ static void draw_status(struct tui *t, int y)
 	int x = 0;
 
 	if (t->input == IN_FILTER) {
-		x = put(y, 0, "Filter: ", attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, t->view.filter, A_BOLD);
-		x = put_ch(y, x, '_', A_BLINK);
-		put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
+		x = tui_put(y, 0, "Filter: ", attr_color(t, C_KEY, A_REVERSE));
+		x = tui_put(y, x, t->view.filter, A_BOLD);
+		x = tui_put_ch(y, x, '_', A_BLINK);
+		tui_put(y, x + 2, "(Enter: done, Esc: clear)", A_DIM);
 		return;
 	}
-	if (t->input == IN_DELAY) {
-		snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
-		x = put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, t->delay_buf, A_BOLD);
-		put_ch(y, x, '_', A_BLINK);
+	if (t->input == IN_DELAY || t->input == IN_USER) {
+		if (t->input == IN_DELAY)
+			snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
+		else
+			snprintf(buf, sizeof(buf), "Which user (uid or root; blank for all): ");
+		x = tui_put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
+		x = tui_put(y, x, t->delay_buf, A_BOLD);
+		tui_put_ch(y, x, '_', A_BLINK);
 		return;
 	}
 	if (t->msg[0] && vmw_now_ns() < t->msg_until) {
-		x = put(y, 0, t->msg, attr_color(t, C_NOTICE, A_BOLD) | A_BOLD);
+		x = tui_put(y, 0, t->msg, attr_color(t, C_NOTICE, A_BOLD) | A_BOLD);
 		x += 2;
 	}
 	if (t->view.filter[0]) {
-		x = put(y, x, "Filter: ", attr_color(t, C_LABEL, A_BOLD));
-		x = put(y, x, t->view.filter, A_BOLD);
-		x = put(y, x, " (Esc clears)  ", A_DIM);
+		x = tui_put(y, x, "Filter: ", attr_color(t, C_LABEL, A_BOLD));
+		x = tui_put(y, x, t->view.filter, A_BOLD);
+		x = tui_put(y, x, " (Esc clears)  ", A_DIM);
+	}
+	if (t->view.uid_set) {
+		snprintf(buf, sizeof(buf), "%u", t->view.uid);
+		x = tui_put(y, x, "User: ", attr_color(t, C_LABEL, A_BOLD));
+		x = tui_put(y, x, buf, A_BOLD);
+		x = tui_put(y, x, "  ", 0);
 	}
 	if (t->frame && !t->frame->complete) {
 		if (t->frame->truncated)
@@ -344,12 +374,13 @@ static void draw_status(struct tui *t, int y)
 		else
 			snprintf(buf, sizeof(buf), "incomplete: %zu skipped, %zu processes  ", t->frame->skipped,
 				 t->frame->incomplete);
-		x = put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
+		x = tui_put(y, x, buf, attr_color(t, C_BAD, A_BOLD));
 	}
 	/* Right side: interval, frame cost, late frames. */
 	if (t->frame) {
-		snprintf(buf, sizeof(buf), "%s%s%sdelay %.3gs  frame %.2f ms",
+		snprintf(buf, sizeof(buf), "%s%s%s%sdelay %.3gs  frame %.2f ms",
 			 t->view.tree ? "tree  " : "", t->view.threads ? "threads  " : "",
+			 t->view.hide_kthreads ? "no kthreads  " : "",
 			 t->view.invert ? "reversed  " : "", (double)t->interval_ns / 1e9,
 			 (double)t->frame->frame_ns / 1e6);
 		if (t->late) {
@@ -358,29 +389,23 @@ static void draw_status(struct tui *t, int y)
 		}
 		int bx = COLS - (int)strlen(buf) - 1;
 		if (bx > x)
-			put(y, bx, buf, A_DIM);
+			tui_put(y, bx, buf, A_DIM);
 	}
 }
 
 static void draw_footer(struct tui *t)
 {
-	static const char *keys[][2] = {
+	static const char *const keys[][2] = {
 		{ "F1", "Help" }, { "/", "Filter" }, { "t", "Tree" }, { "H", "Threads" },
 		{ "P", "CPU" }, { "M", "Mem" }, { "N", "PID" }, { "T", "Time" }, { "<>", "Sort" },
 		{ "d", "Delay" }, { "q", "Quit" },
 	};
-	int y = LINES - 1, x = 0;
-
-	for (size_t i = 0; i < ARRAY_SIZE(keys) && x < COLS; i++) {
-		x = put(y, x, keys[i][0], A_BOLD);
-		x = put(y, x, keys[i][1], attr_color(t, C_KEY, A_REVERSE));
-		x = put(y, x, " ", 0);
-	}
+	tui_footer(keys, ARRAY_SIZE(keys), attr_color(t, C_KEY, A_REVERSE));
 }
 
 static void draw_help(struct tui *t)
 {
-	static const char *lines[] = {
+	static const char *const lines[] = {
 		"vmwatch top - the guest's processes, read from its memory by the host",
 		"",
 		"  P  M  N  T     sort by %CPU, %MEM, PID, TIME+",
@@ -391,10 +416,14 @@ static void draw_help(struct tui *t)
 		"  t  F5          tree view: processes under their parents",
 		"  H              threads under their process, with their own %CPU",
 		"  d  s           change the interval (seconds, fractions allowed)",
+		"  u              only one user's processes (uid; blank for all)",
+		"  K              hide / show kernel threads",
+		"  1              one CPU meter for all vCPUs / one per vCPU",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
-		"  q  F10         quit (Ctrl-C too)",
+		"  q  F10         quit (Ctrl-C too); from the host view Esc or Backspace return",
+		"  k  r           (top's kill and renice: vmwatch is read-only, nothing is sent)",
 		"",
 		"Columns: PID, USER (uid: the guest's passwd is not read), PR and NI (priority,",
 		"nice), VIRT, RES and SHR (resident file + shmem) in KiB, S (state), %CPU",
@@ -403,8 +432,7 @@ static void draw_help(struct tui *t)
 		"",
 		"Press any key to return.",
 	};
-	for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
-		put((int)i, 0, lines[i], i == 0 ? attr_color(t, C_TITLE, A_BOLD) | A_BOLD : 0);
+	tui_lines(lines, ARRAY_SIZE(lines), attr_color(t, C_TITLE, A_BOLD) | A_BOLD);
 }
 
 static void keep_selection_visible(struct tui *t)
@@ -417,10 +445,7 @@ static void keep_selection_visible(struct tui *t)
 		t->sel = t->rows.n - 1;
 	if (t->table_h < 1)
 		return;
-	if (t->sel < t->top)
-		t->top = t->sel;
-	if (t->sel >= t->top + (size_t)t->table_h)
-		t->top = t->sel - (size_t)t->table_h + 1;
+	t->top = tui_scroll(t->sel, t->top, t->table_h);
 	if (t->top + (size_t)t->table_h > t->rows.n)
 		t->top = t->rows.n > (size_t)t->table_h ? t->rows.n - (size_t)t->table_h : 0;
 }
@@ -519,6 +544,60 @@ static bool navigate(struct tui *t, int ch)
 	return true;
 }
 
+/* The delay or user prompt got Enter: apply what was typed. */
+static int prompt_done(struct tui *t, uint64_t *deadline)
+{
+	uint64_t ns;
+	uint32_t uid;
+
+	if (t->input == IN_USER) {
+		t->input = IN_NONE;
+		if (!t->delay_buf[0]) {
+			t->view.uid_set = false;
+		} else if (top_parse_user(t->delay_buf, &uid) < 0) {
+			message(t, 3, "Not a user: '%s' (a uid number or root; the guest's user names "
+				"are not read)", t->delay_buf);
+			return 0;
+		} else {
+			t->view.uid_set = true;
+			t->view.uid = uid;
+		}
+		t->sel = t->top = 0;
+		t->have_sel = false;
+		return rebuild(t);
+	}
+	t->input = IN_NONE;
+	if (!t->delay_buf[0])
+		return 0;
+	if (top_parse_seconds(t->delay_buf, &ns) < 0) {
+		message(t, 3, "Not a delay: '%s' (seconds > 0, e.g. 2, 0.5, 0.01)", t->delay_buf);
+	} else {
+		t->interval_ns = ns;
+		*deadline = vmw_now_ns() + ns;
+		message(t, 3, "Delay %.3g s", (double)ns / 1e9);
+	}
+	return 0;
+}
+
+/* A key while the delay or user prompt is open. */
+static int prompt_key(struct tui *t, int ch, uint64_t *deadline)
+{
+	size_t n = strlen(t->delay_buf);
+	bool ok = t->input == IN_USER ? ch >= 0x21 && ch < 0x7f : (ch >= '0' && ch <= '9') || ch == '.';
+
+	if (ch == 27)
+		t->input = IN_NONE;
+	else if (is_enter(ch))
+		return prompt_done(t, deadline);
+	else if (is_backspace(ch) && n)
+		t->delay_buf[n - 1] = '\0';
+	else if (ok && n + 1 < sizeof(t->delay_buf)) {
+		t->delay_buf[n] = (char)ch;
+		t->delay_buf[n + 1] = '\0';
+	}
+	return 0;
+}
+
 /* Returns 1 to quit, a negative errno on failure, else 0. */
 static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 {
@@ -554,31 +633,8 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 		t->have_sel = false;
 		return rebuild(t);
 	}
-	if (t->input == IN_DELAY) {
-		n = strlen(t->delay_buf);
-		if (ch == 27) {
-			t->input = IN_NONE;
-		} else if (is_enter(ch)) {
-			uint64_t ns;
-			t->input = IN_NONE;
-			if (!n)
-				return 0;
-			if (top_parse_seconds(t->delay_buf, &ns) < 0) {
-				message(t, 3, "Not a delay: '%s' (seconds > 0, e.g. 2, 0.5, 0.01)", t->delay_buf);
-			} else {
-				t->interval_ns = ns;
-				*deadline = vmw_now_ns() + ns;
-				message(t, 3, "Delay %.3g s", (double)ns / 1e9);
-			}
-		} else if (is_backspace(ch)) {
-			if (n)
-				t->delay_buf[n - 1] = '\0';
-		} else if (((ch >= '0' && ch <= '9') || ch == '.') && n + 1 < sizeof(t->delay_buf)) {
-			t->delay_buf[n] = (char)ch;
-			t->delay_buf[n + 1] = '\0';
-		}
-		return 0;
-	}
+	if (t->input == IN_DELAY || t->input == IN_USER)
+		return prompt_key(t, ch, deadline);
 	if (navigate(t, ch))
 		return 0;
 	switch (ch) {
@@ -593,26 +649,40 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	case '/': case KEY_F(4): case KEY_F(3): t->input = IN_FILTER; return 0;
 	case 27:
 		if (!t->view.filter[0])
-			return 0;
+			return t->o->back ? TOP_TUI_BACK : 0;
 		t->view.filter[0] = '\0';
 		break;
+	case KEY_BACKSPACE: case 127: case 8:
+		return t->o->back ? TOP_TUI_BACK : 0;
 	case 't': case KEY_F(5): t->view.tree = !t->view.tree; break;
 	case 'H': t->view.threads = !t->view.threads; break;
 	case 'd': case 's':
 		t->input = IN_DELAY;
 		t->delay_buf[0] = '\0';
 		return 0;
+	case 'u': case 'U':
+		t->input = IN_USER;
+		t->delay_buf[0] = '\0';
+		return 0;
+	case 'K': t->view.hide_kthreads = !t->view.hide_kthreads; break;
+	case '1': t->view.cpu_total = !t->view.cpu_total; return 0;
+	case 'k': case 'r':
+		message(t, 4, "vmwatch is read-only: it cannot %s guest processes",
+			ch == 'k' ? "send signals to" : "renice");
+		return 0;
 	case '?': case 'h': case KEY_F(1): t->help = true; return 0;
 	case 12: clearok(curscr, TRUE); return 0;
-	default: return 0;
+	default:
+		message(t, 3, "Unknown command - try ? for help");
+		return 0;
 	}
 	return rebuild(t);
 }
 
-static void init_colors(struct tui *t)
+bool tui_colors_init(void)
 {
 	if (!has_colors() || start_color() == ERR)
-		return;
+		return false;
 	use_default_colors();
 	init_pair(C_USER, COLOR_GREEN, -1);
 	init_pair(C_NICE, COLOR_BLUE, -1);
@@ -632,7 +702,7 @@ static void init_colors(struct tui *t)
 	init_pair(C_NOTICE, COLOR_YELLOW, -1);
 	init_pair(C_KEY, COLOR_BLACK, COLOR_CYAN);
 	init_pair(C_BAD, COLOR_RED, -1);
-	t->colors = true;
+	return true;
 }
 
 /* Take a frame and show it: TOP_FRAME_OK, or WAIT (the notice says so and
@@ -671,26 +741,19 @@ static enum top_frame_status next_frame(struct tui *t, uint64_t *deadline)
 	return st;
 }
 
-int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
-		volatile sig_atomic_t *stop)
+SCREEN *tui_open(sigset_t *orig, bool *colors)
 {
-	struct tui t = { .src = src, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
-	sigset_t block, orig;
-	uint64_t deadline = vmw_now_ns();
-	char why[600] = "";
-	int ret = 0;
-	bool dirty = true;
+	sigset_t block;
 	SCREEN *scr;
 
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &orig);
-
+	sigprocmask(SIG_BLOCK, &block, orig);
 	if (!(scr = newterm(NULL, stdout, stdin))) {
-		sigprocmask(SIG_SETMASK, &orig, NULL);
+		sigprocmask(SIG_SETMASK, orig, NULL);
 		cli_error("top: cannot use the terminal (TERM=%s); try -b", getenv("TERM") ?: "");
-		return EXIT_USAGE;
+		return NULL;
 	}
 	cbreak();
 	noecho();
@@ -699,70 +762,97 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 	nodelay(stdscr, TRUE);
 	curs_set(0);
 	set_escdelay(25);
-	init_colors(&t);
+	*colors = tui_colors_init();
+	return scr;
+}
 
+void tui_close(SCREEN *scr, const sigset_t *orig)
+{
+	endwin();
+	delscreen(scr);
+	sigprocmask(SIG_SETMASK, orig, NULL);
+}
+
+bool tui_wait(uint64_t deadline, uint64_t msg_until, const sigset_t *orig)
+{
+	uint64_t now = vmw_now_ns(), wait;
+	struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+	struct timespec ts;
+
+	if (deadline <= now)
+		return true;
+	wait = deadline - now;
+	/* Wake up for the status line's notice to expire, too. */
+	if (msg_until > now && msg_until - now < wait)
+		wait = msg_until - now + 1000000;
+	ts = (struct timespec){ .tv_sec = (time_t)(wait / 1000000000u), .tv_nsec = (long)(wait % 1000000000u) };
+	return !(ppoll(&p, 1, &ts, orig) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)));
+}
+
+/* A frame when its deadline has come; false (why set) when the guest is gone. */
+static bool tick(struct tui *t, uint64_t *deadline, char *why, size_t size)
+{
+	if (vmw_now_ns() < *deadline)
+		return true;
+	switch (next_frame(t, deadline)) {
+	case TOP_FRAME_OK:
+		*deadline = top_next_deadline(*deadline, t->interval_ns, vmw_now_ns(), &t->late);
+		break;
+	case TOP_FRAME_WAIT:
+		break;    /* deadline: when to try again */
+	case TOP_FRAME_GONE:
+		snprintf(why, size, "%s", t->src->why);
+		return false;
+	}
+	return true;
+}
+
+int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_header *h,
+		volatile sig_atomic_t *stop)
+{
+	struct tui t = { .src = src, .o = o, .view = o->view, .interval_ns = o->interval_ns, .h = h };
+	sigset_t orig;
+	uint64_t deadline = vmw_now_ns();
+	char why[600] = "";
+	int ret = 0;
+	SCREEN *scr;
+
+	if (!(scr = tui_open(&orig, &t.colors)))
+		return EXIT_USAGE;
 	for (;;) {
-		uint64_t now;
 		int ch;
 
 		while (!*stop && (ch = getch()) != ERR) {
 			int r = handle_key(&t, ch, &deadline);
-			if (r == 1)
+			if (r == 1 || r == TOP_TUI_BACK) {
+				ret = r == 1 ? 0 : r;
 				goto done;
+			}
 			if (r < 0) {
 				snprintf(why, sizeof(why), "%s", strerror(-r));
 				ret = 1;
 				goto done;
 			}
-			dirty = true;
 		}
 		if (*stop)
 			break;
-		now = vmw_now_ns();
-		if (now >= deadline) {
-			switch (next_frame(&t, &deadline)) {
-			case TOP_FRAME_OK:
-				deadline = top_next_deadline(deadline, t.interval_ns, vmw_now_ns(), &t.late);
-				break;
-			case TOP_FRAME_WAIT:
-				break;    /* deadline: when to try again */
-			case TOP_FRAME_GONE:
-				snprintf(why, sizeof(why), "%s", src->why);
-				ret = 1;
-				goto done;
-			}
-			dirty = true;
+		if (!tick(&t, &deadline, why, sizeof(why))) {
+			ret = o->back ? TOP_TUI_BACK : 1;
+			break;
 		}
-		if (dirty) {
-			draw(&t);
-			dirty = false;
-		}
+		draw(&t);
 		if (o->iterations && t.frames >= o->iterations)
 			break;
-		now = vmw_now_ns();
-		if (deadline > now) {
-			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-			uint64_t wait = deadline - now;
-			/* Wake up for the status line's notice to expire, too. */
-			if (t.msg_until > now && t.msg_until - now < wait)
-				wait = t.msg_until - now + 1000000;
-			struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000u),
-					       .tv_nsec = (long)(wait % 1000000000u) };
-			if (ppoll(&p, 1, &ts, &orig) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
-				snprintf(why, sizeof(why), "top: the terminal went away");
-				ret = 1;
-				break;
-			}
-			if (t.msg_until && vmw_now_ns() >= t.msg_until) {
-				t.msg_until = 0;
-				dirty = true;
-			}
+		if (!tui_wait(deadline, t.msg_until, &orig)) {
+			snprintf(why, sizeof(why), "top: the terminal went away");
+			ret = 1;
+			break;
 		}
+		if (t.msg_until && vmw_now_ns() >= t.msg_until)
+			t.msg_until = 0;
 	}
 done:
-	endwin();
-	delscreen(scr);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
+	tui_close(scr, &orig);
 	if (why[0])
 		cli_error("%s", why);
 	vmw_frame_free(t.frame);

@@ -204,3 +204,14 @@ void vmw_qemu_names_parse(size_t argc, const char *const *argv, struct vmw_qemu_
 /* From /proc/PID/cmdline. 0, -ESRCH no such process, -EACCES, -ENOEXEC empty
  * command line (a kernel thread or a zombie). */
 int vmw_qemu_names_get(pid_t pid, struct vmw_qemu_names *ret);
+
+/* The host's QEMU processes (argv[0] named qemu-system-* or qemu-kvm; zombies
+ * left out), in /proc order, for the host view. *ret is malloc'd. 0 or -errno. */
+int vmw_qemu_list(struct vmw_qemu_id **ret, size_t *ret_n);
+/* Pure: is argv0 a QEMU system emulator (qemu-system-*, qemu-kvm)? */
+bool vmw_qemu_program(const char *argv0);
+/* CPU time the host spent in that process (utime + stime, clock ticks). 0,
+ * -ESRCH it exited or the pid is another process's now, -EIO. */
+int vmw_qemu_cpu_ticks(const struct vmw_qemu_id *id, uint64_t *ret);
+/* Pure: utime + stime (fields 14, 15) of a /proc/PID/stat line. 0 or -EINVAL. */
+int vmw_proc_stat_cpu_parse(const char *line, uint64_t *ret_ticks);

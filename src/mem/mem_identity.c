@@ -8,7 +8,9 @@
 #include "mem/mem_internal.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 
 int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks)
@@ -131,5 +133,101 @@ int vmw_qemu_names_get(pid_t pid, struct vmw_qemu_names *ret)
 	for (char *a = buf; a < buf + n && argc < ARRAY_SIZE(argv); a += strlen(a) + 1)
 		argv[argc++] = a;
 	vmw_qemu_names_parse(argc, argv, ret);
+	return 0;
+}
+
+/* ---- the host's QEMU processes (the host view of `vmwatch top`) ---------- */
+
+/* Field n (>= 3) of a /proc/PID/stat line as a number. 0 or -EINVAL. */
+static int stat_field(const char *line, int n, uint64_t *ret)
+{
+	const char *p = strrchr(line, ')');
+	unsigned long long v;
+	char *end;
+
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	p++;                       /* the space before field 3 */
+	for (int field = 3; field < n; field++)
+		if (!(p = strchr(p + 1, ' ')))
+			return -EINVAL;
+	errno = 0;
+	v = strtoull(p + 1, &end, 10);
+	if (errno || end == p + 1 || (*end != ' ' && *end != '\n' && *end != '\0'))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+int vmw_proc_stat_cpu_parse(const char *line, uint64_t *ret_ticks)
+{
+	uint64_t ut, st;
+
+	if (stat_field(line, 14, &ut) < 0 || stat_field(line, 15, &st) < 0 || ut > UINT64_MAX - st)
+		return -EINVAL;
+	*ret_ticks = ut + st;
+	return 0;
+}
+
+int vmw_qemu_cpu_ticks(const struct vmw_qemu_id *id, uint64_t *ret)
+{
+	char buf[1024], state;
+	uint64_t start;
+	ssize_t n;
+
+	if (id->pid <= 0)
+		return -ESRCH;
+	if ((n = read_proc_file(id->pid, "stat", buf, sizeof(buf))) < 0)
+		return n == -ESRCH ? -ESRCH : -EIO;
+	if (vmw_proc_stat_parse(buf, &state, &start) < 0 || vmw_proc_stat_cpu_parse(buf, ret) < 0)
+		return -EIO;
+	return start == id->start_ticks ? 0 : -ESRCH;
+}
+
+bool vmw_qemu_program(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+
+	base = base ? base + 1 : argv0;
+	return !strncmp(base, "qemu-system-", 12) || !strcmp(base, "qemu-kvm");
+}
+
+static bool is_qemu(pid_t pid)
+{
+	char buf[4096];
+
+	return read_proc_file(pid, "cmdline", buf, sizeof(buf)) > 0 && vmw_qemu_program(buf);
+}
+
+int vmw_qemu_list(struct vmw_qemu_id **ret, size_t *ret_n)
+{
+	_cleanup_free_ struct vmw_qemu_id *v = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		uint64_t pid;
+		struct vmw_qemu_id id;
+
+		if (vmw_parse_u64(de->d_name, &pid) < 0 || pid == 0 || pid > INT32_MAX ||
+		    !is_qemu((pid_t)pid) || vmw_qemu_id_get((pid_t)pid, &id) < 0)
+			continue;
+		if (n == cap) {
+			struct vmw_qemu_id *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
+			if (!nv) {
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 16;
+		}
+		v[n++] = id;
+	}
+	closedir(d);
+	*ret = TAKE_PTR(v);
+	*ret_n = n;
 	return 0;
 }

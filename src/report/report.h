@@ -94,3 +94,52 @@ json_t *vmw_report_frame_base(const struct vmw_frame *f, uint64_t seq);
 /* {"vm": vmw_report_vm, "kernel": vmw_report_kernel}: the head of every
  * introspection command's JSON (ps, info, summary). */
 json_t *vmw_report_target(const char *target, struct vmw_mem *mem, const struct vmw_kernel_info *ki);
+
+/* ---- one VM's use at a glance (the host view: `top` without a target,
+ * `vms`; common.json#/$defs/vm_use) ------------------------------------------ */
+
+/* What a frame says about the whole guest, derived once for every view. */
+struct vmw_report_use {
+	bool cpu_ok;                   /* a measured split (vmw_report_cpu_split_valid) */
+	double busy;                   /* 100 - idle - iowait, clamped to [0, 100] */
+	struct vmw_cpu_percent cpu;    /* the split of all vCPUs */
+	bool mem_ok;                   /* the summary's meminfo */
+	uint64_t mem_total, mem_used, mem_available, mem_cached, mem_free;   /* bytes */
+	bool load_ok;
+	double load[3];
+	unsigned vcpus;                /* online vCPUs (summary), else 0 */
+	size_t processes;
+	uint64_t threads;
+	bool top_ok;                   /* the busiest process (by CPU%) */
+	int32_t top_pid;
+	char top_comm[64];
+	double top_cpu;
+};
+/* f may be NULL (nothing known yet). */
+void vmw_report_use_of(const struct vmw_frame *f, struct vmw_report_use *ret);
+
+/* A VM as the host view lists it. */
+struct vmw_report_vm_row {
+	const char *name;              /* Nova instance name, domain name, QEMU -name or target */
+	const char *target;            /* what the session opens ("qemu:PID", "file:PATH") */
+	const struct vmw_domain *domain;   /* NULL: not a libvirt domain */
+	pid_t qemu_pid;                /* 0: none */
+	unsigned vcpus;                /* configured (domain, -smp), 0 unknown */
+	const char *status;            /* "starting", "ok", "waiting", "gone" */
+	const char *reason_code;       /* vmw_error_kind_name, NULL when ok */
+	const char *reason;            /* NULL when ok */
+	bool host_cpu_ok;
+	double host_cpu_percent;       /* the QEMU process on the host (100 = one host CPU) */
+	const struct vmw_frame *frame; /* the last frame taken, NULL before the first */
+};
+json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r);
+/* What a frame says about the whole guest (#/$defs/use_fields): time,
+ * complete, cpu (split + busy), memory, load, processes, threads,
+ * top_process; f may be NULL (all null). Part of vm_row; the agent's VMs
+ * carry it as "use". */
+json_t *vmw_report_use(const struct vmw_frame *f);
+/* One frame of the host view (top-host-frame.json): seq, time, libvirt (its
+ * URI and, when it cannot be used, why) and vms (an array of
+ * vmw_report_vm_row, taken over). */
+json_t *vmw_report_host_frame(uint64_t seq, uint64_t wall_ns, const char *libvirt_uri,
+			      const char *libvirt_error, json_t *vms);

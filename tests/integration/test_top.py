@@ -692,10 +692,15 @@ def test_top_guest_reboots(fresh_guest, vmwatch, term, tmp_path):
 
 def test_top_usage_errors(vmwatch, tmp_path):
     for args in (["-d", "0", "qemu:1"], ["-d", "x", "qemu:1"], ["-n", "0", "qemu:1"],
-                 ["-o", "colour", "qemu:1"], ["-p", "abc", "qemu:1"], ["-b"], ["-b", "a", "b"]):
+                 ["-o", "colour", "qemu:1"], ["-p", "abc", "qemu:1"], ["-b", "-p", "1", "a", "b"]):
         r = run_top(vmwatch, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.strip(), args
+    # No TARGET or several: the host view (test_hostview.py); TARGETs that cannot
+    # be opened stay listed with their reason.
+    r = run_top(vmwatch, "-b", "-n", "1", "-d", "0.1", "nosuchvm-a", "nosuchvm-b")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^nosuchvm-a +(waiting|gone) .*nosuchvm-a", r.stdout, re.M), r.stdout
     r = run_top(vmwatch, "-b", "-n", 1, "qemu:999999999")
     assert r.returncode == 2 and r.stderr.startswith("vmwatch: ")
     # No terminal and neither -b nor --json.

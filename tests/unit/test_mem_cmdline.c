@@ -288,6 +288,27 @@ static void test_proc_stat(void **state)
 	assert_int_equal(vmw_proc_stat_parse("garbage", &st, &start), -EINVAL);
 }
 
+/* utime + stime (fields 14, 15) of the host's QEMU process; the program names
+ * the host view takes for QEMU. */
+static void test_proc_stat_cpu_and_program(void **state)
+{
+	(void)state;
+	uint64_t ticks;
+	const char *line = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 "
+			   "50 20 0 0 20 0 5 0 987654 1234567 100 18446744073709551615\n";
+	assert_int_equal(vmw_proc_stat_cpu_parse(line, &ticks), 0);
+	assert_int_equal(ticks, 70);
+	assert_int_equal(vmw_proc_stat_cpu_parse("1 (x) S 0 0 0", &ticks), -EINVAL);
+	assert_int_equal(vmw_proc_stat_cpu_parse("1 (x) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 1 0",
+						 &ticks), -EINVAL);   /* would wrap */
+	assert_true(vmw_qemu_program("/usr/bin/qemu-system-x86_64"));
+	assert_true(vmw_qemu_program("qemu-system-aarch64"));
+	assert_true(vmw_qemu_program("/usr/libexec/qemu-kvm"));
+	assert_false(vmw_qemu_program("/usr/bin/qemu-img"));
+	assert_false(vmw_qemu_program("/bin/sh"));
+	assert_false(vmw_qemu_program(""));
+}
+
 static void test_qemu_names(void **state)
 {
 	(void)state;
@@ -330,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_maps_lines),
 		cmocka_unit_test(test_proc_stat),
 		cmocka_unit_test(test_qemu_names),
+		cmocka_unit_test(test_proc_stat_cpu_and_program),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

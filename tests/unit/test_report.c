@@ -80,6 +80,45 @@ static void test_cpu_split_valid(void **state)
 	assert_false(vmw_report_cpu_split_valid(&f));
 }
 
+/* One VM's use: busy = 100 - idle - iowait, used = total - available, the
+ * busiest process (none on a first frame), a thread count of 1 for a process
+ * that reports 0. */
+static void test_use(void **state)
+{
+	struct vmw_cpu_percent per[1] = { { .user = 30, .iowait = 10, .idle = 60 } };
+	struct vmw_sample s[3] = { { .proc = { .pid = 1, .comm = "init", .nr_threads = 1 }, .cpu_percent = 1 },
+				   { .proc = { .pid = 7, .comm = "burn", .nr_threads = 3 }, .cpu_percent = 55 },
+				   { .proc = { .pid = 9, .comm = "z", .nr_threads = 0 }, .cpu_percent = 5 } };
+	struct vmw_frame f = { .summary_ok = true, .cpu = per, .cpu_total = per[0], .procs = s, .nprocs = 3,
+			       .summary = { .mem_total_kb = 1000, .mem_available_kb = 400, .mem_free_kb = 300,
+					    .cached_kb = 50, .buffers_kb = 10, .ncpus = 1, .load = { 2048, 0, 0 } } };
+	struct vmw_report_use u;
+	json_t *j;
+
+	(void)state;
+	vmw_report_use_of(&f, &u);
+	assert_true(u.cpu_ok && u.mem_ok && u.load_ok && u.top_ok);
+	assert_true(u.busy > 29.99 && u.busy < 30.01);
+	assert_int_equal(u.mem_used, 600 * 1024);
+	assert_int_equal(u.mem_cached, 60 * 1024);
+	assert_int_equal(u.threads, 5);
+	assert_int_equal(u.top_pid, 7);
+	assert_string_equal(u.top_comm, "burn");
+	assert_true(u.load[0] > 0.99 && u.load[0] < 1.01);
+	j = vmw_report_use(&f);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "memory"), "used_bytes")), 600 * 1024);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "top_process"), "pid")), 7);
+	json_decref(j);
+	f.first = true;
+	vmw_report_use_of(&f, &u);
+	assert_false(u.top_ok || u.cpu_ok);
+	vmw_report_use_of(NULL, &u);
+	assert_false(u.mem_ok || u.cpu_ok || u.processes);
+	j = vmw_report_use(NULL);
+	assert_true(json_is_null(json_object_get(j, "memory")) && json_is_null(json_object_get(j, "cpu")));
+	json_decref(j);
+}
+
 static void test_string(void **state)
 {
 	json_t *j;
@@ -177,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_cpu_split_valid),
 		cmocka_unit_test(test_string),
+		cmocka_unit_test(test_use),
 		cmocka_unit_test(test_summary_shapes),
 		cmocka_unit_test(test_sample_and_event),
 	};
