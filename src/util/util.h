@@ -192,3 +192,9 @@ static inline ptrdiff_t vmw_pidmap_get(const struct vmw_pidmap *m, int32_t pid)
 	}
 }
 void vmw_pidmap_free(struct vmw_pidmap *m);
+
+/* kvfile.c: read a file of `key = value` lines, calling fn for each (mode:
+ * the file's permission bits, for secrets that need 0600). A negative return
+ * of fn stops the read; err is then prefixed with FILE:LINE. */
+typedef int (*vmw_kv_fn)(void *opaque, const char *key, const char *value, unsigned mode, struct vmw_error *err);
+int vmw_kv_load(const char *path, vmw_kv_fn fn, void *opaque, struct vmw_error *err);
