@@ -27,6 +27,8 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "max_clients", "N", "compatibility-API clients remembered (default 256)", false },
 	{ "tls_cert", "FILE", "PEM certificate: serve HTTPS (with tls_key)", false },
 	{ "tls_key", "FILE", "PEM private key of tls_cert", false },
+	{ "tls_client_ca", "FILE", "PEM CA: require a client certificate it signed (mutual TLS)", false },
+	{ "tls_client_name", "NAME", "accept only client certificates with this name (repeatable)", true },
 	{ "token", "TOKEN", "accept 'Authorization: Bearer TOKEN' (repeatable; none: no auth)", true },
 	{ "token_file", "FILE", "read bearer tokens from FILE, one per line (repeatable)", true },
 	{ "target", "[NAME=]TARGET", "also monitor TARGET (qemu:PID or file:PATH), without libvirt (repeatable)", true },
@@ -71,6 +73,8 @@ void vmw_agent_config_free(struct vmw_agent_config *c)
 	free(c->connect);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->tls_client_ca);
+	strv_free(c->tls_client_names, c->ntls_client_names);
 	free(c->tls_priorities);
 	strv_free(c->tokens, c->ntokens);
 	strv_free(c->targets, c->ntargets);
@@ -249,6 +253,10 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 		r = set_str(&c->tls_cert, value);
 	} else if (!strcmp(key, "tls_key")) {
 		r = set_str(&c->tls_key, value);
+	} else if (!strcmp(key, "tls_client_ca")) {
+		r = set_str(&c->tls_client_ca, value);
+	} else if (!strcmp(key, "tls_client_name")) {
+		r = strv_add(&c->tls_client_names, &c->ntls_client_names, value);
 	} else if (!strcmp(key, "token")) {
 		if (!token_ok(value))
 			return vmw_error_set(err, -EINVAL, "token: a token has at least 8 printable characters "
@@ -357,6 +365,12 @@ int vmw_agent_config_check(const struct vmw_agent_config *c, struct vmw_error *e
 		return vmw_error_set(err, -errno, "tls_cert %s: %s", c->tls_cert, strerror(errno));
 	if (c->tls_key && access(c->tls_key, R_OK) < 0)
 		return vmw_error_set(err, -errno, "tls_key %s: %s", c->tls_key, strerror(errno));
+	if (c->tls_client_ca && !c->tls_cert)
+		return vmw_error_set(err, -EINVAL, "tls_client_ca needs TLS (tls_cert and tls_key)");
+	if (c->tls_client_ca && access(c->tls_client_ca, R_OK) < 0)
+		return vmw_error_set(err, -errno, "tls_client_ca %s: %s", c->tls_client_ca, strerror(errno));
+	if (c->ntls_client_names && !c->tls_client_ca)
+		return vmw_error_set(err, -EINVAL, "tls_client_name needs tls_client_ca");
 	if (c->history_s < c->interval_s)
 		return vmw_error_set(err, -EINVAL, "history (%gs) is shorter than interval (%gs)",
 				     c->history_s, c->interval_s);
@@ -377,6 +391,10 @@ void vmw_agent_config_print(const struct vmw_agent_config *c, FILE *f)
 		c->max_clients, c->tls_priorities);
 	if (c->tls_cert)
 		fprintf(f, "tls_cert = %s\ntls_key = %s\n", c->tls_cert, c->tls_key ? c->tls_key : "");
+	if (c->tls_client_ca)
+		fprintf(f, "tls_client_ca = %s\n", c->tls_client_ca);
+	for (size_t i = 0; i < c->ntls_client_names; i++)
+		fprintf(f, "tls_client_name = %s\n", c->tls_client_names[i]);
 	for (size_t i = 0; i < c->ntokens; i++)
 		fprintf(f, "# token %zu: hidden (%zu characters)\n", i + 1, strlen(c->tokens[i]));
 	for (size_t i = 0; i < c->ntargets; i++)
