@@ -57,16 +57,21 @@ static void skip_ws(struct eval *e)
 		e->s++;
 }
 
-/* The next word (up to a space or parenthesis) into buf. */
+/* The next word into buf: up to a space, less the closing parentheses that
+ * it does not open itself ("role:x)" is "role:x" then ")", while
+ * "project_id:%(project_id)s" stays whole). */
 static bool word(struct eval *e, char *buf, size_t size)
 {
 	size_t n = 0;
+	int depth = 0;
+
 	skip_ws(e);
-	while (*e->s && !isspace((unsigned char)*e->s) && *e->s != '(' && *e->s != ')') {
+	while (*e->s && !isspace((unsigned char)*e->s) && !(*e->s == ')' && depth == 0)) {
 		if (n + 1 >= size) {
 			e->error = true;
 			return false;
 		}
+		depth += *e->s == '(' ? 1 : *e->s == ')' ? -1 : 0;
 		buf[n++] = *e->s++;
 	}
 	buf[n] = '\0';
