@@ -413,7 +413,8 @@ static json_t *rewrite_vm(json_t *doc, struct found *f)
 	const json_t *nova = json_object_get(f->vm, "nova");
 	json_t *name = json_object_get(nova, "instance_name");
 	if (json_object_get(doc, "vm"))
-		json_object_set_new(doc, "vm", json_pack("{s:s, s:O}", "id", f->uuid, "name", name ? name : json_null()));
+		json_object_set_new(doc, "vm", json_pack("{s:s, s:s}", "id", f->uuid, "name",
+							 json_is_string(name) ? json_string_value(name) : f->uuid));
 	return doc;
 }
 
