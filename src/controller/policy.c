@@ -135,6 +135,10 @@ static bool eval_check(struct eval *e)
 	}
 	*colon = '\0';
 	val = colon + 1;
+	if (!*val) {
+		e->error = true;   /* "role:" names nothing */
+		return false;
+	}
 	if (!strcmp(w, "rule"))
 		return e->creds ? eval_rule(e, val) : true;
 	if (strcmp(w, "role") && strcmp(w, "project_id") && strcmp(w, "user_id")) {
