@@ -95,27 +95,7 @@ static int strv_add(char ***v, size_t *n, const char *s)
 
 int vmw_agent_parse_duration(const char *s, double *ret)
 {
-	char *end;
-	double v, mul = 1.0;
-
-	if (!s || !*s || isspace((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	if (!strcmp(end, "") || !strcmp(end, "s"))
-		mul = 1.0;
-	else if (!strcmp(end, "ms"))
-		mul = 1e-3;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		mul = 60.0;
-	else if (!strcmp(end, "h"))
-		mul = 3600.0;
-	else
-		return -EINVAL;
-	*ret = v * mul;
-	return 0;
+	return vmw_parse_duration(s, ret);
 }
 
 int vmw_agent_parse_bool(const char *s, bool *ret)

@@ -765,29 +765,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	vmw_agent_log(VMW_LOG_INFO, "http: %s", buf);
 }
 
-static int read_pem(const char *path, char **ret, struct vmw_error *err)
-{
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	struct stat st;
-	char *buf;
-	size_t n;
-
-	if (!f)
-		return vmw_error_set(err, -errno, "%s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20))
-		return vmw_error_set(err, -EINVAL, "%s: not a PEM file of a sane size", path);
-	if (!(buf = calloc(1, (size_t)st.st_size + 1)))
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	n = fread(buf, 1, (size_t)st.st_size, f);
-	buf[n] = '\0';
-	if (!strstr(buf, "-----BEGIN ")) {
-		free(buf);
-		return vmw_error_set(err, -EINVAL, "%s: not PEM (no -----BEGIN line)", path);
-	}
-	*ret = buf;
-	return 0;
-}
-
 /* Resolve ADDR:PORT (or [ADDR6]:PORT; "*" or empty ADDR: every IPv4 address). */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss, bool *loopback, struct vmw_error *err)
 {
@@ -887,8 +864,8 @@ int agent_http_start(struct agent *a, struct vmw_error *err)
 			r = vmw_error_set(err, -ENOTSUP, "this libmicrohttpd was built without TLS (GnuTLS)");
 			goto fail;
 		}
-		if ((r = read_pem(a->cfg.tls_cert, &h->cert, err)) < 0 || (r = read_pem(a->cfg.tls_key, &h->key, err)) < 0 ||
-		    (a->cfg.tls_client_ca && (r = read_pem(a->cfg.tls_client_ca, &h->client_ca, err)) < 0))
+		if ((r = vmw_read_pem(a->cfg.tls_cert, &h->cert, err)) < 0 || (r = vmw_read_pem(a->cfg.tls_key, &h->key, err)) < 0 ||
+		    (a->cfg.tls_client_ca && (r = vmw_read_pem(a->cfg.tls_client_ca, &h->client_ca, err)) < 0))
 			goto fail;
 		flags |= MHD_USE_TLS;
 	}

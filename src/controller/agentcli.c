@@ -19,7 +19,27 @@
 struct ctl_agentcli {
 	const struct ctl_config *cfg;
 	struct curl_slist *auth;       /* Authorization: Bearer ... */
+	/* Connections, TLS sessions and DNS answers shared by every request: a
+	 * request to an agent reuses an open connection instead of a new TLS
+	 * handshake (~1 ms of P-256 per side, more under load). */
+	CURLSH *share;
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 };
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *opaque)
+{
+	struct ctl_agentcli *ac = opaque;
+	(void)h;
+	(void)access;
+	pthread_mutex_lock(&ac->locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *opaque)
+{
+	struct ctl_agentcli *ac = opaque;
+	(void)h;
+	pthread_mutex_unlock(&ac->locks[data]);
+}
 
 struct ctl_agentcli *ctl_agentcli_new(const struct ctl_config *c)
 {
@@ -29,6 +49,16 @@ struct ctl_agentcli *ctl_agentcli_new(const struct ctl_config *c)
 	if (!ac)
 		return NULL;
 	ac->cfg = c;
+	for (size_t i = 0; i < ARRAY_SIZE(ac->locks); i++)
+		pthread_mutex_init(&ac->locks[i], NULL);
+	if ((ac->share = curl_share_init())) {
+		curl_share_setopt(ac->share, CURLSHOPT_LOCKFUNC, share_lock);
+		curl_share_setopt(ac->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+		curl_share_setopt(ac->share, CURLSHOPT_USERDATA, ac);
+		curl_share_setopt(ac->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+		curl_share_setopt(ac->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+		curl_share_setopt(ac->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	}
 	if (c->agent_token) {
 		snprintf(line, sizeof(line), "Authorization: Bearer %s", c->agent_token);
 		ac->auth = curl_slist_append(NULL, line);
@@ -42,6 +72,10 @@ void ctl_agentcli_free(struct ctl_agentcli *ac)
 	if (!ac)
 		return;
 	curl_slist_free_all(ac->auth);
+	if (ac->share)
+		curl_share_cleanup(ac->share);
+	for (size_t i = 0; i < ARRAY_SIZE(ac->locks); i++)
+		pthread_mutex_destroy(&ac->locks[i]);
 	free(ac);
 }
 
@@ -78,6 +112,8 @@ void *ctl_agentcli_easy(struct ctl_agentcli *ac, const char *url, bool stream)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->agent_connect_timeout_s * 1000));
+	if (!stream && ac->share)
+		curl_easy_setopt(h, CURLOPT_SHARE, ac->share);
 	if (!stream)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(c->agent_timeout_s * 1000));
 	else   /* a stream lives long; a dead one is noticed by a stalled transfer */

@@ -44,41 +44,6 @@ void ctl_config_free(struct ctl_config *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int ctl_parse_duration(const char *s, double *ret)
-{
-	char *end;
-	double v, mul;
-
-	if (!s || !*s || isspace((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	if (!strcmp(end, "") || !strcmp(end, "s"))
-		mul = 1.0;
-	else if (!strcmp(end, "ms"))
-		mul = 1e-3;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		mul = 60.0;
-	else if (!strcmp(end, "h"))
-		mul = 3600.0;
-	else
-		return -EINVAL;
-	*ret = v * mul;
-	return 0;
-}
-
-static int set_str(char **dst, const char *value)
-{
-	char *s = strdup(value);
-	if (!s)
-		return -ENOMEM;
-	free(*dst);
-	*dst = s;
-	return 0;
-}
-
 /* A URL without its trailing slashes. */
 static int set_url(char **dst, const char *key, const char *value, struct vmw_error *err)
 {
@@ -137,7 +102,7 @@ static int read_secret_file(char **dst, const char *key, const char *path, struc
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (!buf[0])
 		return vmw_error_set(err, -EINVAL, "%s %s is empty", key, path);
-	return set_str(dst, buf);
+	return vmw_set_str(dst, buf);
 }
 
 struct dur_key { const char *name; size_t off; double min, max; };
@@ -211,7 +176,7 @@ int ctl_config_set(struct ctl_config *c, const char *key, const char *value, str
 		const struct dur_key *k = &dur_keys[i];
 		if (strcmp(key, k->name))
 			continue;
-		if (ctl_parse_duration(value, &d) < 0 || d < k->min || d > k->max)
+		if (vmw_parse_duration(value, &d) < 0 || d < k->min || d > k->max)
 			return vmw_error_set(err, -EINVAL, "%s: '%s' is not a duration from %gs to %gs", key, value,
 					     k->min, k->max);
 		*(double *)(base + k->off) = d;
@@ -232,7 +197,7 @@ int ctl_config_set(struct ctl_config *c, const char *key, const char *value, str
 		if (strcmp(key, k->name))
 			continue;
 		r = k->url ? set_url((char **)(base + k->off), key, value, err)
-			   : set_str((char **)(base + k->off), value);
+			   : vmw_set_str((char **)(base + k->off), value);
 		return r == -ENOMEM ? vmw_error_set(err, r, "out of memory") : r;
 	}
 	return set_other(c, key, value, err);

@@ -34,6 +34,8 @@ typedef struct json_t json_t;
 enum ctl_log_level { CTL_LOG_ERR = 3, CTL_LOG_WARNING = 4, CTL_LOG_NOTICE = 5, CTL_LOG_INFO = 6, CTL_LOG_DEBUG = 7 };
 void ctl_log(enum ctl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ctl_log_set_level(enum ctl_log_level level);
+/* libmicrohttpd's messages (trailing newlines dropped). */
+void ctl_vlog_http(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* ------------------------------------------------------------ config.c */
 
@@ -78,7 +80,6 @@ int ctl_config_set(struct ctl_config *c, const char *key, const char *value, str
 int ctl_config_load(struct ctl_config *c, const char *path, struct vmw_error *err);
 /* Cross-key checks and the environment (VMWATCH_SERVICE_PASSWORD). */
 int ctl_config_check(struct ctl_config *c, struct vmw_error *err);
-int ctl_parse_duration(const char *s, double *ret);
 
 /* ------------------------------------------------------------ auth.c */
 

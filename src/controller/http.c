@@ -723,34 +723,10 @@ static enum MHD_Result serve_metrics(struct req *q)
 
 /* ------------------------------------------------------------ the daemon */
 
-__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	char buf[512];
-	size_t n;
 	(void)cls;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	ctl_log(CTL_LOG_INFO, "http: %s", buf);
-}
-
-static int read_file(const char *path, char **ret, struct vmw_error *err)
-{
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	struct stat st;
-	size_t n;
-
-	if (!f)
-		return vmw_error_set(err, -errno, "%s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20))
-		return vmw_error_set(err, -EINVAL, "%s: not a PEM file of a sane size", path);
-	if (!(*ret = calloc(1, (size_t)st.st_size + 1)))
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	n = fread(*ret, 1, (size_t)st.st_size, f);
-	(*ret)[n] = '\0';
-	return 0;
+	ctl_vlog_http(fmt, ap);
 }
 
 int ctl_http_start(struct ctl *c, struct vmw_error *err)
@@ -772,8 +748,8 @@ int ctl_http_start(struct ctl *c, struct vmw_error *err)
 		return vmw_error_set(err, -EINVAL, "listen: '%s' is not an IPv4 address", host);
 	sa.sin_port = htons((uint16_t)port);
 	if (tls) {
-		if ((r = read_file(c->cfg.tls_cert, &c->tls_cert_pem, err)) < 0 ||
-		    (r = read_file(c->cfg.tls_key, &c->tls_key_pem, err)) < 0)
+		if ((r = vmw_read_pem(c->cfg.tls_cert, &c->tls_cert_pem, err)) < 0 ||
+		    (r = vmw_read_pem(c->cfg.tls_key, &c->tls_key_pem, err)) < 0)
 			return r;
 		flags |= MHD_USE_TLS;
 	}

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* kvfile.c - files of `key = value` lines (the configuration files of the
- * daemons): comments (#, ;), optional quotes, '-' in keys read as '_'. */
+/* kvfile.c - what the daemons' configurations share: files of `key = value`
+ * lines (comments #, ;, optional quotes, '-' in keys read as '_'),
+ * durations, PEM files. */
 #include "util/util.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -56,5 +58,63 @@ int vmw_kv_load(const char *path, vmw_kv_fn fn, void *opaque, struct vmw_error *
 		if ((r = fn(opaque, k, v, (unsigned)(st.st_mode & 07777), err)) < 0)
 			return vmw_error_prefix(err, "%s:%u: ", path, lineno);
 	}
+	return 0;
+}
+
+int vmw_parse_duration(const char *s, double *ret)
+{
+	char *end;
+	double v, mul;
+
+	if (!s || !*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
+		return -EINVAL;
+	if (!strcmp(end, "") || !strcmp(end, "s"))
+		mul = 1.0;
+	else if (!strcmp(end, "ms"))
+		mul = 1e-3;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		mul = 60.0;
+	else if (!strcmp(end, "h"))
+		mul = 3600.0;
+	else
+		return -EINVAL;
+	*ret = v * mul;
+	return 0;
+}
+
+int vmw_read_pem(const char *path, char **ret, struct vmw_error *err)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	struct stat st;
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return vmw_error_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20))
+		return vmw_error_set(err, -EINVAL, "%s: not a PEM file of a sane size", path);
+	if (!(buf = calloc(1, (size_t)st.st_size + 1)))
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	n = fread(buf, 1, (size_t)st.st_size, f);
+	buf[n] = '\0';
+	if (!strstr(buf, "-----BEGIN ")) {
+		free(buf);
+		return vmw_error_set(err, -EINVAL, "%s: not PEM (no -----BEGIN line)", path);
+	}
+	*ret = buf;
+	return 0;
+}
+
+int vmw_set_str(char **dst, const char *value)
+{
+	char *s = strdup(value);
+	if (!s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
 	return 0;
 }

@@ -198,3 +198,9 @@ void vmw_pidmap_free(struct vmw_pidmap *m);
  * of fn stops the read; err is then prefixed with FILE:LINE. */
 typedef int (*vmw_kv_fn)(void *opaque, const char *key, const char *value, unsigned mode, struct vmw_error *err);
 int vmw_kv_load(const char *path, vmw_kv_fn fn, void *opaque, struct vmw_error *err);
+/* "5", "5s", "500ms", "15m", "1h" -> seconds; -EINVAL otherwise. */
+int vmw_parse_duration(const char *s, double *ret);
+/* A PEM file (at most 1 MiB, with a -----BEGIN line) into *ret (free it). */
+int vmw_read_pem(const char *path, char **ret, struct vmw_error *err);
+/* Replace *dst (freed) by a copy of value: 0 or -ENOMEM (*dst kept). */
+int vmw_set_str(char **dst, const char *value);

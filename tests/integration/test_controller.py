@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -207,8 +208,8 @@ def cloud(lab, vmwatch, tmp_path_factory):
         make_certs(c.dir)
         write_secret(c.dir / "agent.token", AGENT_TOKEN + "\n")
         write_secret(c.dir / "svc.pw", "pw-svc")
-        root = Path(f"/run/vmwatch-ctl-{os.getpid()}")
-        c.hosts = [Host(n, root / n).start() for n, _, _ in AGENTS]
+        c.root = Path(f"/run/vmwatch-ctl-{os.getpid()}")
+        c.hosts = [Host(n, c.root / n).start() for n, _, _ in AGENTS]
         c.agents = [start_agent(c, i) for i in range(len(AGENTS))]
         phase(c, "hosts and agents up")
         ks_thread.join()
@@ -235,6 +236,8 @@ def cloud(lab, vmwatch, tmp_path_factory):
             stop_daemon(p)
         for h in c.hosts:
             h.stop()
+        if getattr(c, "root", None):
+            shutil.rmtree(c.root, ignore_errors=True)
         if getattr(c, "ks", None):
             c.ks.stop()
     # Sanitizer builds exit 99 on a leak or an error at shutdown.
@@ -265,7 +268,9 @@ def test_each_project_sees_only_its_instances(cloud):
     mine = {"alice": c.dom_a, "carol": c.dom_a, "bob": c.dom_b}
     for who, dom in mine.items():
         other = c.dom_b if dom is c.dom_a else c.dom_a
-        doc = wait_until(lambda: (d := servers(c, who))["servers"] and d, timeout=30)
+        # Listed as soon as its agent lists it; "ok" once the agent has its first frame.
+        doc = wait_until(lambda: (d := servers(c, who))["servers"] and d["servers"][0]["status"] == "ok" and d,
+                         timeout=120)
         assert [s["id"] for s in doc["servers"]] == [dom.uuid], (who, doc)
         s = doc["servers"][0]
         assert s["status"] == "ok" and s["host_reachable"] and "OS-EXT-SRV-ATTR:host" not in s
