@@ -147,6 +147,9 @@ struct ctl_index {
 	size_t nhosts;
 	bool stop, started;
 	pthread_t thread;
+	/* Kept across refreshes (under refresh_lock): its connection cache keeps
+	 * the TLS connections to the agents open between polls. */
+	CURLM *multi;
 	uint64_t last_miss_ns;
 	struct ctl_index_stats st;
 };
@@ -187,6 +190,8 @@ void ctl_index_free(struct ctl_index *ix)
 		pthread_join(ix->thread, NULL);
 	}
 	hosts_free(ix->hosts, ix->nhosts);
+	if (ix->multi)
+		curl_multi_cleanup(ix->multi);
 	ctl_agentcli_free(ix->ac);
 	pthread_mutex_destroy(&ix->lock);
 	pthread_mutex_destroy(&ix->refresh_lock);
@@ -238,6 +243,7 @@ static void poll_start(struct ctl_index *ix, CURLM *m, struct poll *p)
 		p->result = CURLE_OUT_OF_MEMORY;
 		return;
 	}
+	curl_easy_setopt(p->h, CURLOPT_SHARE, NULL);   /* the multi's own connection cache */
 	curl_easy_setopt(p->h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(p->h, CURLOPT_WRITEFUNCTION, ctl_fetch_write);
 	curl_easy_setopt(p->h, CURLOPT_WRITEDATA, &p->f);
@@ -249,12 +255,13 @@ static void poll_start(struct ctl_index *ix, CURLM *m, struct poll *p)
 /* Run the polls, at most `concurrency` at once. */
 static void poll_all(struct ctl_index *ix, struct poll *polls, size_t n, struct curl_slist *auth)
 {
-	CURLM *m = curl_multi_init();
+	CURLM *m = ix->multi ? ix->multi : (ix->multi = curl_multi_init());
 	size_t next = 0, running = 0;
 	int still;
 
 	if (!m)
 		return;
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)MAX(n, 16));
 	while (next < n || running) {
 		CURLMsg *msg;
 		int left;
@@ -280,7 +287,6 @@ static void poll_all(struct ctl_index *ix, struct poll *polls, size_t n, struct 
 		if (running)
 			curl_multi_poll(m, NULL, 0, 100, NULL);
 	}
-	curl_multi_cleanup(m);
 }
 
 /* A poll's answer: vms (0) or an error message. */

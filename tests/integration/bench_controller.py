@@ -42,9 +42,9 @@ REAL_AGENT = ("127.0.0.40", 35342)
 PORT = 35350
 
 
-def agent_conf(d: Path, name: str, addr: str, port: int, connect: str) -> Path:
+def agent_conf(d: Path, name: str, addr: str, port: int, connect: str, interval: str = "5s") -> Path:
     p = d / f"{name}.conf"
-    p.write_text(f"listen = {addr}:{port}\nconnect = {connect}\ninterval = 1s\n"
+    p.write_text(f"listen = {addr}:{port}\nconnect = {connect}\ninterval = {interval}\n"
                  f"tls_cert = {d}/agent.pem\ntls_key = {d}/agent.key\ntls_client_ca = {d}/ca.pem\n"
                  f"tls_client_name = vmwatch-controller\ntoken_file = {d}/agent.token\n")
     return p
@@ -99,7 +99,7 @@ def main() -> int:
         env = {**os.environ, "VMWATCH_LIBVIRT_RUNDIR": str(host.qemu_run_dir)}
         agents = [("h0", REAL_AGENT[0], REAL_AGENT[1])]
         procs.append(start_daemon([str(bindir / "vmwatch-agent"), "--config",
-                                   str(agent_conf(d, "h0", *REAL_AGENT, host.uri))], d / "h0.log", env))
+                                   str(agent_conf(d, "h0", *REAL_AGENT, host.uri, "1s"))], d / "h0.log", env))
         for i in range(1, a.agents):
             addr = f"127.0.1.{i}"
             agents.append((f"sim{i}", addr, PORT))
@@ -119,8 +119,14 @@ def main() -> int:
         tok = ks.login("alice", "pw-alice", project="bench")
         admin = ks.admin_token()
         hdr = {"X-Auth-Token": tok}
-        listing = wait_until(lambda: (s := get_json(CTL, "/v1/servers", hdr))["servers"] and
-                             len(s["servers"]) == a.agents and s, timeout=60)
+        try:
+            listing = wait_until(lambda: (s := get_json(CTL, "/v1/servers", hdr))["servers"] and
+                                 len(s["servers"]) == a.agents and s, timeout=60)
+        except TimeoutError:
+            s = get_json(CTL, "/v1/servers?all_projects=1", {"X-Auth-Token": admin})
+            print(json.dumps({"servers": len(s["servers"]), "hosts": [h for h in s["hosts"] if h["state"] != "up"][:5]}),
+                  file=sys.stderr)
+            raise
         assert not listing["incomplete"], listing
         wait_until(lambda: get_json(CTL, f"/v1/servers/{dom.uuid}/processes?limit=1", hdr)["total"] > 100, timeout=60)
         path = f"/v1/vms/{dom.uuid}/processes"
