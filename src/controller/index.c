@@ -243,7 +243,6 @@ static void poll_start(struct ctl_index *ix, CURLM *m, struct poll *p)
 		p->result = CURLE_OUT_OF_MEMORY;
 		return;
 	}
-	curl_easy_setopt(p->h, CURLOPT_SHARE, NULL);   /* the multi's own connection cache */
 	curl_easy_setopt(p->h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(p->h, CURLOPT_WRITEFUNCTION, ctl_fetch_write);
 	curl_easy_setopt(p->h, CURLOPT_WRITEDATA, &p->f);
