@@ -407,15 +407,52 @@ static enum MHD_Result agent_failed(struct req *q, struct found *f, struct ctl_f
 	return ret;
 }
 
-/* The agent's document with "vm" replaced by the instance's identity. */
-static json_t *rewrite_vm(json_t *doc, struct found *f)
+/*
+ * The agent's document with its top-level "vm" object replaced by the
+ * instance's identity, without parsing the rest (a process table is tens of
+ * KiB: parsing and printing it again cost more than the request to the
+ * agent). The scan knows strings and nesting; NULL when the document does
+ * not have the expected shape.
+ */
+static char *splice_vm(const char *body, size_t len, struct found *f, size_t *outlen)
 {
-	const json_t *nova = json_object_get(f->vm, "nova");
-	json_t *name = json_object_get(nova, "instance_name");
-	if (json_object_get(doc, "vm"))
-		json_object_set_new(doc, "vm", json_pack("{s:s, s:s}", "id", f->uuid, "name",
-							 json_is_string(name) ? json_string_value(name) : f->uuid));
-	return doc;
+	static const char key[] = "\"vm\":{";
+	const char *end = body + len, *k = NULL, *v = NULL, *p;
+	const json_t *name = json_object_get(json_object_get(f->vm, "nova"), "instance_name");
+	int depth = 0;
+	bool str = false;
+	char *id, *out;
+
+	for (p = body; p < end; p++) {
+		if (str) {
+			if (*p == '\\')
+				p++;
+			else if (*p == '"')
+				str = false;
+		} else if (depth == 1 && !k && (size_t)(end - p) >= sizeof(key) - 1 && !memcmp(p, key, sizeof(key) - 1)) {
+			k = p;
+			p += sizeof(key) - 2;   /* at the '{' */
+			depth++;
+		} else if (*p == '"') {
+			str = true;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if ((*p == '}' || *p == ']') && --depth == 1 && k && !v) {
+			v = p + 1;      /* one past the vm object */
+		}
+	}
+	if (!k || !v)
+		return NULL;
+	json_t *j = json_pack("{s:s, s:s}", "id", f->uuid, "name", json_is_string(name) ? json_string_value(name) : f->uuid);
+	id = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!id)
+		return NULL;
+	*outlen = (size_t)(k - body) + 5 + strlen(id) + (size_t)(end - v);
+	if ((out = malloc(*outlen + 1)))
+		snprintf(out, *outlen + 1, "%.*s\"vm\":%s%.*s", (int)(k - body), body, id, (int)(end - v), v);
+	free(id);
+	return out;
 }
 
 static enum MHD_Result proxy_json(struct req *q, struct found *f, const char *path, bool detail)
@@ -430,18 +467,23 @@ static enum MHD_Result proxy_json(struct req *q, struct found *f, const char *pa
 		return ret;
 	}
 	ctl_index_report(q->c->index, f->host, true, NULL);
+	if (!detail) {
+		size_t len;
+		char *out = r.body ? splice_vm(r.body, r.len, f, &len) : NULL;
+		ctl_fetch_free(&r);
+		if (!out)
+			return fault(q, 502, "The agent of instance %s sent an unreadable answer.", f->uuid);
+		return reply_buf(q, 200, "application/json", out, len, NULL, NULL);
+	}
 	j = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
 	ctl_fetch_free(&r);
 	if (!j)
 		return fault(q, 502, "The agent of instance %s sent an unreadable answer.", f->uuid);
-	if (detail) {
-		json_t *s = server_json(q, f->uuid, j, f->host, true);
-		json_object_set(s, "summary", json_object_get(j, "summary"));
-		json_object_set(s, "history", json_object_get(j, "history"));
-		json_decref(j);
-		return reply_json(q, 200, json_pack("{s:o}", "server", s), NULL, NULL);
-	}
-	return reply_json(q, 200, rewrite_vm(j, f), NULL, NULL);
+	json_t *s = server_json(q, f->uuid, j, f->host, true);
+	json_object_set(s, "summary", json_object_get(j, "summary"));
+	json_object_set(s, "history", json_object_get(j, "history"));
+	json_decref(j);
+	return reply_json(q, 200, json_pack("{s:o}", "server", s), NULL, NULL);
 }
 
 static enum MHD_Result proxy_stream(struct req *q, struct found *f, const char *path)
