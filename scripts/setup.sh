@@ -14,6 +14,8 @@ PKGS=(
   libvirt-dev libxml2-dev   # finding VMs through libvirt; parsing domain XML
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # real libvirtd for tests
   libmicrohttpd-dev libncurses-dev  # the agent's HTTP server; top's terminal view
+  libcurl4-gnutls-dev libgnutls28-dev  # vmwatch-controller: requests to Keystone and agents; token hashes, mTLS
+  python3-keystone uwsgi-core uwsgi-plugin-python3  # tests: a real Keystone for the controller
   prometheus chromium chromium-driver openssl  # tests: promtool, the web page in a real browser, TLS
   python3-jsonschema  # tests: JSON output against docs/schemas/
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers

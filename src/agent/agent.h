@@ -65,6 +65,9 @@ struct vmw_agent_config {
 	char *tls_priorities;      /* GnuTLS priority string (default VMW_AGENT_TLS_PRIORITIES) */
 	unsigned max_clients;      /* compatibility API clients remembered */
 	char *tls_cert, *tls_key;  /* PEM files; both or neither */
+	char *tls_client_ca;       /* PEM CA: clients must present a certificate it signed (mTLS) */
+	char **tls_client_names;   /* ... whose name (DNS SAN or CN) is one of these (none: any) */
+	size_t ntls_client_names;
 	char **tokens;             /* bearer tokens (any one admits) */
 	size_t ntokens;
 	char **token_files;        /* the token_file values read */

@@ -30,6 +30,8 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "max_clients", "N", "compatibility-API clients remembered (default 256)", false },
 	{ "tls_cert", "FILE", "PEM certificate: serve HTTPS (with tls_key)", false },
 	{ "tls_key", "FILE", "PEM private key of tls_cert", false },
+	{ "tls_client_ca", "FILE", "PEM CA: require a client certificate it signed (mutual TLS)", false },
+	{ "tls_client_name", "NAME", "accept only client certificates with this name (repeatable)", true },
 	{ "token", "TOKEN", "accept 'Authorization: Bearer TOKEN' (repeatable; none: no auth)", true },
 	{ "token_file", "FILE", "read bearer tokens from FILE, one per line (repeatable)", true },
 	{ "target", "[NAME=]TARGET", "also monitor TARGET (qemu:PID or file:PATH), without libvirt (repeatable)", true },
@@ -75,6 +77,8 @@ void vmw_agent_config_free(struct vmw_agent_config *c)
 	free(c->connect);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->tls_client_ca);
+	strv_free(c->tls_client_names, c->ntls_client_names);
 	free(c->tls_priorities);
 	strv_free(c->tokens, c->ntokens);
 	strv_free(c->token_files, c->ntoken_files);
@@ -96,27 +100,7 @@ static int strv_add(char ***v, size_t *n, const char *s)
 
 int vmw_agent_parse_duration(const char *s, double *ret)
 {
-	char *end;
-	double v, mul = 1.0;
-
-	if (!s || !*s || isspace((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	if (!strcmp(end, "") || !strcmp(end, "s"))
-		mul = 1.0;
-	else if (!strcmp(end, "ms"))
-		mul = 1e-3;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		mul = 60.0;
-	else if (!strcmp(end, "h"))
-		mul = 3600.0;
-	else
-		return -EINVAL;
-	*ret = v * mul;
-	return 0;
+	return vmw_parse_duration(s, ret);
 }
 
 int vmw_agent_parse_bool(const char *s, bool *ret)
@@ -254,6 +238,10 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 		r = set_str(&c->tls_cert, value);
 	} else if (!strcmp(key, "tls_key")) {
 		r = set_str(&c->tls_key, value);
+	} else if (!strcmp(key, "tls_client_ca")) {
+		r = set_str(&c->tls_client_ca, value);
+	} else if (!strcmp(key, "tls_client_name")) {
+		r = strv_add(&c->tls_client_names, &c->ntls_client_names, value);
 	} else if (!strcmp(key, "token")) {
 		if (!token_ok(value))
 			return vmw_error_set(err, -EINVAL, "token: a token has at least 8 printable characters "
@@ -408,6 +396,12 @@ int vmw_agent_config_check(const struct vmw_agent_config *c, struct vmw_error *e
 		return vmw_error_set(err, r, "tls_cert %s: %s", c->tls_cert, strerror(-r));
 	if (c->tls_key && (r = readable(c->tls_key)) < 0)
 		return vmw_error_set(err, r, "tls_key %s: %s", c->tls_key, strerror(-r));
+	if (c->tls_client_ca && !c->tls_cert)
+		return vmw_error_set(err, -EINVAL, "tls_client_ca needs TLS (tls_cert and tls_key)");
+	if (c->tls_client_ca && (r = readable(c->tls_client_ca)) < 0)
+		return vmw_error_set(err, r, "tls_client_ca %s: %s", c->tls_client_ca, strerror(-r));
+	if (c->ntls_client_names && !c->tls_client_ca)
+		return vmw_error_set(err, -EINVAL, "tls_client_name needs tls_client_ca");
 	if (c->history_s < c->interval_s)
 		return vmw_error_set(err, -EINVAL, "history (%gs) is shorter than interval (%gs)",
 				     c->history_s, c->interval_s);
@@ -430,6 +424,10 @@ void vmw_agent_config_print(const struct vmw_agent_config *c, FILE *f)
 		c->max_clients, c->tls_priorities);
 	if (c->tls_cert)
 		fprintf(f, "tls_cert = %s\ntls_key = %s\n", c->tls_cert, c->tls_key ? c->tls_key : "");
+	if (c->tls_client_ca)
+		fprintf(f, "tls_client_ca = %s\n", c->tls_client_ca);
+	for (size_t i = 0; i < c->ntls_client_names; i++)
+		fprintf(f, "tls_client_name = %s\n", c->tls_client_names[i]);
 	for (size_t i = 0; i < c->ntokens; i++)
 		fprintf(f, "# token %zu: hidden (%zu characters)\n", i + 1, strlen(c->tokens[i]));
 	for (size_t i = 0; i < c->ntargets; i++)

@@ -22,6 +22,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -52,6 +54,7 @@ struct conn {
 struct agent_http {
 	struct MHD_Daemon *d;
 	char *cert, *key;
+	char *client_ca;          /* mTLS: clients need a certificate this CA signed */
 	pthread_mutex_t lock;     /* conns, every sse's suspended flag */
 	pthread_cond_t cond;
 	struct conn *conns;
@@ -616,12 +619,45 @@ static size_t split(char *path, char **seg)
 	return n;
 }
 
+/*
+ * Mutual TLS: libmicrohttpd only *requests* a client certificate (the
+ * handshake succeeds without one), so the certificate is verified here:
+ * signed by tls_client_ca, in its validity period, and, with
+ * tls_client_name set, naming one of those (DNS SAN, else CN).
+ */
+static bool client_cert_ok(struct agent *a, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	gnutls_session_t s = ci ? (gnutls_session_t)ci->tls_session : NULL;
+	const gnutls_datum_t *chain;
+	unsigned status = 1, n = 0;
+	gnutls_x509_crt_t crt;
+	bool ok = false;
+
+	if (!s || gnutls_certificate_verify_peers2(s, &status) < 0 || status != 0 ||
+	    !(chain = gnutls_certificate_get_peers(s, &n)) || !n)
+		return false;
+	if (!a->cfg.ntls_client_names)
+		return true;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return false;
+	if (gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) >= 0)
+		for (size_t i = 0; i < a->cfg.ntls_client_names && !ok; i++)
+			ok = gnutls_x509_crt_check_hostname(crt, a->cfg.tls_client_names[i]) != 0;
+	gnutls_x509_crt_deinit(crt);
+	return ok;
+}
+
 static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const char *url, const char *method)
 {
 	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
 	char path[1024], *seg[MAX_SEGMENTS];
 	size_t nseg;
 
+	if (a->http->client_ca && !client_cert_ok(a, c))
+		return reply_error_h(a, c, 403, MHD_HTTP_HEADER_CONNECTION, "close", "this agent serves only clients "
+				     "with a certificate signed by its tls_client_ca%s",
+				     a->cfg.ntls_client_names ? " and one of its tls_client_names" : "");
 	if (!strcmp(url, "/healthz")) {
 		if (!get)
 			return reply_error_h(a, c, 405, MHD_HTTP_HEADER_ALLOW, "GET, HEAD", "method %s not allowed", method);
@@ -740,27 +776,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	vmw_agent_log(VMW_LOG_INFO, "http: %s", buf);
 }
 
+/* A PEM file the configuration names, opened through the monitor (privsep.h). */
 static int read_pem(const char *path, char **ret, struct vmw_error *err)
 {
 	_cleanup_fclose_ FILE *f = vmw_agent_fopen(path);
-	struct stat st;
-	char *buf;
-	size_t n;
 
-	if (!f)
-		return vmw_error_set(err, -errno, "%s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20))
-		return vmw_error_set(err, -EINVAL, "%s: not a PEM file of a sane size", path);
-	if (!(buf = calloc(1, (size_t)st.st_size + 1)))
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	n = fread(buf, 1, (size_t)st.st_size, f);
-	buf[n] = '\0';
-	if (!strstr(buf, "-----BEGIN ")) {
-		free(buf);
-		return vmw_error_set(err, -EINVAL, "%s: not PEM (no -----BEGIN line)", path);
-	}
-	*ret = buf;
-	return 0;
+	return vmw_read_pem_from(f, path, ret, err);
 }
 
 /* Resolve ADDR:PORT (or [ADDR6]:PORT; "*" or empty ADDR: every IPv4 address). */
@@ -833,6 +854,7 @@ static struct MHD_Daemon *start_daemon(struct agent *a, struct agent_http *h, un
 		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, h->key },
 		{ tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert },
 		{ tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0, c->tls_priorities },
+		{ tls && h->client_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, h->client_ca },
 		{ MHD_OPTION_END, 0, NULL },
 	};
 	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
@@ -861,7 +883,8 @@ int agent_http_start(struct agent *a, struct vmw_error *err)
 			r = vmw_error_set(err, -ENOTSUP, "this libmicrohttpd was built without TLS (GnuTLS)");
 			goto fail;
 		}
-		if ((r = read_pem(a->cfg.tls_cert, &h->cert, err)) < 0 || (r = read_pem(a->cfg.tls_key, &h->key, err)) < 0)
+		if ((r = read_pem(a->cfg.tls_cert, &h->cert, err)) < 0 || (r = read_pem(a->cfg.tls_key, &h->key, err)) < 0 ||
+		    (a->cfg.tls_client_ca && (r = read_pem(a->cfg.tls_client_ca, &h->client_ca, err)) < 0))
 			goto fail;
 		flags |= MHD_USE_TLS;
 	}
@@ -903,6 +926,7 @@ fail:
 	pthread_cond_destroy(&h->cond);
 	free(h->cert);
 	free(h->key);
+	free(h->client_ca);
 	free(h);
 	return r;
 }
@@ -924,6 +948,7 @@ void agent_http_stop(struct agent *a)
 	pthread_cond_destroy(&h->cond);
 	free(h->cert);
 	free(h->key);
+	free(h->client_ca);
 	free(h);
 	a->http = NULL;
 }

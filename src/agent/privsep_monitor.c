@@ -68,7 +68,8 @@ static bool is_config_file(const struct mon *m, const char *path)
 
 	if (!strcmp(path, m->config_path ? m->config_path : VMW_AGENT_CONFIG_PATH))
 		return true;
-	if ((c->tls_cert && !strcmp(path, c->tls_cert)) || (c->tls_key && !strcmp(path, c->tls_key)))
+	if ((c->tls_cert && !strcmp(path, c->tls_cert)) || (c->tls_key && !strcmp(path, c->tls_key)) ||
+	    (c->tls_client_ca && !strcmp(path, c->tls_client_ca)))
 		return true;
 	for (size_t i = 0; i < c->ntoken_files; i++)
 		if (!strcmp(path, c->token_files[i]))

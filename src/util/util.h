@@ -193,3 +193,18 @@ static inline ptrdiff_t vmw_pidmap_get(const struct vmw_pidmap *m, int32_t pid)
 	}
 }
 void vmw_pidmap_free(struct vmw_pidmap *m);
+
+/* kvfile.c: read a file of `key = value` lines, calling fn for each (mode:
+ * the file's permission bits, for secrets that need 0600). A negative return
+ * of fn stops the read; err is then prefixed with FILE:LINE. */
+typedef int (*vmw_kv_fn)(void *opaque, const char *key, const char *value, unsigned mode, struct vmw_error *err);
+int vmw_kv_load(const char *path, vmw_kv_fn fn, void *opaque, struct vmw_error *err);
+/* "5", "5s", "500ms", "15m", "1h" -> seconds; -EINVAL otherwise. */
+int vmw_parse_duration(const char *s, double *ret);
+/* A PEM file (at most 1 MiB, with a -----BEGIN line) into *ret (free it). */
+/* The same from an open file (f NULL: errno says why it could not be opened);
+ * f is not closed. */
+int vmw_read_pem_from(FILE *f, const char *path, char **ret, struct vmw_error *err);
+int vmw_read_pem(const char *path, char **ret, struct vmw_error *err);
+/* Replace *dst (freed) by a copy of value: 0 or -ENOMEM (*dst kept). */
+int vmw_set_str(char **dst, const char *value);
