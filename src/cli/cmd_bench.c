@@ -24,7 +24,8 @@ static void usage(FILE *f)
 		"      --cmdline    frames include command lines\n"
 		"  -j, --json       print one JSON object\n"
 		"      --process-read  read a QEMU guest with process_vm_readv even if shared\n"
-		"  -h, --help       this help\n");
+		"  -h, --help       this help\n\n"
+		CLI_TARGET_HELP);
 }
 
 static uint64_t cpu_ns(void)
