@@ -213,6 +213,10 @@ int main(int argc, char **argv)
 	_cleanup_(strv_freep) char **argv_copy = NULL;
 	int rc;
 
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("vmwatch-agent %s\n", VMWATCH_VERSION);
+		return 0;
+	}
 	if (hide_token_args(&args, &argv_copy) < 0) {
 		fputs("vmwatch-agent: out of memory\n", stderr);
 		return 1;
