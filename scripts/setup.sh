@@ -21,6 +21,8 @@ PKGS=(
   qemu-system-x86 busybox-static cpio xz-utils zstd
   python3 python3-pytest
   tmux
+  # tests: the Debian package (tests/integration/test_package.py)
+  debhelper dpkg-dev lintian bash-completion procps
 )
 
 missing=()
