@@ -357,11 +357,13 @@ def test_metrics_pass_promtool(agent, g, tmp_path):
     if promtool:
         p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
         assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-    vm = f'vm="{g.name}"'
+    # Every per-VM series: vm, domain (libvirt-exporter's name) and uuid when known.
+    vm = f'vm="{g.name}",domain="{g.name}"(?:,uuid="[0-9a-f-]+")?'
     for name in ("vmwatch_guest_uptime_seconds", "vmwatch_guest_load1", "vmwatch_guest_memory_total_bytes",
-                 "vmwatch_guest_processes", "vmwatch_vm_up", "vmwatch_scrape_duration_seconds"):
+                 "vmwatch_guest_processes", "vmwatch_vm_up", "vmwatch_vm_frame_duration_seconds",
+                 "vmwatch_scrape_duration_seconds"):
         assert re.search(rf"^{name}{{{vm}}} [0-9.e+-]+$", text, re.M), name
-    assert re.search(rf'^vmwatch_vm_info{{{vm},name="{g.name}",source="target",kernel="6\.1\.0-47-amd64"}} 1$',
+    assert re.search(rf'^vmwatch_vm_info{{{vm},name="{g.name}",origin="target",kernel="6\.1\.0-47-amd64"}} 1$',
                      text, re.M)
     assert re.search(rf'^vmwatch_guest_cpu_seconds_total{{{vm},mode="idle"}} ', text, re.M)
     assert re.search(rf'^vmwatch_group_cpu_seconds_total{{{vm},groupname="burn",mode="user"}} ', text, re.M)
@@ -381,7 +383,8 @@ def test_group_cpu_counters_never_decrease(agent, g):
     def groups():
         text = agent.request("/metrics")[2].decode()
         return {m[0] + "/" + m[1]: float(m[2]) for m in re.findall(
-            rf'^vmwatch_group_cpu_seconds_total{{vm="{re.escape(g.name)}",groupname="(.*?)",mode="(\w+)"}} (\S+)$',
+            rf'^vmwatch_group_cpu_seconds_total{{vm="{re.escape(g.name)}",domain="[^"]*"(?:,uuid="[^"]*")?,'
+            rf'groupname="(.*?)",mode="(\w+)"}} (\S+)$',
             text, re.M)}
     a = groups()
     with g.workload("churn", 20):
@@ -656,8 +659,13 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         wait_until(lambda: a.vm(d1.name)["monitoring"]["status"] == "ok", timeout=120, what="monitoring")
         assert a.vm(v["uuid"])["name"] == d1.name
         text = a.request("/metrics")[2].decode()
-        assert re.search(rf'^vmwatch_vm_info{{vm="{d1.name}",uuid="{d1.uuid}",name="{d1.name}",source="libvirt",'
-                         rf'.*nova_instance="web-1".*nova_project="demo-proj"', text, re.M), text[:2000]
+        assert re.search(rf'^vmwatch_vm_info{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
+                         rf'nova_project="demo-proj",nova_project_id="[^"]+",name="{d1.name}",origin="libvirt",'
+                         rf'.*nova_instance="web-1"', text, re.M), text[:2000]
+        # Nova's project on every per-VM series; the VM found by its Nova name too.
+        assert re.search(rf'^vmwatch_vm_up{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
+                         rf'nova_project="demo-proj",nova_project_id="[^"]+"}} 1$', text, re.M), text[:2000]
+        assert a.vm("web-1")["uuid"] == d1.uuid
 
         # A domain started while the agent runs is listed at once (libvirt's
         # event), and sampled from its first interval on: error while it boots
