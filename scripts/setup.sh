@@ -15,7 +15,7 @@ PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # real libvirtd for tests
   libmicrohttpd-dev libncurses-dev  # the agent's HTTP server; top's terminal view
   prometheus chromium chromium-driver openssl  # tests: promtool, the web page in a real browser, TLS
-  python3-jsonschema  # tests: JSON output against docs/schemas/
+  python3-jsonschema python3-yaml  # tests: JSON output against docs/schemas/; promtool rule tests
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
   # the lab: real guests under QEMU
   qemu-system-x86 busybox-static cpio xz-utils zstd

@@ -45,7 +45,8 @@ def agent(vmwatch, g):
               "--top-n", 50)
     wait_until(lambda: a.vm(g.name)["monitoring"]["frames"] >= 2, timeout=120, what="first frames")
     yield a
-    a.stop()
+    rc = a.stop()
+    assert rc == 0, "agent exit code %d:\n%s" % (rc, "\n".join(a.log[-30:]))   # 99: a sanitizer report
 
 
 def samples(text):
@@ -178,7 +179,8 @@ def test_promtool_check_and_test_rules(agent, g, tmp_path):
                 {"expr": "vmwatch:vms_up:sum", "eval_time": "10m",
                  "exp_samples": [{"labels": series("vmwatch:vms_up:sum", {"instance": job["instance"]}), "value": 1}]},
                 {"expr": "vmwatch:guest_cpu_busy:rate5m > bool 0.2", "eval_time": "10m",
-                 "exp_samples": [{"labels": series("", {k: vm[k] for k in ("instance", "domain", "uuid") if k in vm}),
+                 "exp_samples": [{"labels": series("", {k: vm[k] for k in ("instance", "domain", "uuid", "nova_project")
+                                                    if k in vm}),
                                   "value": 1}]},
             ],
             "alert_rule_test": quiet,
