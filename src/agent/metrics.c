@@ -58,24 +58,34 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+struct label {
+	const char *k, *v;
+};
+
+/* ,k="v" for each label with a value (an empty label is the same as none). */
+static void put_labels(FILE *f, const struct label *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!l[i].v[0])
+			continue;
+		fprintf(f, ",%s=\"", l[i].k);
+		put_value(f, l[i].v);
+		fputc('"', f);
+	}
+}
+
 /* name{vm="...",domain="...",uuid="..."[,nova_project=...]: the labels of
  * every per-VM series, the brace left open. */
 static void vm_labels(FILE *f, const char *name, const struct mvm *m)
 {
-	const struct { const char *k, *v; } l[] = {
+	const struct label l[] = {
 		{ "domain", m->vm->name }, { "uuid", m->dom.uuid },
 		{ "nova_project", m->dom.nova.project_name }, { "nova_project_id", m->dom.nova.project_id },
 	};
 	fprintf(f, "%s{vm=\"", name);
 	put_value(f, m->vm->name);
 	fputc('"', f);
-	for (size_t i = 0; i < ARRAY_SIZE(l); i++) {
-		if (!l[i].v[0])
-			continue;          /* an empty label is the same as none */
-		fprintf(f, ",%s=\"", l[i].k);
-		put_value(f, l[i].v);
-		fputc('"', f);
-	}
+	put_labels(f, l, ARRAY_SIZE(l));
 }
 
 /* name{<vm labels>[,extra]} value */
@@ -406,19 +416,13 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata.");
 	for (struct mvm *m = ms; m < ms + n; m++) {
 		const struct vmw_nova *nv = &m->dom.nova;
-		const struct { const char *k, *v; } l[] = {
+		const struct label l[] = {
 			{ "name", m->vm->name }, { "origin", m->vm->from_libvirt ? "libvirt" : "target" },
 			{ "kernel", m->release }, { "nova_instance", nv->instance_name }, { "nova_flavor", nv->flavor },
 			{ "nova_user", nv->user_name }, { "nova_user_id", nv->user_id },
 		};
 		vm_labels(f, "vmwatch_vm_info", m);
-		for (size_t i = 0; i < ARRAY_SIZE(l); i++) {
-			if (!l[i].v[0])
-				continue;          /* an empty label is the same as none */
-			fprintf(f, ",%s=\"", l[i].k);
-			put_value(f, l[i].v);
-			fputc('"', f);
-		}
+		put_labels(f, l, ARRAY_SIZE(l));
 		fputs("} 1\n", f);
 	}
 	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");

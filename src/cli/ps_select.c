@@ -58,12 +58,9 @@ static int add_pid(void *arg, const char *it)
 {
 	struct sel_arg *a = arg;
 	long long v;
-	int32_t pid;
 	int r = number(it, INT32_MAX, &v, a, "process ID");
-	if (r)
-		return r;
-	pid = (int32_t)v;
-	return append((void **)&a->s->pids, &a->s->npids, sizeof(pid), &pid);
+	int32_t pid = (int32_t)v;
+	return r ? r : append((void **)&a->s->pids, &a->s->npids, sizeof(pid), &pid);
 }
 
 /* Users are numeric uids: a guest's user names live in the guest. */
@@ -71,11 +68,10 @@ static int add_user(void *arg, const char *it)
 {
 	struct sel_arg *a = arg;
 	long long v;
-	uint32_t uid;
 	int r = number(it, UINT32_MAX, &v, a, "user (a numeric uid)");
+	uint32_t uid = (uint32_t)v;
 	if (r)
 		return r;
-	uid = (uint32_t)v;
 	if (a->real)
 		return append((void **)&a->s->ruids, &a->s->nruids, sizeof(uid), &uid);
 	return append((void **)&a->s->euids, &a->s->neuids, sizeof(uid), &uid);
