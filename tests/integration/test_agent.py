@@ -543,7 +543,8 @@ def test_unintrospectable_target_next_to_a_good_one(vmwatch, g, tmp_path):
         assert "not_linux" in e["error"] or "Linux" in e["error"]
         assert a.json("/v1/instances/blank/processes", status=503)["code"] == 503
         text = a.request("/metrics")[2].decode()
-        assert 'vmwatch_vm_up{vm="blank"} 0' in text and f'vmwatch_vm_up{{vm="{g.name}"}} 1' in text
+        assert re.search(r'^vmwatch_vm_up\{vm="blank",domain="blank"[^}]*\} 0$', text, re.M), text
+        assert re.search(rf'^vmwatch_vm_up\{{vm="{g.name}",domain="{g.name}"[^}}]*\}} 1$', text, re.M), text
         assert any(line.startswith("<4>") and "blank" in line for line in a.log)
     finally:
         assert a.stop() == 0
@@ -644,14 +645,14 @@ def lablv(lab):
 def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
     tag = f"{os.getpid() % 100000}"
     d1 = lablv.define_domain(f"agt{tag}-nova", shared=True, boot_timeout=600,
-                             nova={"name": "web-1", "project": "demo-proj", "user": "alice"})
+                             nova={"name": f"web-{tag}", "project": "demo-proj", "user": "alice"})
     d2 = None
     a = Agent(vmwatch, "--connect", lablv.URI, "--interval", INTERVAL)
     try:
         v = wait_until(lambda: [x for x in a.json("/v1/vms")["vms"] if x["name"] == d1.name], timeout=30,
                        what="domain listed")[0]
         assert v["origin"] == "libvirt" and v["uuid"] == d1.uuid and v["qemu_pid"] == d1.pid
-        assert v["nova"]["instance_name"] == "web-1" and v["nova"]["project_name"] == "demo-proj"
+        assert v["nova"]["instance_name"] == f"web-{tag}" and v["nova"]["project_name"] == "demo-proj"
         assert v["nova"]["user_name"] == "alice" and v["ram_backing"] == "memfd" and v["ram_shared"]
         assert v["memory_bytes"] == 512 << 20 and v["vcpus"] == 1
         assert a.json("/v1/vms")["libvirt"]["connected"] is True
@@ -661,11 +662,12 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         text = a.request("/metrics")[2].decode()
         assert re.search(rf'^vmwatch_vm_info{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
                          rf'nova_project="demo-proj",nova_project_id="[^"]+",name="{d1.name}",origin="libvirt",'
-                         rf'.*nova_instance="web-1"', text, re.M), text[:2000]
+                         rf'.*nova_instance="web-{tag}"', text, re.M), text[:2000]
         # Nova's project on every per-VM series; the VM found by its Nova name too.
         assert re.search(rf'^vmwatch_vm_up{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
                          rf'nova_project="demo-proj",nova_project_id="[^"]+"}} 1$', text, re.M), text[:2000]
-        assert a.vm("web-1")["uuid"] == d1.uuid
+        # (a unique Nova name: other VMs of this host's libvirtd may be named web-1)
+        assert a.vm(f"web-{tag}")["uuid"] == d1.uuid
 
         # A domain started while the agent runs is listed at once (libvirt's
         # event), and sampled from its first interval on: error while it boots

@@ -188,3 +188,17 @@ def test_meson_install_uses_the_configured_prefix(debs, tmp_path):
     assert stat.S_IMODE((dest / "opt/vmw/etc/vmwatch/agent.conf").stat().st_mode) == 0o600
     # The agent's default configuration file follows sysconfdir too.
     assert "/opt/vmw/etc/vmwatch/agent.conf" in run(str(dest / "opt/vmw/bin/vmwatch-agent"), "--help").stdout
+
+
+def test_libvirt_target_as_non_root_names_permission(libvirt_host, vmwatch):
+    """libvirtd runs; a user it does not let in hears so, not "is libvirtd running?"."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root (to run vmwatch as nobody) and setpriv")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(vmwatch), "ps",
+                        "pkg-nosuch"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "HOME": "/nonexistent", "XDG_CACHE_HOME": "/nonexistent"})
+    assert r.returncode == 2, r.stderr
+    assert "is libvirtd running" not in r.stderr, r.stderr
+    # Whether libvirtd lets nobody in depends on how it was started (polkit,
+    # a system bus): refused, the message says why; let in, the name is unknown.
+    assert re.search(r"non-root user|permission denied|no libvirt domain named 'pkg-nosuch'", r.stderr), r.stderr
