@@ -153,6 +153,8 @@ def test_bash_completion_completes_commands_and_targets(scratch_root):
         _vmwatch vmwatch su vmwatch; echo "cmd:${{COMPREPLY[*]}}"
         COMP_WORDS=(vmwatch ps file:/et); COMP_CWORD=2; COMP_LINE="vmwatch ps file:/et"; COMP_POINT=${{#COMP_LINE}}
         _vmwatch vmwatch file:/et ps; echo "target:${{COMPREPLY[*]}}"
+        COMP_WORDS=(vmwatch ps -o pid,pc); COMP_CWORD=3; COMP_LINE="vmwatch ps -o pid,pc"; COMP_POINT=${{#COMP_LINE}}
+        _vmwatch vmwatch pid,pc -o; echo "cols:${{COMPREPLY[*]}}"
         COMP_WORDS=(vmwatch-agent --log-l); COMP_CWORD=1; COMP_LINE="vmwatch-agent --log-l"; COMP_POINT=${{#COMP_LINE}}
         PATH={scratch_root}/usr/bin:$PATH _vmwatch_agent vmwatch-agent --log-l vmwatch-agent; echo "agent:${{COMPREPLY[*]}}"
     """
@@ -162,6 +164,7 @@ def test_bash_completion_completes_commands_and_targets(scratch_root):
     assert "cmd:summary" in out, out
     assert re.search(r"^target:.*/etc\b", out, re.M), out
     assert "agent:--log-level" in out, out
+    assert "cols:pid,pcpu" in out, out
 
 
 def test_meson_install_uses_the_configured_prefix(debs, tmp_path):
