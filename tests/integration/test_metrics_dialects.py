@@ -155,7 +155,8 @@ def test_promtool_check_and_test_rules(agent, g, tmp_path):
             if isinstance(v, str):
                 values = v
             elif n.endswith("_total"):
-                values = f"{v0}+{(v1 - v0) / dt * 60}x40"      # the recorded rate, per minute
+                inc = (v1 - v0) / dt * 60                          # the recorded rate, per minute
+                values = f"{v0}{'+' if inc >= 0 else '-'}{abs(inc)}x40"   # (idle time may lag: < 0)
             else:
                 values = f"{v}x40"
             out.append({"series": series(n, l), "values": values})
