@@ -23,7 +23,9 @@ domain this process creates is destroyed and undefined at exit (atexit), and
 stale lab domains of dead processes are removed by gc_domains().
 
 Host setup done by start_libvirtd(): groups kvm and
-libvirt-qemu, user libvirt-qemu, /var/log/libvirt, and
+libvirt-qemu, user libvirt-qemu, /var/log/libvirt, /etc/libvirt/libvirtd.conf
+when there is none (read-only connections for every user, as polkit grants
+them; see LIBVIRTD_CONF), and
 - /dev/kvm group kvm mode 0660, as udev would make it. Without it libvirtd
   decides on every domain start that its cached QEMU capabilities are stale
   ("KVM was enabled when probing, but it is not available now") and
@@ -65,6 +67,14 @@ QEMU_CONF = """# Written by the vmwatch lab (lab/libvirt.py) because there was n
 # the CPU share of one process, and TCG guests boot 3x slower on a busy host
 # than the lab's directly started QEMUs.
 cgroup_controllers = [ ]
+"""
+
+LIBVIRTD_CONF = """# Written by the vmwatch lab (lab/libvirt.py) because there was none.
+# Read-only connections for every local user, as libvirt's default polkit
+# policy (org.libvirt.unix.monitor: allow_any) grants them on a host with
+# polkit; this machine has no D-Bus system bus for polkit to answer on. The
+# vmwatch agent's unprivileged front process connects read-only as nobody.
+auth_unix_ro = "none"
 """
 
 __all__ = ["start_libvirtd", "stop_libvirtd", "restart_libvirtd", "libvirtd_running", "virsh",
@@ -137,6 +147,9 @@ def _setup_host() -> None:
     conf = Path("/etc/libvirt/qemu.conf")
     if not conf.exists():   # see the module doc; never overwrites a host's own file
         conf.write_text(QEMU_CONF)
+    conf = Path("/etc/libvirt/libvirtd.conf")
+    if not conf.exists():
+        conf.write_text(LIBVIRTD_CONF)
     try:   # as udev would: see the module doc
         st = os.stat("/dev/kvm")
         kvm = grp.getgrnam("kvm").gr_gid

@@ -5,10 +5,13 @@
  * Prometheus /metrics, the original VM Process Monitor's client API and a
  * small web page). See docs/API.md and vmwatch-agent(8).
  *
- * Threads:
- *   - one sampler thread per VM: attach (retrying with back-off while the
- *     guest cannot be introspected), take a frame every interval, publish an
- *     immutable refcounted snapshot, update the bounded history;
+ * Processes (privsep.h): a privileged monitor, the unprivileged front that
+ * runs everything below, and one sandboxed sampler process per VM that alone
+ * reads guest memory. Threads of the front:
+ *   - one thread per VM: asks the VM's sampler process for a frame every
+ *     interval (it attaches, retrying with back-off while the guest cannot be
+ *     introspected), publishes an immutable refcounted snapshot, updates the
+ *     bounded history; restarts a crashed or hung sampler with back-off;
  *   - libmicrohttpd, one thread per connection: handlers only take references
  *     to published snapshots; they never read guest memory and never wait for
  *     a sampler (an SSE stream waits for the next publication, nothing else);
@@ -60,11 +63,14 @@ struct vmw_agent_config {
 	double header_timeout_s;   /* request line + headers must arrive within this */
 	double idle_timeout_s;     /* an idle keep-alive connection is closed after this */
 	double sse_stall_timeout_s;/* an event stream whose client stops reading is dropped after this */
+	double sampler_timeout_s;  /* a sampler process slower than this for a frame is killed */
 	char *tls_priorities;      /* GnuTLS priority string (default VMW_AGENT_TLS_PRIORITIES) */
 	unsigned max_clients;      /* compatibility API clients remembered */
 	char *tls_cert, *tls_key;  /* PEM files; both or neither */
 	char **tokens;             /* bearer tokens (any one admits) */
 	size_t ntokens;
+	char **token_files;        /* the token_file values read */
+	size_t ntoken_files;
 	char **targets;            /* explicit targets "[NAME=]qemu:PID" */
 	size_t ntargets;
 	bool cmdline;              /* read command lines from process memory */
@@ -95,6 +101,18 @@ int vmw_agent_config_load(struct vmw_agent_config *c, const char *path, struct v
 int vmw_agent_config_check(const struct vmw_agent_config *c, struct vmw_error *err);
 /* The effective configuration as a config file (tokens masked). */
 void vmw_agent_config_print(const struct vmw_agent_config *c, FILE *f);
+
+/*
+ * Opening a file the configuration names (the configuration file,
+ * token_file, tls_cert, tls_key): open(2) by default. The privilege-separated
+ * front (src/agent/privsep.c) holds no privileges and asks the privileged
+ * monitor, which opens only the files its own reading of the configuration
+ * names. An fd or a negative errno; vmw_agent_fopen: NULL with errno set.
+ */
+typedef int (*vmw_agent_opener_fn)(const char *path);
+void vmw_agent_set_opener(vmw_agent_opener_fn fn);
+int vmw_agent_open_file(const char *path);
+FILE *vmw_agent_fopen(const char *path);
 
 /* Pure parsers, exposed for tests. */
 int vmw_agent_parse_duration(const char *s, double *ret);   /* "5", "5s", "500ms", "15m", "1h" */

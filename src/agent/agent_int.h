@@ -97,6 +97,7 @@ enum agent_status {
 	AGENT_VM_OK,                   /* frames are being taken */
 	AGENT_VM_ERROR,                /* cannot be introspected (reason says why); retrying */
 	AGENT_VM_GONE,                 /* its QEMU process exited */
+	AGENT_VM_CRASHED,              /* its sampler process crashed or hung; restarting with back-off */
 };
 
 struct agent_event {
@@ -139,6 +140,8 @@ struct agent_vm {
 	char kernel_release[72];
 	char kernel_build_id[48];
 	uint64_t frames_total, frame_errors_total, attaches_total;
+	uint64_t sampler_crashes_total;  /* its sampler process crashed, hung or sent garbage */
+	pid_t sampler_pid;             /* the running sampler process, 0 if none */
 	uint64_t events_total[3];      /* by enum vmw_event_type */
 	struct agent_event *ev;        /* ring */
 	size_t ev_cap, ev_start, ev_n;
@@ -189,6 +192,26 @@ struct agent {
 	atomic_uint_fast64_t http_header_timeouts_total; /* shut: headers too slow (slowloris) */
 	atomic_uint_fast64_t http_stalled_streams_total; /* shut: event-stream client stopped reading */
 };
+
+/* sampler_client.c: the VM's sampler process (privsep.h), seen from the front. */
+struct agent_sampler {
+	pid_t pid;                     /* 0: not running */
+	int fd;                        /* its frame channel */
+	uint64_t started_ns;
+	/* From its last answer: the session's state and the kernel it found. */
+	enum vmw_session_state state;
+	uint64_t retry_at_ns, attaches;
+	char release[72], build_id[48], cache_warning[256];
+};
+int agent_sampler_start(struct agent_sampler *sp, const struct agent_vm *vm, bool cmdline, bool no_cache,
+			struct vmw_error *err);
+void agent_sampler_stop(struct agent_sampler *sp);
+/* A frame within timeout_ns. A failure of the guest returns its errno with
+ * err's kind saying why (sp->state: WAITING or GONE); a failure of the
+ * sampler itself (crash, hang, malformed answer) returns -EPIPE with kind
+ * VMW_ERR_CRASHED, and the sampler is gone (killed and reaped). */
+int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_policy *p, uint64_t timeout_ns,
+			struct vmw_frame **ret, struct vmw_error *err);
 
 /* monitor.c: the VM's sampler thread (holds a reference); 0 or -errno. */
 int agent_vm_thread_start(struct agent_vm *vm);

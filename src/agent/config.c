@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +24,8 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "header_timeout", "SEC", "a request's headers must arrive within SEC of connecting (default 10s)", false },
 	{ "idle_timeout", "SEC", "close idle keep-alive connections after SEC (default 60s)", false },
 	{ "sse_stall_timeout", "SEC", "drop an event stream whose client stops reading for SEC (default 30s)", false },
+	{ "sampler_timeout", "SEC", "a VM's sampler process that takes longer than SEC for a frame is killed "
+	  "and restarted (default 30s)", false },
 	{ "tls_priorities", "STRING", "GnuTLS priority string (default: TLS 1.2+, forward secrecy only)", false },
 	{ "max_clients", "N", "compatibility-API clients remembered (default 256)", false },
 	{ "tls_cert", "FILE", "PEM certificate: serve HTTPS (with tls_key)", false },
@@ -51,6 +54,7 @@ void vmw_agent_config_init(struct vmw_agent_config *c)
 	c->header_timeout_s = 10;
 	c->idle_timeout_s = 60;
 	c->sse_stall_timeout_s = 30;
+	c->sampler_timeout_s = 30;
 	c->tls_priorities = strdup(VMW_AGENT_TLS_PRIORITIES);
 	c->max_clients = 256;
 	c->cmdline = true;
@@ -73,6 +77,7 @@ void vmw_agent_config_free(struct vmw_agent_config *c)
 	free(c->tls_key);
 	free(c->tls_priorities);
 	strv_free(c->tokens, c->ntokens);
+	strv_free(c->token_files, c->ntoken_files);
 	strv_free(c->targets, c->ntargets);
 	memset(c, 0, sizeof(*c));
 }
@@ -151,7 +156,7 @@ static int set_str(char **dst, const char *value)
 
 static int load_token_file(struct vmw_agent_config *c, const char *path, struct vmw_error *err)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	_cleanup_fclose_ FILE *f = vmw_agent_fopen(path);
 	char line[1024];
 	size_t before = c->ntokens;
 	struct stat st;
@@ -235,11 +240,11 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 			return vmw_error_set(err, -EINVAL, "max_connections_per_ip: '%s' is not a number from 1 to "
 					     "10000", value);
 	} else if (!strcmp(key, "header_timeout") || !strcmp(key, "idle_timeout") ||
-		   !strcmp(key, "sse_stall_timeout")) {
+		   !strcmp(key, "sse_stall_timeout") || !strcmp(key, "sampler_timeout")) {
 		if (vmw_agent_parse_duration(value, &d) < 0 || d < 1 || d > 3600)
 			return vmw_error_set(err, -EINVAL, "%s: '%s' is not a duration from 1s to 1h", key, value);
 		*(key[0] == 'h' ? &c->header_timeout_s : key[0] == 'i' ? &c->idle_timeout_s
-								    : &c->sse_stall_timeout_s) = d;
+			: key[1] == 's' ? &c->sse_stall_timeout_s : &c->sampler_timeout_s) = d;
 	} else if (!strcmp(key, "tls_priorities")) {
 		r = set_str(&c->tls_priorities, value);
 	} else if (!strcmp(key, "max_clients")) {
@@ -255,6 +260,8 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 					     "and no spaces");
 		r = strv_add(&c->tokens, &c->ntokens, value);
 	} else if (!strcmp(key, "token_file")) {
+		if (strv_add(&c->token_files, &c->ntoken_files, value) < 0)
+			return vmw_error_set(err, -ENOMEM, "out of memory");
 		if ((r = load_token_file(c, value, err)) < 0)
 			return r;
 		for (size_t i = 0; i < c->ntokens; i++)
@@ -296,7 +303,7 @@ int vmw_agent_config_set(struct vmw_agent_config *c, const char *key, const char
 
 int vmw_agent_config_load(struct vmw_agent_config *c, const char *path, struct vmw_error *err)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	_cleanup_fclose_ FILE *f = vmw_agent_fopen(path);
 	char line[4096];
 	unsigned lineno = 0;
 	int r;
@@ -349,14 +356,58 @@ int vmw_agent_config_load(struct vmw_agent_config *c, const char *path, struct v
 	return 0;
 }
 
+static vmw_agent_opener_fn opener;
+
+void vmw_agent_set_opener(vmw_agent_opener_fn fn)
+{
+	opener = fn;
+}
+
+int vmw_agent_open_file(const char *path)
+{
+	int fd;
+
+	if (opener)
+		return opener(path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+FILE *vmw_agent_fopen(const char *path)
+{
+	int fd = vmw_agent_open_file(path);
+	FILE *f;
+
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	if (!(f = fdopen(fd, "re")))
+		close(fd);
+	return f;
+}
+
+/* Can the file be opened (through the opener)? 0 or -errno. */
+static int readable(const char *path)
+{
+	int fd = vmw_agent_open_file(path);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
 int vmw_agent_config_check(const struct vmw_agent_config *c, struct vmw_error *err)
 {
+	int r;
+
 	if (!!c->tls_cert != !!c->tls_key)
 		return vmw_error_set(err, -EINVAL, "TLS needs both tls_cert and tls_key");
-	if (c->tls_cert && access(c->tls_cert, R_OK) < 0)
-		return vmw_error_set(err, -errno, "tls_cert %s: %s", c->tls_cert, strerror(errno));
-	if (c->tls_key && access(c->tls_key, R_OK) < 0)
-		return vmw_error_set(err, -errno, "tls_key %s: %s", c->tls_key, strerror(errno));
+	if (c->tls_cert && (r = readable(c->tls_cert)) < 0)
+		return vmw_error_set(err, r, "tls_cert %s: %s", c->tls_cert, strerror(-r));
+	if (c->tls_key && (r = readable(c->tls_key)) < 0)
+		return vmw_error_set(err, r, "tls_key %s: %s", c->tls_key, strerror(-r));
 	if (c->history_s < c->interval_s)
 		return vmw_error_set(err, -EINVAL, "history (%gs) is shorter than interval (%gs)",
 				     c->history_s, c->interval_s);
@@ -370,10 +421,12 @@ void vmw_agent_config_print(const struct vmw_agent_config *c, FILE *f)
 	fprintf(f, "listen = %s\ninterval = %gs\nhistory = %gs\nconnect = %s\ntop_n = %u\n"
 		"max_groups = %u\nmax_events = %u\nmax_history_procs = %u\nmax_connections = %u\n"
 		"max_connections_per_ip = %u\nheader_timeout = %gs\nidle_timeout = %gs\nsse_stall_timeout = %gs\n"
+		"sampler_timeout = %gs\n"
 		"max_clients = %u\ntls_priorities = %s\n",
 		c->listen, c->interval_s, c->history_s, c->connect ? c->connect : "qemu:///system",
 		c->top_n, c->max_groups, c->max_events, c->max_history_procs, c->max_connections,
 		c->max_connections_per_ip, c->header_timeout_s, c->idle_timeout_s, c->sse_stall_timeout_s,
+		c->sampler_timeout_s,
 		c->max_clients, c->tls_priorities);
 	if (c->tls_cert)
 		fprintf(f, "tls_cert = %s\ntls_key = %s\n", c->tls_cert, c->tls_key ? c->tls_key : "");

@@ -750,7 +750,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int read_pem(const char *path, char **ret, struct vmw_error *err)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	_cleanup_fclose_ FILE *f = vmw_agent_fopen(path);
 	struct stat st;
 	char *buf;
 	size_t n;

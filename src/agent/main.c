@@ -8,10 +8,12 @@
  * `vmwatch agent ARGS` execs it (src/cli/cmd_agent.c).
  */
 #include "agent/agent.h"
+#include "agent/privsep.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 /* Exit status of bad usage or configuration (as vmwatch's commands). */
 #define EXIT_USAGE 2
@@ -105,6 +107,9 @@ static int hide_token_args(struct args *args, char ***ret_copy)
 	return 0;
 }
 
+/* The configuration file build() read last (NULL: the default). */
+static const char *config_used;
+
 /* Build the configuration from the file and the flags. Returns 0, or the exit code. */
 static int build(const struct args *args, struct vmw_agent_config *c, bool *check, struct vmw_error *err)
 {
@@ -140,6 +145,7 @@ static int build(const struct args *args, struct vmw_agent_config *c, bool *chec
 			config = optarg;
 			explicit = true;
 		}
+	config_used = config;
 	if (!config)
 		config = VMW_AGENT_CONFIG_PATH;
 	r = vmw_agent_config_load(c, config, err);
@@ -209,13 +215,23 @@ int main(int argc, char **argv)
 	struct args args = { argc, argv };
 	struct vmw_agent_config c;
 	struct vmw_error err = { 0 };
-	bool check = false;
+	bool check = false, front = argc > 1 && !strcmp(argv[1], PS_ARG_FRONT);
 	_cleanup_(strv_freep) char **argv_copy = NULL;
 	int rc;
 
 	if (argc == 2 && !strcmp(argv[1], "--version")) {
 		printf("vmwatch-agent %s\n", VMWATCH_VERSION);
 		return 0;
+	}
+	/* The processes the agent runs itself (privsep.h). */
+	if (argc > 1 && !strcmp(argv[1], PS_ARG_SAMPLER))
+		return ps_sampler_main(argc - 1, argv + 1);
+	if (front) {
+		prctl(PR_SET_NAME, "vmwatch-front", 0, 0, 0);
+		ps_set_undumpable();
+		ps_front_init();
+		argv[1] = argv[0];
+		args = (struct args){ argc - 1, argv + 1 };
 	}
 	if (hide_token_args(&args, &argv_copy) < 0) {
 		fputs("vmwatch-agent: out of memory\n", stderr);
@@ -233,6 +249,8 @@ int main(int argc, char **argv)
 		vmw_agent_config_free(&c);
 		return 0;
 	}
+	if (!front)   /* the monitor: starts the front, which runs the agent */
+		return ps_monitor_main(args.argc, args.argv, &c, config_used, reload, &args);
 	rc = vmw_agent_run(&c, reload, &args);
 	vmw_agent_config_free(&c);
 	return rc;

@@ -27,7 +27,7 @@ struct mvm {
 	struct vmw_domain dom;
 	enum agent_status status;
 	char release[72];
-	uint64_t frames, errors, events[3];
+	uint64_t frames, errors, crashes, events[3];
 	size_t hist_bytes;
 	uint32_t *top;                /* indices of the top-N union, in pid order */
 	size_t ntop;
@@ -475,6 +475,10 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 	family(f, "vmwatch_frame_errors_total", "counter", "Frames of the VM that failed.");
 	for (struct mvm *m = ms; m < ms + n; m++)
 		vm_sample(f, "vmwatch_frame_errors_total", m, NULL, (double)m->errors);
+	family(f, "vmwatch_sampler_crashes_total", "counter",
+	       "Times the VM's sampler process crashed, hung or sent a malformed frame (it is restarted).");
+	for (struct mvm *m = ms; m < ms + n; m++)
+		vm_sample(f, "vmwatch_sampler_crashes_total", m, NULL, (double)m->crashes);
 	family(f, "vmwatch_history_bytes", "gauge", "Memory the agent holds for the VM's history.");
 	for (struct mvm *m = ms; m < ms + n; m++)
 		vm_sample(f, "vmwatch_history_bytes", m, NULL, (double)m->hist_bytes);
@@ -563,6 +567,7 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 		memcpy(m->release, m->vm->kernel_release, sizeof(m->release));
 		m->frames = m->vm->frames_total;
 		m->errors = m->vm->frame_errors_total;
+		m->crashes = m->vm->sampler_crashes_total;
 		memcpy(m->events, m->vm->events_total, sizeof(m->events));
 		m->hist_bytes = m->vm->hist.bytes;
 		m->snap = agent_snap_ref(m->vm->snap);

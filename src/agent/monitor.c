@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * monitor.c - one sampler thread per VM.
+ * monitor.c - one thread per VM, driving that VM's sampler process.
  *
  * A VM comes from libvirt (domain started, or found when listing) or from an
- * explicit target (registry.c). Its thread attaches (retrying with back-off
- * while the guest cannot be introspected: still booting, not Linux, no BTF,
- * no permission...), takes a frame every interval, and publishes an
- * immutable snapshot (snapshot.c). A failure of one VM never touches the others.
+ * explicit target (registry.c). Its thread has the monitor start a sampler
+ * process for it (privsep.h), asks it for a frame every interval — the
+ * sampler attaches, retrying with back-off while the guest cannot be
+ * introspected: still booting, not Linux, no BTF, no permission... — and
+ * publishes an immutable snapshot (snapshot.c). A failure of one VM, even a
+ * crash or hang of its sampler, never touches the others.
  */
 #include "agent/agent_int.h"
 
@@ -113,29 +115,26 @@ static void vm_set_status(struct agent_vm *vm, enum agent_status st, const char 
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* The session (re)attached: the kernel it found, for the API. */
-static void vm_attached(struct agent_vm *vm, struct vmw_session *sess, uint64_t *seen)
+/* The sampler (re)attached: the kernel it found, for the API. */
+static void vm_attached(struct agent_vm *vm, const struct agent_sampler *sp, uint64_t *seen)
 {
-	const struct vmw_kernel_info *ki = vmw_kernel_info(vmw_session_kernel(sess));
-	uint64_t n = vmw_session_attaches(sess);
-
 	pthread_mutex_lock(&vm->lock);
-	snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", ki->release);
-	snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", ki->build_id);
-	vm->attaches_total += n - *seen;
+	snprintf(vm->kernel_release, sizeof(vm->kernel_release), "%s", sp->release);
+	snprintf(vm->kernel_build_id, sizeof(vm->kernel_build_id), "%s", sp->build_id);
+	vm->attaches_total += sp->attaches - *seen;
 	pthread_mutex_unlock(&vm->lock);
-	*seen = n;
-	if (ki->cache_warning)
-		vmw_agent_log(VMW_LOG_WARNING, "vm %s: %s", vm->name, ki->cache_warning);
+	*seen = sp->attaches;
+	if (sp->cache_warning[0])
+		vmw_agent_log(VMW_LOG_WARNING, "vm %s: %s", vm->name, sp->cache_warning);
 }
 
 /* A frame failed: report why (the API's reason code is the error's kind)
  * and sleep until the session's next attempt, or for good when the QEMU
  * process is gone (the registry drops the VM). */
-static void vm_failed(struct agent_vm *vm, struct vmw_session *sess, int r, const struct vmw_error *err,
+static void vm_failed(struct agent_vm *vm, const struct agent_sampler *sp, int r, const struct vmw_error *err,
 		      bool was_attached)
 {
-	bool gone = vmw_session_state(sess) == VMW_SESSION_GONE;
+	bool gone = sp->state == VMW_SESSION_GONE;
 
 	pthread_mutex_lock(&vm->lock);
 	if (was_attached)
@@ -143,7 +142,33 @@ static void vm_failed(struct agent_vm *vm, struct vmw_session *sess, int r, cons
 	set_status(vm, gone ? AGENT_VM_GONE : AGENT_VM_ERROR,
 		   vmw_error_kind_name(vmw_error_kind_of(err, r)), vmw_error_msg(err, r));
 	pthread_mutex_unlock(&vm->lock);
-	vm_wait_until(vm, gone ? vmw_now_ns() + 3600000000000ull : vmw_session_retry_at(sess));
+	vm_wait_until(vm, gone ? vmw_now_ns() + 3600000000000ull : sp->retry_at_ns);
+}
+
+/*
+ * The VM's sampler process crashed, hung or sent garbage: say so, and wait
+ * before starting another one, 1 s doubling to a minute while it keeps
+ * crashing (the count forgets a crash after 5 minutes without one). The
+ * last frames stay published; the other VMs never notice.
+ */
+static void vm_crashed(struct agent_vm *vm, const struct vmw_error *err, unsigned *crashes, uint64_t *last_crash)
+{
+	char reason[sizeof(vm->reason)];
+	uint64_t now = vmw_now_ns(), delay;
+
+	if (*last_crash && now - *last_crash > 300000000000ull)
+		*crashes = 0;
+	*last_crash = now;
+	delay = 1000000000ull << MIN(*crashes, 6u);
+	delay = MIN(delay, 60000000000ull);
+	(*crashes)++;
+	snprintf(reason, sizeof(reason), "%s; a new sampler starts in %gs", err->msg, (double)delay / 1e9);
+	pthread_mutex_lock(&vm->lock);
+	vm->sampler_crashes_total++;
+	vm->sampler_pid = 0;
+	set_status(vm, AGENT_VM_CRASHED, vmw_error_kind_name(VMW_ERR_CRASHED), reason);
+	pthread_mutex_unlock(&vm->lock);
+	vm_wait_until(vm, now + delay);
 }
 
 /* libvirt gave no QEMU PID: nothing to open; say so until the VM is dropped. */
@@ -196,44 +221,98 @@ static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f)
 	return hold;
 }
 
+/* Publish f (taken) as the VM's latest snapshot. */
+static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_snap **last, uint64_t *seq)
+{
+	struct agent *a = vm->a;
+	struct agent_snap *snap;
+
+	if (hold_after_reset(vm, f)) {
+		vmw_frame_free(f);
+		return;
+	}
+	if (!(snap = agent_snap_build(f, *last, *seq + 1, a->cfg.max_groups))) {
+		vmw_frame_free(f);
+		vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory building a snapshot", vm->name);
+		return;
+	}
+	(*seq)++;
+	pthread_mutex_lock(&vm->lock);
+	agent_snap_unref(vm->prev);
+	vm->prev = vm->snap;
+	vm->snap = agent_snap_ref(snap);
+	vm->frames_total++;
+	push_events(vm, f, a->cfg.max_events);
+	agent_hist_record(&vm->hist, snap, a->cfg.max_history_procs);
+	set_status(vm, AGENT_VM_OK, NULL, NULL);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	agent_snap_unref(*last);
+	*last = snap;
+	vmw_agent_log(VMW_LOG_DEBUG, "vm %s: frame %llu: %zu processes, %.1f ms", vm->name,
+		      (unsigned long long)*seq, f->nprocs, (double)f->frame_ns / 1e6);
+}
+
+/* A sampler process for the VM, if none runs. false: none could be started
+ * (the status says why; waited already). */
+static bool vm_sampler_up(struct agent_vm *vm, struct agent_sampler *sp, uint64_t *attaches)
+{
+	struct agent *a = vm->a;
+	struct vmw_error err = { 0 };
+	int r;
+
+	if (sp->pid)
+		return true;
+	if ((r = agent_sampler_start(sp, vm, a->cfg.cmdline, !a->cfg.kernel_cache, &err)) < 0) {
+		enum vmw_error_kind k = vmw_error_kind_of(&err, r);
+		struct vmw_session_policy p = backoff_policy(a);
+		/* Gone: the registry drops the VM; until then, nothing to retry. */
+		vm_set_status(vm, k == VMW_ERR_GONE ? AGENT_VM_GONE : AGENT_VM_ERROR, vmw_error_kind_name(k),
+			      vmw_error_msg(&err, r));
+		vm_wait_until(vm, vmw_now_ns() + (k == VMW_ERR_GONE ? 3600000000000ull : p.min_ns));
+		return false;
+	}
+	*attaches = 0;
+	pthread_mutex_lock(&vm->lock);
+	vm->sampler_pid = sp->pid;
+	pthread_mutex_unlock(&vm->lock);
+	return true;
+}
+
 static void *vm_thread(void *arg)
 {
 	struct agent_vm *vm = arg;
 	struct agent *a = vm->a;
-	struct vmw_sampler_opts opts = {
-		.sz = sizeof(opts),
-		.walk_flags = a->cfg.cmdline ? VMW_WALK_CMDLINE : 0,
-	};
-	struct vmw_session_opts so = {
-		.sz = sizeof(so), .no_cache = !a->cfg.kernel_cache, .want_linux = true, .want_summary = true,
-		.policy = backoff_policy(a),
-		/* The process the VM was added with: another one (or none) is gone. */
-		.expect = { .pid = vm->qemu_pid, .start_ticks = vm->qemu_start_ticks },
-	};
-	struct vmw_session *sess = NULL;
-	struct vmw_sampler *s = NULL;
+	struct agent_sampler sp = { .fd = -1 };
 	struct agent_snap *last = NULL;
-	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0;
+	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0, last_crash = 0;
+	uint64_t timeout = (uint64_t)(a->cfg.sampler_timeout_s * 1e9);
+	unsigned crashes = 0;
 
 	if (!vm->target[0])
 		vm_no_pid(vm);
-	else if (vmw_session_new(vm->target, &so, &sess) < 0 || vmw_sampler_new(sess, &opts, &s) < 0)
-		vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory opening the guest", vm->name);
-	while (s && !vm_should_stop(vm)) {
+	while (vm->target[0] && !vm_should_stop(vm)) {
 		struct vmw_error err = { 0 };
+		struct vmw_session_policy p = backoff_policy(a);   /* the interval can change at run time */
 		struct vmw_frame *f = NULL;
-		struct agent_snap *snap;
-		bool was_attached = vmw_session_state(sess) == VMW_SESSION_ATTACHED;
+		bool was_attached = sp.pid && sp.state == VMW_SESSION_ATTACHED;
 		int r;
 
-		so.policy = backoff_policy(a);   /* the interval can change at run time */
-		vmw_session_set_policy(sess, &so.policy);
-		if ((r = vmw_sampler_frame(s, &f, &err)) < 0) {
-			vm_failed(vm, sess, r, &err, was_attached);
+		if (!vm_sampler_up(vm, &sp, &attaches))
+			continue;
+		/* Attaching (kernel discovery without a cache) may take many times
+		 * longer than a frame: four deadlines then. */
+		if ((r = agent_sampler_frame(&sp, &p, was_attached ? timeout : 4 * timeout, &f, &err)) < 0) {
+			if (vmw_error_kind_of(&err, r) == VMW_ERR_CRASHED) {
+				vmw_agent_log(VMW_LOG_ERR, "vm %s: %s", vm->name, err.msg);
+				vm_crashed(vm, &err, &crashes, &last_crash);
+			} else {
+				vm_failed(vm, &sp, r, &err, was_attached);
+			}
 			continue;
 		}
-		if (vmw_session_attaches(sess) != attaches) {
-			vm_attached(vm, sess, &attaches);
+		if (sp.attaches != attaches) {
+			vm_attached(vm, &sp, &attaches);
 			next = vmw_now_ns();
 		}
 		if (f->rebooted)
@@ -241,36 +320,14 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		if (hold_after_reset(vm, f)) {
-			vmw_frame_free(f);
-		} else if (!(snap = agent_snap_build(f, last, seq + 1, a->cfg.max_groups))) {
-			vmw_frame_free(f);
-			vmw_agent_log(VMW_LOG_ERR, "vm %s: out of memory building a snapshot", vm->name);
-		} else {
-			seq++;
-			pthread_mutex_lock(&vm->lock);
-			agent_snap_unref(vm->prev);
-			vm->prev = vm->snap;
-			vm->snap = agent_snap_ref(snap);
-			vm->frames_total++;
-			push_events(vm, f, a->cfg.max_events);
-			agent_hist_record(&vm->hist, snap, a->cfg.max_history_procs);
-			set_status(vm, AGENT_VM_OK, NULL, NULL);
-			pthread_cond_broadcast(&vm->cond);
-			pthread_mutex_unlock(&vm->lock);
-			agent_snap_unref(last);
-			last = snap;
-			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: frame %llu: %zu processes, %.1f ms", vm->name,
-				      (unsigned long long)seq, f->nprocs, (double)f->frame_ns / 1e6);
-		}
+		vm_publish(vm, f, &last, &seq);
 		/* The next tick; after falling behind, start again from now. */
 		next += interval_ns(a);
 		if (next <= vmw_now_ns())
 			next = vmw_now_ns() + interval_ns(a) / 4;
 		vm_wait_until(vm, next);
 	}
-	vmw_sampler_close(s);
-	vmw_session_close(sess);
+	agent_sampler_stop(&sp);
 	agent_snap_unref(last);
 	thread_done(a);
 	agent_vm_unref(vm);

@@ -38,6 +38,7 @@ const char *agent_status_name(enum agent_status s)
 	case AGENT_VM_OK: return "ok";
 	case AGENT_VM_ERROR: return "error";
 	case AGENT_VM_GONE: return "gone";
+	case AGENT_VM_CRASHED: return "crashed";
 	}
 	return "unknown";
 }

@@ -30,7 +30,7 @@ struct vm_state {
 	enum agent_status status;
 	const char *code;
 	char reason[sizeof(((struct agent_vm *)0)->reason)], release[72], build_id[48];
-	uint64_t frames, errors, attaches, since;
+	uint64_t frames, errors, attaches, since, crashes;
 	struct agent_snap *snap;       /* referenced */
 };
 
@@ -46,6 +46,7 @@ static void vm_state(struct agent_vm *vm, struct vm_state *st)
 	st->frames = vm->frames_total;
 	st->errors = vm->frame_errors_total;
 	st->attaches = vm->attaches_total;
+	st->crashes = vm->sampler_crashes_total;
 	st->since = vm->status_wall_ns;
 	st->snap = agent_snap_ref(vm->snap);
 	pthread_mutex_unlock(&vm->lock);
@@ -63,12 +64,13 @@ static json_t *monitoring_json(const struct vm_state *st)
 				 "processes", (json_int_t)s->frame->nprocs, "bytes_read", (json_int_t)s->frame->bytes_read,
 				 "complete", s->frame->complete, "skipped", (json_int_t)s->frame->skipped,
 				 "incomplete", (json_int_t)s->frame->incomplete);
-	return json_pack("{s:s, s:o, s:o, s:f, s:I, s:I, s:I, s:o, s:o}",
+	return json_pack("{s:s, s:o, s:o, s:f, s:I, s:I, s:I, s:I, s:o, s:o}",
 			 "status", agent_status_name(st->status),
 			 "reason_code", st->code ? json_string(st->code) : json_null(),
 			 "reason", vmw_report_string_or_null(st->reason), "since", secs(st->since),
 			 "frames", (json_int_t)st->frames, "frame_errors", (json_int_t)st->errors,
-			 "attaches", (json_int_t)st->attaches, "last_frame", last,
+			 "attaches", (json_int_t)st->attaches, "sampler_crashes", (json_int_t)st->crashes,
+			 "last_frame", last,
 			 "kernel", st->release[0] ? json_pack("{s:o, s:o}", "release", vmw_report_string(st->release),
 							      "build_id", vmw_report_string(st->build_id))
 						  : json_null());

@@ -49,6 +49,22 @@ struct vmw_mem_opts {
 	bool force_process_read;   /* qemu: read through process_vm_readv even if RAM is shared */
 };
 
+/*
+ * Privileged opens. What only a privileged process may open — QEMU's
+ * /proc/PID/{maps,mem,exe,pagemap,fd,map_files/...} and the RAM files it
+ * maps — goes through one function, open(2) by default. A process without
+ * those rights (the agent's privilege-separated samplers) sets one that asks
+ * its privileged parent, which checks the request and passes the fd back.
+ * With an opener set, private QEMU memory is read with pread(2) on
+ * /proc/PID/mem (the access check is made when it is opened) instead of
+ * process_vm_readv (checked on every call). Process-wide; set it before
+ * opening anything. Returns an fd or a negative errno.
+ */
+typedef int (*vmw_mem_opener_fn)(void *opaque, const char *path, int flags);
+void vmw_mem_set_opener(vmw_mem_opener_fn fn, void *opaque);
+/* open(2) through the opener (O_CLOEXEC added). An fd or -errno. */
+int vmw_mem_open_privileged(const char *path, int flags);
+
 /* Declare and initialise options with their size set, libbpf-style:
  *   VMW_MEM_OPTS(opts, .layout = VMW_LAYOUT_PC); vmw_mem_open(t, &opts, ...); */
 #define VMW_MEM_OPTS(name, ...) \
@@ -167,6 +183,11 @@ int vmw_qemu_id_get(pid_t pid, struct vmw_qemu_id *ret);
 /* Is the process id names still running? 0 yes; -ESRCH it exited, is a
  * zombie, or its pid now belongs to another process. */
 int vmw_qemu_id_alive(const struct vmw_qemu_id *id);
+/* Is pid a QEMU system emulator (its executable, or argv[0] for wrappers)? */
+bool vmw_qemu_pid_is_emulator(pid_t pid);
+/* The running QEMU that maps the file at path as its RAM: 0 and *ret_pid,
+ * or -ENOENT (none, or not allowed to look). */
+int vmw_qemu_file_owner(const char *path, pid_t *ret_pid);
 /* Parse one /proc/PID/stat line (pure): state (field 3) and starttime
  * (field 22). The command name may hold spaces and ')'. 0 or -EINVAL. */
 int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks);

@@ -116,9 +116,9 @@ int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts_in,
 	int r;
 
 	vmw_mem_opts_copy(&opts, opts_in);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = vmw_mem_open_privileged(path, O_RDONLY);
 	if (fd < 0) {
-		r = -errno;
+		r = fd;
 		if (r == -ENOENT)
 			return vmw_error_set(err, r, "%s: no such file", path);
 		if (r == -EACCES || r == -EPERM)

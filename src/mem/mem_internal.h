@@ -26,6 +26,7 @@ struct vmw_mem {
 	uint64_t size;
 	size_t last;                   /* index of the last segment hit */
 	pid_t pid;                     /* QEMU process, for remote reads; 0 if none */
+	int proc_mem_fd;               /* /proc/PID/mem for remote reads (an opener is set), or -1 */
 	pid_t owner;                   /* the QEMU process behind a qemu: source, mapped or not */
 	void *map;                     /* our mmap, unmapped on close */
 	size_t map_len;
@@ -40,6 +41,8 @@ struct vmw_mem {
 };
 
 int vmw_mem_new(struct vmw_mem **ret);
+/* Is an opener other than open(2) set (vmw_mem_set_opener)? */
+bool vmw_mem_has_opener(void);
 /* Add a segment; local != NULL for mapped memory, else remote. */
 int vmw_mem_add_seg(struct vmw_mem *mem, uint64_t gpa, uint64_t len,
 		    const void *local, uint64_t remote);

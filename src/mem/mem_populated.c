@@ -121,7 +121,7 @@ static int pagemap_fd(struct vmw_mem *mem)
 		int fd;
 
 		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)mem->pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = vmw_mem_open_privileged(path, O_RDONLY);
 		if (!mem->pagemap_buf)
 			mem->pagemap_buf = malloc(PAGEMAP_BATCH * sizeof(*mem->pagemap_buf));
 		if (fd < 0 || !mem->pagemap_buf) {

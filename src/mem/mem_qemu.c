@@ -35,9 +35,10 @@ static int read_proc(pid_t pid, const char *name, char **ret, size_t *ret_len)
 	size_t len = 0, cap = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* maps needs ptrace access to QEMU; cmdline is world-readable. */
+	fd = strcmp(name, "cmdline") ? vmw_mem_open_privileged(path, O_RDONLY) : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return fd == -1 ? -errno : fd;
 	for (;;) {
 		ssize_t n;
 		if (cap - len < 4096) {
@@ -104,13 +105,43 @@ static bool pid_is_emulator(pid_t pid, const char *argv0)
 		return true;
 	/* argv[0] can be anything (libvirt and wrappers); the executable cannot. */
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
+	if (vmw_mem_has_opener()) {
+		/* The executable, opened (O_PATH) by whoever may; its name from our fd. */
+		_cleanup_close_ int fd = vmw_mem_open_privileged(path, O_PATH);
+		if (fd < 0)
+			return false;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, exe, sizeof(exe) - 1);
+	} else {
+		n = readlink(path, exe, sizeof(exe) - 1);
+	}
 	if (n <= 0)
 		return false;
 	exe[n] = '\0';
 	if (n > 10 && !strcmp(exe + n - 10, " (deleted)"))
 		exe[n - 10] = '\0';
 	return vmw_qemu_is_emulator(exe);
+}
+
+bool vmw_qemu_pid_is_emulator(pid_t pid)
+{
+	_cleanup_free_ char *cmd = NULL;
+	size_t len = 0;
+
+	if (pid <= 0 || read_proc(pid, "cmdline", &cmd, &len) < 0)
+		return false;
+	return pid_is_emulator(pid, cmd);
+}
+
+int vmw_qemu_file_owner(const char *path, pid_t *ret_pid)
+{
+	struct vmw_qemu_config cfg;
+	struct stat st;
+	uint64_t off;
+
+	if (stat(path, &st) < 0)
+		return -ENOENT;
+	return vmw_qemu_find_file_owner(st.st_dev, st.st_ino, ret_pid, &cfg, &off) == 0 ? 0 : -ENOENT;
 }
 
 /* Parse one maps line (up to its '\n'); false if it is not a rw mapping. */
@@ -186,25 +217,31 @@ static int open_mapped_file(pid_t pid, const struct vmw_map *m, int *ret_fd, str
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid,
 		 (unsigned long long)m->start, (unsigned long long)m->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	first_errno = fd < 0 ? errno : 0;
+	fd = vmw_mem_open_privileged(path, O_RDONLY);
+	first_errno = fd < 0 ? -fd : 0;
 	if (fd < 0 && m->path[0] == '/' && !path_is_deleted(m->path))
-		fd = open(m->path, O_RDONLY | O_CLOEXEC);
+		fd = vmw_mem_open_privileged(m->path, O_RDONLY);
 	if (fd < 0) {
 		/* A memfd or deleted file: QEMU still holds an fd for it. */
 		_cleanup_(closedirp_) DIR *d = NULL;
 		struct dirent *de;
 
+		int dfd;
+
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-		d = opendir(path);
+		dfd = vmw_mem_open_privileged(path, O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0 && !(d = fdopendir(dfd)))
+			close(dfd);
 		while (d && (de = readdir(d))) {
 			if (de->d_name[0] == '.')
 				continue;
 			snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid, de->d_name);
-			if (stat(path, &st) < 0 || st.st_ino != m->inode ||
-			    major(st.st_dev) != m->major || minor(st.st_dev) != m->minor)
-				continue;
-			fd = open(path, O_RDONLY | O_CLOEXEC);
+			fd = vmw_mem_open_privileged(path, O_RDONLY);
+			if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_ino != m->inode ||
+					major(st.st_dev) != m->major || minor(st.st_dev) != m->minor)) {
+				close(fd);
+				fd = -1;
+			}
 			if (fd >= 0)
 				break;
 		}
@@ -358,7 +395,21 @@ static int map_shared_ram(struct vmw_mem *mem, int fd, pid_t pid, const struct v
 static int probe_process_read(struct vmw_mem *mem, pid_t pid, struct vmw_error *err)
 {
 	uint64_t probe;
-	int r = vmw_mem_read(mem, mem->ranges[0].start, &probe, sizeof(probe));
+	int r;
+
+	if (vmw_mem_has_opener()) {
+		/* Without ptrace rights of our own: /proc/PID/mem, opened by the opener. */
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+		if ((mem->proc_mem_fd = vmw_mem_open_privileged(path, O_RDONLY)) < 0) {
+			r = mem->proc_mem_fd;
+			mem->proc_mem_fd = -1;
+			return vmw_error_set(err, r == -ENOENT ? -ESRCH : r,
+					     "cannot open the memory of QEMU PID %d (%s): %s", (int)pid, path,
+					     strerror(-r));
+		}
+	}
+	r = vmw_mem_read(mem, mem->ranges[0].start, &probe, sizeof(probe));
 
 	if (r == -EACCES)
 		return vmw_error_set(err, -EACCES,
@@ -387,8 +438,8 @@ static void describe_qemu_source(struct vmw_mem *mem, pid_t pid, const struct vm
 		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, shared %s read with process_vm_readv%s",
 			 (int)pid, m->path[0] ? m->path : "memory", tail);
 	else
-		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, private memory read with process_vm_readv%s",
-			 (int)pid, tail);
+		snprintf(mem->desc, sizeof(mem->desc), "qemu:%d, private memory read with %s%s",
+			 (int)pid, mem->proc_mem_fd >= 0 ? "/proc/PID/mem" : "process_vm_readv", tail);
 }
 
 int vmw_mem_open_qemu(pid_t pid, const struct vmw_mem_opts *opts_in,

@@ -102,6 +102,17 @@ void vmw_sampler_close(struct vmw_sampler *s);
 int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_error *err);
 void vmw_frame_free(struct vmw_frame *f);
 
+/*
+ * A frame as bytes and back (wire.c), for a sampler running in another
+ * process of the same build. encode: a new buffer (*ret, freed by the
+ * caller); -ENOMEM only. decode treats the bytes as hostile: it never
+ * trusts a count beyond the bytes there, terminates strings, normalizes
+ * bools and non-finite numbers, and rebuilds the frame's invariants; bytes
+ * from another build or that do not add up are refused (kind inconsistent).
+ */
+int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len);
+int vmw_frame_decode(const void *buf, size_t len, struct vmw_frame **ret, struct vmw_error *err);
+
 struct vmw_session *vmw_sampler_session(struct vmw_sampler *s);
 /* The session's kernel and memory source (NULL while it is not attached). */
 struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s);

@@ -84,6 +84,7 @@ const char *vmw_error_kind_name(enum vmw_error_kind kind)
 		[VMW_ERR_UNSUPPORTED] = "unsupported",
 		[VMW_ERR_INCONSISTENT] = "inconsistent",
 		[VMW_ERR_IO] = "io",
+		[VMW_ERR_CRASHED] = "crashed",
 	};
 	return (unsigned)kind < VMW_ERR__MAX ? names[kind] : "error";
 }

@@ -40,6 +40,7 @@ enum vmw_error_kind {
 	VMW_ERR_UNSUPPORTED,    /* "unsupported": a kind of target or kernel vmwatch cannot read */
 	VMW_ERR_INCONSISTENT,   /* "inconsistent": guest (or cache) data that is hostile or torn */
 	VMW_ERR_IO,             /* "io": reading guest memory or a host file failed */
+	VMW_ERR_CRASHED,        /* "crashed": the process reading the guest crashed, hung or misbehaved */
 	VMW_ERR__MAX
 };
 

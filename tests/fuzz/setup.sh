@@ -15,7 +15,7 @@ fi
 # quiet on success; ninja's output on failure
 if ! out=$(ninja -C "$dir" -j2 tests/fuzz/fuzz_walk tests/fuzz/make_seed tests/fuzz/fuzz_btf \
     tests/fuzz/make_btf_seed tests/fuzz/fuzz_cache tests/fuzz/make_cache_seed \
-    tests/fuzz/fuzz_vmcoreinfo 2>&1); then
+    tests/fuzz/fuzz_vmcoreinfo tests/fuzz/fuzz_frame tests/fuzz/make_frame_seed 2>&1); then
   printf '%s\n' "$out" >&2
   exit 1
 fi

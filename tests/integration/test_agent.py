@@ -217,8 +217,8 @@ def test_vm_summary_matches_the_guest(agent, g):
     assert len(h["time"]) == len(h["cpu_percent"]) >= 2 and h["time"] == sorted(h["time"])
 
 
-def test_process_table_equals_guest_proc(agent, g):
-    """A frame taken while the guest is paused equals the guest's /proc.
+def assert_processes_equal_guest_proc(agent, g, vm):
+    """A frame of VM `vm` taken while guest g is paused equals the guest's /proc.
 
     The truth agent itself is left out (it sees itself running, the paused
     guest has it sleeping), and a comparison is tried up to 3 times: a
@@ -228,8 +228,8 @@ def test_process_table_equals_guest_proc(agent, g):
     for attempt in range(3):
         before = g.truth()
         with g.paused():
-            agent.wait_frames(g.name, 2)       # the second frame began after the pause
-            out = agent.json(f"/v1/vms/{g.name}/processes?sort=pid")
+            agent.wait_frames(vm, 2)       # the second frame began after the pause
+            out = agent.json(f"/v1/vms/{vm}/processes?sort=pid")
         after = g.truth()
         assert [p["pid"] for p in out["processes"]] == sorted(p["pid"] for p in out["processes"])
         assert out["total"] == len(out["processes"])
@@ -243,6 +243,10 @@ def test_process_table_equals_guest_proc(agent, g):
         except AssertionError as e:
             errors.append(str(e))
     raise AssertionError("\n---\n".join(errors))
+
+
+def test_process_table_equals_guest_proc(agent, g):
+    assert_processes_equal_guest_proc(agent, g, g.name)
 
 
 def test_cpu_percent_follows_the_guest(agent, g, burn):

@@ -24,7 +24,10 @@ The fast targets (thousands of inputs a second, no guest memory image):
     private directory), reduced by make_cache_seed; the seed must load whole,
     then the fuzzer runs VMWATCH_FUZZ_FAST_SECONDS;
   - fuzz_vmcoreinfo: seeds are the VMCOREINFO texts those cache entries hold;
-    15 s.
+    15 s;
+  - fuzz_frame: the bytes a privilege-separated sampler sends the agent's
+    front (src/sampler/wire.c); seeds are two frames of the 6.1 guest
+    (make_frame_seed, with command lines and threads); 15 s.
 
 VMWATCH_FUZZ_SECONDS (default 60) is fuzz_walk's fuzzing time, split across
 the seeds; VMWATCH_FUZZ_BUILD (default build-fuzz) the build directory.
@@ -314,3 +317,27 @@ def test_fuzz_vmcoreinfo_finds_no_crash_or_hang(cache_seeds, fuzz_build, tmp_pat
     run_fuzzer(fuzz_build, 'fuzz_vmcoreinfo', cache_seeds['vmcoreinfo'], tmp_path,
                min(FAST_SECONDS, 15), '-max_len=4096',
                f"-dict={REPO / 'tests/fuzz/vmcoreinfo.dict'}")
+
+
+@pytest.fixture(scope='session')
+def frame_seeds(guest, fuzz_build, tmp_path_factory):
+    """Two encoded frames of the 6.1 guest (the second with rates and events)."""
+    d = tmp_path_factory.mktemp('frame-seeds')
+    g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
+    p = subprocess.run([str(fuzz_build / 'make_frame_seed'), f'file:{g.ram_path}', str(d)],
+                       capture_output=True, text=True, timeout=300, env=fuzz_env())
+    assert p.returncode == 0, p.stderr
+    return d
+
+
+def test_frame_seeds_decode(frame_seeds, fuzz_build):
+    """An unmutated frame runs through the target (decode, invariants, encode again) cleanly."""
+    for seed in sorted(frame_seeds.iterdir()):
+        assert seed.stat().st_size > 10000, seed   # a real guest's processes, not a stub
+        p = subprocess.run([str(fuzz_build / 'fuzz_frame'), str(seed)], capture_output=True, text=True,
+                           timeout=60, env=fuzz_env())
+        assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_fuzz_frame_finds_no_crash_or_hang(frame_seeds, fuzz_build, tmp_path):
+    run_fuzzer(fuzz_build, 'fuzz_frame', frame_seeds, tmp_path, min(FAST_SECONDS, 15), '-max_len=1048576')

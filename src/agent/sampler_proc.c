@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sampler_proc.c - the per-VM sampler process (privsep.h): opens its guest
+ * through the monitor, walks it when the front asks, answers with a frame.
+ * Runs without capabilities, not dumpable, under a seccomp filter.
+ */
+#include "agent/privsep.h"
+#include "mem/mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- the sampler */
+
+static int opener(void *opaque, const char *path, int flags)
+{
+	struct ps_req q = { .type = PS_OPEN_GUEST, .flags = (uint32_t)(flags & ~O_CLOEXEC) };
+	struct ps_rep a = { 0 };
+	int fd = -1, r;
+
+	(void)opaque;
+	if (strlen(path) >= sizeof(q.path))
+		return -ENAMETOOLONG;
+	strcpy(q.path, path);
+	if ((r = ps_send(PS_FD_OPENER, &q, sizeof(q), -1)) < 0 || (r = ps_recv(PS_FD_OPENER, &a, sizeof(a), &fd)) < 0)
+		return r;
+	if (a.r < 0 || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return a.r < 0 ? a.r : -EIO;
+	}
+	return fd;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void describe(struct ps_frame_rep *a, struct vmw_session *sess, int r, const struct vmw_error *err)
+{
+	struct vmw_kernel *k = vmw_session_kernel(sess);
+
+	a->r = r;
+	a->kind = r < 0 ? (uint32_t)vmw_error_kind_of(err, r) : 0;
+	if (r < 0)
+		snprintf(a->msg, sizeof(a->msg), "%s", vmw_error_msg(err, r));
+	a->state = (uint32_t)vmw_session_state(sess);
+	a->retry_at_ns = vmw_session_retry_at(sess);
+	a->attaches = vmw_session_attaches(sess);
+	if (k) {
+		const struct vmw_kernel_info *ki = vmw_kernel_info(k);
+		snprintf(a->release, sizeof(a->release), "%s", ki->release);
+		snprintf(a->build_id, sizeof(a->build_id), "%s", ki->build_id);
+		if (ki->cache_warning)
+			snprintf(a->cache_warning, sizeof(a->cache_warning), "%s", ki->cache_warning);
+	}
+}
+
+/* One request, one answer. 0, or -EPIPE when the front is gone. */
+static int serve_one(struct vmw_sampler *s, struct vmw_session *sess)
+{
+	struct ps_frame_req q;
+	struct ps_frame_rep a = { .magic = PS_FRAME_MAGIC };
+	struct vmw_error err = { 0 };
+	struct vmw_session_policy p;
+	struct vmw_frame *f = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = ps_read_full(PS_FD_FRAMES, &q, sizeof(q), 0)) < 0)
+		return r;
+	if (q.magic != PS_FRAME_MAGIC)
+		return -EBADMSG;
+	p = (struct vmw_session_policy){ .min_ns = q.min_ns, .max_ns = q.max_ns, .young_ns = q.young_ns,
+					 .wait_without_process = true };
+	vmw_session_set_policy(sess, &p);
+	r = vmw_sampler_frame(s, &f, &err);
+	if (r == 0 && vmw_frame_encode(f, &buf, &len) < 0)
+		r = vmw_error_set(&err, -ENOMEM, "out of memory encoding a frame");
+	vmw_frame_free(f);
+	describe(&a, sess, r, &err);
+	a.frame_len = r == 0 ? len : 0;
+	r = write_full(PS_FD_FRAMES, &a, sizeof(a));
+	if (!r && a.frame_len)
+		r = write_full(PS_FD_FRAMES, buf, len);
+	free(buf);
+	return r;
+}
+
+int ps_sampler_main(int argc, char **argv)
+{
+	struct vmw_session *sess = NULL;
+	struct vmw_sampler *s = NULL;
+	struct vmw_session_opts so = { .sz = sizeof(so), .want_linux = true, .want_summary = true };
+	struct vmw_sampler_opts opts = { .sz = sizeof(opts) };
+	unsigned long flags, level;
+	int r;
+
+	if (argc != 6) {
+		fprintf(stderr, "vmwatch-agent: %s is started by the agent itself\n", PS_ARG_SAMPLER);
+		return 2;
+	}
+	so.expect.pid = (pid_t)strtol(argv[2], NULL, 10);
+	so.expect.start_ticks = strtoull(argv[3], NULL, 10);
+	flags = strtoul(argv[4], NULL, 10);
+	level = strtoul(argv[5], NULL, 10);
+	so.no_cache = flags & PS_SAMPLER_NO_CACHE;
+	opts.walk_flags = flags & PS_SAMPLER_CMDLINE ? VMW_WALK_CMDLINE : 0;
+	vmw_agent_log_set_level(level >= VMW_LOG_ERR && level <= VMW_LOG_DEBUG ? (enum vmw_log_level)level
+									       : VMW_LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_NAME, "vmwatch-sampler", 0, 0, 0);
+	ps_set_undumpable();
+	vmw_mem_set_opener(opener, NULL);
+	if ((r = ps_sampler_seccomp()) < 0 && r != -ENOSYS) {
+		vmw_agent_log(VMW_LOG_ERR, "sampler for %s: cannot install its seccomp filter: %s", argv[1],
+			      strerror(-r));
+		return 1;
+	}
+	if (vmw_session_new(argv[1], &so, &sess) < 0 || vmw_sampler_new(sess, &opts, &s) < 0) {
+		vmw_agent_log(VMW_LOG_ERR, "sampler for %s: out of memory", argv[1]);
+		vmw_session_close(sess);
+		return 1;
+	}
+	while ((r = serve_one(s, sess)) == 0)
+		;
+	vmw_sampler_close(s);
+	vmw_session_close(sess);
+	return r == -EPIPE ? 0 : 1;
+}

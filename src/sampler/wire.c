@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wire.c - a frame as bytes, and back: how a privilege-separated sampler
+ * process hands its frames to the process that serves them (src/agent).
+ *
+ * Both ends are the same build (the format starts with the sizes of the
+ * structures it carries, and a mismatch is refused), so fixed parts are the
+ * structures' own bytes with every pointer cleared. Whatever comes in is
+ * treated like guest memory: the sender parsed a hostile guest and may be
+ * under its control. The decoder never trusts a count beyond the bytes that
+ * are actually there, terminates every string, turns every bool into 0/1,
+ * every non-finite number into 0, and rebuilds the invariants the rest of
+ * the agent relies on (argv NULL-terminated, thread and CPU arrays as long
+ * as their counts say).
+ */
+#include "sampler/sampler.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define WIRE_MAGIC 0x464d5756u  /* "VMWF" */
+#define WIRE_VERSION 1u
+#define NO_CMDLINE UINT32_MAX
+
+struct wire_header {
+	uint32_t magic, version;
+	uint32_t frame_size, sample_size, thread_size, event_size, cpu_stat_size, cpu_pct_size;
+};
+
+static const struct wire_header header = {
+	.magic = WIRE_MAGIC, .version = WIRE_VERSION,
+	.frame_size = sizeof(struct vmw_frame), .sample_size = sizeof(struct vmw_sample),
+	.thread_size = sizeof(struct vmw_thread), .event_size = sizeof(struct vmw_event),
+	.cpu_stat_size = sizeof(struct vmw_cpu_stat), .cpu_pct_size = sizeof(struct vmw_cpu_percent),
+};
+
+/* ---------------------------------------------------------------- encoding */
+
+struct out {
+	uint8_t *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void put(struct out *o, const void *p, size_t n)
+{
+	if (o->oom || !n)
+		return;
+	if (o->cap - o->len < n) {
+		size_t cap = MAX(o->cap ? o->cap : 65536, o->len + n);
+		uint8_t *b;
+		while (cap < o->len + n || cap < o->cap * 2)
+			cap *= 2;
+		if (!(b = realloc(o->buf, cap))) {
+			o->oom = true;
+			return;
+		}
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+static void put_u32(struct out *o, uint32_t v) { put(o, &v, sizeof(v)); }
+
+static void put_proc_vars(struct out *o, const struct vmw_sample *s)
+{
+	const struct vmw_proc *p = &s->proc;
+	uint32_t argc = 0;
+
+	if (!p->cmdline) {
+		put_u32(o, NO_CMDLINE);
+	} else {
+		while (p->cmdline[argc])
+			argc++;
+		put_u32(o, argc);
+		for (uint32_t i = 0; i < argc; i++) {
+			size_t n = strlen(p->cmdline[i]);
+			put_u32(o, (uint32_t)MIN(n, (size_t)UINT32_MAX - 1));
+			put(o, p->cmdline[i], MIN(n, (size_t)UINT32_MAX - 1));
+		}
+	}
+	put_u32(o, p->threads ? p->nthreads_listed : 0);
+	if (p->threads) {
+		put(o, p->threads, (size_t)p->nthreads_listed * sizeof(*p->threads));
+		put_u32(o, s->thread_cpu_percent ? 1 : 0);
+		if (s->thread_cpu_percent)
+			put(o, s->thread_cpu_percent, (size_t)p->nthreads_listed * sizeof(double));
+	}
+}
+
+int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
+{
+	struct out o = { 0 };
+	struct vmw_frame fx = *f;
+	unsigned ncpus = f->summary.cpu ? f->summary.ncpus : 0;
+
+	fx.procs = NULL;
+	fx.events = NULL;
+	fx.cpu = NULL;
+	fx.summary.cpu = NULL;
+	put(&o, &header, sizeof(header));
+	put(&o, &fx, sizeof(fx));
+	for (size_t i = 0; i < f->nprocs; i++) {
+		struct vmw_sample sx = f->procs[i];
+		sx.proc.cmdline = NULL;
+		sx.proc.threads = NULL;
+		sx.thread_cpu_percent = NULL;
+		put(&o, &sx, sizeof(sx));
+		put_proc_vars(&o, &f->procs[i]);
+	}
+	put(&o, f->events, f->nevents * sizeof(*f->events));
+	put_u32(&o, ncpus);
+	put(&o, f->summary.cpu, (size_t)ncpus * sizeof(*f->summary.cpu));
+	put_u32(&o, f->cpu && ncpus ? 1 : 0);
+	if (f->cpu && ncpus)
+		put(&o, f->cpu, (size_t)ncpus * sizeof(*f->cpu));
+	if (o.oom) {
+		free(o.buf);
+		return -ENOMEM;
+	}
+	*ret = o.buf;
+	*ret_len = o.len;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+struct in {
+	const uint8_t *p;
+	size_t left;
+};
+
+static bool take(struct in *in, void *dst, size_t n)
+{
+	if (n > in->left)
+		return false;
+	if (n)
+		memcpy(dst, in->p, n);
+	in->p += n;
+	in->left -= n;
+	return true;
+}
+
+static bool take_u32(struct in *in, uint32_t *v) { return take(in, v, sizeof(*v)); }
+
+/* At most what the remaining bytes can hold of elements of size sz. */
+static bool count_fits(const struct in *in, uint64_t n, size_t sz)
+{
+	return sz && n <= in->left / sz;
+}
+
+/* A bool whose byte may be anything: read it as a byte, store 0 or 1. */
+#define FIX_BOOL(field)                                   \
+	do {                                              \
+		unsigned char b_;                         \
+		memcpy(&b_, &(field), 1);                 \
+		(field) = b_ != 0;                        \
+	} while (0)
+
+#define FIX_STR(arr) ((arr)[sizeof(arr) - 1] = '\0')
+
+static double finite_or_zero(double v)
+{
+	return isfinite(v) ? v : 0.0;
+}
+
+static void fix_cpu_percent(struct vmw_cpu_percent *c)
+{
+	double *v[] = { &c->user, &c->nice, &c->system, &c->idle, &c->iowait, &c->irq, &c->softirq, &c->steal };
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		*v[i] = finite_or_zero(*v[i]);
+}
+
+static int bad(struct vmw_error *err, const char *what)
+{
+	return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, "malformed frame from the sampler: %s", what);
+}
+
+static bool take_cmdline(struct in *in, struct vmw_proc *p)
+{
+	uint32_t argc, len;
+
+	if (!take_u32(in, &argc))
+		return false;
+	if (argc == NO_CMDLINE)
+		return true;
+	/* Every argument takes at least its 4-byte length. */
+	if (!count_fits(in, argc, sizeof(uint32_t)) || !(p->cmdline = calloc((size_t)argc + 1, sizeof(char *))))
+		return false;
+	for (uint32_t i = 0; i < argc; i++) {
+		if (!take_u32(in, &len) || len > in->left || !(p->cmdline[i] = malloc((size_t)len + 1)))
+			return false;
+		take(in, p->cmdline[i], len);
+		p->cmdline[i][len] = '\0';
+	}
+	return true;
+}
+
+static bool take_threads(struct in *in, struct vmw_sample *s)
+{
+	struct vmw_proc *p = &s->proc;
+	uint32_t n, has_pct;
+
+	if (!take_u32(in, &n))
+		return false;
+	if (!n)
+		return true;
+	if (!count_fits(in, n, sizeof(*p->threads)) || !(p->threads = calloc(n, sizeof(*p->threads))))
+		return false;
+	take(in, p->threads, (size_t)n * sizeof(*p->threads));
+	p->nthreads_listed = n;
+	for (uint32_t i = 0; i < n; i++)
+		FIX_STR(p->threads[i].comm);
+	if (!take_u32(in, &has_pct))
+		return false;
+	if (!has_pct)
+		return true;
+	if (!count_fits(in, n, sizeof(double)) || !(s->thread_cpu_percent = calloc(n, sizeof(double))))
+		return false;
+	take(in, s->thread_cpu_percent, (size_t)n * sizeof(double));
+	for (uint32_t i = 0; i < n; i++)
+		s->thread_cpu_percent[i] = finite_or_zero(s->thread_cpu_percent[i]);
+	return true;
+}
+
+static bool take_sample(struct in *in, struct vmw_sample *s)
+{
+	if (!take(in, s, sizeof(*s)))
+		return false;
+	s->proc.cmdline = NULL;
+	s->proc.threads = NULL;
+	s->proc.nthreads_listed = 0;
+	s->thread_cpu_percent = NULL;
+	FIX_STR(s->proc.comm);
+	FIX_BOOL(s->proc.kthread);
+	FIX_BOOL(s->proc.incomplete);
+	FIX_BOOL(s->is_new);
+	s->cpu_percent = finite_or_zero(s->cpu_percent);
+	s->mem_percent = finite_or_zero(s->mem_percent);
+	return take_cmdline(in, &s->proc) && take_threads(in, s);
+}
+
+static void fix_frame(struct vmw_frame *f)
+{
+	FIX_BOOL(f->first);
+	FIX_BOOL(f->rebooted);
+	FIX_BOOL(f->truncated);
+	FIX_BOOL(f->complete);
+	FIX_BOOL(f->summary_ok);
+	FIX_BOOL(f->summary.nohz);
+	FIX_BOOL(f->summary.buffers_partial);
+	FIX_STR(f->truncated_why);
+	FIX_STR(f->summary.loadavg);
+	f->cpu_percent_total = finite_or_zero(f->cpu_percent_total);
+	fix_cpu_percent(&f->cpu_total);
+}
+
+static int take_events(struct in *in, struct vmw_frame *f, size_t n, struct vmw_error *err)
+{
+	if (!count_fits(in, n, sizeof(*f->events)) && n)
+		return bad(err, "event count");
+	if (n && !(f->events = calloc(n, sizeof(*f->events))))
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	take(in, f->events, n * sizeof(*f->events));
+	f->nevents = n;
+	for (size_t i = 0; i < n; i++) {
+		FIX_STR(f->events[i].comm);
+		FIX_BOOL(f->events[i].pid_reused);
+		if (f->events[i].type != VMW_EVENT_NEW && f->events[i].type != VMW_EVENT_EXIT)
+			return bad(err, "event type");
+	}
+	return 0;
+}
+
+static int take_cpus(struct in *in, struct vmw_frame *f, struct vmw_error *err)
+{
+	uint32_t n, has_pct;
+
+	if (!take_u32(in, &n) || (n && !count_fits(in, n, sizeof(*f->summary.cpu))))
+		return bad(err, "CPU count");
+	f->summary.ncpus = n;
+	if (n && !(f->summary.cpu = calloc(n, sizeof(*f->summary.cpu))))
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	take(in, f->summary.cpu, (size_t)n * sizeof(*f->summary.cpu));
+	if (!take_u32(in, &has_pct))
+		return bad(err, "CPU split");
+	if (has_pct && n) {
+		if (!count_fits(in, n, sizeof(*f->cpu)))
+			return bad(err, "CPU split");
+		if (!(f->cpu = calloc(n, sizeof(*f->cpu))))
+			return vmw_error_set(err, -ENOMEM, "out of memory");
+		take(in, f->cpu, (size_t)n * sizeof(*f->cpu));
+		for (uint32_t i = 0; i < n; i++)
+			fix_cpu_percent(&f->cpu[i]);
+	}
+	return 0;
+}
+
+static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
+{
+	struct wire_header h;
+	size_t nprocs, nevents;
+	int r;
+
+	if (!take(in, &h, sizeof(h)) || memcmp(&h, &header, sizeof(h)))
+		return bad(err, "not this version's format");
+	if (!take(in, f, sizeof(*f)))
+		return bad(err, "short frame");
+	nprocs = f->nprocs;
+	nevents = f->nevents;
+	f->procs = NULL;
+	f->events = NULL;
+	f->cpu = NULL;
+	f->summary.cpu = NULL;
+	f->nprocs = f->nevents = 0;
+	f->summary.ncpus = 0;
+	fix_frame(f);
+	/* Each process takes at least its fixed part. */
+	if (nprocs && !count_fits(in, nprocs, sizeof(*f->procs)))
+		return bad(err, "process count");
+	if (nprocs && !(f->procs = calloc(nprocs, sizeof(*f->procs))))
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < nprocs; i++) {
+		f->nprocs = i + 1;   /* what vmw_frame_free must release */
+		if (!take_sample(in, &f->procs[i]))
+			return bad(err, "process record");
+	}
+	if ((r = take_events(in, f, nevents, err)) < 0 || (r = take_cpus(in, f, err)) < 0)
+		return r;
+	if (in->left)
+		return bad(err, "trailing bytes");
+	return 0;
+}
+
+int vmw_frame_decode(const void *buf, size_t len, struct vmw_frame **ret, struct vmw_error *err)
+{
+	struct vmw_frame *f = calloc(1, sizeof(*f));
+	struct in in = { buf, len };
+	int r;
+
+	if (!f)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if ((r = decode(&in, f, err)) < 0) {
+		vmw_frame_free(f);
+		return r;
+	}
+	*ret = f;
+	return 0;
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/* The frame wire format (src/sampler/wire.c): what a privilege-separated
+ * sampler sends is decoded as hostile input — round trip, every truncation,
+ * corrupted counts, bools and numbers, other builds' bytes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "sampler/sampler.h"
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	assert_non_null(d);
+	return d;
+}
+
+/* Three processes: one with argv and two threads (with rates), one without
+ * a command line, one with an empty argv; two events; two CPUs. */
+static struct vmw_frame *sample_frame(void)
+{
+	struct vmw_frame *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->nprocs = 3;
+	f->procs = calloc(3, sizeof(*f->procs));
+	for (size_t i = 0; i < 3; i++) {
+		struct vmw_proc *p = &f->procs[i].proc;
+		p->pid = (int32_t)(i + 1);
+		snprintf(p->comm, sizeof(p->comm), "proc%zu", i);
+		p->state = 'S';
+		p->rss_anon_bytes = 4096 * (i + 1);
+		f->procs[i].cpu_percent = 12.5 * (double)i;
+	}
+	f->procs[0].proc.cmdline = calloc(3, sizeof(char *));
+	f->procs[0].proc.cmdline[0] = xstrdup("/usr/sbin/sshd");
+	f->procs[0].proc.cmdline[1] = xstrdup("-D \x1b[2K");
+	f->procs[0].proc.threads = calloc(2, sizeof(struct vmw_thread));
+	f->procs[0].proc.nthreads_listed = 2;
+	f->procs[0].proc.threads[1].tid = 77;
+	strcpy(f->procs[0].proc.threads[1].comm, "worker");
+	f->procs[0].thread_cpu_percent = calloc(2, sizeof(double));
+	f->procs[0].thread_cpu_percent[1] = 3.25;
+	f->procs[2].proc.cmdline = calloc(1, sizeof(char *));
+	f->nevents = 2;
+	f->events = calloc(2, sizeof(*f->events));
+	f->events[0] = (struct vmw_event){ .type = VMW_EVENT_NEW, .pid = 3, .comm = "proc2" };
+	f->events[1] = (struct vmw_event){ .type = VMW_EVENT_EXIT, .pid = 9, .pid_reused = true };
+	f->summary_ok = true;
+	f->summary.ncpus = 2;
+	f->summary.cpu = calloc(2, sizeof(*f->summary.cpu));
+	f->summary.cpu[1].cpu = 1;
+	f->cpu = calloc(2, sizeof(*f->cpu));
+	f->cpu[1].user = 42.0;
+	f->complete = true;
+	strcpy(f->truncated_why, "none");
+	return f;
+}
+
+static void encode(const struct vmw_frame *f, uint8_t **buf, size_t *len)
+{
+	assert_int_equal(vmw_frame_encode(f, buf, len), 0);
+}
+
+static void test_round_trip(void **state)
+{
+	struct vmw_frame *f = sample_frame(), *g = NULL;
+	struct vmw_error err = { 0 };
+	uint8_t *buf, *buf2;
+	size_t len, len2;
+
+	(void)state;
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_int_equal(g->nprocs, 3);
+	assert_string_equal(g->procs[0].proc.cmdline[1], "-D \x1b[2K");
+	assert_null(g->procs[0].proc.cmdline[2]);
+	assert_null(g->procs[1].proc.cmdline);
+	assert_non_null(g->procs[2].proc.cmdline);
+	assert_null(g->procs[2].proc.cmdline[0]);
+	assert_int_equal(g->procs[0].proc.nthreads_listed, 2);
+	assert_int_equal(g->procs[0].proc.threads[1].tid, 77);
+	assert_string_equal(g->procs[0].proc.threads[1].comm, "worker");
+	assert_true(g->procs[0].thread_cpu_percent[1] == 3.25);
+	assert_null(g->procs[1].proc.threads);
+	assert_true(g->procs[2].cpu_percent == 25.0);
+	assert_int_equal(g->nevents, 2);
+	assert_true(g->events[1].pid_reused);
+	assert_int_equal(g->summary.ncpus, 2);
+	assert_int_equal(g->summary.cpu[1].cpu, 1);
+	assert_true(g->cpu[1].user == 42.0);
+	assert_true(g->complete);
+	/* Encoding the decoded frame gives the same bytes. */
+	encode(g, &buf2, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, buf2, len);
+	free(buf);
+	free(buf2);
+	vmw_frame_free(f);
+	vmw_frame_free(g);
+}
+
+/* Every prefix of a frame is refused, without reading past it (ASan). */
+static void test_truncations(void **state)
+{
+	struct vmw_frame *f = sample_frame(), *g;
+	struct vmw_error err = { 0 };
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	encode(f, &buf, &len);
+	for (size_t n = 0; n < len; n++) {
+		uint8_t *copy = malloc(n ? n : 1);
+		memcpy(copy, buf, n);
+		g = NULL;
+		assert_true(vmw_frame_decode(copy, n, &g, &err) < 0);
+		assert_null(g);
+		assert_int_equal(vmw_error_kind_of(&err, -EBADMSG), VMW_ERR_INCONSISTENT);
+		free(copy);
+	}
+	/* And a byte too many. */
+	buf = realloc(buf, len + 1);
+	buf[len] = 0;
+	assert_true(vmw_frame_decode(buf, len + 1, &g, &err) < 0);
+	free(buf);
+	vmw_frame_free(f);
+}
+
+/* Any byte of the encoding changed to any of a few values: decoded or
+ * refused, never a bad read, a huge allocation or a broken invariant. */
+static void test_corruption(void **state)
+{
+	static const uint8_t values[] = { 0x00, 0x01, 0x02, 0x7f, 0x80, 0xff };
+	struct vmw_frame *f = sample_frame(), *g;
+	struct vmw_error err = { 0 };
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	encode(f, &buf, &len);
+	for (size_t i = 0; i < len; i++) {
+		uint8_t keep = buf[i];
+		for (size_t v = 0; v < ARRAY_SIZE(values); v++) {
+			buf[i] = values[v];
+			g = NULL;
+			if (vmw_frame_decode(buf, len, &g, &err) < 0)
+				continue;
+			for (size_t p = 0; p < g->nprocs; p++) {
+				struct vmw_proc *pr = &g->procs[p].proc;
+				assert_true(strlen(pr->comm) < sizeof(pr->comm));
+				assert_true(isfinite(g->procs[p].cpu_percent));
+				for (char **a = pr->cmdline; a && *a; a++)
+					(void)strlen(*a);
+				for (uint32_t t = 0; t < pr->nthreads_listed; t++)
+					(void)pr->threads[t].tid;
+			}
+			for (unsigned c = 0; c < g->summary.ncpus; c++)
+				(void)g->summary.cpu[c].cpu;
+			vmw_frame_free(g);
+		}
+		buf[i] = keep;
+	}
+	free(buf);
+	vmw_frame_free(f);
+}
+
+/* Values no honest sampler sends: non-finite rates, bools that are not
+ * 0/1, unterminated strings, an unknown event type. */
+static void test_hostile_values(void **state)
+{
+	struct vmw_frame *f = sample_frame(), *g = NULL;
+	struct vmw_error err = { 0 };
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	f->procs[1].cpu_percent = NAN;
+	f->procs[2].mem_percent = INFINITY;
+	f->cpu[0].steal = -NAN;
+	memset(f->procs[1].proc.comm, 'A', sizeof(f->procs[1].proc.comm));
+	memset(&f->procs[1].is_new, 0x5a, 1);
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_true(g->procs[1].cpu_percent == 0.0);
+	assert_true(g->procs[2].mem_percent == 0.0);
+	assert_true(g->cpu[0].steal == 0.0);
+	assert_int_equal(strlen(g->procs[1].proc.comm), sizeof(g->procs[1].proc.comm) - 1);
+	assert_true(g->procs[1].is_new);
+	vmw_frame_free(g);
+	free(buf);
+
+	f->events[0].type = (enum vmw_event_type)7;
+	encode(f, &buf, &len);
+	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
+	assert_non_null(strstr(err.msg, "event type"));
+	/* Another build's structures: refused up front. */
+	buf[8] ^= 1;
+	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
+	assert_non_null(strstr(err.msg, "format"));
+	free(buf);
+	vmw_frame_free(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_truncations),
+		cmocka_unit_test(test_corruption),
+		cmocka_unit_test(test_hostile_values),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
