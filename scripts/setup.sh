@@ -17,12 +17,14 @@ PKGS=(
   libcurl4-gnutls-dev libgnutls28-dev  # vmwatch-controller: requests to Keystone and agents; token hashes, mTLS
   python3-keystone uwsgi-core uwsgi-plugin-python3  # tests: a real Keystone for the controller
   prometheus chromium chromium-driver openssl  # tests: promtool, the web page in a real browser, TLS
-  python3-jsonschema  # tests: JSON output against docs/schemas/
+  python3-jsonschema python3-yaml  # tests: JSON output against docs/schemas/; promtool rule tests
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
   # the lab: real guests under QEMU
   qemu-system-x86 busybox-static cpio xz-utils zstd
   python3 python3-pytest
   tmux
+  # tests: the Debian package (tests/integration/test_package.py)
+  debhelper dpkg-dev lintian bash-completion procps
 )
 
 missing=()

@@ -28,7 +28,9 @@
 #include "util/util.h"
 
 /* Defaults. */
+#ifndef VMW_AGENT_CONFIG_PATH           /* meson.build: SYSCONFDIR/vmwatch/agent.conf */
 #define VMW_AGENT_CONFIG_PATH   "/etc/vmwatch/agent.conf"
+#endif
 #define VMW_AGENT_LISTEN        "127.0.0.1:9910"
 /* TLS 1.2 and 1.3 only, forward secrecy only (no static-RSA key exchange), no
  * legacy ciphers; the server's order wins. */

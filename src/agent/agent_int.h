@@ -274,7 +274,9 @@ json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
 json_t *agent_event_json(const struct agent_event *ev);
 
 /* metrics.c: Prometheus text format 0.0.4 into f. */
-void agent_metrics_render(struct agent *a, FILE *f);
+/* GET /metrics; process_exporter: process groups named as process-exporter's
+ * namedprocess_namegroup_* (?dialect=process-exporter). */
+void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

@@ -19,6 +19,7 @@
  *     lookup; request bodies (ignored) are bounded.
  */
 #include "agent/agent_int.h"
+#include "agent/query.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -190,6 +191,7 @@ struct sse {
 	struct MHD_Connection *c;
 	struct conn *conn;
 	struct agent_query q;
+	struct agent_filter f;        /* ?user, ?name, ?state (query.c) */
 	uint64_t last_seq;
 	uint64_t last_sent_ns;    /* for keep-alives */
 	uint64_t last_pull_ns;    /* when libmicrohttpd last asked for bytes: a reading client */
@@ -254,7 +256,7 @@ static int sse_next(struct sse *s, uint64_t now)
 		free(d);
 		s->ended = true;
 	} else if (snap) {
-		json_t *j = agent_frame_json(vm, snap, &s->q);
+		json_t *j = agent_filtered_json(vm, snap, &s->q, &s->f, true);
 		char *d = json_dumps(j, JSON_COMPACT);
 		json_decref(j);
 		r = d ? asprintf(&s->buf, "id: %llu\nevent: frame\ndata: %s\n\n",
@@ -316,7 +318,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 }
 
 static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, struct agent_vm *vm,
-				    struct agent_query *q)
+				    struct agent_query *q, const struct agent_filter *f)
 {
 	struct sse *s = calloc(1, sizeof(*s));
 	struct MHD_Response *r;
@@ -330,6 +332,7 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 	s->vm = agent_vm_ref(vm);
 	s->c = c;
 	s->q = *q;
+	s->f = *f;
 	s->last_sent_ns = s->last_pull_ns = vmw_now_ns();
 	memset(q, 0, sizeof(*q));
 	if (last) {
@@ -467,13 +470,16 @@ static const char *arg(struct MHD_Connection *c, const char *k)
 
 static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 {
+	const char *dialect = arg(c, "dialect");
 	char *buf = NULL;
 	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	FILE *f;
 
-	if (!f)
+	if (dialect && strcmp(dialect, "vmwatch") && strcmp(dialect, "process-exporter"))
+		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
+	if (!(f = open_memstream(&buf, &len)))
 		return reply_error(a, c, 500, "out of memory");
-	agent_metrics_render(a, f);
+	agent_metrics_render(a, f, dialect && !strcmp(dialect, "process-exporter"));
 	if (fclose(f) != 0 || !buf) {
 		free(buf);
 		return reply_error(a, c, 500, "out of memory");
@@ -500,12 +506,15 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 	struct agent_vm *vm = agent_vm_lookup(a, seg[2]);
 	struct agent_snap *snap;
 	struct agent_query q;
+	struct agent_filter f;
 	char err[1024];
 	enum MHD_Result ret;
 	uint64_t since_ns = 0;
+	bool ambiguous = false;
 
-	if (!vm)
-		return reply_error(a, c, 404, "no VM '%s' on this host (GET /v1/vms lists them)", seg[2]);
+	if (!vm && !(vm = agent_vm_lookup_nova(a, seg[2], &ambiguous)))
+		return reply_error(a, c, 404, ambiguous ? "several VMs have the Nova name '%s': use the UUID"
+					     : "no VM '%s' on this host (GET /v1/vms lists them)", seg[2]);
 	if (nseg != 4 || strcmp(seg[3], "events")) {
 		/* history points after ?since= (Unix seconds) only */
 		const char *since = arg(c, "since");
@@ -535,13 +544,15 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 	}
 	if ((nseg == 4 && (!strcmp(seg[3], "processes") || !strcmp(seg[3], "stream"))) ||
 	    (nseg == 5 && !strcmp(seg[3], "processes"))) {
-		if (nseg == 4 && agent_query_parse(&q, arg(c, "sort"), arg(c, "limit"), arg(c, "fields"), err,
-						   sizeof(err)) < 0) {
+		if (nseg == 4 && (agent_filter_parse(&f, arg(c, "user"), arg(c, "name"), arg(c, "state"), err,
+						     sizeof(err)) < 0 ||
+				  agent_query_parse(&q, arg(c, "sort"), arg(c, "limit"), arg(c, "fields"), err,
+						    sizeof(err)) < 0)) {
 			agent_vm_unref(vm);
 			return reply_error(a, c, 400, "%s", err);
 		}
 		if (nseg == 4 && !strcmp(seg[3], "stream")) {
-			ret = serve_stream(a, c, vm, &q);
+			ret = serve_stream(a, c, vm, &q, &f);
 			agent_query_free(&q);
 			agent_vm_unref(vm);
 			return ret;
@@ -554,7 +565,7 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 			return ret;
 		}
 		if (nseg == 4) {
-			ret = reply_json(a, c, 200, agent_procs_json(vm, snap, &q), NULL, NULL);
+			ret = reply_json(a, c, 200, agent_filtered_json(vm, snap, &q, &f, false), NULL, NULL);
 			agent_query_free(&q);
 		} else {
 			uint64_t pid;
@@ -651,7 +662,8 @@ static bool client_cert_ok(struct agent *a, struct MHD_Connection *c)
 static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const char *url, const char *method)
 {
 	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-	char path[1024], *seg[MAX_SEGMENTS];
+	char path[1024], *seg[MAX_SEGMENTS], err[512];
+	const char *const *params, *rname = url;
 	size_t nseg;
 
 	if (a->http->client_ca && !client_cert_ok(a, c))
@@ -661,6 +673,8 @@ static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const ch
 	if (!strcmp(url, "/healthz")) {
 		if (!get)
 			return reply_error_h(a, c, 405, MHD_HTTP_HEADER_ALLOW, "GET, HEAD", "method %s not allowed", method);
+		if (agent_params_check(c, "/healthz", (const char *const[]){ NULL }, err, sizeof(err)) < 0)
+			return reply_error(a, c, 400, "%s", err);
 		return reply_json(a, c, 200, json_pack("{s:s, s:f}", "status", "ok", "uptime_seconds",
 						       (double)(vmw_wall_ns() - a->start_wall_ns) / 1e9), NULL, NULL);
 	}
@@ -682,6 +696,9 @@ static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const ch
 	nseg = split(path, seg);
 	if (nseg > MAX_SEGMENTS)
 		return reply_error(a, c, 404, "no such resource (see docs/API.md)");
+	/* A parameter no route takes is a mistake to name, not to ignore. */
+	if ((params = agent_route_params(seg, nseg, &rname)) && agent_params_check(c, rname, params, err, sizeof(err)) < 0)
+		return reply_error(a, c, 400, "%s", err);
 
 	if (nseg == 1 && !strcmp(seg[0], "metrics")) {
 		if (!get)
@@ -773,7 +790,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(buf);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
 		buf[--n] = '\0';
-	vmw_agent_log(VMW_LOG_INFO, "http: %s", buf);
+	/* A client closing a stream or a connection is routine, not news. */
+	vmw_agent_log(strstr(buf, "Failed to send") || strstr(buf, "closed by the client") ? VMW_LOG_DEBUG
+											    : VMW_LOG_INFO, "http: %s", buf);
 }
 
 /* A PEM file the configuration names, opened through the monitor (privsep.h). */

@@ -219,6 +219,10 @@ int main(int argc, char **argv)
 	_cleanup_(strv_freep) char **argv_copy = NULL;
 	int rc;
 
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("vmwatch-agent %s\n", VMWATCH_VERSION);
+		return 0;
+	}
 	/* The processes the agent runs itself (privsep.h). */
 	if (argc > 1 && !strcmp(argv[1], PS_ARG_SAMPLER))
 		return ps_sampler_main(argc - 1, argv + 1);

@@ -7,6 +7,14 @@
  * metadata gauges of value 1). Per-process series are bounded: the top N
  * processes by CPU and the top N by resident memory of each VM (their union),
  * plus process-name groups (at most max_groups per VM).
+ *
+ * Every per-VM series carries the labels vm (the agent's name for the VM),
+ * domain (the same name, as libvirt-exporter calls it) and uuid, plus
+ * nova_project and nova_project_id for an OpenStack instance: dashboards
+ * and rules aggregate per VM or per project without a join.
+ * Process names in labels are stable: a kernel worker's comm
+ * ("kworker/0:1-events", "kworker/u8:2+flush-8:0") names the workqueue item
+ * it ran last and changes with every job, so it is "kworker" (stable_name()).
  */
 #include "agent/agent_int.h"
 
@@ -14,6 +22,7 @@
 
 struct mvm {
 	struct agent_vm *vm;
+	double *oldest;               /* per group: earliest start, Unix time (0: none) */
 	struct agent_snap *snap;      /* NULL before the first frame */
 	struct vmw_domain dom;
 	enum agent_status status;
@@ -49,28 +58,61 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* name{vm="..."[,extra]} value */
-static void vm_sample(FILE *f, const char *name, const struct mvm *m, const char *extra, double v)
+struct label {
+	const char *k, *v;
+};
+
+/* ,k="v" for each label with a value (an empty label is the same as none). */
+static void put_labels(FILE *f, const struct label *l, size_t n)
 {
+	for (size_t i = 0; i < n; i++) {
+		if (!l[i].v[0])
+			continue;
+		fprintf(f, ",%s=\"", l[i].k);
+		put_value(f, l[i].v);
+		fputc('"', f);
+	}
+}
+
+/* name{vm="...",domain="...",uuid="..."[,nova_project=...]: the labels of
+ * every per-VM series, the brace left open. */
+static void vm_labels(FILE *f, const char *name, const struct mvm *m)
+{
+	const struct label l[] = {
+		{ "domain", m->vm->name }, { "uuid", m->dom.uuid },
+		{ "nova_project", m->dom.nova.project_name }, { "nova_project_id", m->dom.nova.project_id },
+	};
 	fprintf(f, "%s{vm=\"", name);
 	put_value(f, m->vm->name);
-	fprintf(f, "\"%s%s} %.15g\n", extra ? "," : "", extra ? extra : "", v);
+	fputc('"', f);
+	put_labels(f, l, ARRAY_SIZE(l));
+}
+
+/* name{<vm labels>[,extra]} value */
+static void vm_sample(FILE *f, const char *name, const struct mvm *m, const char *extra, double v)
+{
+	vm_labels(f, name, m);
+	fprintf(f, "%s%s} %.15g\n", extra ? "," : "", extra ? extra : "", v);
+}
+
+/* A process name that does not change while the process lives. */
+static const char *stable_name(const struct vmw_proc *p)
+{
+	return p->kthread && !strncmp(p->comm, "kworker/", 8) ? "kworker" : p->comm;
 }
 
 static void proc_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_proc *p)
 {
-	fprintf(f, "%s{vm=\"", name);
-	put_value(f, m->vm->name);
-	fprintf(f, "\",pid=\"%d\",name=\"", p->pid);
-	put_value(f, p->comm);
+	vm_labels(f, name, m);
+	fprintf(f, ",pid=\"%d\",name=\"", p->pid);
+	put_value(f, stable_name(p));
 	fputc('"', f);
 }
 
 static void group_labels(FILE *f, const char *name, const struct mvm *m, const struct agent_group *g)
 {
-	fprintf(f, "%s{vm=\"", name);
-	put_value(f, m->vm->name);
-	fputs("\",groupname=\"", f);
+	vm_labels(f, name, m);
+	fputs(",groupname=\"", f);
 	put_value(f, g->name);
 	fputc('"', f);
 }
@@ -251,7 +293,97 @@ static const struct {
 	{ "vmwatch_process_start_time_seconds", "When a guest process started, Unix time (top N).", start_time, true },
 };
 
-static void process_metrics(FILE *f, struct mvm *ms, size_t n)
+/* The names of the process-group families: vmwatch's own, or those of
+ * process-exporter (github.com/ncabatoff/process-exporter), whose Grafana
+ * dashboards then work on guest processes. */
+struct group_names {
+	const char *procs, *threads, *cpu, *memory, *oldest;
+};
+static const struct group_names vmwatch_names = {
+	"vmwatch_group_procs", "vmwatch_group_threads", "vmwatch_group_cpu_seconds_total",
+	"vmwatch_group_memory_bytes", "vmwatch_group_oldest_start_time_seconds",
+};
+static const struct group_names pe_names = {
+	"namedprocess_namegroup_num_procs", "namedprocess_namegroup_num_threads",
+	"namedprocess_namegroup_cpu_seconds_total", "namedprocess_namegroup_memory_bytes",
+	"namedprocess_namegroup_oldest_start_time_seconds",
+};
+
+static int group_name_cmp(const void *key, const void *g)
+{
+	return strcmp(key, ((const struct agent_group *)g)->name);
+}
+
+/* Earliest start of each group's processes (snapshot.c's grouping: kernel
+ * threads in "[kernel]", the rest by comm, groups beyond max_groups in
+ * "[other]"). A crash-looping group's oldest start keeps moving. */
+static void oldest_starts(struct mvm *m)
+{
+	const struct agent_snap *s = m->snap;
+	const struct agent_group *other = bsearch("[other]", s->groups, s->ngroups, sizeof(*s->groups), group_name_cmp);
+
+	if (!s->summary || !s->ngroups || !(m->oldest = calloc(s->ngroups, sizeof(*m->oldest))))
+		return;
+	for (size_t i = 0; i < s->frame->nprocs; i++) {
+		const struct vmw_proc *p = &s->frame->procs[i].proc;
+		const struct agent_group *g = bsearch(p->kthread ? "[kernel]" : p->comm, s->groups, s->ngroups,
+						      sizeof(*s->groups), group_name_cmp);
+		double t = (double)s->summary->boot_time_s + (double)p->start_time_ns / 1e9;
+		size_t k;
+		if (!(g = g ? g : other))
+			continue;
+		k = (size_t)(g - s->groups);
+		if (!m->oldest[k] || t < m->oldest[k])
+			m->oldest[k] = t;
+	}
+}
+
+static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_names *nm)
+{
+	family(f, nm->procs, "gauge", "Guest processes in a name group.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			group_labels(f, nm->procs, m, &m->snap->groups[i]);
+			fprintf(f, "} %u\n", m->snap->groups[i].procs);
+		}
+	family(f, nm->threads, "gauge", "Threads of the guest processes in a name group.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			group_labels(f, nm->threads, m, &m->snap->groups[i]);
+			fprintf(f, "} %u\n", m->snap->groups[i].threads);
+		}
+	family(f, nm->cpu, "counter", "CPU time of the guest processes in a name group, exited ones included.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			const struct agent_group *g = &m->snap->groups[i];
+			group_labels(f, nm->cpu, m, g);
+			fprintf(f, ",mode=\"user\"} %.15g\n", (double)g->user_ns / 1e9);
+			group_labels(f, nm->cpu, m, g);
+			fprintf(f, ",mode=\"system\"} %.15g\n", (double)g->system_ns / 1e9);
+		}
+	family(f, nm->memory, "gauge", "Memory of the guest processes in a name group (resident, virtual, swapped).");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->snap->ngroups; i++) {
+			const struct agent_group *g = &m->snap->groups[i];
+			const struct { const char *type; uint64_t v; } mt[] = {
+				{ "resident", g->rss_bytes }, { "virtual", g->vsz_bytes }, { "swapped", g->swap_bytes },
+			};
+			for (size_t k = 0; k < ARRAY_SIZE(mt); k++) {
+				group_labels(f, nm->memory, m, g);
+				fprintf(f, ",memtype=\"%s\"} %llu\n", mt[k].type, (unsigned long long)mt[k].v);
+			}
+		}
+	family(f, nm->oldest, "gauge", "When the oldest process of a name group started, Unix time.");
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; m->oldest && i < m->snap->ngroups; i++) {
+			if (!m->oldest[i])
+				continue;
+			group_labels(f, nm->oldest, m, &m->snap->groups[i]);
+			fprintf(f, "} %.15g\n", m->oldest[i]);
+		}
+}
+
+static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_exporter)
 {
 	family(f, "vmwatch_process_cpu_seconds_total", "counter",
 	       "CPU time of a guest process (top N by CPU and by memory per VM).");
@@ -276,40 +408,7 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n)
 		}
 	}
 
-	family(f, "vmwatch_group_procs", "gauge", "Guest processes in a name group.");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->snap->ngroups; i++) {
-			group_labels(f, "vmwatch_group_procs", m, &m->snap->groups[i]);
-			fprintf(f, "} %u\n", m->snap->groups[i].procs);
-		}
-	family(f, "vmwatch_group_threads", "gauge", "Threads of the guest processes in a name group.");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->snap->ngroups; i++) {
-			group_labels(f, "vmwatch_group_threads", m, &m->snap->groups[i]);
-			fprintf(f, "} %u\n", m->snap->groups[i].threads);
-		}
-	family(f, "vmwatch_group_cpu_seconds_total", "counter",
-	       "CPU time of the guest processes in a name group, exited ones included.");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->snap->ngroups; i++) {
-			const struct agent_group *g = &m->snap->groups[i];
-			group_labels(f, "vmwatch_group_cpu_seconds_total", m, g);
-			fprintf(f, ",mode=\"user\"} %.15g\n", (double)g->user_ns / 1e9);
-			group_labels(f, "vmwatch_group_cpu_seconds_total", m, g);
-			fprintf(f, ",mode=\"system\"} %.15g\n", (double)g->system_ns / 1e9);
-		}
-	family(f, "vmwatch_group_memory_bytes", "gauge",
-	       "Memory of the guest processes in a name group (resident, virtual, swapped).");
-	FOR_UP(m, ms, n)
-		for (size_t i = 0; i < m->snap->ngroups; i++) {
-			const struct agent_group *g = &m->snap->groups[i];
-			group_labels(f, "vmwatch_group_memory_bytes", m, g);
-			fprintf(f, ",memtype=\"resident\"} %llu\n", (unsigned long long)g->rss_bytes);
-			group_labels(f, "vmwatch_group_memory_bytes", m, g);
-			fprintf(f, ",memtype=\"virtual\"} %llu\n", (unsigned long long)g->vsz_bytes);
-			group_labels(f, "vmwatch_group_memory_bytes", m, g);
-			fprintf(f, ",memtype=\"swapped\"} %llu\n", (unsigned long long)g->swap_bytes);
-		}
+	group_metrics(f, ms, n, process_exporter ? &pe_names : &vmwatch_names);
 }
 
 static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
@@ -317,22 +416,13 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata.");
 	for (struct mvm *m = ms; m < ms + n; m++) {
 		const struct vmw_nova *nv = &m->dom.nova;
-		const struct { const char *k, *v; } l[] = {
-			{ "uuid", m->dom.uuid }, { "name", m->vm->name }, { "source", m->vm->from_libvirt ? "libvirt" : "target" },
+		const struct label l[] = {
+			{ "name", m->vm->name }, { "origin", m->vm->from_libvirt ? "libvirt" : "target" },
 			{ "kernel", m->release }, { "nova_instance", nv->instance_name }, { "nova_flavor", nv->flavor },
-			{ "nova_project", nv->project_name }, { "nova_project_id", nv->project_id },
 			{ "nova_user", nv->user_name }, { "nova_user_id", nv->user_id },
 		};
-		fputs("vmwatch_vm_info{vm=\"", f);
-		put_value(f, m->vm->name);
-		fputc('"', f);
-		for (size_t i = 0; i < ARRAY_SIZE(l); i++) {
-			if (!l[i].v[0])
-				continue;          /* an empty label is the same as none */
-			fprintf(f, ",%s=\"", l[i].k);
-			put_value(f, l[i].v);
-			fputc('"', f);
-		}
+		vm_labels(f, "vmwatch_vm_info", m);
+		put_labels(f, l, ARRAY_SIZE(l));
 		fputs("} 1\n", f);
 	}
 	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");
@@ -348,7 +438,13 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 		if (b)
 			vm_sample(f, "vmwatch_vm_memory_bytes", m, NULL, (double)b);
 	}
-	family(f, "vmwatch_scrape_duration_seconds", "gauge", "Host time the VM's last frame took to read.");
+	family(f, "vmwatch_vm_frame_duration_seconds", "gauge", "Host time the VM's last frame took to read.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_vm_frame_duration_seconds", m, NULL, (double)m->snap->frame->frame_ns / 1e9);
+	/* Deprecated names (they read like Prometheus' own scrape_duration_seconds):
+	 * kept for one release, see CHANGELOG.md. */
+	family(f, "vmwatch_scrape_duration_seconds", "gauge",
+	       "Deprecated: use vmwatch_vm_frame_duration_seconds (removed in the next release).");
 	FOR_UP(m, ms, n)
 		vm_sample(f, "vmwatch_scrape_duration_seconds", m, NULL, (double)m->snap->frame->frame_ns / 1e9);
 	family(f, "vmwatch_vm_complete", "gauge",
@@ -363,7 +459,11 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 	       "Processes of the VM's last frame with a cut thread list or an implausible count.");
 	FOR_UP(m, ms, n)
 		vm_sample(f, "vmwatch_vm_incomplete_processes", m, NULL, (double)m->snap->frame->incomplete);
-	family(f, "vmwatch_scrape_read_bytes", "gauge", "Guest memory read for the VM's last frame.");
+	family(f, "vmwatch_vm_frame_read_bytes", "gauge", "Guest memory read for the VM's last frame.");
+	FOR_UP(m, ms, n)
+		vm_sample(f, "vmwatch_vm_frame_read_bytes", m, NULL, (double)m->snap->frame->bytes_read);
+	family(f, "vmwatch_scrape_read_bytes", "gauge",
+	       "Deprecated: use vmwatch_vm_frame_read_bytes (removed in the next release).");
 	FOR_UP(m, ms, n)
 		vm_sample(f, "vmwatch_scrape_read_bytes", m, NULL, (double)m->snap->frame->bytes_read);
 	family(f, "vmwatch_last_frame_timestamp_seconds", "gauge", "When the VM's last frame was taken, Unix time.");
@@ -446,7 +546,7 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	fprintf(f, "process_threads %u\n", st.threads);
 }
 
-void agent_metrics_render(struct agent *a, FILE *f)
+void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 {
 	struct agent_vm **vms;
 	size_t n = agent_vms_get(a, &vms);
@@ -474,14 +574,17 @@ void agent_metrics_render(struct agent *a, FILE *f)
 		pthread_mutex_unlock(&m->vm->lock);
 		if (m->snap && top_n)
 			pick_top(m, top_n);
+		if (m->snap)
+			oldest_starts(m);
 	}
 	vm_metrics(f, ms, n);
 	guest_metrics(f, ms, n);
-	process_metrics(f, ms, n);
+	process_metrics(f, ms, n, process_exporter);
 	self_metrics(f, a, n);
 	for (size_t i = 0; i < n; i++) {
 		agent_snap_unref(ms[i].snap);
 		free(ms[i].top);
+		free(ms[i].oldest);
 	}
 	free(ms);
 	agent_vms_put(vms, n);

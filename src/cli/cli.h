@@ -13,6 +13,12 @@
 
 #define EXIT_USAGE 2
 
+/* Every form of TARGET, for each command's --help. */
+#define CLI_TARGET_HELP \
+	"TARGET: the NAME or UUID of a running libvirt domain (or domain:NAME),\n" \
+	"qemu:PID of a running QEMU process, or file:PATH (a shared RAM file, an ELF\n" \
+	"core from dump-guest-memory / virsh dump --memory-only, or a raw image).\n"
+
 int cmd_phys(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 

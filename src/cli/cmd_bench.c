@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		"      --process-read  read a QEMU guest with process_vm_readv even if shared\n"
 		"      --proc-mem  with --process-read: pread on /proc/PID/mem, as the agent's\n"
 		"                  privilege-separated samplers read private RAM\n"
-		"  -h, --help       this help\n");
+		"  -h, --help       this help\n\n"
+		CLI_TARGET_HELP);
 }
 
 static uint64_t cpu_ns(void)

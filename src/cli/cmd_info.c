@@ -21,9 +21,7 @@ static void usage(FILE *f)
 		"came from and how long attaching took. Nothing is needed but guest RAM: the\n"
 		"kernel's VMCOREINFO note, its kallsyms table and its BTF are read from it.\n"
 		"\n"
-		"TARGET is a libvirt domain name or UUID, qemu:PID (a running QEMU process) or\n"
-		"file:PATH (a shared RAM file, an ELF core from dump-guest-memory / virsh dump\n"
-		"--memory-only, or a raw image).\n"
+		CLI_TARGET_HELP
 		"\n"
 		"Options:\n"
 		"  -j, --json                       print one JSON object: {\"vm\", \"kernel\"}\n"

@@ -25,9 +25,7 @@ static void usage(FILE *f)
 		"PCI window, the legacy VGA/BIOS window 0xa0000-0xfffff of a QEMU pc/q35 layout,\n"
 		"past the end of RAM) nothing is written and the command fails.\n"
 		"\n"
-		"TARGET is a libvirt domain name or UUID (or domain:NAME), qemu:PID (a running\n"
-		"QEMU process) or file:PATH (a shared RAM file, an ELF core from\n"
-		"dump-guest-memory / virsh dump --memory-only, or a raw image).\n"
+		CLI_TARGET_HELP
 		"\n"
 		"Options:\n"
 		"  -x, --hex            hexdump like 'hexdump -C'; offsets are guest-physical\n"

@@ -29,7 +29,7 @@ static void usage(FILE *f)
 		"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n"
 		"                    when it is shared\n"
 		"  -h, --help        this help\n\n"
-		"TARGET: a libvirt domain name or UUID, qemu:PID or file:PATH (see 'vmwatch --help').\n");
+		CLI_TARGET_HELP);
 }
 
 static void times_ticks(const struct vmw_cpu_times *t, uint64_t v[10])

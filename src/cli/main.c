@@ -15,7 +15,7 @@ static const struct {
 	{ "agent", cmd_agent, "agent [--config FILE] [--listen ADDR:PORT] ...   serve every guest over HTTP (JSON, SSE, /metrics)" },
 	{ "bench", cmd_bench, "bench [-n FRAMES] TARGET   measure attach and frame costs" },
 	{ "phys", cmd_phys, "phys TARGET ADDR LEN   dump guest physical memory" },
-	{ "vms", cmd_vms, NULL },   /* hidden: libvirt domains and their events (tests) */
+	{ "vms", cmd_vms, "vms [--json] [--watch [-n N]] [--connect URI]   libvirt domains and their lifecycle events" },
 };
 
 static void usage(FILE *f)
@@ -26,10 +26,8 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (commands[i].summary)
 			fprintf(f, "  %s\n", commands[i].summary);
-	fprintf(f, "\nTARGET is a running libvirt domain's name or UUID (or domain:NAME),\n"
-		   "qemu:PID (a running QEMU process) or file:PATH (shared RAM file, ELF\n"
-		   "core from dump-guest-memory / virsh dump, or raw image).\n"
-		   "Run 'vmwatch COMMAND --help' for a command's options.\n");
+	fprintf(f, "\n" CLI_TARGET_HELP "Run 'vmwatch COMMAND --help' for a command's options, "
+		   "'vmwatch --version' for the version.\n");
 }
 
 int main(int argc, char **argv)

@@ -742,6 +742,14 @@ static int connect_error(struct vmw_error *err, const char *uri)
 		  (e->code == VIR_ERR_SYSTEM_ERROR && e->int1 == EACCES))) {
 		hint = "permission denied: run as root or as a member of group libvirt";
 		code = -EACCES;
+	} else if (geteuid() != 0 && e && !(e->code == VIR_ERR_SYSTEM_ERROR &&
+					     (e->int1 == ENOENT || e->int1 == ECONNREFUSED))) {
+		/* libvirtd answered but did not let a non-root user in: its polkit
+		 * check failed (no polkit or no system bus) or the socket is
+		 * restricted. Root skips those checks. */
+		hint = "libvirtd refused a non-root user: run as root, or as a member of group libvirt "
+		       "with polkit running";
+		code = -EACCES;
 	}
 	return vmw_error_set(err, code, "cannot connect to libvirt at %s: %s (%s)", uri, lv_msg(),
 			     hint);

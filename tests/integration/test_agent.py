@@ -361,11 +361,13 @@ def test_metrics_pass_promtool(agent, g, tmp_path):
     if promtool:
         p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
         assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-    vm = f'vm="{g.name}"'
+    # Every per-VM series: vm, domain (libvirt-exporter's name) and uuid when known.
+    vm = f'vm="{g.name}",domain="{g.name}"(?:,uuid="[0-9a-f-]+")?'
     for name in ("vmwatch_guest_uptime_seconds", "vmwatch_guest_load1", "vmwatch_guest_memory_total_bytes",
-                 "vmwatch_guest_processes", "vmwatch_vm_up", "vmwatch_scrape_duration_seconds"):
+                 "vmwatch_guest_processes", "vmwatch_vm_up", "vmwatch_vm_frame_duration_seconds",
+                 "vmwatch_scrape_duration_seconds"):
         assert re.search(rf"^{name}{{{vm}}} [0-9.e+-]+$", text, re.M), name
-    assert re.search(rf'^vmwatch_vm_info{{{vm},name="{g.name}",source="target",kernel="6\.1\.0-47-amd64"}} 1$',
+    assert re.search(rf'^vmwatch_vm_info{{{vm},name="{g.name}",origin="target",kernel="6\.1\.0-47-amd64"}} 1$',
                      text, re.M)
     assert re.search(rf'^vmwatch_guest_cpu_seconds_total{{{vm},mode="idle"}} ', text, re.M)
     assert re.search(rf'^vmwatch_group_cpu_seconds_total{{{vm},groupname="burn",mode="user"}} ', text, re.M)
@@ -385,7 +387,8 @@ def test_group_cpu_counters_never_decrease(agent, g):
     def groups():
         text = agent.request("/metrics")[2].decode()
         return {m[0] + "/" + m[1]: float(m[2]) for m in re.findall(
-            rf'^vmwatch_group_cpu_seconds_total{{vm="{re.escape(g.name)}",groupname="(.*?)",mode="(\w+)"}} (\S+)$',
+            rf'^vmwatch_group_cpu_seconds_total{{vm="{re.escape(g.name)}",domain="[^"]*"(?:,uuid="[^"]*")?,'
+            rf'groupname="(.*?)",mode="(\w+)"}} (\S+)$',
             text, re.M)}
     a = groups()
     with g.workload("churn", 20):
@@ -544,7 +547,8 @@ def test_unintrospectable_target_next_to_a_good_one(vmwatch, g, tmp_path):
         assert "not_linux" in e["error"] or "Linux" in e["error"]
         assert a.json("/v1/instances/blank/processes", status=503)["code"] == 503
         text = a.request("/metrics")[2].decode()
-        assert 'vmwatch_vm_up{vm="blank"} 0' in text and f'vmwatch_vm_up{{vm="{g.name}"}} 1' in text
+        assert re.search(r'^vmwatch_vm_up\{vm="blank",domain="blank"[^}]*\} 0$', text, re.M), text
+        assert re.search(rf'^vmwatch_vm_up\{{vm="{g.name}",domain="{g.name}"[^}}]*\}} 1$', text, re.M), text
         assert any(line.startswith("<4>") and "blank" in line for line in a.log)
     finally:
         assert a.stop() == 0
@@ -645,14 +649,14 @@ def lablv(lab):
 def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
     tag = f"{os.getpid() % 100000}"
     d1 = lablv.define_domain(f"agt{tag}-nova", shared=True, boot_timeout=600,
-                             nova={"name": "web-1", "project": "demo-proj", "user": "alice"})
+                             nova={"name": f"web-{tag}", "project": "demo-proj", "user": "alice"})
     d2 = None
     a = Agent(vmwatch, "--connect", lablv.URI, "--interval", INTERVAL)
     try:
         v = wait_until(lambda: [x for x in a.json("/v1/vms")["vms"] if x["name"] == d1.name], timeout=30,
                        what="domain listed")[0]
         assert v["origin"] == "libvirt" and v["uuid"] == d1.uuid and v["qemu_pid"] == d1.pid
-        assert v["nova"]["instance_name"] == "web-1" and v["nova"]["project_name"] == "demo-proj"
+        assert v["nova"]["instance_name"] == f"web-{tag}" and v["nova"]["project_name"] == "demo-proj"
         assert v["nova"]["user_name"] == "alice" and v["ram_backing"] == "memfd" and v["ram_shared"]
         assert v["memory_bytes"] == 512 << 20 and v["vcpus"] == 1
         assert a.json("/v1/vms")["libvirt"]["connected"] is True
@@ -660,8 +664,14 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
         wait_until(lambda: a.vm(d1.name)["monitoring"]["status"] == "ok", timeout=120, what="monitoring")
         assert a.vm(v["uuid"])["name"] == d1.name
         text = a.request("/metrics")[2].decode()
-        assert re.search(rf'^vmwatch_vm_info{{vm="{d1.name}",uuid="{d1.uuid}",name="{d1.name}",source="libvirt",'
-                         rf'.*nova_instance="web-1".*nova_project="demo-proj"', text, re.M), text[:2000]
+        assert re.search(rf'^vmwatch_vm_info{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
+                         rf'nova_project="demo-proj",nova_project_id="[^"]+",name="{d1.name}",origin="libvirt",'
+                         rf'.*nova_instance="web-{tag}"', text, re.M), text[:2000]
+        # Nova's project on every per-VM series; the VM found by its Nova name too.
+        assert re.search(rf'^vmwatch_vm_up{{vm="{d1.name}",domain="{d1.name}",uuid="{d1.uuid}",'
+                         rf'nova_project="demo-proj",nova_project_id="[^"]+"}} 1$', text, re.M), text[:2000]
+        # (a unique Nova name: other VMs of this host's libvirtd may be named web-1)
+        assert a.vm(f"web-{tag}")["uuid"] == d1.uuid
 
         # A domain started while the agent runs is listed at once (libvirt's
         # event), and sampled from its first interval on: error while it boots

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[2] / "dist" / "vmwatch-agent.service"
+UNIT_IN = Path(__file__).resolve().parents[2] / "dist" / "vmwatch-agent.service.in"
+
+
+@pytest.fixture(scope="module")
+def unit(tmp_path_factory):
+    """The unit as `meson install` generates it for prefix /usr."""
+    p = tmp_path_factory.mktemp("unit") / "vmwatch-agent.service"
+    p.write_text(UNIT_IN.read_text().replace("@bindir@", "/usr/bin").replace("@sysconfdir@", "/etc"))
+    return p
 
 
 def directives(text):
@@ -23,8 +31,8 @@ def directives(text):
     return out
 
 
-def test_unit_runs_unprivileged_with_three_capabilities():
-    d = directives(UNIT.read_text())
+def test_unit_runs_unprivileged_with_three_capabilities(unit):
+    d = directives(unit.read_text())
     assert d.get("DynamicUser") == ["yes"] or (d.get("User") and d["User"][-1] not in ("root", "0"))
     assert "User" not in d or d["User"][-1] not in ("root", "0")
     caps = set(d["CapabilityBoundingSet"][-1].split())
@@ -33,10 +41,10 @@ def test_unit_runs_unprivileged_with_three_capabilities():
     assert d["NoNewPrivileges"] == ["yes"]
 
 
-def test_systemd_analyze_security_exposure_below_3():
+def test_systemd_analyze_security_exposure_below_3(unit):
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
-    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(UNIT)],
+    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
                        capture_output=True, text=True, timeout=60)
     m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr

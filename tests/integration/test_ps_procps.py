@@ -1,0 +1,223 @@
+"""vmwatch ps with procps' options and formulas, against the guest (issue 14).
+
+`vmwatch ps -o pid,user,pcpu,pmem,etime,args --sort=-pcpu` is compared field
+by field with the guest itself: USER and COMMAND with the guest's own
+`busybox ps -o pid,user,args` (busybox has no %CPU, %MEM or ELAPSED), and
+%CPU, %MEM, ELAPSED with procps' formulas applied to the guest's /proc as the
+truth agent reads it (procps 4, ps/output.c: pr_pcpu, pr_pmem, pr_etime):
+  %CPU    = (utime + stime ticks) * 1000 / HZ / int(uptime - starttime / HZ), in tenths
+  %MEM    = VmRSS * 1000 / MemTotal, in tenths
+  ELAPSED = int(uptime - starttime / HZ) as [[DD-]hh:]mm:ss
+The guest is paused while vmwatch reads it, between two truth snapshots; a
+value must lie between what the two snapshots give.
+"""
+import re
+import subprocess
+import time
+
+import pytest
+
+from test_ps import worker_base
+
+G61 = dict(kernel="6.1", mem="512M", machine="pc", backing="shm")   # shared with test_ps.py
+HZ = 100
+COLS = "pid,user,pcpu,pmem,etime,args"
+
+
+@pytest.fixture(scope="module")
+def g(guest):
+    """The shared 6.1 guest running a CPU burner, a memory hog and a process of uid 1000."""
+    g = guest(**G61)
+    pids = [g.run("burn", "40"), g.run("hog", "32"), g.run("runas", "1000:1000", "idle", "pkgidle")]
+    g.wait_for(lambda s: s.find(argv0="burn") and s.find(argv0="hog") and s.find(comm="pkgidle"),
+               timeout=120, interval=1)
+    # Let the burner run a while so that its lifetime %CPU is well above 0.
+    g.wait_for(lambda s: any(p.utime + p.stime >= 300 for p in s.find(argv0="burn")), timeout=120,
+               interval=1)
+    yield g
+    for pid in pids:
+        g.kill(pid, group=True)
+
+
+def vmwatch_ps(vmwatch, g, *args, check=True):
+    r = subprocess.run([str(vmwatch), "ps", *args, f"file:{g.ram_path}"], capture_output=True,
+                       text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def procps_elapsed(snap, p):
+    up_cs = round(snap.uptime_seconds * 100)
+    return max(up_cs - p.starttime, 0) // 100
+
+
+def procps_pcpu(snap, p):
+    secs = procps_elapsed(snap, p)
+    return (p.utime + p.stime) * 1000 // HZ // secs if secs else 0
+
+
+def pcpu_bounds(before, b, after, a):
+    sb, sa = procps_elapsed(before, b), procps_elapsed(after, a)
+    tb, ta = max(b.utime + b.stime - 1, 0), a.utime + a.stime + 1
+    lo = tb * 1000 // HZ // sa if sa else 0
+    hi = ta * 1000 // HZ // sb if sb else (ta * 1000 // HZ // sa if sa else 0)
+    return min(lo, 999), hi
+
+
+def procps_pmem(snap, p):
+    return min(p.VmRSS * 1000 // snap.meminfo["MemTotal"], 999)
+
+
+def tenths(text):
+    """'12.3' -> 123; procps prints no decimal above 99.9: '123' -> 1230."""
+    if "." in text:
+        a, b = text.split(".")
+        return int(a) * 10 + int(b)
+    return int(text) * 10
+
+
+def etime_seconds(text):
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d\d):)?(\d\d):(\d\d)", text)
+    assert m, f"ELAPSED {text!r} is not [[DD-]hh:]mm:ss"
+    d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+    assert (d == 0 or m.group(2)) and mi < 60 and s < 60 and h < 24, text
+    return ((d * 24 + h) * 60 + mi) * 60 + s
+
+
+def busybox_ps(g):
+    rc, out = g.sh("busybox ps -o pid,user,args", check=True)
+    rows = {}
+    for line in out.splitlines()[1:]:
+        f = line.split(None, 2)
+        if len(f) >= 2 and f[0].isdigit():
+            rows[int(f[0])] = (f[1], f[2] if len(f) > 2 else "")
+    return rows
+
+
+def busybox_agrees(bb_args, want, p):
+    """busybox ps prints the same COMMAND but for its own habits: comm cut
+    to 15 bytes, and "{comm} " before a command line whose argv[0] differs."""
+    short = p.comm[:15]
+    if not p.cmdline and p.comm.startswith("kworker/"):   # its work item changes
+        return bb_args.startswith("[") and worker_base(bb_args[1:-1]) == worker_base(short)
+    if not p.cmdline:
+        return bb_args == f"[{short}]"
+    return bb_args in (want, f"{{{short}}} {want}")
+
+
+def test_ps_o_sort_pcpu_matches_the_guest_field_by_field(g, vmwatch):
+    bb = busybox_ps(g)
+    before = g.truth()
+    with g.paused():
+        r = vmwatch_ps(vmwatch, g, "-o", COLS, "--sort=-pcpu")
+    after = g.truth()
+
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["PID", "USER", "%CPU", "%MEM", "ELAPSED", "COMMAND"]
+    rows = [line.split(None, 5) for line in lines[1:]]
+    pcpus = [tenths(f[2]) for f in rows]
+    assert pcpus == sorted(pcpus, reverse=True), "not sorted by --sort=-pcpu"
+
+    mismatches, judged = [], 0
+    for f in rows:
+        pid, user, pcpu, pmem, etime, args = int(f[0]), f[1], tenths(f[2]), tenths(f[3]), f[4], f[5] if len(f) > 5 else ""
+        b, a = before.procs.get(pid), after.procs.get(pid)
+        if b is None or a is None or b.starttime != a.starttime or pid == before.agent_pid:
+            continue
+        judged += 1
+        # %CPU is not monotonic in time (whole seconds in the divisor): bound
+        # it by the CPU ticks and seconds of the two snapshots (ticks +-1).
+        lo, hi = pcpu_bounds(before, b, after, a)
+        if not lo <= pcpu <= hi:
+            mismatches.append(f"{pid} {b.comm} %CPU: guest {lo / 10}..{hi / 10}, vmwatch {f[2]}")
+        if b.VmRSS == a.VmRSS and pmem != procps_pmem(before, b):
+            mismatches.append(f"{pid} {b.comm} %MEM: guest {procps_pmem(before, b) / 10}, vmwatch {f[3]}")
+        if not procps_elapsed(before, b) <= etime_seconds(etime) <= procps_elapsed(after, a):
+            mismatches.append(f"{pid} {b.comm} ELAPSED: guest {procps_elapsed(before, b)}.."
+                              f"{procps_elapsed(after, a)} s, vmwatch {etime}")
+        # USER: the uid today; the guest's user name once names are resolved.
+        if pid in bb and user not in (str(b.euid), bb[pid][0]):
+            mismatches.append(f"{pid} {b.comm} USER: guest {bb[pid][0]} (uid {b.euid}), vmwatch {user}")
+        # COMMAND as procps prints it: the command line, or [comm] without one.
+        want = " ".join(b.cmdline) if b.cmdline else f"[{b.comm}]"
+        same = args == want or (not b.cmdline and worker_base(args[1:-1]) == worker_base(b.comm))
+        if b.cmdline == a.cmdline and b.comm == a.comm and not same:
+            mismatches.append(f"{pid} {b.comm} COMMAND: guest {want!r}, vmwatch {args!r}")
+        if pid in bb and not busybox_agrees(bb[pid][1], want, b):
+            mismatches.append(f"{pid} {b.comm} COMMAND: busybox {bb[pid][1]!r}, procps {want!r}")
+    assert not mismatches, "\n".join(mismatches[:40])
+    assert judged >= 0.9 * len(before.procs), (judged, len(before.procs))
+    burner = before.find(argv0="burn")[0]
+    top = [int(f[0]) for f in rows[:3]]
+    assert burner.pid in top, (burner.pid, rows[:5])
+    assert tenths(next(f for f in rows if int(f[0]) == burner.pid)[2]) >= 10   # >= 1.0 %
+
+
+def test_ps_selection_options(g, vmwatch):
+    snap = g.truth()
+    burner = snap.find(argv0="burn")[0]
+    idle = snap.find(comm="pkgidle")[0]
+
+    r = vmwatch_ps(vmwatch, g, "-C", "burn,pkgidle", "-o", "pid,comm")
+    assert sorted(int(line.split()[0]) for line in r.stdout.splitlines()[1:]) == sorted(
+        p.pid for p in snap.procs.values() if p.comm in ("burn", "pkgidle"))
+
+    r = vmwatch_ps(vmwatch, g, "-u", "1000", "-o", "pid,uid,ruid,user")
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    assert idle.pid in {int(f[0]) for f in rows}
+    assert {int(f[0]) for f in rows} == {p.pid for p in snap.procs.values() if p.euid == 1000}
+    assert all(f[1] == "1000" and f[2] == "1000" for f in rows), rows
+
+    r = vmwatch_ps(vmwatch, g, "-p", f"1,{burner.pid}", "--no-headers", "-o", "pid=,ppid=,comm=")
+    rows = [line.split() for line in r.stdout.splitlines()]
+    assert [int(f[0]) for f in rows] == [1, burner.pid], r.stdout
+    assert rows[1][1:] == [str(burner.ppid), "burn"]
+
+    # Selections add up, as in procps.
+    r = vmwatch_ps(vmwatch, g, "-p", "1", "-C", "burn", "-o", "pid", "--no-headers")
+    assert sorted(map(int, r.stdout.split())) == sorted([1] + [p.pid for p in snap.find(comm="burn")])
+
+    # -o pid=ID renames; several -o add up.
+    r = vmwatch_ps(vmwatch, g, "-p", "1", "-o", "pid=ID", "-o", "stat,nlwp,rss,vsz,time,start,stime,etimes,comm")
+    assert r.stdout.splitlines()[0].split() == ["ID", "STAT", "NLWP", "RSS", "VSZ", "TIME", "STARTED",
+                                                "STIME", "ELAPSED", "COMMAND"]
+    f = r.stdout.splitlines()[1].split()
+    p1 = snap.procs[1]
+    assert f[0] == "1" and f[1][0] == p1.state and f[2] == str(p1.num_threads) and f[9] == p1.comm
+    # TIME; STARTED hh:mm:ss (within 24 h) and STIME hh:mm (today) of btime + starttime.
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", f[5])
+    started = time.localtime(snap.stat_values()["btime"] + p1.starttime // HZ)
+    assert f[6] == time.strftime("%H:%M:%S", started) and f[7] == time.strftime("%H:%M", started), f
+    assert int(f[8]) == procps_elapsed(snap, p1) or abs(int(f[8]) - procps_elapsed(snap, p1)) <= 2
+
+
+def test_ps_forest_draws_the_guest_tree(g, vmwatch):
+    snap = g.truth()
+    r = vmwatch_ps(vmwatch, g, "--forest", "-o", "pid,ppid,args")
+    lines = r.stdout.splitlines()[1:]
+    seen, depth_of = set(), {}
+    for line in lines:
+        # PID and PPID are 7 wide: the command column starts at 16.
+        pid, ppid, rest = int(line[:7]), int(line[8:15]), line[16:]
+        m = re.match(r"((?:    )*) \\_ ", rest)
+        depth = len(m.group(1)) // 4 + 1 if m else 0
+        if ppid in depth_of:
+            assert ppid in seen and depth == depth_of[ppid] + 1, line
+        else:
+            assert depth == 0, line
+        depth_of[pid] = depth
+        seen.add(pid)
+    burner = snap.find(argv0="burn")[0]
+    assert burner.pid in seen and depth_of[burner.pid] >= 1
+    h = vmwatch_ps(vmwatch, g, "-H", "-o", "pid,comm", "-p", f"1,{burner.pid}")
+    assert h.returncode == 0
+
+
+def test_ps_bad_options_name_the_problem(g, vmwatch):
+    r = vmwatch_ps(vmwatch, g, "-o", "pid,bogus", check=False)
+    assert r.returncode == 2 and "unknown column 'bogus'" in r.stderr and not r.stdout
+    r = vmwatch_ps(vmwatch, g, "--sort", "-nope", check=False)
+    assert r.returncode == 2 and "unknown sort key 'nope'" in r.stderr
+    r = vmwatch_ps(vmwatch, g, "-p", "12x", check=False)
+    assert r.returncode == 2 and "bad process ID '12x'" in r.stderr

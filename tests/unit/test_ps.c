@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmwatch ps's procps columns, sort keys, selection and tree (src/cli/ps_*.c)
+ * on processes built here: the formats procps prints at the edges (days,
+ * %CPU above 99.9, start yesterday), and ppid loops a hostile guest can make.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/ps.h"
+
+#define S 1000000000ull
+
+static char *render(const char *cols, const struct ps_ctx *c, struct ps_row *rows, size_t n, bool forest)
+{
+	struct ps_format f = { .forest = forest };
+	char err[256], *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	assert_int_equal(ps_format_add(&f, cols, err, sizeof(err)), 0);
+	ps_print_header(&f, out);
+	for (size_t i = 0; i < n; i++)
+		ps_print_row(&f, c, &rows[i], out);
+	fclose(out);
+	ps_format_free(&f);
+	return buf;
+}
+
+static struct vmw_proc proc(int32_t pid, int32_t ppid, const char *comm)
+{
+	struct vmw_proc p = { .pid = pid, .ppid = ppid, .state = 'S', .nr_threads = 1 };
+	snprintf(p.comm, sizeof(p.comm), "%s", comm);
+	return p;
+}
+
+static void test_times_and_percentages(void **state)
+{
+	/* Up 3 days 2 h; MemTotal 1000 kB; btime 1700000000 (UTC). */
+	struct vmw_summary sum = { .uptime_ns = (3 * 86400 + 7200) * S + 999999999, .mem_total_kb = 1000,
+				   .boot_time_s = 1700000000 };
+	struct ps_ctx c = { &sum };
+	struct vmw_proc p = proc(42, 1, "busy");
+	struct ps_row r = { .p = &p };
+	char *out;
+
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	/* Started 10 s after boot, 2 days of CPU; RSS 500 kB of 1000. */
+	p.start_time_ns = 10 * S;
+	p.utime_ns = 2 * 86400 * S + 5 * S / 1000;   /* 5 ms: under a tick, not counted */
+	p.stime_ns = 3 * S;
+	p.rss_anon_bytes = 500 * 1024;
+	out = render("pid,pcpu,pmem,etime,time,start,stime", &c, &r, 1, false);
+	/* elapsed (266400.99 - 10) s -> 266390; CPU 172803 s: 172803*1000/266390 = 648 -> 64.8 */
+	assert_string_equal(out, "    PID %CPU %MEM     ELAPSED       TIME  STARTED STIME\n"
+				 "     42 64.8 50.0  3-01:59:50 2-00:00:03   Nov 14 Nov14\n");
+	free(out);
+	/* A young process, 3 s old with 5 s of CPU on several vCPUs: 166 % prints without a
+	 * decimal; it started within 24 h (Nov 18 00:13:17): hh:mm:ss, and today: hh:mm. */
+	p.start_time_ns = sum.uptime_ns - 3 * S - S / 2;
+	p.utime_ns = 5 * S;
+	p.stime_ns = 0;
+	out = render("pcpu,etime,etimes,start,stime", &c, &r, 1, false);
+	assert_string_equal(out, "%CPU     ELAPSED ELAPSED  STARTED STIME\n"
+				 " 166       00:03       3 00:13:17 00:13\n");
+	free(out);
+	/* No summary: the clock columns say "-". */
+	c.sum = NULL;
+	out = render("pid=ID,pcpu=,etime", &c, &r, 1, false);
+	assert_string_equal(out, "     ID          ELAPSED\n     42    -           -\n");
+	free(out);
+}
+
+static void test_sort_select_and_errors(void **state)
+{
+	struct vmw_proc p[4] = { proc(1, 0, "init"), proc(7, 1, "b"), proc(5, 1, "a"), proc(9, 7, "a") };
+	struct ps_row rows[4];
+	struct ps_sort s = { 0 };
+	struct ps_select sel = { 0 };
+	struct ps_format f = { 0 };
+	struct ps_ctx c = { 0 };
+	char err[256];
+
+	(void)state;
+	p[1].euid = 1000;
+	for (int i = 0; i < 4; i++)
+		rows[i] = (struct ps_row){ .p = &p[i], .order = (size_t)i };
+	assert_int_equal(ps_sort_add(&s, "comm,-pid", err, sizeof(err)), 0);
+	ps_sort_rows(&s, &c, rows, 4);
+	assert_int_equal(rows[0].p->pid, 9);
+	assert_int_equal(rows[1].p->pid, 5);
+	assert_int_equal(rows[2].p->pid, 7);
+	assert_int_equal(rows[3].p->pid, 1);
+	assert_int_equal(ps_sort_add(&s, "+nosuch", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown sort key 'nosuch'"));
+	assert_int_equal(ps_format_add(&f, "pid,%CPU,bogus", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown column 'bogus'"));
+	ps_format_free(&f);
+
+	assert_true(ps_selected(&sel, &p[0]));              /* nothing selected: everything */
+	assert_int_equal(ps_select_pids(&sel, "9", err, sizeof(err)), 0);
+	assert_int_equal(ps_select_users(&sel, "1000", false, err, sizeof(err)), 0);
+	assert_true(ps_selected(&sel, &p[3]) && ps_selected(&sel, &p[1]));   /* either list */
+	assert_false(ps_selected(&sel, &p[0]));
+	assert_int_equal(ps_select_pids(&sel, "1,x", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "bad process ID 'x'"));
+	assert_int_equal(ps_select_users(&sel, ",", false, err, sizeof(err)), -EINVAL);
+	assert_int_equal(ps_select_comms(&sel, "a", err, sizeof(err)), 0);
+	assert_true(ps_selected(&sel, &p[2]));
+	ps_select_free(&sel);
+}
+
+static void test_forest_and_ppid_loops(void **state)
+{
+	/* 1 <- 5 <- 9, and 7 <-> 8 a loop no root reaches (a hostile guest). */
+	struct vmw_proc p[5] = { proc(9, 5, "leaf"), proc(7, 8, "x"), proc(1, 0, "init"), proc(8, 7, "y"),
+				 proc(5, 1, "mid") };
+	struct ps_row rows[5];
+	struct ps_ctx c = { 0 };
+	char *out;
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		rows[i] = (struct ps_row){ .p = &p[i], .order = (size_t)i };
+	assert_int_equal(ps_forest(rows, 5), 0);
+	out = render("pid,comm", &c, rows, 5, true);
+	assert_string_equal(out, "    PID COMMAND\n"
+				 "      1 init\n"
+				 "      5  \\_ mid\n"
+				 "      9      \\_ leaf\n"
+				 "      7 x\n"
+				 "      8  \\_ y\n");
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_times_and_percentages),
+		cmocka_unit_test(test_sort_select_and_errors),
+		cmocka_unit_test(test_forest_and_ppid_loops),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
