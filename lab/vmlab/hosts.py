@@ -3,6 +3,7 @@ virtlogd) in its own mount namespace, with lab guests as its domains.
 
     h = Host("ctl-h1", Path("/run/vmwatch-ctl-hosts/h1")).start()
     h.uri                      # qemu+unix:///system?socket=<root>/run/libvirt-sock
+    h.ro_uri                   # its read-only socket (unprivileged clients)
     h.qemu_run_dir             # where its QEMU pid files are (VMWATCH_LIBVIRT_RUNDIR)
     d = h.define("ctl-vm1", nova={"project_id": ..., "name": "web-1"})
     d.truth(); d.pid; d.uuid
@@ -60,6 +61,12 @@ class Host:
         return f"qemu+unix:///system?socket={self.sock}"
 
     @property
+    def ro_uri(self) -> str:
+        """The read-only socket: what an unprivileged client (the vmwatch agent's
+        front process) may connect to."""
+        return f"qemu+unix:///system?socket={self.sock}-ro"
+
+    @property
     def qemu_run_dir(self) -> Path:
         return self.root / "run" / "qemu"
 
@@ -90,6 +97,8 @@ class Host:
             else:
                 (self.root / sub).mkdir()
         (self.root / "etc" / "qemu.conf").write_text(_lablv.QEMU_CONF)
+        if not (self.root / "etc" / "libvirtd.conf").exists():
+            (self.root / "etc" / "libvirtd.conf").write_text(_lablv.LIBVIRTD_CONF)
         (self.root / "log" / "qemu").mkdir(exist_ok=True)
         (self.root / "dom").mkdir()
         os.chmod(self.root / "dom", 0o755)

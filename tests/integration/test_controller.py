@@ -139,7 +139,8 @@ def start_agent(c: Cloud, i: int) -> subprocess.Popen:
     name, addr, port = AGENTS[i]
     host = c.hosts[i]
     conf = c.dir / f"{name}.conf"
-    conf.write_text(f"listen = {addr}:{port}\nconnect = {host.uri}\ninterval = 1s\n"
+    # The agent's front runs as nobody: libvirt's read-only socket.
+    conf.write_text(f"listen = {addr}:{port}\nconnect = {host.ro_uri}\ninterval = 1s\n"
                     f"tls_cert = {c.dir / name}.pem\ntls_key = {c.dir / name}.key\n"
                     f"tls_client_ca = {c.dir}/ca.pem\ntls_client_name = vmwatch-controller\n"
                     f"token_file = {c.dir}/agent.token\n")
