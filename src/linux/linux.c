@@ -1011,13 +1011,57 @@ static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	}
 }
 
-/* Stage 4b: argv from the process's own memory, through its page tables. */
+/* Up to size bytes from addr, page by page, stopping at the first unreadable
+ * page (like access_remote_vm); returns the bytes read. */
+static size_t read_user_upto(struct vmw_xlat *ux, uint64_t addr, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		size_t chunk = MIN(size - got, 4096 - ((addr + got) & 4095));
+		if (vmw_xlat_read(ux, addr + got, buf + got, chunk) < 0)
+			break;
+		got += chunk;
+	}
+	return got;
+}
+
+/* argv[] from the NUL-separated bytes buf[0..len) (buf[len] is a NUL). */
+static char **split_args(const char *buf, size_t len)
+{
+	size_t argc = 0, i = 0, k = 0;
+	char **argv;
+
+	for (size_t j = 0; j < len; j++)
+		argc += buf[j] == '\0';
+	if (len && buf[len - 1] != '\0')
+		argc++;  /* unterminated last argument: keep what is there */
+	argv = calloc(argc + 1, sizeof(char *));
+	if (!argv)
+		return NULL;
+	while (i < len && k < argc) {
+		if (!(argv[k] = strdup(buf + i)))
+			break;
+		i += strlen(buf + i) + 1;
+		k++;
+	}
+	return argv;
+}
+
+/*
+ * Stage 4b: argv from the process's own memory, through its page tables, the
+ * way get_mm_cmdline() of fs/proc/base.c shows it: the bytes of
+ * [arg_start, arg_end), unless the last of them is not a NUL. Then the
+ * process rewrote its arguments (setproctitle, as sshd does) and /proc shows
+ * one string: up to a page from arg_start, cut at its first NUL
+ * (get_mm_proctitle).
+ */
 static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
 	uint64_t f[3], pgd_phys;
 	struct vmw_xlat *ux = NULL;
 	char *buf = NULL;
-	size_t len, argc = 0;
+	size_t len;
 
 	if (!rw->mm)
 		return;
@@ -1032,29 +1076,24 @@ static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	len = MIN(f[1] - f[0], (uint64_t)MAX_CMDLINE);
 	if (vmw_xlat_clone(l->kx, pgd_phys, &ux) < 0)
 		return;
-	buf = malloc(len + 1);
+	buf = malloc(MAX(len, (size_t)4096) + 1);
 	if (!buf || vmw_xlat_read(ux, f[0], buf, len) < 0)
 		goto out;
-	buf[len] = '\0';
-	if (len && buf[len - 1] != '\0')
-		len++;  /* unterminated last argument: keep what is there */
-	for (size_t i = 0; i < len; i++)
-		if (buf[i] == '\0')
-			argc++;
-	{
-		char **argv = calloc(argc + 1, sizeof(char *));
-		size_t i = 0, k = 0;
-		if (!argv)
+	if (f[1] - f[0] > len || buf[len - 1] != '\0') {
+		char last = 1;
+		if (f[1] - f[0] > len && vmw_xlat_read(ux, f[1] - 1, &last, 1) < 0)
 			goto out;
-		while (i < len && k < argc) {
-			argv[k] = strdup(buf + i);
-			if (!argv[k])
-				break;
-			i += strlen(buf + i) + 1;
-			k++;
+		if (last) {
+			/* The proctitle case: one string of at most a page. */
+			len = read_user_upto(ux, f[0], buf, 4096);
+			if (!len)
+				goto out;  /* nothing readable at arg_start: /proc shows nothing */
+			len = strnlen(buf, len);
+			buf[len++] = '\0';
 		}
-		p->cmdline = argv;
 	}
+	buf[len] = '\0';
+	p->cmdline = split_args(buf, len);
 out:
 	free(buf);
 	vmw_xlat_free(ux);
