@@ -67,3 +67,9 @@ int cmd_vms(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+
+/* USER as ps and top show it: the name of p's euid from the guest's
+ * /etc/passwd (cut to CLI_USER_WIDTH with a '+'), else the number. */
+#define CLI_USER_WIDTH 8
+const char *cli_user_column(const struct vmw_proc *p, char *buf, size_t size);

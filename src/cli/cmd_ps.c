@@ -73,20 +73,21 @@ static void print_cmd(const struct vmw_proc *p)
 
 static void print_text(const struct vmw_walk *w, bool threads)
 {
-	char tbuf[32], sbuf[8];
+	char tbuf[32], sbuf[8], ubuf[16];
 
 	if (threads)
-		printf("%7s %7s %7s %5s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "TID", "UID", "STAT",
+		printf("%7s %7s %7s %-8s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "TID", "USER", "STAT",
 		       "NLWP", "RSS", "VSZ", "TIME", "CMD");
 	else
-		printf("%7s %7s %5s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "UID", "STAT", "NLWP",
+		printf("%7s %7s %-8s %-4s %4s %8s %9s %10s %s\n", "PID", "PPID", "USER", "STAT", "NLWP",
 		       "RSS", "VSZ", "TIME", "CMD");
 	for (size_t i = 0; i < w->nprocs; i++) {
 		const struct vmw_proc *p = &w->procs[i];
 		fmt_time(tbuf, sizeof(tbuf), p->utime_ns + p->stime_ns);
 		fmt_stat(sbuf, p->state, p->nice, p->nr_threads);
 		if (!threads) {
-			printf("%7d %7d %5u %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid, p->uid, sbuf,
+			printf("%7d %7d %-8s %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid,
+			       cli_user_column(p, ubuf, sizeof(ubuf)), sbuf,
 			       p->nr_threads, (unsigned long long)(vmw_proc_rss_bytes(p) >> 10),
 			       (unsigned long long)(p->vsz_bytes >> 10), tbuf);
 			print_cmd(p);
@@ -97,7 +98,8 @@ static void print_text(const struct vmw_walk *w, bool threads)
 			const struct vmw_thread *t = &p->threads[j];
 			fmt_time(tbuf, sizeof(tbuf), t->utime_ns + t->stime_ns);
 			fmt_stat(sbuf, t->state, t->nice, p->nr_threads);
-			printf("%7d %7d %7d %5u %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid, t->tid, p->uid,
+			printf("%7d %7d %7d %-8s %-4s %4u %8llu %9llu %10s ", p->pid, p->ppid, t->tid,
+			       cli_user_column(p, ubuf, sizeof(ubuf)),
 			       sbuf, p->nr_threads, (unsigned long long)(vmw_proc_rss_bytes(p) >> 10),
 			       (unsigned long long)(p->vsz_bytes >> 10), tbuf);
 			if (t->tid == p->pid)

@@ -74,7 +74,13 @@ struct vmw_linux {
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
+
+	struct vmw_files *files;       /* NULL: this kernel lacks a layout they need */
+	struct vmw_users *users;
+	uint64_t users_checked_ns;     /* when /etc/passwd and /etc/group were last checked */
 };
+
+#define USERS_RECHECK_NS (5ull * 1000000000ull)
 
 /* ---- pure helpers ------------------------------------------------------ */
 
@@ -423,13 +429,53 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 		free(l);
 		return r;
 	}
+	/* Files and names are extras: a kernel without their layouts still has processes. */
+	struct vmw_error ferr = { 0 };
+	if (vmw_files_new(k, &l->files, &ferr) < 0)
+		l->files = NULL;
+	if (vmw_users_new(&l->users) < 0) {
+		vmw_files_free(l->files);
+		free(l);
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	}
 	*ret = l;
 	return 0;
 }
 
 void vmw_linux_free(struct vmw_linux *l)
 {
+	if (!l)
+		return;
+	vmw_files_free(l->files);
+	vmw_users_free(l->users);
 	free(l);
+}
+
+struct vmw_files *vmw_linux_files(struct vmw_linux *l)
+{
+	return l->files;
+}
+
+const struct vmw_users *vmw_linux_users(struct vmw_linux *l)
+{
+	return l->users;
+}
+
+/* vmw_proc.user of every process, the names re-checked now and then. */
+static void fill_users(struct vmw_linux *l, struct vmw_proc *procs, size_t n)
+{
+	uint64_t now = vmw_now_ns();
+
+	if (!l->files)
+		return;
+	if (!l->users_checked_ns || now - l->users_checked_ns >= USERS_RECHECK_NS) {
+		vmw_users_refresh(l->users, l->files);
+		l->users_checked_ns = now;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = vmw_users_name(l->users, procs[i].euid);
+		snprintf(procs[i].user, sizeof(procs[i].user), "%s", name ? name : "");
+	}
 }
 
 /* ---- the walk ----------------------------------------------------------- */
@@ -1196,6 +1242,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	free(ws.raw);
 	for (size_t i = 0; i < ws.n; i++)
 		w->incomplete += ws.procs[i].incomplete;
+	fill_users(l, ws.procs, ws.n);
 	w->procs = ws.procs;
 	w->nprocs = ws.n;
 	vmw_mem_stats(vmw_xlat_mem(l->kx), &s1);

@@ -162,6 +162,7 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 			      "vsz_bytes", (json_int_t)p->vsz_bytes, "kthread", p->kthread);
 
 	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
+	json_object_set_new(o, "user", vmw_report_string_or_null(p->user));
 
 	json_object_set_new(o, "cmdline", cmdline_json(p));
 	if (p->threads) {
@@ -248,6 +249,15 @@ json_t *vmw_report_kernel(const struct vmw_kernel_info *ki)
 	json_object_set_new(o, "timings_ms", json_pack("{s:f, s:f, s:f}", "vmcoreinfo_scan", ms(ki->scan_ns),
 						       "kallsyms", ms(ki->kallsyms_ns), "btf", ms(ki->btf_ns)));
 	return o;
+}
+
+json_t *vmw_report_os(const struct vmw_os_release *os)
+{
+	if (!os)
+		return json_null();
+	return json_pack("{s:o, s:o, s:o}", "pretty_name", vmw_report_string_or_null(os->pretty_name),
+			 "id", vmw_report_string_or_null(os->id),
+			 "version_id", vmw_report_string_or_null(os->version_id));
 }
 
 json_t *vmw_report_nova(const struct vmw_nova *n)

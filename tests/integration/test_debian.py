@@ -5,11 +5,14 @@ lab/README.md "The Debian guest"), on the 6.1 and 6.12 kernels.
 Every field of `ps --json`, the command line included, is judged against
 the guest's own /proc with the bracket rules of test_ps.py (snapshot,
 pause, vmwatch, resume, snapshot; stable fields must be equal)."""
+import base64
 import os
+import subprocess
 
 import pytest
 
-from test_ps import compare, ps_paused
+from schemas import validate
+from test_ps import compare, ps_paused, vmwatch_json
 
 KERNELS = ("6.1", "6.12")
 
@@ -43,3 +46,82 @@ def test_debian_ps_every_field(deb, vmwatch):
     assert any(a.startswith("sshd: ") for a in by_argv0)
     comms = {p["comm"] for p in out["processes"]}
     assert {"systemd-journal", "systemd-udevd", "dbus-daemon", "cron", "systemd-logind"} <= comms
+
+
+def guest_file(g, path):
+    """The guest's own bytes of path (read in the guest, so also cached there)."""
+    rc, out = g.sh(f"base64 -w0 {path}", check=True)
+    return base64.b64decode(out.strip())
+
+
+def cat(vmwatch, g, path):
+    return subprocess.run([vmwatch, "cat", f"qemu:{g.pid}", path], capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("path", ["/etc/os-release", "/etc/passwd", "/etc/group"])
+def test_debian_cat_byte_identical(deb, vmwatch, path):
+    """/etc/os-release is a symlink to ../usr/lib/os-release: followed."""
+    want = guest_file(deb, path)
+    r = cat(vmwatch, deb, path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want
+    assert not r.stderr
+
+
+def test_debian_cat_binary_and_mounts(deb, vmwatch):
+    """A binary file on another mount (/run, a tmpfs), reached through '..'
+    across mount roots; a file whose dentry the guest never had; a directory."""
+    deb.sh("head -c 40000 /dev/urandom > /run/vmw-cat.bin", check=True)
+    try:
+        want = guest_file(deb, "/run/vmw-cat.bin")
+        r = cat(vmwatch, deb, "/run/user/../../run/./vmw-cat.bin")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == want
+    finally:
+        deb.sh("rm -f /run/vmw-cat.bin")
+    r = cat(vmwatch, deb, "/etc/vmw-never-looked-up")
+    assert r.returncode == 1 and r.stdout == b""
+    assert b"not in the guest's dentry cache" in r.stderr
+    r = cat(vmwatch, deb, "/etc")
+    assert r.returncode == 1 and b"a directory" in r.stderr
+    deb.sh("ls /etc/vmw-absent 2>/dev/null")   # a negative dentry now
+    r = cat(vmwatch, deb, "/etc/vmw-absent")
+    assert r.returncode == 1 and b"no such file in the guest" in r.stderr
+
+
+def passwd_names(g):
+    names = {}
+    for line in guest_file(g, "/etc/passwd").decode().splitlines():
+        f = line.split(":")
+        names.setdefault(int(f[2]), f[0])
+    return names
+
+
+def test_debian_user_names(deb, vmwatch):
+    """user in ps --json is the name of euid in the guest's /etc/passwd, for
+    every process; ps's USER column shows it (cut to 8 with '+', like procps)."""
+    names = passwd_names(deb)
+    out = vmwatch_json(vmwatch, "ps", "--json", f"qemu:{deb.pid}")
+    users = {p["pid"]: p["user"] for p in out["processes"]}
+    for p in out["processes"]:
+        assert p["user"] == names.get(p["euid"]), p
+    assert {"root", "alice", "bob", "messagebus"} <= set(users.values())
+    r = subprocess.run([vmwatch, "ps", f"qemu:{deb.pid}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["PID", "PPID", "USER"]
+    col = {int(l.split()[0]): l.split()[2] for l in lines[1:]}
+    for pid, name in users.items():
+        want = name if len(name) <= 8 else name[:7] + "+"
+        assert col[pid] == want, (pid, name)
+
+
+def test_debian_info_os(deb, vmwatch):
+    out = vmwatch_json(vmwatch, "info", "--json", f"qemu:{deb.pid}")
+    validate("info", out)
+    rel = dict(l.split("=", 1) for l in guest_file(deb, "/etc/os-release").decode().splitlines() if "=" in l)
+    assert out["os"] == {"pretty_name": rel["PRETTY_NAME"].strip('"'), "id": rel["ID"].strip('"'),
+                         "version_id": rel["VERSION_ID"].strip('"')}
+    assert out["os"]["id"] == "debian" and out["os"]["version_id"] == "12"
+    r = subprocess.run([vmwatch, "info", f"qemu:{deb.pid}"], capture_output=True, text=True, timeout=120)
+    assert "os:               Debian GNU/Linux 12 (bookworm) (ID=debian, VERSION_ID=12)" in r.stdout
