@@ -34,10 +34,19 @@
 #define PF_WQ_WORKER    0x00000020
 #define PF_KTHREAD      0x00200000
 
+/* Per-task counters a process sums over its threads (and signal_struct):
+ * /proc/PID/io (task_io_accounting) and the fault counts of /proc/PID/stat. */
+#define NACC 9
+static const char *const ACC_NAMES[NACC] = {
+	"ioac.rchar", "ioac.wchar", "ioac.syscr", "ioac.syscw", "ioac.read_bytes",
+	"ioac.write_bytes", "ioac.cancelled_write_bytes", "min_flt", "maj_flt",
+};
+enum { ACC_IO_FIRST = 0, ACC_IO_N = 7, ACC_MIN_FLT = 7, ACC_MAJ_FLT = 8 };
+
 /* A set of byte ranges of one structure, merged so that nearby fields are read together. */
 struct plan {
 	uint32_t n;
-	struct { uint32_t off, len; } r[32];
+	struct { uint32_t off, len; } r[48];
 	uint32_t span;            /* bytes of image buffer needed */
 };
 
@@ -52,7 +61,8 @@ struct vmw_linux {
 		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
 			static_prio, real_parent, real_cred, mm, signal, utime, stime,
 			sum_exec_runtime, start_time, worker_private, thread_node,
-			prev_utime, prev_stime, cpu;
+			prev_utime, prev_stime, cpu, nvcsw, nivcsw;
+		struct fld acc[NACC];      /* ioac.* and fault counters (see ACC_NAMES) */
 	} t;
 	struct { struct fld uid, euid, gid, egid; } cred;
 	struct {
@@ -66,6 +76,7 @@ struct vmw_linux {
 	struct {
 		struct fld nr_threads, utime, stime, sum_sched_runtime,
 			prev_utime, prev_stime, thread_head;
+		struct fld acc[NACC];      /* what exited threads left */
 	} sig;
 	struct { struct fld data, full_name; } kthread;
 	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
@@ -255,6 +266,15 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
 	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
 		   &l->t.worker_private);
+	/* Optional: I/O accounting, faults, context switches. */
+	member(l->k, "task_struct", "nvcsw", &l->t.nvcsw);
+	member(l->k, "task_struct", "nivcsw", &l->t.nivcsw);
+	for (int i = 0; i < NACC; i++) {
+		member(l->k, "task_struct", ACC_NAMES[i], &l->t.acc[i]);
+		member(l->k, "signal_struct", ACC_NAMES[i], &l->sig.acc[i]);
+		if (l->t.acc[i].ok != l->sig.acc[i].ok)
+			l->t.acc[i].ok = l->sig.acc[i].ok = false;   /* only both add up */
+	}
 	return 0;
 }
 
@@ -392,6 +412,12 @@ static void build_plans(struct vmw_linux *l)
 		l->sig.prev_utime, l->sig.prev_stime, { l->sig.thread_head.off, 8, true },
 	};
 
+	for (int i = 0; i < NACC; i++) {
+		plan_add(&l->task_plan, l->t.acc[i]);
+		plan_add(&l->sig_plan, l->sig.acc[i]);
+	}
+	plan_add(&l->task_plan, l->t.nvcsw);
+	plan_add(&l->task_plan, l->t.nivcsw);
 	plan_fields(&l->task_plan, task_fields, ARRAY_SIZE(task_fields));
 	plan_fields(&l->cred_plan, cred_fields, ARRAY_SIZE(cred_fields));
 	plan_fields(&l->mm_plan, mm_fields, ARRAY_SIZE(mm_fields));
@@ -487,7 +513,27 @@ struct raw {
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
 	bool alive;                  /* exit_state == 0 */
+	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
 };
+
+static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
+{
+	for (int i = 0; i < NACC; i++)
+		rw->acc[i] += get(img, f[i]);
+}
+
+/* The summed counters into the record. */
+static void set_acc(const struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
+{
+	uint64_t *io[ACC_IO_N] = { &p->io_rchar, &p->io_wchar, &p->io_syscr, &p->io_syscw,
+				   &p->io_read_bytes, &p->io_write_bytes, &p->io_cancelled_write_bytes };
+
+	p->io_ok = l->t.acc[ACC_IO_FIRST].ok;
+	for (int i = 0; i < ACC_IO_N; i++)
+		*io[i] = rw->acc[ACC_IO_FIRST + i];
+	p->min_flt = rw->acc[ACC_MIN_FLT];
+	p->maj_flt = rw->acc[ACC_MAJ_FLT];
+}
 
 static bool task_plausible(struct vmw_linux *l, const uint8_t *img, bool leader)
 {
@@ -655,6 +701,9 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			rw->runtime = get(img, l->t.sum_exec_runtime);
 			rw->thread_next = get(img, (struct fld){ l->t.thread_node.off, 8, true });
 			rw->alive = get(img, l->t.exit_state) == 0;
+			add_acc(l, rw, img, l->t.acc);
+			p->nvcsw = get(img, l->t.nvcsw);
+			p->nivcsw = get(img, l->t.nivcsw);
 		} else {
 			w->skipped++;
 		}
@@ -839,6 +888,7 @@ static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base
 			rw->runtime += get(s, l->sig.sum_sched_runtime);
 			rw->prev_utime = get(s, l->sig.prev_utime);
 			rw->prev_stime = get(s, l->sig.prev_stime);
+			add_acc(l, rw, s, l->sig.acc);
 		} else {
 			rw->signal = 0;
 		}
@@ -935,6 +985,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 			rw->utime += get(img, l->t.utime);
 			rw->stime += get(img, l->t.stime);
 			rw->runtime += get(img, l->t.sum_exec_runtime);
+			add_acc(l, rw, img, l->t.acc);
 		}
 		if (list) {
 			if (n == cap) {
@@ -1231,6 +1282,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 			}
 		}
 		p->runtime_ns = rw->runtime;
+		set_acc(l, p, rw);
 		vmw_linux_cputime_adjust(rw->runtime, rw->utime, rw->stime, rw->prev_utime,
 					 rw->prev_stime, &p->utime_ns, &p->stime_ns);
 		if (p->kthread)

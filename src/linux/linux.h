@@ -49,6 +49,15 @@ struct vmw_proc {
 	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
 	uint32_t nthreads_listed;
 	uint64_t task_addr;       /* guest virtual address of the task_struct */
+	/* Counters of the whole process as /proc shows them: /proc/PID/io and
+	 * /proc/PID/stat's faults sum every live thread and the exited ones
+	 * (signal_struct); the context switches are the leader's own, like
+	 * /proc/PID/status. io_ok: this kernel keeps task_io_accounting. */
+	uint64_t io_rchar, io_wchar, io_syscr, io_syscw, io_read_bytes, io_write_bytes,
+		 io_cancelled_write_bytes;
+	uint64_t min_flt, maj_flt;
+	uint64_t nvcsw, nivcsw;
+	bool io_ok;
 	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are

@@ -163,6 +163,16 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 
 	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
 	json_object_set_new(o, "user", vmw_report_string_or_null(p->user));
+	json_object_set_new(o, "min_flt", json_integer((json_int_t)p->min_flt));
+	json_object_set_new(o, "maj_flt", json_integer((json_int_t)p->maj_flt));
+	json_object_set_new(o, "voluntary_ctxt_switches", json_integer((json_int_t)p->nvcsw));
+	json_object_set_new(o, "nonvoluntary_ctxt_switches", json_integer((json_int_t)p->nivcsw));
+	json_object_set_new(o, "io", !p->io_ok ? json_null() :
+		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rchar", (json_int_t)p->io_rchar,
+			  "wchar", (json_int_t)p->io_wchar, "syscr", (json_int_t)p->io_syscr,
+			  "syscw", (json_int_t)p->io_syscw, "read_bytes", (json_int_t)p->io_read_bytes,
+			  "write_bytes", (json_int_t)p->io_write_bytes,
+			  "cancelled_write_bytes", (json_int_t)p->io_cancelled_write_bytes));
 
 	json_object_set_new(o, "cmdline", cmdline_json(p));
 	if (p->threads) {

@@ -125,3 +125,40 @@ def test_debian_info_os(deb, vmwatch):
     assert out["os"]["id"] == "debian" and out["os"]["version_id"] == "12"
     r = subprocess.run([vmwatch, "info", f"qemu:{deb.pid}"], capture_output=True, text=True, timeout=120)
     assert "os:               Debian GNU/Linux 12 (bookworm) (ID=debian, VERSION_ID=12)" in r.stdout
+
+
+COUNTERS = {  # vmwatch JSON key -> truth attribute (a counter: before <= vmwatch <= after)
+    "min_flt": "minflt", "maj_flt": "majflt",
+    "voluntary_ctxt_switches": "voluntary_ctxt_switches",
+    "nonvoluntary_ctxt_switches": "nonvoluntary_ctxt_switches",
+}
+IO_KEYS = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes", "cancelled_write_bytes")
+
+
+def test_debian_io_faults_ctxt(deb, vmwatch):
+    """Faults, context switches and /proc/PID/io of every process within the
+    guest's own values before and after the pause (they only grow)."""
+    deb.sh("dd if=/dev/zero of=/run/vmw-io bs=4096 count=64 2>/dev/null; cat /run/vmw-io > /dev/null; "
+           "rm /run/vmw-io", check=True)
+    before, out, after = ps_paused(deb, vmwatch, f"qemu:{deb.pid}")
+    got = {p["pid"]: p for p in out["processes"]}
+    bad, judged = [], 0
+    for pid, b in before.procs.items():
+        a = after.procs.get(pid)
+        if a is None or pid not in got or a.starttime != b.starttime:
+            continue
+        v = got[pid]
+        judged += 1
+        pairs = [(k, getattr(b, t, None), getattr(a, t, None), v[k]) for k, t in COUNTERS.items()]
+        if b.io is not None and a.io is not None:
+            assert v["io"] is not None, v
+            pairs += [(f"io.{k}", b.io[k], a.io[k], v["io"][k]) for k in IO_KEYS]
+        for k, lo, hi, x in pairs:
+            if lo is None or hi is None:
+                continue
+            if not lo <= x <= hi:
+                bad.append(f"pid {pid} ({b.comm}) {k}: guest {lo}..{hi}, vmwatch {x}")
+    assert not bad, "\n".join(bad[:40])
+    assert judged >= 0.9 * len(before.procs)
+    agent = got[before.agent_pid]
+    assert agent["io"]["rchar"] > 0 and agent["min_flt"] > 0
