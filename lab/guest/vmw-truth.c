@@ -521,6 +521,18 @@ static char statbuf[4096], statusbuf[16384], cmdbuf[65536], iobuf[1024];
 /* /proc/PID/io ("rchar: N" lines) as "io":{"rchar":N,...}; nothing when
  * unreadable (another user's process without ptrace rights, a kernel thread
  * of a kernel without it). */
+/* /proc/PID/cgroup as "cgroup":"<its text>". */
+static void emit_cgroup(struct sb *b, int pid)
+{
+	char path[96];
+
+	snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
+	if (read_file(path, iobuf, sizeof iobuf) <= 0)
+		return;
+	sb_puts(b, ",\"cgroup\":");
+	sb_json_str(b, iobuf, strlen(iobuf));
+}
+
 static void emit_io(struct sb *b, int pid)
 {
 	char path[96], *save = NULL;
@@ -609,6 +621,7 @@ static bool emit_proc(struct sb *b, int pid, bool tasks, bool first)
 	emit_status(b, statusbuf);
 	emit_cmdline(b, cmdbuf, cl);
 	emit_io(b, pid);
+	emit_cgroup(b, pid);
 	if (tasks)
 		emit_tasks(b, pid);
 	sb_puts(b, "}");

@@ -61,7 +61,7 @@ struct vmw_linux {
 		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
 			static_prio, real_parent, real_cred, mm, signal, utime, stime,
 			sum_exec_runtime, start_time, worker_private, thread_node,
-			prev_utime, prev_stime, cpu, nvcsw, nivcsw;
+			prev_utime, prev_stime, cpu, nvcsw, nivcsw, cgroups;
 		struct fld acc[NACC];      /* ioac.* and fault counters (see ACC_NAMES) */
 	} t;
 	struct { struct fld uid, euid, gid, egid; } cred;
@@ -82,6 +82,7 @@ struct vmw_linux {
 	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
 	struct { struct fld cpu, id, attrs; } pool;
 	struct fld attrs_nice, wq_name;
+	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent; bool ok; } cg;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
@@ -266,6 +267,13 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
 	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
 		   &l->t.worker_private);
+	/* Optional: the cgroup v2 path (css_set.dfl_cgrp -> cgroup.kn -> names). */
+	l->cg.ok = member(l->k, "task_struct", "cgroups", &l->t.cgroups) == 0 &&
+		   member(l->k, "css_set", "dfl_cgrp", &l->cg.dfl_cgrp) == 0 &&
+		   member(l->k, "cgroup", "kn", &l->cg.kn) == 0 &&
+		   member(l->k, "kernfs_node", "name", &l->cg.kn_name) == 0 &&
+		   member_any(l, "kernfs_node", (const char *[]){ "parent", "__parent", NULL },
+			      &l->cg.kn_parent) == 0;
 	/* Optional: I/O accounting, faults, context switches. */
 	member(l->k, "task_struct", "nvcsw", &l->t.nvcsw);
 	member(l->k, "task_struct", "nivcsw", &l->t.nivcsw);
@@ -416,6 +424,7 @@ static void build_plans(struct vmw_linux *l)
 		plan_add(&l->task_plan, l->t.acc[i]);
 		plan_add(&l->sig_plan, l->sig.acc[i]);
 	}
+	plan_add(&l->task_plan, l->t.cgroups);
 	plan_add(&l->task_plan, l->t.nvcsw);
 	plan_add(&l->task_plan, l->t.nivcsw);
 	plan_fields(&l->task_plan, task_fields, ARRAY_SIZE(task_fields));
@@ -514,6 +523,7 @@ struct raw {
 	uint64_t thread_next;        /* leader's thread_node.next */
 	bool alive;                  /* exit_state == 0 */
 	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
+	uint64_t css_set;            /* task->cgroups */
 };
 
 static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
@@ -703,6 +713,7 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			rw->alive = get(img, l->t.exit_state) == 0;
 			add_acc(l, rw, img, l->t.acc);
 			p->nvcsw = get(img, l->t.nvcsw);
+			rw->css_set = get(img, l->t.cgroups);
 			p->nivcsw = get(img, l->t.nivcsw);
 		} else {
 			w->skipped++;
@@ -1065,6 +1076,79 @@ static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, 
 	}
 }
 
+/* ---- cgroups ----------------------------------------------------------- */
+
+#define CG_MAX_DEPTH 64
+#define CG_PATH_MAX  4096
+#define CG_CACHE     256   /* css_sets remembered in one walk */
+
+/* The path of a cgroup's kernfs node, like cgroup_path_ns() for the init
+ * namespace: the names from the root down ("/" for the root). */
+static char *cgroup_path(struct vmw_linux *l, uint64_t css_set)
+{
+	uint64_t cgrp, kn, names[CG_MAX_DEPTH];
+	char buf[CG_PATH_MAX], *out;
+	size_t depth = 0, len = 0;
+
+	if (!kaddr(l, css_set) || vmw_xlat_read(l->kx, css_set + l->cg.dfl_cgrp.off, &cgrp, 8) < 0 ||
+	    !kaddr(l, cgrp) || vmw_xlat_read(l->kx, cgrp + l->cg.kn.off, &kn, 8) < 0 || !kaddr(l, kn))
+		return NULL;
+	/* Up to the root (no parent); the root's own name is not shown. */
+	for (;;) {
+		uint64_t parent, name;
+		if (vmw_xlat_read(l->kx, kn + l->cg.kn_parent.off, &parent, 8) < 0)
+			return NULL;
+		if (!parent)
+			break;
+		if (!kaddr(l, parent) || depth >= CG_MAX_DEPTH ||
+		    vmw_xlat_read(l->kx, kn + l->cg.kn_name.off, &name, 8) < 0 || !kaddr(l, name))
+			return NULL;
+		names[depth++] = name;
+		kn = parent;
+	}
+	buf[0] = '\0';
+	while (depth--) {
+		char part[256];
+		if (read_kstring(l, names[depth], part, sizeof(part)) < 0 || !part[0] || strchr(part, '/'))
+			return NULL;
+		int n = snprintf(buf + len, sizeof(buf) - len, "/%s", part);
+		if (n < 0 || (size_t)n >= sizeof(buf) - len)
+			return NULL;
+		len += (size_t)n;
+	}
+	out = strdup(len ? buf : "/");
+	return out;
+}
+
+/* Each process's cgroup path; processes of one css_set share one read. */
+static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
+{
+	struct { uint64_t css; char *path; } cache[CG_CACHE];
+	size_t n = 0;
+
+	if (!l->cg.ok)
+		return;
+	for (size_t i = 0; i < ws->n; i++) {
+		uint64_t css = ws->raw[i].css_set;
+		size_t j;
+		for (j = 0; j < n && cache[j].css != css; j++)
+			;
+		if (j == n) {
+			char *path = cgroup_path(l, css);
+			if (n < CG_CACHE) {
+				cache[n].css = css;
+				cache[n++].path = path;
+			} else {
+				ws->procs[i].cgroup = path;
+				continue;
+			}
+		}
+		ws->procs[i].cgroup = cache[j].path ? strdup(cache[j].path) : NULL;
+	}
+	for (size_t j = 0; j < n; j++)
+		free(cache[j].path);
+}
+
 /* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
 static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
@@ -1203,6 +1287,8 @@ void vmw_proc_release(struct vmw_proc *p)
 			free(*a);
 	free(p->cmdline);
 	free(p->threads);
+	free(p->cgroup);
+	p->cgroup = NULL;
 	p->cmdline = NULL;
 	p->threads = NULL;
 	p->nthreads_listed = 0;
@@ -1290,6 +1376,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 		if (flags & VMW_WALK_CMDLINE)
 			read_cmdline(l, p, rw);
 	}
+	read_cgroups(l, &ws);
 	free(img);
 	free(ws.raw);
 	for (size_t i = 0; i < ws.n; i++)

@@ -58,7 +58,10 @@ struct vmw_proc {
 	uint64_t min_flt, maj_flt;
 	uint64_t nvcsw, nivcsw;
 	bool io_ok;
-	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
+	char user[33];
+	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::" (owned:
+	 * freed with cmdline by vmw_proc_release), NULL if unreadable. */
+	char *cgroup;            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are
 	 * lower bounds. The walk counts such processes in vmw_walk.incomplete. */
@@ -126,3 +129,4 @@ void vmw_linux_cputime_adjust(uint64_t rtime, uint64_t utime, uint64_t stime,
 /* Guest files from its page cache (vmwatch cat, /etc/passwd for user names). */
 #include "linux/pagecache.h"
 #include "linux/users.h"
+#include "linux/cgroup.h"

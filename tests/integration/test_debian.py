@@ -162,3 +162,48 @@ def test_debian_io_faults_ctxt(deb, vmwatch):
     assert judged >= 0.9 * len(before.procs)
     agent = got[before.agent_pid]
     assert agent["io"]["rchar"] > 0 and agent["min_flt"] > 0
+
+
+DOCKERISH = "docker-" + "5" * 64   # a scope named the way docker's systemd driver names one
+
+
+def cgroup_path(text):
+    """/proc/PID/cgroup's v2 line ("0::/path") -> path."""
+    for line in (text or "").splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return None
+
+
+def test_debian_cgroups_units(deb, vmwatch):
+    """Every process's cgroup equals /proc/PID/cgroup (when stable across the
+    pause); units and slices of services, a transient `systemd-run --scope`
+    and a scope named like a docker container's."""
+    deb.sh(f"systemd-run --quiet --scope --unit=vmw-test /usr/local/bin/idle vmwscope </dev/null >/dev/null 2>&1 & "
+           f"systemd-run --quiet --scope --unit={DOCKERISH} /usr/local/bin/idle vmwdocker </dev/null >/dev/null 2>&1 &",
+           check=True)
+    try:
+        deb.wait_for(lambda s: s.find(comm="vmwscope") and s.find(comm="vmwdocker"), timeout=120)
+        before, out, after = ps_paused(deb, vmwatch, f"qemu:{deb.pid}")
+        got = {p["pid"]: p for p in out["processes"]}
+        bad, judged = [], 0
+        for pid, b in before.procs.items():
+            a = after.procs.get(pid)
+            if a is None or pid not in got or cgroup_path(b.cgroup) != cgroup_path(a.cgroup):
+                continue
+            judged += 1
+            if got[pid]["cgroup"] != cgroup_path(b.cgroup):
+                bad.append(f"pid {pid} ({b.comm}): guest {cgroup_path(b.cgroup)!r} vmwatch {got[pid]['cgroup']!r}")
+        assert not bad, "\n".join(bad[:40])
+        assert judged >= 0.9 * len(before.procs)
+        by_comm = {p["comm"]: p for p in out["processes"]}
+        assert by_comm["sshd"]["unit"] == "ssh.service" and by_comm["sshd"]["slice"] == "system.slice"
+        assert by_comm["hog"]["unit"] == "alice-hog.service" and by_comm["hog"]["slice"] == "lab.slice"
+        assert by_comm["vmwscope"]["unit"] == "vmw-test.scope"
+        assert by_comm["vmwscope"]["container"] is None
+        d = by_comm["vmwdocker"]
+        assert d["unit"] == DOCKERISH + ".scope"
+        assert d["container"] == {"runtime": "docker", "id": "5" * 64, "pod_uid": None}
+        assert by_comm["kthreadd"]["cgroup"] == "/" and by_comm["kthreadd"]["unit"] is None
+    finally:
+        deb.sh(f"systemctl stop vmw-test.scope {DOCKERISH}.scope")
