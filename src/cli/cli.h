@@ -47,6 +47,13 @@ struct cli_target {
 	{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' }, \
 	{ "process-read", no_argument, NULL, 'P' }
 bool cli_target_option(struct cli_target *t, int c);
+/* Their lines in a command's --help. */
+#define CLI_TARGET_OPTIONS_HELP \
+	"      --no-cache    do not use the kernel discovery cache\n" \
+	"      --ignore-vmcoreinfo-kallsyms\n" \
+	"                    find kallsyms by structure (as for kernels < 6.0)\n" \
+	"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n" \
+	"                    when it is shared\n"
 /* The session options these target options stand for. */
 struct vmw_session_opts cli_target_session_opts(const struct cli_target *t);
 

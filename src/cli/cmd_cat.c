@@ -26,11 +26,7 @@ static void usage(FILE *f)
 		"exit code is then 1; a file whose path is not in the guest's dentry cache is\n"
 		"'not cached'. Mount points of PID 1's namespace are crossed.\n\n"
 		"      --max-size BYTES  refuse files larger than this (default 64 MiB)\n"
-		"      --no-cache    do not use the kernel discovery cache\n"
-		"      --ignore-vmcoreinfo-kallsyms\n"
-		"                    find kallsyms by structure (as for kernels < 6.0)\n"
-		"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n"
-		"                    when it is shared\n"
+		CLI_TARGET_OPTIONS_HELP
 		"  -h, --help        this help\n\n"
 		"TARGET: a libvirt domain name or UUID, qemu:PID or file:PATH (see 'vmwatch --help').\n");
 }

@@ -11,8 +11,9 @@
 #define MAX_PATH        4096
 #define MAX_NAME        255
 #define MAX_LINKS       40          /* symlinks followed in one lookup (MAXSYMLINKS) */
-#define MAX_CHILDREN    (1u << 17)  /* children of one directory visited */
-#define MAX_STEPS       (1u << 20)  /* dentries visited in one lookup, all directories */
+#define MAX_CHILDREN    (1u << 16)  /* children of one directory visited */
+#define MAX_STEPS       (1u << 17)  /* dentries and mounts visited in one lookup: a hostile
+				     * guest cannot make a lookup cost more than ~0.5 M reads */
 #define MAX_XA_DEPTH    11          /* ceil(64 / 6) levels of a 64-bit index */
 #define XA_CHUNK        64
 #define PAGE            4096u
@@ -66,57 +67,71 @@ static int any(struct vmw_kernel *k, const char *type, const char *a, const char
 	return member(k, type, a, f) == 0 || (b && member(k, type, b, f) == 0) ? 0 : -ENOENT;
 }
 
+/* Members the reader cannot do without: all present, or the first missing named. */
+struct need {
+	const char *type, *name;
+	struct fld *f;
+};
+
+static int need_all(struct vmw_kernel *k, const struct need *n, size_t count, struct vmw_error *err)
+{
+	for (size_t i = 0; i < count; i++)
+		NEED(k, n[i].type, n[i].name, n[i].f);
+	return 0;
+}
+
 static int resolve_dentry(struct vmw_files *f, struct vmw_error *err)
 {
-	struct vmw_kernel *k = f->k;
+	const struct need n[] = {
+		{ "dentry", "d_flags", &f->d.flags }, { "dentry", "d_parent", &f->d.parent },
+		{ "dentry", "d_name.len", &f->d.name_len }, { "dentry", "d_name.name", &f->d.name },
+		{ "dentry", "d_inode", &f->d.inode },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
 
-	NEED(k, "dentry", "d_flags", &f->d.flags);
-	NEED(k, "dentry", "d_parent", &f->d.parent);
-	NEED(k, "dentry", "d_name.len", &f->d.name_len);
-	NEED(k, "dentry", "d_name.name", &f->d.name);
-	NEED(k, "dentry", "d_inode", &f->d.inode);
-	if (member(k, "dentry", "d_children", &f->d.children) == 0) {
-		f->hlist_children = true;
-		NEED(k, "dentry", "d_sib", &f->d.sib);
-	} else {
-		NEED(k, "dentry", "d_subdirs", &f->d.children);
-		NEED(k, "dentry", "d_child", &f->d.sib);
-	}
-	return 0;
+	if (r < 0)
+		return r;
+	/* d_children/d_sib (hlist, >= 6.8), else d_subdirs/d_child (list). */
+	f->hlist_children = member(f->k, "dentry", "d_children", &f->d.children) == 0;
+	const struct need h[] = {
+		{ "dentry", f->hlist_children ? "d_children" : "d_subdirs", &f->d.children },
+		{ "dentry", f->hlist_children ? "d_sib" : "d_child", &f->d.sib },
+	};
+	return need_all(f->k, h, ARRAY_SIZE(h), err);
 }
 
 static int resolve_mount(struct vmw_files *f, struct vmw_error *err)
 {
-	struct vmw_kernel *k = f->k;
-	struct fld root;
+	struct fld root = { 0 };
+	const struct need n[] = {
+		{ "fs_struct", "root.mnt", &f->fs_root_mnt }, { "mount", "mnt", &f->m.mnt },
+		{ "vfsmount", "mnt_root", &root }, { "mount", "mnt_mounts", &f->m.mounts },
+		{ "mount", "mnt_child", &f->m.child }, { "mount", "mnt_mountpoint", &f->m.mountpoint },
+		{ "mount", "mnt_parent", &f->m.parent },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
 
-	NEED(k, "fs_struct", "root.mnt", &f->fs_root_mnt);
-	NEED(k, "mount", "mnt", &f->m.mnt);
-	NEED(k, "vfsmount", "mnt_root", &root);
 	f->m.root = (struct fld){ f->m.mnt.off + root.off, root.size, true };
-	NEED(k, "mount", "mnt_mounts", &f->m.mounts);
-	NEED(k, "mount", "mnt_child", &f->m.child);
-	NEED(k, "mount", "mnt_mountpoint", &f->m.mountpoint);
-	NEED(k, "mount", "mnt_parent", &f->m.parent);
-	return 0;
+	return r;
 }
 
 static int resolve_inode(struct vmw_files *f, struct vmw_error *err)
 {
-	struct vmw_kernel *k = f->k;
+	const struct need n[] = {
+		{ "inode", "i_mode", &f->i.mode }, { "inode", "i_ino", &f->i.ino },
+		{ "inode", "i_size", &f->i.size }, { "inode", "i_mapping", &f->i.mapping },
+		{ "address_space", "i_pages.xa_head", &f->as.head },
+		{ "address_space", "nrpages", &f->as.nrpages },
+		{ "xa_node", "shift", &f->xa.shift }, { "xa_node", "slots", &f->xa.slots },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
 
-	NEED(k, "inode", "i_mode", &f->i.mode);
-	NEED(k, "inode", "i_ino", &f->i.ino);
-	NEED(k, "inode", "i_size", &f->i.size);
-	NEED(k, "inode", "i_mapping", &f->i.mapping);
-	member(k, "inode", "i_link", &f->i.link);
+	if (r < 0)
+		return r;
+	member(f->k, "inode", "i_link", &f->i.link);
 	/* i_mtime (timespec64) until 6.6, i_mtime_sec/_nsec since: optional. */
-	if (any(k, "inode", "i_mtime.tv_sec", "i_mtime_sec", &f->i.mtime_sec) == 0)
-		any(k, "inode", "i_mtime.tv_nsec", "i_mtime_nsec", &f->i.mtime_nsec);
-	NEED(k, "address_space", "i_pages.xa_head", &f->as.head);
-	NEED(k, "address_space", "nrpages", &f->as.nrpages);
-	NEED(k, "xa_node", "shift", &f->xa.shift);
-	NEED(k, "xa_node", "slots", &f->xa.slots);
+	if (any(f->k, "inode", "i_mtime.tv_sec", "i_mtime_sec", &f->i.mtime_sec) == 0)
+		any(f->k, "inode", "i_mtime.tv_nsec", "i_mtime_nsec", &f->i.mtime_nsec);
 	if (f->xa.slots.size != XA_CHUNK * 8)
 		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -ENOTSUP,
 				      "kernel BTF: xa_node.slots is %u bytes, not %u slots", f->xa.slots.size,
@@ -635,16 +650,22 @@ static void fill_stat(struct vmw_files *f, const struct inode_info *ino, struct 
 		rd64(f, ino->mapping, f->as.nrpages, &out->nrpages);
 }
 
-int vmw_files_stat(struct vmw_files *f, const char *path, struct vmw_file *ret, struct vmw_error *err)
+static int stat_inode(struct vmw_files *f, const char *path, struct inode_info *ino, struct vmw_file *ret,
+		      struct vmw_error *err)
 {
-	struct inode_info ino;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	if ((r = lookup(f, path, &ino, err)) < 0)
+	if ((r = lookup(f, path, ino, err)) < 0)
 		return r;
-	fill_stat(f, &ino, ret);
+	fill_stat(f, ino, ret);
 	return 0;
+}
+
+int vmw_files_stat(struct vmw_files *f, const char *path, struct vmw_file *ret, struct vmw_error *err)
+{
+	struct inode_info ino;
+	return stat_inode(f, path, &ino, ret, err);
 }
 
 int vmw_files_read(struct vmw_files *f, const char *path, uint64_t max_size, struct vmw_file *ret,
@@ -653,10 +674,8 @@ int vmw_files_read(struct vmw_files *f, const char *path, uint64_t max_size, str
 	struct inode_info ino;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
-	if ((r = lookup(f, path, &ino, err)) < 0)
+	if ((r = stat_inode(f, path, &ino, ret, err)) < 0)
 		return r;
-	fill_stat(f, &ino, ret);
 	if ((ino.mode & S_IFMT) == S_IFDIR)
 		return vmw_error_setk(err, VMW_ERR_USAGE, -EISDIR, "%s: a directory", path);
 	if ((ino.mode & S_IFMT) != S_IFREG)
