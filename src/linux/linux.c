@@ -82,7 +82,7 @@ struct vmw_linux {
 	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
 	struct { struct fld cpu, id, attrs; } pool;
 	struct fld attrs_nice, wq_name;
-	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent; bool ok; } cg;
+	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
@@ -274,6 +274,15 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 		   member(l->k, "kernfs_node", "name", &l->cg.kn_name) == 0 &&
 		   member_any(l, "kernfs_node", (const char *[]){ "parent", "__parent", NULL },
 			      &l->cg.kn_parent) == 0;
+	/* memory.current: cgroup->subsys[memory_cgrp_id] is the mem_cgroup's css
+	 * (its first member); page_counter_read(&memcg->memory) pages. */
+	int64_t id;
+	l->cg.mem_ok = l->cg.ok && vmw_kernel_enum_value(l->k, "memory_cgrp_id", &id) == 0 && id >= 0 &&
+		       member(l->k, "cgroup", "subsys", &l->cg.subsys) == 0 &&
+		       (uint64_t)id * 8 + 8 <= l->cg.subsys.size &&
+		       member(l->k, "mem_cgroup", "memory.usage", &l->cg.mem_usage) == 0 &&
+		       l->cg.mem_usage.size == 8;
+	l->cg.mem_id = l->cg.mem_ok ? (int)id : 0;
 	/* Optional: I/O accounting, faults, context switches. */
 	member(l->k, "task_struct", "nvcsw", &l->t.nvcsw);
 	member(l->k, "task_struct", "nivcsw", &l->t.nivcsw);
@@ -1084,7 +1093,22 @@ static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, 
 
 /* The path of a cgroup's kernfs node, like cgroup_path_ns() for the init
  * namespace: the names from the root down ("/" for the root). */
-static char *cgroup_path(struct vmw_linux *l, uint64_t css_set)
+/* memory.current of the cgroup: page_counter_read(&memcg->memory) pages. */
+static bool cgroup_memory(struct vmw_linux *l, uint64_t cgrp, uint64_t *ret)
+{
+	uint64_t css;
+	int64_t pages;
+
+	if (!l->cg.mem_ok ||
+	    vmw_xlat_read(l->kx, cgrp + l->cg.subsys.off + (uint64_t)l->cg.mem_id * 8, &css, 8) < 0 ||
+	    !kaddr(l, css) || vmw_xlat_read(l->kx, css + l->cg.mem_usage.off, &pages, 8) < 0 || pages < 0 ||
+	    (uint64_t)pages > (1ull << 40))
+		return false;
+	*ret = (uint64_t)pages * 4096;
+	return true;
+}
+
+static char *cgroup_path(struct vmw_linux *l, uint64_t css_set, uint64_t *mem, bool *mem_ok)
 {
 	uint64_t cgrp, kn, names[CG_MAX_DEPTH];
 	char buf[CG_PATH_MAX], *out;
@@ -1093,6 +1117,7 @@ static char *cgroup_path(struct vmw_linux *l, uint64_t css_set)
 	if (!kaddr(l, css_set) || vmw_xlat_read(l->kx, css_set + l->cg.dfl_cgrp.off, &cgrp, 8) < 0 ||
 	    !kaddr(l, cgrp) || vmw_xlat_read(l->kx, cgrp + l->cg.kn.off, &kn, 8) < 0 || !kaddr(l, kn))
 		return NULL;
+	*mem_ok = cgroup_memory(l, cgrp, mem);
 	/* Up to the root (no parent); the root's own name is not shown. */
 	for (;;) {
 		uint64_t parent, name;
@@ -1123,7 +1148,7 @@ static char *cgroup_path(struct vmw_linux *l, uint64_t css_set)
 /* Each process's cgroup path; processes of one css_set share one read. */
 static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct { uint64_t css; char *path; } cache[CG_CACHE];
+	struct { uint64_t css, mem; bool mem_ok; char *path; } cache[CG_CACHE];
 	size_t n = 0;
 
 	if (!l->cg.ok)
@@ -1134,16 +1159,23 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 		for (j = 0; j < n && cache[j].css != css; j++)
 			;
 		if (j == n) {
-			char *path = cgroup_path(l, css);
-			if (n < CG_CACHE) {
-				cache[n].css = css;
-				cache[n++].path = path;
-			} else {
+			uint64_t mem = 0;
+			bool mem_ok = false;
+			char *path = cgroup_path(l, css, &mem, &mem_ok);
+			if (n == CG_CACHE) {   /* full: this one uncached */
 				ws->procs[i].cgroup = path;
+				ws->procs[i].cgroup_memory_bytes = mem;
+				ws->procs[i].cgroup_memory_ok = mem_ok;
 				continue;
 			}
+			cache[n].css = css;
+			cache[n].mem = mem;
+			cache[n].mem_ok = mem_ok;
+			cache[n++].path = path;
 		}
 		ws->procs[i].cgroup = cache[j].path ? strdup(cache[j].path) : NULL;
+		ws->procs[i].cgroup_memory_bytes = cache[j].mem;
+		ws->procs[i].cgroup_memory_ok = cache[j].mem_ok;
 	}
 	for (size_t j = 0; j < n; j++)
 		free(cache[j].path);

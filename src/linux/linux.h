@@ -61,7 +61,10 @@ struct vmw_proc {
 	char user[33];
 	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::" (owned:
 	 * freed with cmdline by vmw_proc_release), NULL if unreadable. */
-	char *cgroup;            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
+	char *cgroup;
+	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */
+	uint64_t cgroup_memory_bytes;
+	bool cgroup_memory_ok;            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are
 	 * lower bounds. The walk counts such processes in vmw_walk.incomplete. */

@@ -164,6 +164,8 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
 	json_object_set_new(o, "user", vmw_report_string_or_null(p->user));
 	json_object_set_new(o, "cgroup", p->cgroup ? vmw_report_string(p->cgroup) : json_null());
+	json_object_set_new(o, "cgroup_memory_bytes", p->cgroup_memory_ok ?
+			    json_integer((json_int_t)p->cgroup_memory_bytes) : json_null());
 	json_object_set_new(o, "unit", json_null());
 	json_object_set_new(o, "slice", json_null());
 	json_object_set_new(o, "container", json_null());

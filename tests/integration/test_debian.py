@@ -206,3 +206,33 @@ def test_debian_cgroups_units(deb, vmwatch):
         assert by_comm["kthreadd"]["cgroup"] == "/" and by_comm["kthreadd"]["unit"] is None
     finally:
         deb.sh(f"systemctl stop vmw-test.scope {DOCKERISH}.scope")
+
+
+MEMCUR = ("cd /sys/fs/cgroup && find . -mindepth 1 -type d | while read d; do "
+          "echo \"${d#.} $(cat $d/memory.current)\"; done")
+
+
+def memory_current(g):
+    rc, out = g.sh(MEMCUR, check=True)
+    return {l.rsplit(" ", 1)[0]: int(l.rsplit(" ", 1)[1]) for l in out.splitlines() if l.strip()}
+
+
+def test_debian_cgroup_memory_current(deb, vmwatch):
+    """cgroup_memory_bytes equals the cgroup's memory.current file, for every
+    cgroup whose value did not change across the pause."""
+    before = memory_current(deb)
+    with deb.paused():
+        out = vmwatch_json(vmwatch, "ps", "--json", f"qemu:{deb.pid}")
+    after = memory_current(deb)
+    seen = {p["cgroup"]: p["cgroup_memory_bytes"] for p in out["processes"] if p["cgroup"] != "/"}
+    judged, bad = 0, []
+    for path, v in seen.items():
+        if path not in before or before[path] != after.get(path):
+            continue
+        judged += 1
+        if v != before[path]:
+            bad.append(f"{path}: guest {before[path]} vmwatch {v}")
+    assert not bad, "\n".join(bad)
+    assert judged >= len(seen) // 2 and judged >= 5, (judged, len(seen))
+    hog = [p for p in out["processes"] if p["comm"] == "hog"][0]
+    assert hog["cgroup_memory_bytes"] >= 16 << 20
