@@ -208,13 +208,15 @@ def test_debian_cgroups_units(deb, vmwatch):
         deb.sh(f"systemctl stop vmw-test.scope {DOCKERISH}.scope")
 
 
-MEMCUR = ("cd /sys/fs/cgroup && find . -mindepth 1 -type d | while read d; do "
-          "echo \"${d#.} $(cat $d/memory.current)\"; done")
+MEMCUR = ("cd /sys/fs/cgroup && find . -mindepth 1 -type d | while read -r d; do "
+          "v=$(cat \"$d/memory.current\" 2>/dev/null) && printf '%s %s\\n' \"${d#.}\" \"$v\"; done")
 
 
 def memory_current(g):
     rc, out = g.sh(MEMCUR, check=True)
-    return {l.rsplit(" ", 1)[0]: int(l.rsplit(" ", 1)[1]) for l in out.splitlines() if l.strip()}
+    # (a cgroup that vanished during the loop prints nothing)
+    lines = [l.rsplit(" ", 1) for l in out.splitlines() if l.startswith("/")]
+    return {path: int(v) for path, v in lines if v.isdigit()}
 
 
 def test_debian_cgroup_memory_current(deb, vmwatch):
