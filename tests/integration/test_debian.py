@@ -113,6 +113,15 @@ def test_debian_user_names(deb, vmwatch):
     for pid, name in users.items():
         want = name if len(name) <= 8 else name[:7] + "+"
         assert col[pid] == want, (pid, name)
+    # top's USER column (batch mode): the same names.
+    r = subprocess.run([vmwatch, "top", "-b", "-n", "1", f"qemu:{deb.pid}"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {int(l.split()[0]): l.split()[1] for l in r.stdout.splitlines()
+            if l.strip() and l.split()[0].isdigit() and len(l.split()) > 2}
+    hog = [p["pid"] for p in out["processes"] if p["comm"] == "hog"][0]
+    assert rows[hog] == "alice"
+    assert rows[1] == "root"
 
 
 def test_debian_info_os(deb, vmwatch):
