@@ -21,6 +21,7 @@ PKGS=(
   libclang-rt-14-dev clang  # fuzzing (libFuzzer) and sanitizers
   # the lab: real guests under QEMU
   qemu-system-x86 busybox-static cpio xz-utils zstd
+  mmdebstrap        # the lab's Debian 12 guest (systemd), built from the Debian archive
   python3 python3-pytest
   tmux
   # tests: the Debian package (tests/integration/test_package.py)

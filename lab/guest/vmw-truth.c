@@ -516,7 +516,42 @@ static void emit_cmdline(struct sb *b, const char *buf, ssize_t n)
 	sb_puts(b, "]");
 }
 
-static char statbuf[4096], statusbuf[16384], cmdbuf[65536];
+static char statbuf[4096], statusbuf[16384], cmdbuf[65536], iobuf[1024];
+
+/* /proc/PID/io ("rchar: N" lines) as "io":{"rchar":N,...}; nothing when
+ * unreadable (another user's process without ptrace rights, a kernel thread
+ * of a kernel without it). */
+/* /proc/PID/cgroup as "cgroup":"<its text>". */
+static void emit_cgroup(struct sb *b, int pid)
+{
+	char path[96];
+
+	snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
+	if (read_file(path, iobuf, sizeof iobuf) <= 0)
+		return;
+	sb_puts(b, ",\"cgroup\":");
+	sb_json_str(b, iobuf, strlen(iobuf));
+}
+
+static void emit_io(struct sb *b, int pid)
+{
+	char path[96], *save = NULL;
+	bool first = true;
+
+	snprintf(path, sizeof path, "/proc/%d/io", pid);
+	if (read_file(path, iobuf, sizeof iobuf) <= 0)
+		return;
+	sb_puts(b, ",\"io\":{");
+	for (char *line = strtok_r(iobuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = 0;
+		sb_printf(b, "%s\"%s\":%lld", first ? "" : ",", line, strtoll(colon + 1, NULL, 10));
+		first = false;
+	}
+	sb_puts(b, "}");
+}
 
 /* A /proc directory entry that names a pid/tid; returns it or -1. */
 static int dir_pid(const char *s)
@@ -585,6 +620,8 @@ static bool emit_proc(struct sb *b, int pid, bool tasks, bool first)
 	emit_stat_common(b, &st);
 	emit_status(b, statusbuf);
 	emit_cmdline(b, cmdbuf, cl);
+	emit_io(b, pid);
+	emit_cgroup(b, pid);
 	if (tasks)
 		emit_tasks(b, pid);
 	sb_puts(b, "}");

@@ -17,6 +17,7 @@ The package (lab/vmlab/), one module per concern:
     procs      host processes: liveness, the owned-object registry, signals
     kernels    Debian kernels (apt-get download, dpkg-deb)
     initramfs  the guest programs and the busybox initramfs
+    debian     the Debian 12 (systemd) initramfs, made by mmdebstrap
     snapshot   Snapshot/Proc/Task, the parsed ground truth
     wire       LineReader, line framing with deadlines on a unix socket
     qmp        QmpClient, QEMU's monitor
@@ -36,6 +37,7 @@ from __future__ import annotations
 from .cli import main
 from .errors import BootError, LabError, QMPError, TruthError
 from .guest import FAST_BOOT_ARGS, Guest, GuestConfig, start_guest
+from .debian import DEBIAN_PACKAGES, build_debian_initramfs
 from .initramfs import BUILDER_VERSION, GUEST_CFLAGS, build_guest_programs, build_initramfs
 from .kernels import KERNELS, fetch_kernel, fetch_kernels, kernel_package
 from .paths import (GUEST_SRC, LAB_SRC, REPO, SHM_PREFIX, _atomic_write, _check_name, _flock,
@@ -52,7 +54,7 @@ _LineReader = LineReader   # its name before the split
 __all__ = [
     "LabError", "BootError", "TruthError", "QMPError",
     "KERNELS", "kernel_package", "fetch_kernel", "fetch_kernels",
-    "build_guest_programs", "build_initramfs",
+    "build_guest_programs", "build_initramfs", "build_debian_initramfs", "DEBIAN_PACKAGES",
     "GuestConfig", "Guest", "start_guest", "Snapshot", "Proc", "Task",
     "list_guests", "stop_all", "gc_stale", "lab_root", "cache_dir",
     "install_signal_handlers", "main",

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 from .errors import LabError
 from .guest import Guest, GuestConfig
+from .debian import build_debian_initramfs
 from .initramfs import build_initramfs
 from .kernels import KERNELS, fetch_kernel
 from .pool import gc_stale, list_guests, stop_all
@@ -30,9 +31,12 @@ def _cli_parser() -> Any:
 
     i = sub.add_parser("initramfs", help="build the guest initramfs (prints its path)")
     i.add_argument("--force", action="store_true")
+    i.add_argument("--image", default="busybox", choices=["busybox", "debian"])
 
     b = sub.add_parser("boot", help="boot a guest in the background and return")
     b.add_argument("--kernel", default="6.1")
+    b.add_argument("--image", default="busybox", choices=["busybox", "debian"],
+                   help="userland: busybox initramfs, or Debian 12 with systemd (mmdebstrap)")
     b.add_argument("--mem", default="512M")
     b.add_argument("--machine", default="pc", choices=["pc", "q35"])
     b.add_argument("--cpu", default="qemu64")
@@ -124,13 +128,14 @@ def _cli(a: Any) -> int:
             print(v, fetch_kernel(v))
         return 0
     if cmd == "initramfs":
-        print(build_initramfs(force=a.force))
+        print(build_debian_initramfs(force=a.force) if a.image == "debian"
+              else build_initramfs(force=a.force))
         return 0
     if cmd == "boot":
         cfg = GuestConfig(kernel=a.kernel, mem=a.mem, machine=a.machine, cpu=a.cpu, la57=a.la57,
                           smp=a.smp, backing=a.backing, accel=a.accel, name=a.name,
                           kaslr=not a.no_kaslr, extra_cmdline=a.append, run=a.run,
-                          qemu_args=a.qemu_arg, boot_timeout=a.timeout)
+                          qemu_args=a.qemu_arg, boot_timeout=a.timeout, image=a.image)
         g = Guest.boot(cfg, die_with_parent=False, own=True)   # owned until booted: SIGTERM/errors clean up
         g.detach()
         info = {"pid": g.pid, "name": g.name, "state_dir": str(g.state_dir), "ram_path": g.ram_path,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from .errors import BootError, LabError, QMPError, TruthError
+from .debian import build_debian_initramfs
 from .initramfs import build_initramfs
 from .kernels import fetch_kernel
 from .paths import SHM_PREFIX, _atomic_write, _check_name, _tail, lab_root, parse_mem, qemu_binary
@@ -29,13 +30,19 @@ from .qmp import QmpClient
 from .snapshot import Snapshot
 from .truth import TruthClient
 
-__all__ = ["GuestConfig", "Guest", "start_guest", "FAST_BOOT_ARGS"]
+__all__ = ["GuestConfig", "Guest", "start_guest", "FAST_BOOT_ARGS", "IMAGES"]
 
 
 # Kernel arguments that only skip work TCG makes slow at boot (several
 # seconds): the crypto manager's self-tests, 6.1's KDF self-test and the
 # jitter-entropy RNG's start-up. Processes and memory management are as usual.
 FAST_BOOT_ARGS = "cryptomgr.notests=1 initcall_blacklist=crypto_kdf108_init,jent_mod_init"
+
+IMAGES = ("busybox", "debian")
+
+
+def _build_image(image: str) -> Path:
+    return build_debian_initramfs() if image == "debian" else build_initramfs()
 
 
 @dataclasses.dataclass
@@ -55,8 +62,13 @@ class GuestConfig:
     qemu_args: list = dataclasses.field(default_factory=list)  # extra QEMU arguments
     fast_boot: bool = True        # skip boot-time crypto self-tests and jitterentropy (see FAST_BOOT_ARGS)
     boot_timeout: Optional[float] = None   # default: $VMWATCH_BOOT_TIMEOUT or 120 s (+15 s/GiB over 4)
+    image: str = "busybox"        # busybox (lab/guest/init) | debian (systemd; see debian.py)
 
     def __post_init__(self) -> None:
+        if self.image not in IMAGES:
+            raise ValueError(f"image must be one of {', '.join(IMAGES)}, not {self.image!r}")
+        if self.image == "debian" and self.run:
+            raise ValueError("the debian image starts no workloads from the command line: use Guest.run()")
         if self.backing not in ("shm", "memfd", "private"):
             raise ValueError(f"backing must be shm, memfd or private, not {self.backing!r}")
         if self.accel not in ("tcg", "kvm"):
@@ -136,6 +148,7 @@ class Guest:
         self._popen = popen
         self.ram_path: Optional[str] = (SHM_PREFIX + name) if config.backing == "shm" else None
         self.boot_seconds: Optional[float] = None
+        self.systemd_state: Optional[str] = None   # debian image: running | degraded
         self.kernel_path: Optional[str] = None
         self.initrd_path: Optional[str] = None
         self.argv: list = []
@@ -178,7 +191,7 @@ class Guest:
         elif kw:
             cfg = dataclasses.replace(cfg, **kw)
         kernel = fetch_kernel(cfg.kernel)
-        initrd = build_initramfs()
+        initrd = _build_image(cfg.image)
         from .pool import gc_stale   # pool uses Guest: imported here, not at the top
         gc_stale()
         root = lab_root()
@@ -220,8 +233,10 @@ class Guest:
         _owned.add(name, g)
         g._write_config()
         try:
+            # The Debian image unpacks ~160 MB and starts systemd: 45-65 s on a
+            # quiet host, over 120 s on a loaded one.
             timeout = cfg.boot_timeout or float(os.environ.get("VMWATCH_BOOT_TIMEOUT") or 0) or \
-                (120.0 + max(0, cfg.mem_mib - 4096) / 1024 * 15)
+                ((300.0 if cfg.image == "debian" else 120.0) + max(0, cfg.mem_mib - 4096) / 1024 * 15)
             g._wait_ready(timeout)
         except BaseException:
             g.shutdown()
@@ -315,6 +330,8 @@ class Guest:
                 continue
             try:
                 self.ping(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                if self.config.image == "debian":
+                    self._wait_systemd(deadline)
                 return
             except (OSError, TruthError) as e:
                 last_err = e
@@ -322,6 +339,22 @@ class Guest:
         raise BootError(f"guest {self.name} did not answer within {timeout:.0f} s "
                         f"(last error: {last_err}).\n--- console.log (tail) ---\n{_tail(self.console_log)}"
                         f"\n--- qemu.log ---\n{_tail(self.qemu_log, 2000)}")
+
+    def _wait_systemd(self, deadline: float) -> None:
+        """Until systemd says the boot is over (running, or degraded when a
+        unit failed: the console log names it). The agent kills a command
+        after 60 s, so wait in slices."""
+        state, out = "", ""
+        while time.monotonic() < deadline:
+            rc, out = self.sh("timeout 40 systemctl is-system-running --wait", timeout=90)
+            state = out.strip().splitlines()[-1] if out.strip() else ""
+            if state in ("running", "degraded"):
+                self.systemd_state = state
+                return
+            if state not in ("initializing", "starting", ""):
+                break
+            time.sleep(0.5)
+        raise BootError(f"guest {self.name}: systemd state {state!r} after boot:\n{out}")
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Quit QEMU (QMP quit, then SIGTERM, then SIGKILL), remove the RAM

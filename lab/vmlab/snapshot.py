@@ -47,6 +47,8 @@ class Proc:
         for k in self._KB_DEFAULTS:
             setattr(self, k, 0)
         self.tasks = None
+        self.io = None            # /proc/PID/io as a dict, when the agent could read it
+        self.cgroup = None        # /proc/PID/cgroup's text
         self.__dict__.update(d)
         uids = d.get("uid", [0, 0, 0, 0])
         gids = d.get("gid", [0, 0, 0, 0])

@@ -53,6 +53,13 @@ struct cli_target {
 	{ "ignore-vmcoreinfo-kallsyms", no_argument, NULL, 'K' }, \
 	{ "process-read", no_argument, NULL, 'P' }
 bool cli_target_option(struct cli_target *t, int c);
+/* Their lines in a command's --help. */
+#define CLI_TARGET_OPTIONS_HELP \
+	"      --no-cache    do not use the kernel discovery cache\n" \
+	"      --ignore-vmcoreinfo-kallsyms\n" \
+	"                    find kallsyms by structure (as for kernels < 6.0)\n" \
+	"      --process-read  read a QEMU guest's RAM with process_vm_readv even\n" \
+	"                    when it is shared\n"
 /* The session options these target options stand for. */
 struct vmw_session_opts cli_target_session_opts(const struct cli_target *t);
 
@@ -73,3 +80,9 @@ int cmd_vms(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+
+/* USER as ps and top show it: the name of p's euid from the guest's
+ * /etc/passwd (cut to CLI_USER_WIDTH with a '+'), else the number. */
+#define CLI_USER_WIDTH 8
+const char *cli_user_column(const struct vmw_proc *p, char *buf, size_t size);

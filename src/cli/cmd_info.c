@@ -5,6 +5,8 @@
  */
 #include "cli/cli.h"
 #include "kernel/kernel.h"
+#include "linux/linux.h"
+#include "report/report.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -65,9 +67,25 @@ static json_t *symbols_json(struct vmw_kernel *k, char **names, size_t n)
 	return o;
 }
 
+/* The guest's OS from its cached /etc/os-release: 0, or why not (err). */
+static int read_os(const struct cli_target *t, struct vmw_os_release *os, struct vmw_error *err)
+{
+	struct vmw_files *f = NULL;
+	int r = vmw_files_new(t->k, &f, err);
+
+	if (r == 0)
+		r = vmw_os_release_read(f, os, err);
+	vmw_files_free(f);
+	return r;
+}
+
 static int print_json(const struct cli_target *t, char **syms, size_t nsyms)
 {
 	json_t *o = cli_target_json(t);
+	struct vmw_os_release os;
+	struct vmw_error err = { 0 };
+
+	json_object_set_new(o, "os", vmw_report_os(read_os(t, &os, &err) == 0 ? &os : NULL));
 
 	if (nsyms)
 		json_object_set_new(o, "symbols", symbols_json(t->k, syms, nsyms));
@@ -77,6 +95,27 @@ static int print_json(const struct cli_target *t, char **syms, size_t nsyms)
 		return 1;
 	putchar('\n');
 	return 0;
+}
+
+static void print_os(const struct cli_target *t)
+{
+	struct vmw_os_release os;
+	struct vmw_error err = { 0 };
+	int r = read_os(t, &os, &err);
+
+	fputs("os:               ", stdout);
+	if (r < 0) {
+		fputs("unknown (", stdout);
+		vmw_text_fputs(vmw_error_msg(&err, r), stdout);
+		puts(")");
+		return;
+	}
+	vmw_text_fputs(os.pretty_name[0] ? os.pretty_name : "?", stdout);   /* guest text */
+	fputs(" (ID=", stdout);
+	vmw_text_fputs(os.id, stdout);
+	fputs(", VERSION_ID=", stdout);
+	vmw_text_fputs(os.version_id, stdout);
+	puts(")");
 }
 
 static void print_text(const struct cli_target *t, char **syms, size_t nsyms)
@@ -104,6 +143,7 @@ static void print_text(const struct cli_target *t, char **syms, size_t nsyms)
 	printf("attach:           %s (%s; vmcoreinfo scan %s, kallsyms %s, btf %s)\n",
 	       ms(ki->attach_ns, b1), ki->from_cache ? "cache hit" : "full discovery",
 	       ms(ki->scan_ns, b2), ms(ki->kallsyms_ns, b3), ms(ki->btf_ns, b4));
+	print_os(t);
 	for (size_t i = 0; i < nsyms; i++) {
 		struct vmw_kernel_sym s;
 		if (vmw_kernel_lookup(t->k, syms[i], &s) < 0)

@@ -19,7 +19,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: vmwatch ps [OPTIONS] TARGET\n\n"
 		"List the guest's processes with the values its own /proc shows, like procps'\n"
-		"ps run inside the guest (default columns: pid,ppid,uid,stat,nlwp,rss,vsz,time,cmd).\n\n"
+		"ps run inside the guest (default columns: pid,ppid,user,stat,nlwp,rss,vsz,time,cmd).\n\n"
 		"  -e, -A              every process (the default)\n"
 		"  -o, --format COLS   columns, procps names: pid ppid user uid ruser pcpu (%%cpu)\n"
 		"                      pmem (%%mem) rss vsz stat s nlwp ni etime etimes start\n"
@@ -43,7 +43,8 @@ static void usage(FILE *f)
 		"                      when it is shared (for comparison)\n"
 		"  -h, --help          this help\n\n"
 		"Selections add up (a process matching any is listed). %%CPU is CPU time over\n"
-		"the time since the process started, as procps computes it; USER is the uid.\n\n"
+		"the time since the process started, as procps computes it; USER is the name\n"
+		"in the guest's cached /etc/passwd (the uid when it has none).\n\n"
 		CLI_TARGET_HELP);
 }
 
@@ -144,8 +145,8 @@ static int parse_args(struct ps_opts *o, struct cli_target *t, int argc, char **
 	}
 	if (!o->fmt.ncols) {
 		char err[128];
-		ps_format_add(&o->fmt, o->threads ? "pid,ppid,tid,uid,stat,nlwp,rss,vsz,time,cmd"
-						  : "pid,ppid,uid,stat,nlwp,rss,vsz,time,cmd", err, sizeof(err));
+		ps_format_add(&o->fmt, o->threads ? "pid,ppid,tid,user,stat,nlwp,rss,vsz,time,cmd"
+						  : "pid,ppid,user,stat,nlwp,rss,vsz,time,cmd", err, sizeof(err));
 	}
 	return 0;
 }

@@ -14,6 +14,7 @@ static const struct {
 	{ "summary", cmd_summary, "summary [--json] TARGET   uptime, load, memory and CPU times as the guest's /proc shows them" },
 	{ "agent", cmd_agent, "agent [--config FILE] [--listen ADDR:PORT] ...   serve every guest over HTTP (JSON, SSE, /metrics)" },
 	{ "bench", cmd_bench, "bench [-n FRAMES] TARGET   measure attach and frame costs" },
+	{ "cat", cmd_cat, "cat TARGET PATH   a guest file as the guest's page cache holds it" },
 	{ "phys", cmd_phys, "phys TARGET ADDR LEN   dump guest physical memory" },
 	{ "vms", cmd_vms, "vms [--json] [--watch [-n N]] [--connect URI]   libvirt domains and their lifecycle events" },
 };

@@ -49,9 +49,9 @@ bool ps_needs_summary(const struct ps_format *f, const struct ps_sort *s);
 void ps_print_header(const struct ps_format *f, FILE *out);
 void ps_print_row(const struct ps_format *f, const struct ps_ctx *c, const struct ps_row *r, FILE *out);
 
-/* The USER column's text for a uid: the number today (guest user names are
- * resolved elsewhere; this is the one place to wire them in). */
-const char *ps_user_text(uint32_t uid, char *buf, size_t size);
+/* The USER column's text for one of p's uids: the guest's name for it (from
+ * its cached /etc/passwd, cut with '+' like procps), else the number. */
+const char *ps_user_text(const struct vmw_proc *p, uint32_t uid, char *buf, size_t size);
 
 /* --sort: "+key,-key,..." (procps names; + or nothing: ascending). */
 struct ps_sort {

@@ -11,6 +11,7 @@
  * truncated, exactly as ps computes them from the guest's /proc. Columns that
  * need the guest's clock or MemTotal print "-" when no summary was read.
  */
+#include "cli/cli.h"
 #include "cli/ps.h"
 #include "util/util.h"
 
@@ -31,8 +32,10 @@ struct ps_key {
 	double (*num)(const struct ps_ctx *c, const struct ps_row *r);  /* sort value; NULL: text */
 };
 
-const char *ps_user_text(uint32_t uid, char *buf, size_t size)
+const char *ps_user_text(const struct vmw_proc *p, uint32_t uid, char *buf, size_t size)
 {
+	if (uid == p->euid && p->user[0])
+		return cli_user_column(p, buf, size);
 	snprintf(buf, size, "%u", uid);
 	return buf;
 }
@@ -258,12 +261,12 @@ static void f_comm(const struct ps_ctx *c, const struct ps_row *r, char *buf, si
 
 static void f_euser(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	ps_user_text(r->p->euid, buf, size);
+	ps_user_text(r->p, r->p->euid, buf, size);
 }
 
 static void f_ruser(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	ps_user_text(r->p->uid, buf, size);
+	ps_user_text(r->p, r->p->uid, buf, size);
 }
 
 #define NUMBER(fn, expr) \

@@ -182,7 +182,7 @@ void top_row_cells(const struct top_row *r, char *buf, size_t size)
 	int32_t prio = r->t ? r->t->prio : p->prio;
 
 	snprintf(pid, sizeof(pid), "%d", r->t ? r->t->tid : p->pid);
-	snprintf(user, sizeof(user), "%u", p->uid);
+	cli_user_column(p, user, sizeof(user));
 	if (prio <= -100)
 		snprintf(pr, sizeof(pr), "rt");
 	else

@@ -425,7 +425,7 @@ static void draw_help(struct tui *t)
 		"  q  F10         quit (Ctrl-C too); from the host view Esc or Backspace return",
 		"  k  r           (top's kill and renice: vmwatch is read-only, nothing is sent)",
 		"",
-		"Columns: PID, USER (uid: the guest's passwd is not read), PR and NI (priority,",
+		"Columns: PID, USER (name in the guest's /etc/passwd, else uid), PR and NI (priority,",
 		"nice), VIRT, RES and SHR (resident file + shmem) in KiB, S (state), %CPU",
 		"(100 = one vCPU, over the interval), %MEM (of guest RAM), TIME+ (user + system",
 		"time), COMMAND (command line, or [name] for kernel threads).",

@@ -34,10 +34,19 @@
 #define PF_WQ_WORKER    0x00000020
 #define PF_KTHREAD      0x00200000
 
+/* Per-task counters a process sums over its threads (and signal_struct):
+ * /proc/PID/io (task_io_accounting) and the fault counts of /proc/PID/stat. */
+#define NACC 9
+static const char *const ACC_NAMES[NACC] = {
+	"ioac.rchar", "ioac.wchar", "ioac.syscr", "ioac.syscw", "ioac.read_bytes",
+	"ioac.write_bytes", "ioac.cancelled_write_bytes", "min_flt", "maj_flt",
+};
+enum { ACC_IO_FIRST = 0, ACC_IO_N = 7, ACC_MIN_FLT = 7, ACC_MAJ_FLT = 8 };
+
 /* A set of byte ranges of one structure, merged so that nearby fields are read together. */
 struct plan {
 	uint32_t n;
-	struct { uint32_t off, len; } r[32];
+	struct { uint32_t off, len; } r[48];
 	uint32_t span;            /* bytes of image buffer needed */
 };
 
@@ -52,7 +61,8 @@ struct vmw_linux {
 		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
 			static_prio, real_parent, real_cred, mm, signal, utime, stime,
 			sum_exec_runtime, start_time, worker_private, thread_node,
-			prev_utime, prev_stime, cpu;
+			prev_utime, prev_stime, cpu, nvcsw, nivcsw, cgroups;
+		struct fld acc[NACC];      /* ioac.* and fault counters (see ACC_NAMES) */
 	} t;
 	struct { struct fld uid, euid, gid, egid; } cred;
 	struct {
@@ -66,15 +76,23 @@ struct vmw_linux {
 	struct {
 		struct fld nr_threads, utime, stime, sum_sched_runtime,
 			prev_utime, prev_stime, thread_head;
+		struct fld acc[NACC];      /* what exited threads left */
 	} sig;
 	struct { struct fld data, full_name; } kthread;
 	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
 	struct { struct fld cpu, id, attrs; } pool;
 	struct fld attrs_nice, wq_name;
+	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
+
+	struct vmw_files *files;       /* NULL: this kernel lacks a layout they need */
+	struct vmw_users *users;
+	uint64_t users_checked_ns;     /* when /etc/passwd and /etc/group were last checked */
 };
+
+#define USERS_RECHECK_NS (5ull * 1000000000ull)
 
 /* ---- pure helpers ------------------------------------------------------ */
 
@@ -249,6 +267,31 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
 	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
 		   &l->t.worker_private);
+	/* Optional: the cgroup v2 path (css_set.dfl_cgrp -> cgroup.kn -> names). */
+	l->cg.ok = member(l->k, "task_struct", "cgroups", &l->t.cgroups) == 0 &&
+		   member(l->k, "css_set", "dfl_cgrp", &l->cg.dfl_cgrp) == 0 &&
+		   member(l->k, "cgroup", "kn", &l->cg.kn) == 0 &&
+		   member(l->k, "kernfs_node", "name", &l->cg.kn_name) == 0 &&
+		   member_any(l, "kernfs_node", (const char *[]){ "parent", "__parent", NULL },
+			      &l->cg.kn_parent) == 0;
+	/* memory.current: cgroup->subsys[memory_cgrp_id] is the mem_cgroup's css
+	 * (its first member); page_counter_read(&memcg->memory) pages. */
+	int64_t id;
+	l->cg.mem_ok = l->cg.ok && vmw_kernel_enum_value(l->k, "memory_cgrp_id", &id) == 0 && id >= 0 &&
+		       member(l->k, "cgroup", "subsys", &l->cg.subsys) == 0 &&
+		       (uint64_t)id * 8 + 8 <= l->cg.subsys.size &&
+		       member(l->k, "mem_cgroup", "memory.usage", &l->cg.mem_usage) == 0 &&
+		       l->cg.mem_usage.size == 8;
+	l->cg.mem_id = l->cg.mem_ok ? (int)id : 0;
+	/* Optional: I/O accounting, faults, context switches. */
+	member(l->k, "task_struct", "nvcsw", &l->t.nvcsw);
+	member(l->k, "task_struct", "nivcsw", &l->t.nivcsw);
+	for (int i = 0; i < NACC; i++) {
+		member(l->k, "task_struct", ACC_NAMES[i], &l->t.acc[i]);
+		member(l->k, "signal_struct", ACC_NAMES[i], &l->sig.acc[i]);
+		if (l->t.acc[i].ok != l->sig.acc[i].ok)
+			l->t.acc[i].ok = l->sig.acc[i].ok = false;   /* only both add up */
+	}
 	return 0;
 }
 
@@ -386,6 +429,13 @@ static void build_plans(struct vmw_linux *l)
 		l->sig.prev_utime, l->sig.prev_stime, { l->sig.thread_head.off, 8, true },
 	};
 
+	for (int i = 0; i < NACC; i++) {
+		plan_add(&l->task_plan, l->t.acc[i]);
+		plan_add(&l->sig_plan, l->sig.acc[i]);
+	}
+	plan_add(&l->task_plan, l->t.cgroups);
+	plan_add(&l->task_plan, l->t.nvcsw);
+	plan_add(&l->task_plan, l->t.nivcsw);
 	plan_fields(&l->task_plan, task_fields, ARRAY_SIZE(task_fields));
 	plan_fields(&l->cred_plan, cred_fields, ARRAY_SIZE(cred_fields));
 	plan_fields(&l->mm_plan, mm_fields, ARRAY_SIZE(mm_fields));
@@ -423,13 +473,53 @@ int vmw_linux_new(struct vmw_kernel *k, struct vmw_linux **ret, struct vmw_error
 		free(l);
 		return r;
 	}
+	/* Files and names are extras: a kernel without their layouts still has processes. */
+	struct vmw_error ferr = { 0 };
+	if (vmw_files_new(k, &l->files, &ferr) < 0)
+		l->files = NULL;
+	if (vmw_users_new(&l->users) < 0) {
+		vmw_files_free(l->files);
+		free(l);
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	}
 	*ret = l;
 	return 0;
 }
 
 void vmw_linux_free(struct vmw_linux *l)
 {
+	if (!l)
+		return;
+	vmw_files_free(l->files);
+	vmw_users_free(l->users);
 	free(l);
+}
+
+struct vmw_files *vmw_linux_files(struct vmw_linux *l)
+{
+	return l->files;
+}
+
+const struct vmw_users *vmw_linux_users(struct vmw_linux *l)
+{
+	return l->users;
+}
+
+/* vmw_proc.user of every process, the names re-checked now and then. */
+static void fill_users(struct vmw_linux *l, struct vmw_proc *procs, size_t n)
+{
+	uint64_t now = vmw_now_ns();
+
+	if (!l->files)
+		return;
+	if (!l->users_checked_ns || now - l->users_checked_ns >= USERS_RECHECK_NS) {
+		vmw_users_refresh(l->users, l->files);
+		l->users_checked_ns = now;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = vmw_users_name(l->users, procs[i].euid);
+		snprintf(procs[i].user, sizeof(procs[i].user), "%s", name ? name : "");
+	}
 }
 
 /* ---- the walk ----------------------------------------------------------- */
@@ -441,7 +531,28 @@ struct raw {
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
 	bool alive;                  /* exit_state == 0 */
+	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
+	uint64_t css_set;            /* task->cgroups */
 };
+
+static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
+{
+	for (int i = 0; i < NACC; i++)
+		rw->acc[i] += get(img, f[i]);
+}
+
+/* The summed counters into the record. */
+static void set_acc(const struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
+{
+	uint64_t *io[ACC_IO_N] = { &p->io_rchar, &p->io_wchar, &p->io_syscr, &p->io_syscw,
+				   &p->io_read_bytes, &p->io_write_bytes, &p->io_cancelled_write_bytes };
+
+	p->io_ok = l->t.acc[ACC_IO_FIRST].ok;
+	for (int i = 0; i < ACC_IO_N; i++)
+		*io[i] = rw->acc[ACC_IO_FIRST + i];
+	p->min_flt = rw->acc[ACC_MIN_FLT];
+	p->maj_flt = rw->acc[ACC_MAJ_FLT];
+}
 
 static bool task_plausible(struct vmw_linux *l, const uint8_t *img, bool leader)
 {
@@ -609,6 +720,10 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			rw->runtime = get(img, l->t.sum_exec_runtime);
 			rw->thread_next = get(img, (struct fld){ l->t.thread_node.off, 8, true });
 			rw->alive = get(img, l->t.exit_state) == 0;
+			add_acc(l, rw, img, l->t.acc);
+			p->nvcsw = get(img, l->t.nvcsw);
+			rw->css_set = get(img, l->t.cgroups);
+			p->nivcsw = get(img, l->t.nivcsw);
 		} else {
 			w->skipped++;
 		}
@@ -793,6 +908,7 @@ static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base
 			rw->runtime += get(s, l->sig.sum_sched_runtime);
 			rw->prev_utime = get(s, l->sig.prev_utime);
 			rw->prev_stime = get(s, l->sig.prev_stime);
+			add_acc(l, rw, s, l->sig.acc);
 		} else {
 			rw->signal = 0;
 		}
@@ -889,6 +1005,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 			rw->utime += get(img, l->t.utime);
 			rw->stime += get(img, l->t.stime);
 			rw->runtime += get(img, l->t.sum_exec_runtime);
+			add_acc(l, rw, img, l->t.acc);
 		}
 		if (list) {
 			if (n == cap) {
@@ -968,6 +1085,102 @@ static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, 
 	}
 }
 
+/* ---- cgroups ----------------------------------------------------------- */
+
+#define CG_MAX_DEPTH 64
+#define CG_PATH_MAX  4096
+#define CG_CACHE     256   /* css_sets remembered in one walk */
+
+/* The path of a cgroup's kernfs node, like cgroup_path_ns() for the init
+ * namespace: the names from the root down ("/" for the root). */
+/* memory.current of the cgroup: page_counter_read(&memcg->memory) pages. */
+static bool cgroup_memory(struct vmw_linux *l, uint64_t cgrp, uint64_t *ret)
+{
+	uint64_t css;
+	int64_t pages;
+
+	if (!l->cg.mem_ok ||
+	    vmw_xlat_read(l->kx, cgrp + l->cg.subsys.off + (uint64_t)l->cg.mem_id * 8, &css, 8) < 0 ||
+	    !kaddr(l, css) || vmw_xlat_read(l->kx, css + l->cg.mem_usage.off, &pages, 8) < 0 || pages < 0 ||
+	    (uint64_t)pages > (1ull << 40))
+		return false;
+	*ret = (uint64_t)pages * 4096;
+	return true;
+}
+
+static char *cgroup_path(struct vmw_linux *l, uint64_t css_set, uint64_t *mem, bool *mem_ok)
+{
+	uint64_t cgrp, kn, names[CG_MAX_DEPTH];
+	char buf[CG_PATH_MAX], *out;
+	size_t depth = 0, len = 0;
+
+	if (!kaddr(l, css_set) || vmw_xlat_read(l->kx, css_set + l->cg.dfl_cgrp.off, &cgrp, 8) < 0 ||
+	    !kaddr(l, cgrp) || vmw_xlat_read(l->kx, cgrp + l->cg.kn.off, &kn, 8) < 0 || !kaddr(l, kn))
+		return NULL;
+	*mem_ok = cgroup_memory(l, cgrp, mem);
+	/* Up to the root (no parent); the root's own name is not shown. */
+	for (;;) {
+		uint64_t parent, name;
+		if (vmw_xlat_read(l->kx, kn + l->cg.kn_parent.off, &parent, 8) < 0)
+			return NULL;
+		if (!parent)
+			break;
+		if (!kaddr(l, parent) || depth >= CG_MAX_DEPTH ||
+		    vmw_xlat_read(l->kx, kn + l->cg.kn_name.off, &name, 8) < 0 || !kaddr(l, name))
+			return NULL;
+		names[depth++] = name;
+		kn = parent;
+	}
+	buf[0] = '\0';
+	while (depth--) {
+		char part[256];
+		if (read_kstring(l, names[depth], part, sizeof(part)) < 0 || !part[0] || strchr(part, '/'))
+			return NULL;
+		int n = snprintf(buf + len, sizeof(buf) - len, "/%s", part);
+		if (n < 0 || (size_t)n >= sizeof(buf) - len)
+			return NULL;
+		len += (size_t)n;
+	}
+	out = strdup(len ? buf : "/");
+	return out;
+}
+
+/* Each process's cgroup path; processes of one css_set share one read. */
+static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
+{
+	struct { uint64_t css, mem; bool mem_ok; char *path; } cache[CG_CACHE];
+	size_t n = 0;
+
+	if (!l->cg.ok)
+		return;
+	for (size_t i = 0; i < ws->n; i++) {
+		uint64_t css = ws->raw[i].css_set;
+		size_t j;
+		for (j = 0; j < n && cache[j].css != css; j++)
+			;
+		if (j == n) {
+			uint64_t mem = 0;
+			bool mem_ok = false;
+			char *path = cgroup_path(l, css, &mem, &mem_ok);
+			if (n == CG_CACHE) {   /* full: this one uncached */
+				ws->procs[i].cgroup = path;
+				ws->procs[i].cgroup_memory_bytes = mem;
+				ws->procs[i].cgroup_memory_ok = mem_ok;
+				continue;
+			}
+			cache[n].css = css;
+			cache[n].mem = mem;
+			cache[n].mem_ok = mem_ok;
+			cache[n++].path = path;
+		}
+		ws->procs[i].cgroup = cache[j].path ? strdup(cache[j].path) : NULL;
+		ws->procs[i].cgroup_memory_bytes = cache[j].mem;
+		ws->procs[i].cgroup_memory_ok = cache[j].mem_ok;
+	}
+	for (size_t j = 0; j < n; j++)
+		free(cache[j].path);
+}
+
 /* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
 static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
@@ -1011,13 +1224,57 @@ static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	}
 }
 
-/* Stage 4b: argv from the process's own memory, through its page tables. */
+/* Up to size bytes from addr, page by page, stopping at the first unreadable
+ * page (like access_remote_vm); returns the bytes read. */
+static size_t read_user_upto(struct vmw_xlat *ux, uint64_t addr, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		size_t chunk = MIN(size - got, 4096 - ((addr + got) & 4095));
+		if (vmw_xlat_read(ux, addr + got, buf + got, chunk) < 0)
+			break;
+		got += chunk;
+	}
+	return got;
+}
+
+/* argv[] from the NUL-separated bytes buf[0..len) (buf[len] is a NUL). */
+static char **split_args(const char *buf, size_t len)
+{
+	size_t argc = 0, i = 0, k = 0;
+	char **argv;
+
+	for (size_t j = 0; j < len; j++)
+		argc += buf[j] == '\0';
+	if (len && buf[len - 1] != '\0')
+		argc++;  /* unterminated last argument: keep what is there */
+	argv = calloc(argc + 1, sizeof(char *));
+	if (!argv)
+		return NULL;
+	while (i < len && k < argc) {
+		if (!(argv[k] = strdup(buf + i)))
+			break;
+		i += strlen(buf + i) + 1;
+		k++;
+	}
+	return argv;
+}
+
+/*
+ * Stage 4b: argv from the process's own memory, through its page tables, the
+ * way get_mm_cmdline() of fs/proc/base.c shows it: the bytes of
+ * [arg_start, arg_end), unless the last of them is not a NUL. Then the
+ * process rewrote its arguments (setproctitle, as sshd does) and /proc shows
+ * one string: up to a page from arg_start, cut at its first NUL
+ * (get_mm_proctitle).
+ */
 static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
 	uint64_t f[3], pgd_phys;
 	struct vmw_xlat *ux = NULL;
 	char *buf = NULL;
-	size_t len, argc = 0;
+	size_t len;
 
 	if (!rw->mm)
 		return;
@@ -1032,29 +1289,24 @@ static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct r
 	len = MIN(f[1] - f[0], (uint64_t)MAX_CMDLINE);
 	if (vmw_xlat_clone(l->kx, pgd_phys, &ux) < 0)
 		return;
-	buf = malloc(len + 1);
+	buf = malloc(MAX(len, (size_t)4096) + 1);
 	if (!buf || vmw_xlat_read(ux, f[0], buf, len) < 0)
 		goto out;
-	buf[len] = '\0';
-	if (len && buf[len - 1] != '\0')
-		len++;  /* unterminated last argument: keep what is there */
-	for (size_t i = 0; i < len; i++)
-		if (buf[i] == '\0')
-			argc++;
-	{
-		char **argv = calloc(argc + 1, sizeof(char *));
-		size_t i = 0, k = 0;
-		if (!argv)
+	if (f[1] - f[0] > len || buf[len - 1] != '\0') {
+		char last = 1;
+		if (f[1] - f[0] > len && vmw_xlat_read(ux, f[1] - 1, &last, 1) < 0)
 			goto out;
-		while (i < len && k < argc) {
-			argv[k] = strdup(buf + i);
-			if (!argv[k])
-				break;
-			i += strlen(buf + i) + 1;
-			k++;
+		if (last) {
+			/* The proctitle case: one string of at most a page. */
+			len = read_user_upto(ux, f[0], buf, 4096);
+			if (!len)
+				goto out;  /* nothing readable at arg_start: /proc shows nothing */
+			len = strnlen(buf, len);
+			buf[len++] = '\0';
 		}
-		p->cmdline = argv;
 	}
+	buf[len] = '\0';
+	p->cmdline = split_args(buf, len);
 out:
 	free(buf);
 	vmw_xlat_free(ux);
@@ -1067,6 +1319,8 @@ void vmw_proc_release(struct vmw_proc *p)
 			free(*a);
 	free(p->cmdline);
 	free(p->threads);
+	free(p->cgroup);
+	p->cgroup = NULL;
 	p->cmdline = NULL;
 	p->threads = NULL;
 	p->nthreads_listed = 0;
@@ -1146,6 +1400,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 			}
 		}
 		p->runtime_ns = rw->runtime;
+		set_acc(l, p, rw);
 		vmw_linux_cputime_adjust(rw->runtime, rw->utime, rw->stime, rw->prev_utime,
 					 rw->prev_stime, &p->utime_ns, &p->stime_ns);
 		if (p->kthread)
@@ -1153,10 +1408,12 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 		if (flags & VMW_WALK_CMDLINE)
 			read_cmdline(l, p, rw);
 	}
+	read_cgroups(l, &ws);
 	free(img);
 	free(ws.raw);
 	for (size_t i = 0; i < ws.n; i++)
 		w->incomplete += ws.procs[i].incomplete;
+	fill_users(l, ws.procs, ws.n);
 	w->procs = ws.procs;
 	w->nprocs = ws.n;
 	vmw_mem_stats(vmw_xlat_mem(l->kx), &s1);

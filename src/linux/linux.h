@@ -49,6 +49,22 @@ struct vmw_proc {
 	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
 	uint32_t nthreads_listed;
 	uint64_t task_addr;       /* guest virtual address of the task_struct */
+	/* Counters of the whole process as /proc shows them: /proc/PID/io and
+	 * /proc/PID/stat's faults sum every live thread and the exited ones
+	 * (signal_struct); the context switches are the leader's own, like
+	 * /proc/PID/status. io_ok: this kernel keeps task_io_accounting. */
+	uint64_t io_rchar, io_wchar, io_syscr, io_syscw, io_read_bytes, io_write_bytes,
+		 io_cancelled_write_bytes;
+	uint64_t min_flt, maj_flt;
+	uint64_t nvcsw, nivcsw;
+	bool io_ok;
+	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
+	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::" (owned:
+	 * freed with cmdline by vmw_proc_release), NULL if unreadable. */
+	char *cgroup;
+	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */
+	uint64_t cgroup_memory_bytes;
+	bool cgroup_memory_ok;
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are
 	 * lower bounds. The walk counts such processes in vmw_walk.incomplete. */
@@ -97,6 +113,13 @@ void vmw_walk_free(struct vmw_walk *w);
 /* Free what one record owns (cmdline, threads), not the record itself. */
 void vmw_proc_release(struct vmw_proc *p);
 
+/* The guest's files (its page cache) and user/group names, owned by l; NULL
+ * when this kernel's layouts for them are missing. Walks fill vmw_proc.user
+ * from the names, re-checking /etc/passwd and /etc/group at most every 5 s
+ * (re-read when their inode changed). */
+struct vmw_files *vmw_linux_files(struct vmw_linux *l);
+const struct vmw_users *vmw_linux_users(struct vmw_linux *l);
+
 /* Pure helpers, exposed for unit tests. */
 char vmw_linux_state_letter(uint32_t state, uint32_t exit_state);
 /* cputime_adjust() of kernel/sched/cputime.c without updating prev. */
@@ -106,3 +129,7 @@ void vmw_linux_cputime_adjust(uint64_t rtime, uint64_t utime, uint64_t stime,
 
 /* The guest summary (uptime, loadavg, meminfo, stat) has its own header. */
 #include "linux/summary.h"
+/* Guest files from its page cache (vmwatch cat, /etc/passwd for user names). */
+#include "linux/pagecache.h"
+#include "linux/users.h"
+#include "linux/cgroup.h"

@@ -162,6 +162,33 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 			      "vsz_bytes", (json_int_t)p->vsz_bytes, "kthread", p->kthread);
 
 	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
+	json_object_set_new(o, "user", vmw_report_string_or_null(p->user));
+	json_object_set_new(o, "cgroup", p->cgroup ? vmw_report_string(p->cgroup) : json_null());
+	json_object_set_new(o, "cgroup_memory_bytes", p->cgroup_memory_ok ?
+			    json_integer((json_int_t)p->cgroup_memory_bytes) : json_null());
+	json_object_set_new(o, "unit", json_null());
+	json_object_set_new(o, "slice", json_null());
+	json_object_set_new(o, "container", json_null());
+	struct vmw_cgroup_info cg;
+	if (p->cgroup && vmw_cgroup_classify(p->cgroup, &cg)) {
+		json_object_set_new(o, "unit", vmw_report_string_or_null(cg.unit));
+		json_object_set_new(o, "slice", vmw_report_string_or_null(cg.slice));
+		if (cg.container_id[0] || cg.pod_uid[0])
+			json_object_set_new(o, "container", json_pack("{s:o, s:o, s:o}",
+				"runtime", vmw_report_string_or_null(cg.runtime),
+				"id", vmw_report_string_or_null(cg.container_id),
+				"pod_uid", vmw_report_string_or_null(cg.pod_uid)));
+	}
+	json_object_set_new(o, "min_flt", json_integer((json_int_t)p->min_flt));
+	json_object_set_new(o, "maj_flt", json_integer((json_int_t)p->maj_flt));
+	json_object_set_new(o, "voluntary_ctxt_switches", json_integer((json_int_t)p->nvcsw));
+	json_object_set_new(o, "nonvoluntary_ctxt_switches", json_integer((json_int_t)p->nivcsw));
+	json_object_set_new(o, "io", !p->io_ok ? json_null() :
+		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rchar", (json_int_t)p->io_rchar,
+			  "wchar", (json_int_t)p->io_wchar, "syscr", (json_int_t)p->io_syscr,
+			  "syscw", (json_int_t)p->io_syscw, "read_bytes", (json_int_t)p->io_read_bytes,
+			  "write_bytes", (json_int_t)p->io_write_bytes,
+			  "cancelled_write_bytes", (json_int_t)p->io_cancelled_write_bytes));
 
 	json_object_set_new(o, "cmdline", cmdline_json(p));
 	if (p->threads) {
@@ -248,6 +275,15 @@ json_t *vmw_report_kernel(const struct vmw_kernel_info *ki)
 	json_object_set_new(o, "timings_ms", json_pack("{s:f, s:f, s:f}", "vmcoreinfo_scan", ms(ki->scan_ns),
 						       "kallsyms", ms(ki->kallsyms_ns), "btf", ms(ki->btf_ns)));
 	return o;
+}
+
+json_t *vmw_report_os(const struct vmw_os_release *os)
+{
+	if (!os)
+		return json_null();
+	return json_pack("{s:o, s:o, s:o}", "pretty_name", vmw_report_string_or_null(os->pretty_name),
+			 "id", vmw_report_string_or_null(os->id),
+			 "version_id", vmw_report_string_or_null(os->version_id));
 }
 
 json_t *vmw_report_nova(const struct vmw_nova *n)

@@ -77,6 +77,10 @@ json_t *vmw_report_event(const struct vmw_event *e);
 json_t *vmw_report_vm(const char *target, struct vmw_mem *mem);
 /* The guest kernel (#/$defs/kernel). */
 json_t *vmw_report_kernel(const struct vmw_kernel_info *ki);
+/* {"pretty_name", "id", "version_id"} of the guest's /etc/os-release (each
+ * null when absent), or null when os is NULL (not read: not cached). */
+struct vmw_os_release;
+json_t *vmw_report_os(const struct vmw_os_release *os);
 /* OpenStack Nova metadata (#/$defs/nova), null when the domain has none. */
 json_t *vmw_report_nova(const struct vmw_nova *n);
 /* A libvirt domain (#/$defs/domain). */

@@ -20,8 +20,8 @@
 #include <string.h>
 
 #define WIRE_MAGIC 0x464d5756u  /* "VMWF" */
-#define WIRE_VERSION 1u
-#define NO_CMDLINE UINT32_MAX
+#define WIRE_VERSION 2u
+#define NO_STRING UINT32_MAX
 
 struct wire_header {
 	uint32_t magic, version;
@@ -71,7 +71,7 @@ static void put_proc_vars(struct out *o, const struct vmw_sample *s)
 	uint32_t argc = 0;
 
 	if (!p->cmdline) {
-		put_u32(o, NO_CMDLINE);
+		put_u32(o, NO_STRING);
 	} else {
 		while (p->cmdline[argc])
 			argc++;
@@ -81,6 +81,13 @@ static void put_proc_vars(struct out *o, const struct vmw_sample *s)
 			put_u32(o, (uint32_t)MIN(n, (size_t)UINT32_MAX - 1));
 			put(o, p->cmdline[i], MIN(n, (size_t)UINT32_MAX - 1));
 		}
+	}
+	if (!p->cgroup) {
+		put_u32(o, NO_STRING);
+	} else {
+		size_t n = MIN(strlen(p->cgroup), (size_t)UINT32_MAX - 1);
+		put_u32(o, (uint32_t)n);
+		put(o, p->cgroup, n);
 	}
 	put_u32(o, p->threads ? p->nthreads_listed : 0);
 	if (p->threads) {
@@ -106,6 +113,7 @@ int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 	for (size_t i = 0; i < f->nprocs; i++) {
 		struct vmw_sample sx = f->procs[i];
 		sx.proc.cmdline = NULL;
+		sx.proc.cgroup = NULL;
 		sx.proc.threads = NULL;
 		sx.thread_cpu_percent = NULL;
 		put(&o, &sx, sizeof(sx));
@@ -185,7 +193,7 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 
 	if (!take_u32(in, &argc))
 		return false;
-	if (argc == NO_CMDLINE)
+	if (argc == NO_STRING)
 		return true;
 	/* Every argument takes at least its 4-byte length. */
 	if (!count_fits(in, argc, sizeof(uint32_t)) || !(p->cmdline = calloc((size_t)argc + 1, sizeof(char *))))
@@ -197,6 +205,33 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 		p->cmdline[i][len] = '\0';
 	}
 	return true;
+}
+
+static bool take_string(struct in *in, char **ret)
+{
+	uint32_t len;
+
+	if (!take_u32(in, &len))
+		return false;
+	if (len == NO_STRING)
+		return true;
+	if (len > in->left || !(*ret = malloc((size_t)len + 1)))
+		return false;
+	take(in, *ret, len);
+	(*ret)[len] = '\0';
+	return true;
+}
+
+/* A user name is printable ASCII (src/linux checks it when it parses the
+ * guest's /etc/passwd, and text front ends print it as is): else none. */
+static void fix_user(char *user, size_t size)
+{
+	user[size - 1] = '\0';
+	for (const char *c = user; *c; c++)
+		if (*c < 0x21 || *c > 0x7e) {
+			user[0] = '\0';
+			return;
+		}
 }
 
 static bool take_threads(struct in *in, struct vmw_sample *s)
@@ -231,16 +266,20 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	if (!take(in, s, sizeof(*s)))
 		return false;
 	s->proc.cmdline = NULL;
+	s->proc.cgroup = NULL;
 	s->proc.threads = NULL;
 	s->proc.nthreads_listed = 0;
 	s->thread_cpu_percent = NULL;
 	FIX_STR(s->proc.comm);
+	fix_user(s->proc.user, sizeof(s->proc.user));
 	FIX_BOOL(s->proc.kthread);
 	FIX_BOOL(s->proc.incomplete);
+	FIX_BOOL(s->proc.io_ok);
+	FIX_BOOL(s->proc.cgroup_memory_ok);
 	FIX_BOOL(s->is_new);
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
-	return take_cmdline(in, &s->proc) && take_threads(in, s);
+	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);
 }
 
 static void fix_frame(struct vmw_frame *f)

@@ -220,7 +220,7 @@ def test_ps_text_output(g61, vmwatch):
     r = subprocess.run([vmwatch, "ps", f"qemu:{g61.pid}"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["PID", "PPID", "UID", "STAT", "NLWP", "RSS", "VSZ", "TIME", "CMD"]
+    assert lines[0].split() == ["PID", "PPID", "USER", "STAT", "NLWP", "RSS", "VSZ", "TIME", "CMD"]
     assert lines[1].split()[0] == "1"
     assert any("[kthreadd]" in l for l in lines)
     assert len(lines) > 1000

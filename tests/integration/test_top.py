@@ -31,7 +31,7 @@ from schemas import validate
 
 # Shared with test_summary.py: two vCPUs, so the header has a bar per vCPU.
 G61 = dict(kernel="6.1", mem="512M", machine="pc", backing="shm", smp=2)
-ROW = re.compile(r"^\s*(\d+) +(\d+) +(-?\d+|rt) +(-?\d+) +(\S+) +(\S+) +(\S+) +(\S) +"
+ROW = re.compile(r"^\s*(\d+) +(\S+) +(-?\d+|rt) +(-?\d+) +(\S+) +(\S+) +(\S+) +(\S) +"
                  r"([\d.]+) +([\d.]+) +(\S+) (.*)$")
 
 
@@ -57,7 +57,7 @@ def parse_rows(text):
     for line in text.splitlines():
         m = ROW.match(line)
         if m:
-            rows.append(dict(pid=int(m[1]), uid=int(m[2]), pr=m[3], ni=int(m[4]), virt=m[5],
+            rows.append(dict(pid=int(m[1]), user=m[2], pr=m[3], ni=int(m[4]), virt=m[5],
                              res=m[6], shr=m[7], s=m[8], cpu=float(m[9]), mem=float(m[10]),
                              time=m[11], cmd=m[12]))
     return rows

@@ -39,6 +39,9 @@ static struct vmw_frame *sample_frame(void)
 	f->procs[0].proc.cmdline = calloc(3, sizeof(char *));
 	f->procs[0].proc.cmdline[0] = xstrdup("/usr/sbin/sshd");
 	f->procs[0].proc.cmdline[1] = xstrdup("-D \x1b[2K");
+	f->procs[0].proc.cgroup = xstrdup("/system.slice/ssh.service");
+	strcpy(f->procs[0].proc.user, "root");
+	f->procs[0].proc.io_ok = true;
 	f->procs[0].proc.threads = calloc(2, sizeof(struct vmw_thread));
 	f->procs[0].proc.nthreads_listed = 2;
 	f->procs[0].proc.threads[1].tid = 77;
@@ -80,6 +83,10 @@ static void test_round_trip(void **state)
 	assert_string_equal(g->procs[0].proc.cmdline[1], "-D \x1b[2K");
 	assert_null(g->procs[0].proc.cmdline[2]);
 	assert_null(g->procs[1].proc.cmdline);
+	assert_string_equal(g->procs[0].proc.cgroup, "/system.slice/ssh.service");
+	assert_null(g->procs[1].proc.cgroup);
+	assert_string_equal(g->procs[0].proc.user, "root");
+	assert_true(g->procs[0].proc.io_ok);
 	assert_non_null(g->procs[2].proc.cmdline);
 	assert_null(g->procs[2].proc.cmdline[0]);
 	assert_int_equal(g->procs[0].proc.nthreads_listed, 2);
@@ -184,6 +191,8 @@ static void test_hostile_values(void **state)
 	f->cpu[0].steal = -NAN;
 	memset(f->procs[1].proc.comm, 'A', sizeof(f->procs[1].proc.comm));
 	memset(&f->procs[1].is_new, 0x5a, 1);
+	strcpy(f->procs[2].proc.user, "ro\x1b[2Jot");          /* printed raw by ps: refused */
+	memset(f->procs[0].proc.user, 'u', sizeof(f->procs[0].proc.user));   /* unterminated */
 	encode(f, &buf, &len);
 	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
 	assert_true(g->procs[1].cpu_percent == 0.0);
@@ -191,6 +200,8 @@ static void test_hostile_values(void **state)
 	assert_true(g->cpu[0].steal == 0.0);
 	assert_int_equal(strlen(g->procs[1].proc.comm), sizeof(g->procs[1].proc.comm) - 1);
 	assert_true(g->procs[1].is_new);
+	assert_string_equal(g->procs[2].proc.user, "");
+	assert_int_equal(strlen(g->procs[0].proc.user), sizeof(g->procs[0].proc.user) - 1);
 	vmw_frame_free(g);
 	free(buf);
 

@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagecache.c - guest files from the guest's dentry cache and page cache
+ * (see pagecache.h). Layouts from BTF; the walks follow fs/dcache.c,
+ * fs/namei.c (lookup, symlinks) and lib/xarray.c (xa_load).
+ */
+#include "linux/linux_internal.h"
+
+#include <stdlib.h>
+
+#define MAX_PATH        4096
+#define MAX_NAME        255
+#define MAX_LINKS       40          /* symlinks followed in one lookup (MAXSYMLINKS) */
+#define MAX_CHILDREN    (1u << 16)  /* children of one directory visited */
+#define MAX_STEPS       (1u << 17)  /* dentries and mounts visited in one lookup: a hostile
+				     * guest cannot make a lookup cost more than ~0.5 M reads */
+#define MAX_XA_DEPTH    11          /* ceil(64 / 6) levels of a 64-bit index */
+#define XA_CHUNK        64
+#define PAGE            4096u
+#define DCACHE_MOUNTED  0x00010000u /* include/linux/dcache.h, 4.x .. 6.14 */
+#define S_IFMT          0170000
+#define S_IFDIR         0040000
+#define S_IFREG         0100000
+#define S_IFLNK         0120000
+
+struct vmw_files {
+	struct vmw_kernel *k;
+	struct vmw_xlat *kx;
+	uint64_t kernel_space, page_offset_base, vmemmap, init_task;
+	uint32_t page_size;             /* sizeof(struct page) */
+	int pg_uptodate;
+	bool hlist_children;            /* d_children/d_sib (>= 6.8), else d_subdirs/d_child */
+	struct { struct fld tasks, pid, fs; } t;
+	struct fld fs_root, fs_root_mnt; /* fs_struct.root.dentry, .mnt */
+	struct { struct fld mnt, root, mounts, child, mountpoint, parent; } m;   /* struct mount */
+	struct { struct fld flags, parent, name_len, name, inode, children, sib; } d;
+	struct { struct fld mode, ino, size, mapping, link, mtime_sec, mtime_nsec; } i;
+	struct { struct fld head, nrpages; } as;
+	struct { struct fld shift, slots; } xa;
+	struct { struct fld flags, mapping, index; } pg;
+};
+
+static bool kaddr(const struct vmw_files *f, uint64_t a)
+{
+	return a >= f->kernel_space && a < UINT64_MAX - (1u << 20);
+}
+
+/* A pointer or integer member (its first 8 bytes at most) as a u64. */
+static int rd64(struct vmw_files *f, uint64_t addr, struct fld m, uint64_t *ret)
+{
+	uint8_t v[8] = { 0 };
+	uint32_t n = MIN(m.size, (uint32_t)8);
+	int r;
+
+	*ret = 0;
+	if (!m.ok)
+		return -ENOENT;
+	if ((r = vmw_xlat_read(f->kx, addr + m.off, v, n)) == 0)
+		*ret = get_at(v, n);
+	return r;
+}
+
+/* ---- layouts ---------------------------------------------------------- */
+
+static int any(struct vmw_kernel *k, const char *type, const char *a, const char *b, struct fld *f)
+{
+	return member(k, type, a, f) == 0 || (b && member(k, type, b, f) == 0) ? 0 : -ENOENT;
+}
+
+/* Members the reader cannot do without: all present, or the first missing named. */
+struct need {
+	const char *type, *name;
+	struct fld *f;
+};
+
+static int need_all(struct vmw_kernel *k, const struct need *n, size_t count, struct vmw_error *err)
+{
+	for (size_t i = 0; i < count; i++)
+		NEED(k, n[i].type, n[i].name, n[i].f);
+	return 0;
+}
+
+static int resolve_dentry(struct vmw_files *f, struct vmw_error *err)
+{
+	const struct need n[] = {
+		{ "dentry", "d_flags", &f->d.flags }, { "dentry", "d_parent", &f->d.parent },
+		{ "dentry", "d_name.len", &f->d.name_len }, { "dentry", "d_name.name", &f->d.name },
+		{ "dentry", "d_inode", &f->d.inode },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
+
+	if (r < 0)
+		return r;
+	/* d_children/d_sib (hlist, >= 6.8), else d_subdirs/d_child (list). */
+	f->hlist_children = member(f->k, "dentry", "d_children", &f->d.children) == 0;
+	const struct need h[] = {
+		{ "dentry", f->hlist_children ? "d_children" : "d_subdirs", &f->d.children },
+		{ "dentry", f->hlist_children ? "d_sib" : "d_child", &f->d.sib },
+	};
+	return need_all(f->k, h, ARRAY_SIZE(h), err);
+}
+
+static int resolve_mount(struct vmw_files *f, struct vmw_error *err)
+{
+	struct fld root = { 0 };
+	const struct need n[] = {
+		{ "fs_struct", "root.mnt", &f->fs_root_mnt }, { "mount", "mnt", &f->m.mnt },
+		{ "vfsmount", "mnt_root", &root }, { "mount", "mnt_mounts", &f->m.mounts },
+		{ "mount", "mnt_child", &f->m.child }, { "mount", "mnt_mountpoint", &f->m.mountpoint },
+		{ "mount", "mnt_parent", &f->m.parent },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
+
+	f->m.root = (struct fld){ f->m.mnt.off + root.off, root.size, true };
+	return r;
+}
+
+static int resolve_inode(struct vmw_files *f, struct vmw_error *err)
+{
+	const struct need n[] = {
+		{ "inode", "i_mode", &f->i.mode }, { "inode", "i_ino", &f->i.ino },
+		{ "inode", "i_size", &f->i.size }, { "inode", "i_mapping", &f->i.mapping },
+		{ "address_space", "i_pages.xa_head", &f->as.head },
+		{ "address_space", "nrpages", &f->as.nrpages },
+		{ "xa_node", "shift", &f->xa.shift }, { "xa_node", "slots", &f->xa.slots },
+	};
+	int r = need_all(f->k, n, ARRAY_SIZE(n), err);
+
+	if (r < 0)
+		return r;
+	member(f->k, "inode", "i_link", &f->i.link);
+	/* i_mtime (timespec64) until 6.6, i_mtime_sec/_nsec since: optional. */
+	if (any(f->k, "inode", "i_mtime.tv_sec", "i_mtime_sec", &f->i.mtime_sec) == 0)
+		any(f->k, "inode", "i_mtime.tv_nsec", "i_mtime_nsec", &f->i.mtime_nsec);
+	if (f->xa.slots.size != XA_CHUNK * 8)
+		return vmw_error_setk(err, VMW_ERR_UNSUPPORTED, -ENOTSUP,
+				      "kernel BTF: xa_node.slots is %u bytes, not %u slots", f->xa.slots.size,
+				      XA_CHUNK);
+	return 0;
+}
+
+static int resolve_page(struct vmw_files *f, struct vmw_error *err)
+{
+	struct vmw_kernel *k = f->k;
+	int64_t v;
+	uint64_t sym;
+
+	NEED(k, "page", "flags", &f->pg.flags);
+	NEED(k, "page", "mapping", &f->pg.mapping);
+	if (any(k, "page", "index", "__folio_index", &f->pg.index) < 0)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel BTF: page has no index");
+	if (vmw_kernel_type_size(k, "page", &f->page_size) < 0 || f->page_size < 32 || f->page_size > 256)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: struct page has no plausible size");
+	if (vmw_kernel_enum_value(k, "PG_uptodate", &v) < 0 || v < 0 || v > 63)
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				      "kernel BTF: no PG_uptodate page flag");
+	f->pg_uptodate = (int)v;
+	/* vmemmap_base is randomized with KASLR; the fixed base otherwise. */
+	f->vmemmap = vmw_kernel_info(k)->paging_levels == 5 ? 0xffd4000000000000ull : 0xffffea0000000000ull;
+	if (vmw_kernel_symbol(k, "vmemmap_base", &sym) == 0 &&
+	    (vmw_xlat_read(f->kx, sym, &f->vmemmap, 8) < 0 || !kaddr(f, f->vmemmap)))
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG,
+				      "vmemmap_base is unreadable or not a kernel address");
+	return 0;
+}
+
+int vmw_files_new(struct vmw_kernel *k, struct vmw_files **ret, struct vmw_error *err)
+{
+	struct vmw_files *f = calloc(1, sizeof(*f));
+	int r;
+
+	*ret = NULL;
+	if (!f)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	f->k = k;
+	f->kx = vmw_kernel_xlat(k);
+	f->kernel_space = kernel_space_start(k);
+	f->page_offset_base = vmw_kernel_info(k)->page_offset_base;
+	if (vmw_kernel_symbol(k, "init_task", &f->init_task) < 0) {
+		free(f);
+		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, "kernel symbol init_task not found");
+	}
+	if ((r = member(k, "task_struct", "tasks", &f->t.tasks)) < 0 ||
+	    (r = member(k, "task_struct", "pid", &f->t.pid)) < 0 ||
+	    (r = member(k, "task_struct", "fs", &f->t.fs)) < 0 ||
+	    (r = member(k, "fs_struct", "root.dentry", &f->fs_root)) < 0)
+		r = vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT,
+				   "kernel BTF: no task_struct.tasks/pid/fs or fs_struct.root");
+	if (r < 0 || (r = resolve_dentry(f, err)) < 0 || (r = resolve_mount(f, err)) < 0 ||
+	    (r = resolve_inode(f, err)) < 0 ||
+	    (r = resolve_page(f, err)) < 0 || (r = check_bad_layout(k, err)) < 0) {
+		free(f);
+		return r;
+	}
+	*ret = f;
+	return 0;
+}
+
+void vmw_files_free(struct vmw_files *f)
+{
+	free(f);
+}
+
+/* ---- path lookup ------------------------------------------------------ */
+
+/* A place in the guest's file tree: a mount (struct mount) and a dentry in it. */
+struct where {
+	uint64_t mnt, d;
+};
+
+/* PID 1's root directory (what its "/" is, after a switch_root too). */
+static int root_dentry(struct vmw_files *f, struct where *ret, struct vmw_error *err)
+{
+	uint64_t head = f->init_task + f->t.tasks.off, cur, task = 0, fs, pid = 0, vfs;
+	struct vmw_cycle cyc;
+
+	if (vmw_xlat_read(f->kx, head, &cur, 8) < 0)
+		return vmw_error_setk(err, VMW_ERR_IO, -EIO, "cannot read the guest's task list");
+	vmw_cycle_init(&cyc, head);
+	for (unsigned n = 0; cur != head && n < 64; n++) {
+		if (!kaddr(f, cur) || vmw_cycle_step(&cyc, cur))
+			break;
+		task = cur - f->t.tasks.off;
+		if (rd64(f, task, f->t.pid, &pid) == 0 && pid == 1)
+			break;
+		if (vmw_xlat_read(f->kx, cur, &cur, 8) < 0)
+			break;
+	}
+	if (pid != 1)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG,
+				      "no PID 1 among the first tasks of the guest's task list");
+	if (rd64(f, task, f->t.fs, &fs) < 0 || !kaddr(f, fs) || rd64(f, fs, f->fs_root, &ret->d) < 0 ||
+	    !kaddr(f, ret->d) || rd64(f, fs, f->fs_root_mnt, &vfs) < 0 || !kaddr(f, vfs) ||
+	    vfs - f->m.mnt.off < f->kernel_space)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG,
+				      "PID 1's root directory (fs->root) is unreadable");
+	ret->mnt = vfs - f->m.mnt.off;
+	return 0;
+}
+
+/*
+ * The mount on top of w.d, if w.d is a mount point of this namespace: a
+ * child of w.mnt (its mnt_mounts list) mounted on w.d; stacked mounts are
+ * followed up. Mounts of other namespaces (a service's private /etc) are
+ * not children of PID 1's mounts, so they are not seen. -ELOOP/-EBADMSG:
+ * lists that do not add up.
+ */
+static int cross_mounts(struct vmw_files *f, struct where *w, size_t *steps)
+{
+	for (unsigned depth = 0; depth < 64; depth++) {
+		uint64_t head = w->mnt + f->m.mounts.off, cur, found = 0;
+		struct vmw_cycle cyc;
+
+		if (vmw_xlat_read(f->kx, head, &cur, 8) < 0)
+			return -EBADMSG;
+		vmw_cycle_init(&cyc, head);
+		for (size_t n = 0; cur != head; n++) {
+			uint64_t c = cur - f->m.child.off, mp = 0, parent = 0;
+			if (!kaddr(f, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_CHILDREN || !*steps)
+				return -ELOOP;
+			(*steps)--;
+			if (rd64(f, c, f->m.parent, &parent) < 0 || parent != w->mnt ||
+			    rd64(f, c, f->m.mountpoint, &mp) < 0)
+				return -EBADMSG;
+			if (mp == w->d)
+				found = c;   /* the last one mounted there is on top */
+			if (vmw_xlat_read(f->kx, cur, &cur, 8) < 0)
+				return -EBADMSG;
+		}
+		if (!found)
+			return 0;
+		w->mnt = found;
+		if (rd64(f, found, f->m.root, &w->d) < 0 || !kaddr(f, w->d))
+			return -EBADMSG;
+	}
+	return -ELOOP;
+}
+
+/* ".." (follow_dotdot): up through the mounts whose root w.d is, then to
+ * the parent dentry; never above the root. */
+static int dotdot(struct vmw_files *f, struct where *w, const struct where *root)
+{
+	for (unsigned depth = 0; depth < 64; depth++) {
+		uint64_t mroot, parent;
+		if (w->d == root->d && w->mnt == root->mnt)
+			return 0;
+		if (rd64(f, w->mnt, f->m.root, &mroot) < 0)
+			return -EBADMSG;
+		if (w->d != mroot)
+			break;
+		if (rd64(f, w->mnt, f->m.parent, &parent) < 0 || parent == w->mnt)
+			return 0;   /* the namespace's root mount */
+		if (!kaddr(f, parent) || rd64(f, w->mnt, f->m.mountpoint, &w->d) < 0 || !kaddr(f, w->d))
+			return -EBADMSG;
+		w->mnt = parent;
+	}
+	return rd64(f, w->d, f->d.parent, &w->d) < 0 || !kaddr(f, w->d) ? -EBADMSG : 0;
+}
+
+/* Does the dentry d carry this name? */
+static bool name_is(struct vmw_files *f, uint64_t d, const char *name, size_t len)
+{
+	uint64_t nlen, nptr;
+	char buf[MAX_NAME + 1];
+
+	if (rd64(f, d, f->d.name_len, &nlen) < 0 || nlen != len || rd64(f, d, f->d.name, &nptr) < 0 ||
+	    !kaddr(f, nptr) || vmw_xlat_read(f->kx, nptr, buf, len) < 0)
+		return false;
+	return memcmp(buf, name, len) == 0;
+}
+
+/* The child of dir named name (0: none in the dcache). *steps bounds the
+ * whole lookup. -ELOOP/-EBADMSG when the children list does not add up. */
+static int find_child(struct vmw_files *f, uint64_t dir, const char *name, size_t len, size_t *steps,
+		      uint64_t *ret)
+{
+	uint64_t head = dir + f->d.children.off, cur, parent;
+	struct vmw_cycle cyc;
+
+	*ret = 0;
+	if (vmw_xlat_read(f->kx, head, &cur, 8) < 0)
+		return -EBADMSG;
+	vmw_cycle_init(&cyc, head);
+	for (size_t n = 0; f->hlist_children ? cur != 0 : cur != head; n++) {
+		uint64_t d = cur - f->d.sib.off;
+
+		if (!kaddr(f, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_CHILDREN || !*steps)
+			return -ELOOP;
+		(*steps)--;
+		/* A child names its parent: a list that wandered off does not. */
+		if (rd64(f, d, f->d.parent, &parent) < 0 || parent != dir)
+			return -EBADMSG;
+		if (name_is(f, d, name, len)) {
+			*ret = d;
+			return 0;
+		}
+		if (vmw_xlat_read(f->kx, cur, &cur, 8) < 0)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+struct inode_info {
+	uint64_t addr, mapping;
+	uint32_t mode;
+};
+
+static int read_inode(struct vmw_files *f, uint64_t d, struct inode_info *ino)
+{
+	uint64_t mode;
+
+	memset(ino, 0, sizeof(*ino));
+	if (rd64(f, d, f->d.inode, &ino->addr) < 0)
+		return -EBADMSG;
+	if (!ino->addr)
+		return -ENOENT;   /* a negative dentry: the guest has no such file */
+	if (!kaddr(f, ino->addr) || rd64(f, ino->addr, f->i.mode, &mode) < 0 ||
+	    rd64(f, ino->addr, f->i.mapping, &ino->mapping) < 0)
+		return -EBADMSG;
+	ino->mode = (uint32_t)mode;
+	return 0;
+}
+
+static int read_pages(struct vmw_files *f, const struct inode_info *ino, uint64_t size, struct vmw_file *out);
+
+/* The target of the symlink inode: i_link, else its first cached page. */
+static int link_target(struct vmw_files *f, const struct inode_info *ino, char *buf, struct vmw_error *err)
+{
+	uint64_t p = 0, size = 0;
+	size_t got = 0;
+
+	if (f->i.link.ok && rd64(f, ino->addr, f->i.link, &p) == 0 && kaddr(f, p)) {
+		while (got < MAX_PATH - 1) {
+			size_t chunk = MIN((size_t)MAX_PATH - 1 - got, PAGE - ((p + got) & (PAGE - 1)));
+			if (vmw_xlat_read(f->kx, p + got, buf + got, chunk) < 0)
+				break;
+			got += chunk;
+			if (memchr(buf, 0, got))
+				break;
+		}
+		buf[got] = '\0';
+		return got ? 0 : vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, "a symlink's target is unreadable");
+	}
+	if (rd64(f, ino->addr, f->i.size, &size) < 0 || size == 0 || size >= MAX_PATH)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, "a symlink has no plausible size");
+	struct vmw_file t = { 0 };
+	int r = read_pages(f, ino, size, &t);
+	if (r == 0 && t.nholes)
+		r = vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ENOENT, "a symlink's target is not cached");
+	if (r == 0) {
+		memcpy(buf, t.data, size);
+		buf[size] = '\0';
+	}
+	vmw_file_release(&t);
+	return r;
+}
+
+struct lookup {
+	char path[MAX_PATH * 2];   /* what is left to resolve (symlink targets prepended) */
+	size_t pos;
+	unsigned links;
+	size_t steps;
+};
+
+/* Replace the walked part of the path by target (the rest stays after it). */
+static int splice_link(struct lookup *lk, const char *target, struct vmw_error *err)
+{
+	char rest[MAX_PATH * 2];
+	int n;
+
+	if (++lk->links > MAX_LINKS)
+		return vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ELOOP, "too many levels of symbolic links");
+	snprintf(rest, sizeof(rest), "%s", lk->path + lk->pos);
+	n = snprintf(lk->path, sizeof(lk->path), "%s/%s", target, rest);
+	if (n < 0 || (size_t)n >= sizeof(lk->path))
+		return vmw_error_setk(err, VMW_ERR_USAGE, -ENAMETOOLONG, "path too long after symlinks");
+	lk->pos = 0;
+	return 0;
+}
+
+/* The next component of lk (NULL at the end); *len its length. */
+static const char *next_name(struct lookup *lk, size_t *len)
+{
+	while (lk->path[lk->pos] == '/')
+		lk->pos++;
+	if (!lk->path[lk->pos])
+		return NULL;
+	const char *s = lk->path + lk->pos;
+	*len = strcspn(s, "/");
+	lk->pos += *len;
+	return s;
+}
+
+static int step_err(int r, const char *orig, const char *name, size_t len, struct vmw_error *err)
+{
+	if (r == -ELOOP || r == -EBADMSG)
+		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, r,
+				      "%s: the guest's dentries under '%.*s' do not add up (a cut or looping list)",
+				      orig, (int)len, name);
+	return vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ENOENT,
+			      "%s: '%.*s' is not in the guest's dentry cache (not cached: the guest has not "
+			      "looked it up lately)", orig, (int)len, name);
+}
+
+/* One step from w to its child name (".." and "." included). */
+static int walk_step(struct vmw_files *f, struct lookup *lk, const char *orig, struct where *w,
+		     const struct where *root, const char *name, size_t len, struct vmw_error *err)
+{
+	uint64_t child = 0, flags = 0;
+	int r;
+
+	if (len == 1 && name[0] == '.')
+		return 0;
+	if (len == 2 && name[0] == '.' && name[1] == '.')
+		return dotdot(f, w, root) < 0 ? step_err(-EBADMSG, orig, name, len, err) : 0;
+	if (len > MAX_NAME)
+		return vmw_error_setk(err, VMW_ERR_USAGE, -ENAMETOOLONG, "%s: a name is too long", orig);
+	if ((r = find_child(f, w->d, name, len, &lk->steps, &child)) < 0 || !child)
+		return step_err(r, orig, name, len, err);
+	w->d = child;
+	/* Mounted on in some namespace: is it in PID 1's? */
+	if (rd64(f, child, f->d.flags, &flags) == 0 && (flags & DCACHE_MOUNTED) &&
+	    (r = cross_mounts(f, w, &lk->steps)) < 0)
+		return step_err(r, orig, name, len, err);
+	return 0;
+}
+
+/* Resolve path to an inode (symlinks followed). */
+static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino, struct vmw_error *err)
+{
+	struct lookup *lk = calloc(1, sizeof(*lk));
+	struct where root, w;
+	const char *name;
+	size_t len;
+	int r;
+
+	if (!lk)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (path[0] != '/' || strlen(path) >= MAX_PATH) {
+		free(lk);
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EINVAL, "%s: give an absolute path", path);
+	}
+	snprintf(lk->path, sizeof(lk->path), "%s", path);
+	lk->steps = MAX_STEPS;
+	if ((r = root_dentry(f, &root, err)) < 0)
+		goto out;
+	w = root;
+	if ((r = read_inode(f, w.d, ino)) < 0)
+		goto bad;
+	while ((name = next_name(lk, &len))) {
+		struct where parent = w;
+		if ((ino->mode & S_IFMT) != S_IFDIR) {
+			r = vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ENOTDIR, "%s: not a directory on the way", path);
+			goto out;
+		}
+		if ((r = walk_step(f, lk, path, &w, &root, name, len, err)) < 0)
+			goto out;
+		if ((r = read_inode(f, w.d, ino)) == -ENOENT) {
+			r = vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ENOENT, "%s: no such file in the guest", path);
+			goto out;
+		}
+		if (r < 0)
+			goto bad;
+		if ((ino->mode & S_IFMT) == S_IFLNK) {
+			char target[MAX_PATH];
+			if ((r = link_target(f, ino, target, err)) < 0 || (r = splice_link(lk, target, err)) < 0)
+				goto out;
+			w = target[0] == '/' ? root : parent;
+			if ((r = read_inode(f, w.d, ino)) < 0)
+				goto bad;
+		}
+	}
+	r = 0;
+	goto out;
+bad:
+	r = vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, "%s: an inode on the way is unreadable", path);
+out:
+	free(lk);
+	return r;
+}
+
+/* ---- the page cache --------------------------------------------------- */
+
+static bool xa_is_node(uint64_t e) { return (e & 3) == 2 && e > 4096; }
+static bool xa_is_sibling(uint64_t e) { return (e & 3) == 2 && (e >> 2) < XA_CHUNK; }
+
+/*
+ * xa_load(): the entry at index (0: none, or not a page). A large folio
+ * covering several indexes is found through its sibling entries. -EBADMSG
+ * when the tree does not add up (shifts that do not descend by 6, depth).
+ */
+static int xa_load(struct vmw_files *f, uint64_t head, uint64_t index, uint64_t *ret)
+{
+	uint64_t e = head, shift, prev_shift = 64;
+
+	*ret = 0;
+	if (!xa_is_node(e)) {
+		*ret = index == 0 && (e & 3) == 0 ? e : 0;
+		return 0;
+	}
+	for (int depth = 0; xa_is_node(e); depth++) {
+		uint64_t node = e - 2;
+		unsigned off;
+
+		if (depth >= MAX_XA_DEPTH || !kaddr(f, node) || rd64(f, node, f->xa.shift, &shift) < 0 ||
+		    shift % 6 || shift >= prev_shift || (depth > 0 && shift + 6 != prev_shift))
+			return -EBADMSG;
+		if (depth == 0 && shift + 6 < 64 && (index >> (shift + 6)))
+			return 0;                     /* beyond the tree */
+		off = (unsigned)((index >> shift) & (XA_CHUNK - 1));
+		if (vmw_xlat_read(f->kx, node + f->xa.slots.off + off * 8ull, &e, 8) < 0)
+			return -EBADMSG;
+		if (xa_is_sibling(e)) {
+			unsigned to = (unsigned)(e >> 2);
+			if (to >= off || vmw_xlat_read(f->kx, node + f->xa.slots.off + to * 8ull, &e, 8) < 0 ||
+			    xa_is_node(e))
+				return -EBADMSG;
+		}
+		prev_shift = shift;
+	}
+	/* Value entries (shadow, swap) and other internal entries: not a page. */
+	*ret = (e & 3) == 0 ? e : 0;
+	return 0;
+}
+
+/* The physical address of the page at index of the cached folio at pg (its
+ * head page), -ENOENT when it is not up to date, -EBADMSG when it is not this
+ * file's (another mapping, an index it does not cover). */
+static int page_phys(struct vmw_files *f, uint64_t mapping, uint64_t pg, uint64_t index, uint64_t *phys)
+{
+	uint64_t m, idx, flags, pfn, sub;
+
+	if (!kaddr(f, pg) || pg < f->vmemmap || rd64(f, pg, f->pg.mapping, &m) < 0 || m != mapping ||
+	    rd64(f, pg, f->pg.index, &idx) < 0 || rd64(f, pg, f->pg.flags, &flags) < 0)
+		return -EBADMSG;
+	/* A folio covers at most 2^18 pages (a 1 GiB PUD folio). */
+	if (index < idx || index - idx >= (1u << 18))
+		return -EBADMSG;
+	sub = index - idx;
+	if (!(flags & (1ull << f->pg_uptodate)))
+		return -ENOENT;
+	if ((pg - f->vmemmap) % f->page_size)
+		return -EBADMSG;
+	pfn = (pg - f->vmemmap) / f->page_size + sub;
+	if (pfn > (1ull << 40))
+		return -EBADMSG;
+	*phys = pfn * PAGE;
+	return 0;
+}
+
+static int add_hole(struct vmw_file *out, uint64_t off, uint64_t len)
+{
+	if (out->nholes && out->holes[out->nholes - 1].off + out->holes[out->nholes - 1].len == off) {
+		out->holes[out->nholes - 1].len += len;
+		return 0;
+	}
+	struct vmw_file_hole *h = realloc(out->holes, (out->nholes + 1) * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	out->holes = h;
+	out->holes[out->nholes++] = (struct vmw_file_hole){ off, len };
+	return 0;
+}
+
+/* Read the cached pages of [0, size) into out->data (allocated here). */
+static int read_pages(struct vmw_files *f, const struct inode_info *ino, uint64_t size, struct vmw_file *out)
+{
+	uint64_t head;
+
+	if (!kaddr(f, ino->mapping) || rd64(f, ino->mapping, f->as.head, &head) < 0)
+		return -EBADMSG;
+	out->data = calloc(1, size + 1);
+	if (!out->data)
+		return -ENOMEM;
+	for (uint64_t index = 0; index * PAGE < size; index++) {
+		uint64_t pg, phys = 0, len = MIN((uint64_t)PAGE, size - index * PAGE);
+		int r = xa_load(f, head, index, &pg);
+
+		if (r == 0 && pg)
+			r = page_phys(f, ino->mapping, pg, index, &phys);
+		if (r == 0 && pg &&
+		    vmw_xlat_read(f->kx, f->page_offset_base + phys, out->data + index * PAGE, len) == 0) {
+			out->cached_bytes += len;
+			continue;
+		}
+		if (r == -EBADMSG)
+			out->incomplete = true;
+		memset(out->data + index * PAGE, 0, len);
+		if (add_hole(out, index * PAGE, len) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void fill_stat(struct vmw_files *f, const struct inode_info *ino, struct vmw_file *out)
+{
+	uint64_t v = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->inode = ino->addr;
+	out->mode = ino->mode;
+	rd64(f, ino->addr, f->i.ino, &out->ino);
+	rd64(f, ino->addr, f->i.size, &out->size);
+	if (f->i.mtime_sec.ok && rd64(f, ino->addr, f->i.mtime_sec, &v) == 0)
+		out->mtime_sec = (int64_t)v;
+	if (f->i.mtime_nsec.ok && rd64(f, ino->addr, f->i.mtime_nsec, &v) == 0)
+		out->mtime_nsec = (uint32_t)v;
+	if (kaddr(f, ino->mapping))
+		rd64(f, ino->mapping, f->as.nrpages, &out->nrpages);
+}
+
+static int stat_inode(struct vmw_files *f, const char *path, struct inode_info *ino, struct vmw_file *ret,
+		      struct vmw_error *err)
+{
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if ((r = lookup(f, path, ino, err)) < 0)
+		return r;
+	fill_stat(f, ino, ret);
+	return 0;
+}
+
+int vmw_files_stat(struct vmw_files *f, const char *path, struct vmw_file *ret, struct vmw_error *err)
+{
+	struct inode_info ino;
+	return stat_inode(f, path, &ino, ret, err);
+}
+
+int vmw_files_read(struct vmw_files *f, const char *path, uint64_t max_size, struct vmw_file *ret,
+		   struct vmw_error *err)
+{
+	struct inode_info ino;
+	int r;
+
+	if ((r = stat_inode(f, path, &ino, ret, err)) < 0)
+		return r;
+	if ((ino.mode & S_IFMT) == S_IFDIR)
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EISDIR, "%s: a directory", path);
+	if ((ino.mode & S_IFMT) != S_IFREG)
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EINVAL, "%s: not a regular file", path);
+	if (ret->size > max_size)
+		return vmw_error_setk(err, VMW_ERR_USAGE, -EFBIG, "%s: %llu bytes, more than the %llu asked for",
+				      path, (unsigned long long)ret->size, (unsigned long long)max_size);
+	r = read_pages(f, &ino, ret->size, ret);
+	if (r == -ENOMEM)
+		r = vmw_error_set(err, r, "out of memory");
+	else if (r < 0)
+		r = vmw_error_setk(err, VMW_ERR_INCONSISTENT, r, "%s: its address_space is unreadable", path);
+	if (r < 0)
+		vmw_file_release(ret);
+	return r;
+}
+
+void vmw_file_release(struct vmw_file *file)
+{
+	free(file->data);
+	free(file->holes);
+	file->data = NULL;
+	file->holes = NULL;
+	file->nholes = 0;
+}
