@@ -35,7 +35,8 @@ static void usage(FILE *f)
 		   "  -c, --config FILE       configuration file (default " VMW_AGENT_CONFIG_PATH
 		   " if it exists)\n"
 		   "      --check-config      print the effective configuration and exit\n"
-		   "  -h, --help              this help\n\n"
+		   "  -h, --help              this help\n"
+		   "      --version           print the version and exit\n\n"
 		   "Every configuration key is also a flag (flags override the file):\n");
 	for (size_t i = 0; i < vmw_agent_nkeys; i++) {
 		char name[64];

@@ -124,7 +124,8 @@ static const char *const proc_fields[] = {
 	"pid", "ppid", "comm", "state", "uid", "gid", "euid", "egid", "threads", "utime_ns", "stime_ns",
 	"runtime_ns", "start_time_ns", "nice", "priority", "rss_bytes", "rss_anon_bytes", "rss_file_bytes",
 	"rss_shmem_bytes", "swap_bytes", "vsz_bytes", "kthread", "cmdline", "cpu_percent", "mem_percent",
-	"rss_delta_bytes", "new",
+	"rss_delta_bytes", "new", "user", "incomplete", "cgroup", "unit", "slice", "container",
+	"cgroup_memory_bytes", "io", "min_flt", "maj_flt", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches",
 };
 
 void agent_query_free(struct agent_query *q)

@@ -29,6 +29,11 @@ static void check(const struct vmw_frame *f)
 	for (size_t i = 0; i < f->nprocs; i++) {
 		const struct vmw_sample *s = &f->procs[i];
 		CHECK(memchr(s->proc.comm, 0, sizeof(s->proc.comm)));
+		CHECK(memchr(s->proc.user, 0, sizeof(s->proc.user)));
+		for (const char *u = s->proc.user; *u; u++)
+			CHECK(*u > 0x20 && *u < 0x7f);   /* printed raw by ps and top */
+		if (s->proc.cgroup)
+			(void)strlen(s->proc.cgroup);
 		CHECK(isfinite(s->cpu_percent) && isfinite(s->mem_percent));
 		for (char **a = s->proc.cmdline; a && *a; a++)
 			(void)strlen(*a);
