@@ -257,7 +257,8 @@ json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns)
 int agent_parse_since(const char *s, uint64_t *ret_ns);
 /* Process list query: ?sort, ?limit, ?fields. err_param names the bad parameter. */
 struct agent_query {
-	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID } sort;
+	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID, AGENT_SORT_VSZ, AGENT_SORT_THREADS, AGENT_SORT_TIME,
+	       AGENT_SORT_NAME, AGENT_SORT_USER, AGENT_SORT_STATE, AGENT_SORT_NICE, AGENT_SORT_START } sort;
 	size_t limit;                  /* 0: all */
 	char **fields;                 /* NULL: all */
 	size_t nfields;

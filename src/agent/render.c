@@ -143,16 +143,21 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 	memset(q, 0, sizeof(*q));
 	q->sort = AGENT_SORT_CPU;
 	if (sort) {
-		if (!strcmp(sort, "cpu"))
-			q->sort = AGENT_SORT_CPU;
-		else if (!strcmp(sort, "mem"))
-			q->sort = AGENT_SORT_MEM;
-		else if (!strcmp(sort, "pid"))
-			q->sort = AGENT_SORT_PID;
-		else {
-			snprintf(errbuf, errsize, "bad parameter 'sort': '%.64s' is not cpu, mem or pid", sort);
+		static const char *const names[] = {
+			[AGENT_SORT_CPU] = "cpu", [AGENT_SORT_MEM] = "mem", [AGENT_SORT_PID] = "pid",
+			[AGENT_SORT_VSZ] = "vsz", [AGENT_SORT_THREADS] = "threads", [AGENT_SORT_TIME] = "time",
+			[AGENT_SORT_NAME] = "name", [AGENT_SORT_USER] = "user", [AGENT_SORT_STATE] = "state",
+			[AGENT_SORT_NICE] = "nice", [AGENT_SORT_START] = "start",
+		};
+		size_t i = 0;
+		while (i < ARRAY_SIZE(names) && strcmp(sort, names[i]))
+			i++;
+		if (i == ARRAY_SIZE(names)) {
+			snprintf(errbuf, errsize, "bad parameter 'sort': '%.64s' is not cpu, mem, pid, vsz, threads, "
+				 "time, name, user, state, nice or start", sort);
 			return -EINVAL;
 		}
+		q->sort = (int)i;
 	}
 	if (limit) {
 		uint64_t v;
@@ -201,46 +206,57 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 	return 0;
 }
 
-static const struct vmw_sample *sort_base;
+/* Sort orders (?sort=): CPU, memory, VSZ, threads and CPU time descending,
+ * the rest ascending; ties by pid. */
+static int cmp_u64_desc(uint64_t x, uint64_t y) { return x == y ? 0 : x < y ? 1 : -1; }
 
-static int cmp_cpu(const void *a, const void *b)
+static int cmp_key(const struct vmw_sample *x, const struct vmw_sample *y, int how)
 {
-	const struct vmw_sample *x = &sort_base[*(const uint32_t *)a], *y = &sort_base[*(const uint32_t *)b];
-	if (x->cpu_percent != y->cpu_percent)
-		return x->cpu_percent < y->cpu_percent ? 1 : -1;
-	return x->proc.pid - y->proc.pid;
+	const struct vmw_proc *p = &x->proc, *q = &y->proc;
+
+	switch (how) {
+	case AGENT_SORT_CPU:
+		return x->cpu_percent == y->cpu_percent ? 0 : x->cpu_percent < y->cpu_percent ? 1 : -1;
+	case AGENT_SORT_MEM: return cmp_u64_desc(vmw_proc_rss_bytes(p), vmw_proc_rss_bytes(q));
+	case AGENT_SORT_VSZ: return cmp_u64_desc(p->vsz_bytes, q->vsz_bytes);
+	case AGENT_SORT_THREADS: return cmp_u64_desc(p->nr_threads, q->nr_threads);
+	case AGENT_SORT_TIME: return cmp_u64_desc(p->utime_ns + p->stime_ns, q->utime_ns + q->stime_ns);
+	case AGENT_SORT_NAME: return strcmp(p->comm, q->comm);
+	case AGENT_SORT_USER:
+		return p->user[0] && q->user[0] ? strcmp(p->user, q->user)
+						: (p->euid > q->euid) - (p->euid < q->euid);
+	case AGENT_SORT_STATE: return (p->state > q->state) - (p->state < q->state);
+	case AGENT_SORT_NICE: return (p->nice > q->nice) - (p->nice < q->nice);
+	case AGENT_SORT_START: return -cmp_u64_desc(p->start_time_ns, q->start_time_ns);
+	default: return 0;
+	}
 }
 
-static int cmp_mem(const void *a, const void *b)
-{
-	const struct vmw_sample *x = &sort_base[*(const uint32_t *)a], *y = &sort_base[*(const uint32_t *)b];
-	uint64_t rx = vmw_proc_rss_bytes(&x->proc), ry = vmw_proc_rss_bytes(&y->proc);
-	if (rx != ry)
-		return rx < ry ? 1 : -1;
-	return x->proc.pid - y->proc.pid;
-}
+struct sort_ctx {
+	const struct vmw_sample *base;
+	int how;
+};
 
-static int cmp_pid(const void *a, const void *b)
+static int cmp_idx(const void *a, const void *b, void *arg)
 {
-	return sort_base[*(const uint32_t *)a].proc.pid - sort_base[*(const uint32_t *)b].proc.pid;
-}
+	const struct sort_ctx *c = arg;
+	const struct vmw_sample *x = &c->base[*(const uint32_t *)a], *y = &c->base[*(const uint32_t *)b];
+	int r = cmp_key(x, y, c->how);
 
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	return r ? r : (x->proc.pid > y->proc.pid) - (x->proc.pid < y->proc.pid);
+}
 
 /* Indices of f's processes in the query's order. */
 static uint32_t *sorted(const struct vmw_frame *f, int how)
 {
 	uint32_t *idx = malloc((f->nprocs ? f->nprocs : 1) * sizeof(*idx));
+	struct sort_ctx c = { f->procs, how };
+
 	if (!idx)
 		return NULL;
 	for (size_t i = 0; i < f->nprocs; i++)
 		idx[i] = (uint32_t)i;
-	/* qsort has no context argument in C17; the base is shared under a lock. */
-	pthread_mutex_lock(&sort_lock);
-	sort_base = f->procs;
-	qsort(idx, f->nprocs, sizeof(*idx), how == AGENT_SORT_CPU ? cmp_cpu : how == AGENT_SORT_MEM ? cmp_mem
-											      : cmp_pid);
-	pthread_mutex_unlock(&sort_lock);
+	qsort_r(idx, f->nprocs, sizeof(*idx), cmp_idx, &c);
 	return idx;
 }
 

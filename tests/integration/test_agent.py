@@ -287,6 +287,13 @@ def test_query_parameters_and_errors(agent, g):
     assert len(rss) == 5 and rss == sorted(rss, reverse=True)
     d = agent.json(f"/v1/vms/{g.name}/processes?sort=pid&fields=pid,comm,cmdline")
     assert all(set(p) == {"pid", "comm", "cmdline"} for p in d["processes"])
+    # Every column the web page sorts by, on the whole table (not a page of it).
+    for sort, key, desc in (("name", lambda p: p["comm"], False), ("vsz", lambda p: p["vsz_bytes"], True),
+                            ("time", lambda p: p["utime_ns"] + p["stime_ns"], True),
+                            ("threads", lambda p: p["threads"], True), ("nice", lambda p: p["nice"], False),
+                            ("start", lambda p: p["start_time_ns"], False), ("state", lambda p: p["state"], False)):
+        got = [key(p) for p in agent.json(f"/v1/vms/{g.name}/processes?sort={sort}")["processes"]]
+        assert got == sorted(got, reverse=desc), (sort, got[:20])
     for q, param in (("sort=size", "sort"), ("limit=0", "limit"), ("limit=abc", "limit"),
                      ("fields=pid,bogus", "fields")):
         e = agent.json(f"/v1/vms/{g.name}/processes?{q}", status=400)
