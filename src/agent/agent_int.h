@@ -149,6 +149,7 @@ struct agent_vm {
 	char kernel_build_id[48];
 	uint64_t frames_total, frame_errors_total, attaches_total;
 	uint64_t sampler_crashes_total;  /* its sampler process crashed, hung or sent garbage */
+	double host_cpu_percent;       /* its QEMU process on the host over the last interval, -1 unknown */
 	pid_t sampler_pid;             /* the running sampler process, 0 if none */
 	uint64_t events_total[3];      /* by enum vmw_event_type */
 	struct agent_event *ev;        /* ring */

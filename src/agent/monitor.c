@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Under vm->lock. Logs only changes, so a VM retrying does not flood the log. */
 static void set_status(struct agent_vm *vm, enum agent_status st, const char *code, const char *reason)
@@ -221,8 +222,29 @@ static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f)
 	return hold;
 }
 
+/* The QEMU process's CPU on the host (utime + stime of its /proc/PID/stat,
+ * world-readable) since the last call: percent of one host CPU, -1 unknown. */
+static double host_cpu(struct agent_vm *vm, uint64_t *last_ticks, uint64_t *last_ns)
+{
+	struct vmw_qemu_id id = { .pid = vm->qemu_pid, .start_ticks = vm->qemu_start_ticks };
+	uint64_t ticks, now = vmw_now_ns();
+	long hz = sysconf(_SC_CLK_TCK);
+	double pct = -1;
+
+	if (id.pid <= 0 || hz <= 0 || vmw_qemu_cpu_ticks(&id, &ticks) < 0) {
+		*last_ns = 0;
+		return -1;
+	}
+	if (*last_ns && now > *last_ns && ticks >= *last_ticks)
+		pct = (double)(ticks - *last_ticks) / (double)hz * 1e9 / (double)(now - *last_ns) * 100.0;
+	*last_ticks = ticks;
+	*last_ns = now;
+	return pct;
+}
+
 /* Publish f (taken) as the VM's latest snapshot. */
-static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_snap **last, uint64_t *seq)
+static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_snap **last, uint64_t *seq,
+		       double host_pct)
 {
 	struct agent *a = vm->a;
 	struct agent_snap *snap;
@@ -242,6 +264,7 @@ static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_sn
 	vm->prev = vm->snap;
 	vm->snap = agent_snap_ref(snap);
 	vm->frames_total++;
+	vm->host_cpu_percent = host_pct;
 	push_events(vm, f, a->cfg.max_events);
 	agent_hist_record(&vm->hist, snap, a->cfg.max_history_procs);
 	set_status(vm, AGENT_VM_OK, NULL, NULL);
@@ -285,7 +308,7 @@ static void *vm_thread(void *arg)
 	struct agent *a = vm->a;
 	struct agent_sampler sp = { .fd = -1 };
 	struct agent_snap *last = NULL;
-	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0, last_crash = 0;
+	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0, last_crash = 0, qemu_ticks = 0, qemu_ns = 0;
 	uint64_t timeout = (uint64_t)(a->cfg.sampler_timeout_s * 1e9);
 	unsigned crashes = 0;
 
@@ -320,7 +343,7 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		vm_publish(vm, f, &last, &seq);
+		vm_publish(vm, f, &last, &seq, host_cpu(vm, &qemu_ticks, &qemu_ns));
 		/* The next tick; after falling behind, start again from now. */
 		next += interval_ns(a);
 		if (next <= vmw_now_ns())

@@ -66,6 +66,7 @@ static struct agent_vm *vm_new(struct agent *a)
 	vm->status_wall_ns = vm->created_wall_ns;
 	vm->status = AGENT_VM_STARTING;
 	vm->reason_code = NULL;
+	vm->host_cpu_percent = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -32,6 +32,7 @@ struct vm_state {
 	const char *code;
 	char reason[sizeof(((struct agent_vm *)0)->reason)], release[72], build_id[48];
 	uint64_t frames, errors, attaches, since, crashes;
+	double host_cpu;
 	struct agent_snap *snap;       /* referenced */
 };
 
@@ -48,6 +49,7 @@ static void vm_state(struct agent_vm *vm, struct vm_state *st)
 	st->errors = vm->frame_errors_total;
 	st->attaches = vm->attaches_total;
 	st->crashes = vm->sampler_crashes_total;
+	st->host_cpu = vm->host_cpu_percent;
 	st->since = vm->status_wall_ns;
 	st->snap = agent_snap_ref(vm->snap);
 	pthread_mutex_unlock(&vm->lock);
@@ -109,7 +111,13 @@ json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns)
 					     : st.snap ? st.snap->frame->mem_total_bytes : 0),
 		"target", vmw_report_string_or_null(vm->target), "origin", vm->from_libvirt ? "libvirt" : "target"));
 	json_object_set_new(o, "monitoring", monitoring_json(&st));
-	json_object_set_new(o, "use", st.snap ? vmw_report_use(st.snap->frame) : json_null());
+	if (st.snap) {
+		json_t *use = vmw_report_use(st.snap->frame);
+		json_object_set_new(use, "host_cpu_percent", st.host_cpu >= 0 ? json_real(st.host_cpu) : json_null());
+		json_object_set_new(o, "use", use);
+	} else {
+		json_object_set_new(o, "use", json_null());
+	}
 	if (detail) {
 		json_object_set_new(o, "summary", st.snap ? agent_summary_json(vm, st.snap) : json_null());
 		pthread_mutex_lock(&vm->lock);

@@ -194,6 +194,9 @@ def test_vm_list_metadata_and_status(agent, g):
     assert m["status"] == "ok" and m["reason"] is None and m["frames"] >= 2
     assert m["kernel"]["release"] == "6.1.0-47-amd64"
     assert m["last_frame"]["processes"] > 10 and m["last_frame"]["complete"]
+    # The QEMU process's CPU on the host (the guest runs burn: TCG works hard), next to the guest's own view.
+    host = v["use"]["host_cpu_percent"]
+    assert host is not None and 5 < host < 400, v["use"]
     # The same VM by id and by name.
     assert agent.vm(v["id"])["name"] == g.name
     assert agent.json("/healthz")["status"] == "ok"
