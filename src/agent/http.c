@@ -544,8 +544,8 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 	}
 	if ((nseg == 4 && (!strcmp(seg[3], "processes") || !strcmp(seg[3], "stream"))) ||
 	    (nseg == 5 && !strcmp(seg[3], "processes"))) {
-		if (nseg == 4 && (agent_filter_parse(&f, arg(c, "user"), arg(c, "name"), arg(c, "state"), err,
-						     sizeof(err)) < 0 ||
+		if (nseg == 4 && (agent_filter_parse(&f, arg(c, "user"), arg(c, "name"), arg(c, "state"), arg(c, "match"),
+						     err, sizeof(err)) < 0 ||
 				  agent_query_parse(&q, arg(c, "sort"), arg(c, "limit"), arg(c, "fields"), err,
 						    sizeof(err)) < 0)) {
 			agent_vm_unref(vm);

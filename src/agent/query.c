@@ -103,20 +103,52 @@ static int add_state(void *arg, const char *s, size_t len)
 }
 
 int agent_filter_parse(struct agent_filter *f, const char *user, const char *name, const char *state,
-		       char *err, size_t errsize)
+		       const char *match, char *err, size_t errsize)
 {
 	memset(f, 0, sizeof(*f));
 	if ((user && items(user, "user", ARRAY_SIZE(f->uids), 11, add_uid, f, err, errsize) < 0) ||
 	    (name && items(name, "name", ARRAY_SIZE(f->names), sizeof(f->names[0]), add_name, f, err, errsize) < 0) ||
 	    (state && items(state, "state", ARRAY_SIZE(f->states) - 1, 2, add_state, f, err, errsize) < 0))
 		return -EINVAL;
-	f->any = f->nuids || f->nnames || f->states[0];
+	if (match && (!*match || strlen(match) >= sizeof(f->match))) {
+		snprintf(err, errsize, "bad parameter 'match': 1 to %zu characters", sizeof(f->match) - 1);
+		return -EINVAL;
+	}
+	if (match) {
+		snprintf(f->match, sizeof(f->match), "%s", match);
+		f->match_number = vmw_parse_u64(match, &f->match_value) == 0;
+	}
+	f->any = f->nuids || f->nnames || f->states[0] || f->match[0];
 	return 0;
+}
+
+static bool text_has(const char *s, const char *needle)
+{
+	return s && strcasestr(s, needle);
+}
+
+/* ?match: the web page's filter box, on the server (so a filtered page of
+ * rows stays a page). */
+static bool match_text(const struct agent_filter *f, const struct vmw_proc *p)
+{
+	if (f->match_number)
+		return (uint64_t)(uint32_t)p->pid == f->match_value || p->uid == f->match_value ||
+		       p->euid == f->match_value;
+	if (text_has(p->comm, f->match) || text_has(p->user, f->match))
+		return true;
+	for (char **a = p->cmdline; a && *a; a++)
+		if (text_has(*a, f->match))
+			return true;
+	return false;
 }
 
 bool agent_filter_match(const struct agent_filter *f, const struct vmw_proc *p)
 {
-	bool ok = !f->nuids && !f->nnames;
+	bool ok;
+
+	if (f->match[0] && !match_text(f, p))
+		return false;
+	ok = !f->nuids && !f->nnames;
 	for (size_t i = 0; i < f->nuids && !ok; i++)
 		ok = f->uids[i] == p->euid;
 	if (f->nuids && !ok)
@@ -151,6 +183,7 @@ json_t *agent_filter_apply(json_t *o, struct agent_vm *vm, const struct agent_sn
 	ss.frame = &sub;
 	part = agent_procs_json(vm, &ss, q);
 	json_object_set(o, "processes", json_object_get(part, "processes"));
+	json_object_set_new(o, "matched", json_integer((json_int_t)sub.nprocs));
 	json_decref(part);
 	free(keep);
 	return o;
@@ -194,7 +227,7 @@ json_t *agent_filtered_json(struct agent_vm *vm, const struct agent_snap *s, con
 
 /* The query parameters of each route (docs/API.md). */
 static const char *const none[] = { NULL };
-static const char *const list_params[] = { "sort", "limit", "fields", "user", "name", "state", NULL };
+static const char *const list_params[] = { "sort", "limit", "fields", "user", "name", "state", "match", NULL };
 static const char *const event_params[] = { "since", "limit", NULL };
 static const char *const compat_params[] = { "client", NULL };
 static const char *const metrics_params[] = { "dialect", NULL };

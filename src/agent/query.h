@@ -25,9 +25,14 @@ struct agent_filter {
 	char names[16][64];
 	size_t nnames;
 	char states[16];
+	/* ?match=TEXT (the web page's filter box): a number is a pid or uid;
+	 * else TEXT in the name, user name or command line, any case. */
+	char match[128];
+	bool match_number;
+	uint64_t match_value;
 };
 int agent_filter_parse(struct agent_filter *f, const char *user, const char *name, const char *state,
-		       char *err, size_t errsize);
+		       const char *match, char *err, size_t errsize);
 bool agent_filter_match(const struct agent_filter *f, const struct vmw_proc *p);
 /* o is agent_procs_json() or agent_frame_json() of s: its "processes" are
  * replaced by those of s that pass f, sorted, limited and with the fields of

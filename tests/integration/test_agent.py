@@ -290,6 +290,13 @@ def test_query_parameters_and_errors(agent, g):
     assert len(rss) == 5 and rss == sorted(rss, reverse=True)
     d = agent.json(f"/v1/vms/{g.name}/processes?sort=pid&fields=pid,comm,cmdline")
     assert all(set(p) == {"pid", "comm", "cmdline"} for p in d["processes"])
+    # The web page's filter box on the server (?match=): a number is a pid or uid, text any case.
+    d = agent.json(f"/v1/vms/{g.name}/processes?match=1&sort=pid&fields=pid,uid,euid")
+    assert d["processes"][0]["pid"] == 1 and d["matched"] == len(d["processes"])
+    assert all(1 in (p["pid"], p["uid"], p["euid"]) for p in d["processes"])
+    d = agent.json(f"/v1/vms/{g.name}/processes?match=BuRn&limit=1&fields=pid,comm,cmdline")
+    assert d["matched"] >= 1 and len(d["processes"]) == 1 and d["total"] > d["matched"]
+    assert "burn" in (d["processes"][0]["comm"] + " ".join(d["processes"][0]["cmdline"] or [])).lower()
     # Every column the web page sorts by, on the whole table (not a page of it).
     for sort, key, desc in (("name", lambda p: p["comm"], False), ("vsz", lambda p: p["vsz_bytes"], True),
                             ("time", lambda p: p["utime_ns"] + p["stime_ns"], True),
