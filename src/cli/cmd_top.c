@@ -63,6 +63,7 @@ static void usage(FILE *f)
 		"                         plus the TARGETs given\n"
 		"      --target TARGET    one more VM for the host view (repeatable)\n"
 		"  -f, --filter TEXT      host view: only VMs whose name or target holds TEXT\n"
+		"                         (or one of its comma-separated alternatives)\n"
 		"      --connect URI      host view: libvirt URI (default $LIBVIRT_DEFAULT_URI\n"
 		"                         or qemu:///system)\n"
 		"  -h, --help             this help\n\n"

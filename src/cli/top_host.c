@@ -81,9 +81,22 @@ static struct host_vm *find(struct host_view *hv, const char *key)
 	return NULL;
 }
 
+/* Does the VM's name or target hold match, or one of its comma-separated
+ * alternatives ("web,db")? Any case. */
 static bool name_matches(const char *name, const char *target, const char *match)
 {
-	return !match || !*match || strcasestr(name, match) || strcasestr(target, match);
+	char alt[256];
+
+	if (!match || !*match)
+		return true;
+	for (const char *p = match; *p;) {
+		size_t n = strcspn(p, ",");
+		snprintf(alt, sizeof(alt), "%.*s", (int)MIN(n, sizeof(alt) - 1), p);
+		if (alt[0] && (strcasestr(name, alt) || strcasestr(target, alt)))
+			return true;
+		p += n + (p[n] == ',');
+	}
+	return false;
 }
 
 /* The VM keyed key, added if new (NULL: out of memory, or filtered out). */

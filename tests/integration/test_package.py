@@ -54,7 +54,7 @@ def debs(tmp_path_factory):
     env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck parallel=2", LC_ALL="C.UTF-8")
     run("dpkg-buildpackage", "-us", "-uc", "-b", cwd=src, env=env, timeout=900)
     out = {p.name.split("_")[0]: p for p in top.glob("*.deb") if "dbgsym" not in p.name}
-    assert set(out) == {"vmwatch", "vmwatch-agent"}, sorted(p.name for p in top.iterdir())
+    assert set(out) == {"vmwatch", "vmwatch-agent", "vmwatch-controller"}, sorted(p.name for p in top.iterdir())
     out["changes"] = next(top.glob("*.changes"))
     out["build"] = next(src.glob("obj-*"))       # dh's meson build directory
     return out
@@ -87,7 +87,13 @@ def test_packages_hold_every_installed_file(debs):
         assert path in agent, (path, sorted(agent))
     assert not set(cli) & {p for p in agent if not p.endswith("/")}, "a file in both packages"
     assert agent["/etc/vmwatch/agent.conf"] == "-rw-------"   # may hold tokens
-    assert not [p for p in list(cli) + list(agent) if p.startswith("/usr/local")]
+    ctl = contents(debs["vmwatch-controller"])
+    for path in ("/usr/bin/vmwatch-controller", "/usr/share/man/man8/vmwatch-controller.8.gz",
+                 "/lib/systemd/system/vmwatch-controller.service", "/etc/vmwatch/controller.conf"):
+        assert path in ctl, (path, sorted(ctl))
+    assert ctl["/etc/vmwatch/controller.conf"] == "-rw-------"
+    assert not {p for p in ctl if not p.endswith("/")} & (set(cli) | set(agent)), "a file in two packages"
+    assert not [p for p in list(cli) + list(agent) + list(ctl) if p.startswith("/usr/local")]
 
 
 def test_dlopened_libraries_are_declared(debs):
@@ -108,7 +114,7 @@ def test_lintian_has_no_errors(debs):
 @pytest.fixture(scope="module")
 def scratch_root(debs, tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
-    for name in ("vmwatch", "vmwatch-agent"):
+    for name in ("vmwatch", "vmwatch-agent", "vmwatch-controller"):
         run("dpkg", "-x", str(debs[name]), str(root))
     return root
 
@@ -117,6 +123,8 @@ def test_unpacked_binaries_run_and_agree_on_the_version(scratch_root):
     v = project_version()
     assert run(str(scratch_root / "usr/bin/vmwatch"), "--version").stdout.strip() == f"vmwatch {v}"
     assert run(str(scratch_root / "usr/bin/vmwatch-agent"), "--version").stdout.strip() == f"vmwatch-agent {v}"
+    assert run(str(scratch_root / "usr/bin/vmwatch-controller"), "--version").stdout.strip() == \
+        f"vmwatch-controller {v}"
     man = subprocess.run(["zcat", str(scratch_root / "usr/share/man/man1/vmwatch.1.gz")],
                          capture_output=True, text=True).stdout
     assert man.startswith(f'.TH VMWATCH 1 "') and f'"vmwatch {v}"' in man.splitlines()[0]
@@ -132,6 +140,10 @@ def test_installed_unit_verifies(scratch_root):
     text = unit.read_text()
     assert re.search(r"^ExecStart=/usr/bin/vmwatch-agent --config /etc/vmwatch/agent.conf$", text, re.M)
     assert "@" + "bindir@" not in text and "@sysconfdir@" not in text
+    ctl_unit = scratch_root / "lib/systemd/system/vmwatch-controller.service"
+    ctl_text = ctl_unit.read_text()
+    assert re.search(r"^ExecStart=/usr/bin/vmwatch-controller ", ctl_text, re.M)
+    assert "LoadCredential=controller.conf:/etc/vmwatch/controller.conf" in ctl_text and "@" + "bindir@" not in ctl_text
     # A system around the package: the host's units (sysinit.target, ...)
     # and /bin/kill of ExecReload (procps, a dependency of vmwatch-agent).
     shutil.copytree("/lib/systemd/system", scratch_root / "lib/systemd/system", dirs_exist_ok=True,
@@ -139,8 +151,9 @@ def test_installed_unit_verifies(scratch_root):
     kill = shutil.which("kill", path="/bin:/usr/bin")
     (scratch_root / "bin").mkdir(exist_ok=True)
     shutil.copy2(kill, scratch_root / "bin/kill")
-    r = run("systemd-analyze", "verify", "--man=no", f"--root={scratch_root}", str(unit), check=False)
-    assert r.returncode == 0 and "vmwatch-agent" not in r.stderr, r.stdout + r.stderr
+    r = run("systemd-analyze", "verify", "--man=no", f"--root={scratch_root}", str(unit), str(ctl_unit), check=False)
+    assert r.returncode == 0 and "vmwatch-agent" not in r.stderr and "vmwatch-controller" not in r.stderr, \
+        r.stdout + r.stderr
 
 
 def test_bash_completion_completes_commands_and_targets(scratch_root):
@@ -176,10 +189,12 @@ def test_meson_install_uses_the_configured_prefix(debs, tmp_path):
     run("meson", "install", "-C", str(build), "--destdir", str(dest), "--quiet", timeout=900)
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == sorted([
-        "opt/vmw/bin/vmwatch", "opt/vmw/bin/vmwatch-agent",
-        "opt/vmw/etc/vmwatch/agent.conf",
+        "opt/vmw/bin/vmwatch", "opt/vmw/bin/vmwatch-agent", "opt/vmw/bin/vmwatch-controller",
+        "opt/vmw/etc/vmwatch/agent.conf", "opt/vmw/etc/vmwatch/controller.conf",
         "opt/vmw/lib/systemd/system/vmwatch-agent.service",
+        "opt/vmw/lib/systemd/system/vmwatch-controller.service",
         "opt/vmw/share/man/man1/vmwatch.1", "opt/vmw/share/man/man8/vmwatch-agent.8",
+        "opt/vmw/share/man/man8/vmwatch-controller.8",
         "opt/vmw/share/bash-completion/completions/vmwatch",
         "opt/vmw/share/bash-completion/completions/vmwatch-agent",
         "opt/vmw/share/vmwatch/grafana/vmwatch.json",
@@ -189,6 +204,10 @@ def test_meson_install_uses_the_configured_prefix(debs, tmp_path):
     unit = (dest / "opt/vmw/lib/systemd/system/vmwatch-agent.service").read_text()
     assert "ExecStart=/opt/vmw/bin/vmwatch-agent --config /opt/vmw/etc/vmwatch/agent.conf" in unit
     assert stat.S_IMODE((dest / "opt/vmw/etc/vmwatch/agent.conf").stat().st_mode) == 0o600
+    assert stat.S_IMODE((dest / "opt/vmw/etc/vmwatch/controller.conf").stat().st_mode) == 0o600
+    ctl_unit = (dest / "opt/vmw/lib/systemd/system/vmwatch-controller.service").read_text()
+    assert "ExecStart=/opt/vmw/bin/vmwatch-controller " in ctl_unit
+    assert "LoadCredential=controller.conf:/opt/vmw/etc/vmwatch/controller.conf" in ctl_unit
     # The agent's default configuration file follows sysconfdir too.
     assert "/opt/vmw/etc/vmwatch/agent.conf" in run(str(dest / "opt/vmw/bin/vmwatch-agent"), "--help").stdout
 
