@@ -136,3 +136,4 @@ int vmw_agent_run(const struct vmw_agent_config *c, vmw_agent_reload_fn reload, 
 void vmw_agent_log(enum vmw_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void vmw_agent_log_set_level(enum vmw_log_level level);
+enum vmw_log_level vmw_agent_log_level(void);

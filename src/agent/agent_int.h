@@ -150,7 +150,6 @@ struct agent_vm {
 	uint64_t frames_total, frame_errors_total, attaches_total;
 	uint64_t sampler_crashes_total;  /* its sampler process crashed, hung or sent garbage */
 	double host_cpu_percent;       /* its QEMU process on the host over the last interval, -1 unknown */
-	pid_t sampler_pid;             /* the running sampler process, 0 if none */
 	uint64_t events_total[3];      /* by enum vmw_event_type */
 	struct agent_event *ev;        /* ring */
 	size_t ev_cap, ev_start, ev_n;
@@ -206,7 +205,6 @@ struct agent {
 struct agent_sampler {
 	pid_t pid;                     /* 0: not running */
 	int fd;                        /* its frame channel */
-	uint64_t started_ns;
 	/* From its last answer: the session's state and the kernel it found. */
 	enum vmw_session_state state;
 	uint64_t retry_at_ns, attaches;

@@ -17,6 +17,11 @@ void vmw_agent_log_set_level(enum vmw_log_level level)
 	atomic_store(&log_level, (int)level);
 }
 
+enum vmw_log_level vmw_agent_log_level(void)
+{
+	return (enum vmw_log_level)atomic_load(&log_level);
+}
+
 void vmw_agent_log(enum vmw_log_level level, const char *fmt, ...)
 {
 	char buf[2048];

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Under vm->lock. Logs only changes, so a VM retrying does not flood the log. */
 static void set_status(struct agent_vm *vm, enum agent_status st, const char *code, const char *reason)
@@ -166,7 +165,6 @@ static void vm_crashed(struct agent_vm *vm, const struct vmw_error *err, unsigne
 	snprintf(reason, sizeof(reason), "%s; a new sampler starts in %gs", err->msg, (double)delay / 1e9);
 	pthread_mutex_lock(&vm->lock);
 	vm->sampler_crashes_total++;
-	vm->sampler_pid = 0;
 	set_status(vm, AGENT_VM_CRASHED, vmw_error_kind_name(VMW_ERR_CRASHED), reason);
 	pthread_mutex_unlock(&vm->lock);
 	vm_wait_until(vm, now + delay);
@@ -222,24 +220,14 @@ static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f)
 	return hold;
 }
 
-/* The QEMU process's CPU on the host (utime + stime of its /proc/PID/stat,
- * world-readable) since the last call: percent of one host CPU, -1 unknown. */
-static double host_cpu(struct agent_vm *vm, uint64_t *last_ticks, uint64_t *last_ns)
+/* The QEMU process's CPU on the host (its /proc/PID/stat, world-readable)
+ * since the last frame: percent of one host CPU, -1 unknown. */
+static double host_cpu(struct agent_vm *vm, struct vmw_qemu_cpu_meter *m)
 {
 	struct vmw_qemu_id id = { .pid = vm->qemu_pid, .start_ticks = vm->qemu_start_ticks };
-	uint64_t ticks, now = vmw_now_ns();
-	long hz = sysconf(_SC_CLK_TCK);
-	double pct = -1;
+	double pct;
 
-	if (id.pid <= 0 || hz <= 0 || vmw_qemu_cpu_ticks(&id, &ticks) < 0) {
-		*last_ns = 0;
-		return -1;
-	}
-	if (*last_ns && now > *last_ns && ticks >= *last_ticks)
-		pct = (double)(ticks - *last_ticks) / (double)hz * 1e9 / (double)(now - *last_ns) * 100.0;
-	*last_ticks = ticks;
-	*last_ns = now;
-	return pct;
+	return id.pid > 0 && vmw_qemu_cpu_meter_read(m, &id, &pct) == 0 ? pct : -1;
 }
 
 /* Publish f (taken) as the VM's latest snapshot. */
@@ -296,9 +284,6 @@ static bool vm_sampler_up(struct agent_vm *vm, struct agent_sampler *sp, uint64_
 		return false;
 	}
 	*attaches = 0;
-	pthread_mutex_lock(&vm->lock);
-	vm->sampler_pid = sp->pid;
-	pthread_mutex_unlock(&vm->lock);
 	return true;
 }
 
@@ -308,7 +293,8 @@ static void *vm_thread(void *arg)
 	struct agent *a = vm->a;
 	struct agent_sampler sp = { .fd = -1 };
 	struct agent_snap *last = NULL;
-	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0, last_crash = 0, qemu_ticks = 0, qemu_ns = 0;
+	uint64_t seq = 0, next = vmw_now_ns(), attaches = 0, last_crash = 0;
+	struct vmw_qemu_cpu_meter meter = { 0 };
 	uint64_t timeout = (uint64_t)(a->cfg.sampler_timeout_s * 1e9);
 	unsigned crashes = 0;
 
@@ -343,7 +329,7 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		vm_publish(vm, f, &last, &seq, host_cpu(vm, &qemu_ticks, &qemu_ns));
+		vm_publish(vm, f, &last, &seq, host_cpu(vm, &meter));
 		/* The next tick; after falling behind, start again from now. */
 		next += interval_ns(a);
 		if (next <= vmw_now_ns())

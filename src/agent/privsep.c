@@ -4,7 +4,6 @@
  * dropping privileges for the front and the samplers (see privsep.h).
  */
 #include "agent/privsep.h"
-#include "mem/mem.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,14 +12,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 
@@ -135,6 +130,15 @@ int ps_read_full(int fd, void *buf, size_t len, uint64_t deadline_ns)
 	return 0;
 }
 
+void ps_describe_status(int st, char *buf, size_t n)
+{
+	if (WIFSIGNALED(st))
+		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(st),
+			 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
+	else
+		snprintf(buf, n, "exited with code %d", WEXITSTATUS(st));
+}
+
 /* ---------------------------------------------------------------- dropping privileges */
 
 void ps_set_undumpable(void)
@@ -215,10 +219,10 @@ void ps_front_init(void)
 }
 
 int ps_spawn_sampler(const char *target, pid_t qemu_pid, uint64_t start_ticks, unsigned flags,
-		     pid_t *ret_pid, int *ret_fd, struct vmw_error *err)
+		     enum vmw_log_level level, pid_t *ret_pid, int *ret_fd, struct vmw_error *err)
 {
 	struct ps_req q = { .type = PS_SPAWN_SAMPLER, .pid = qemu_pid, .start_ticks = start_ticks,
-			    .flags = flags, .log_level = VMW_LOG_INFO };
+			    .flags = flags, .log_level = (uint32_t)level };
 	struct ps_rep a = { 0 };
 	int fd = -1, r;
 

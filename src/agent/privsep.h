@@ -124,8 +124,10 @@ int ps_sampler_main(int argc, char **argv);
 
 /* The front's requests to the monitor (thread-safe). */
 int ps_spawn_sampler(const char *target, pid_t qemu_pid, uint64_t start_ticks, unsigned flags,
-		     pid_t *ret_pid, int *ret_fd, struct vmw_error *err);
+		     enum vmw_log_level level, pid_t *ret_pid, int *ret_fd, struct vmw_error *err);
 int ps_kill_sampler(pid_t pid);
+/* A wait(2) status in words: "killed by signal 11 (SEGV)", "exited with code 1". */
+void ps_describe_status(int st, char *buf, size_t n);
 /* 0 and *status (wait status) once ended; -EAGAIN while it runs. */
 int ps_sampler_status(pid_t pid, int *status);
 

@@ -88,28 +88,6 @@ static int check_qemu(pid_t pid, uint64_t start_ticks)
 	return vmw_qemu_pid_is_emulator(pid) ? 0 : -EPERM;
 }
 
-/* Does QEMU pid map the file at path (a RAM file)? */
-static bool qemu_maps_path(pid_t pid, const char *path)
-{
-	char mp[64], line[4096 + 256];
-	FILE *f;
-	bool found = false;
-
-	snprintf(mp, sizeof(mp), "/proc/%d/maps", (int)pid);
-	if (!(f = fopen(mp, "re")))
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *p = strchr(line, '/');
-		size_t n;
-		if (!p)
-			continue;
-		n = strcspn(p, "\n");
-		found = n == strlen(path) && !strncmp(p, path, n);
-	}
-	fclose(f);
-	return found;
-}
-
 /* What a sampler may have opened for it (ps_guest_path): its own QEMU's
  * /proc files, a file that QEMU maps (checked in its maps here, and by
  * src/mem again: same inode), or its file: target. Read-only, always. */
@@ -121,7 +99,7 @@ static int guest_open_allowed(const struct sampler_rec *s, const char *path, int
 		return r < 0 ? r : 0;
 	if (!s->qemu.pid || vmw_qemu_id_alive(&s->qemu) < 0)
 		return -ESRCH;
-	return r == PS_PATH_PROC || qemu_maps_path(s->qemu.pid, path) ? 0 : -EACCES;
+	return r == PS_PATH_PROC || vmw_qemu_maps_path(s->qemu.pid, path) ? 0 : -EACCES;
 }
 
 /* ---------------------------------------------------------------- samplers */
@@ -248,7 +226,7 @@ static int spawn_sampler(struct mon *m, const struct ps_req *q, struct ps_rep *a
 		if (owner <= 0 && vmw_qemu_file_owner(rec.file, &owner) < 0)
 			owner = 0;
 		if (owner > 0 && !check_qemu(owner, owner == q->pid ? q->start_ticks : 0) &&
-		    qemu_maps_path(owner, rec.file))
+		    vmw_qemu_maps_path(owner, rec.file))
 			vmw_qemu_id_get(owner, &rec.qemu);
 	} else {
 		return snprintf(a->msg, sizeof(a->msg), "%.200s: not a target the configuration allows", target),
@@ -363,14 +341,6 @@ static void answer_sampler(struct sampler_rec *s)
 		close(fd);
 }
 
-static void describe_status(int st, char *buf, size_t n)
-{
-	if (WIFSIGNALED(st))
-		snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ?: "?");
-	else
-		snprintf(buf, n, "exit code %d", WEXITSTATUS(st));
-}
-
 static void reap(struct mon *m)
 {
 	int st;
@@ -380,7 +350,7 @@ static void reap(struct mon *m)
 		struct sampler_rec *s = find_sampler(m, pid);
 		char how[64];
 
-		describe_status(st, how, sizeof(how));
+		ps_describe_status(st, how, sizeof(how));
 		if (pid == m->front) {
 			m->front_ended = true;
 			m->front_status = st;

@@ -23,10 +23,10 @@ int agent_sampler_start(struct agent_sampler *sp, const struct agent_vm *vm, boo
 
 	memset(sp, 0, sizeof(*sp));
 	sp->fd = -1;
-	if ((r = ps_spawn_sampler(vm->target, vm->qemu_pid, vm->qemu_start_ticks, flags, &sp->pid, &sp->fd, err)) < 0)
+	if ((r = ps_spawn_sampler(vm->target, vm->qemu_pid, vm->qemu_start_ticks, flags, vmw_agent_log_level(),
+				     &sp->pid, &sp->fd, err)) < 0)
 		return r;
 	sp->state = VMW_SESSION_WAITING;
-	sp->started_ns = vmw_now_ns();
 	return 0;
 }
 
@@ -46,11 +46,7 @@ static void ended_how(pid_t pid, char *buf, size_t n)
 
 	for (int i = 0; i < 50; i++) {
 		if (ps_sampler_status(pid, &st) == 0) {
-			if (WIFSIGNALED(st))
-				snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(st),
-					 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
-			else
-				snprintf(buf, n, "exited with code %d", WEXITSTATUS(st));
+			ps_describe_status(st, buf, n);
 			return;
 		}
 		usleep(20000);

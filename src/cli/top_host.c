@@ -276,25 +276,16 @@ int host_vm_resample(struct host_vm *vm, const struct vmw_sampler_opts *opts)
 /* The QEMU process's CPU% on the host since the last update. */
 static void host_cpu(struct host_vm *vm)
 {
-	static long hz;
-	uint64_t ticks, now = vmw_now_ns();
-
-	if (!hz && (hz = sysconf(_SC_CLK_TCK)) <= 0)
-		hz = 100;
 	if (!vm->qid.pid && vm->sess)
 		vm->qid = vmw_session_qemu(vm->sess);
-	if (!vm->qid.pid || vmw_qemu_cpu_ticks(&vm->qid, &ticks) < 0) {
-		vm->ticks_ok = vm->host_cpu_ok = false;
+	if (!vm->qid.pid) {
+		vm->host_cpu_ok = false;
 		return;
 	}
-	if (vm->ticks_ok && now > vm->ticks_ns) {
-		vm->host_cpu = (double)vmw_sat_sub(ticks, vm->ticks) / (double)hz * 1e11 /
-			       (double)(now - vm->ticks_ns);
+	if (vmw_qemu_cpu_meter_read(&vm->host_meter, &vm->qid, &vm->host_cpu) == 0)
 		vm->host_cpu_ok = true;
-	}
-	vm->ticks = ticks;
-	vm->ticks_ns = now;
-	vm->ticks_ok = true;
+	else if (!vm->host_meter.primed)
+		vm->host_cpu_ok = false;
 }
 
 static int sample_guest(struct host_view *hv, struct host_vm *vm)

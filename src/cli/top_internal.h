@@ -256,8 +256,8 @@ struct host_vm {
 	const char *status;        /* starting, ok, waiting, gone */
 	char reason_code[32];
 	char reason[600];
-	bool ticks_ok, host_cpu_ok;
-	uint64_t ticks, ticks_ns;  /* the QEMU process's host CPU ticks, when read */
+	bool host_cpu_ok;
+	struct vmw_qemu_cpu_meter host_meter;  /* the QEMU process's host CPU */
 	double host_cpu;
 	bool seen;
 };

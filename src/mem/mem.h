@@ -188,6 +188,8 @@ bool vmw_qemu_pid_is_emulator(pid_t pid);
 /* The running QEMU that maps the file at path as its RAM: 0 and *ret_pid,
  * or -ENOENT (none, or not allowed to look). */
 int vmw_qemu_file_owner(const char *path, pid_t *ret_pid);
+/* Does QEMU pid map the file at path (as a read-write mapping: its RAM)? */
+bool vmw_qemu_maps_path(pid_t pid, const char *path);
 /* Parse one /proc/PID/stat line (pure): state (field 3) and starttime
  * (field 22). The command name may hold spaces and ')'. 0 or -EINVAL. */
 int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks);
@@ -213,5 +215,14 @@ bool vmw_qemu_program(const char *argv0);
 /* CPU time the host spent in that process (utime + stime, clock ticks). 0,
  * -ESRCH it exited or the pid is another process's now, -EIO. */
 int vmw_qemu_cpu_ticks(const struct vmw_qemu_id *id, uint64_t *ret);
+/* The host CPU a QEMU process used between two reads of the meter, in
+ * percent of one host CPU: 0 and *ret_percent; -EAGAIN on the first read
+ * (or the first after a failure); -ESRCH/-EIO as vmw_qemu_cpu_ticks (the
+ * meter starts again). Zero-initialise it. */
+struct vmw_qemu_cpu_meter {
+	uint64_t ticks, ns;
+	bool primed;
+};
+int vmw_qemu_cpu_meter_read(struct vmw_qemu_cpu_meter *m, const struct vmw_qemu_id *id, double *ret_percent);
 /* Pure: utime + stime (fields 14, 15) of a /proc/PID/stat line. 0 or -EINVAL. */
 int vmw_proc_stat_cpu_parse(const char *line, uint64_t *ret_ticks);

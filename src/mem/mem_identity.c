@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int vmw_proc_stat_parse(const char *line, char *ret_state, uint64_t *ret_start_ticks)
 {
@@ -182,6 +183,27 @@ int vmw_qemu_cpu_ticks(const struct vmw_qemu_id *id, uint64_t *ret)
 	if (vmw_proc_stat_parse(buf, &state, &start) < 0 || vmw_proc_stat_cpu_parse(buf, ret) < 0)
 		return -EIO;
 	return start == id->start_ticks ? 0 : -ESRCH;
+}
+
+int vmw_qemu_cpu_meter_read(struct vmw_qemu_cpu_meter *m, const struct vmw_qemu_id *id, double *ret_percent)
+{
+	static long hz;
+	uint64_t ticks, now = vmw_now_ns();
+	bool had = m->primed && now > m->ns;
+	int r;
+
+	if (!hz && (hz = sysconf(_SC_CLK_TCK)) <= 0)
+		hz = 100;
+	if ((r = vmw_qemu_cpu_ticks(id, &ticks)) < 0) {
+		m->primed = false;
+		return r;
+	}
+	if (had)
+		*ret_percent = (double)vmw_sat_sub(ticks, m->ticks) / (double)hz * 1e11 / (double)(now - m->ns);
+	m->ticks = ticks;
+	m->ns = now;
+	m->primed = true;
+	return had ? 0 : -EAGAIN;
 }
 
 bool vmw_qemu_program(const char *argv0)

@@ -133,6 +133,20 @@ bool vmw_qemu_pid_is_emulator(pid_t pid)
 	return pid_is_emulator(pid, cmd);
 }
 
+bool vmw_qemu_maps_path(pid_t pid, const char *path)
+{
+	_cleanup_free_ char *maps = NULL;
+	size_t len = 0;
+	struct vmw_map m;
+
+	if (read_proc(pid, "maps", &maps, &len) < 0)
+		return false;
+	for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (vmw_maps_parse_line(line, &m) && !strcmp(m.path, path))
+			return true;
+	return false;
+}
+
 int vmw_qemu_file_owner(const char *path, pid_t *ret_pid)
 {
 	struct vmw_qemu_config cfg;
