@@ -60,6 +60,9 @@ EVIL_PRINTF = r"\r\033[2Kx\n   1337       1     0 S       1      900     2000   
 # A program file whose name (and so comm) starts an SGR sequence.
 EVIL_COMM_PRINTF = r"\033[31mred"
 CONTROL = set(chr(c) for c in range(0x20)) - {"\n"} | {"\x7f"}
+# A guest file for `vmwatch cat`: retitle the window, clear the screen, a DEL.
+EVIL_FILE = b"ok\x1b]0;pwned\x07 \x1b[2J\tend\x7f\n"
+EVIL_FILE_PRINTF = r"ok\033]0;pwned\007 \033[2J\tend\177\n"
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,23 @@ def run(vmwatch, *args):
     r = subprocess.run([vmwatch, *args], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     return r.stdout.decode("utf-8", errors="strict"), r.stderr.decode("utf-8", errors="strict")
+
+
+def test_cat_to_a_terminal_shows_guest_control_bytes_as_question_marks(evil, vmwatch):
+    """`vmwatch cat` of a guest file holding a window-title sequence and a
+    screen clear: to a pipe the bytes as they are (like cat), to a terminal
+    '?' for each control byte (--raw: as they are)."""
+    evil.sh(f"printf '{EVIL_FILE_PRINTF}' > /tmp/evil-file; cat /tmp/evil-file > /dev/null", check=True)
+    target = f"file:{evil.ram_path}"
+    piped = subprocess.run([vmwatch, "cat", target, "/tmp/evil-file"], capture_output=True, timeout=120)
+    assert piped.returncode == 0 and piped.stdout == EVIL_FILE, (piped.stdout, piped.stderr)
+
+    def on_a_terminal(*args):
+        r = subprocess.run(["script", "-qec", " ".join([str(vmwatch), "cat", *args, target, "/tmp/evil-file"]),
+                            "/dev/null"], capture_output=True, timeout=120)
+        return r.stdout.replace(b"\r\n", b"\n")
+    assert on_a_terminal() == b"ok?]0;pwned? ?[2J\tend?\n"
+    assert on_a_terminal("--raw") == EVIL_FILE
 
 
 @pytest.mark.parametrize("threads", [False, True], ids=["ps", "ps-threads"])
