@@ -29,6 +29,7 @@ void ctl_config_init(struct ctl_config *c)
 	c->breaker_failures = 3;
 	c->breaker_open_s = 30;
 	c->max_connections = 256;
+	c->max_connections_per_ip = 32;
 	c->log_level = CTL_LOG_INFO;
 }
 
@@ -119,6 +120,7 @@ struct uint_key { const char *name; size_t off; unsigned min, max; };
 static const struct uint_key uint_keys[] = {
 	UK("token_cache_size", token_cache_size, 1, 10000000), UK("index_concurrency", index_concurrency, 1, 1024),
 	UK("breaker_failures", breaker_failures, 1, 1000), UK("max_connections", max_connections, 1, 100000),
+	UK("max_connections_per_ip", max_connections_per_ip, 1, 100000),
 };
 
 struct str_key { const char *name; size_t off; bool url; };

@@ -70,6 +70,7 @@ struct ctl_config {
 	char *policy_file;             /* JSON {"rule": "expression"}; overrides defaults */
 	bool compat_process_list;      /* GET /process_list?openstack_token=... */
 	unsigned max_connections;
+	unsigned max_connections_per_ip;  /* of them from one client address */
 	enum ctl_log_level log_level;
 };
 

@@ -799,6 +799,9 @@ int ctl_http_start(struct ctl *c, struct vmw_error *err)
 		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL },
 		{ MHD_OPTION_SOCK_ADDR, 0, &sa },
 		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->cfg.max_connections, NULL },
+		/* One client cannot take every connection (and thread) before it is
+		 * authenticated: the others stay reachable. */
+		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)c->cfg.max_connections_per_ip, NULL },
 		{ MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL },
 		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, c },
 		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, c->tls_key_pem },
