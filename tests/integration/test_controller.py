@@ -152,6 +152,9 @@ def controller_conf(c: Cloud, listen: str, client_cert: bool) -> Path:
     lines = [f"listen = {listen}", f"agent_ca = {c.dir}/ca.pem", f"agent_token_file = {c.dir}/agent.token",
              f"keystone_url = http://{KS_ADDR}:{KS_PORT}/v3", "service_user = svc",
              f"service_password_file = {c.dir}/svc.pw", f"token_cache_ttl = {TOKEN_TTL}s",
+             # One single-threaded Keystone serves every request of the suite: under
+             # load an answer can take longer than the 5 s default.
+             "keystone_timeout = 20s",
              "negative_cache_ttl = 1s", "index_interval = 2s", "index_miss_interval = 500ms",
              "agent_timeout = 3s", "breaker_failures = 2", "breaker_open = 5s", "compat_process_list = yes",
              f"public_url = {CTL}"]
