@@ -5,21 +5,20 @@
  * docs/API.md.
  *
  * The network in front of the agent is hostile, and one client must not
- * lock out the others (issue 9):
- *   - a few epoll threads serve every connection (no thread per
+ * lock out the others (issue 9). The server (src/httpd: limits, header
+ * deadline, bounded bodies) runs here with:
+ *   - a few epoll threads serving every connection (no thread per
  *     connection), so open connections cost a file descriptor and a small
  *     buffer, and the limits are counts (max_connections, per IP);
- *   - a request's headers must arrive within header_timeout of the accept,
- *     however slowly the bytes trickle in (the sweeper shuts such sockets:
- *     libmicrohttpd's own timeout restarts with every byte);
- *   - an event stream waits suspended (no thread, no buffer beyond the frame
- *     in flight); a client that stops reading is dropped once a frame has
- *     waited sse_stall_timeout for it;
- *   - authentication comes before any work that costs more than a header
- *     lookup; request bodies (ignored) are bounded.
+ *   - event streams attached to their connections: a stream waits suspended
+ *     (no thread, no buffer beyond the frame in flight); the server's
+ *     sweeper resumes it when there is something to send, and drops a client
+ *     that stopped reading once a frame has waited sse_stall_timeout for it;
+ *   - authentication before any work that costs more than a header lookup.
  */
 #include "agent/agent_int.h"
 #include "agent/query.h"
+#include "httpd/httpd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,37 +29,20 @@
 #include <netdb.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
+#include <syslog.h>
 
 #define SSE_KEEPALIVE_NS 15000000000ull
 #define MAX_SEGMENTS 8
 #define HTTP_THREADS 4
-#define SWEEP_NS 100000000ull          /* the sweeper's tick: latency of a resumed stream */
 #define MAX_BODY_BYTES (64u << 10)     /* request bodies are ignored; this many are read */
 #define SEND_BUFFER_BYTES (256 << 10)
 
-/* One open connection (socket context), from accept to close. */
-struct conn {
-	struct conn *prev, *next;
-	int fd;
-	uint64_t accept_ns;
-	bool headers_done;        /* the request line and headers are in */
-	bool shut;                /* the sweeper has shut the socket down */
-	struct sse *sse;          /* the event stream served on it, if any */
-};
-
 struct agent_http {
-	struct MHD_Daemon *d;
+	struct vmw_httpd *srv;    /* its lock guards every sse's suspended flag and conn */
 	char *cert, *key;
 	char *client_ca;          /* mTLS: clients need a certificate this CA signed */
-	pthread_mutex_t lock;     /* conns, every sse's suspended flag */
-	pthread_cond_t cond;
-	struct conn *conns;
-	bool stop, sweeper_started;
-	pthread_t sweeper;
 };
 
 /* ---------------------------------------------------------------- replies */
@@ -189,13 +171,13 @@ struct sse {
 	struct agent *a;
 	struct agent_vm *vm;
 	struct MHD_Connection *c;
-	struct conn *conn;
+	struct vmw_httpd_conn *conn;  /* NULL once it closed (under the server's lock) */
 	struct agent_query q;
 	struct agent_filter f;        /* ?user, ?name, ?state (query.c) */
 	uint64_t last_seq;
 	uint64_t last_sent_ns;    /* for keep-alives */
 	uint64_t last_pull_ns;    /* when libmicrohttpd last asked for bytes: a reading client */
-	bool suspended;           /* waiting for a frame (under http->lock) */
+	bool suspended;           /* waiting for a frame (under the server's lock) */
 	char *buf;
 	size_t len, off;
 	bool hello, ended;
@@ -206,10 +188,9 @@ static void sse_free(void *cls)
 	struct sse *s = cls;
 	struct agent_http *h = s->a->http;
 
-	pthread_mutex_lock(&h->lock);
-	if (s->conn && s->conn->sse == s)
-		s->conn->sse = NULL;
-	pthread_mutex_unlock(&h->lock);
+	vmw_httpd_lock(h->srv);
+	vmw_httpd_set_stream(s->conn, NULL);
+	vmw_httpd_unlock(h->srv);
 	agent_query_free(&s->q);
 	agent_vm_unref(s->vm);
 	free(s->buf);
@@ -304,10 +285,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 		if (r < 0)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (r == 0) {
-			pthread_mutex_lock(&h->lock);
+			vmw_httpd_lock(h->srv);
 			s->suspended = true;
 			MHD_suspend_connection(s->c);
-			pthread_mutex_unlock(&h->lock);
+			vmw_httpd_unlock(h->srv);
 			return 0;
 		}
 	}
@@ -323,7 +304,6 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 	struct sse *s = calloc(1, sizeof(*s));
 	struct MHD_Response *r;
 	const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	enum MHD_Result ret;
 
 	if (!s)
@@ -349,12 +329,10 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 		sse_free(s);
 		return MHD_NO;
 	}
-	if (ci && ci->socket_context) {
-		pthread_mutex_lock(&a->http->lock);
-		s->conn = ci->socket_context;
-		s->conn->sse = s;
-		pthread_mutex_unlock(&a->http->lock);
-	}
+	vmw_httpd_lock(a->http->srv);
+	s->conn = vmw_httpd_conn(c);
+	vmw_httpd_set_stream(s->conn, s);
+	vmw_httpd_unlock(a->http->srv);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -363,102 +341,34 @@ static enum MHD_Result serve_stream(struct agent *a, struct MHD_Connection *c, s
 	return ret;
 }
 
-/* ---------------------------------------------------------------- sweeper */
-
-static void shut(struct conn *cn, atomic_uint_fast64_t *counter)
-{
-	cn->shut = true;
-	shutdown(cn->fd, SHUT_RDWR);   /* libmicrohttpd sees the error and closes the connection */
-	atomic_fetch_add(counter, 1);
-}
-
 /*
- * Every SWEEP_NS: resume event streams that have something to send, shut
- * connections whose headers are late and streams whose client stopped
- * reading. Runs under http->lock; a connection in the list is not closed
- * yet (the close notification takes the same lock), so its fd is ours.
+ * The server's sweeper ticks every stream (under its lock): resume a
+ * suspended one that has something to send (or must end), drop one whose
+ * client stopped reading.
  */
-static void sweep(struct agent *a, uint64_t now)
-{
-	struct agent_http *h = a->http;
-	uint64_t header_ns = (uint64_t)(a->cfg.header_timeout_s * 1e9);
-	uint64_t stall_ns = (uint64_t)(a->cfg.sse_stall_timeout_s * 1e9);
-
-	for (struct conn *cn = h->conns; cn; cn = cn->next) {
-		struct sse *s = cn->sse;
-		if (cn->shut)
-			continue;
-		if (!cn->headers_done && now - cn->accept_ns > header_ns) {
-			shut(cn, &a->http_header_timeouts_total);
-		} else if (s && s->suspended) {
-			if (sse_ready(s, now) || h->stop) {
-				s->suspended = false;
-				MHD_resume_connection(s->c);
-			}
-		} else if (s && now - s->last_pull_ns > stall_ns) {
-			shut(cn, &a->http_stalled_streams_total);
-		}
-	}
-}
-
-static void *sweeper_main(void *arg)
-{
-	struct agent *a = arg;
-	struct agent_http *h = a->http;
-
-	pthread_mutex_lock(&h->lock);
-	while (!h->stop) {
-		uint64_t deadline = vmw_wall_ns() + SWEEP_NS;
-		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
-				       .tv_nsec = (long)(deadline % 1000000000ull) };
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-		sweep(a, vmw_now_ns());
-	}
-	sweep(a, vmw_now_ns());   /* resume every stream: they end with the agent */
-	pthread_mutex_unlock(&h->lock);
-	return NULL;
-}
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-			  enum MHD_ConnectionNotificationCode code)
+static bool sse_tick(void *cls, void *stream, uint64_t now, bool stopping)
 {
 	struct agent *a = cls;
-	struct agent_http *h = a->http;
-	struct conn *cn = *socket_context;
+	struct sse *s = stream;
 
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-		if (!ci || !(cn = calloc(1, sizeof(*cn))))
-			return;   /* untracked: only libmicrohttpd's own idle timeout applies */
-		cn->fd = ci->connect_fd;
-		cn->accept_ns = vmw_now_ns();
-		/* A fixed send buffer (no autotuning to megabytes): what a client that stops
-		 * reading can make the host hold is bounded, and such a client is noticed
-		 * (sse_stall_timeout) after at most this much of its stream. */
-		int sndbuf = SEND_BUFFER_BYTES;
-		setsockopt(cn->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-		pthread_mutex_lock(&h->lock);
-		cn->next = h->conns;
-		if (h->conns)
-			h->conns->prev = cn;
-		h->conns = cn;
-		pthread_mutex_unlock(&h->lock);
-		*socket_context = cn;
-		atomic_fetch_add(&a->http_connections_total, 1);
-	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && cn) {
-		pthread_mutex_lock(&h->lock);
-		if (cn->prev)
-			cn->prev->next = cn->next;
-		else
-			h->conns = cn->next;
-		if (cn->next)
-			cn->next->prev = cn->prev;
-		if (cn->sse)
-			cn->sse->conn = NULL;
-		pthread_mutex_unlock(&h->lock);
-		free(cn);
-		*socket_context = NULL;
+	if (s->suspended) {
+		if (sse_ready(s, now) || stopping) {
+			s->suspended = false;
+			MHD_resume_connection(s->c);
+		}
+		return false;
 	}
+	if (now - s->last_pull_ns > (uint64_t)(a->cfg.sse_stall_timeout_s * 1e9)) {
+		atomic_fetch_add(&a->http_stalled_streams_total, 1);
+		return true;
+	}
+	return false;
+}
+
+static void sse_gone(void *cls, void *stream)
+{
+	(void)cls;
+	((struct sse *)stream)->conn = NULL;
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -735,64 +645,23 @@ static enum MHD_Result route(struct agent *a, struct MHD_Connection *c, const ch
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+				  void *req)
 {
 	struct agent *a = cls;
-	size_t *body = *con_cls;
 
-	(void)version;
-	(void)upload_data;
-	if (!body) {
-		/* Headers are complete: the header deadline no longer applies. */
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		if (ci && ci->socket_context) {
-			pthread_mutex_lock(&a->http->lock);
-			((struct conn *)ci->socket_context)->headers_done = true;
-			pthread_mutex_unlock(&a->http->lock);
-		}
-		if (!(body = calloc(1, sizeof(*body))))
-			return MHD_NO;
-		*con_cls = body;          /* the body (if any) comes next */
-		return MHD_YES;
-	}
-	if (*upload_size) {
-		/* Request bodies are ignored, but not read forever. */
-		*body += *upload_size;
-		*upload_size = 0;
-		if (*body > MAX_BODY_BYTES)
-			return MHD_NO;
-		return MHD_YES;
-	}
+	(void)req;
 	atomic_fetch_add(&a->http_requests_total, 1);
 	vmw_agent_log(VMW_LOG_DEBUG, "http: %s %s", method, url);
 	return route(a, c, url, method);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
-{
-	(void)cls;
-	(void)c;
-	(void)toe;
-	free(*con_cls);
-	*con_cls = NULL;
-}
-
 /* ---------------------------------------------------------------- daemon */
 
-__attribute__((format(printf, 2, 0)))
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+static void http_log(void *cls, int level, const char *msg)
 {
-	char buf[512];
-	size_t n;
 	(void)cls;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	/* A client closing a stream or a connection is routine, not news. */
-	vmw_agent_log(strstr(buf, "Failed to send") || strstr(buf, "closed by the client") ? VMW_LOG_DEBUG
-											    : VMW_LOG_INFO, "http: %s", buf);
+	vmw_agent_log(level == LOG_DEBUG ? VMW_LOG_DEBUG : level == LOG_WARNING ? VMW_LOG_WARNING : VMW_LOG_INFO,
+		      "http: %s", msg);
 }
 
 /* A PEM file the configuration names, opened through the monitor (privsep.h). */
@@ -803,151 +672,63 @@ static int read_pem(const char *path, char **ret, struct vmw_error *err)
 	return vmw_read_pem_from(f, path, ret, err);
 }
 
-/* Resolve ADDR:PORT (or [ADDR6]:PORT; "*" or empty ADDR: every IPv4 address). */
-static int parse_listen(const char *spec, struct sockaddr_storage *ss, bool *loopback, struct vmw_error *err)
+static void free_http(struct agent_http *h)
 {
-	char host[256], port[16];
-	const char *colon;
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *res;
-	int r;
-
-	if (spec[0] == '[') {
-		const char *close = strchr(spec, ']');
-		if (!close || close[1] != ':')
-			return vmw_error_set(err, -EINVAL, "listen: '%s' is not [ADDR]:PORT", spec);
-		snprintf(host, sizeof(host), "%.*s", (int)(close - spec - 1), spec + 1);
-		colon = close + 1;
-	} else {
-		if (!(colon = strrchr(spec, ':')))
-			return vmw_error_set(err, -EINVAL, "listen: '%s' is not ADDR:PORT", spec);
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	}
-	snprintf(port, sizeof(port), "%s", colon + 1);
-	if (!port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
-		return vmw_error_set(err, -EINVAL, "listen: bad port in '%s'", spec);
-	if (!host[0] || !strcmp(host, "*"))
-		snprintf(host, sizeof(host), "0.0.0.0");
-	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
-		return vmw_error_set(err, -EINVAL, "listen: cannot resolve '%s': %s", host, gai_strerror(r));
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-		*loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	} else {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-		*loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-	}
-	return 0;
-}
-
-/* Every connection is a file descriptor: let the limit be the connection limit plus room. */
-static void raise_fd_limit(unsigned max_connections)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)max_connections + 256;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-		vmw_agent_log(VMW_LOG_WARNING, "http: only %llu file descriptors (max_connections is %u): "
-			      "raise LimitNOFILE", (unsigned long long)rl.rlim_cur, max_connections);
-}
-
-static struct MHD_Daemon *start_daemon(struct agent *a, struct agent_http *h, unsigned flags,
-				       const struct sockaddr_storage *ss, bool tls)
-{
-	const struct vmw_agent_config *c = &a->cfg;
-	/* Options shared by both modes; TLS adds its own in front of MHD_OPTION_END. */
-	struct MHD_OptionItem ops[] = {
-		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL },
-		{ MHD_OPTION_SOCK_ADDR, 0, (void *)ss },
-		{ MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, NULL },
-		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->max_connections, NULL },
-		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)c->max_connections_per_ip, NULL },
-		{ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(unsigned)c->idle_timeout_s, NULL },
-		{ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, a },
-		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, a },
-		{ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
-		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, h->key },
-		{ tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->cert },
-		{ tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0, c->tls_priorities },
-		{ tls && h->client_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, h->client_ca },
-		{ MHD_OPTION_END, 0, NULL },
-	};
-	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
-}
-
-int agent_http_start(struct agent *a, struct vmw_error *err)
-{
-	struct agent_http *h = calloc(1, sizeof(*h));
-	struct sockaddr_storage ss = { 0 };
-	bool loopback = false, tls = a->cfg.tls_cert != NULL;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *di;
-	char host[NI_MAXHOST] = "?";
-	int r;
-
-	if (!h)
-		return vmw_error_set(err, -ENOMEM, "out of memory");
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	a->http = h;   /* the connection callbacks find it there */
-	if ((r = parse_listen(a->cfg.listen, &ss, &loopback, err)) < 0)
-		goto fail;
-	if (tls) {
-		if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
-			r = vmw_error_set(err, -ENOTSUP, "this libmicrohttpd was built without TLS (GnuTLS)");
-			goto fail;
-		}
-		if ((r = read_pem(a->cfg.tls_cert, &h->cert, err)) < 0 || (r = read_pem(a->cfg.tls_key, &h->key, err)) < 0 ||
-		    (a->cfg.tls_client_ca && (r = read_pem(a->cfg.tls_client_ca, &h->client_ca, err)) < 0))
-			goto fail;
-		flags |= MHD_USE_TLS;
-	}
-	if (ss.ss_family == AF_INET6) {
-		flags |= MHD_USE_IPv6;
-		if (IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
-			flags |= MHD_USE_DUAL_STACK;
-	}
-	raise_fd_limit(a->cfg.max_connections);
-	h->d = start_daemon(a, h, flags, &ss, tls);
-	if (!h->d) {
-		r = vmw_error_set(err, -EADDRINUSE, "cannot serve HTTP%s on %s (address in use, or not "
-				  "an address of this host?)", tls ? "S" : "", a->cfg.listen);
-		goto fail;
-	}
-	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-	getnameinfo((struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-					    : sizeof(struct sockaddr_in), host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-	vmw_agent_log(VMW_LOG_NOTICE, "listening on %s://%s%s%s:%u/", tls ? "https" : "http",
-		      ss.ss_family == AF_INET6 ? "[" : "", host, ss.ss_family == AF_INET6 ? "]" : "",
-		      di ? (unsigned)di->port : 0);
-	if (!loopback && !a->cfg.ntokens)
-		vmw_agent_log(VMW_LOG_WARNING, "WARNING: %s is reachable beyond this host and no bearer token is "
-			      "set: anyone who can connect can read every guest's process list. Set 'token' "
-			      "(and tls_cert/tls_key), or listen on 127.0.0.1", a->cfg.listen);
-	else if (!loopback && !tls)
-		vmw_agent_log(VMW_LOG_WARNING, "WARNING: %s is reachable beyond this host without TLS: bearer "
-			      "tokens and guest data travel in clear text. Set tls_cert and tls_key", a->cfg.listen);
-	if ((r = -pthread_create(&h->sweeper, NULL, sweeper_main, a)) < 0) {
-		MHD_stop_daemon(h->d);
-		vmw_error_set(err, r, "cannot start the HTTP sweeper thread: %s", strerror(-r));
-		goto fail;
-	}
-	h->sweeper_started = true;
-	return 0;
-fail:
-	a->http = NULL;
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
 	free(h->cert);
 	free(h->key);
 	free(h->client_ca);
 	free(h);
-	return r;
+}
+
+int agent_http_start(struct agent *a, struct vmw_error *err)
+{
+	const struct vmw_agent_config *c = &a->cfg;
+	struct agent_http *h = calloc(1, sizeof(*h));
+	static const struct vmw_httpd_ops ops = {
+		.request = on_request, .tick = sse_tick, .gone = sse_gone, .log = http_log,
+	};
+	bool tls = c->tls_cert != NULL;
+	int r;
+
+	if (!h)
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (tls && ((r = read_pem(c->tls_cert, &h->cert, err)) < 0 || (r = read_pem(c->tls_key, &h->key, err)) < 0 ||
+		    (c->tls_client_ca && (r = read_pem(c->tls_client_ca, &h->client_ca, err)) < 0))) {
+		free_http(h);
+		return r;
+	}
+	const struct vmw_httpd_config hc = {
+		.listen = c->listen, .threads = HTTP_THREADS, .max_connections = c->max_connections,
+		.max_connections_per_ip = c->max_connections_per_ip, .header_timeout_s = c->header_timeout_s,
+		.idle_timeout_s = c->idle_timeout_s, .send_buffer_bytes = SEND_BUFFER_BYTES,
+		.max_body_bytes = MAX_BODY_BYTES, .tls_cert = h->cert, .tls_key = h->key,
+		.tls_client_ca = h->client_ca, .tls_priorities = c->tls_priorities,
+	};
+	a->http = h;   /* the streams find the server there */
+	if ((r = vmw_httpd_start(&hc, &ops, a, &h->srv, err)) < 0) {
+		a->http = NULL;
+		free_http(h);
+		return r;
+	}
+	vmw_agent_log(VMW_LOG_NOTICE, "listening on %s", vmw_httpd_url(h->srv));
+	if (!vmw_httpd_loopback(h->srv) && !c->ntokens)
+		vmw_agent_log(VMW_LOG_WARNING, "WARNING: %s is reachable beyond this host and no bearer token is "
+			      "set: anyone who can connect can read every guest's process list. Set 'token' "
+			      "(and tls_cert/tls_key), or listen on 127.0.0.1", c->listen);
+	else if (!vmw_httpd_loopback(h->srv) && !tls)
+		vmw_agent_log(VMW_LOG_WARNING, "WARNING: %s is reachable beyond this host without TLS: bearer "
+			      "tokens and guest data travel in clear text. Set tls_cert and tls_key", c->listen);
+	return 0;
+}
+
+void agent_http_counters(struct agent *a, uint64_t *ret_connections, uint64_t *ret_header_timeouts)
+{
+	struct vmw_httpd_stats st = { 0 };
+
+	if (a->http)
+		vmw_httpd_stats(a->http->srv, &st);
+	*ret_connections = st.connections;
+	*ret_header_timeouts = st.header_timeouts;
 }
 
 void agent_http_stop(struct agent *a)
@@ -955,19 +736,8 @@ void agent_http_stop(struct agent *a)
 	struct agent_http *h = a->http;
 	if (!h)
 		return;
-	/* Suspended streams must be resumed (they then end) before the daemon stops. */
-	pthread_mutex_lock(&h->lock);
-	h->stop = true;
-	pthread_cond_signal(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-	if (h->sweeper_started)
-		pthread_join(h->sweeper, NULL);
-	MHD_stop_daemon(h->d);
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
-	free(h->cert);
-	free(h->key);
-	free(h->client_ca);
-	free(h);
+	/* Suspended streams are resumed (they then end) before the server stops. */
+	vmw_httpd_stop(h->srv);
+	free_http(h);
 	a->http = NULL;
 }

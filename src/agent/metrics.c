@@ -491,7 +491,7 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 {
 	struct agent_selfstat st;
 	bool virt_up;
-	uint64_t virt_events;
+	uint64_t virt_events, http_conns, http_header_timeouts;
 
 	pthread_mutex_lock(&a->lock);
 	virt_up = a->virt_up;
@@ -510,14 +510,14 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	fprintf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
 	family(f, "vmwatch_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.");
 	fprintf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
+	agent_http_counters(a, &http_conns, &http_header_timeouts);
 	family(f, "vmwatch_http_connections_total", "counter", "HTTP connections accepted.");
-	fprintf(f, "vmwatch_http_connections_total %llu\n",
-		(unsigned long long)atomic_load(&a->http_connections_total));
+	fprintf(f, "vmwatch_http_connections_total %llu\n", (unsigned long long)http_conns);
 	family(f, "vmwatch_http_dropped_connections_total", "counter",
 	       "HTTP connections the agent closed: headers too slow (header_timeout), or an event-stream "
 	       "client that stopped reading (sse_stall_timeout).");
 	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
-		(unsigned long long)atomic_load(&a->http_header_timeouts_total));
+		(unsigned long long)http_header_timeouts);
 	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"stalled_stream\"} %llu\n",
 		(unsigned long long)atomic_load(&a->http_stalled_streams_total));
 	if (agent_selfstat(&st) < 0)

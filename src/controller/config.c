@@ -30,6 +30,8 @@ void ctl_config_init(struct ctl_config *c)
 	c->breaker_open_s = 30;
 	c->max_connections = 256;
 	c->max_connections_per_ip = 32;
+	c->header_timeout_s = 10;
+	c->idle_timeout_s = 60;
 	c->log_level = CTL_LOG_INFO;
 }
 
@@ -113,6 +115,7 @@ static const struct dur_key dur_keys[] = {
 	DK("index_interval", index_interval_s, 0.1, 86400), DK("index_miss_interval", index_miss_interval_s, 0, 3600),
 	DK("agent_timeout", agent_timeout_s, 0.1, 600), DK("agent_connect_timeout", agent_connect_timeout_s, 0.1, 600),
 	DK("keystone_timeout", keystone_timeout_s, 0.1, 600), DK("breaker_open", breaker_open_s, 0, 3600),
+	DK("header_timeout", header_timeout_s, 0.1, 3600), DK("idle_timeout", idle_timeout_s, 1, 86400),
 };
 
 struct uint_key { const char *name; size_t off; unsigned min, max; };

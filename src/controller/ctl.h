@@ -35,7 +35,6 @@ enum ctl_log_level { CTL_LOG_ERR = 3, CTL_LOG_WARNING = 4, CTL_LOG_NOTICE = 5, C
 void ctl_log(enum ctl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ctl_log_set_level(enum ctl_log_level level);
 /* libmicrohttpd's messages (trailing newlines dropped). */
-void ctl_vlog_http(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* ------------------------------------------------------------ config.c */
 
@@ -71,6 +70,8 @@ struct ctl_config {
 	bool compat_process_list;      /* GET /process_list?openstack_token=... */
 	unsigned max_connections;
 	unsigned max_connections_per_ip;  /* of them from one client address */
+	double header_timeout_s;       /* request line + headers within this of the accept */
+	double idle_timeout_s;         /* a connection idle this long is closed */
 	enum ctl_log_level log_level;
 };
 
@@ -263,7 +264,7 @@ struct ctl {
 	struct ctl_agentcli *agents;
 	uint64_t start_wall_ns;
 	atomic_uint_fast64_t requests_total, errors_total, denied_total, unavailable_total;
-	struct MHD_Daemon *d;
+	struct vmw_httpd *srv;
 	char *tls_cert_pem, *tls_key_pem;
 };
 

@@ -11,6 +11,7 @@
  * carries one).
  */
 #include "controller/ctl.h"
+#include "httpd/httpd.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -21,7 +22,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <arpa/inet.h>
+#include <syslog.h>
 
 #define MAX_BODY_BYTES (64u << 10)
 
@@ -630,50 +631,45 @@ static enum MHD_Result route(struct req *q)
 	return fault(q, 404, "No such resource (see docs/API.md).");
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-				  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+/* The headers are in: a request begins. */
+static void *on_begin(void *cls, struct MHD_Connection *conn, const char *url, const char *method)
 {
-	struct req *q = *con_cls;
+	struct req *q = calloc(1, sizeof(*q));
 
-	(void)version;
-	(void)upload_data;
-	if (!q) {
-		if (!(q = calloc(1, sizeof(*q))))
-			return MHD_NO;
-		q->c = cls;
-		q->conn = conn;
-		q->method = method;
-		q->url = url;
-		q->t0 = vmw_now_ns();
-		request_id(q->id, sizeof(q->id));
-		*con_cls = q;
-		return MHD_YES;
-	}
-	if (*upload_size) {
-		q->body += *upload_size;   /* bodies are ignored, but not read forever */
-		*upload_size = 0;
-		return q->body > MAX_BODY_BYTES ? MHD_NO : MHD_YES;
-	}
+	if (!q)
+		return NULL;
+	q->c = cls;
+	q->conn = conn;
+	q->method = method;
+	q->url = url;
+	q->t0 = vmw_now_ns();
+	request_id(q->id, sizeof(q->id));
+	return q;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  void *req)
+{
+	struct req *q = req;
+
+	(void)conn;
+	(void)url;
+	(void)method;
 	atomic_fetch_add(&q->c->requests_total, 1);
 	return route(q);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_done(void *cls, void *req)
 {
-	struct req *q = *con_cls;
+	struct req *q = req;
 
 	(void)cls;
-	(void)c;
-	(void)toe;
-	if (!q)
-		return;
 	/* The path only: a query string may hold a token (/process_list). */
 	ctl_log(CTL_LOG_INFO, "%s %s %u %.1fms %s%s%s", q->method, q->url, q->status,
 		(double)(vmw_now_ns() - q->t0) / 1e6, q->id, q->have_creds ? " project=" : "",
 		q->have_creds ? q->creds.project_id : "");
 	explicit_bzero(&q->creds, sizeof(q->creds));
 	free(q);
-	*con_cls = NULL;
 }
 
 /* ------------------------------------------------------------ health and metrics */
@@ -725,6 +721,7 @@ static enum MHD_Result serve_metrics(struct req *q)
 	struct ctl_tokcache_stats ts;
 	struct ctl_keystone_stats ks;
 	struct ctl_index_stats is;
+	struct vmw_httpd_stats hs;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -740,6 +737,11 @@ static enum MHD_Result serve_metrics(struct req *q)
 	metric(f, "errors_total", "counter", (double)atomic_load(&c->errors_total));
 	metric(f, "denied_total", "counter", (double)atomic_load(&c->denied_total));
 	metric(f, "unavailable_total", "counter", (double)atomic_load(&c->unavailable_total));
+	vmw_httpd_stats(c->srv, &hs);
+	metric(f, "http_connections_total", "counter", (double)hs.connections);
+	fprintf(f, "# TYPE vmwatch_controller_http_dropped_connections_total counter\n"
+		"vmwatch_controller_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
+		(unsigned long long)hs.header_timeouts);
 	metric(f, "token_cache_hits_total", "counter", (double)ts.hits);
 	metric(f, "token_cache_negative_hits_total", "counter", (double)ts.negative_hits);
 	metric(f, "token_cache_misses_total", "counter", (double)ts.misses);
@@ -765,62 +767,44 @@ static enum MHD_Result serve_metrics(struct req *q)
 
 /* ------------------------------------------------------------ the daemon */
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+static void http_log(void *cls, int level, const char *msg)
 {
 	(void)cls;
-	ctl_vlog_http(fmt, ap);
+	ctl_log(level == LOG_DEBUG ? CTL_LOG_DEBUG : level == LOG_WARNING ? CTL_LOG_WARNING : CTL_LOG_INFO,
+		"http: %s", msg);
 }
 
 int ctl_http_start(struct ctl *c, struct vmw_error *err)
 {
-	const char *colon = strrchr(c->cfg.listen, ':');
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-			 MHD_USE_POLL;
-	char host[64];
-	uint64_t port;
+	static const struct vmw_httpd_ops ops = {
+		.begin = on_begin, .request = on_request, .done = on_done, .log = http_log,
+	};
 	bool tls = c->cfg.tls_cert != NULL;
 	int r;
 
-	if (!colon || (size_t)(colon - c->cfg.listen) >= sizeof(host) || vmw_parse_u64(colon + 1, &port) < 0 ||
-	    port > 65535)
-		return vmw_error_set(err, -EINVAL, "listen: '%s' is not ADDR:PORT (IPv4)", c->cfg.listen);
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - c->cfg.listen), c->cfg.listen);
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-		return vmw_error_set(err, -EINVAL, "listen: '%s' is not an IPv4 address", host);
-	sa.sin_port = htons((uint16_t)port);
-	if (tls) {
-		if ((r = vmw_read_pem(c->cfg.tls_cert, &c->tls_cert_pem, err)) < 0 ||
-		    (r = vmw_read_pem(c->cfg.tls_key, &c->tls_key_pem, err)) < 0)
-			return r;
-		flags |= MHD_USE_TLS;
-	}
-	struct MHD_OptionItem ops[] = {
-		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL },
-		{ MHD_OPTION_SOCK_ADDR, 0, &sa },
-		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->cfg.max_connections, NULL },
-		/* One client cannot take every connection (and thread) before it is
-		 * authenticated: the others stay reachable. */
-		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)c->cfg.max_connections_per_ip, NULL },
-		{ MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL },
-		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, c },
-		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, c->tls_key_pem },
-		{ tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, c->tls_cert_pem },
-		{ MHD_OPTION_END, 0, NULL },
+	if (tls && ((r = vmw_read_pem(c->cfg.tls_cert, &c->tls_cert_pem, err)) < 0 ||
+		    (r = vmw_read_pem(c->cfg.tls_key, &c->tls_key_pem, err)) < 0))
+		return r;
+	/* A thread per connection: a request may wait for Keystone or an agent,
+	 * and an event stream holds its connection. One client cannot take every
+	 * connection (and thread) before it is authenticated: the per-address
+	 * limit and the header deadline keep the others reachable. */
+	const struct vmw_httpd_config hc = {
+		.listen = c->cfg.listen, .thread_per_connection = true, .max_connections = c->cfg.max_connections,
+		.max_connections_per_ip = c->cfg.max_connections_per_ip, .header_timeout_s = c->cfg.header_timeout_s,
+		.idle_timeout_s = c->cfg.idle_timeout_s, .max_body_bytes = MAX_BODY_BYTES,
+		.tls_cert = c->tls_cert_pem, .tls_key = c->tls_key_pem,
 	};
-	c->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, c, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
-	if (!c->d)
-		return vmw_error_set(err, -EADDRINUSE, "cannot serve HTTP%s on %s (address in use?)", tls ? "S" : "",
-				     c->cfg.listen);
-	ctl_log(CTL_LOG_NOTICE, "listening on %s://%s/", tls ? "https" : "http", c->cfg.listen);
+	if ((r = vmw_httpd_start(&hc, &ops, c, &c->srv, err)) < 0)
+		return r;
+	ctl_log(CTL_LOG_NOTICE, "listening on %s", vmw_httpd_url(c->srv));
 	return 0;
 }
 
 void ctl_http_stop(struct ctl *c)
 {
-	if (c->d)
-		MHD_stop_daemon(c->d);
-	c->d = NULL;
+	vmw_httpd_stop(c->srv);
+	c->srv = NULL;
 	free(c->tls_cert_pem);
 	free(c->tls_key_pem);
 	c->tls_cert_pem = c->tls_key_pem = NULL;

@@ -38,8 +38,3 @@ void ctl_log(enum ctl_log_level level, const char *fmt, ...)
 	vlog(level, "", fmt, ap);
 	va_end(ap);
 }
-
-void ctl_vlog_http(const char *fmt, va_list ap)
-{
-	vlog(CTL_LOG_INFO, "http: ", fmt, ap);
-}

@@ -1,11 +1,9 @@
 """The controller under connection abuse over loopback (bounded in count and
 time): one client address that opens connections and sends nothing cannot
-take every connection (each one a thread) from the others. No Keystone and
-no agent are needed: /healthz answers without them.
-
-Left as a known gap (docs/SECURITY.md): the controller has no header
-deadline yet, so connections trickling bytes from many addresses are bounded
-only by max_connections and the 60 s idle timeout.
+take every connection (each one a thread) from the others, and a client that
+trickles its headers is cut at the header deadline however steadily the
+bytes come. No Keystone and no agent are needed: /healthz answers without
+them.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import pytest
 from helpers import wait_until  # noqa: E402
 
 PORT = 35398
+HEADER_TIMEOUT = 2
 
 
 @pytest.fixture
@@ -34,7 +33,8 @@ def controller(vmwatch, tmp_path):
     conf = tmp_path / "controller.conf"
     conf.write_text(f"listen = 127.0.0.1:{PORT}\nkeystone_url = http://127.0.0.1:1/v3\nservice_user = svc\n"
                     f"service_password_file = {pw}\nagent = h=http://127.0.0.1:1\n"
-                    "max_connections = 100\nmax_connections_per_ip = 20\n")
+                    "max_connections = 100\nmax_connections_per_ip = 20\n"
+                    f"header_timeout = {HEADER_TIMEOUT}s\n")
     conf.chmod(0o600)
     p = subprocess.Popen([str(ctl), "--config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
@@ -91,3 +91,39 @@ def test_one_address_cannot_take_every_connection(controller):
     finally:
         for s in held:
             s.close()
+
+
+def test_headers_trickled_byte_by_byte_are_cut_at_the_deadline(controller):
+    """Slowloris: a byte every 0.3 s keeps libmicrohttpd's idle timeout from
+    firing; the header deadline does not restart with each byte."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=2, source_address=("127.0.0.9", 0))
+    t0 = time.monotonic()
+    cut = None
+    with s:
+        for b in request:
+            try:
+                s.sendall(bytes([b]))
+                s.settimeout(0.3)
+                if s.recv(1) == b"":
+                    cut = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                cut = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > HEADER_TIMEOUT + 10:
+                break
+    assert cut is not None, "the controller kept a connection that trickled its headers for 12 s"
+    assert HEADER_TIMEOUT - 0.5 < cut < HEADER_TIMEOUT + 3, cut
+
+
+def test_headers_that_arrive_in_time_are_served(controller):
+    """Slow but within the deadline: the request is answered."""
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=5, source_address=("127.0.0.10", 0))
+    with s:
+        for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n\r\n"):
+            s.sendall(part)
+            time.sleep(0.4)
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
