@@ -229,8 +229,7 @@ int vmw_httpd_parse_listen(const char *spec, struct sockaddr_storage *ss, bool *
 {
 	char host[256], port[16];
 	const char *colon;
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST,
-				  .ai_socktype = SOCK_STREAM }, *res;
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *res;
 	int r;
 
 	if (spec[0] == '[') {
@@ -250,8 +249,7 @@ int vmw_httpd_parse_listen(const char *spec, struct sockaddr_storage *ss, bool *
 	if (!host[0] || !strcmp(host, "*"))
 		snprintf(host, sizeof(host), "0.0.0.0");
 	if ((r = getaddrinfo(host, port, &hints, &res)) != 0)
-		return vmw_error_set(err, -EINVAL, "listen: '%s' is not an IP address of this host: %s", host,
-				     gai_strerror(r));
+		return vmw_error_set(err, -EINVAL, "listen: cannot resolve '%s': %s", host, gai_strerror(r));
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
 	if (ss->ss_family == AF_INET) {

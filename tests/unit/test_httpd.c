@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/* httpd: listen addresses, and a real server's header deadline and body bound over loopback. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "httpd/httpd.h"
+#include "util/util.h"
+
+static void test_parse_listen(void **state)
+{
+	(void)state;
+	struct sockaddr_storage ss;
+	struct vmw_error err = { 0 };
+	bool lo = false;
+
+	assert_int_equal(vmw_httpd_parse_listen("127.0.0.1:9090", &ss, &lo, &err), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_true(lo);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 9090);
+	assert_int_equal(vmw_httpd_parse_listen("*:80", &ss, &lo, &err), 0);
+	assert_false(lo);
+	assert_int_equal(vmw_httpd_parse_listen(":80", &ss, &lo, &err), 0);
+	assert_false(lo);
+	assert_int_equal(vmw_httpd_parse_listen("[::1]:443", &ss, &lo, &err), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_true(lo);
+	assert_int_equal(vmw_httpd_parse_listen("127.0.0.1", &ss, &lo, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "ADDR:PORT"));
+	assert_int_equal(vmw_httpd_parse_listen("127.0.0.1:65536", &ss, &lo, &err), -EINVAL);
+	assert_int_equal(vmw_httpd_parse_listen("127.0.0.1:0000080", &ss, &lo, &err), -EINVAL);
+	assert_int_equal(vmw_httpd_parse_listen("127.0.0.1:8x", &ss, &lo, &err), -EINVAL);
+	assert_int_equal(vmw_httpd_parse_listen("[::1:443", &ss, &lo, &err), -EINVAL);
+	assert_int_equal(vmw_httpd_parse_listen("[::1]443", &ss, &lo, &err), -EINVAL);
+	assert_int_equal(vmw_httpd_parse_listen("no-such-host.invalid:80", &ss, &lo, &err), -EINVAL);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url, const char *method, void *req)
+{
+	static const char ok[] = "ok";
+	struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)ok, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+
+	(void)cls;
+	(void)url;
+	(void)method;
+	(void)req;
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static int connect_to(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Bytes read until EOF or timeout_ms of silence; -1 on timeout. */
+static ssize_t read_all(int fd, char *buf, size_t size, int timeout_ms)
+{
+	size_t n = 0;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return -1;
+		ssize_t r = read(fd, buf + n, size - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
+static void test_server(void **state)
+{
+	(void)state;
+	const struct vmw_httpd_ops ops = { .request = answer };
+	const struct vmw_httpd_config cfg = {
+		.listen = "127.0.0.1:0", .threads = 1, .max_connections = 16, .max_connections_per_ip = 16,
+		.header_timeout_s = 0.5, .idle_timeout_s = 30, .max_body_bytes = 1000,
+	};
+	struct vmw_httpd *h;
+	struct vmw_httpd_stats st;
+	struct vmw_error err = { 0 };
+	char buf[4096];
+	unsigned port;
+	int fd;
+
+	assert_int_equal(vmw_httpd_start(&cfg, &ops, NULL, &h, &err), 0);
+	assert_true(vmw_httpd_loopback(h));
+	assert_int_equal(sscanf(vmw_httpd_url(h), "http://127.0.0.1:%u/", &port), 1);
+
+	/* A whole request is answered. */
+	fd = connect_to((uint16_t)port);
+	dprintf(fd, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	assert_true(read_all(fd, buf, sizeof(buf), 5000) > 0);
+	assert_non_null(strstr(buf, "200 OK"));
+	close(fd);
+
+	/* Headers trickled for longer than the deadline: cut (EOF, no answer),
+	 * although no gap between bytes reaches libmicrohttpd's idle timeout. */
+	fd = connect_to((uint16_t)port);
+	for (int i = 0; i < 10; i++) {
+		if (write(fd, "G", 1) != 1)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(read_all(fd, buf, sizeof(buf), 3000), 0);
+	close(fd);
+
+	/* A body beyond max_body_bytes closes the connection unanswered. */
+	fd = connect_to((uint16_t)port);
+	dprintf(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n");
+	memset(buf, 'b', 5000 < sizeof(buf) ? 5000 : sizeof(buf));
+	(void)!write(fd, buf, 4000);
+	(void)!write(fd, buf, 1000);
+	assert_true(read_all(fd, buf, sizeof(buf), 3000) >= 0);
+	assert_null(strstr(buf, "200 OK"));
+	close(fd);
+
+	vmw_httpd_stats(h, &st);
+	assert_int_equal(st.connections, 3);
+	assert_int_equal(st.header_timeouts, 1);
+	vmw_httpd_stop(h);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);   /* writes to a connection the server cut */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_listen),
+		cmocka_unit_test(test_server),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
