@@ -186,14 +186,14 @@ static void test_stat_letters_and_job_control(void **state)
 		rows[i] = (struct ps_row){ .p = &p[i], .order = (size_t)i };
 	rows[6] = (struct ps_row){ .p = &p[3], .t = &t, .order = 6 };
 	out = render("pid,stat,sid,pgid,tpgid,tty", &c, rows, 7, false);
-	assert_string_equal(out, "    PID STAT   SID  PGID TPGID TT\n"
-				 "      1 Ss       1     1    -1 ?\n"
-				 "    400 SNsl   400   400    -1 ?\n"
-				 "    500 Ss     500   500   510 pts/0\n"
-				 "    510 R<l+   500   510   510 pts/0\n"
-				 "      2 S<       -     -     - -\n"
-				 "    505 S      500   500   510 pts/0\n"
-				 "    510 R<l+   500   510   510 pts/0\n");
+	assert_string_equal(out, "    PID STAT     SID    PGID   TPGID TT\n"
+				 "      1 Ss         1       1      -1 ?\n"
+				 "    400 SNsl     400     400      -1 ?\n"
+				 "    500 Ss       500     500     510 pts/0\n"
+				 "    510 R<l+     500     510     510 pts/0\n"
+				 "      2 S<         -       -       - -\n"
+				 "    505 S        500     500     510 pts/0\n"
+				 "    510 R<l+     500     510     510 pts/0\n");
 	free(out);
 	/* A session leader in the foreground: both. */
 	p[2].tpgid = 500;
