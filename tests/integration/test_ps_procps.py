@@ -221,3 +221,72 @@ def test_ps_bad_options_name_the_problem(g, vmwatch):
     assert r.returncode == 2 and "unknown sort key 'nope'" in r.stderr
     r = vmwatch_ps(vmwatch, g, "-p", "12x", check=False)
     assert r.returncode == 2 and "bad process ID '12x'" in r.stderr
+
+
+# ---- job control: SID, PGID, TPGID, TT and STAT's s and + (issue 14)
+
+def procps_stat(p):
+    """STAT as procps' pr_stat builds it from /proc/PID/stat (L aside:
+    vmwatch does not read VmLck)."""
+    return (p.state + ("<" if p.nice < 0 else "N" if p.nice > 0 else "")
+            + ("s" if p.session == p.pid else "") + ("l" if p.num_threads > 1 else "")
+            + ("+" if p.pgrp == p.tpgid else ""))
+
+
+def tty_major_minor(tty_nr):
+    return (tty_nr >> 8) & 0xfff, (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)
+
+
+def test_ps_job_control_matches_the_guest(g, vmwatch):
+    """Every process's SID, PGID, TPGID and STAT equal /proc/PID/stat fields
+    5-8 as procps reads them, and busybox ps' own PGID, SID and TT
+    (major,minor); a shell made the controlling process of tty2 (setsid -c)
+    and its children are in its foreground group: Ss+ and S+."""
+    g.sh("(setsid -c sh -c 'sleep 3003 & sleep 3004; :' </dev/tty2 >/dev/null 2>&1 &)", check=True)
+    try:
+        g.wait_for(lambda s: any(p.cmdline == ["sleep", "3004"] and p.tty_nr for p in s.procs.values()),
+                   timeout=60, interval=0.5)
+        rc, out = g.sh("busybox ps -o pid,pgid,sid,tty", check=True)
+        bb = {int(f[0]): f[1:] for f in (line.split() for line in out.splitlines()[1:]) if f[0].isdigit()}
+        before = g.truth()
+        with g.paused():
+            r = vmwatch_ps(vmwatch, g, "-o", "pid,sid,pgid,tpgid,tty,stat", "--no-headers")
+        after = g.truth()
+    finally:
+        left = [str(p.pid) for p in g.truth().procs.values() if p.cmdline and p.cmdline[-1:] in
+                (["3003"], ["3004"], ["sleep 3003 & sleep 3004; :"])]
+        if left:
+            g.sh(f"kill -9 {' '.join(left)} 2>/dev/null; true")
+    rows = {int(f[0]): f[1:] for f in (line.split() for line in r.stdout.splitlines())}
+
+    mismatches, judged, seen = [], 0, {}
+    for pid, b in before.procs.items():
+        a = after.procs.get(pid)
+        if a is None or pid not in rows or a.starttime != b.starttime or pid == before.agent_pid:
+            continue
+        if any(getattr(b, k) != getattr(a, k) for k in ("pgrp", "session", "tty_nr", "tpgid", "state",
+                                                        "nice", "num_threads")):
+            continue   # changed across the bracket: not judged
+        judged += 1
+        sid, pgid, tpgid, tty, stat = rows[pid]
+        seen[pid] = (b, tty, stat)
+        want = procps_stat(b)
+        # The state letter is judged by test_ps.py (it is the state at the
+        # pause, which the snapshots around it need not have seen).
+        if [int(sid), int(pgid), int(tpgid), stat[1:]] != [b.session, b.pgrp, b.tpgid, want[1:]]:
+            mismatches.append(f"{pid} {b.comm}: guest {b.session} {b.pgrp} {b.tpgid} {want}, "
+                              f"vmwatch {' '.join(rows[pid])}")
+        if pid in bb:
+            ma, mi = tty_major_minor(b.tty_nr)
+            want_bb = [str(b.pgrp), str(b.session), f"{ma},{mi}" if b.tty_nr else "?"]
+            # (busybox ran before the first snapshot: judged where it agrees with it)
+            if bb[pid] == want_bb and [pgid, sid] != bb[pid][:2]:
+                mismatches.append(f"{pid} {b.comm}: busybox ps {' '.join(bb[pid])}, vmwatch {' '.join(rows[pid])}")
+        if (tty == "?") != (b.tty_nr == 0) or (tty_major_minor(b.tty_nr) == (4, 2) and tty != "tty2"):
+            mismatches.append(f"{pid} {b.comm} TT: guest {tty_major_minor(b.tty_nr)}, vmwatch {tty}")
+    assert not mismatches, "\n".join(mismatches[:40])
+    assert judged >= 0.9 * len(before.procs), (judged, len(before.procs))
+    on_tty = {b.cmdline[-1] if b.cmdline else b.comm: (tty, st[1:]) for b, tty, st in seen.values()
+              if b.tty_nr}
+    assert on_tty.get("sleep 3003 & sleep 3004; :") == ("tty2", "s+"), on_tty
+    assert on_tty.get("3004") == ("tty2", "+") and on_tty.get("3003") == ("tty2", "+"), on_tty
