@@ -239,28 +239,27 @@ static void f_stat(const struct ps_ctx *c, const struct ps_row *r, char *buf, si
 }
 
 /* Job control: "-" when the process model could not read it. */
-static void f_sess(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+static void put_id(char *buf, size_t size, bool ok, int32_t v)
 {
-	if (r->p->jobctl_ok)
-		snprintf(buf, size, "%d", (int)r->p->session);
+	if (ok)
+		snprintf(buf, size, "%d", (int)v);
 	else
 		snprintf(buf, size, "-");
+}
+
+static void f_sess(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	put_id(buf, size, r->p->jobctl_ok, r->p->session);
 }
 
 static void f_pgid(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	if (r->p->jobctl_ok)
-		snprintf(buf, size, "%d", (int)r->p->pgrp);
-	else
-		snprintf(buf, size, "-");
+	put_id(buf, size, r->p->jobctl_ok, r->p->pgrp);
 }
 
 static void f_tpgid(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	if (r->p->tty_ok)
-		snprintf(buf, size, "%d", (int)r->p->tpgid);
-	else
-		snprintf(buf, size, "-");
+	put_id(buf, size, r->p->tty_ok, r->p->tpgid);
 }
 
 static void f_tty(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
