@@ -11,6 +11,7 @@ truth agent reads it (procps 4, ps/output.c: pr_pcpu, pr_pmem, pr_etime):
 The guest is paused while vmwatch reads it, between two truth snapshots; a
 value must lie between what the two snapshots give.
 """
+import json
 import re
 import subprocess
 import time
@@ -290,3 +291,56 @@ def test_ps_job_control_matches_the_guest(g, vmwatch):
               if b.tty_nr}
     assert on_tty.get("sleep 3003 & sleep 3004; :") == ("tty2", "s+"), on_tty
     assert on_tty.get("3004") == ("tty2", "+") and on_tty.get("3003") == ("tty2", "+"), on_tty
+
+
+PIDTYPE_PGID, PIDTYPE_SID = 2, 3   # enum pid_type (include/linux/pid.h)
+JOB_KEYS = ("pgrp", "session", "tty_nr", "tpgid")
+
+
+@pytest.mark.parametrize("attack", ["garbage", "user", "beyond-ram", "self"])
+def test_ps_job_control_behind_hostile_pointers(g, vmwatch, attack):
+    """A process whose signal->pids[PGID], pids[SID] and tty point at garbage,
+    user space, beyond RAM, or at the signal_struct itself (a "tty" whose
+    driver pointer is whatever lies there): vmwatch neither crashes nor
+    reports a sanitizer error, shows its job control as unknown (null, "-")
+    or as numbers a kernel can have, and every other process as before."""
+    from test_hostile import attach, find_task, vmw
+    burner = g.truth().find(argv0="burn")[0].pid
+    m = attach(vmwatch, g)
+    b = m.btf()
+    off_tasks, off_pid = b.offset("task_struct", "tasks"), b.offset("task_struct", "pid")
+    off = {"task_struct:tasks": off_tasks, "task_struct:pid": off_pid}
+    pids, tty = b.offset("signal_struct", "pids"), b.offset("signal_struct", "tty")
+    target = f"file:{g.ram_path}"
+    try:
+        with g.paused():
+            _, clean, _ = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=60)
+            with m.patch():
+                task = find_task(m, off, burner)
+                sig = m.vu64(task + b.offset("task_struct", "signal"))
+                bad = {"garbage": 0x4141414141414141, "user": 0x7FFF00001000,
+                       "beyond-ram": m.page_offset_base + (64 << 30), "self": sig}[attack]
+                m.vput_u64(sig + pids + 8 * PIDTYPE_PGID, bad)
+                m.vput_u64(sig + pids + 8 * PIDTYPE_SID, bad)
+                m.vput_u64(sig + tty, bad)
+                rc, out, err = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=60)
+                assert rc == 0, err
+                rc, text, err = vmw(vmwatch, "ps", "-o", "pid,sid,pgid,tpgid,tty,stat", "--no-cache", target,
+                                    timeout=60)
+                assert rc == 0, err
+    finally:
+        m.close()
+    before = {p["pid"]: p for p in json.loads(clean)["processes"]}
+    after = {p["pid"]: p for p in json.loads(out)["processes"]}
+    p = after[burner]
+    for k in ("pgrp", "session"):
+        assert p[k] is None or 0 <= p[k] <= 4 << 20, (k, p[k])
+    assert p["tty_nr"] is None or p["tpgid"] is None or p["tpgid"] >= -1, p
+    if attack != "self":     # no struct pid, no tty there: unknown
+        assert p["pgrp"] is None and p["session"] is None and p["tty_nr"] is None, p
+        row = next(line.split() for line in text.splitlines()[1:] if line.split()[0] == str(burner))
+        assert row[1:5] == ["-", "-", "-", "-"] and "s" not in row[5] and "+" not in row[5], row
+    for pid, q in before.items():
+        if pid != burner and pid in after:
+            assert [after[pid][k] for k in JOB_KEYS] == [q[k] for k in JOB_KEYS], (pid, q["comm"])
+
