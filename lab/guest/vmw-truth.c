@@ -436,7 +436,7 @@ static bool parse_stat(char *buf, struct statf *st)
 /* proc(5) field numbers (1-based) */
 #define F(st, n) ((st)->f[(n) - 1])
 enum {
-	S_PPID = 4, S_PGRP = 5, S_SESSION = 6, S_TTY = 7, S_FLAGS = 9, S_MINFLT = 10,
+	S_PPID = 4, S_PGRP = 5, S_SESSION = 6, S_TTY = 7, S_TPGID = 8, S_FLAGS = 9, S_MINFLT = 10,
 	S_MAJFLT = 12, S_UTIME = 14, S_STIME = 15, S_CUTIME = 16, S_CSTIME = 17,
 	S_PRIO = 18, S_NICE = 19, S_NTHREADS = 20, S_START = 22, S_VSIZE = 23,
 	S_RSS = 24, S_PROCESSOR = 39, S_RTPRIO = 40, S_POLICY = 41,
@@ -611,10 +611,10 @@ static bool emit_proc(struct sb *b, int pid, bool tasks, bool first)
 	ssize_t cl = read_file(path, cmdbuf, sizeof cmdbuf);
 
 	sb_printf(b, "%s\n{\"pid\":%d,\"ppid\":%lld,\"pgrp\":%lld,\"session\":%lld,\"tty_nr\":%lld"
-		  ",\"flags\":%lld,\"kthread\":%s,\"num_threads\":%lld,\"vsize\":%lld,\"rss\":%lld"
-		  ",\"cutime\":%lld,\"cstime\":%lld",
+		  ",\"tpgid\":%lld,\"flags\":%lld,\"kthread\":%s,\"num_threads\":%lld,\"vsize\":%lld"
+		  ",\"rss\":%lld,\"cutime\":%lld,\"cstime\":%lld",
 		  first ? "" : ",", pid, F(&st, S_PPID), F(&st, S_PGRP), F(&st, S_SESSION),
-		  F(&st, S_TTY), F(&st, S_FLAGS), (F(&st, S_FLAGS) & PF_KTHREAD) ? "true" : "false",
+		  F(&st, S_TTY), F(&st, S_TPGID), F(&st, S_FLAGS), (F(&st, S_FLAGS) & PF_KTHREAD) ? "true" : "false",
 		  F(&st, S_NTHREADS), F(&st, S_VSIZE), F(&st, S_RSS),
 		  F(&st, S_CUTIME), F(&st, S_CSTIME));
 	emit_stat_common(b, &st);

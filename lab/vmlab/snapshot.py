@@ -30,7 +30,7 @@ class Task:
 
 class Proc:
     """One process of a snapshot. Attributes: every key of the agent's JSON
-    object (pid, ppid, pgrp, session, tty_nr, flags, kthread, state, comm,
+    object (pid, ppid, pgrp, session, tty_nr, tpgid, flags, kthread, state, comm,
     utime, stime, cutime, cstime, priority, nice, num_threads, starttime,
     vsize (bytes), rss (pages), processor, policy, rt_priority, minflt,
     majflt, the "<n> kB" lines of /proc/PID/status (VmRSS, RssAnon, RssFile,

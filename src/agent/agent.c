@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* agent.c - starting, running and stopping the agent; signals; reload. */
 #include "agent/agent_int.h"
+#include "version.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -15,8 +15,12 @@
  * else its IP address. Ended processes carry their last values. At most
  * max_clients client states are kept (least recently used evicted), each
  * dropped after max(history, 10 min) without a request.
+ *
+ * NAME is a libvirt domain name (Nova's instance-XXXXXXXX), a UUID, or a Nova
+ * display name (nova:name) when exactly one VM has it, as in /v1/vms/{id}.
  */
 #include "agent/agent_int.h"
+#include "agent/query.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -157,11 +161,16 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 	struct agent_vm *vm = agent_vm_lookup(a, instance);
 	struct agent_snap *snap, *prev, *base = NULL;
 	struct centry *e = NULL;
+	bool ambiguous = false;
 	json_t *out;
 
-	if (!vm) {
+	if (!vm && !(vm = agent_vm_lookup_nova(a, instance, &ambiguous))) {
 		*code = 404;
-		snprintf(msg, msgsize, "no instance named '%.200s' on this host", instance);
+		if (ambiguous)
+			snprintf(msg, msgsize, "several instances have the Nova name '%.200s': use the "
+				 "instance name (instance-XXXXXXXX) or the UUID", instance);
+		else
+			snprintf(msg, msgsize, "no instance named '%.200s' on this host", instance);
 		return NULL;
 	}
 	pthread_mutex_lock(&vm->lock);

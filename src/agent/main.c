@@ -9,6 +9,7 @@
  */
 #include "agent/agent.h"
 #include "agent/privsep.h"
+#include "version.h"
 
 #include <errno.h>
 #include <getopt.h>

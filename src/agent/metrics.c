@@ -17,6 +17,7 @@
  * it ran last and changes with every job, so it is "kworker" (stable_name()).
  */
 #include "agent/agent_int.h"
+#include "version.h"
 
 #include <string.h>
 

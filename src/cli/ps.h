@@ -53,6 +53,11 @@ void ps_print_row(const struct ps_format *f, const struct ps_ctx *c, const struc
  * its cached /etc/passwd, cut with '+' like procps), else the number. */
 const char *ps_user_text(const struct vmw_proc *p, uint32_t uid, char *buf, size_t size);
 
+/* procps' STAT text of a process (or one of its threads: its state and nice). */
+void ps_stat_text(char state, int nice, const struct vmw_proc *p, char *buf, size_t size);
+/* procps' TT text of a /proc/PID/stat tty_nr ("?" for none, "pts/0", "ttyS0"). */
+const char *ps_tty_name(uint32_t tty_nr, char *buf, size_t size);
+
 /* --sort: "+key,-key,..." (procps names; + or nothing: ascending). */
 struct ps_sort {
 	struct { const struct ps_key *key; bool desc; } k[16];

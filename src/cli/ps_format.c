@@ -210,22 +210,98 @@ static void f_times(const struct ps_ctx *c, const struct ps_row *r, char *buf, s
 
 static double n_time(const struct ps_ctx *c, const struct ps_row *r) { return (double)row_ticks(r); }
 
-/* procps' STAT: state, then < (nice < 0) or N (nice > 0), then l (threads).
- * (s session leader and + foreground group need the guest's session and
- * tty structures, which the process model does not read yet.) */
-static void f_stat(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+/* procps' STAT (ps/output.c pr_stat): the state, then < (nice < 0) or N
+ * (nice > 0), s (session leader: session == tgid), l (multi-threaded) and
+ * + (in its terminal's foreground process group: pgrp == tpgid). Threads
+ * (-L) show their own state and nice, their process's s, l and +. */
+void ps_stat_text(char state, int nice, const struct vmw_proc *p, char *buf, size_t size)
 {
 	char s[8];
-	int n = 0, nice = r->t ? r->t->nice : r->p->nice;
-	s[n++] = r->t ? r->t->state : r->p->state;
+	int n = 0;
+	s[n++] = state;
 	if (nice < 0)
 		s[n++] = '<';
 	else if (nice > 0)
 		s[n++] = 'N';
-	if (r->p->nr_threads > 1)
+	if (p->jobctl_ok && p->session == p->pid)
+		s[n++] = 's';
+	if (p->nr_threads > 1)
 		s[n++] = 'l';
+	if (p->jobctl_ok && p->tty_ok && p->pgrp == p->tpgid)
+		s[n++] = '+';
 	s[n] = '\0';
 	snprintf(buf, size, "%s", s);
+}
+
+static void f_stat(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	ps_stat_text(r->t ? r->t->state : r->p->state, r->t ? r->t->nice : r->p->nice, r->p, buf, size);
+}
+
+/* Job control: "-" when the process model could not read it. */
+static void put_id(char *buf, size_t size, bool ok, int32_t v)
+{
+	if (ok)
+		snprintf(buf, size, "%d", (int)v);
+	else
+		snprintf(buf, size, "-");
+}
+
+static void f_sess(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	put_id(buf, size, r->p->jobctl_ok, r->p->session);
+}
+
+static void f_pgid(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	put_id(buf, size, r->p->jobctl_ok, r->p->pgrp);
+}
+
+static void f_tpgid(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	put_id(buf, size, r->p->tty_ok, r->p->tpgid);
+}
+
+static void f_tty(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
+{
+	if (r->p->tty_ok)
+		ps_tty_name(r->p->tty_nr, buf, size);
+	else
+		snprintf(buf, size, "-");
+}
+
+/* Unknown values sort first. */
+static double n_sess(const struct ps_ctx *c, const struct ps_row *r) { return r->p->jobctl_ok ? r->p->session : -2; }
+static double n_pgid(const struct ps_ctx *c, const struct ps_row *r) { return r->p->jobctl_ok ? r->p->pgrp : -2; }
+static double n_tpgid(const struct ps_ctx *c, const struct ps_row *r) { return r->p->tty_ok ? r->p->tpgid : -2; }
+static double n_tty(const struct ps_ctx *c, const struct ps_row *r) { return r->p->tty_ok ? (double)r->p->tty_nr : -1.0; }
+
+/* The terminal's name as procps' TT column shows it (its /dev name without
+ * "/dev/") for the drivers Linux numbers statically (devices.txt): virtual
+ * consoles, serial ports, pseudo-terminals, hypervisor consoles; "?" for
+ * none; MAJOR,MINOR for a device without a fixed name. */
+const char *ps_tty_name(uint32_t tty_nr, char *buf, size_t size)
+{
+	/* /proc/PID/stat's encoding (new_encode_dev): minor in bits 0-7 and 20-31. */
+	uint32_t major = (tty_nr >> 8) & 0xfff, minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+
+	if (!tty_nr)
+		snprintf(buf, size, "?");
+	else if (major == 4 && minor < 64)
+		snprintf(buf, size, "tty%u", minor);
+	else if (major == 4)
+		snprintf(buf, size, "ttyS%u", minor - 64);
+	else if (major == 5 && minor <= 2)
+		snprintf(buf, size, "%s", minor == 0 ? "tty" : minor == 1 ? "console" : "ptmx");
+	else if (major >= 136 && major <= 143)
+		snprintf(buf, size, "pts/%u", (major - 136) * 256 + minor);
+	else if (major == 188)
+		snprintf(buf, size, "ttyUSB%u", minor);
+	else if (major == 229)
+		snprintf(buf, size, "hvc%u", minor);
+	else
+		snprintf(buf, size, "%u,%u", major, minor);
+	return buf;
 }
 
 static void f_state(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
@@ -319,6 +395,15 @@ static const struct ps_key keys[] = {
 	{ "vsize", "VSZ", 9, false, false, false, f_vsz, n_vsz },
 	{ "stat", "STAT", 4, true, false, false, f_stat, NULL },
 	{ "s", "S", 1, true, false, false, f_state, NULL },
+	{ "sid", "SID", 7, false, false, false, f_sess, n_sess },
+	{ "sess", "SESS", 7, false, false, false, f_sess, n_sess },
+	{ "session", "SESS", 7, false, false, false, f_sess, n_sess },
+	{ "pgid", "PGID", 7, false, false, false, f_pgid, n_pgid },
+	{ "pgrp", "PGRP", 7, false, false, false, f_pgid, n_pgid },
+	{ "tpgid", "TPGID", 7, false, false, false, f_tpgid, n_tpgid },
+	{ "tty", "TT", 8, true, false, false, f_tty, n_tty },
+	{ "tt", "TT", 8, true, false, false, f_tty, n_tty },
+	{ "tname", "TTY", 8, true, false, false, f_tty, n_tty },
 	{ "state", "S", 1, true, false, false, f_state, NULL },
 	{ "nlwp", "NLWP", 4, false, false, false, f_nlwp, n_nlwp },
 	{ "thcount", "THCNT", 5, false, false, false, f_nlwp, n_nlwp },
@@ -354,7 +439,8 @@ static const struct ps_key *key_find(const char *name, size_t len)
 static int unknown(const char *what, const char *name, size_t len, char *err, size_t errsize)
 {
 	snprintf(err, errsize, "unknown %s '%.*s' (procps names: pid, ppid, user, uid, pcpu, pmem, rss, "
-		 "vsz, stat, nlwp, etime, start, stime, time, args, comm, cmd, ...; see vmwatch(1))",
+		 "vsz, stat, nlwp, sid, pgid, tpgid, tty, etime, start, stime, time, args, comm, cmd, ...; "
+		 "see vmwatch(1))",
 		 what, (int)MIN(len, 64), name);
 	return -EINVAL;
 }

@@ -4,6 +4,7 @@
  * (SIGTERM/SIGINT stop; SIGHUP re-reads the agent list), log lines.
  */
 #include "controller/ctl.h"
+#include "version.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -11,9 +12,6 @@
 #include <signal.h>
 #include <string.h>
 
-#ifndef VMWATCH_VERSION
-#define VMWATCH_VERSION "unknown"
-#endif
 
 static void usage(FILE *f)
 {

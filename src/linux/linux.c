@@ -84,6 +84,7 @@ struct vmw_linux {
 	struct fld attrs_nice, wq_name;
 	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
+	struct vmw_jobctl jc;          /* process group, session, terminal (jobctl.c) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
 
@@ -434,6 +435,12 @@ static void build_plans(struct vmw_linux *l)
 		plan_add(&l->sig_plan, l->sig.acc[i]);
 	}
 	plan_add(&l->task_plan, l->t.cgroups);
+	if (l->jc.ok) {
+		plan_add(&l->sig_plan, (struct fld){ l->jc.pgid_off, 8, true });
+		plan_add(&l->sig_plan, (struct fld){ l->jc.sid_off, 8, true });
+		if (l->jc.tty_ok)
+			plan_add(&l->sig_plan, l->jc.sig_tty);
+	}
 	plan_add(&l->task_plan, l->t.nvcsw);
 	plan_add(&l->task_plan, l->t.nivcsw);
 	plan_fields(&l->task_plan, task_fields, ARRAY_SIZE(task_fields));
@@ -450,6 +457,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 	    (r = resolve_mm(l, err)) < 0 || (r = resolve_signal(l, err)) < 0)
 		return r;
 	resolve_kthread_names(l);
+	vmw_jobctl_resolve(l->k, &l->jc);
 	build_plans(l);
 	return 0;
 }
@@ -931,6 +939,26 @@ static void set_rss(struct walk_state *ws, size_t base, size_t cnt, int64_t rss[
 	}
 }
 
+/* Process groups, sessions and terminals from the signal_structs just read. */
+static void read_jobctl(struct vmw_linux *l, struct walk_state *ws, size_t base, size_t cnt,
+			const struct details *d)
+{
+	struct vmw_jobctl_raw jr[BATCH];
+
+	if (!l->jc.ok)
+		return;
+	for (size_t i = 0; i < cnt; i++) {
+		const uint8_t *s = d->sig + i * (l->sig_plan.span + 8);
+		jr[i] = (struct vmw_jobctl_raw){ .valid = ws->raw[base + i].signal != 0 };
+		if (!jr[i].valid)
+			continue;
+		memcpy(&jr[i].pid[0], s + l->jc.pgid_off, 8);
+		memcpy(&jr[i].pid[1], s + l->jc.sid_off, 8);
+		jr[i].tty = l->jc.tty_ok ? get(s, l->jc.sig_tty) : 0;
+	}
+	vmw_jobctl_read(&l->jc, l->kx, l->kernel_space, ws->procs + base, jr, cnt);
+}
+
 static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned page_size)
 {
 	size_t per = 1 + l->cred_plan.n + l->mm_plan.n + l->sig_plan.n;
@@ -949,6 +977,7 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 
 		vmw_xlat_readv(l->kx, d.iov, queue_details(l, ws, base, cnt, &d));
 		take_details(l, ws, base, cnt, &d, page_size);
+		read_jobctl(l, ws, base, cnt, &d);
 		if (l->mm.rss_percpu)
 			add_percpu_rss(l, ws, base, cnt, d.ctr, d.rss);
 		set_rss(ws, base, cnt, d.rss, page_size);

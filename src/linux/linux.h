@@ -65,6 +65,14 @@ struct vmw_proc {
 	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */
 	uint64_t cgroup_memory_bytes;
 	bool cgroup_memory_ok;
+	/* Job control as /proc/PID/stat fields 5-8 show it: process group and
+	 * session (jobctl_ok: read; 0 for kernel threads), the controlling
+	 * terminal as a device number (new_encode_dev; 0: none) and its
+	 * foreground process group (-1: no terminal, 0: the terminal has none);
+	 * tty_ok: those two read. Unknown on kernels without these layouts. */
+	int32_t pgrp, session, tpgid;
+	uint32_t tty_nr;
+	bool jobctl_ok, tty_ok;
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are
 	 * lower bounds. The walk counts such processes in vmw_walk.incomplete. */
@@ -121,6 +129,8 @@ struct vmw_files *vmw_linux_files(struct vmw_linux *l);
 const struct vmw_users *vmw_linux_users(struct vmw_linux *l);
 
 /* Pure helpers, exposed for unit tests. */
+/* new_encode_dev(tty_devnum()): /proc/PID/stat's tty_nr of a terminal. */
+uint32_t vmw_linux_tty_nr(uint32_t major, uint32_t minor_start, uint32_t index);
 char vmw_linux_state_letter(uint32_t state, uint32_t exit_state);
 /* cputime_adjust() of kernel/sched/cputime.c without updating prev. */
 void vmw_linux_cputime_adjust(uint64_t rtime, uint64_t utime, uint64_t stime,

@@ -81,3 +81,26 @@ static inline int check_bad_layout(struct vmw_kernel *k, struct vmw_error *err)
 			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \
 			vmw_kernel_info(k)->release, type, name); \
 } while (0)
+
+/* ---- job control (jobctl.c): process group, session, controlling terminal */
+
+/* Where a process's job-control identity lives; ok: process group and
+ * session readable on this kernel, tty_ok: its terminal too. */
+struct vmw_jobctl {
+	struct fld sig_pids, sig_tty, pid_nr, tty_index, tty_driver, tty_pgrp, drv_major, drv_minor_start;
+	uint32_t pgid_off, sid_off;   /* of signal->pids[PIDTYPE_PGID] and [PIDTYPE_SID] */
+	bool ok, tty_ok;
+};
+
+/* What a walk read of one process's signal_struct for it. valid: that
+ * signal_struct was read. */
+struct vmw_jobctl_raw {
+	uint64_t pid[2];              /* struct pid * of its process group, session */
+	uint64_t tty;                 /* signal->tty */
+	bool valid;
+};
+
+void vmw_jobctl_resolve(struct vmw_kernel *k, struct vmw_jobctl *jc);
+/* Fill pgrp, session, tty_nr, tpgid, jobctl_ok and tty_ok of procs[0..n). */
+void vmw_jobctl_read(const struct vmw_jobctl *jc, struct vmw_xlat *kx, uint64_t kspace,
+		     struct vmw_proc *procs, const struct vmw_jobctl_raw *raw, size_t n);

@@ -166,6 +166,10 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 	json_object_set_new(o, "cgroup", p->cgroup ? vmw_report_string(p->cgroup) : json_null());
 	json_object_set_new(o, "cgroup_memory_bytes", p->cgroup_memory_ok ?
 			    json_integer((json_int_t)p->cgroup_memory_bytes) : json_null());
+	json_object_set_new(o, "pgrp", p->jobctl_ok ? json_integer(p->pgrp) : json_null());
+	json_object_set_new(o, "session", p->jobctl_ok ? json_integer(p->session) : json_null());
+	json_object_set_new(o, "tty_nr", p->tty_ok ? json_integer(p->tty_nr) : json_null());
+	json_object_set_new(o, "tpgid", p->tty_ok ? json_integer(p->tpgid) : json_null());
 	json_object_set_new(o, "unit", json_null());
 	json_object_set_new(o, "slice", json_null());
 	json_object_set_new(o, "container", json_null());

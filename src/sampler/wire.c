@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define WIRE_MAGIC 0x464d5756u  /* "VMWF" */
-#define WIRE_VERSION 2u
+#define WIRE_VERSION 3u   /* 3: job control (pgrp, session, tty_nr, tpgid) */
 #define NO_STRING UINT32_MAX
 
 struct wire_header {
@@ -277,6 +277,9 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	FIX_BOOL(s->proc.io_ok);
 	FIX_BOOL(s->proc.cgroup_memory_ok);
 	FIX_BOOL(s->is_new);
+	/* Job control (version 3): the numbers are plain; only their flags need fixing. */
+	FIX_BOOL(s->proc.jobctl_ok);
+	FIX_BOOL(s->proc.tty_ok);
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
 	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);

@@ -689,6 +689,11 @@ def test_libvirt_domains_and_lifecycle(vmwatch, lablv):
                          rf'nova_project="demo-proj",nova_project_id="[^"]+"}} 1$', text, re.M), text[:2000]
         # (a unique Nova name: other VMs of this host's libvirtd may be named web-1)
         assert a.vm(f"web-{tag}")["uuid"] == d1.uuid
+        # So does the compatibility API: the same instance's processes by either name.
+        by_nova = a.json(f"/v1/instances/web-{tag}/processes", headers={"X-Client-Id": "compat-nova"})
+        by_name = a.json(f"/v1/instances/{d1.name}/processes", headers={"X-Client-Id": "compat-nova"})
+        assert 1 in {r["pid"] for r in by_nova} and {r["pid"] for r in by_nova} & {r["pid"] for r in by_name}
+        assert a.json(f"/v1/instances/web-{tag}-none/processes", status=404)["code"] == 404
 
         # A domain started while the agent runs is listed at once (libvirt's
         # event), and sampled from its first interval on: error while it boots

@@ -247,3 +247,92 @@ def test_debian_cgroup_memory_current(deb, vmwatch):
     assert judged >= len(seen) // 2 and judged >= 5, (judged, len(seen))
     hog = [p for p in out["processes"] if p["comm"] == "hog"][0]
     assert hog["cgroup_memory_bytes"] >= 16 << 20
+
+
+# ---- job control: sessions, process groups, terminals; STAT's s and + (issue 14)
+
+def procps_stat(p):
+    """STAT as procps' pr_stat builds it from /proc/PID/stat, without L
+    (locked pages: vmwatch does not read VmLck)."""
+    return (p.state + ("<" if p.nice < 0 else "N" if p.nice > 0 else "")
+            + ("s" if p.session == p.pid else "") + ("l" if p.num_threads > 1 else "")
+            + ("+" if p.pgrp == p.tpgid else ""))
+
+
+JOB_FIELDS = ("pgrp", "session", "tty_nr", "tpgid")
+
+
+def test_debian_job_control_and_stat(deb, vmwatch):
+    """pgrp, session, tty_nr and tpgid of every process (JSON and ps -o) equal
+    the guest's /proc/PID/stat fields 5-8; STAT, SID, PGID, TPGID and TT equal
+    what the guest's own procps ps prints. A real distribution has sessions
+    (systemd's services, sshd) and gettys on tty1 and ttyS0 (their terminals'
+    foreground groups); an interactive shell on a pseudo-terminal (script(1))
+    adds a background job and a foreground job in groups of their own, so
+    that s and + come apart from pgrp == session."""
+    cols = "pid,sid,pgid,tpgid,tty,stat"
+    job = deb.run("script", "-qc", "sh -ic 'sleep 3001 & sleep 3002'", "/dev/null")
+    try:
+        deb.wait_for(lambda s: s.find(argv0="sleep") and any(p.cmdline == ["sleep", "3002"]
+                                                              for p in s.find(argv0="sleep")),
+                     timeout=60, interval=0.5)
+        before = deb.truth()
+        rc, guest_ps = deb.sh(f"ps -eo {cols} --no-headers", check=True)
+        with deb.paused():
+            out = vmwatch_json(vmwatch, "ps", "--json", f"qemu:{deb.pid}")
+            r = subprocess.run([vmwatch, "ps", "-o", cols, "--no-headers", f"qemu:{deb.pid}"],
+                               capture_output=True, text=True, timeout=120)
+        after = deb.truth()
+    finally:
+        # script's group, then what runs in the session it made (by pid).
+        deb.kill(job, group=True)
+        left = [str(p.pid) for p in deb.truth().procs.values()
+                if p.cmdline and p.cmdline[-1:] in (["3001"], ["3002"], ["sleep 3001 & sleep 3002"])]
+        if left:
+            deb.sh(f"kill -9 {' '.join(left)} 2>/dev/null; true")
+    assert r.returncode == 0, r.stderr
+    text = {int(f[0]): f[1:] for f in (line.split() for line in r.stdout.splitlines())}
+    procps = {int(f[0]): f[1:] for f in (line.split() for line in guest_ps.splitlines())}
+    got = {p["pid"]: p for p in out["processes"]}
+
+    mismatches, judged, seen = [], 0, {}
+    for pid, b in before.procs.items():
+        a = after.procs.get(pid)
+        if a is None or pid not in got or a.starttime != b.starttime or pid == before.agent_pid:
+            continue
+        if any(getattr(b, k) != getattr(a, k) for k in JOB_FIELDS + ("state", "nice", "num_threads")):
+            continue   # changed across the bracket: not judged
+        judged += 1
+        v = got[pid]
+        for k in JOB_FIELDS:
+            if v[k] != getattr(b, k):
+                mismatches.append(f"{pid} {b.comm} {k}: guest {getattr(b, k)}, vmwatch JSON {v[k]}")
+        # STAT's first letter is the state (judged with the others by
+        # test_debian_ps_every_field; a task running when the guest was
+        # paused is R to vmwatch, S to the truth agent that runs instead).
+        want = procps_stat(b)
+        sid, pgid, tpgid, tty, stat = text[pid]
+        seen[pid] = (b, tty, stat)
+        if (int(sid), int(pgid), int(tpgid), stat[0], stat[1:]) != (b.session, b.pgrp, b.tpgid, v["state"],
+                                                                    want[1:]):
+            mismatches.append(f"{pid} {b.comm} SID PGID TPGID STAT: guest {b.session} {b.pgrp} {b.tpgid} "
+                              f"{want}, vmwatch {' '.join(text[pid])}")
+        # The guest's procps (ran just before the pause): the same columns,
+        # the state letter aside.
+        if pid in procps:
+            g_sid, g_pgid, g_tpgid, g_tty, g_stat = procps[pid]
+            if [g_sid, g_pgid, g_tpgid, g_tty, g_stat[1:].replace("L", "")] != [sid, pgid, tpgid, tty,
+                                                                                stat[1:]]:
+                mismatches.append(f"{pid} {b.comm}: guest procps {' '.join(procps[pid])}, "
+                                  f"vmwatch {' '.join(text[pid])}")
+    assert not mismatches, "\n".join(mismatches[:40])
+    assert judged >= 0.9 * len(before.procs), (judged, len(before.procs))
+    # What occurred: session leaders; gettys in their terminals' foreground;
+    # the foreground job (+, not s) and the background job (neither) on a pts.
+    fg = [p for p, _, st in seen.values() if p.cmdline == ["sleep", "3002"]]
+    bg = [p for p, _, st in seen.values() if p.cmdline == ["sleep", "3001"]]
+    assert fg and bg, "the shell's jobs were not judged"
+    assert seen[fg[0].pid][1].startswith("pts/") and seen[fg[0].pid][2][1:] == "+"
+    assert fg[0].pgrp != fg[0].session and seen[bg[0].pid][2][1:] == "" and bg[0].pgrp != bg[0].session
+    gettys = [(tty, st) for p, tty, st in seen.values() if p.comm == "agetty"]
+    assert ("ttyS0", "Ss+") in gettys or ("tty1", "Ss+") in gettys, gettys

@@ -11,6 +11,7 @@ truth agent reads it (procps 4, ps/output.c: pr_pcpu, pr_pmem, pr_etime):
 The guest is paused while vmwatch reads it, between two truth snapshots; a
 value must lie between what the two snapshots give.
 """
+import json
 import re
 import subprocess
 import time
@@ -221,3 +222,125 @@ def test_ps_bad_options_name_the_problem(g, vmwatch):
     assert r.returncode == 2 and "unknown sort key 'nope'" in r.stderr
     r = vmwatch_ps(vmwatch, g, "-p", "12x", check=False)
     assert r.returncode == 2 and "bad process ID '12x'" in r.stderr
+
+
+# ---- job control: SID, PGID, TPGID, TT and STAT's s and + (issue 14)
+
+def procps_stat(p):
+    """STAT as procps' pr_stat builds it from /proc/PID/stat (L aside:
+    vmwatch does not read VmLck)."""
+    return (p.state + ("<" if p.nice < 0 else "N" if p.nice > 0 else "")
+            + ("s" if p.session == p.pid else "") + ("l" if p.num_threads > 1 else "")
+            + ("+" if p.pgrp == p.tpgid else ""))
+
+
+def tty_major_minor(tty_nr):
+    return (tty_nr >> 8) & 0xfff, (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)
+
+
+def test_ps_job_control_matches_the_guest(g, vmwatch):
+    """Every process's SID, PGID, TPGID and STAT equal /proc/PID/stat fields
+    5-8 as procps reads them, and busybox ps' own PGID, SID and TT
+    (major,minor); a shell made the controlling process of tty2 (setsid -c)
+    and its children are in its foreground group: Ss+ and S+."""
+    g.sh("(setsid -c sh -c 'sleep 3003 & sleep 3004; :' </dev/tty2 >/dev/null 2>&1 &)", check=True)
+    try:
+        g.wait_for(lambda s: any(p.cmdline == ["sleep", "3004"] and p.tty_nr for p in s.procs.values()),
+                   timeout=60, interval=0.5)
+        rc, out = g.sh("busybox ps -o pid,pgid,sid,tty", check=True)
+        bb = {int(f[0]): f[1:] for f in (line.split() for line in out.splitlines()[1:]) if f[0].isdigit()}
+        before = g.truth()
+        with g.paused():
+            r = vmwatch_ps(vmwatch, g, "-o", "pid,sid,pgid,tpgid,tty,stat", "--no-headers")
+        after = g.truth()
+    finally:
+        left = [str(p.pid) for p in g.truth().procs.values() if p.cmdline and p.cmdline[-1:] in
+                (["3003"], ["3004"], ["sleep 3003 & sleep 3004; :"])]
+        if left:
+            g.sh(f"kill -9 {' '.join(left)} 2>/dev/null; true")
+    rows = {int(f[0]): f[1:] for f in (line.split() for line in r.stdout.splitlines())}
+
+    mismatches, judged, seen = [], 0, {}
+    for pid, b in before.procs.items():
+        a = after.procs.get(pid)
+        if a is None or pid not in rows or a.starttime != b.starttime or pid == before.agent_pid:
+            continue
+        if any(getattr(b, k) != getattr(a, k) for k in ("pgrp", "session", "tty_nr", "tpgid", "state",
+                                                        "nice", "num_threads")):
+            continue   # changed across the bracket: not judged
+        judged += 1
+        sid, pgid, tpgid, tty, stat = rows[pid]
+        seen[pid] = (b, tty, stat)
+        want = procps_stat(b)
+        # The state letter is judged by test_ps.py (it is the state at the
+        # pause, which the snapshots around it need not have seen).
+        if [int(sid), int(pgid), int(tpgid), stat[1:]] != [b.session, b.pgrp, b.tpgid, want[1:]]:
+            mismatches.append(f"{pid} {b.comm}: guest {b.session} {b.pgrp} {b.tpgid} {want}, "
+                              f"vmwatch {' '.join(rows[pid])}")
+        if pid in bb:
+            ma, mi = tty_major_minor(b.tty_nr)
+            want_bb = [str(b.pgrp), str(b.session), f"{ma},{mi}" if b.tty_nr else "?"]
+            # (busybox ran before the first snapshot: judged where it agrees with it)
+            if bb[pid] == want_bb and [pgid, sid] != bb[pid][:2]:
+                mismatches.append(f"{pid} {b.comm}: busybox ps {' '.join(bb[pid])}, vmwatch {' '.join(rows[pid])}")
+        if (tty == "?") != (b.tty_nr == 0) or (tty_major_minor(b.tty_nr) == (4, 2) and tty != "tty2"):
+            mismatches.append(f"{pid} {b.comm} TT: guest {tty_major_minor(b.tty_nr)}, vmwatch {tty}")
+    assert not mismatches, "\n".join(mismatches[:40])
+    assert judged >= 0.9 * len(before.procs), (judged, len(before.procs))
+    on_tty = {b.cmdline[-1] if b.cmdline else b.comm: (tty, st[1:]) for b, tty, st in seen.values()
+              if b.tty_nr}
+    assert on_tty.get("sleep 3003 & sleep 3004; :") == ("tty2", "s+"), on_tty
+    assert on_tty.get("3004") == ("tty2", "+") and on_tty.get("3003") == ("tty2", "+"), on_tty
+
+
+PIDTYPE_PGID, PIDTYPE_SID = 2, 3   # enum pid_type (include/linux/pid.h)
+JOB_KEYS = ("pgrp", "session", "tty_nr", "tpgid")
+
+
+@pytest.mark.parametrize("attack", ["garbage", "user", "beyond-ram", "self"])
+def test_ps_job_control_behind_hostile_pointers(g, vmwatch, attack):
+    """A process whose signal->pids[PGID], pids[SID] and tty point at garbage,
+    user space, beyond RAM, or at the signal_struct itself (a "tty" whose
+    driver pointer is whatever lies there): vmwatch neither crashes nor
+    reports a sanitizer error, shows its job control as unknown (null, "-")
+    or as numbers a kernel can have, and every other process as before."""
+    from test_hostile import attach, find_task, vmw
+    burner = g.truth().find(argv0="burn")[0].pid
+    m = attach(vmwatch, g)
+    b = m.btf()
+    off_tasks, off_pid = b.offset("task_struct", "tasks"), b.offset("task_struct", "pid")
+    off = {"task_struct:tasks": off_tasks, "task_struct:pid": off_pid}
+    pids, tty = b.offset("signal_struct", "pids"), b.offset("signal_struct", "tty")
+    target = f"file:{g.ram_path}"
+    try:
+        with g.paused():
+            _, clean, _ = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=60)
+            with m.patch():
+                task = find_task(m, off, burner)
+                sig = m.vu64(task + b.offset("task_struct", "signal"))
+                bad = {"garbage": 0x4141414141414141, "user": 0x7FFF00001000,
+                       "beyond-ram": m.page_offset_base + (64 << 30), "self": sig}[attack]
+                m.vput_u64(sig + pids + 8 * PIDTYPE_PGID, bad)
+                m.vput_u64(sig + pids + 8 * PIDTYPE_SID, bad)
+                m.vput_u64(sig + tty, bad)
+                rc, out, err = vmw(vmwatch, "ps", "--json", "--no-cache", target, timeout=60)
+                assert rc == 0, err
+                rc, text, err = vmw(vmwatch, "ps", "-o", "pid,sid,pgid,tpgid,tty,stat", "--no-cache", target,
+                                    timeout=60)
+                assert rc == 0, err
+    finally:
+        m.close()
+    before = {p["pid"]: p for p in json.loads(clean)["processes"]}
+    after = {p["pid"]: p for p in json.loads(out)["processes"]}
+    p = after[burner]
+    for k in ("pgrp", "session"):
+        assert p[k] is None or 0 <= p[k] <= 4 << 20, (k, p[k])
+    assert p["tty_nr"] is None or p["tpgid"] is None or p["tpgid"] >= -1, p
+    if attack != "self":     # no struct pid, no tty there: unknown
+        assert p["pgrp"] is None and p["session"] is None and p["tty_nr"] is None, p
+        row = next(line.split() for line in text.splitlines()[1:] if line.split()[0] == str(burner))
+        assert row[1:5] == ["-", "-", "-", "-"] and "s" not in row[5] and "+" not in row[5], row
+    for pid, q in before.items():
+        if pid != burner and pid in after:
+            assert [after[pid][k] for k in JOB_KEYS] == [q[k] for k in JOB_KEYS], (pid, q["comm"])
+

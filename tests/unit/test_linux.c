@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Pure logic of the Linux model: /proc state letters and cputime_adjust. */
+/* Pure logic of the Linux model: /proc state letters, tty_nr and cputime_adjust. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -28,6 +28,19 @@ static void test_state_letters(void **state)
 	assert_int_equal(vmw_linux_state_letter(0x2001, 0), 'S');
 	/* A zombie still has its last state bits; exit_state wins by being higher. */
 	assert_int_equal(vmw_linux_state_letter(0x80, 0x20), 'Z');
+}
+
+/* /proc/PID/stat's tty_nr: new_encode_dev(MKDEV(major, minor_start) + index). */
+static void test_tty_nr(void **state)
+{
+	(void)state;
+	assert_int_equal(vmw_linux_tty_nr(4, 1, 0), 0x401);          /* tty1 */
+	assert_int_equal(vmw_linux_tty_nr(4, 64, 0), 0x440);         /* ttyS0 */
+	assert_int_equal(vmw_linux_tty_nr(136, 0, 2), 0x8802);       /* pts/2 */
+	/* Minors above 255 go to bits 20 and up: pts/300 is 34860 + (1 << 20). */
+	assert_int_equal(vmw_linux_tty_nr(136, 0, 300), (1u << 20) | 0x882c);
+	/* An index past the minor's 20 bits carries into the major, like MKDEV() + index. */
+	assert_int_equal(vmw_linux_tty_nr(4, (1u << 20) - 1, 1), 5u << 8);
 }
 
 static void test_cputime_adjust(void **state)
@@ -89,6 +102,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_letters),
+		cmocka_unit_test(test_tty_nr),
 		cmocka_unit_test(test_cputime_adjust),
 		cmocka_unit_test(test_cycle_guard),
 	};

@@ -140,12 +140,88 @@ static void test_forest_and_ppid_loops(void **state)
 	free(out);
 }
 
+/* STAT's letters as procps' pr_stat adds them, and the job-control columns. */
+static void test_stat_letters_and_job_control(void **state)
+{
+	struct vmw_proc p[6] = { proc(1, 0, "init"), proc(400, 1, "sshd"), proc(500, 400, "bash"),
+				 proc(510, 500, "vi"), proc(2, 0, "kthreadd"), proc(505, 500, "sub") };
+	struct vmw_thread t = { .tid = 511, .state = 'R', .nice = -5 };
+	struct ps_row rows[7];
+	struct ps_ctx c = { 0 };
+	char buf[16], *out;
+
+	(void)state;
+	/* init: its own session, no terminal. */
+	p[0].jobctl_ok = p[0].tty_ok = true;
+	p[0].session = p[0].pgrp = 1;
+	p[0].tpgid = -1;
+	/* sshd: in init's session? no: its own, multi-threaded, nice 5. */
+	p[1].jobctl_ok = p[1].tty_ok = true;
+	p[1].session = p[1].pgrp = 400;
+	p[1].tpgid = -1;
+	p[1].nr_threads = 2;
+	p[1].nice = 5;
+	/* bash: session leader on pts/0 (136,0), the shell's group in the background;
+	 * vi: the foreground group, high priority. */
+	p[2].jobctl_ok = p[2].tty_ok = true;
+	p[2].session = p[2].pgrp = 500;
+	p[2].tty_nr = 136 << 8;
+	p[2].tpgid = 510;
+	p[3].jobctl_ok = p[3].tty_ok = true;
+	p[3].session = 500;
+	p[3].pgrp = 510;
+	p[3].tty_nr = 136 << 8;
+	p[3].tpgid = 510;
+	p[3].nice = -5;
+	p[3].nr_threads = 2;
+	p[3].state = 'R';
+	/* kthreadd: the model could not read job control: no s or +, "-". */
+	p[4].nice = -1;
+	/* sub: in bash's session and group, not its leader, in the background. */
+	p[5].jobctl_ok = p[5].tty_ok = true;
+	p[5].session = p[5].pgrp = 500;
+	p[5].tty_nr = 136 << 8;
+	p[5].tpgid = 510;
+	for (int i = 0; i < 6; i++)
+		rows[i] = (struct ps_row){ .p = &p[i], .order = (size_t)i };
+	rows[6] = (struct ps_row){ .p = &p[3], .t = &t, .order = 6 };
+	out = render("pid,stat,sid,pgid,tpgid,tty", &c, rows, 7, false);
+	assert_string_equal(out, "    PID STAT     SID    PGID   TPGID TT\n"
+				 "      1 Ss         1       1      -1 ?\n"
+				 "    400 SNsl     400     400      -1 ?\n"
+				 "    500 Ss       500     500     510 pts/0\n"
+				 "    510 R<l+     500     510     510 pts/0\n"
+				 "      2 S<         -       -       - -\n"
+				 "    505 S        500     500     510 pts/0\n"
+				 "    510 R<l+     500     510     510 pts/0\n");
+	free(out);
+	/* A session leader in the foreground: both. */
+	p[2].tpgid = 500;
+	ps_stat_text(p[2].state, p[2].nice, &p[2], buf, sizeof(buf));
+	assert_string_equal(buf, "Ss+");
+	/* tpgid 0 (a terminal without a foreground group) is no process group's. */
+	p[2].tpgid = 0;
+	ps_stat_text(p[2].state, p[2].nice, &p[2], buf, sizeof(buf));
+	assert_string_equal(buf, "Ss");
+	/* Names of terminals as /proc/PID/stat numbers them (new_encode_dev). */
+	assert_string_equal(ps_tty_name(0, buf, sizeof(buf)), "?");
+	assert_string_equal(ps_tty_name(4 << 8 | 1, buf, sizeof(buf)), "tty1");
+	assert_string_equal(ps_tty_name(4 << 8 | 64, buf, sizeof(buf)), "ttyS0");
+	assert_string_equal(ps_tty_name(5 << 8 | 1, buf, sizeof(buf)), "console");
+	assert_string_equal(ps_tty_name(136 << 8 | 3, buf, sizeof(buf)), "pts/3");
+	/* pts/300: minor 300 = 0x12c, its high bits at 20. */
+	assert_string_equal(ps_tty_name(136 << 8 | 0x2c | 1 << 20, buf, sizeof(buf)), "pts/300");
+	assert_string_equal(ps_tty_name(229 << 8, buf, sizeof(buf)), "hvc0");
+	assert_string_equal(ps_tty_name(250 << 8 | 7, buf, sizeof(buf)), "250,7");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_times_and_percentages),
 		cmocka_unit_test(test_sort_select_and_errors),
 		cmocka_unit_test(test_forest_and_ppid_loops),
+		cmocka_unit_test(test_stat_letters_and_job_control),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,6 +191,9 @@ static void test_hostile_values(void **state)
 	f->cpu[0].steal = -NAN;
 	memset(f->procs[1].proc.comm, 'A', sizeof(f->procs[1].proc.comm));
 	memset(&f->procs[1].is_new, 0x5a, 1);
+	memset(&f->procs[1].proc.jobctl_ok, 0x7e, 1);    /* job control's flags: 0/1 after decoding */
+	memset(&f->procs[1].proc.tty_ok, 0x02, 1);
+	f->procs[1].proc.tpgid = -1;
 	strcpy(f->procs[2].proc.user, "ro\x1b[2Jot");          /* printed raw by ps: refused */
 	memset(f->procs[0].proc.user, 'u', sizeof(f->procs[0].proc.user));   /* unterminated */
 	encode(f, &buf, &len);
@@ -200,6 +203,9 @@ static void test_hostile_values(void **state)
 	assert_true(g->cpu[0].steal == 0.0);
 	assert_int_equal(strlen(g->procs[1].proc.comm), sizeof(g->procs[1].proc.comm) - 1);
 	assert_true(g->procs[1].is_new);
+	assert_int_equal(*(unsigned char *)&g->procs[1].proc.jobctl_ok, 1);
+	assert_int_equal(*(unsigned char *)&g->procs[1].proc.tty_ok, 1);
+	assert_int_equal(g->procs[1].proc.tpgid, -1);
 	assert_string_equal(g->procs[2].proc.user, "");
 	assert_int_equal(strlen(g->procs[0].proc.user), sizeof(g->procs[0].proc.user) - 1);
 	vmw_frame_free(g);
