@@ -69,7 +69,8 @@ bool vmw_report_cpu_split_valid(const struct vmw_frame *f);
 /* A process (common.json#/$defs/process); with "tasks" when its threads were listed. */
 json_t *vmw_report_proc(const struct vmw_proc *p);
 /* A process in a frame (#/$defs/sample): the process plus cpu_percent,
- * mem_percent, rss_delta_bytes, new, and the threads' cpu_percent. */
+ * mem_percent, rss_delta_bytes, new, the rates of its counters (io_rate,
+ * min_flt_rate, ...), and the threads' cpu_percent. */
 json_t *vmw_report_sample(const struct vmw_sample *x);
 /* A process event (#/$defs/event) without seq and time (the caller adds them). */
 json_t *vmw_report_event(const struct vmw_event *e);

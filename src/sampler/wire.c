@@ -261,6 +261,15 @@ static bool take_threads(struct in *in, struct vmw_sample *s)
 	return true;
 }
 
+/* Rates are finite and never negative. */
+static void fix_rates(struct vmw_proc_rates *r)
+{
+	double *v[] = { &r->rchar, &r->wchar, &r->syscr, &r->syscw, &r->read_bytes, &r->write_bytes,
+			&r->min_flt, &r->maj_flt, &r->nvcsw, &r->nivcsw };
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		*v[i] = *v[i] > 0 ? finite_or_zero(*v[i]) : 0.0;
+}
+
 static bool take_sample(struct in *in, struct vmw_sample *s)
 {
 	if (!take(in, s, sizeof(*s)))
@@ -279,6 +288,7 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	FIX_BOOL(s->is_new);
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
+	fix_rates(&s->rate);
 	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);
 }
 
