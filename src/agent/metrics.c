@@ -498,9 +498,25 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 	group_metrics(f, ms, n, process_exporter ? &pe_names : &vmwatch_names);
 }
 
+/* ,os_id="debian",os_version="12",os_name="Debian GNU/Linux 12 (bookworm)":
+ * the guest's /etc/os-release (ID, VERSION_ID, PRETTY_NAME) as its last
+ * frame carried it; none when unknown. */
+static void os_labels(FILE *f, const struct mvm *m)
+{
+	const struct vmw_frame *fr = m->snap ? m->snap->frame : NULL;
+
+	if (!fr || !fr->os_ok)
+		return;
+	const struct label l[] = {
+		{ "os_id", fr->os.id }, { "os_version", fr->os.version_id }, { "os_name", fr->os.pretty_name },
+	};
+	put_labels(f, l, ARRAY_SIZE(l));
+}
+
 static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 {
-	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata.");
+	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata "
+	       "and the guest's OS (os_id, os_version, os_name from its /etc/os-release).");
 	for (struct mvm *m = ms; m < ms + n; m++) {
 		const struct vmw_nova *nv = &m->dom.nova;
 		const struct label l[] = {
@@ -510,6 +526,7 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 		};
 		vm_labels(f, "vmwatch_vm_info", m);
 		put_labels(f, l, ARRAY_SIZE(l));
+		os_labels(f, m);
 		fputs("} 1\n", f);
 	}
 	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");

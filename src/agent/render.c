@@ -111,6 +111,7 @@ json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns)
 					     : st.snap ? st.snap->frame->mem_total_bytes : 0),
 		"target", vmw_report_string_or_null(vm->target), "origin", vm->from_libvirt ? "libvirt" : "target"));
 	json_object_set_new(o, "monitoring", monitoring_json(&st));
+	json_object_set_new(o, "os", vmw_report_frame_os(st.snap ? st.snap->frame : NULL));
 	if (st.snap) {
 		json_t *use = vmw_report_use(st.snap->frame);
 		json_object_set_new(use, "host_cpu_percent", st.host_cpu >= 0 ? json_real(st.host_cpu) : json_null());

@@ -48,7 +48,8 @@ static void usage(FILE *f)
 		"                         ni, state, command, rchar_rate, wchar_rate, read_rate,\n"
 		"                         write_rate, minflt_rate, majflt_rate, csw_rate (shows\n"
 		"                         its column); host view: name, status, vcpus,\n"
-		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, top\n"
+		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, os,\n"
+		"                         top\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
 		"  -u, --user USER        only processes of this uid (a number, or root: the\n"
 		"                         guest's user names are not read)\n"
@@ -712,7 +713,7 @@ static int run_host(struct args *a)
 	if (a->sort) {
 		if ((col = host_col_parse(a->sort)) < 0) {
 			cli_error("top: unknown sort field '%s' for the host view (name, status, vcpus, "
-				  "cpu, us, sy, wa, st, host, mem, mempct, procs, load, top)", a->sort);
+				  "cpu, us, sy, wa, st, host, mem, mempct, procs, load, os, top)", a->sort);
 			return EXIT_USAGE;
 		}
 		sort.col = (enum host_col)col;

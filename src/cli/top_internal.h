@@ -252,6 +252,7 @@ enum host_col {
 	HOST_COL_MEMPCT,
 	HOST_COL_PROCS,
 	HOST_COL_LOAD,
+	HOST_COL_OS,               /* the guest OS as ID:VERSION_ID (debian:12), - unknown */
 	HOST_COL_TOP,              /* the busiest process's CPU% */
 	HOST_NCOLS,
 };
@@ -318,6 +319,8 @@ size_t host_rows(const struct host_view *hv, const struct host_sort *s, struct h
 /* The fixed cells of a row / the titles (the busiest process is last, separate). */
 void host_row_cells(const struct host_vm *vm, char *buf, size_t size);
 void host_header_cells(char *buf, size_t size);
+/* The OS column of vm: "debian:12", "-" when unknown (one terminal-safe word). */
+void host_os_text(const struct host_vm *vm, char *buf, size_t size);
 /* The last column: the busiest process with its CPU%, or the reason it is not readable. */
 void host_row_tail(const struct host_vm *vm, char *buf, size_t size);
 /* The frame of every VM as JSON (report.h's vmw_report_host_frame). */

@@ -302,6 +302,20 @@ json_t *vmw_report_os(const struct vmw_os_release *os)
 			 "version_id", vmw_report_string_or_null(os->version_id));
 }
 
+json_t *vmw_report_frame_os(const struct vmw_frame *f)
+{
+	return vmw_report_os(f && f->os_ok ? &f->os : NULL);
+}
+
+void vmw_report_os_text(const struct vmw_frame *f, char *buf, size_t size)
+{
+	const char *name = "unknown";
+
+	if (f && f->os_ok)
+		name = f->os.pretty_name[0] ? f->os.pretty_name : f->os.id[0] ? f->os.id : "unknown";
+	vmw_text_sanitize(buf, size, name);
+}
+
 json_t *vmw_report_nova(const struct vmw_nova *n)
 {
 	if (!n->present)

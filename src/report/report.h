@@ -82,6 +82,12 @@ json_t *vmw_report_kernel(const struct vmw_kernel_info *ki);
  * null when absent), or null when os is NULL (not read: not cached). */
 struct vmw_os_release;
 json_t *vmw_report_os(const struct vmw_os_release *os);
+/* The frame's guest OS (vmw_report_os of frame.os; null when f is NULL or
+ * the OS is unknown). */
+json_t *vmw_report_frame_os(const struct vmw_frame *f);
+/* The frame's guest OS for a text column: PRETTY_NAME, else ID, else
+ * "unknown", terminal-safe (vmw_text_sanitize). */
+void vmw_report_os_text(const struct vmw_frame *f, char *buf, size_t size);
 /* OpenStack Nova metadata (#/$defs/nova), null when the domain has none. */
 json_t *vmw_report_nova(const struct vmw_nova *n);
 /* A libvirt domain (#/$defs/domain). */

@@ -416,6 +416,17 @@ static int walk_guest(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_wal
 	return 0;
 }
 
+/* The guest OS as the process model last read it (users.c). */
+static void take_os(struct vmw_sampler *s, struct vmw_frame *f)
+{
+	struct vmw_linux *l = vmw_session_linux(s->sess);
+	const struct vmw_os_release *os = l ? vmw_users_os(vmw_linux_users(l)) : NULL;
+
+	f->os_ok = os != NULL;
+	if (os)
+		f->os = *os;
+}
+
 /* The frame takes the walk's records (and their threads and command lines). */
 static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w)
 {
@@ -428,6 +439,7 @@ static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk
 	f->truncated = w->truncated;
 	memcpy(f->truncated_why, w->truncated_why, sizeof(f->truncated_why));
 	f->bytes_read = w->bytes_read;
+	take_os(s, f);
 	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
 								     : vmw_mem_size(vmw_session_mem(s->sess));
 	if (!(f->procs = calloc(w->nprocs ? w->nprocs : 1, sizeof(*f->procs)))) {

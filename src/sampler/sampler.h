@@ -101,6 +101,11 @@ struct vmw_frame {
 	double cpu_percent_total;  /* sum over processes */
 	uint64_t frame_ns;         /* host time spent taking the frame */
 	uint64_t bytes_read;
+	/* The guest OS: its /etc/os-release as the page cache held it when last
+	 * read (vmw_users_os: re-read when the file's inode changes); os_ok false
+	 * when it is unknown (not cached, not there). */
+	bool os_ok;
+	struct vmw_os_release os;
 };
 
 /* A sampler of session's guest. The session must have been opened with

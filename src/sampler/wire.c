@@ -292,6 +292,19 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);
 }
 
+/* ---- the guest OS (frame.os): guest text, so terminated; front ends
+ * escape it for terminals, JSON escapes it. */
+static void fix_os(struct vmw_frame *f)
+{
+	FIX_BOOL(f->os_ok);
+	FIX_STR(f->os.pretty_name);
+	FIX_STR(f->os.id);
+	FIX_STR(f->os.version_id);
+	if (!f->os_ok)
+		f->os = (struct vmw_os_release){ 0 };
+}
+/* ---- end of the guest OS block */
+
 static void fix_frame(struct vmw_frame *f)
 {
 	FIX_BOOL(f->first);
@@ -305,6 +318,7 @@ static void fix_frame(struct vmw_frame *f)
 	FIX_STR(f->summary.loadavg);
 	f->cpu_percent_total = finite_or_zero(f->cpu_percent_total);
 	fix_cpu_percent(&f->cpu_total);
+	fix_os(f);
 }
 
 static int take_events(struct in *in, struct vmw_frame *f, size_t n, struct vmw_error *err)
