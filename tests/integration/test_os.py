@@ -38,10 +38,9 @@ def os_release(g):
             "version_id": rel["VERSION_ID"].strip('"')}
 
 
-def host_view(vmwatch, *targets, n=2):
-    args = [str(vmwatch), "top", "-n", str(n), "-d", "0.5"]
-    for t in targets:
-        args += ["--target", t]
+def host_view(vmwatch, *guests, n=2):
+    """The host view of these guests only (found among the host's QEMU processes)."""
+    args = [str(vmwatch), "top", "--all", "-n", str(n), "-d", "0.5", "--filter", ",".join(g.name for g in guests)]
     j = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=180)
     assert j.returncode == 0, j.stderr
     b = subprocess.run(args + ["-b"], capture_output=True, text=True, timeout=180)
@@ -54,10 +53,10 @@ def test_host_view_os(deb, bb, vmwatch):
     assert want["id"] == "debian" and want["version_id"] == "12"
     rc, _ = bb.sh("test -e /etc/os-release || test -e /usr/lib/os-release")
     assert rc != 0, "the busybox guest has an os-release now: this test expects none"
-    frames, text = host_view(vmwatch, f"qemu:{deb.pid}", f"qemu:{bb.pid}")
-    vms = {v["target"]: v for v in frames[-1]["vms"]}
-    assert vms[f"qemu:{deb.pid}"]["os"] == want
-    assert vms[f"qemu:{bb.pid}"]["os"] is None
+    frames, text = host_view(vmwatch, deb, bb)
+    vms = {v["name"]: v for v in frames[-1]["vms"]}
+    assert vms[deb.name]["os"] == want
+    assert vms[bb.name]["os"] is None
     # The text view: OS as ID:VERSION_ID, "-" when unknown.
     last = text.split("vmwatch top - ")[-1] if "vmwatch top - " in text else text
     head = next(line for line in last.splitlines() if line.startswith("NAME"))
