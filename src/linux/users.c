@@ -144,6 +144,16 @@ const char *vmw_users_group(const struct vmw_users *u, uint32_t gid)
 	return u ? lookup(&u->groups, gid) : NULL;
 }
 
+bool vmw_users_uid(const struct vmw_users *u, const char *name, uint32_t *ret)
+{
+	for (size_t i = 0; u && i < u->users.n; i++)
+		if (!strcmp(u->users.e[i].name, name)) {
+			*ret = u->users.e[i].id;
+			return true;
+		}
+	return false;
+}
+
 static bool same_inode(const struct table *t, const struct vmw_file *s)
 {
 	return t->read && t->inode == s->inode && t->ino == s->ino && t->size == s->size &&

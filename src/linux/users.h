@@ -32,6 +32,9 @@ bool vmw_users_refresh(struct vmw_users *u, struct vmw_files *f);
 /* The name of uid / gid, or NULL when the guest's files do not name it. */
 const char *vmw_users_name(const struct vmw_users *u, uint32_t uid);
 const char *vmw_users_group(const struct vmw_users *u, uint32_t gid);
+/* The uid the guest's /etc/passwd gives name (getpwnam): true and *ret, or
+ * false when it names no such user (or was not read). */
+bool vmw_users_uid(const struct vmw_users *u, const char *name, uint32_t *ret);
 /* Parse one passwd (or group: name:x:id:...) text; replaces the user
  * (group) table. Returns the number of entries kept. Pure, for tests. */
 size_t vmw_users_parse(struct vmw_users *u, bool groups, const char *text, size_t len);
