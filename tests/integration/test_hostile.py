@@ -862,3 +862,75 @@ def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
         problems.append(f"agent exit code {rc}, sanitizer report: {any(w in log for w in SANITIZER_WORDS)}:\n"
                         f"{log[-6000:]}")
     assert not problems, "a cut thread list is not reported by the agent:\n  " + "\n  ".join(problems)
+
+
+# ---- hostile guest files: /etc/passwd and /etc/os-release (issue 13) ---------
+#
+# The guest's own files name its users and its OS, and the tenant writes them:
+# names with escape sequences, absurdly long names and lines, an os-release
+# that retitles the window or is too big to read. Names that are not plausible
+# user names are not used (the uid is shown); OS text is shown with '?' for
+# control bytes; everything stays bounded.
+
+EVIL_OS_PRINTF = r'PRETTY_NAME="\033[2Jevil\033]0;pwned\007"\nID=evil\033[31m\nVERSION_ID=1\n'
+EVIL_UIDS = (4242, 4243, 4244, 4245)
+
+
+@pytest.fixture(scope="module")
+def evil_files(guest):
+    """The shared guest with a hostile /etc/passwd and /etc/os-release, and a
+    process running as each of EVIL_UIDS; all undone at the end."""
+    g = guest(**G61)
+    g.sh("cp /etc/passwd /tmp/passwd.vmw", check=True)
+    g.sh(r"printf '\033]0;pwned\007:x:4242:4242::/:/bin/sh\n' >> /etc/passwd && "
+         r"printf '%0200d:x:4243:4243::/:/bin/sh\n' 0 >> /etc/passwd && "
+         r"{ head -c 100000 /dev/zero | tr '\0' b; printf ':x:4244:4244::/:/bin/sh\n'; } >> /etc/passwd && "
+         r"printf 'okname:x:4245:4245::/:/bin/sh\n' >> /etc/passwd && "
+         f"printf '{EVIL_OS_PRINTF}' > /etc/os-release && cat /etc/passwd /etc/os-release > /dev/null",
+         check=True)
+    pids = {}
+    try:
+        for uid in EVIL_UIDS:
+            pids[uid] = g.run("runas", str(uid), "idle")
+        yield g, pids
+    finally:
+        for pid in pids.values():
+            g.kill(pid)
+        g.sh("cp /tmp/passwd.vmw /etc/passwd && rm -f /tmp/passwd.vmw /etc/os-release", check=True)
+
+
+def test_hostile_passwd_names_are_not_used(vmwatch, evil_files):
+    g, pids = evil_files
+    out, _ = run(vmwatch, "ps", "-o", "pid,user,ruser,args", f"qemu:{g.pid}")
+    assert not CONTROL & set(out), [l for l in out.splitlines() if CONTROL & set(l)]
+    rows = {int(l.split()[0]): l.split()[1:3] for l in out.splitlines()[1:]}
+    for uid in EVIL_UIDS[:3]:
+        assert rows[pids[uid]] == [str(uid), str(uid)], (uid, rows[pids[uid]])
+    assert rows[pids[4245]] == ["okname", "okname"]
+    doc = json.loads(run(vmwatch, "ps", "--json", f"qemu:{g.pid}")[0])
+    users = {p["pid"]: p["user"] for p in doc["processes"]}
+    assert [users[pids[u]] for u in EVIL_UIDS] == [None, None, None, "okname"]
+    # -u NAME: the plausible name resolves, the hostile ones are unknown.
+    out, _ = run(vmwatch, "ps", "-u", "okname", "-o", "pid", f"qemu:{g.pid}")
+    assert {int(x) for x in out.split()[1:]} == {pids[4245]}
+    r = subprocess.run([vmwatch, "ps", "-u", "a" * 200, f"qemu:{g.pid}"], capture_output=True, timeout=120)
+    assert r.returncode == 2 and b"is not in the guest's /etc/passwd" in r.stderr
+    out, _ = run(vmwatch, "top", "-b", "-n", "1", f"qemu:{g.pid}")
+    assert not CONTROL & set(out)
+    assert re.search(rf"^\s*{pids[4245]} okname ", out, re.M) and re.search(rf"^\s*{pids[4242]} 4242 ", out, re.M)
+
+
+def test_hostile_os_release_is_escaped_and_bounded(vmwatch, evil_files):
+    g, _ = evil_files
+    args = ["top", "--all", "-n", "1", "--filter", g.name]
+    out, _ = run(vmwatch, *args, "-b")
+    assert not CONTROL & set(out), out
+    assert "evil?[31m:1" in out
+    doc = json.loads(run(vmwatch, *args, "--json")[0].splitlines()[-1])
+    os_ = [v["os"] for v in doc["vms"] if v["name"] == g.name][0]
+    assert os_ == {"pretty_name": "\x1b[2Jevil\x1b]0;pwned\x07", "id": "evil\x1b[31m", "version_id": "1"}
+    # An os-release too big to be one (over 64 KiB): not read, the OS unknown.
+    g.sh("head -c 70000 /dev/zero | tr '\\0' x > /etc/os-release && cat /etc/os-release > /dev/null", check=True)
+    doc = json.loads(run(vmwatch, *args, "--json")[0].splitlines()[-1])
+    assert [v["os"] for v in doc["vms"] if v["name"] == g.name] == [None]
+    g.sh(f"printf '{EVIL_OS_PRINTF}' > /etc/os-release", check=True)
