@@ -934,3 +934,104 @@ def test_hostile_os_release_is_escaped_and_bounded(vmwatch, evil_files):
     doc = json.loads(run(vmwatch, *args, "--json")[0].splitlines()[-1])
     assert [v["os"] for v in doc["vms"] if v["name"] == g.name] == [None]
     g.sh(f"printf '{EVIL_OS_PRINTF}' > /etc/os-release", check=True)
+
+
+# ---- a hostile page cache (issue 13): the xarray and its pages ---------------
+#
+# A 3-page file ('a', 'b', 'c' pages) held open by a process; its page cache
+# is corrupted through guest RAM while the guest is paused: a page claiming an
+# earlier index (read as it is, its neighbours in physical memory would be
+# printed as the file's), an xarray node whose slot points to itself, an
+# absurd i_size. `vmwatch cat` must stay bounded, print only what adds up,
+# and name what it skipped.
+
+PC_FILE = "/tmp/vmw-pc"
+PC_OFFS = ("task_struct:tasks", "task_struct:pid", "task_struct:files", "files_struct:fdt", "fdtable:fd",
+           "file:f_inode", "inode:i_mapping", "inode:i_size", "address_space:i_pages.xa_head", "xa_node:slots",
+           "page:index")
+
+
+@pytest.fixture(scope="module")
+def pagecache(guest, vmwatch):
+    """(guest, GuestMem, {'inode', 'head', 'node', 'pages'}, offsets): the
+    shared 6.1 guest with PC_FILE open in a process."""
+    g = guest(**G61)
+    g.sh(f"{{ head -c 4096 /dev/zero | tr '\\0' a; head -c 4096 /dev/zero | tr '\\0' b; "
+         f"head -c 4096 /dev/zero | tr '\\0' c; }} > {PC_FILE} && cat {PC_FILE} > /dev/null", check=True)
+    with g.workload("sh", "-c", f"exec 3<{PC_FILE}; exec idle") as pid:
+        m = GuestMem(g.ram_path, vmwatch_info(vmwatch, f"file:{g.ram_path}", "__start_BTF", "__stop_BTF",
+                                              "init_task", "init_top_pgt"))
+        b = m.btf()
+        off = {k: b.offset(*k.split(":")) for k in PC_OFFS}
+        try:
+            yield g, m, pid, off
+        finally:
+            m.close()
+    g.sh(f"rm -f {PC_FILE}")
+
+
+def pt_phys(m, vaddr):
+    """vaddr through the kernel's page tables (init_top_pgt, 4 levels): for
+    struct pages, which live in vmemmap, outside the direct map."""
+    table = m.phys(m.symbols["init_top_pgt"])
+    for shift in (39, 30, 21, 12):
+        e = m.u64(table + ((vaddr >> shift) & 511) * 8)
+        assert e & 1, f"{vaddr:#x}: not mapped at level {shift}"
+        if shift == 12 or e & 0x80:
+            frame = e & 0x000FFFFFFFFFF000 & ~((1 << shift) - 1)
+            return frame | (vaddr & ((1 << shift) - 1))
+        table = e & 0x000FFFFFFFFFF000
+
+
+def pc_layout(m, off, pid):
+    """Where PC_FILE's inode, xarray head, node and pages are (guest paused)."""
+    task = find_task(m, off, pid)
+    fdt = m.vu64(m.vu64(task + off["task_struct:files"]) + off["files_struct:fdt"])
+    file = m.vu64(m.vu64(fdt + off["fdtable:fd"]) + 3 * 8)
+    inode = m.vu64(file + off["file:f_inode"])
+    head = m.vu64(inode + off["inode:i_mapping"]) + off["address_space:i_pages.xa_head"]
+    e = m.vu64(head)
+    assert e & 3 == 2, f"xa_head {e:#x} is not a node"
+    node = e - 2
+    pages = [m.vu64(node + off["xa_node:slots"] + 8 * i) for i in range(3)]
+    assert all(p and p & 3 == 0 for p in pages), [hex(p) for p in pages]
+    index = [pt_phys(m, p + off["page:index"]) for p in pages]
+    assert [m.u64(i) for i in index] == [0, 1, 2]
+    return {"inode": inode, "head": head, "node": node, "pages": pages, "index": index}
+
+
+def _pc_bogus_index(m, lay, off):
+    m.put_u64(lay["index"][2], 0)
+    return b"a" * 4096 + b"b" * 4096, "bytes 8192-12287 of 12288 are not cached or did not add up"
+
+
+def _pc_node_loop(m, lay, off):
+    m.vput_u64(lay["node"] + off["xa_node:slots"] + 8, lay["node"] + 2)
+    return b"a" * 4096 + b"c" * 4096, "bytes 4096-8191 of 12288 are not cached or did not add up"
+
+
+def _pc_huge_size(m, lay, off):
+    m.vput_u64(lay["inode"] + off["inode:i_size"], 1 << 50)
+    return b"", "more than the"
+
+
+@pytest.mark.parametrize("attack", [_pc_bogus_index, _pc_node_loop, _pc_huge_size],
+                         ids=["page-claims-earlier-index", "xa-node-slot-to-itself", "absurd-i_size"])
+def test_hostile_page_cache_is_bounded_and_named(vmwatch, pagecache, attack):
+    g, m, pid, off = pagecache
+    target = f"file:{g.ram_path}"
+    with g.paused(), m.patch():
+        lay = pc_layout(m, off, pid)
+        rc, out, err = vmw(vmwatch, "cat", target, PC_FILE)
+        assert rc == 0 and out == "a" * 4096 + "b" * 4096 + "c" * 4096, err     # whole before the attack
+        want_out, want_err = attack(m, lay, off)
+        t0 = time.monotonic()
+        r = subprocess.run([vmwatch, "cat", target, PC_FILE], capture_output=True, timeout=30)
+        secs = time.monotonic() - t0
+    assert secs < 10, f"cat took {secs:.1f} s"
+    err = r.stderr.decode(errors="replace")
+    assert not any(w in err for w in SANITIZER_WORDS), err
+    assert r.returncode in (1, 2) and want_err in err, (r.returncode, err)
+    assert r.stdout == want_out, (len(r.stdout), r.stdout[:64], r.stdout[-64:])
+    rc, out, err = vmw(vmwatch, "cat", target, PC_FILE)
+    assert rc == 0 and len(out) == 12288, err                 # restored
