@@ -21,6 +21,7 @@ import pytest
 from helpers import wait_until
 from schemas import validate
 from test_agent import Agent
+from test_top import term, top_cmd  # noqa: F401  (term: fixture)
 
 G61 = dict(kernel="6.1", mem="512M", machine="pc", backing="shm", smp=2)   # test_top's guest
 LINE = "x" * 200
@@ -170,3 +171,23 @@ def test_agent_rates_and_metrics(g, loop, vmwatch):
     finally:
         rc = a.stop()
     assert rc == 0, "\n".join(a.log[-30:])
+
+
+def test_top_screen_rate_column_keys(g, loop, vmwatch, term):
+    """i and f show and hide the rate columns; sorting by one shows its values;
+    the help screen names the keys."""
+    t = term(top_cmd(vmwatch, f"qemu:{g.pid}", "-d", "0.5"), width=200)
+    t.wait(lambda s: "COMMAND" in s and "%CPU" in s, what="the table")
+    assert "RCHAR/s" not in t.screen() and "CSW/s" not in t.screen()
+    t.keys("i")
+    t.wait(lambda s: re.search(r"TIME\+ +RCHAR/s +WCHAR/s +DREAD/s +DWRIT/s +COMMAND", s), what="I/O columns")
+    t.keys("f")
+    t.wait(lambda s: "DWRIT/s MINFL/s MAJFL/s   CSW/s COMMAND" in s, what="fault columns")
+    # > from TIME+ moves the sort to RCHAR/s: the loop reads the most, near the top.
+    t.keys("T", ">")
+    t.wait(lambda s: any(line.split()[:1] == [str(loop)] for line in s.splitlines()[:20]), what="the loop on top")
+    t.keys("i")
+    t.wait(lambda s: "RCHAR/s" not in s and "CSW/s" in s, what="I/O columns hidden")
+    t.keys("?")
+    t.wait(lambda s: "I/O rate columns" in s and "fault and context-switch rate columns" in s, what="help")
+    t.keys("q")
