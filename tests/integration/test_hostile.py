@@ -29,6 +29,11 @@ is wrong:
     frames and status ok, the bad one gets an error naming the type,
     /healthz answers, a clean exit; the agent on a cut thread list says
     "complete": false and exports vmwatch_vm_complete 0.
+  - guest files (issue 13): a hostile /etc/passwd (escape sequences, a
+    200-byte name, a 100 KB line) and /etc/os-release (escapes, 70 KB); a
+    page-cache page claiming an earlier index, an xarray node slot pointing
+    to its node, an absurd i_size, a directory's children list made a cycle:
+    cat/ps/top stay bounded, print only what adds up and name the rest.
 
 Every byte written into a guest is written back at the end of its test
 (GuestMem.patch()). The BTF attacks run on a private 6.12 guest and on the
@@ -948,7 +953,7 @@ def test_hostile_os_release_is_escaped_and_bounded(vmwatch, evil_files):
 PC_FILE = "/tmp/vmw-pc"
 PC_OFFS = ("task_struct:tasks", "task_struct:pid", "task_struct:files", "files_struct:fdt", "fdtable:fd",
            "file:f_inode", "inode:i_mapping", "inode:i_size", "address_space:i_pages.xa_head", "xa_node:slots",
-           "page:index")
+           "page:index", "file:f_path.dentry", "dentry:d_child")
 
 
 @pytest.fixture(scope="module")
@@ -997,7 +1002,8 @@ def pc_layout(m, off, pid):
     assert all(p and p & 3 == 0 for p in pages), [hex(p) for p in pages]
     index = [pt_phys(m, p + off["page:index"]) for p in pages]
     assert [m.u64(i) for i in index] == [0, 1, 2]
-    return {"inode": inode, "head": head, "node": node, "pages": pages, "index": index}
+    dentry = m.vu64(file + off["file:f_path.dentry"])
+    return {"inode": inode, "head": head, "node": node, "pages": pages, "index": index, "dentry": dentry}
 
 
 def _pc_bogus_index(m, lay, off):
@@ -1035,3 +1041,23 @@ def test_hostile_page_cache_is_bounded_and_named(vmwatch, pagecache, attack):
     assert r.stdout == want_out, (len(r.stdout), r.stdout[:64], r.stdout[-64:])
     rc, out, err = vmw(vmwatch, "cat", target, PC_FILE)
     assert rc == 0 and len(out) == 12288, err                 # restored
+
+
+def test_hostile_dentry_cycle_is_bounded(vmwatch, pagecache):
+    """/tmp's children list made a cycle (PC_FILE's dentry linked to itself):
+    looking up a name /tmp does not have ends, refused as a loop; other
+    directories are still read."""
+    g, m, pid, off = pagecache
+    target = f"file:{g.ram_path}"
+    with g.paused(), m.patch():
+        lay = pc_layout(m, off, pid)
+        link = lay["dentry"] + off["dentry:d_child"]
+        m.vput_u64(link, link)
+        t0 = time.monotonic()
+        rc, out, err = vmw(vmwatch, "cat", target, "/tmp/vmw-pc-not-there", timeout=30)
+        secs = time.monotonic() - t0
+        assert rc in (1, 2) and out == "" and "/tmp/vmw-pc-not-there" in err, (rc, err)
+        assert re.search(r"loop|did not add up|not add up", err, re.I), err
+        rc, out, err = vmw(vmwatch, "cat", target, "/etc/passwd", timeout=30)
+        assert rc == 0 and out.startswith("root:"), err
+    assert secs < 10, f"cat took {secs:.1f} s"
