@@ -255,7 +255,8 @@ int agent_parse_since(const char *s, uint64_t *ret_ns);
 /* Process list query: ?sort, ?limit, ?fields. err_param names the bad parameter. */
 struct agent_query {
 	enum { AGENT_SORT_CPU, AGENT_SORT_MEM, AGENT_SORT_PID, AGENT_SORT_VSZ, AGENT_SORT_THREADS, AGENT_SORT_TIME,
-	       AGENT_SORT_NAME, AGENT_SORT_USER, AGENT_SORT_STATE, AGENT_SORT_NICE, AGENT_SORT_START } sort;
+	       AGENT_SORT_NAME, AGENT_SORT_USER, AGENT_SORT_STATE, AGENT_SORT_NICE, AGENT_SORT_START,
+	       AGENT_SORT_IO, AGENT_SORT_FAULTS } sort;
 	size_t limit;                  /* 0: all */
 	char **fields;                 /* NULL: all */
 	size_t nfields;

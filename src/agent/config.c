@@ -15,7 +15,7 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "interval", "SEC", "sampling interval (default 5s; 500ms, 1m also accepted)", false },
 	{ "history", "SEC", "history kept per VM and per process (default 15m)", false },
 	{ "connect", "URI", "libvirt URI (default qemu:///system; 'none': no libvirt)", false },
-	{ "top_n", "N", "per-process metrics for the top N by CPU and by memory (default 10)", false },
+	{ "top_n", "N", "per-process metrics for the top N by CPU, by memory and by I/O rate (default 10)", false },
 	{ "max_groups", "N", "process-name groups per VM in /metrics (default 100)", false },
 	{ "max_events", "N", "process events kept per VM (default 1000)", false },
 	{ "max_history_procs", "N", "processes with a history per VM (default 4096)", false },

@@ -5,8 +5,9 @@
  * Every family is written once (HELP, TYPE, then its samples for every VM),
  * names follow Prometheus conventions (base units, _total counters, _info
  * metadata gauges of value 1). Per-process series are bounded: the top N
- * processes by CPU and the top N by resident memory of each VM (their union),
- * plus process-name groups (at most max_groups per VM).
+ * processes by CPU, the top N by resident memory and the top N by I/O rate
+ * (read()+write() bytes/s) of each VM (their union), plus process-name
+ * groups (at most max_groups per VM).
  *
  * Every per-VM series carries the labels vm (the agent's name for the VM),
  * domain (the same name, as libvirt-exporter calls it) and uuid, plus
@@ -139,6 +140,21 @@ static int by_rss(const void *a, const void *b)
 	return x->proc.pid - y->proc.pid;
 }
 
+/* I/O rate: bytes/s through read() and write() (rchar + wchar). */
+static double io_rate(const struct vmw_sample *x)
+{
+	return x->proc.io_ok ? x->rate.rchar + x->rate.wchar : 0;
+}
+
+static int by_io(const void *a, const void *b)
+{
+	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
+				*y = &sort_frame->procs[*(const uint32_t *)b];
+	if (io_rate(x) != io_rate(y))
+		return io_rate(x) < io_rate(y) ? 1 : -1;
+	return x->proc.pid - y->proc.pid;
+}
+
 static int by_pid(const void *a, const void *b)
 {
 	return sort_frame->procs[*(const uint32_t *)a].proc.pid - sort_frame->procs[*(const uint32_t *)b].proc.pid;
@@ -153,7 +169,7 @@ static void pick_top(struct mvm *m, unsigned n)
 	bool *mark = calloc(fr->nprocs + 1, 1);
 	size_t k = MIN(n, fr->nprocs);
 
-	if (!idx || !mark || !(m->top = malloc((2 * k + 1) * sizeof(*m->top)))) {
+	if (!idx || !mark || !(m->top = malloc((3 * k + 1) * sizeof(*m->top)))) {
 		free(idx);
 		free(mark);
 		return;
@@ -167,6 +183,9 @@ static void pick_top(struct mvm *m, unsigned n)
 		mark[idx[i]] = true;
 	qsort(idx, fr->nprocs, sizeof(*idx), by_rss);
 	for (size_t i = 0; i < k; i++)
+		mark[idx[i]] = true;
+	qsort(idx, fr->nprocs, sizeof(*idx), by_io);
+	for (size_t i = 0; i < k && io_rate(&fr->procs[idx[i]]) > 0; i++)
 		mark[idx[i]] = true;
 	for (size_t i = 0; i < fr->nprocs; i++)
 		if (mark[i])
@@ -384,6 +403,73 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 		}
 }
 
+/* ---- I/O, faults and context switches of the top-N processes ------------ */
+
+/* A counter or rate of a sample; label is an extra label ("" none). */
+struct proc_series {
+	const char *name, *type, *help, *label;
+	bool io;                      /* from /proc/PID/io: only where the kernel keeps it */
+	size_t off;                   /* a uint64_t of struct vmw_proc, or a double of struct vmw_proc_rates */
+};
+
+#define PC(n, l, io, field, h) { n, "counter", h, l, io, offsetof(struct vmw_proc, field) }
+#define PR(n, field, h) { n, "gauge", h, "", true, offsetof(struct vmw_proc_rates, field) }
+static const struct proc_series proc_counters[] = {
+	PC("vmwatch_process_syscall_read_bytes_total", "", true, io_rchar,
+	   "Bytes a guest process read through read() and the like (rchar of /proc/PID/io; top N)."),
+	PC("vmwatch_process_syscall_write_bytes_total", "", true, io_wchar,
+	   "Bytes a guest process wrote through write() and the like (wchar of /proc/PID/io; top N)."),
+	PC("vmwatch_process_read_syscalls_total", "", true, io_syscr, "Read system calls of a guest process (syscr; top N)."),
+	PC("vmwatch_process_write_syscalls_total", "", true, io_syscw, "Write system calls of a guest process (syscw; top N)."),
+	PC("vmwatch_process_read_bytes_total", "", true, io_read_bytes,
+	   "Bytes a guest process caused to be fetched from storage (read_bytes of /proc/PID/io; top N)."),
+	PC("vmwatch_process_write_bytes_total", "", true, io_write_bytes,
+	   "Bytes a guest process caused to be sent to storage (write_bytes of /proc/PID/io; top N)."),
+	PC("vmwatch_process_page_faults_total", "type=\"minor\"", false, min_flt,
+	   "Page faults of a guest process by type (minor, major; /proc/PID/stat; top N)."),
+	PC("vmwatch_process_page_faults_total", "type=\"major\"", false, maj_flt, NULL),
+	PC("vmwatch_process_context_switches_total", "type=\"voluntary\"", false, nvcsw,
+	   "Context switches of a guest process's main thread by type (voluntary, nonvoluntary; "
+	   "/proc/PID/status; top N)."),
+	PC("vmwatch_process_context_switches_total", "type=\"nonvoluntary\"", false, nivcsw, NULL),
+};
+static const struct proc_series proc_rates[] = {
+	PR("vmwatch_process_syscall_read_bytes_per_second", rchar,
+	   "Bytes/s a guest process read through read() and the like over the last interval (top N)."),
+	PR("vmwatch_process_syscall_write_bytes_per_second", wchar,
+	   "Bytes/s a guest process wrote through write() and the like over the last interval (top N)."),
+	PR("vmwatch_process_read_bytes_per_second", read_bytes,
+	   "Bytes/s a guest process caused to be fetched from storage over the last interval (top N)."),
+	PR("vmwatch_process_write_bytes_per_second", write_bytes,
+	   "Bytes/s a guest process caused to be sent to storage over the last interval (top N)."),
+};
+#undef PC
+#undef PR
+
+static void series_family(FILE *f, struct mvm *ms, size_t n, const struct proc_series *s, bool rate)
+{
+	if (s->help)
+		family(f, s->name, s->type, s->help);
+	FOR_UP(m, ms, n)
+		for (size_t i = 0; i < m->ntop; i++) {
+			const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
+			double v = rate ? *(const double *)((const char *)&x->rate + s->off)
+					: (double)*(const uint64_t *)((const char *)&x->proc + s->off);
+			if (s->io && !x->proc.io_ok)
+				continue;
+			proc_labels(f, s->name, m, &x->proc);
+			fprintf(f, "%s%s} %.15g\n", s->label[0] ? "," : "", s->label, v);
+		}
+}
+
+static void io_metrics(FILE *f, struct mvm *ms, size_t n)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(proc_counters); k++)
+		series_family(f, ms, n, &proc_counters[k], false);
+	for (size_t k = 0; k < ARRAY_SIZE(proc_rates); k++)
+		series_family(f, ms, n, &proc_rates[k], true);
+}
+
 static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_exporter)
 {
 	family(f, "vmwatch_process_cpu_seconds_total", "counter",
@@ -409,12 +495,29 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 		}
 	}
 
+	io_metrics(f, ms, n);
 	group_metrics(f, ms, n, process_exporter ? &pe_names : &vmwatch_names);
+}
+
+/* ,os_id="debian",os_version="12",os_name="Debian GNU/Linux 12 (bookworm)":
+ * the guest's /etc/os-release (ID, VERSION_ID, PRETTY_NAME) as its last
+ * frame carried it; none when unknown. */
+static void os_labels(FILE *f, const struct mvm *m)
+{
+	const struct vmw_frame *fr = m->snap ? m->snap->frame : NULL;
+
+	if (!fr || !fr->os_ok)
+		return;
+	const struct label l[] = {
+		{ "os_id", fr->os.id }, { "os_version", fr->os.version_id }, { "os_name", fr->os.pretty_name },
+	};
+	put_labels(f, l, ARRAY_SIZE(l));
 }
 
 static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 {
-	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata.");
+	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata "
+	       "and the guest's OS (os_id, os_version, os_name from its /etc/os-release).");
 	for (struct mvm *m = ms; m < ms + n; m++) {
 		const struct vmw_nova *nv = &m->dom.nova;
 		const struct label l[] = {
@@ -424,6 +527,7 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 		};
 		vm_labels(f, "vmwatch_vm_info", m);
 		put_labels(f, l, ARRAY_SIZE(l));
+		os_labels(f, m);
 		fputs("} 1\n", f);
 	}
 	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");

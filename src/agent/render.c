@@ -111,6 +111,7 @@ json_t *agent_vm_json_since(struct agent_vm *vm, bool detail, uint64_t since_ns)
 					     : st.snap ? st.snap->frame->mem_total_bytes : 0),
 		"target", vmw_report_string_or_null(vm->target), "origin", vm->from_libvirt ? "libvirt" : "target"));
 	json_object_set_new(o, "monitoring", monitoring_json(&st));
+	json_object_set_new(o, "os", vmw_report_frame_os(st.snap ? st.snap->frame : NULL));
 	if (st.snap) {
 		json_t *use = vmw_report_use(st.snap->frame);
 		json_object_set_new(use, "host_cpu_percent", st.host_cpu >= 0 ? json_real(st.host_cpu) : json_null());
@@ -134,6 +135,7 @@ static const char *const proc_fields[] = {
 	"rss_shmem_bytes", "swap_bytes", "vsz_bytes", "kthread", "cmdline", "cpu_percent", "mem_percent",
 	"rss_delta_bytes", "new", "user", "incomplete", "cgroup", "unit", "slice", "container",
 	"cgroup_memory_bytes", "io", "min_flt", "maj_flt", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches",
+	"io_rate", "min_flt_rate", "maj_flt_rate", "voluntary_ctxt_switches_rate", "nonvoluntary_ctxt_switches_rate",
 };
 
 void agent_query_free(struct agent_query *q)
@@ -156,13 +158,14 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 			[AGENT_SORT_VSZ] = "vsz", [AGENT_SORT_THREADS] = "threads", [AGENT_SORT_TIME] = "time",
 			[AGENT_SORT_NAME] = "name", [AGENT_SORT_USER] = "user", [AGENT_SORT_STATE] = "state",
 			[AGENT_SORT_NICE] = "nice", [AGENT_SORT_START] = "start",
+			[AGENT_SORT_IO] = "io", [AGENT_SORT_FAULTS] = "faults",
 		};
 		size_t i = 0;
 		while (i < ARRAY_SIZE(names) && strcmp(sort, names[i]))
 			i++;
 		if (i == ARRAY_SIZE(names)) {
 			snprintf(errbuf, errsize, "bad parameter 'sort': '%.64s' is not cpu, mem, pid, vsz, threads, "
-				 "time, name, user, state, nice or start", sort);
+				 "time, name, user, state, nice, start, io or faults", sort);
 			return -EINVAL;
 		}
 		q->sort = (int)i;
@@ -188,7 +191,10 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 					 "comm, state, uid, gid, euid, egid, threads, utime_ns, stime_ns, runtime_ns, "
 					 "start_time_ns, nice, priority, rss_bytes, rss_anon_bytes, rss_file_bytes, "
 					 "rss_shmem_bytes, swap_bytes, vsz_bytes, kthread, cmdline, cpu_percent, "
-					 "mem_percent, rss_delta_bytes, new)", (int)MIN(n, 64), p);
+					 "mem_percent, rss_delta_bytes, new, user, incomplete, cgroup, unit, slice, "
+					 "container, cgroup_memory_bytes, io, min_flt, maj_flt, voluntary_ctxt_switches, "
+					 "nonvoluntary_ctxt_switches, io_rate, min_flt_rate, maj_flt_rate, "
+					 "voluntary_ctxt_switches_rate, nonvoluntary_ctxt_switches_rate)", (int)MIN(n, 64), p);
 				agent_query_free(q);
 				return -EINVAL;
 			}
@@ -214,9 +220,19 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 	return 0;
 }
 
-/* Sort orders (?sort=): CPU, memory, VSZ, threads and CPU time descending,
- * the rest ascending; ties by pid. */
+/* Sort orders (?sort=): CPU, memory, VSZ, threads, CPU time, I/O rate
+ * (read()+write() bytes/s) and fault rate descending, the rest ascending;
+ * ties by pid. */
 static int cmp_u64_desc(uint64_t x, uint64_t y) { return x == y ? 0 : x < y ? 1 : -1; }
+static int cmp_double_desc(double x, double y) { return x == y ? 0 : x < y ? 1 : -1; }
+
+static int cmp_rate(const struct vmw_sample *x, const struct vmw_sample *y, int how)
+{
+	if (how == AGENT_SORT_IO)
+		return cmp_double_desc(x->proc.io_ok ? x->rate.rchar + x->rate.wchar : 0,
+				       y->proc.io_ok ? y->rate.rchar + y->rate.wchar : 0);
+	return cmp_double_desc(x->rate.min_flt + x->rate.maj_flt, y->rate.min_flt + y->rate.maj_flt);
+}
 
 static int cmp_key(const struct vmw_sample *x, const struct vmw_sample *y, int how)
 {
@@ -236,6 +252,7 @@ static int cmp_key(const struct vmw_sample *x, const struct vmw_sample *y, int h
 	case AGENT_SORT_STATE: return (p->state > q->state) - (p->state < q->state);
 	case AGENT_SORT_NICE: return (p->nice > q->nice) - (p->nice < q->nice);
 	case AGENT_SORT_START: return -cmp_u64_desc(p->start_time_ns, q->start_time_ns);
+	case AGENT_SORT_IO: case AGENT_SORT_FAULTS: return cmp_rate(x, y, how);
 	default: return 0;
 	}
 }

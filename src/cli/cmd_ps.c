@@ -27,8 +27,9 @@ static void usage(FILE *f)
 		"                      stime lstart time args comm cmd tid ...; COL=HEADER renames\n"
 		"      --sort KEYS     sort by columns: [+|-]KEY[,...] (- descending)\n"
 		"  -p, --pid PIDS      only these processes (comma-separated list)\n"
-		"  -u, --user UIDS     only these effective users (numeric uids)\n"
-		"  -U UIDS             only these real users\n"
+		"  -u, --user USERS    only these effective users (names in the guest's\n"
+		"                      cached /etc/passwd, or numeric uids)\n"
+		"  -U USERS            only these real users\n"
 		"  -C NAMES            only processes with these command names (comm)\n"
 		"      --forest        ASCII-art process tree in the command column\n"
 		"  -H                  process hierarchy: children indented\n"
@@ -239,6 +240,7 @@ int cmd_ps(int argc, char **argv)
 	struct ps_row *rows;
 	struct vmw_walk w;
 	size_t nrows = 0;
+	char errbuf[256];
 	int r;
 
 	if ((r = parse_args(&o, &t, argc, argv)) != 0 || (r = cli_target_arg(&t, argc, argv, true, usage)) != 0) {
@@ -253,6 +255,14 @@ int cmd_ps(int argc, char **argv)
 		return 1;
 	}
 	warn_incomplete(&w, argv[optind]);
+	/* -u/-U names: the guest's passwd was read by the walk. */
+	if (ps_select_resolve_users(&o.sel, vmw_linux_users(t.lx), errbuf, sizeof(errbuf)) < 0) {
+		cli_error("ps: %s", errbuf);
+		vmw_walk_free(&w);
+		cli_target_close(&t);
+		ps_opts_free(&o);
+		return EXIT_USAGE;
+	}
 	rd = read_summary(&o, &t, &sum, &ctx);
 	if (!(rows = make_rows(&o, &ctx, &w, &nrows))) {
 		cli_error("out of memory");

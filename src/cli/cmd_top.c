@@ -42,16 +42,23 @@ static void usage(FILE *f)
 		"  -b, --batch            plain-text frames on stdout, like top -b\n"
 		"  -j, --json             one JSON object per frame and line: seq, time, vm,\n"
 		"                         kernel, summary, processes (with cpu_percent,\n"
-		"                         mem_percent, rss_delta_bytes, new) and events\n"
+		"                         mem_percent, rss_delta_bytes, new, io_rate and the\n"
+		"                         fault and context-switch rates) and events\n"
 		"  -o, --sort FIELD       cpu (default), mem, pid, time, virt, res, shr, user, pr,\n"
-		"                         ni, state, command; host view: name, status, vcpus,\n"
-		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, top\n"
+		"                         ni, state, command, rchar_rate, wchar_rate, read_rate,\n"
+		"                         write_rate, minflt_rate, majflt_rate, csw_rate (shows\n"
+		"                         its column); host view: name, status, vcpus,\n"
+		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, os,\n"
+		"                         top\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
 		"  -u, --user USER        only processes of this uid (a number, or root: the\n"
 		"                         guest's user names are not read)\n"
 		"  -H, --threads          threads under their process (JSON: \"tasks\" with their\n"
 		"                         own cpu_percent)\n"
 		"  -t, --tree             processes under their parents (-b)\n"
+		"      --io               the I/O rate columns (RCHAR/s WCHAR/s DREAD/s DWRIT/s; key i)\n"
+		"      --faults           the fault and context-switch rate columns (MINFL/s\n"
+		"                         MAJFL/s CSW/s; key f)\n"
 		"      --cmdline          read command lines in --json mode (off there by default)\n"
 		"      --no-cmdline       do not read command lines from process memory\n"
 		"      --no-cache         do not use the kernel discovery cache\n"
@@ -69,7 +76,8 @@ static void usage(FILE *f)
 		"  -h, --help             this help\n\n"
 		"Keys (interactive): P M N T sort by CPU, memory, PID, time; < > move the sort\n"
 		"column; I invert; / or F4 filter; u user; K kernel threads; 1 one CPU meter or\n"
-		"one per vCPU; t tree; H threads; d or s interval; arrows, PgUp, PgDn, Home, End\n"
+		"one per vCPU; i I/O rates; f fault and context-switch rates; t tree; H threads;\n"
+		"d or s interval; arrows, PgUp, PgDn, Home, End\n"
 		"scroll; ? or F1 help; q or F10 quit. vmwatch is read-only: k and r (kill,\n"
 		"renice) say so. Host view: Enter a VM's processes, Esc or Backspace back.\n\n"
 		"TARGET: a libvirt domain name or UUID, domain:NAME, qemu:PID or file:PATH\n"
@@ -258,15 +266,15 @@ static void print_header(FILE *out, const struct top_header *h, const struct vmw
 }
 
 static void print_batch(FILE *out, const struct top_header *h, const struct vmw_frame *f,
-			const struct top_rows *rows, uint64_t late, bool utf8)
+			const struct top_view *view, const struct top_rows *rows, uint64_t late, bool utf8)
 {
-	char cells[160], tree[512], cmd[4096];
+	char cells[240], tree[512], cmd[4096];
 
 	print_header(out, h, f, late);
-	top_header_cells(cells, sizeof(cells));
+	top_header_cells(view, cells, sizeof(cells));
 	fprintf(out, "\n%sCOMMAND\n", cells);
 	for (size_t i = 0; i < rows->n; i++) {
-		top_row_cells(&rows->v[i], cells, sizeof(cells));
+		top_row_cells(&rows->v[i], view, cells, sizeof(cells));
 		top_tree_prefix(&rows->v[i], utf8, tree, sizeof(tree));
 		top_row_command(&rows->v[i], cmd, sizeof(cmd));
 		fprintf(out, "%s%s%s\n", cells, tree, cmd);
@@ -423,7 +431,7 @@ static int run_stream(struct top_source *src, const struct top_opts *o, enum mod
 		if (mode == MODE_JSON) {
 			r = print_json(stdout, h, f, late, &o->view);
 		} else if ((r = top_rows_build(&rows, f, &o->view)) == 0) {
-			print_batch(stdout, h, f, &rows, late, utf8);
+			print_batch(stdout, h, f, &o->view, &rows, late, utf8);
 			r = fflush(stdout) == 0 ? 0 : -errno;
 		}
 		vmw_frame_free(f);
@@ -591,6 +599,8 @@ static int parse_opt(struct args *a, int c)
 		return 0;
 	case 'H': a->o.view.threads = true; return 0;
 	case 't': a->o.view.tree = true; return 0;
+	case 'I': a->o.view.io_cols = true; return 0;
+	case 'F': a->o.view.fault_cols = true; return 0;
 	case 'c': a->cmdline = 1; return 0;
 	case 'C': a->cmdline = 0; return 0;
 	case 'a': a->all = true; return 0;
@@ -620,6 +630,8 @@ static int parse_args(struct args *a, int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "threads", no_argument, NULL, 'H' },
 		{ "tree", no_argument, NULL, 't' },
+		{ "io", no_argument, NULL, 'I' },
+		{ "faults", no_argument, NULL, 'F' },
 		{ "cmdline", no_argument, NULL, 'c' },
 		{ "no-cmdline", no_argument, NULL, 'C' },
 		{ "all", no_argument, NULL, 'a' },
@@ -655,10 +667,12 @@ static int run_one(struct args *a, struct top_header *h)
 	if (a->sort) {
 		if ((col = top_col_parse(a->sort)) < 0) {
 			cli_error("top: unknown sort field '%s' (cpu, mem, pid, time, virt, res, shr, "
-				  "user, pr, ni, state, command)", a->sort);
+				  "user, pr, ni, state, command, rchar_rate, wchar_rate, read_rate, "
+				  "write_rate, minflt_rate, majflt_rate, csw_rate)", a->sort);
 			return EXIT_USAGE;
 		}
 		o->view.sort = (enum top_col)col;
+		top_col_show(&o->view, o->view.sort);
 	}
 	o->target = a->targets[0];
 	o->view.pids = a->npids ? a->pids : NULL;
@@ -699,7 +713,7 @@ static int run_host(struct args *a)
 	if (a->sort) {
 		if ((col = host_col_parse(a->sort)) < 0) {
 			cli_error("top: unknown sort field '%s' for the host view (name, status, vcpus, "
-				  "cpu, us, sy, wa, st, host, mem, mempct, procs, load, top)", a->sort);
+				  "cpu, us, sy, wa, st, host, mem, mempct, procs, load, os, top)", a->sort);
 			return EXIT_USAGE;
 		}
 		sort.col = (enum host_col)col;

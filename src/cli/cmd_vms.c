@@ -25,7 +25,8 @@ static void usage(FILE *f)
 		"\n"
 		"List the running libvirt domains: name, UUID, state, vCPUs, memory, QEMU PID\n"
 		"(the target qemu:PID), how guest RAM is backed, their use (guest CPU busy, the\n"
-		"QEMU process's host CPU, memory used, processes, load: read from guest RAM\n"
+		"QEMU process's host CPU, memory used, processes, load, and the guest OS from\n"
+		"its cached /etc/os-release (\"unknown\" when not cached): read from guest RAM\n"
 		"over -d seconds) and OpenStack Nova metadata.\n"
 		"\n"
 		"  -j, --json         JSON: {\"uri\", \"domains\": [...]}; with --watch one JSON\n"
@@ -104,12 +105,13 @@ static json_t *domain_json(const struct vmw_domain *d, const struct host_view *h
 static void use_text(const struct host_view *hv, const struct vmw_domain *d, char *buf, size_t size)
 {
 	struct host_vm *vm = use_of(hv, d);
-	char cpu[16] = "-", host[16] = "-", mem[16] = "-", procs[16] = "-", load[16] = "-";
+	char cpu[16] = "-", host[16] = "-", mem[16] = "-", procs[16] = "-", load[16] = "-", os[128];
 
 	if (!vm) {
-		snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s", "-", "-", "-", "-", "-", "-");
+		snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s %-24s", "-", "-", "-", "-", "-", "-", "-");
 		return;
 	}
+	vmw_report_os_text(vm->frame, os, sizeof(os));
 	if (vm->use.cpu_ok)
 		snprintf(cpu, sizeof(cpu), "%.1f", vm->use.busy);
 	if (vm->host_cpu_ok)
@@ -120,7 +122,7 @@ static void use_text(const struct host_view *hv, const struct vmw_domain *d, cha
 		snprintf(procs, sizeof(procs), "%zu", vm->use.processes);
 	if (vm->use.load_ok)
 		snprintf(load, sizeof(load), "%.2f", vm->use.load[0]);
-	snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s", vm->status, cpu, host, mem, procs, load);
+	snprintf(buf, size, " %-8s %5s %6s %7s %5s %6s %-24.24s", vm->status, cpu, host, mem, procs, load, os);
 }
 
 static int list(struct vmw_virt *v, bool json, uint64_t delay_ns)
@@ -152,15 +154,15 @@ static int list(struct vmw_virt *v, bool json, uint64_t delay_ns)
 		printf("%-24s %-36s %-8s %5s %9s %8s %-16s", "NAME", "UUID", "STATE", "VCPUS",
 		       "MEMORY", "PID", "RAM");
 		if (delay_ns)
-			printf(" %-8s %5s %6s %7s %5s %6s", "STATUS", "%CPU", "HOST%", "MEMUSED", "PROCS",
-			       "LOAD1");
+			printf(" %-8s %5s %6s %7s %5s %6s %-24s", "STATUS", "%CPU", "HOST%", "MEMUSED", "PROCS",
+			       "LOAD1", "OS");
 		printf(" %s\n", "NOVA");
 		for (size_t i = 0; i < n; i++) {
 			const struct vmw_domain *d = &doms[i];
 			char ram[64], pid[16] = "-";
 			if (d->qemu_pid)
 				snprintf(pid, sizeof(pid), "%d", (int)d->qemu_pid);
-			char line[2048], nova[1024] = " -", use[128] = "";
+			char line[2048], nova[1024] = " -", use[256] = "";
 			ram_text(d, ram, sizeof(ram));
 			if (delay_ns)
 				use_text(&hv, d, use, sizeof(use));

@@ -73,11 +73,18 @@ struct ps_select {
 	uint32_t *euids;    size_t neuids;
 	uint32_t *ruids;    size_t nruids;
 	char **comms;       size_t ncomms;
+	/* -u/-U user names, resolved against the guest's /etc/passwd once it is
+	 * read (ps_select_resolve_users): into euids (-u) or ruids (-U). */
+	struct ps_user_name { char *name; bool real; } *unames;
+	size_t nunames;
 };
 int ps_select_pids(struct ps_select *s, const char *list, char *err, size_t errsize);
 int ps_select_users(struct ps_select *s, const char *list, bool real, char *err, size_t errsize);
 int ps_select_comms(struct ps_select *s, const char *list, char *err, size_t errsize);
 bool ps_selected(const struct ps_select *s, const struct vmw_proc *p);
+/* The uids of the user names given to -u/-U, from the guest's passwd (u may be
+ * NULL: none known). -ENOENT with err naming the first unknown user. */
+int ps_select_resolve_users(struct ps_select *s, const struct vmw_users *u, char *err, size_t errsize);
 void ps_select_free(struct ps_select *s);
 
 /* Rows in tree order: each process after its parent (roots: parents not

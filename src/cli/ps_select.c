@@ -63,15 +63,61 @@ static int add_pid(void *arg, const char *it)
 	return r ? r : append((void **)&a->s->pids, &a->s->npids, sizeof(pid), &pid);
 }
 
-/* Users are numeric uids: a guest's user names live in the guest. */
+/* ---- -u/-U: numeric uids, or names the guest's /etc/passwd resolves later */
+
+static bool all_digits(const char *s)
+{
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+static int add_user_name(struct sel_arg *a, const char *it)
+{
+	struct ps_user_name u = { .name = strdup(it), .real = a->real };
+
+	if (!u.name || append((void **)&a->s->unames, &a->s->nunames, sizeof(u), &u) < 0) {
+		free(u.name);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int ps_select_resolve_users(struct ps_select *s, const struct vmw_users *u, char *err, size_t errsize)
+{
+	for (size_t i = 0; i < s->nunames; i++) {
+		uint32_t uid;
+		int r;
+		if (!vmw_users_uid(u, s->unames[i].name, &uid)) {
+			char name[80];
+			vmw_text_sanitize(name, sizeof(name), s->unames[i].name);
+			snprintf(err, errsize, "user '%s' is not in the guest's /etc/passwd (as its page cache "
+				 "holds it); give a numeric uid", name);
+			return -ENOENT;
+		}
+		if (s->unames[i].real)
+			r = append((void **)&s->ruids, &s->nruids, sizeof(uid), &uid);
+		else
+			r = append((void **)&s->euids, &s->neuids, sizeof(uid), &uid);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int add_user(void *arg, const char *it)
 {
 	struct sel_arg *a = arg;
 	long long v;
-	int r = number(it, UINT32_MAX, &v, a, "user (a numeric uid)");
-	uint32_t uid = (uint32_t)v;
-	if (r)
+	int r;
+	uint32_t uid;
+
+	if (!all_digits(it))
+		return add_user_name(a, it);
+	if ((r = number(it, UINT32_MAX, &v, a, "user (a numeric uid)")))
 		return r;
+	uid = (uint32_t)v;
 	if (a->real)
 		return append((void **)&a->s->ruids, &a->s->nruids, sizeof(uid), &uid);
 	return append((void **)&a->s->euids, &a->s->neuids, sizeof(uid), &uid);
@@ -116,7 +162,7 @@ int ps_select_comms(struct ps_select *s, const char *list, char *err, size_t err
 
 bool ps_selected(const struct ps_select *s, const struct vmw_proc *p)
 {
-	if (!s->npids && !s->neuids && !s->nruids && !s->ncomms)
+	if (!s->npids && !s->neuids && !s->nruids && !s->ncomms && !s->nunames)
 		return true;
 	for (size_t i = 0; i < s->npids; i++)
 		if (s->pids[i] == p->pid)
@@ -137,6 +183,9 @@ void ps_select_free(struct ps_select *s)
 {
 	for (size_t i = 0; i < s->ncomms; i++)
 		free(s->comms[i]);
+	for (size_t i = 0; i < s->nunames; i++)
+		free(s->unames[i].name);
+	free(s->unames);
 	free(s->pids);
 	free(s->euids);
 	free(s->ruids);

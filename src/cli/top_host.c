@@ -30,6 +30,7 @@ const struct top_col_info host_cols[HOST_NCOLS] = {
 	[HOST_COL_MEMPCT] = { "%MEM", 5, "mempct", true },
 	[HOST_COL_PROCS] = { "PROCS", 5, "procs", true },
 	[HOST_COL_LOAD] = { "LOAD1", 6, "load", true },
+	[HOST_COL_OS] = { "OS", -12, "os", false },
 	[HOST_COL_TOP] = { "TOP PROCESS", -11, "top", true },
 };
 
@@ -375,6 +376,25 @@ static double col_value(const struct host_vm *vm, enum host_col c)
 	}
 }
 
+/* The OS column: "debian:12" (ID:VERSION_ID of the guest's os-release,
+ * like an image tag), the ID alone without a version, "-" when unknown;
+ * terminal-safe, one word. */
+void host_os_text(const struct host_vm *vm, char *buf, size_t size)
+{
+	const struct vmw_frame *f = vm->frame;
+	char raw[160];
+
+	if (!f || !f->os_ok || !f->os.id[0]) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	snprintf(raw, sizeof(raw), "%.63s%s%.63s", f->os.id, f->os.version_id[0] ? ":" : "", f->os.version_id);
+	top_sanitize(buf, size, raw);
+	for (char *c = buf; *c; c++)
+		if (*c == ' ')
+			*c = '_';
+}
+
 static int cmp_rows(const void *pa, const void *pb, void *arg)
 {
 	const struct host_vm *a = *(struct host_vm *const *)pa, *b = *(struct host_vm *const *)pb;
@@ -382,7 +402,12 @@ static int cmp_rows(const void *pa, const void *pb, void *arg)
 	enum host_col c = cmp_sort->col;
 	int r = 0;
 
-	if (c == HOST_COL_NAME || c == HOST_COL_STATUS) {
+	if (c == HOST_COL_OS) {
+		char x[64], y[64];
+		host_os_text(a, x, sizeof(x));
+		host_os_text(b, y, sizeof(y));
+		r = strcmp(x, y);
+	} else if (c == HOST_COL_NAME || c == HOST_COL_STATUS) {
 		r = c == HOST_COL_STATUS ? strcmp(a->status, b->status) : 0;
 	} else {
 		double x = col_value(a, c), y = col_value(b, c);
@@ -474,6 +499,8 @@ void host_row_cells(const struct host_vm *vm, char *buf, size_t size)
 	else
 		snprintf(t, sizeof(t), "-");
 	cell(buf, size, &at, HOST_COL_LOAD, t);
+	host_os_text(vm, t, sizeof(t));
+	cell(buf, size, &at, HOST_COL_OS, t);
 }
 
 void host_header_cells(char *buf, size_t size)

@@ -158,8 +158,9 @@ static void draw_help(struct htui *t)
 		"Columns: %CPU is the guest's busy time over all its vCPUs (us, sy, wa, st: its",
 		"split, as the guest's /proc/stat counts it); HOST% is the QEMU process on the",
 		"host (100 = one host CPU); MEM is used (total - available) of the guest's RAM;",
-		"PROCS and LOAD1 as the guest counts them; last, the busiest process and its",
-		"%CPU, or why the VM cannot be read.",
+		"PROCS and LOAD1 as the guest counts them; OS is ID:VERSION_ID of the guest's",
+		"cached /etc/os-release (- unknown); last, the busiest process and its %CPU,",
+		"or why the VM cannot be read.",
 		"",
 		"Press any key to return.",
 	};

@@ -27,6 +27,15 @@ enum top_col {
 	TOP_COL_CPU,
 	TOP_COL_MEM,
 	TOP_COL_TIME,
+	/* Toggleable rate columns (top_col_shown): i shows the I/O ones, f the
+	 * fault and context-switch ones. */
+	TOP_COL_RCHAR_RATE,
+	TOP_COL_WCHAR_RATE,
+	TOP_COL_READ_RATE,
+	TOP_COL_WRITE_RATE,
+	TOP_COL_MINFLT_RATE,
+	TOP_COL_MAJFLT_RATE,
+	TOP_COL_CSW_RATE,
 	TOP_COL_COMMAND,
 	TOP_NCOLS,
 };
@@ -56,7 +65,15 @@ struct top_view {
 	uint32_t uid;
 	bool hide_kthreads;        /* K: kernel threads hidden */
 	bool cpu_total;            /* 1: one CPU meter for all vCPUs instead of one each */
+	bool io_cols;              /* i, --io: the I/O rate columns */
+	bool fault_cols;           /* f, --faults: the fault and context-switch rate columns */
 };
+/* Is column c on screen in view v (the rate columns only when toggled on)? */
+bool top_col_shown(const struct top_view *v, enum top_col c);
+/* The shown column next to c (dir +1 or -1), wrapping around: < and >. */
+enum top_col top_col_step(const struct top_view *v, enum top_col c, int dir);
+/* Show the column group of c if it is a rate column (sorting by it shows it). */
+void top_col_show(struct top_view *v, enum top_col c);
 /* -u USER: a uid number, or "root" (the guest's passwd is not read). 0 or -EINVAL. */
 int top_parse_user(const char *s, uint32_t *ret);
 
@@ -84,10 +101,12 @@ bool top_proc_matches(const struct vmw_proc *p, const char *filter);
 /* Tree glyphs of a row as text: UTF-8 box drawing or ASCII ("|- ", "`- "). */
 size_t top_tree_prefix(const struct top_row *r, bool utf8, char *buf, size_t size);
 
-/* Cells of a row, formatted (fixed columns only; the command is separate). */
-void top_row_cells(const struct top_row *r, char *buf, size_t size);
+/* Cells of a row, formatted (the columns v shows, without the command). */
+void top_row_cells(const struct top_row *r, const struct top_view *v, char *buf, size_t size);
 /* The column titles line without COMMAND's padding. */
-void top_header_cells(char *buf, size_t size);
+void top_header_cells(const struct top_view *v, char *buf, size_t size);
+/* A rate per second in 7 characters: "0", "512", "12.3K", "4.5M", "1.2G". */
+void top_fmt_rate(char *buf, size_t size, double per_second);
 /* The command of a row: cmdline joined by spaces, [comm] for kernel threads
  * and processes without one, the thread's comm for thread rows. Guest bytes
  * that are not printable ASCII become '?'. */
@@ -233,6 +252,7 @@ enum host_col {
 	HOST_COL_MEMPCT,
 	HOST_COL_PROCS,
 	HOST_COL_LOAD,
+	HOST_COL_OS,               /* the guest OS as ID:VERSION_ID (debian:12), - unknown */
 	HOST_COL_TOP,              /* the busiest process's CPU% */
 	HOST_NCOLS,
 };
@@ -299,6 +319,8 @@ size_t host_rows(const struct host_view *hv, const struct host_sort *s, struct h
 /* The fixed cells of a row / the titles (the busiest process is last, separate). */
 void host_row_cells(const struct host_vm *vm, char *buf, size_t size);
 void host_header_cells(char *buf, size_t size);
+/* The OS column of vm: "debian:12", "-" when unknown (one terminal-safe word). */
+void host_os_text(const struct host_vm *vm, char *buf, size_t size);
 /* The last column: the busiest process with its CPU%, or the reason it is not readable. */
 void host_row_tail(const struct host_vm *vm, char *buf, size_t size);
 /* The frame of every VM as JSON (report.h's vmw_report_host_frame). */

@@ -29,6 +29,13 @@ const struct top_col_info top_cols[TOP_NCOLS] = {
 	[TOP_COL_CPU]     = { "%CPU",    5, "cpu",     true },
 	[TOP_COL_MEM]     = { "%MEM",    5, "mem",     true },
 	[TOP_COL_TIME]    = { "TIME+",   9, "time",    true },
+	[TOP_COL_RCHAR_RATE]  = { "RCHAR/s",  7, "rchar_rate",  true },
+	[TOP_COL_WCHAR_RATE]  = { "WCHAR/s",  7, "wchar_rate",  true },
+	[TOP_COL_READ_RATE]   = { "DREAD/s",  7, "read_rate",   true },
+	[TOP_COL_WRITE_RATE]  = { "DWRIT/s",  7, "write_rate",  true },
+	[TOP_COL_MINFLT_RATE] = { "MINFL/s",  7, "minflt_rate", true },
+	[TOP_COL_MAJFLT_RATE] = { "MAJFL/s",  7, "majflt_rate", true },
+	[TOP_COL_CSW_RATE]    = { "CSW/s",    7, "csw_rate",    true },
 	[TOP_COL_COMMAND] = { "COMMAND", 0, "command", false },
 };
 
@@ -166,15 +173,107 @@ void top_fmt_uptime(char *buf, size_t size, uint64_t s)
 			 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
 }
 
+/* ---- the rate columns (I/O, faults, context switches) --------------------- */
+
+bool top_col_shown(const struct top_view *v, enum top_col c)
+{
+	if (c >= TOP_COL_RCHAR_RATE && c <= TOP_COL_WRITE_RATE)
+		return v && v->io_cols;
+	if (c >= TOP_COL_MINFLT_RATE && c <= TOP_COL_CSW_RATE)
+		return v && v->fault_cols;
+	return c < TOP_NCOLS;
+}
+
+enum top_col top_col_step(const struct top_view *v, enum top_col c, int dir)
+{
+	int i = (int)c;
+
+	for (int k = 0; k < TOP_NCOLS; k++) {
+		i = (i + (dir < 0 ? TOP_NCOLS - 1 : 1)) % TOP_NCOLS;
+		if (top_col_shown(v, (enum top_col)i))
+			return (enum top_col)i;
+	}
+	return c;
+}
+
+void top_col_show(struct top_view *v, enum top_col c)
+{
+	if (c >= TOP_COL_RCHAR_RATE && c <= TOP_COL_WRITE_RATE)
+		v->io_cols = true;
+	else if (c >= TOP_COL_MINFLT_RATE && c <= TOP_COL_CSW_RATE)
+		v->fault_cols = true;
+}
+
+void top_fmt_rate(char *buf, size_t size, double v)
+{
+	static const char units[] = "KMGTPE";
+	int u = -1;
+
+	if (!(v > 0)) {
+		snprintf(buf, size, "0");
+		return;
+	}
+	if (v < 9999.5) {
+		snprintf(buf, size, "%.0f", v);
+		return;
+	}
+	while (v >= 999.95 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, v < 99.95 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
+/* A process's rate for column c (a thread row has none of its own: -1). */
+static double row_rate(const struct vmw_sample *s, bool thread, enum top_col c)
+{
+	const struct vmw_proc_rates *r = &s->rate;
+	bool io = s->proc.io_ok;
+
+	if (thread)
+		return -1;
+	switch (c) {
+	case TOP_COL_RCHAR_RATE: return io ? r->rchar : -1;
+	case TOP_COL_WCHAR_RATE: return io ? r->wchar : -1;
+	case TOP_COL_READ_RATE: return io ? r->read_bytes : -1;
+	case TOP_COL_WRITE_RATE: return io ? r->write_bytes : -1;
+	case TOP_COL_MINFLT_RATE: return r->min_flt;
+	case TOP_COL_MAJFLT_RATE: return r->maj_flt;
+	case TOP_COL_CSW_RATE: return r->nvcsw + r->nivcsw;
+	default: return -1;
+	}
+}
+
+/* Append the shown rate columns of row r (NULL: their titles) to buf. */
+static void rate_cells(const struct top_row *r, const struct top_view *v, char *buf, size_t size)
+{
+	size_t n = strlen(buf);
+
+	for (int c = TOP_COL_RCHAR_RATE; c <= TOP_COL_CSW_RATE && n < size; c++) {
+		char cell[16];
+		double x;
+		if (!top_col_shown(v, (enum top_col)c))
+			continue;
+		if (!r)
+			snprintf(cell, sizeof(cell), "%s", top_cols[c].title);
+		else if ((x = row_rate(r->s, r->t != NULL, (enum top_col)c)) < 0)
+			snprintf(cell, sizeof(cell), "-");
+		else
+			top_fmt_rate(cell, sizeof(cell), x);
+		n += (size_t)snprintf(buf + n, size - n, "%*s ", top_cols[c].width, cell);
+	}
+}
+
 #define CELLS_FMT "%7s %-8s %3s %3s %7s %7s %7s %1s %5s %5s %9s "
 
-void top_header_cells(char *buf, size_t size)
+void top_header_cells(const struct top_view *v, char *buf, size_t size)
 {
 	snprintf(buf, size, CELLS_FMT, "PID", "USER", "PR", "NI", "VIRT", "RES", "SHR", "S", "%CPU",
 		 "%MEM", "TIME+");
+	rate_cells(NULL, v, buf, size);
 }
 
-void top_row_cells(const struct top_row *r, char *buf, size_t size)
+void top_row_cells(const struct top_row *r, const struct top_view *v, char *buf, size_t size)
 {
 	const struct vmw_proc *p = &r->s->proc;
 	char pid[16], user[16], pr[16], ni[16], virt[16], res[16], shr[16], st[2], cpu[16], mem[16],
@@ -199,6 +298,7 @@ void top_row_cells(const struct top_row *r, char *buf, size_t size)
 	snprintf(mem, sizeof(mem), "%.1f", r->s->mem_percent);
 	top_fmt_time(tm, sizeof(tm), r->t ? r->t->utime_ns + r->t->stime_ns : p->utime_ns + p->stime_ns);
 	snprintf(buf, size, CELLS_FMT, pid, user, pr, ni, virt, res, shr, st, cpu, mem, tm);
+	rate_cells(r, v, buf, size);
 }
 
 size_t top_tree_prefix(const struct top_row *r, bool utf8, char *buf, size_t size)
@@ -279,6 +379,9 @@ static int item_cmp_col(const struct item *a, const struct item *b, enum top_col
 	case TOP_COL_TIME:
 		return CMP(ta ? ta->utime_ns + ta->stime_ns : p->utime_ns + p->stime_ns,
 			   tb ? tb->utime_ns + tb->stime_ns : q->utime_ns + q->stime_ns);
+	case TOP_COL_RCHAR_RATE: case TOP_COL_WCHAR_RATE: case TOP_COL_READ_RATE: case TOP_COL_WRITE_RATE:
+	case TOP_COL_MINFLT_RATE: case TOP_COL_MAJFLT_RATE: case TOP_COL_CSW_RATE:
+		return CMP(row_rate(a->s, a->thread >= 0, col), row_rate(b->s, b->thread >= 0, col));
 	case TOP_COL_COMMAND: return strcmp(item_name(a), item_name(b));
 	case TOP_NCOLS: break;
 	}

@@ -262,26 +262,27 @@ static int draw_header(struct tui *t)
 	return y + 1;
 }
 
-/* Where each fixed column starts (its title is right-aligned in it). */
-static int col_x(enum top_col c, int *width)
+/* Where each shown column starts (its title is right-aligned in it). */
+static int col_x(const struct top_view *v, enum top_col c, int *width)
 {
 	int x = 0;
 	for (int i = 0; i < (int)c; i++)
-		x += abs(top_cols[i].width) + 1;
+		if (top_col_shown(v, (enum top_col)i))
+			x += abs(top_cols[i].width) + 1;
 	*width = c == TOP_COL_COMMAND ? 7 : abs(top_cols[c].width);
 	return x;
 }
 
 static void draw_table_header(struct tui *t, int y)
 {
-	char cells[160];
+	char cells[240];
 	int w, x;
 
-	top_header_cells(cells, sizeof(cells));
+	top_header_cells(&t->view, cells, sizeof(cells));
 	tui_fill_line(y, attr_color(t, C_TABLEHDR, A_REVERSE));
 	x = tui_put(y, 0, cells, attr_color(t, C_TABLEHDR, A_REVERSE));
 	tui_put(y, x, "COMMAND", attr_color(t, C_TABLEHDR, A_REVERSE));
-	x = col_x(t->view.sort, &w);
+	x = col_x(&t->view, t->view.sort, &w);
 	if (t->view.sort == TOP_COL_COMMAND)
 		x = (int)strlen(cells);
 	/* The sort column's title again, highlighted. */
@@ -315,14 +316,14 @@ static int draw_tree(int y, int x, const struct top_row *r, int attr)
 
 static void draw_row(struct tui *t, int y, const struct top_row *r, bool selected)
 {
-	char cells[160], cmd[4096];
+	char cells[240], cmd[4096];
 	int base = selected ? attr_color(t, C_SEL, A_REVERSE) : 0, x;
 	size_t skip;
 
 	if (selected) {
 		tui_fill_line(y, base);
 	}
-	top_row_cells(r, cells, sizeof(cells));
+	top_row_cells(r, &t->view, cells, sizeof(cells));
 	x = tui_put(y, 0, cells, base);
 	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
 	top_row_command(r, cmd, sizeof(cmd));
@@ -419,6 +420,9 @@ static void draw_help(struct tui *t)
 		"  u              only one user's processes (uid; blank for all)",
 		"  K              hide / show kernel threads",
 		"  1              one CPU meter for all vCPUs / one per vCPU",
+		"  i              I/O rate columns: RCHAR/s WCHAR/s (read()/write() bytes), DREAD/s",
+		"                 DWRIT/s (bytes from/to storage), per second like htop's DISK READ",
+		"  f              fault and context-switch rate columns: MINFL/s MAJFL/s CSW/s",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
@@ -428,7 +432,8 @@ static void draw_help(struct tui *t)
 		"Columns: PID, USER (name in the guest's /etc/passwd, else uid), PR and NI (priority,",
 		"nice), VIRT, RES and SHR (resident file + shmem) in KiB, S (state), %CPU",
 		"(100 = one vCPU, over the interval), %MEM (of guest RAM), TIME+ (user + system",
-		"time), COMMAND (command line, or [name] for kernel threads).",
+		"time), COMMAND (command line, or [name] for kernel threads). Rates are over the",
+		"interval from the guest's /proc/PID/io, stat and status counters; '-' when unknown.",
 		"",
 		"Press any key to return.",
 	};
@@ -503,6 +508,23 @@ static int rebuild(struct tui *t)
 		}
 	keep_selection_visible(t);
 	return 0;
+}
+
+/* i / f: show or hide a group of rate columns; a hidden sort column gives
+ * way to %CPU. */
+static int toggle_rate_cols(struct tui *t, int ch)
+{
+	if (ch == 'i')
+		t->view.io_cols = !t->view.io_cols;
+	else
+		t->view.fault_cols = !t->view.fault_cols;
+	if (!top_col_shown(&t->view, t->view.sort)) {
+		t->view.sort = TOP_COL_CPU;
+		t->view.invert = false;
+	}
+	message(t, 2, "%s columns %s", ch == 'i' ? "I/O rate" : "Fault and context-switch rate",
+		(ch == 'i' ? t->view.io_cols : t->view.fault_cols) ? "on" : "off");
+	return rebuild(t);
 }
 
 /* Sort by c in its natural order (biggest first for sizes, rates and times). */
@@ -644,8 +666,9 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	case 'N': set_sort(t, TOP_COL_PID); break;
 	case 'T': set_sort(t, TOP_COL_TIME); break;
 	case 'I': t->view.invert = !t->view.invert; break;
-	case '<': case ',': set_sort(t, t->view.sort ? t->view.sort - 1 : TOP_NCOLS - 1); break;
-	case '>': case '.': set_sort(t, (t->view.sort + 1) % TOP_NCOLS); break;
+	case '<': case ',': set_sort(t, top_col_step(&t->view, t->view.sort, -1)); break;
+	case '>': case '.': set_sort(t, top_col_step(&t->view, t->view.sort, +1)); break;
+	case 'i': case 'f': return toggle_rate_cols(t, ch);
 	case '/': case KEY_F(4): case KEY_F(3): t->input = IN_FILTER; return 0;
 	case 27:
 		if (!t->view.filter[0])

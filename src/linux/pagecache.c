@@ -526,15 +526,18 @@ static bool xa_is_node(uint64_t e) { return (e & 3) == 2 && e > 4096; }
 static bool xa_is_sibling(uint64_t e) { return (e & 3) == 2 && (e >> 2) < XA_CHUNK; }
 
 /*
- * xa_load(): the entry at index (0: none, or not a page). A large folio
- * covering several indexes is found through its sibling entries. -EBADMSG
- * when the tree does not add up (shifts that do not descend by 6, depth).
+ * xa_load(): the entry at index (0: none, or not a page), and *ret_base, the
+ * first index of the slot the tree stores it in: a large folio covering
+ * several indexes is found through its sibling entries (or stored higher),
+ * and its page says that first index (page_phys checks). -EBADMSG when the
+ * tree does not add up (shifts that do not descend by 6, depth).
  */
-static int xa_load(struct vmw_files *f, uint64_t head, uint64_t index, uint64_t *ret)
+static int xa_load(struct vmw_files *f, uint64_t head, uint64_t index, uint64_t *ret, uint64_t *ret_base)
 {
 	uint64_t e = head, shift, prev_shift = 64;
 
 	*ret = 0;
+	*ret_base = 0;
 	if (!xa_is_node(e)) {
 		*ret = index == 0 && (e & 3) == 0 ? e : 0;
 		return 0;
@@ -556,7 +559,10 @@ static int xa_load(struct vmw_files *f, uint64_t head, uint64_t index, uint64_t 
 			if (to >= off || vmw_xlat_read(f->kx, node + f->xa.slots.off + to * 8ull, &e, 8) < 0 ||
 			    xa_is_node(e))
 				return -EBADMSG;
+			off = to;
 		}
+		/* The slot's first index: index above this node's span, off below. */
+		*ret_base = (shift + 6 < 64 ? index >> (shift + 6) << (shift + 6) : 0) | ((uint64_t)off << shift);
 		prev_shift = shift;
 	}
 	/* Value entries (shadow, swap) and other internal entries: not a page. */
@@ -565,14 +571,20 @@ static int xa_load(struct vmw_files *f, uint64_t head, uint64_t index, uint64_t 
 }
 
 /* The physical address of the page at index of the cached folio at pg (its
- * head page), -ENOENT when it is not up to date, -EBADMSG when it is not this
- * file's (another mapping, an index it does not cover). */
-static int page_phys(struct vmw_files *f, uint64_t mapping, uint64_t pg, uint64_t index, uint64_t *phys)
+ * head page), stored in the slot whose first index is base (xa_load);
+ * -ENOENT when it is not up to date, -EBADMSG when it is not this file's
+ * (another mapping, an index it does not cover, or not the index the tree
+ * stores it at: a page claiming an earlier index would have its neighbours
+ * in physical memory read as the file's). */
+static int page_phys(struct vmw_files *f, uint64_t mapping, uint64_t pg, uint64_t index, uint64_t base,
+		     uint64_t *phys)
 {
 	uint64_t m, idx, flags, pfn, sub;
 
 	if (!kaddr(f, pg) || pg < f->vmemmap || rd64(f, pg, f->pg.mapping, &m) < 0 || m != mapping ||
 	    rd64(f, pg, f->pg.index, &idx) < 0 || rd64(f, pg, f->pg.flags, &flags) < 0)
+		return -EBADMSG;
+	if (idx != base)
 		return -EBADMSG;
 	/* A folio covers at most 2^18 pages (a 1 GiB PUD folio). */
 	if (index < idx || index - idx >= (1u << 18))
@@ -614,11 +626,11 @@ static int read_pages(struct vmw_files *f, const struct inode_info *ino, uint64_
 	if (!out->data)
 		return -ENOMEM;
 	for (uint64_t index = 0; index * PAGE < size; index++) {
-		uint64_t pg, phys = 0, len = MIN((uint64_t)PAGE, size - index * PAGE);
-		int r = xa_load(f, head, index, &pg);
+		uint64_t pg, base, phys = 0, len = MIN((uint64_t)PAGE, size - index * PAGE);
+		int r = xa_load(f, head, index, &pg, &base);
 
 		if (r == 0 && pg)
-			r = page_phys(f, ino->mapping, pg, index, &phys);
+			r = page_phys(f, ino->mapping, pg, index, base, &phys);
 		if (r == 0 && pg &&
 		    vmw_xlat_read(f->kx, f->page_offset_base + phys, out->data + index * PAGE, len) == 0) {
 			out->cached_bytes += len;

@@ -28,6 +28,9 @@ struct table {
 
 struct vmw_users {
 	struct table users, groups;
+	struct table os_file;          /* the os-release inode read (no entries) */
+	struct vmw_os_release os;
+	bool os_ok;
 };
 
 int vmw_users_new(struct vmw_users **ret)
@@ -141,10 +144,31 @@ const char *vmw_users_group(const struct vmw_users *u, uint32_t gid)
 	return u ? lookup(&u->groups, gid) : NULL;
 }
 
+bool vmw_users_uid(const struct vmw_users *u, const char *name, uint32_t *ret)
+{
+	for (size_t i = 0; u && i < u->users.n; i++)
+		if (!strcmp(u->users.e[i].name, name)) {
+			*ret = u->users.e[i].id;
+			return true;
+		}
+	return false;
+}
+
 static bool same_inode(const struct table *t, const struct vmw_file *s)
 {
 	return t->read && t->inode == s->inode && t->ino == s->ino && t->size == s->size &&
 	       t->mtime_sec == s->mtime_sec && t->mtime_nsec == s->mtime_nsec && t->nrpages == s->nrpages;
+}
+
+static void remember_inode(struct table *t, const struct vmw_file *s)
+{
+	t->inode = s->inode;
+	t->ino = s->ino;
+	t->size = s->size;
+	t->nrpages = s->nrpages;
+	t->mtime_sec = s->mtime_sec;
+	t->mtime_nsec = s->mtime_nsec;
+	t->read = true;
 }
 
 static bool refresh_one(struct vmw_users *u, struct vmw_files *f, bool groups)
@@ -162,23 +186,47 @@ static bool refresh_one(struct vmw_users *u, struct vmw_files *f, bool groups)
 	/* A file with holes would lose names: keep what was known. */
 	if (ok) {
 		vmw_users_parse(u, groups, (const char *)s.data, s.size);
-		t->inode = s.inode;
-		t->ino = s.ino;
-		t->size = s.size;
-		t->nrpages = s.nrpages;
-		t->mtime_sec = s.mtime_sec;
-		t->mtime_nsec = s.mtime_nsec;
-		t->read = true;
+		remember_inode(t, &s);
 	}
 	vmw_file_release(&s);
 	return ok;
+}
+
+/* /etc/os-release, else /usr/lib/os-release (os-release(5)), when its inode
+ * changed; a file not wholly cached keeps what was known. */
+static bool refresh_os(struct vmw_users *u, struct vmw_files *f)
+{
+	static const char *const paths[] = { "/etc/os-release", "/usr/lib/os-release" };
+	struct vmw_error err = { 0 };
+	struct vmw_file s;
+	const char *path = NULL;
+	bool ok;
+
+	for (size_t i = 0; i < ARRAY_SIZE(paths) && !path; i++)
+		if (vmw_files_stat(f, paths[i], &s, &err) == 0)
+			path = paths[i];
+	if (!path || same_inode(&u->os_file, &s) || vmw_files_read(f, path, 64 * 1024, &s, &err) < 0)
+		return false;
+	if ((ok = !s.nholes && !s.incomplete)) {
+		vmw_os_release_parse((const char *)s.data, s.size, &u->os);
+		remember_inode(&u->os_file, &s);
+		u->os_ok = true;
+	}
+	vmw_file_release(&s);
+	return ok;
+}
+
+const struct vmw_os_release *vmw_users_os(const struct vmw_users *u)
+{
+	return u && u->os_ok ? &u->os : NULL;
 }
 
 bool vmw_users_refresh(struct vmw_users *u, struct vmw_files *f)
 {
 	bool a = refresh_one(u, f, false);
 	bool b = refresh_one(u, f, true);
-	return a || b;
+	bool c = refresh_os(u, f);
+	return a || b || c;
 }
 
 /* ---- os-release ------------------------------------------------------- */

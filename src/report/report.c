@@ -204,6 +204,21 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 	return o;
 }
 
+/* The counters' rates per second (io_rate mirrors io: null when unknown). */
+static void sample_rates(json_t *o, const struct vmw_sample *x)
+{
+	const struct vmw_proc_rates *r = &x->rate;
+
+	json_object_set_new(o, "io_rate", !x->proc.io_ok ? json_null() :
+		json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "rchar", r->rchar, "wchar", r->wchar,
+			  "syscr", r->syscr, "syscw", r->syscw, "read_bytes", r->read_bytes,
+			  "write_bytes", r->write_bytes));
+	json_object_set_new(o, "min_flt_rate", json_real(r->min_flt));
+	json_object_set_new(o, "maj_flt_rate", json_real(r->maj_flt));
+	json_object_set_new(o, "voluntary_ctxt_switches_rate", json_real(r->nvcsw));
+	json_object_set_new(o, "nonvoluntary_ctxt_switches_rate", json_real(r->nivcsw));
+}
+
 json_t *vmw_report_sample(const struct vmw_sample *x)
 {
 	json_t *o = vmw_report_proc(&x->proc);
@@ -213,6 +228,7 @@ json_t *vmw_report_sample(const struct vmw_sample *x)
 	json_object_set_new(o, "mem_percent", json_real(x->mem_percent));
 	json_object_set_new(o, "rss_delta_bytes", json_integer((json_int_t)x->rss_delta_bytes));
 	json_object_set_new(o, "new", json_boolean(x->is_new));
+	sample_rates(o, x);
 	if (tasks && x->thread_cpu_percent)
 		for (size_t j = 0; j < json_array_size(tasks); j++)
 			json_object_set_new(json_array_get(tasks, j), "cpu_percent",
@@ -288,6 +304,20 @@ json_t *vmw_report_os(const struct vmw_os_release *os)
 	return json_pack("{s:o, s:o, s:o}", "pretty_name", vmw_report_string_or_null(os->pretty_name),
 			 "id", vmw_report_string_or_null(os->id),
 			 "version_id", vmw_report_string_or_null(os->version_id));
+}
+
+json_t *vmw_report_frame_os(const struct vmw_frame *f)
+{
+	return vmw_report_os(f && f->os_ok ? &f->os : NULL);
+}
+
+void vmw_report_os_text(const struct vmw_frame *f, char *buf, size_t size)
+{
+	const char *name = "unknown";
+
+	if (f && f->os_ok)
+		name = f->os.pretty_name[0] ? f->os.pretty_name : f->os.id[0] ? f->os.id : "unknown";
+	vmw_text_sanitize(buf, size, name);
 }
 
 json_t *vmw_report_nova(const struct vmw_nova *n)

@@ -69,7 +69,8 @@ bool vmw_report_cpu_split_valid(const struct vmw_frame *f);
 /* A process (common.json#/$defs/process); with "tasks" when its threads were listed. */
 json_t *vmw_report_proc(const struct vmw_proc *p);
 /* A process in a frame (#/$defs/sample): the process plus cpu_percent,
- * mem_percent, rss_delta_bytes, new, and the threads' cpu_percent. */
+ * mem_percent, rss_delta_bytes, new, the rates of its counters (io_rate,
+ * min_flt_rate, ...), and the threads' cpu_percent. */
 json_t *vmw_report_sample(const struct vmw_sample *x);
 /* A process event (#/$defs/event) without seq and time (the caller adds them). */
 json_t *vmw_report_event(const struct vmw_event *e);
@@ -81,6 +82,12 @@ json_t *vmw_report_kernel(const struct vmw_kernel_info *ki);
  * null when absent), or null when os is NULL (not read: not cached). */
 struct vmw_os_release;
 json_t *vmw_report_os(const struct vmw_os_release *os);
+/* The frame's guest OS (vmw_report_os of frame.os; null when f is NULL or
+ * the OS is unknown). */
+json_t *vmw_report_frame_os(const struct vmw_frame *f);
+/* The frame's guest OS for a text column: PRETTY_NAME, else ID, else
+ * "unknown", terminal-safe (vmw_text_sanitize). */
+void vmw_report_os_text(const struct vmw_frame *f, char *buf, size_t size);
 /* OpenStack Nova metadata (#/$defs/nova), null when the domain has none. */
 json_t *vmw_report_nova(const struct vmw_nova *n);
 /* A libvirt domain (#/$defs/domain). */

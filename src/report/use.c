@@ -125,6 +125,7 @@ json_t *vmw_report_vm_row(const struct vmw_report_vm_row *r)
 	json_object_set_new(o, "nova", r->domain ? vmw_report_nova(&r->domain->nova) : json_null());
 	json_object_set_new(o, "vcpus", vcpus ? json_integer(vcpus) : json_null());
 	json_object_set_new(o, "host_cpu_percent", r->host_cpu_ok ? json_real(r->host_cpu_percent) : json_null());
+	json_object_set_new(o, "os", vmw_report_frame_os(f));
 	json_object_update_new(o, vmw_report_use(f));
 	return o;
 }

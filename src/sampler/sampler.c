@@ -131,6 +131,34 @@ static int thread_rates(const struct vmw_prev_frame *prev, const struct vmw_pidm
 	return 0;
 }
 
+void vmw_proc_counters(const struct vmw_proc *p, uint64_t ret[VMW_PROC_NCOUNTERS])
+{
+	const uint64_t v[VMW_PROC_NCOUNTERS] = {
+		p->io_rchar, p->io_wchar, p->io_syscr, p->io_syscw, p->io_read_bytes, p->io_write_bytes,
+		p->min_flt, p->maj_flt, p->nvcsw, p->nivcsw,
+	};
+	memcpy(ret, v, sizeof(v));
+}
+
+/* Per-second rates of p's counters: their change since q (NULL: all of
+ * them counted within the interval when the process is new, else none). */
+static void counter_rates(const struct vmw_proc *p, const struct vmw_task_prev *q, bool is_new,
+			  uint64_t interval_ns, struct vmw_proc_rates *ret)
+{
+	double *out[VMW_PROC_NCOUNTERS] = {
+		&ret->rchar, &ret->wchar, &ret->syscr, &ret->syscw, &ret->read_bytes, &ret->write_bytes,
+		&ret->min_flt, &ret->maj_flt, &ret->nvcsw, &ret->nivcsw,
+	};
+	uint64_t now[VMW_PROC_NCOUNTERS];
+
+	*ret = (struct vmw_proc_rates){ 0 };
+	if (!interval_ns || (!q && !is_new))
+		return;
+	vmw_proc_counters(p, now);
+	for (size_t i = 0; i < VMW_PROC_NCOUNTERS; i++)
+		*out[i] = (double)(q ? vmw_sat_sub(now[i], q->counters[i]) : now[i]) * 1e9 / (double)interval_ns;
+}
+
 /* One process against its previous record: rates, NEW and pid-reuse events. */
 static int compare_proc(const struct vmw_prev_frame *prev, const struct vmw_pidmap *pmap,
 			struct vmw_frame *f, struct vmw_sample *x, size_t *evcap)
@@ -157,6 +185,7 @@ static int compare_proc(const struct vmw_prev_frame *prev, const struct vmw_pidm
 	}
 	x->cpu_percent = pct(ran, f->interval_ns);
 	f->cpu_percent_total += x->cpu_percent;
+	counter_rates(p, q, x->is_new, f->interval_ns, &x->rate);
 	if (x->is_new) {
 		struct vmw_task_prev now = { .id = p->pid, .start_time_ns = p->start_time_ns,
 			.runtime_ns = p->runtime_ns, .rss_bytes = rss, .vsz_bytes = p->vsz_bytes };
@@ -228,6 +257,7 @@ static int remember(struct vmw_sampler *s, const struct vmw_frame *f)
 		procs[i] = (struct vmw_task_prev){ .id = p->pid, .start_time_ns = p->start_time_ns,
 			.runtime_ns = p->runtime_ns, .rss_bytes = vmw_proc_rss_bytes(p), .vsz_bytes = p->vsz_bytes };
 		memcpy(procs[i].comm, p->comm, sizeof(procs[i].comm));
+		vmw_proc_counters(p, procs[i].counters);
 		for (uint32_t j = 0; j < p->nthreads_listed; j++)
 			threads[n++] = (struct vmw_task_prev){ .id = p->threads[j].tid,
 				.start_time_ns = p->threads[j].start_time_ns, .runtime_ns = p->threads[j].runtime_ns };
@@ -386,6 +416,17 @@ static int walk_guest(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_wal
 	return 0;
 }
 
+/* The guest OS as the process model last read it (users.c). */
+static void take_os(struct vmw_sampler *s, struct vmw_frame *f)
+{
+	struct vmw_linux *l = vmw_session_linux(s->sess);
+	const struct vmw_os_release *os = l ? vmw_users_os(vmw_linux_users(l)) : NULL;
+
+	f->os_ok = os != NULL;
+	if (os)
+		f->os = *os;
+}
+
 /* The frame takes the walk's records (and their threads and command lines). */
 static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w)
 {
@@ -398,6 +439,7 @@ static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk
 	f->truncated = w->truncated;
 	memcpy(f->truncated_why, w->truncated_why, sizeof(f->truncated_why));
 	f->bytes_read = w->bytes_read;
+	take_os(s, f);
 	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
 								     : vmw_mem_size(vmw_session_mem(s->sess));
 	if (!(f->procs = calloc(w->nprocs ? w->nprocs : 1, sizeof(*f->procs)))) {

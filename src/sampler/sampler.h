@@ -30,6 +30,19 @@ struct vmw_sampler_opts {
 	unsigned walk_flags;       /* VMW_WALK_THREADS, VMW_WALK_CMDLINE */
 };
 
+/* Per-second rates of a process's counters over a frame's interval, like
+ * htop's IO_READ_RATE / IO_WRITE_RATE (sampler.c, beside CPU%): the change
+ * of each counter divided by the interval, saturating at zero; a process new
+ * since the previous frame did all of its counting within the interval. 0 on
+ * a first frame. The I/O ones mean something only when proc.io_ok. */
+struct vmw_proc_rates {
+	double rchar, wchar;           /* bytes/s through read()/write() and the like (/proc/PID/io) */
+	double syscr, syscw;           /* read and write system calls/s */
+	double read_bytes, write_bytes;/* bytes/s fetched from / sent to storage */
+	double min_flt, maj_flt;       /* page faults/s */
+	double nvcsw, nivcsw;          /* voluntary and involuntary context switches/s (the leader's) */
+};
+
 /* One process in a frame. */
 struct vmw_sample {
 	struct vmw_proc proc;      /* values at this frame (owned by the frame) */
@@ -38,6 +51,7 @@ struct vmw_sample {
 	int64_t rss_delta_bytes;   /* change since the previous frame */
 	double *thread_cpu_percent;/* parallel to proc.threads when listed */
 	bool is_new;               /* not in the previous frame */
+	struct vmw_proc_rates rate;/* its counters' rates over the interval */
 };
 
 enum vmw_event_type {
@@ -87,6 +101,11 @@ struct vmw_frame {
 	double cpu_percent_total;  /* sum over processes */
 	uint64_t frame_ns;         /* host time spent taking the frame */
 	uint64_t bytes_read;
+	/* The guest OS: its /etc/os-release as the page cache held it when last
+	 * read (vmw_users_os: re-read when the file's inode changes); os_ok false
+	 * when it is unknown (not cached, not there). */
+	bool os_ok;
+	struct vmw_os_release os;
 };
 
 /* A sampler of session's guest. The session must have been opened with
@@ -120,6 +139,10 @@ struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
 
 /* ---- the pure part of a frame, exposed for tests ------------------------ */
 
+/* The counters behind struct vmw_proc_rates, in its order. */
+#define VMW_PROC_NCOUNTERS 10
+void vmw_proc_counters(const struct vmw_proc *p, uint64_t ret[VMW_PROC_NCOUNTERS]);
+
 /* What a frame remembers of a task (process or thread) for the next one. */
 struct vmw_task_prev {
 	int32_t id;                /* pid or tid */
@@ -127,6 +150,9 @@ struct vmw_task_prev {
 	uint64_t runtime_ns;
 	uint64_t rss_bytes, vsz_bytes;   /* processes only */
 	char comm[64];
+	/* Counters the rates are computed from (processes only), in the order
+	 * of struct vmw_proc_rates. */
+	uint64_t counters[VMW_PROC_NCOUNTERS];
 };
 
 /* The previous frame's tasks; valid false on a first frame (after attach). */
@@ -141,7 +167,7 @@ struct vmw_prev_frame {
 /*
  * Compare f's processes (f->procs[i].proc, f->nprocs) with the previous frame,
  * given f->interval_ns, f->mem_total_bytes and f->truncated: fills each
- * sample's cpu_percent, mem_percent, rss_delta_bytes, is_new and
+ * sample's cpu_percent, rate, mem_percent, rss_delta_bytes, is_new and
  * thread_cpu_percent (when threads are listed), f->cpu_percent_total and
  * f->events: NEW for a process not seen before, EXIT for one gone (only when
  * the walk was complete) and EXIT with pid_reused followed by NEW when a pid

@@ -261,6 +261,15 @@ static bool take_threads(struct in *in, struct vmw_sample *s)
 	return true;
 }
 
+/* Rates are finite and never negative. */
+static void fix_rates(struct vmw_proc_rates *r)
+{
+	double *v[] = { &r->rchar, &r->wchar, &r->syscr, &r->syscw, &r->read_bytes, &r->write_bytes,
+			&r->min_flt, &r->maj_flt, &r->nvcsw, &r->nivcsw };
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		*v[i] = *v[i] > 0 ? finite_or_zero(*v[i]) : 0.0;
+}
+
 static bool take_sample(struct in *in, struct vmw_sample *s)
 {
 	if (!take(in, s, sizeof(*s)))
@@ -282,8 +291,22 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	FIX_BOOL(s->proc.tty_ok);
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
+	fix_rates(&s->rate);
 	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);
 }
+
+/* ---- the guest OS (frame.os): guest text, so terminated; front ends
+ * escape it for terminals, JSON escapes it. */
+static void fix_os(struct vmw_frame *f)
+{
+	FIX_BOOL(f->os_ok);
+	FIX_STR(f->os.pretty_name);
+	FIX_STR(f->os.id);
+	FIX_STR(f->os.version_id);
+	if (!f->os_ok)
+		f->os = (struct vmw_os_release){ 0 };
+}
+/* ---- end of the guest OS block */
 
 static void fix_frame(struct vmw_frame *f)
 {
@@ -298,6 +321,7 @@ static void fix_frame(struct vmw_frame *f)
 	FIX_STR(f->summary.loadavg);
 	f->cpu_percent_total = finite_or_zero(f->cpu_percent_total);
 	fix_cpu_percent(&f->cpu_total);
+	fix_os(f);
 }
 
 static int take_events(struct in *in, struct vmw_frame *f, size_t n, struct vmw_error *err)

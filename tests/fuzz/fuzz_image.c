@@ -261,6 +261,81 @@ fail:
 	return -1;
 }
 
+/* ---- the guest's files: dentry/mount walk, page cache (xarray), names ---- */
+
+/* Paths the files check reads: the files the process model reads (passwd,
+ * group, os-release: a symlink on Debian), a path through "." and "..", a
+ * directory, a file on another mount, one that is not cached. */
+static const char *const file_paths[] = {
+	"/etc/passwd", "/etc/group", "/etc/os-release", "/usr/lib/os-release", "/etc/../etc/./hostname",
+	"/run", "/run/systemd/journal/../../utmp", "/nonexistent/file",
+};
+#define FILE_MAX (1u << 20)
+
+/* What vmw_files_read returned must describe itself: the size bounded,
+ * data there, holes in order inside the file, cached bytes inside it. */
+static void check_file(int rc, const struct vmw_file *f)
+{
+	uint64_t end = 0;
+
+	if (rc < 0)
+		return;
+	if (f->size > FILE_MAX || (f->size && !f->data) || f->cached_bytes > f->size ||
+	    (f->nholes && !f->holes))
+		abort();
+	for (size_t i = 0; i < f->nholes; i++) {
+		const struct vmw_file_hole *h = &f->holes[i];
+		if (!h->len || h->off < end || h->off > f->size || h->len > f->size - h->off)
+			abort();
+		end = h->off + h->len;
+	}
+	if (f->size)
+		(void)((volatile const uint8_t *)f->data)[f->size - 1];
+}
+
+/* Read every path (a stat first, then the data); check the user names and
+ * the OS the walk read: plausible names, terminated strings. The number of
+ * files read whole goes to res->nfiles. */
+static void fuzz_files_check(struct vmw_linux *l, struct fuzz_result *res)
+{
+	struct vmw_files *fs = vmw_linux_files(l);
+	const struct vmw_users *u = vmw_linux_users(l);
+	const struct vmw_os_release *os = vmw_users_os(u);
+
+	res->nfiles = 0;
+	for (size_t i = 0; fs && i < sizeof(file_paths) / sizeof(file_paths[0]); i++) {
+		struct vmw_error err = { 0 };
+		struct vmw_file f;
+		int rc = vmw_files_stat(fs, file_paths[i], &f, &err);
+		check_str(err.msg, sizeof(err.msg));
+		if (rc == 0 && (f.data || f.holes))
+			abort();
+		rc = vmw_files_read(fs, file_paths[i], FILE_MAX, &f, &err);
+		check_str(err.msg, sizeof(err.msg));
+		check_file(rc, &f);
+		if (rc == 0) {
+			res->nfiles += !f.nholes && !f.incomplete;
+			vmw_file_release(&f);
+		}
+	}
+	for (uint32_t id = 0; id < 2048; id++) {
+		const char *names[2] = { vmw_users_name(u, id), vmw_users_group(u, id) };
+		for (int k = 0; k < 2; k++) {
+			size_t n = names[k] ? check_str(names[k], VMW_USER_NAME_MAX + 1) : 1;
+			for (size_t j = 0; names[k] && j < n; j++)
+				if ((unsigned char)names[k][j] <= ' ' || (unsigned char)names[k][j] >= 0x7f)
+					abort();
+			if (!n)
+				abort();
+		}
+	}
+	if (os) {
+		check_str(os->pretty_name, sizeof(os->pretty_name));
+		check_str(os->id, sizeof(os->id));
+		check_str(os->version_id, sizeof(os->version_id));
+	}
+}
+
 void fuzz_walk_check(struct vmw_linux *l, unsigned flags, struct fuzz_result *res)
 {
 	struct vmw_error err = { 0 };
@@ -301,6 +376,7 @@ void fuzz_walk_check(struct vmw_linux *l, unsigned flags, struct fuzz_result *re
 		}
 		vmw_walk_free(&w);
 	}
+	fuzz_files_check(l, res);
 }
 
 void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res)
@@ -343,6 +419,8 @@ void fuzz_result_print(FILE *f, const struct fuzz_result *res)
 			"truncated=%d fingerprint=%016llx\n", res->symbols_from, res->nprocs,
 			res->nthreads, res->ncmdlines, res->skipped, res->truncated,
 			(unsigned long long)res->fingerprint);
+	if (res->walk_rc == 0 && res->linux_rc == 0 && res->attach_rc == 0)
+		fprintf(f, "files: %zu of %zu read whole\n", res->nfiles, sizeof(file_paths) / sizeof(file_paths[0]));
 	if (res->attach_rc == 0)
 		fprintf(f, "times: attach %.1f ms (scan %.1f, kallsyms %.1f, btf %.1f), walk %.1f ms\n",
 			res->attach_ns / 1e6, res->scan_ns / 1e6, res->kallsyms_ns / 1e6,

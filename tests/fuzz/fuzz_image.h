@@ -67,13 +67,17 @@ struct fuzz_result {
 	uint64_t phys_base, stext;          /* of the kernel found */
 	uint64_t scan_ns, kallsyms_ns, btf_ns, attach_ns, walk_ns;
 	uint64_t fingerprint;               /* hash of every process's pid, ppid and comm */
+	size_t nfiles;                      /* guest files read whole by the files check */
 };
 
 /* If set, fuzz_run_mem writes "proc PID PPID NTHREADS COMM" per process found. */
 extern FILE *fuzz_proc_log;
 
 /* Attach (no cache), describe the Linux model, walk with threads and
- * command lines, check every string of the result, free everything. */
+ * command lines, check every string of the result, then read guest files
+ * through the page cache (the dentry/mount walk, symlinks, the xarray) and
+ * check what they say of themselves, the user names and the OS; free
+ * everything. */
 void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res);
 /* Its two halves. fuzz_attach: 0 with *ret_k and *ret_l set, or -1 (res says
  * why; nothing to free). fuzz_walk_check: the walk(s) and the checks. */

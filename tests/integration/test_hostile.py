@@ -29,6 +29,11 @@ is wrong:
     frames and status ok, the bad one gets an error naming the type,
     /healthz answers, a clean exit; the agent on a cut thread list says
     "complete": false and exports vmwatch_vm_complete 0.
+  - guest files (issue 13): a hostile /etc/passwd (escape sequences, a
+    200-byte name, a 100 KB line) and /etc/os-release (escapes, 70 KB); a
+    page-cache page claiming an earlier index, an xarray node slot pointing
+    to its node, an absurd i_size, a directory's children list made a cycle:
+    cat/ps/top stay bounded, print only what adds up and name the rest.
 
 Every byte written into a guest is written back at the end of its test
 (GuestMem.patch()). The BTF attacks run on a private 6.12 guest and on the
@@ -862,3 +867,197 @@ def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
         problems.append(f"agent exit code {rc}, sanitizer report: {any(w in log for w in SANITIZER_WORDS)}:\n"
                         f"{log[-6000:]}")
     assert not problems, "a cut thread list is not reported by the agent:\n  " + "\n  ".join(problems)
+
+
+# ---- hostile guest files: /etc/passwd and /etc/os-release (issue 13) ---------
+#
+# The guest's own files name its users and its OS, and the tenant writes them:
+# names with escape sequences, absurdly long names and lines, an os-release
+# that retitles the window or is too big to read. Names that are not plausible
+# user names are not used (the uid is shown); OS text is shown with '?' for
+# control bytes; everything stays bounded.
+
+EVIL_OS_PRINTF = r'PRETTY_NAME="\033[2Jevil\033]0;pwned\007"\nID=evil\033[31m\nVERSION_ID=1\n'
+EVIL_UIDS = (4242, 4243, 4244, 4245)
+
+
+@pytest.fixture(scope="module")
+def evil_files(guest):
+    """The shared guest with a hostile /etc/passwd and /etc/os-release, and a
+    process running as each of EVIL_UIDS; all undone at the end."""
+    g = guest(**G61)
+    g.sh("cp /etc/passwd /tmp/passwd.vmw", check=True)
+    g.sh(r"printf '\033]0;pwned\007:x:4242:4242::/:/bin/sh\n' >> /etc/passwd && "
+         r"printf '%0200d:x:4243:4243::/:/bin/sh\n' 0 >> /etc/passwd && "
+         r"{ head -c 100000 /dev/zero | tr '\0' b; printf ':x:4244:4244::/:/bin/sh\n'; } >> /etc/passwd && "
+         r"printf 'okname:x:4245:4245::/:/bin/sh\n' >> /etc/passwd && "
+         f"printf '{EVIL_OS_PRINTF}' > /etc/os-release && cat /etc/passwd /etc/os-release > /dev/null",
+         check=True)
+    pids = {}
+    try:
+        for uid in EVIL_UIDS:
+            pids[uid] = g.run("runas", str(uid), "idle")
+        yield g, pids
+    finally:
+        for pid in pids.values():
+            g.kill(pid)
+        g.sh("cp /tmp/passwd.vmw /etc/passwd && rm -f /tmp/passwd.vmw /etc/os-release", check=True)
+
+
+def test_hostile_passwd_names_are_not_used(vmwatch, evil_files):
+    g, pids = evil_files
+    out, _ = run(vmwatch, "ps", "-o", "pid,user,ruser,args", f"qemu:{g.pid}")
+    assert not CONTROL & set(out), [l for l in out.splitlines() if CONTROL & set(l)]
+    rows = {int(l.split()[0]): l.split()[1:3] for l in out.splitlines()[1:]}
+    for uid in EVIL_UIDS[:3]:
+        assert rows[pids[uid]] == [str(uid), str(uid)], (uid, rows[pids[uid]])
+    assert rows[pids[4245]] == ["okname", "okname"]
+    doc = json.loads(run(vmwatch, "ps", "--json", f"qemu:{g.pid}")[0])
+    users = {p["pid"]: p["user"] for p in doc["processes"]}
+    assert [users[pids[u]] for u in EVIL_UIDS] == [None, None, None, "okname"]
+    # -u NAME: the plausible name resolves, the hostile ones are unknown.
+    out, _ = run(vmwatch, "ps", "-u", "okname", "-o", "pid", f"qemu:{g.pid}")
+    assert {int(x) for x in out.split()[1:]} == {pids[4245]}
+    r = subprocess.run([vmwatch, "ps", "-u", "a" * 200, f"qemu:{g.pid}"], capture_output=True, timeout=120)
+    assert r.returncode == 2 and b"is not in the guest's /etc/passwd" in r.stderr
+    out, _ = run(vmwatch, "top", "-b", "-n", "1", f"qemu:{g.pid}")
+    assert not CONTROL & set(out)
+    assert re.search(rf"^\s*{pids[4245]} okname ", out, re.M) and re.search(rf"^\s*{pids[4242]} 4242 ", out, re.M)
+
+
+def test_hostile_os_release_is_escaped_and_bounded(vmwatch, evil_files):
+    g, _ = evil_files
+    args = ["top", "--all", "-n", "1", "--filter", g.name]
+    out, _ = run(vmwatch, *args, "-b")
+    assert not CONTROL & set(out), out
+    assert "evil?[31m:1" in out
+    doc = json.loads(run(vmwatch, *args, "--json")[0].splitlines()[-1])
+    os_ = [v["os"] for v in doc["vms"] if v["name"] == g.name][0]
+    assert os_ == {"pretty_name": "\x1b[2Jevil\x1b]0;pwned\x07", "id": "evil\x1b[31m", "version_id": "1"}
+    # An os-release too big to be one (over 64 KiB): not read, the OS unknown.
+    g.sh("head -c 70000 /dev/zero | tr '\\0' x > /etc/os-release && cat /etc/os-release > /dev/null", check=True)
+    doc = json.loads(run(vmwatch, *args, "--json")[0].splitlines()[-1])
+    assert [v["os"] for v in doc["vms"] if v["name"] == g.name] == [None]
+    g.sh(f"printf '{EVIL_OS_PRINTF}' > /etc/os-release", check=True)
+
+
+# ---- a hostile page cache (issue 13): the xarray and its pages ---------------
+#
+# A 3-page file ('a', 'b', 'c' pages) held open by a process; its page cache
+# is corrupted through guest RAM while the guest is paused: a page claiming an
+# earlier index (read as it is, its neighbours in physical memory would be
+# printed as the file's), an xarray node whose slot points to itself, an
+# absurd i_size. `vmwatch cat` must stay bounded, print only what adds up,
+# and name what it skipped.
+
+PC_FILE = "/tmp/vmw-pc"
+PC_OFFS = ("task_struct:tasks", "task_struct:pid", "task_struct:files", "files_struct:fdt", "fdtable:fd",
+           "file:f_inode", "inode:i_mapping", "inode:i_size", "address_space:i_pages.xa_head", "xa_node:slots",
+           "page:index", "file:f_path.dentry", "dentry:d_child")
+
+
+@pytest.fixture(scope="module")
+def pagecache(guest, vmwatch):
+    """(guest, GuestMem, {'inode', 'head', 'node', 'pages'}, offsets): the
+    shared 6.1 guest with PC_FILE open in a process."""
+    g = guest(**G61)
+    g.sh(f"{{ head -c 4096 /dev/zero | tr '\\0' a; head -c 4096 /dev/zero | tr '\\0' b; "
+         f"head -c 4096 /dev/zero | tr '\\0' c; }} > {PC_FILE} && cat {PC_FILE} > /dev/null", check=True)
+    with g.workload("sh", "-c", f"exec 3<{PC_FILE}; exec idle") as pid:
+        m = GuestMem(g.ram_path, vmwatch_info(vmwatch, f"file:{g.ram_path}", "__start_BTF", "__stop_BTF",
+                                              "init_task", "init_top_pgt"))
+        b = m.btf()
+        off = {k: b.offset(*k.split(":")) for k in PC_OFFS}
+        try:
+            yield g, m, pid, off
+        finally:
+            m.close()
+    g.sh(f"rm -f {PC_FILE}")
+
+
+def pt_phys(m, vaddr):
+    """vaddr through the kernel's page tables (init_top_pgt, 4 levels): for
+    struct pages, which live in vmemmap, outside the direct map."""
+    table = m.phys(m.symbols["init_top_pgt"])
+    for shift in (39, 30, 21, 12):
+        e = m.u64(table + ((vaddr >> shift) & 511) * 8)
+        assert e & 1, f"{vaddr:#x}: not mapped at level {shift}"
+        if shift == 12 or e & 0x80:
+            frame = e & 0x000FFFFFFFFFF000 & ~((1 << shift) - 1)
+            return frame | (vaddr & ((1 << shift) - 1))
+        table = e & 0x000FFFFFFFFFF000
+
+
+def pc_layout(m, off, pid):
+    """Where PC_FILE's inode, xarray head, node and pages are (guest paused)."""
+    task = find_task(m, off, pid)
+    fdt = m.vu64(m.vu64(task + off["task_struct:files"]) + off["files_struct:fdt"])
+    file = m.vu64(m.vu64(fdt + off["fdtable:fd"]) + 3 * 8)
+    inode = m.vu64(file + off["file:f_inode"])
+    head = m.vu64(inode + off["inode:i_mapping"]) + off["address_space:i_pages.xa_head"]
+    e = m.vu64(head)
+    assert e & 3 == 2, f"xa_head {e:#x} is not a node"
+    node = e - 2
+    pages = [m.vu64(node + off["xa_node:slots"] + 8 * i) for i in range(3)]
+    assert all(p and p & 3 == 0 for p in pages), [hex(p) for p in pages]
+    index = [pt_phys(m, p + off["page:index"]) for p in pages]
+    assert [m.u64(i) for i in index] == [0, 1, 2]
+    dentry = m.vu64(file + off["file:f_path.dentry"])
+    return {"inode": inode, "head": head, "node": node, "pages": pages, "index": index, "dentry": dentry}
+
+
+def _pc_bogus_index(m, lay, off):
+    m.put_u64(lay["index"][2], 0)
+    return b"a" * 4096 + b"b" * 4096, "bytes 8192-12287 of 12288 are not cached or did not add up"
+
+
+def _pc_node_loop(m, lay, off):
+    m.vput_u64(lay["node"] + off["xa_node:slots"] + 8, lay["node"] + 2)
+    return b"a" * 4096 + b"c" * 4096, "bytes 4096-8191 of 12288 are not cached or did not add up"
+
+
+def _pc_huge_size(m, lay, off):
+    m.vput_u64(lay["inode"] + off["inode:i_size"], 1 << 50)
+    return b"", "more than the"
+
+
+@pytest.mark.parametrize("attack", [_pc_bogus_index, _pc_node_loop, _pc_huge_size],
+                         ids=["page-claims-earlier-index", "xa-node-slot-to-itself", "absurd-i_size"])
+def test_hostile_page_cache_is_bounded_and_named(vmwatch, pagecache, attack):
+    g, m, pid, off = pagecache
+    target = f"file:{g.ram_path}"
+    with g.paused(), m.patch():
+        lay = pc_layout(m, off, pid)
+        rc, out, err = vmw(vmwatch, "cat", target, PC_FILE)
+        assert rc == 0 and out == "a" * 4096 + "b" * 4096 + "c" * 4096, err     # whole before the attack
+        want_out, want_err = attack(m, lay, off)
+        t0 = time.monotonic()
+        r = subprocess.run([vmwatch, "cat", target, PC_FILE], capture_output=True, timeout=30)
+        secs = time.monotonic() - t0
+    assert secs < 10, f"cat took {secs:.1f} s"
+    err = r.stderr.decode(errors="replace")
+    assert not any(w in err for w in SANITIZER_WORDS), err
+    assert r.returncode in (1, 2) and want_err in err, (r.returncode, err)
+    assert r.stdout == want_out, (len(r.stdout), r.stdout[:64], r.stdout[-64:])
+    rc, out, err = vmw(vmwatch, "cat", target, PC_FILE)
+    assert rc == 0 and len(out) == 12288, err                 # restored
+
+
+def test_hostile_dentry_cycle_is_bounded(vmwatch, pagecache):
+    """/tmp's children list made a cycle (PC_FILE's dentry linked to itself):
+    looking up a name /tmp does not have ends, refused as a loop; other
+    directories are still read."""
+    g, m, pid, off = pagecache
+    target = f"file:{g.ram_path}"
+    with g.paused(), m.patch():
+        lay = pc_layout(m, off, pid)
+        link = lay["dentry"] + off["dentry:d_child"]
+        m.vput_u64(link, link)
+        t0 = time.monotonic()
+        rc, out, err = vmw(vmwatch, "cat", target, "/tmp/vmw-pc-not-there", timeout=30)
+        secs = time.monotonic() - t0
+        assert rc in (1, 2) and out == "" and "/tmp/vmw-pc-not-there" in err, (rc, err)
+        assert re.search(r"loop|did not add up|not add up", err, re.I), err
+        rc, out, err = vmw(vmwatch, "cat", target, "/etc/passwd", timeout=30)
+        assert rc == 0 and out.startswith("root:"), err
+    assert secs < 10, f"cat took {secs:.1f} s"

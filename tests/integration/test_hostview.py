@@ -37,7 +37,7 @@ PRIVATE = dict(kernel="6.12", mem="512M", machine="pc", backing="private", smp=1
                name=f"host{MINE}priv")
 HOSTROW = re.compile(r"^(\S+)\s+(starting|ok|waiting|gone|partial)\s+(\d+|-)\s+([\d.]+|-)\s+([\d.]+|-)\s+"
                      r"([\d.]+|-)\s+([\d.]+|-)\s+([\d.]+|-)\s+([\d.]+|-)\s+(\S+)/(\S+)\s+([\d.]+|-)\s+"
-                     r"(\d+|-)\s+([\d.]+|-)\s?(.*)$")
+                     r"(\d+|-)\s+([\d.]+|-)\s+(\S+)\s?(.*)$")
 
 
 def num(s):
@@ -52,7 +52,7 @@ def host_rows(text):
             rows.append(dict(name=m[1], status=m[2], vcpus=num(m[3]), cpu=num(m[4]), us=num(m[5]),
                              sy=num(m[6]), wa=num(m[7]), st=num(m[8]), host=num(m[9]),
                              mem=m[10], total=m[11], mempct=num(m[12]), procs=num(m[13]),
-                             load=num(m[14]), top=m[15]))
+                             load=num(m[14]), os=m[15], top=m[16]))
     return rows
 
 

@@ -15,6 +15,7 @@ lifecycle events, against a real libvirtd running lab guests as TCG domains
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -115,6 +116,9 @@ def test_vms_lists_domains_with_backing_and_nova(doms, vmwatch):
         "flavor_vcpus": 1, "project_id": NOVA["project_id"], "project_name": "shop-prod",
         "user_id": NOVA["user_id"], "user_name": "alice"}
 
+    # The lab's busybox guests have no os-release: their OS is unknown, said so.
+    assert s["use"]["os"] is None
+
     p = by_name(out, PRIVATE)
     assert p["uuid"] == private.uuid and p["qemu_pid"] == private.pid
     assert (p["ram_backing"], p["ram_shared"]) == ("anonymous", False)
@@ -130,6 +134,7 @@ def test_vms_lists_domains_with_backing_and_nova(doms, vmwatch):
     assert lines[0].split()[:4] == ["NAME", "UUID", "STATE", "VCPUS"]
     row = next(l for l in lines if l.startswith(SHARED + " "))
     assert "memfd,shared" in row and "web-frontend-1" in row and "shop-prod" in row
+    assert lines[0].split()[-2:] == ["OS", "NOVA"] and re.search(r" unknown +web-frontend-1 ", row), row
     row = next(l for l in lines if l.startswith(PRIVATE + " "))
     assert "anonymous" in row and row.rstrip().endswith("-")
 

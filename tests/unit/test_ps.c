@@ -215,11 +215,46 @@ static void test_stat_letters_and_job_control(void **state)
 	assert_string_equal(ps_tty_name(250 << 8 | 7, buf, sizeof(buf)), "250,7");
 }
 
+/* -u/-U names: resolved through the guest's passwd into effective / real
+ * uids (procps semantics); an unknown name is an error naming it. */
+static void test_select_user_names(void **state)
+{
+	static const char passwd[] = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"
+				     "bob:x:1001:1001::/home/bob:/bin/sh\n";
+	struct vmw_proc p[3] = { proc(1, 0, "init"), proc(7, 1, "hog"), proc(9, 1, "loop") };
+	struct ps_select sel = { 0 };
+	struct vmw_users *u;
+	char err[256];
+
+	(void)state;
+	p[1].euid = p[1].uid = 1000;
+	p[2].euid = 1000;             /* bob running setuid alice */
+	p[2].uid = 1001;
+	assert_int_equal(vmw_users_new(&u), 0);
+	assert_int_equal(vmw_users_parse(u, false, passwd, sizeof(passwd) - 1), 3);
+	assert_int_equal(ps_select_users(&sel, "alice", false, err, sizeof(err)), 0);
+	assert_int_equal(ps_select_resolve_users(&sel, u, err, sizeof(err)), 0);
+	assert_false(ps_selected(&sel, &p[0]));
+	assert_true(ps_selected(&sel, &p[1]) && ps_selected(&sel, &p[2]));
+	ps_select_free(&sel);
+	assert_int_equal(ps_select_users(&sel, "bob,0", true, err, sizeof(err)), 0);   /* real users */
+	assert_int_equal(ps_select_resolve_users(&sel, u, err, sizeof(err)), 0);
+	assert_true(ps_selected(&sel, &p[0]) && ps_selected(&sel, &p[2]));
+	assert_false(ps_selected(&sel, &p[1]));
+	ps_select_free(&sel);
+	assert_int_equal(ps_select_users(&sel, "root,mallory\x1b[2J", false, err, sizeof(err)), 0);
+	assert_int_equal(ps_select_resolve_users(&sel, u, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "user 'mallory?[2J' is not in the guest's /etc/passwd"));
+	ps_select_free(&sel);
+	vmw_users_free(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_times_and_percentages),
 		cmocka_unit_test(test_sort_select_and_errors),
+		cmocka_unit_test(test_select_user_names),
 		cmocka_unit_test(test_forest_and_ppid_loops),
 		cmocka_unit_test(test_stat_letters_and_job_control),
 	};

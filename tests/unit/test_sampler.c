@@ -95,6 +95,45 @@ static void test_deltas_saturate(void **state)
 	frame_done(f);
 }
 
+/* Counter rates per second, beside CPU%: rchar grew 3 MiB in 500 ms (6 MiB/s);
+ * a counter that went backwards gives 0; a new process counted everything
+ * within the interval; a first frame has no rates. */
+static void test_counter_rates(void **state)
+{
+	(void)state;
+	struct vmw_task_prev q[] = { prev(1, "dd", 0, 0, MiB) };
+	struct vmw_proc p[] = { proc(1, "dd", 0, 0, MiB), proc(5, "cat", 50, 0, MiB) };
+	struct vmw_prev_frame pv = { .valid = true, .procs = q, .nprocs = 1 }, none = { .valid = false };
+	struct vmw_frame *f;
+
+	q[0].counters[0] = 10 * MiB;   /* rchar */
+	q[0].counters[1] = 4 * MiB;    /* wchar: goes backwards below */
+	q[0].counters[6] = 100;        /* min_flt */
+	q[0].counters[9] = 7;          /* nivcsw */
+	p[0].io_ok = true;
+	p[0].io_rchar = 13 * MiB;
+	p[0].io_wchar = 1 * MiB;
+	p[0].min_flt = 150;
+	p[0].nivcsw = 8;
+	p[1].io_write_bytes = 4096;
+	p[1].maj_flt = 3;
+	f = frame(p, 2, 500 * MS);
+	assert_int_equal(vmw_sampler_compare(&pv, f), 0);
+	assert_true(f->procs[0].rate.rchar > 6.0 * MiB - 1 && f->procs[0].rate.rchar < 6.0 * MiB + 1);
+	assert_true(f->procs[0].rate.wchar == 0.0);
+	assert_true(f->procs[0].rate.min_flt > 99.99 && f->procs[0].rate.min_flt < 100.01);
+	assert_true(f->procs[0].rate.nivcsw > 1.99 && f->procs[0].rate.nivcsw < 2.01);
+	assert_true(f->procs[1].is_new);
+	assert_true(f->procs[1].rate.write_bytes > 8191.9 && f->procs[1].rate.write_bytes < 8192.1);
+	assert_true(f->procs[1].rate.maj_flt > 5.99 && f->procs[1].rate.maj_flt < 6.01);
+	frame_done(f);
+
+	f = frame(p, 2, 0);
+	assert_int_equal(vmw_sampler_compare(&none, f), 0);
+	assert_true(f->procs[0].rate.rchar == 0.0 && f->procs[1].rate.write_bytes == 0.0);
+	frame_done(f);
+}
+
 static void test_new_and_exit(void **state)
 {
 	(void)state;
@@ -215,6 +254,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_first_frame),
 		cmocka_unit_test(test_deltas_saturate),
+		cmocka_unit_test(test_counter_rates),
 		cmocka_unit_test(test_new_and_exit),
 		cmocka_unit_test(test_pid_reuse),
 		cmocka_unit_test(test_threads),

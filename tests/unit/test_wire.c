@@ -223,6 +223,52 @@ static void test_hostile_values(void **state)
 	vmw_frame_free(f);
 }
 
+/* The rates and the guest OS block: round trip, and hostile bytes fixed. */
+static void test_rates_and_os(void **state)
+{
+	struct vmw_frame *f = sample_frame(), *g = NULL;
+	struct vmw_error err = { 0 };
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	f->procs[0].rate.wchar = 4096.5;
+	f->procs[0].rate.nivcsw = 3;
+	f->procs[1].rate.rchar = NAN;
+	f->procs[1].rate.maj_flt = -5;
+	f->os_ok = true;
+	strcpy(f->os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+	strcpy(f->os.id, "debian");
+	strcpy(f->os.version_id, "12");
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_true(g->procs[0].rate.wchar == 4096.5 && g->procs[0].rate.nivcsw == 3);
+	assert_true(g->procs[1].rate.rchar == 0.0 && g->procs[1].rate.maj_flt == 0.0);
+	assert_true(g->os_ok);
+	assert_string_equal(g->os.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+	assert_string_equal(g->os.version_id, "12");
+	vmw_frame_free(g);
+	free(buf);
+
+	memset(f->os.id, 'x', sizeof(f->os.id));           /* unterminated */
+	memset(&f->os_ok, 0x7f, 1);
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_true(g->os_ok);
+	assert_int_equal(strlen(g->os.id), sizeof(g->os.id) - 1);
+	vmw_frame_free(g);
+	free(buf);
+
+	f->os_ok = false;                                   /* not known: nothing carried */
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_false(g->os_ok);
+	assert_string_equal(g->os.pretty_name, "");
+	vmw_frame_free(g);
+	free(buf);
+	vmw_frame_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_hostile_values),
+		cmocka_unit_test(test_rates_and_os),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
