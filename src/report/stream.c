@@ -14,6 +14,7 @@
  * (upper-case hex); vmw_report_string's fallback for invalid UTF-8.
  */
 #include "report/report.h"
+#include "report/report_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -126,8 +127,7 @@ static void put_escaped(struct out *o, const char *s)
  * every other byte with U+FFFD (at most ~1 KiB). */
 static void put_string(struct out *o, const char *s)
 {
-	char buf[4 * 256];
-	size_t n = 0;
+	char buf[VMW_REPORT_FALLBACK_MAX];
 
 	if (!s)
 		s = "";
@@ -135,15 +135,7 @@ static void put_string(struct out *o, const char *s)
 		put_escaped(o, s);
 		return;
 	}
-	for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < sizeof(buf); p++) {
-		if (*p < 0x80) {
-			buf[n++] = (char)*p;
-		} else {
-			memcpy(buf + n, "\xef\xbf\xbd", 3);
-			n += 3;
-		}
-	}
-	buf[n] = '\0';
+	vmw_report_utf8_fallback(s, buf);
 	put_escaped(o, buf);
 }
 
