@@ -583,6 +583,23 @@ static void test_symbol_memo(void **state)
 	w->a = 0x7fffffff00000000ull;
 	assert_int_equal(vmw_kernel_lookup(&b, "init_task", &s), -EIO);
 
+	/* tk_core from the memo, without BTF: inside its struct, or refused. */
+	uint32_t size, tk, seq;
+	b.btf_err = -EIO;
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EIO);
+	assert_int_equal(vmw_memo_add(&b.memo, "T tk_core", 0, 320, (64ull << 32) | 0), 0);
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), 0);
+	assert_int_equal(size, 320);
+	assert_int_equal(tk, 64);
+	assert_int_equal(seq, 0);
+	struct vmw_memo_entry *t = (struct vmw_memo_entry *)vmw_memo_find(&b.memo, "T tk_core");
+	t->b = 320ull << 32;   /* timekeeper at the struct's end */
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EBADMSG);
+	t->b = (64ull << 32) | 317;   /* seq's 4 bytes past the end */
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EBADMSG);
+	assert_string_equal(vmw_kernel_bad_layout(&b), "tk_core");
+
+	a.memo = b.memo;
 	vmw_memo_clear(&a.memo);
 	vmw_symtab_free(st);
 	vmw_vmcoreinfo_free(vi);
