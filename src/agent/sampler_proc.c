@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -72,8 +73,27 @@ static void describe(struct ps_frame_rep *a, struct vmw_session *sess, int r, co
 	}
 }
 
+/*
+ * After the first frame of an attach the models have asked every layout and
+ * symbol they need: the kernel model gives back the parsed BTF and the full
+ * symbol table (the memo keeps the answers, and is saved to the cache for
+ * the next sampler of the same build), and malloc returns the freed pages.
+ * What stays is this VM's own: tens of KiB of model, the frame buffers.
+ */
+static void trim_after_attach(struct vmw_session *sess, uint64_t *trimmed_attach)
+{
+	struct vmw_kernel *k = vmw_session_kernel(sess);
+	uint64_t n = vmw_session_attaches(sess);
+
+	if (!k || n == *trimmed_attach)
+		return;
+	*trimmed_attach = n;
+	vmw_kernel_trim(k);
+	malloc_trim(0);
+}
+
 /* One request, one answer. 0, or -EPIPE when the front is gone. */
-static int serve_one(struct vmw_sampler *s, struct vmw_session *sess)
+static int serve_one(struct vmw_sampler *s, struct vmw_session *sess, uint64_t *trimmed_attach)
 {
 	struct ps_frame_req q;
 	struct ps_frame_rep a = { .magic = PS_FRAME_MAGIC };
@@ -101,6 +121,8 @@ static int serve_one(struct vmw_sampler *s, struct vmw_session *sess)
 	if (!r && a.frame_len)
 		r = write_full(PS_FD_FRAMES, buf, len);
 	free(buf);
+	if (!r && a.frame_len)
+		trim_after_attach(sess, trimmed_attach);
 	return r;
 }
 
@@ -139,7 +161,8 @@ int ps_sampler_main(int argc, char **argv)
 		vmw_session_close(sess);
 		return 1;
 	}
-	while ((r = serve_one(s, sess)) == 0)
+	uint64_t trimmed_attach = 0;
+	while ((r = serve_one(s, sess, &trimmed_attach)) == 0)
 		;
 	vmw_sampler_close(s);
 	vmw_session_close(sess);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <string.h>
 #include <time.h>
 
@@ -44,16 +45,27 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Time one attach (open + kernel discovery + model) in ms; 0 or exit code. */
+/* Bytes malloc holds for us (arena and mapped chunks). */
+static size_t heap_in_use(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
+}
+
+/* Time one attach (open + kernel discovery + model) in ms, and the heap it
+ * holds once open (the kernel and Linux models: kallsyms and BTF after a
+ * full discovery, the memo after a cached one); 0 or exit code. */
 static int time_attach(const char *target, bool no_cache, bool process_read, double *ret_ms,
-		       bool *ret_cached)
+		       double *ret_kib, bool *ret_cached)
 {
 	struct cli_target t = { .no_cache = no_cache, .process_read = process_read };
+	size_t h0 = heap_in_use();
 	uint64_t t0 = vmw_now_ns();
 	int r = cli_target_open(&t, target, true);
 	if (r)
 		return r;
 	*ret_ms = (double)(vmw_now_ns() - t0) / 1e6;
+	*ret_kib = (double)(heap_in_use() - h0) / 1024.0;
 	*ret_cached = vmw_kernel_info(t.k)->from_cache;
 	cli_target_close(&t);
 	return 0;
@@ -64,7 +76,7 @@ struct bench {
 	const char *target;
 	uint64_t frames;
 	unsigned flags;
-	double cold_ms, warm_ms;
+	double cold_ms, warm_ms, cold_kib, warm_kib;
 	bool cached;
 	uint64_t *ns;                  /* per frame, sorted after the run */
 	uint64_t procs, bytes, wall, cpu, restarts, truncated, skipped;
@@ -113,9 +125,10 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	double ranges = (double)(b->s1.ranges - b->s0.ranges) / n;
 
 	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
+		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
 			"target", b->target, "source", vmw_mem_describe(t->mem),
 			"attach_cold_ms", b->cold_ms, "attach_cached_ms", b->warm_ms, "cache_hit", b->cached,
+			"attach_cold_heap_kib", b->cold_kib, "attach_cached_heap_kib", b->warm_kib,
 			"frames", (json_int_t)b->frames, "frame_median_us", med, "frame_p99_us", p99,
 			"processes_per_frame", ppf, "us_per_process", ppf > 0 ? med / ppf : 0.0,
 			"bytes_per_frame", (double)b->bytes / n,
@@ -131,8 +144,9 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	}
 	printf("target            %s (%s)\n", b->target, vmw_mem_describe(t->mem));
 	printf("kernel            %s\n", vmw_kernel_info(t->k)->release);
-	printf("attach cold       %.1f ms\n", b->cold_ms);
-	printf("attach cached     %.1f ms%s\n", b->warm_ms, b->cached ? "" : " (cache not used)");
+	printf("attach cold       %.1f ms, %.0f KiB of heap held\n", b->cold_ms, b->cold_kib);
+	printf("attach cached     %.1f ms, %.0f KiB of heap held%s\n", b->warm_ms, b->warm_kib,
+	       b->cached ? "" : " (cache not used)");
 	printf("frames            %llu%s%s\n", (unsigned long long)b->frames,
 	       b->flags & VMW_WALK_THREADS ? " with threads" : "",
 	       b->flags & VMW_WALK_CMDLINE ? " with cmdlines" : "");
@@ -201,11 +215,11 @@ int cmd_bench(int argc, char **argv)
 
 	/* Cold: full discovery, no cache. Then one attach that fills the cache
 	 * (if it was empty), then the timed cached attach. */
-	if ((r = time_attach(b.target, true, process_read, &b.cold_ms, &b.cached)) != 0)
+	if ((r = time_attach(b.target, true, process_read, &b.cold_ms, &b.cold_kib, &b.cached)) != 0)
 		return r;
-	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.cached)) != 0)
+	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.warm_kib, &b.cached)) != 0)
 		return r;
-	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.cached)) != 0)
+	if ((r = time_attach(b.target, false, process_read, &b.warm_ms, &b.warm_kib, &b.cached)) != 0)
 		return r;
 	t.process_read = process_read;
 	if ((r = cli_target_open(&t, b.target, true)) != 0)

@@ -184,20 +184,33 @@ static struct ps_row *make_rows(const struct ps_opts *o, const struct ps_ctx *ct
 	return rows;
 }
 
+/* Streamed: the head object's text without its closing brace, then one
+ * process after the other (the same bytes as one jansson tree dumped). */
 static void print_json(struct cli_target *t, const struct vmw_walk *w, const struct ps_row *rows, size_t n)
 {
 	json_t *root = cli_target_json(t);
-	json_t *procs = json_array();
-	for (size_t i = 0; i < n; i++)
-		if (!rows[i].t || rows[i].t == rows[i].p->threads)
-			json_array_append_new(procs, vmw_report_proc(rows[i].p));
-	json_object_set_new(root, "processes", procs);
-	json_object_set_new(root, "skipped", json_integer((json_int_t)w->skipped));
-	json_object_set_new(root, "incomplete", json_integer((json_int_t)w->incomplete));
-	json_object_set_new(root, "complete", json_boolean(vmw_walk_complete(w)));
-	json_dumpf(root, stdout, JSON_COMPACT);
-	putchar('\n');
+	char *head = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	size_t len = head ? strlen(head) : 0;
+	bool first = true;
+
 	json_decref(root);
+	if (len < 2) {
+		free(head);
+		cli_error("out of memory");
+		return;
+	}
+	fwrite(head, 1, len - 1, stdout);
+	free(head);
+	fputs(",\"processes\":[", stdout);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].t && rows[i].t != rows[i].p->threads)
+			continue;
+		/* a process jansson could not pack was left out of the array */
+		if (vmw_report_proc_stream(stdout, first ? "" : ",", rows[i].p))
+			first = false;
+	}
+	printf("],\"skipped\":%zu,\"incomplete\":%zu,\"complete\":%s}\n", w->skipped, w->incomplete,
+	       vmw_walk_complete(w) ? "true" : "false");
 }
 
 /* The guest's uptime, btime and MemTotal, when a column or key needs them. */

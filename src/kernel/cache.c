@@ -10,7 +10,10 @@
  *   DIR/targets/<hash>              per memory source: the physical address
  *                                   where VMCOREINFO was last found
  *
- *   DIR/<BUILD-ID>.layout           answers of BTF queries (the layout memo)
+ *   DIR/<BUILD-ID>.layout           the layout memo: answers of BTF queries and
+ *                                   symbol lookups this build was asked (symbol
+ *                                   addresses without the KASLR offset), i.e.
+ *                                   all a warm attach and walk load
  *
  * Files are written to a temporary name and renamed (atomic). The cache is
  * input like guest RAM: every file is checksummed whole (a torn or edited
@@ -34,8 +37,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#define MAGIC "VMWKC005"
+#define MAGIC "VMWKC006"
 #define KEEP_ENTRIES 32
+#define MAX_SYMBOLS_FROM 256u
+#define MAX_TEXT (2u * VMW_VMCOREINFO_MAX)
 
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size)
 {
@@ -273,8 +278,11 @@ static void put(struct obuf *b, const void *data, size_t len)
  *   header (struct vmw_kcache_disk_header), symbols_from, VMCOREINFO text, padded to 8;
  *   syms[nsyms] (struct vmw_ksym), slots[nslots], names[names_len], padded to 8;
  *   u64 checksum of everything before it.
- * A load maps the file and the symbol table uses it in place: O(1), no
- * per-symbol work; lookups bounds-check what they follow.
+ * The head (header, symbols_from, text) has its own checksum (head_sum), so
+ * a warm attach reads a few KiB (vmw_kcache_load_head) and never touches the
+ * table: the symbols it needs come from the layout memo. A full load maps
+ * the file and the symbol table uses it in place: O(1), no per-symbol work;
+ * lookups bounds-check what they follow.
  */
 
 static size_t pad8(size_t v) { return (v + 7) & ~(size_t)7; }
@@ -375,6 +383,10 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 	put(&b, &h, sizeof(h));
 	put(&b, c->symbols_from, h.symbols_from_len);
 	put(&b, vi->text, h.text_len);
+	if (!b.oom) {
+		h.head_sum = sum64(b.p, b.len);
+		memcpy(b.p + offsetof(struct vmw_kcache_disk_header, head_sum), &h.head_sum, 8);
+	}
 	put_pad(&b);
 	put(&b, st->syms, (size_t)st->nsyms * sizeof(*st->syms));
 	put(&b, st->slots, (size_t)h.nslots * sizeof(*st->slots));
@@ -401,26 +413,126 @@ void vmw_kcache_clear(struct vmw_kcache *c)
 
 static void unmap_blob(void *blob, size_t len) { munmap(blob, len); }
 
+/* Is the header consistent with a file of file_len bytes? The offsets of
+ * the symbol arrays in *layout. */
+struct entry_layout {
+	size_t syms_off, slots_off, names_off;
+};
+
+static bool header_ok(const struct vmw_kcache_disk_header *h, size_t file_len, struct entry_layout *l)
+{
+	size_t len = file_len - 8, off = sizeof(*h);
+
+	if (memcmp(h->magic, MAGIC, 8) || !h->nsyms || h->nsyms > (1u << 24) ||
+	    h->nslots != vmw_symtab_nslots(h->nsyms) || h->names_len == 0 || h->names_len > (1u << 30) ||
+	    h->symbols_from_len > MAX_SYMBOLS_FROM || h->text_len > MAX_TEXT)
+		return false;
+	if ((uint64_t)h->symbols_from_len + h->text_len > len - off)
+		return false;
+	off = pad8(off + h->symbols_from_len + h->text_len);
+	l->syms_off = off;
+	l->slots_off = l->syms_off + (size_t)h->nsyms * sizeof(struct vmw_ksym);
+	l->names_off = l->slots_off + (size_t)h->nslots * sizeof(struct vmw_symtab_slot);
+	return l->names_off <= len && h->names_len <= len - l->names_off &&
+	       pad8(l->names_off + h->names_len) == len;
+}
+
+/* The head's checksum: header (head_sum as zero), symbols_from, text. */
+static bool head_sum_ok(const uint8_t *head, size_t len)
+{
+	struct vmw_kcache_disk_header h;
+	uint8_t *copy = malloc(len);
+	bool ok;
+
+	if (!copy)
+		return false;
+	memcpy(copy, head, len);
+	memcpy(&h, head, sizeof(h));
+	memset(copy + offsetof(struct vmw_kcache_disk_header, head_sum), 0, 8);
+	ok = sum64(copy, len) == h.head_sum;
+	free(copy);
+	return ok;
+}
+
+/* Fill c's small fields from a checked head (header, symbols_from, text). */
+static int take_head(const uint8_t *head, const struct vmw_kcache_disk_header *h, struct vmw_kcache *c)
+{
+	c->symbols_from = strndup((const char *)head + sizeof(*h), h->symbols_from_len);
+	c->vmcoreinfo_text = strndup((const char *)head + sizeof(*h) + h->symbols_from_len, h->text_len);
+	if (!c->symbols_from || !c->vmcoreinfo_text)
+		return -ENOMEM;
+	c->vmcoreinfo_phys = h->vmcoreinfo_phys;
+	c->btf_vaddr = h->btf_vaddr;
+	c->btf_len = h->btf_len;
+	c->tokens_vaddr = h->tokens_vaddr;
+	memcpy(c->tokens_head, h->tokens_head, sizeof(c->tokens_head));
+	c->nsyms = h->nsyms;
+	return 0;
+}
+
+static int open_entry(const char *dir, const char *build_id, uint64_t kerneloffset, struct stat *st)
+{
+	char path[4096];
+	int r = entry_path(dir, build_id, kerneloffset, path, sizeof(path));
+	if (r < 0)
+		return r;
+	int fd = open_trusted(path, st);
+	if (fd < 0)
+		return fd;
+	if (st->st_size < (off_t)sizeof(struct vmw_kcache_disk_header) + 8 || st->st_size > (1ll << 31) ||
+	    st->st_size % 8) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
+int vmw_kcache_load_head(const char *dir, const char *build_id, uint64_t kerneloffset,
+			 struct vmw_kcache *ret)
+{
+	struct vmw_kcache c = { 0 };
+	struct vmw_kcache_disk_header h;
+	struct entry_layout l;
+	struct stat st;
+	_cleanup_free_ uint8_t *head = NULL;
+	size_t head_len;
+	int r;
+
+	_cleanup_close_ int fd = open_entry(dir, build_id, kerneloffset, &st);
+	if (fd < 0)
+		return fd;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || !header_ok(&h, (size_t)st.st_size, &l))
+		return -EINVAL;
+	head_len = sizeof(h) + h.symbols_from_len + h.text_len;
+	if (!(head = malloc(head_len)))
+		return -ENOMEM;
+	if (pread(fd, head, head_len, 0) != (ssize_t)head_len || memcmp(head, &h, sizeof(h)) ||
+	    !head_sum_ok(head, head_len))
+		return -EINVAL;
+	r = take_head(head, &h, &c);
+	if (r < 0) {
+		vmw_kcache_clear(&c);
+		return r;
+	}
+	futimens(fd, NULL);   /* recently used: kept by prune() */
+	*ret = c;
+	return 0;
+}
+
 int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset,
 		    struct vmw_kcache *ret)
 {
-	char path[4096];
-	_cleanup_close_ int fd = -1;
 	struct vmw_kcache c = { 0 };
 	struct vmw_kcache_disk_header h;
+	struct entry_layout l;
 	struct stat st;
 	uint8_t *data;
-	size_t len, off, syms_off, slots_off, names_off;
+	size_t len;
 	int r;
 
-	r = entry_path(dir, build_id, kerneloffset, path, sizeof(path));
-	if (r < 0)
-		return r;
-	fd = open_trusted(path, &st);
+	_cleanup_close_ int fd = open_entry(dir, build_id, kerneloffset, &st);
 	if (fd < 0)
 		return fd;
-	if (st.st_size < (off_t)sizeof(h) + 8 || st.st_size > (1ll << 31) || st.st_size % 8)
-		return -EINVAL;
 	len = (size_t)st.st_size;
 	/* Mapped, not read: a lookup touches a few pages of the table. */
 	data = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -429,42 +541,22 @@ int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset
 	memcpy(&h, data, sizeof(h));
 	r = -EINVAL;
 	/* The whole file, symbols included: an edited name or address is as bad as a torn header. */
-	len -= 8;
-	if (sum64(data, len) != *(const uint64_t *)(data + len))
+	if (sum64(data, len - 8) != *(const uint64_t *)(data + len - 8) || !header_ok(&h, len, &l) ||
+	    !head_sum_ok(data, sizeof(h) + h.symbols_from_len + h.text_len))
 		goto fail;
-	if (memcmp(h.magic, MAGIC, 8) || !h.nsyms || h.nsyms > (1u << 24) ||
-	    h.nslots != vmw_symtab_nslots(h.nsyms) || h.names_len == 0 || h.names_len > (1u << 30))
+	if ((r = take_head(data, &h, &c)) < 0)
 		goto fail;
-	off = sizeof(h);
-	if ((uint64_t)h.symbols_from_len + h.text_len > len - off)
-		goto fail;
-	off = pad8(off + h.symbols_from_len + h.text_len);
-	syms_off = off;
-	slots_off = syms_off + (size_t)h.nsyms * sizeof(struct vmw_ksym);
-	names_off = slots_off + (size_t)h.nslots * sizeof(struct vmw_symtab_slot);
-	if (names_off > len || h.names_len > len - names_off || pad8(names_off + h.names_len) != len)
-		goto fail;
-	r = -ENOMEM;
-	c.symbols_from = strndup((const char *)data + sizeof(h), h.symbols_from_len);
-	c.vmcoreinfo_text = strndup((const char *)data + sizeof(h) + h.symbols_from_len, h.text_len);
-	if (!c.symbols_from || !c.vmcoreinfo_text)
-		goto fail;
-	c.vmcoreinfo_phys = h.vmcoreinfo_phys;
-	c.btf_vaddr = h.btf_vaddr;
-	c.btf_len = h.btf_len;
-	c.tokens_vaddr = h.tokens_vaddr;
-	memcpy(c.tokens_head, h.tokens_head, sizeof(c.tokens_head));
-	r = vmw_symtab_adopt(data, len + 8, unmap_blob, (struct vmw_ksym *)(data + syms_off), h.nsyms,
-			     (char *)data + names_off, h.names_len,
-			     (struct vmw_symtab_slot *)(data + slots_off), h.nslots, &c.symtab);
+	r = vmw_symtab_adopt(data, len, unmap_blob, (struct vmw_ksym *)(data + l.syms_off), h.nsyms,
+			     (char *)data + l.names_off, h.names_len,
+			     (struct vmw_symtab_slot *)(data + l.slots_off), h.nslots, &c.symtab);
 	if (r < 0)
 		goto fail;
-	futimens(fd, NULL);   /* recently used: kept by prune() */
+	futimens(fd, NULL);
 	*ret = c;
 	return 0;
 fail:
 	vmw_kcache_clear(&c);
-	munmap(data, len + 8);
+	munmap(data, len);
 	return r;
 }
 
@@ -533,10 +625,13 @@ int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw
 
 /* ---- layout memo ------------------------------------------------------------ */
 
+/* Entries carry their key's hash: a lookup compares integers, and strings
+ * only on a hash match. */
 const struct vmw_memo_entry *vmw_memo_find(const struct vmw_memo *m, const char *key)
 {
+	uint32_t h = vmw_symtab_hash(key);
 	for (size_t i = 0; i < m->n; i++)
-		if (!strcmp(m->e[i].key, key))
+		if (m->e[i].hash == h && !strcmp(m->e[i].key, key))
 			return &m->e[i];
 	return NULL;
 }
@@ -556,7 +651,8 @@ int vmw_memo_add(struct vmw_memo *m, const char *key, int rc, uint64_t a, uint64
 	char *k = strdup(key);
 	if (!k)
 		return -ENOMEM;
-	m->e[m->n++] = (struct vmw_memo_entry){ .key = k, .rc = rc, .a = a, .b = b };
+	m->e[m->n++] = (struct vmw_memo_entry){ .key = k, .hash = vmw_symtab_hash(k), .rc = rc, .a = a,
+						 .b = b };
 	m->dirty = true;
 	return 0;
 }
@@ -593,6 +689,7 @@ int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
 	char path[4096];
 	_cleanup_free_ char *buf = NULL;
 	struct stat st;
+	bool was_dirty = m->dirty;
 	int r;
 
 	r = memo_path(dir, build_id, path, sizeof(path));
@@ -641,7 +738,7 @@ int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
 		if (r < 0)
 			return r;
 	}
-	m->dirty = false;
+	m->dirty = was_dirty;   /* answers added before the load still need saving */
 	return 0;
 }
 

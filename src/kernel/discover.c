@@ -27,13 +27,13 @@ static const char SYMS_STRUCTURE[] = "kallsyms located by structure";
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int sym_u64(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
-		   const struct vmw_symtab *st, const char *name, uint64_t *v)
+static int sym_u64(struct vmw_kernel *k, const char *name, uint64_t *v)
 {
-	const struct vmw_ksym *s = vmw_symtab_lookup(st, name);
-	if (!s)
-		return -ENOENT;
-	return vmw_read_image(mem, vi->phys_base, s->addr, v, sizeof(*v));
+	uint64_t addr;
+	int r = vmw_kernel_symbol(k, name, &addr);
+	if (r < 0)
+		return r;
+	return vmw_read_image(k->mem, k->vi->phys_base, addr, v, sizeof(*v));
 }
 
 /* End of guest RAM (highest physical address + 1). */
@@ -177,11 +177,33 @@ static int kallsyms_by_structure(struct vmw_kernel *k, struct vmw_symtab **ret, 
 	}
 }
 
+/* Does a symbol table agree with VMCOREINFO's own symbols? */
+static int check_symtab(const struct vmw_vmcoreinfo *vi, const struct vmw_symtab *st, const char **why)
+{
+	const struct vmw_ksym *s = vmw_symtab_lookup(st, "_stext");
+
+	if (!s || s->addr != vi->stext) {
+		*why = "kallsyms disagrees with VMCOREINFO about _stext";
+		return -EINVAL;
+	}
+	s = vmw_symtab_lookup(st, "init_top_pgt");
+	if (!s)
+		s = vmw_symtab_lookup(st, "swapper_pg_dir");
+	if (!s || s->addr != vi->pgd) {
+		*why = "kallsyms disagrees with VMCOREINFO about init_top_pgt";
+		return -EINVAL;
+	}
+	if (!vmw_symtab_lookup(st, "init_task")) {
+		*why = "kallsyms has no init_task";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Decode kallsyms and check it against VMCOREINFO's own symbols. */
 static int load_kallsyms(struct vmw_kernel *k, bool ignore_vmcoreinfo, const char **why)
 {
 	_cleanup_(vmw_symtab_freep) struct vmw_symtab *st = NULL;
-	const struct vmw_ksym *s;
 	int r = -ENOENT;
 
 	if (!ignore_vmcoreinfo) {
@@ -203,60 +225,71 @@ static int load_kallsyms(struct vmw_kernel *k, bool ignore_vmcoreinfo, const cha
 		}
 		k->symbols_how = SYMS_STRUCTURE;
 	}
-	s = vmw_symtab_lookup(st, "_stext");
-	if (!s || s->addr != k->vi->stext) {
-		*why = "kallsyms disagrees with VMCOREINFO about _stext";
-		return -EINVAL;
-	}
-	s = vmw_symtab_lookup(st, "init_top_pgt");
-	if (!s)
-		s = vmw_symtab_lookup(st, "swapper_pg_dir");
-	if (!s || s->addr != k->vi->pgd) {
-		*why = "kallsyms disagrees with VMCOREINFO about init_top_pgt";
-		return -EINVAL;
-	}
-	if (!vmw_symtab_lookup(st, "init_task")) {
-		*why = "kallsyms has no init_task";
-		return -EINVAL;
-	}
+	if ((r = check_symtab(k->vi, st, why)) < 0)
+		return r;
 	k->symtab = TAKE_PTR(st);
+	k->nsyms = k->symtab->nsyms;
 	return 0;
+}
+
+int vmw_kernel_ensure_symtab(struct vmw_kernel *k)
+{
+	const char *why = NULL;
+	int r;
+
+	if (k->symtab)
+		return 0;
+	if (k->symtab_err)
+		return k->symtab_err;
+	if (k->use_cache) {
+		struct vmw_kcache c = { 0 };
+		if (vmw_kcache_load(k->cache_dir, k->vi->build_id, k->vi->kerneloffset, &c) == 0 &&
+		    !strcmp(c.vmcoreinfo_text, k->vi->text) && check_symtab(k->vi, c.symtab, &why) == 0) {
+			k->symtab = TAKE_PTR(c.symtab);
+			k->nsyms = k->symtab->nsyms;
+		}
+		vmw_kcache_clear(&c);
+		if (k->symtab)
+			return 0;
+	}
+	r = load_kallsyms(k, k->symbols_how == SYMS_STRUCTURE, &why);
+	if (r < 0 && r != -ENOMEM)
+		k->symtab_err = r;
+	return r;
 }
 
 /* ---- the live copy -------------------------------------------------------- */
 
 /* page_offset_base: the kernel variable (randomized with KASLR), else the
  * fixed default. */
-static uint64_t read_page_offset_base(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
-				      const struct vmw_symtab *st)
+static uint64_t read_page_offset_base(struct vmw_kernel *k)
 {
 	uint64_t v;
-	if (sym_u64(mem, vi, st, "page_offset_base", &v) == 0 && v >= 0xff00000000000000ull &&
+	if (sym_u64(k, "page_offset_base", &v) == 0 && v >= 0xff00000000000000ull &&
 	    v % (1ull << 30) == 0)
 		return v;
-	return vi->paging_levels == 5 ? DIRECT_MAP_L5 : DIRECT_MAP_L4;
+	return k->vi->paging_levels == 5 ? DIRECT_MAP_L5 : DIRECT_MAP_L4;
 }
 
 /* The physical page a kernel pointer variable (vmcoreinfo_data /
  * vmcoreinfo_note) points at through the direct map, or UINT64_MAX. */
-static uint64_t pointer_target(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
-			       const struct vmw_symtab *st, uint64_t pob, const char *name)
+static uint64_t pointer_target(struct vmw_kernel *k, uint64_t pob, const char *name)
 {
 	uint64_t v;
-	if (sym_u64(mem, vi, st, name, &v) < 0 || v < pob)
+	if (sym_u64(k, name, &v) < 0 || v < pob)
 		return UINT64_MAX;
 	return v - pob;
 }
 
 /* Which of the copies of one kernel's VMCOREINFO does the kernel itself
  * point at? Returns the address of the text, or UINT64_MAX. */
-static uint64_t live_copy(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
-			  const struct vmw_symtab *st, const uint64_t *phys, size_t n)
+static uint64_t live_copy(struct vmw_kernel *k, const uint64_t *phys, size_t n)
 {
-	uint64_t pob = read_page_offset_base(mem, vi, st);
-	uint64_t data = pointer_target(mem, vi, st, pob, "vmcoreinfo_data");
-	uint64_t note = pointer_target(mem, vi, st, pob, "vmcoreinfo_note");
-	const struct vmw_ksym *s = vmw_symtab_lookup(st, "vmcoreinfo_data");
+	uint64_t pob = read_page_offset_base(k);
+	uint64_t data = pointer_target(k, pob, "vmcoreinfo_data");
+	uint64_t note = pointer_target(k, pob, "vmcoreinfo_note");
+	struct vmw_kernel_sym sym;
+	const struct vmw_kernel_sym *s = vmw_kernel_lookup(k, "vmcoreinfo_data", &sym) == 0 ? &sym : NULL;
 
 	for (size_t i = 0; i < n; i++)
 		if (phys[i] == data)
@@ -266,7 +299,7 @@ static uint64_t live_copy(struct vmw_mem *mem, const struct vmw_vmcoreinfo *vi,
 			return phys[i];
 	/* Linux < 4.13: vmcoreinfo_data is an array in the image's .bss. */
 	for (size_t i = 0; s && i < n; i++)
-		if (phys[i] == vmw_image_phys(vi->phys_base, s->addr))
+		if (phys[i] == vmw_image_phys(k->vi->phys_base, s->addr))
 			return phys[i];
 	return UINT64_MAX;
 }
@@ -311,12 +344,11 @@ static int new_kernel(struct vmw_mem *mem, struct vmw_kernel **ret)
 /* Is phys inside candidate c's kernel image [_text, _end)? */
 static bool in_image(const struct candidate *c, uint64_t phys)
 {
-	const struct vmw_ksym *t = vmw_symtab_lookup(c->k->symtab, "_text");
-	const struct vmw_ksym *e = vmw_symtab_lookup(c->k->symtab, "_end");
-	if (!t || !e || e->addr <= t->addr)
+	uint64_t t, e;
+	if (vmw_kernel_symbol(c->k, "_text", &t) < 0 || vmw_kernel_symbol(c->k, "_end", &e) < 0 || e <= t)
 		return false;
-	uint64_t p0 = vmw_image_phys(c->vi->phys_base, t->addr);
-	return phys >= p0 && phys - p0 < e->addr - t->addr;
+	uint64_t p0 = vmw_image_phys(c->vi->phys_base, t);
+	return phys >= p0 && phys - p0 < e - t;
 }
 
 /*
@@ -348,12 +380,12 @@ static size_t pick_live(struct vmw_mem *mem, struct candidate *c, size_t *idx, s
 	if (left == 0)   /* inconsistent (should not happen): keep everyone */
 		left = n;
 	for (size_t i = 0; i < left; i++)
-		sym_u64(mem, c[idx[i]].vi, c[idx[i]].k->symtab, "jiffies_64", &c[idx[i]].jiffies);
+		sym_u64(c[idx[i]].k, "jiffies_64", &c[idx[i]].jiffies);
 	for (int round = 0; round < 20; round++) {
 		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
 		for (size_t i = 0; i < left; i++) {
 			uint64_t j;
-			if (sym_u64(mem, c[idx[i]].vi, c[idx[i]].k->symtab, "jiffies_64", &j) == 0 &&
+			if (sym_u64(c[idx[i]].k, "jiffies_64", &j) == 0 &&
 			    j != c[idx[i]].jiffies)
 				return idx[i];
 		}
@@ -448,7 +480,7 @@ static int validate(struct vmw_mem *mem, const struct vmw_kernel_opts *o, struct
 		k->vi = NULL;
 		return 0;
 	}
-	live = live_copy(mem, c->vi, k->symtab, c->phys, c->nphys);
+	live = live_copy(k, c->phys, c->nphys);
 	if (live == UINT64_MAX) {
 		c->why = "the kernel's vmcoreinfo_data does not point at any copy found";
 		k->vi = NULL;
@@ -536,14 +568,17 @@ static bool jiffies_kept_up(uint64_t then_jiffies, uint64_t then_ns, uint64_t no
  * there, byte for byte, the kernel image must still hold the same kallsyms
  * tokens and point back at that copy, its page table must map the image, and
  * its jiffies must have kept up since the hint was written. Any mismatch is
- * -ESTALE (the caller then runs a full discovery). */
+ * -ESTALE (the caller then runs a full discovery). Only the entry's head is
+ * read: symbols come from the layout memo (loaded here), and the entry's
+ * full table only for a symbol the memo lacks. The memo's symbols must agree
+ * with VMCOREINFO's own (_stext, init_top_pgt), as a decoded table must. */
 static int cached_attach(struct vmw_mem *mem, const char *dir, const struct vmw_kcache_hint *hint,
 			 struct vmw_kernel **ret)
 {
 	_cleanup_(vmw_kernel_detachp) struct vmw_kernel *k = NULL;
 	struct vmw_kcache c = { 0 };
 	uint8_t head[sizeof(c.tokens_head)];
-	uint64_t t0 = vmw_now_ns(), phys = hint->vmcoreinfo_phys, jiffies;
+	uint64_t t0 = vmw_now_ns(), phys = hint->vmcoreinfo_phys, jiffies, stext, pgd;
 	int r;
 
 	r = new_kernel(mem, &k);
@@ -552,23 +587,32 @@ static int cached_attach(struct vmw_mem *mem, const char *dir, const struct vmw_
 	r = vmw_vmcoreinfo_read(mem, phys, &k->vi, NULL);
 	if (r < 0)
 		return r;
-	r = vmw_kcache_load(dir, k->vi->build_id, k->vi->kerneloffset, &c);
+	r = vmw_kcache_load_head(dir, k->vi->build_id, k->vi->kerneloffset, &c);
 	if (r < 0)
 		return r;
+	k->use_cache = true;
+	snprintf(k->cache_dir, sizeof(k->cache_dir), "%s", dir);
+	k->symbols_how = c.symbols_from && !strcmp(c.symbols_from, SYMS_STRUCTURE) ? SYMS_STRUCTURE
+										  : SYMS_VMCOREINFO;
+	k->nsyms = c.nsyms;
+	vmw_memo_load(dir, k->vi->build_id, &k->memo);   /* optional */
 	r = -ESTALE;
 	if (c.vmcoreinfo_phys != phys || strcmp(c.vmcoreinfo_text, k->vi->text))
 		goto out;
 	if (vmw_read_image(mem, k->vi->phys_base, c.tokens_vaddr, head, sizeof(head)) < 0 ||
 	    memcmp(head, c.tokens_head, sizeof(head)))
 		goto out;
-	if (live_copy(mem, k->vi, c.symtab, &phys, 1) != phys)
+	if (vmw_kernel_symbol(k, "_stext", &stext) < 0 || stext != k->vi->stext ||
+	    ((vmw_kernel_symbol(k, "init_top_pgt", &pgd) < 0 &&
+	      vmw_kernel_symbol(k, "swapper_pg_dir", &pgd) < 0) || pgd != k->vi->pgd))
+		goto out;
+	if (live_copy(k, &phys, 1) != phys)
 		goto out;
 	if (!pgd_maps_image(mem, k->vi))
 		goto out;
-	if (sym_u64(mem, k->vi, c.symtab, "jiffies_64", &jiffies) < 0 ||
+	if (sym_u64(k, "jiffies_64", &jiffies) < 0 ||
 	    !jiffies_kept_up(hint->jiffies, hint->realtime_ns, jiffies, vmw_wall_ns()))
 		goto out;
-	k->symtab = TAKE_PTR(c.symtab);
 	k->tokens_vaddr = c.tokens_vaddr;
 	memcpy(k->tokens_head, c.tokens_head, sizeof(k->tokens_head));
 	snprintf(k->symbols_from, sizeof(k->symbols_from), "discovery cache (%s)",
@@ -588,8 +632,9 @@ out:
  * otherwise it is parsed on the first query the layout memo cannot answer. */
 static int load_btf(struct vmw_kernel *k, bool parse, struct vmw_error *err)
 {
-	const struct vmw_ksym *s = vmw_symtab_lookup(k->symtab, "__start_BTF");
-	const struct vmw_ksym *e = vmw_symtab_lookup(k->symtab, "__stop_BTF");
+	struct vmw_kernel_sym start, stop;
+	const struct vmw_kernel_sym *s = vmw_kernel_lookup(k, "__start_BTF", &start) == 0 ? &start : NULL;
+	const struct vmw_kernel_sym *e = vmw_kernel_lookup(k, "__stop_BTF", &stop) == 0 ? &stop : NULL;
 	uint8_t hdr[24];
 	const char *why = NULL;
 	uint64_t len;
@@ -633,8 +678,9 @@ static int load_btf(struct vmw_kernel *k, bool parse, struct vmw_error *err)
 
 static int load_cpus(struct vmw_kernel *k, struct vmw_error *err)
 {
-	const struct vmw_ksym *n = vmw_symtab_lookup(k->symtab, "nr_cpu_ids");
-	const struct vmw_ksym *o = vmw_symtab_lookup(k->symtab, "__per_cpu_offset");
+	struct vmw_kernel_sym nsym, osym;
+	const struct vmw_kernel_sym *n = vmw_kernel_lookup(k, "nr_cpu_ids", &nsym) == 0 ? &nsym : NULL;
+	const struct vmw_kernel_sym *o = vmw_kernel_lookup(k, "__per_cpu_offset", &osym) == 0 ? &osym : NULL;
 	uint32_t nr;
 	int r;
 
@@ -685,7 +731,7 @@ static void fill_info(struct vmw_kernel *k, uint64_t pob)
 	info->pgd_phys = vmw_image_phys(k->vi->phys_base, k->vi->pgd);
 	info->page_offset_base = pob;
 	info->ram_bytes = vmw_mem_size(k->mem);
-	info->nr_symbols = k->symtab->nsyms;
+	info->nr_symbols = k->nsyms;
 	info->symbols_from = k->symbols_from;
 	info->types_from = k->types_from;
 }
@@ -712,7 +758,7 @@ static void remember(struct vmw_kernel *k, const char *dir, const char *tid,
 	if (!info->from_cache || vmw_wall_ns() - old_hint->realtime_ns > 60000000000ull) {
 		struct vmw_kcache_hint hint = { .vmcoreinfo_phys = info->vmcoreinfo_phys,
 						.realtime_ns = vmw_wall_ns() };
-		if (sym_u64(k->mem, k->vi, k->symtab, "jiffies_64", &hint.jiffies) == 0)
+		if (sym_u64(k, "jiffies_64", &hint.jiffies) == 0)
 			vmw_kcache_hint_put(dir, tid, &hint);
 	}
 }
@@ -756,13 +802,13 @@ int vmw_kernel_discover(struct vmw_mem *mem, const struct vmw_kernel_opts *o, co
 		snprintf(k->cache_warning, sizeof(k->cache_warning), "discovery cache not used: %s", why);
 		k->info.cache_warning = k->cache_warning;
 	}
-	if (use_cache) {
+	if (use_cache && !k->info.from_cache) {
 		snprintf(k->cache_dir, sizeof(k->cache_dir), "%s", dir);
 		vmw_memo_load(dir, k->vi->build_id, &k->memo);   /* optional */
 	}
 	if ((r = load_btf(k, !k->info.from_cache, err)) < 0 || (r = load_cpus(k, err)) < 0)
 		return r;
-	pob = read_page_offset_base(mem, k->vi, k->symtab);
+	pob = read_page_offset_base(k);
 	if ((r = set_up_xlat(k, pob, err)) < 0)
 		return r;
 	fill_info(k, pob);

@@ -29,9 +29,69 @@ void vmw_kernel_detach(struct vmw_kernel *k)
 const struct vmw_kernel_info *vmw_kernel_info(const struct vmw_kernel *k) { return &k->info; }
 struct vmw_xlat *vmw_kernel_xlat(struct vmw_kernel *k) { return k->xlat; }
 
+/*
+ * Symbols are memoized like layouts ("Y name"), per BUILD-ID: a = the
+ * address, b = the type character | percpu << 8 | image << 9. Addresses in
+ * the kernel image mapping move with KASLR and are kept without
+ * KERNELOFFSET (image set); per-CPU offsets and absolute values do not move.
+ * A memo answer that does not decode to a plausible symbol is ignored and
+ * asked again of the table.
+ */
+#define SYM_PERCPU (1u << 8)
+#define SYM_IMAGE (1u << 9)
+
+static bool in_image_map(uint64_t addr)
+{
+	return addr >= VMW_KERNEL_MAP_BASE && addr - VMW_KERNEL_MAP_BASE < VMW_KERNEL_MAP_SIZE;
+}
+
+static bool sym_from_memo(const struct vmw_kernel *k, const struct vmw_memo_entry *e,
+			  struct vmw_kernel_sym *ret)
+{
+	uint64_t addr = e->a;
+	char type = (char)(e->b & 0xff);
+
+	if (e->b & ~(uint64_t)(0xff | SYM_PERCPU | SYM_IMAGE) || type <= 0x20 || type >= 0x7f)
+		return false;
+	if (e->b & SYM_IMAGE) {
+		addr += k->vi->kerneloffset;
+		if (!in_image_map(addr))
+			return false;
+	} else if (in_image_map(addr)) {
+		return false;
+	}
+	*ret = (struct vmw_kernel_sym){ .addr = addr, .type = type, .percpu = e->b & SYM_PERCPU };
+	return true;
+}
+
 int vmw_kernel_lookup(struct vmw_kernel *k, const char *name, struct vmw_kernel_sym *ret)
 {
-	const struct vmw_ksym *s = vmw_symtab_lookup(k->symtab, name);
+	char key[600];
+	const struct vmw_memo_entry *e;
+	const struct vmw_ksym *s;
+	struct vmw_kernel_sym sym;
+	int r;
+
+	if ((size_t)snprintf(key, sizeof(key), "Y %s", name) >= sizeof(key))
+		return -ENAMETOOLONG;
+	e = vmw_memo_find(&k->memo, key);
+	if (e && e->rc == -ENOENT)
+		return -ENOENT;
+	if (e && e->rc == 0 && sym_from_memo(k, e, &sym)) {
+		if (ret)
+			*ret = sym;
+		return 0;
+	}
+	if ((r = vmw_kernel_ensure_symtab(k)) < 0)
+		return r;
+	s = vmw_symtab_lookup(k->symtab, name);
+	if (!e) {
+		bool image = s && in_image_map(s->addr);
+		r = vmw_memo_add(&k->memo, key, s ? 0 : -ENOENT, s ? s->addr - (image ? k->vi->kerneloffset : 0) : 0,
+				 s ? (uint8_t)s->type | (s->percpu ? SYM_PERCPU : 0) | (image ? SYM_IMAGE : 0) : 0);
+		if (r < 0)
+			return r;
+	}
 	if (!s)
 		return -ENOENT;
 	if (ret)
@@ -41,10 +101,11 @@ int vmw_kernel_lookup(struct vmw_kernel *k, const char *name, struct vmw_kernel_
 
 int vmw_kernel_symbol(struct vmw_kernel *k, const char *name, uint64_t *ret)
 {
-	const struct vmw_ksym *s = vmw_symtab_lookup(k->symtab, name);
-	if (!s)
-		return -ENOENT;
-	*ret = s->addr;
+	struct vmw_kernel_sym s;
+	int r = vmw_kernel_lookup(k, name, &s);
+	if (r < 0)
+		return r;
+	*ret = s.addr;
 	return 0;
 }
 
@@ -94,12 +155,12 @@ const struct btf *vmw_kernel_btf(const struct vmw_kernel *k)
 }
 
 /* Answer a BTF query from the memo, else from BTF (and memoize it). */
-enum query { Q_MEMBER, Q_BITS, Q_SIZE, Q_ENUM };
+enum query { Q_MEMBER, Q_BITS, Q_SIZE, Q_ENUM, Q_TK_CORE };
 
 static int query(struct vmw_kernel *k, enum query q, const char *type, const char *member,
 		 uint64_t *a, uint64_t *b)
 {
-	static const char tag[] = "MBSE";
+	static const char tag[] = "MBSET";
 	char key[600];
 	const struct vmw_memo_entry *e;
 	uint32_t x = 0, y = 0;
@@ -123,9 +184,16 @@ static int query(struct vmw_kernel *k, enum query q, const char *type, const cha
 	case Q_BITS: r = vmw_btf_member_bits(k->btf, type, member, &x, &y); break;
 	case Q_SIZE: r = vmw_btf_type_size(k->btf, type, &x); break;
 	case Q_ENUM: r = vmw_btf_enum_value(k->btf, type, &v); break;
+	case Q_TK_CORE: {
+		uint32_t tk = 0, seq = 0;
+		r = vmw_btf_tk_core(k->btf, &x, &tk, &seq);
+		y = 0;
+		v = (int64_t)((uint64_t)tk << 32 | seq);
+		break;
+	}
 	}
 	*a = q == Q_ENUM ? (uint64_t)v : x;
-	*b = y;
+	*b = q == Q_TK_CORE ? (uint64_t)v : y;
 	/* Answers (found or not) depend only on the kernel build: memoize them,
 	 * but not transient failures. */
 	if (r == 0 || r == -ENOENT || r == -ENOTSUP || r == -EINVAL) {
@@ -189,6 +257,36 @@ int vmw_kernel_enum_value(struct vmw_kernel *k, const char *name, int64_t *ret)
 		return r;
 	*ret = (int64_t)a;
 	return 0;
+}
+
+int vmw_kernel_tk_core(struct vmw_kernel *k, uint32_t *ret_size, uint32_t *ret_tk, uint32_t *ret_seq)
+{
+	uint64_t size, b;
+	int r = query(k, Q_TK_CORE, "tk_core", NULL, &size, &b);
+	uint32_t tk = (uint32_t)(b >> 32), seq = (uint32_t)b;
+
+	if (r < 0)
+		return r;
+	/* As vmw_btf_tk_core promises: both inside the struct. */
+	if (size > MAX_MEMBER_END || tk >= size || (uint64_t)seq + 4 > size) {
+		if (!k->bad_layout[0])
+			snprintf(k->bad_layout, sizeof(k->bad_layout), "tk_core");
+		return -EBADMSG;
+	}
+	*ret_size = (uint32_t)size;
+	*ret_tk = tk;
+	*ret_seq = seq;
+	return 0;
+}
+
+void vmw_kernel_trim(struct vmw_kernel *k)
+{
+	if (k->use_cache && k->memo.dirty && k->vi && vmw_memo_save(k->cache_dir, k->vi->build_id, &k->memo) == 0)
+		k->memo.dirty = false;
+	btf__free(k->btf);
+	k->btf = NULL;
+	vmw_symtab_free(k->symtab);
+	k->symtab = NULL;
 }
 
 /* Identity of a memory source for the hint file: the QEMU process (PID and

@@ -247,10 +247,14 @@ uint64_t vmw_kcache_sum(const void *data, size_t len);
 /*
  * Answers of BTF queries (member offsets, type sizes, enum values), kept per
  * BUILD-ID on disk so that a cached attach can serve them without parsing
- * BTF at all. Keys are "M type member", "B type member", "S type", "E name".
+ * BTF at all. Keys are "M type member", "B type member", "S type", "E name",
+ * "T tk_core" (kernel.c: vmw_kernel_tk_core), and "Y name" for kallsyms
+ * lookups (kernel.c: a symbol's address without KERNELOFFSET, so that one
+ * memo serves every boot of the build).
  */
 struct vmw_memo_entry {
 	char *key;
+	uint32_t hash;     /* vmw_symtab_hash(key) */
 	int rc;            /* 0 or the negative errno the query returned */
 	uint64_t a, b;     /* offset/size, bit offset/bit size, size, value */
 };
@@ -278,7 +282,8 @@ struct vmw_kcache {
 	uint64_t tokens_vaddr;        /* kallsyms_token_table: re-compared on load */
 	uint8_t tokens_head[64];
 	const char *symbols_from;     /* how the symbols were found originally */
-	struct vmw_symtab *symtab;
+	uint32_t nsyms;               /* symbols in the entry's table */
+	struct vmw_symtab *symtab;    /* NULL after vmw_kcache_load_head */
 };
 
 /* Cache directory (opts->cache_dir or the XDG default) into buf; -ENOENT if
@@ -293,6 +298,7 @@ struct vmw_kcache_disk_header {
 	uint32_t symbols_from_len, text_len;
 	uint32_t nsyms, nslots;
 	uint64_t names_len;
+	uint64_t head_sum;            /* over header (this field as 0), symbols_from, text */
 };
 
 int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size);
@@ -306,6 +312,12 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi,
  * corrupt. */
 int vmw_kcache_load(const char *dir, const char *build_id, uint64_t kerneloffset,
 		    struct vmw_kcache *ret);
+/* The entry's head only (header, VMCOREINFO text, where BTF and the token
+ * table are): read and checked against its own checksum, the symbol table
+ * neither mapped nor summed. What a warm attach needs; the table is loaded
+ * (vmw_kcache_load) only when a symbol is asked that the memo lacks. */
+int vmw_kcache_load_head(const char *dir, const char *build_id, uint64_t kerneloffset,
+			 struct vmw_kcache *ret);
 void vmw_kcache_clear(struct vmw_kcache *c);
 /* Per-target hint: where VMCOREINFO was last found for this memory source,
  * and the guest's jiffies_64 at that wall-clock time (a running kernel's
@@ -338,6 +350,11 @@ struct vmw_kernel {
 	int btf_err;                  /* parse failed: every later query gets this */
 	const char *btf_why;
 	struct vmw_memo memo;
+	/* Symbols: the memo's "Y" answers first; the full table (symtab) is
+	 * loaded on a miss (cache entry, else guest RAM) and can be dropped
+	 * again (vmw_kernel_trim). */
+	uint32_t nsyms;               /* of the full table, for info */
+	int symtab_err;               /* loading the table failed: every later miss gets this */
 	bool use_cache;
 	char cache_dir[4096];
 	char cache_warning[4096 + 300];   /* info.cache_warning points here */
@@ -349,6 +366,10 @@ VMW_DEFINE_CLEANUP(struct vmw_kernel, vmw_kernel_detach)
 
 /* Parse the BTF blob (btf_vaddr, btf_len) unless done; a failure sticks. */
 int vmw_kernel_ensure_btf(struct vmw_kernel *k);
+/* Load the full symbol table unless loaded: from the cache entry (checked
+ * against VMCOREINFO like a decoded one), else decoded from guest RAM
+ * (discover.c). A failure sticks. */
+int vmw_kernel_ensure_symtab(struct vmw_kernel *k);
 
 /* Find the kernel in mem (cache first, then a full discovery) and set it
  * up: BTF, per-CPU offsets, address space, info. tid names the target for

@@ -266,12 +266,12 @@ static int enum_idx(struct vmw_summary_reader *s, const char *name, int *ret, st
 
 /* tk_core is `static struct { seqcount_raw_spinlock_t seq; struct timekeeper
  * timekeeper; ... } tk_core`: an anonymous struct, found in BTF by its
- * members (vmw_btf_tk_core, which keeps both inside the struct). */
+ * members (vmw_btf_tk_core, which keeps both inside the struct; memoized by
+ * vmw_kernel_tk_core, so that a warm cache answers without parsing BTF). */
 static int find_tk_core(struct vmw_summary_reader *s, uint32_t *ret_size, uint32_t *ret_tk,
 			uint32_t *ret_seq, struct vmw_error *err)
 {
-	const struct btf *btf = vmw_kernel_btf(s->k);
-	int r = btf ? vmw_btf_tk_core(btf, ret_size, ret_tk, ret_seq) : -ENOENT;
+	int r = vmw_kernel_tk_core(s->k, ret_size, ret_tk, ret_seq);
 
 	if (r == -ENOTSUP)
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -ENOTSUP, "kernel %s: BTF has several candidate "

@@ -1,24 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* report.c - strings, derived values, processes, events, VMs and kernels. */
 #include "report/report.h"
+#include "report/report_internal.h"
 #include "mem/mem.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-json_t *vmw_report_string(const char *s)
+void vmw_report_utf8_fallback(const char *s, char buf[VMW_REPORT_FALLBACK_MAX])
 {
-	json_t *j;
-	char buf[4 * 256];
 	size_t n = 0;
 
-	if (!s)
-		s = "";
-	if ((j = json_string(s)))
-		return j;
-	/* Not valid UTF-8: keep ASCII, replace every other byte with U+FFFD. */
-	for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < sizeof(buf); p++) {
+	/* Keep ASCII, replace every other byte with U+FFFD. */
+	for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < VMW_REPORT_FALLBACK_MAX; p++) {
 		if (*p < 0x80) {
 			buf[n++] = (char)*p;
 		} else {
@@ -27,6 +22,18 @@ json_t *vmw_report_string(const char *s)
 		}
 	}
 	buf[n] = '\0';
+}
+
+json_t *vmw_report_string(const char *s)
+{
+	json_t *j;
+	char buf[VMW_REPORT_FALLBACK_MAX];
+
+	if (!s)
+		s = "";
+	if ((j = json_string(s)))
+		return j;
+	vmw_report_utf8_fallback(s, buf);
 	return json_string(buf);
 }
 

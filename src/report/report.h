@@ -68,6 +68,12 @@ bool vmw_report_cpu_split_valid(const struct vmw_frame *f);
 
 /* A process (common.json#/$defs/process); with "tasks" when its threads were listed. */
 json_t *vmw_report_proc(const struct vmw_proc *p);
+/* sep, then vmw_report_proc(p) written to f as json_dumpf(..., JSON_COMPACT)
+ * prints it, byte for byte, without building it (stream.c; for listings of
+ * thousands of processes). false, with nothing written, where
+ * vmw_report_proc would give no object (a state byte that is not UTF-8) or
+ * on an error. */
+bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p);
 /* A process in a frame (#/$defs/sample): the process plus cpu_percent,
  * mem_percent, rss_delta_bytes, new, the rates of its counters (io_rate,
  * min_flt_rate, ...), and the threads' cpu_percent. */

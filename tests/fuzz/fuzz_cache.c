@@ -5,12 +5,16 @@
  * The input (fuzz_cache.h) is written as a cache entry, a layout memo and a
  * target hint into a private directory (0700, files 0600, so the ownership
  * rules pass and the parsers run), then loaded the way kernel.c loads them:
- * vmw_kcache_load and symbol lookups on the table it maps (the names
- * discovery asks for, and names taken from the table itself), the
- * VMCOREINFO text it holds parsed; vmw_memo_load, lookups of every key it
- * loaded and a save + load round trip; vmw_kcache_hint_get. No crash, hang,
- * leak or UB; a symbol found carries the name asked for and lies in the
- * table; a memo saved and loaded again holds the same answers.
+ * vmw_kcache_load_head (a warm attach) and vmw_kcache_load, symbol lookups
+ * on the table it maps (the names discovery asks for, and names taken from
+ * the table itself), the VMCOREINFO text it holds parsed; vmw_memo_load,
+ * lookups of every key it loaded, the symbol and tk_core answers decoded
+ * the way a warm attach uses them (vmw_kernel_lookup, vmw_kernel_tk_core
+ * with no table and no BTF behind the memo), and a save + load round trip;
+ * vmw_kcache_hint_get. No crash, hang, leak or UB; a symbol found carries
+ * the name asked for and lies in the table; the head agrees with the full
+ * load; a memo symbol decodes to an image address only inside the image
+ * mapping; a memo saved and loaded again holds the same answers.
  *
  * Files are checksummed whole, so mutated bytes would only test the
  * checksum: the custom mutator mutates one part (libFuzzer's byte
@@ -141,8 +145,20 @@ static void lookup(const struct vmw_symtab *st, const char *name)
 
 static void try_entry(void)
 {
-	struct vmw_kcache c = { 0 };
+	struct vmw_kcache c = { 0 }, h = { 0 };
+	int rh = vmw_kcache_load_head(dir, FUZZ_CACHE_BUILD_ID, FUZZ_CACHE_KERNELOFFSET, &h);
 	int r = vmw_kcache_load(dir, FUZZ_CACHE_BUILD_ID, FUZZ_CACHE_KERNELOFFSET, &c);
+
+	if (verbose)
+		fprintf(stderr, "head: %d\n", rh);
+	if (rh == 0) {
+		CHECK(!h.symtab && h.vmcoreinfo_text && h.symbols_from, "head incomplete");
+		/* a whole file that loads has the same head */
+		if (r == 0)
+			CHECK(!strcmp(h.vmcoreinfo_text, c.vmcoreinfo_text) && h.nsyms == c.symtab->nsyms &&
+			      h.vmcoreinfo_phys == c.vmcoreinfo_phys, "head and full load disagree");
+	}
+	vmw_kcache_clear(&h);
 
 	if (verbose)
 		fprintf(stderr, "entry: %d", r);
@@ -188,6 +204,26 @@ static void try_memo(void)
 			CHECK(e && e <= &m.e[i] && e->rc <= 0, "memo key %zu", i);
 		}
 		vmw_memo_find(&m, "M task_struct pid");
+		/* the answers as a warm attach decodes them: no table, no BTF behind */
+		struct vmw_vmcoreinfo vi = { .kerneloffset = FUZZ_CACHE_KERNELOFFSET };
+		struct vmw_kernel k = { .vi = &vi, .memo = m, .symtab_err = -EIO, .btf_err = -EIO };
+		for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+			struct vmw_kernel_sym s;
+			char key[64];
+			snprintf(key, sizeof(key), "Y %s", wanted[i]);
+			if (vmw_kernel_lookup(&k, wanted[i], &s) < 0)
+				continue;
+			/* found with no table: from the memo, and moved by KERNELOFFSET
+			 * exactly when it lands in the image mapping */
+			const struct vmw_memo_entry *e = vmw_memo_find(&m, key);
+			bool image = s.addr >= VMW_KERNEL_MAP_BASE && s.addr - VMW_KERNEL_MAP_BASE < VMW_KERNEL_MAP_SIZE;
+			CHECK(e && e->rc == 0 && s.type > 0x20 && s.type < 0x7f &&
+			      s.addr == e->a + (image ? FUZZ_CACHE_KERNELOFFSET : 0), "symbol %s", wanted[i]);
+		}
+		uint32_t size, tk, seq;
+		if (vmw_kernel_tk_core(&k, &size, &tk, &seq) == 0)
+			CHECK(tk < size && (uint64_t)seq + 4 <= size, "tk_core %u %u %u", size, tk, seq);
+		m = k.memo;   /* lookups never add with the table missing, but keep what it holds */
 		/* what is saved loads again the same */
 		if (vmw_memo_save(dir, "roundtrip", &m) == 0) {
 			CHECK(vmw_memo_load(dir, "roundtrip", &n) == 0, "saved memo does not load");
@@ -285,8 +321,25 @@ static void mutate_entry(uint8_t *e, size_t len)
 
 static void fix_entry_sum(uint8_t *e, size_t len)
 {
+	struct vmw_kcache_disk_header h;
+
 	if (len < 8 || len % 8)
 		return;
+	/* the head's own sum first (it is inside the whole file's) */
+	if (len >= sizeof(h) + 8) {
+		memcpy(&h, e, sizeof(h));
+		size_t head = sizeof(h) + (size_t)h.symbols_from_len + h.text_len;
+		if (h.symbols_from_len <= len && h.text_len <= len && head <= len - 8) {
+			uint8_t *copy = malloc(head);
+			if (copy) {
+				memcpy(copy, e, head);
+				memset(copy + offsetof(struct vmw_kcache_disk_header, head_sum), 0, 8);
+				h.head_sum = vmw_kcache_sum(copy, head);
+				memcpy(e + offsetof(struct vmw_kcache_disk_header, head_sum), &h.head_sum, 8);
+				free(copy);
+			}
+		}
+	}
 	uint64_t s = vmw_kcache_sum(e, len - 8);
 	memcpy(e + len - 8, &s, 8);
 }

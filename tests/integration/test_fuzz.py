@@ -282,11 +282,12 @@ def cache_seeds(guest, vmwatch, fuzz_build, tmp_path_factory):
     vmci.mkdir()
     for e in entries:
         build_id = e.name.split('-')[0]
-        # the entry's VMCOREINFO text (struct disk_header in cache.c: 128 bytes,
-        # symbols_from_len and text_len at 104), a fuzz_vmcoreinfo seed
+        # the entry's VMCOREINFO text (struct vmw_kcache_disk_header in
+        # kernel_internal.h: 136 bytes, symbols_from_len and text_len at 104),
+        # a fuzz_vmcoreinfo seed
         head = e.read_bytes()[:1 << 16]
         sf_len, text_len = struct.unpack_from('<II', head, 104)
-        (vmci / build_id).write_bytes(head[128 + sf_len:128 + sf_len + text_len])
+        (vmci / build_id).write_bytes(head[136 + sf_len:136 + sf_len + text_len])
         p = subprocess.run([str(fuzz_build / 'make_cache_seed'), str(e), str(disc / f'{build_id}.layout'),
                             str(seeds / f'seed-{build_id}')],
                            capture_output=True, text=True, timeout=300, env=fuzz_env())

@@ -207,6 +207,30 @@ def test_cache_second_attach_is_a_hit(kguest, vmwatch, tmp_path):
     record(f'{kernel} cached', min(warm, warm2, key=lambda d: d['attach_ms']))
 
 
+def test_warm_attach_reads_only_the_entry_head_and_the_memo(guest, vmwatch, tmp_path):
+    """Once a run has asked its symbols, a warm attach takes them from the
+    per-build memo: a damaged symbol table in the entry goes unnoticed (it is
+    neither read nor summed), a damaged head does not (full discovery)."""
+    g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
+    target = f'file:{g.ram_path}'
+    cold = info(vmwatch, target, cache=tmp_path)
+    d = tmp_path / 'vmwatch' / 'discovery'
+    entry = d / f'{cold["build_id"]}-{cold["kaslr_offset"]:x}'
+    memo = (d / f'{cold["build_id"]}.layout').read_text()
+    assert all(f' Y {name}\n' in memo for name in SYMBOLS), memo
+    data = bytearray(entry.read_bytes())
+    data[-100] ^= 0xff   # a symbol name near the end of the table
+    entry.write_bytes(bytes(data))
+    warm = info(vmwatch, target, cache=tmp_path)
+    assert warm['from_cache']
+    assert warm['symbols'] == cold['symbols'] and warm['nr_symbols'] == cold['nr_symbols']
+    data[200] ^= 0xff    # the VMCOREINFO text in the head
+    entry.write_bytes(bytes(data))
+    again = info(vmwatch, target, cache=tmp_path)
+    assert not again['from_cache']
+    assert again['symbols'] == cold['symbols']
+
+
 def test_no_cache_neither_reads_nor_writes(guest, vmwatch, tmp_path):
     g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))

@@ -461,6 +461,18 @@ static void test_cache_roundtrip(void **state)
 	assert_int_equal(stat(sub, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
 
+	/* The head alone (a warm attach): the same small fields, no table. */
+	assert_int_equal(vmw_kcache_load_head(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	assert_null(l.symtab);
+	assert_int_equal(l.nsyms, 3000);
+	assert_int_equal(l.vmcoreinfo_phys, 0x13b4000);
+	assert_int_equal(l.btf_vaddr, c.btf_vaddr);
+	assert_int_equal(l.tokens_vaddr, c.tokens_vaddr);
+	assert_memory_equal(l.tokens_head, c.tokens_head, sizeof(c.tokens_head));
+	assert_string_equal(l.symbols_from, "kallsyms via VMCOREINFO");
+	assert_string_equal(l.vmcoreinfo_text, TEXT);
+	vmw_kcache_clear(&l);
+
 	/* The whole file is checksummed: one byte of a symbol name, far from the header. */
 	int fd = open(path, O_RDWR);
 	assert_true(fd >= 0);
@@ -469,6 +481,9 @@ static void test_cache_roundtrip(void **state)
 	b ^= 1;
 	assert_int_equal(pwrite(fd, &b, 1, st.st_size - 100), 1);
 	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+	/* ... which the head does not cover: a warm attach does not read it. */
+	assert_int_equal(vmw_kcache_load_head(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	vmw_kcache_clear(&l);
 	b ^= 1;
 	assert_int_equal(pwrite(fd, &b, 1, st.st_size - 100), 1);
 	close(fd);
@@ -487,17 +502,106 @@ static void test_cache_roundtrip(void **state)
 	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), 0);
 	vmw_kcache_clear(&l);
 
+	/* The head has its own checksum: one byte of the VMCOREINFO text. */
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	size_t text_at = sizeof(struct vmw_kcache_disk_header) + strlen(c.symbols_from) + 3;
+	assert_int_equal(pread(fd, &b, 1, (off_t)text_at), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)text_at), 1);
+	assert_int_equal(vmw_kcache_load_head(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)text_at), 1);
+	close(fd);
+	assert_int_equal(vmw_kcache_load_head(sub, vi->build_id, vi->kerneloffset, &l), 0);
+	vmw_kcache_clear(&l);
+
 	/* A damaged header is refused. */
 	fd = open(path, O_WRONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, "X", 1, 200), 1);
 	close(fd);
 	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
+	assert_int_equal(vmw_kcache_load_head(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
 	/* So is a truncated file. */
 	assert_int_equal(truncate(path, 4096), 0);
 	assert_int_equal(vmw_kcache_load(sub, vi->build_id, vi->kerneloffset, &l), -EINVAL);
 
 	vmw_symtab_free(c.symtab);
+	vmw_vmcoreinfo_free(vi);
+}
+
+/*
+ * Symbols through the memo: the first lookup asks the table and memoizes
+ * the answer without KERNELOFFSET; another boot of the build (another
+ * KERNELOFFSET, no table at all) gets the address moved by its own offset,
+ * per-CPU offsets unmoved, misses remembered, and a memo answer that does
+ * not decode is not used.
+ */
+static void test_symbol_memo(void **state)
+{
+	struct vmw_vmcoreinfo *vi = NULL;
+	struct vmw_ksym *syms = calloc(2, sizeof(*syms));
+	char *names = malloc(32);
+	struct vmw_symtab *st = NULL;
+	struct vmw_kernel_sym s;
+
+	assert_int_equal(vmw_vmcoreinfo_parse(TEXT, strlen(TEXT), &vi, NULL), 0);
+	memcpy(names, "init_task\0runqueues\0", 20);
+	syms[0] = (struct vmw_ksym){ .addr = 0xffffffffb8a1aa40ull, .name = 0, .type = 'D' };
+	syms[1] = (struct vmw_ksym){ .addr = 0x2c9c0, .name = 10, .type = 'A', .percpu = true };
+	assert_int_equal(vmw_symtab_new(syms, 2, names, 20, &st), 0);
+
+	struct vmw_kernel a = { .vi = vi, .symtab = st };
+	assert_int_equal(vmw_kernel_lookup(&a, "init_task", &s), 0);
+	assert_int_equal(s.addr, 0xffffffffb8a1aa40ull);
+	assert_int_equal(vmw_kernel_lookup(&a, "runqueues", &s), 0);
+	assert_int_equal(vmw_kernel_lookup(&a, "nosuch", &s), -ENOENT);
+	const struct vmw_memo_entry *e = vmw_memo_find(&a.memo, "Y init_task");
+	assert_non_null(e);
+	assert_int_equal(e->a, 0xffffffffb8a1aa40ull - 0x35e00000);   /* the link-time address */
+
+	/* Another boot: the memo alone answers (no table: a miss would fail). */
+	struct vmw_vmcoreinfo vi2 = *vi;
+	vi2.kerneloffset = 0x10000000;
+	struct vmw_kernel b = { .vi = &vi2, .memo = a.memo, .symtab_err = -EIO };
+	assert_int_equal(vmw_kernel_lookup(&b, "init_task", &s), 0);
+	assert_int_equal(s.addr, 0xffffffffb8a1aa40ull - 0x35e00000 + 0x10000000);
+	assert_int_equal(s.type, 'D');
+	assert_false(s.percpu);
+	assert_int_equal(vmw_kernel_lookup(&b, "runqueues", &s), 0);
+	assert_int_equal(s.addr, 0x2c9c0);
+	assert_true(s.percpu);
+	assert_int_equal(vmw_kernel_lookup(&b, "nosuch", &s), -ENOENT);
+	assert_int_equal(vmw_kernel_lookup(&b, "other", &s), -EIO);
+	/* A damaged answer (a stray flag bit; an image address that leaves the
+	 * image mapping) is not used: the table is asked, which fails here. */
+	struct vmw_memo_entry *w = (struct vmw_memo_entry *)vmw_memo_find(&b.memo, "Y init_task");
+	w->b |= 1u << 12;
+	assert_int_equal(vmw_kernel_lookup(&b, "init_task", &s), -EIO);
+	w->b &= ~(1ull << 12);
+	w->a = 0x7fffffff00000000ull;
+	assert_int_equal(vmw_kernel_lookup(&b, "init_task", &s), -EIO);
+
+	/* tk_core from the memo, without BTF: inside its struct, or refused. */
+	uint32_t size, tk, seq;
+	b.btf_err = -EIO;
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EIO);
+	assert_int_equal(vmw_memo_add(&b.memo, "T tk_core", 0, 320, (64ull << 32) | 0), 0);
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), 0);
+	assert_int_equal(size, 320);
+	assert_int_equal(tk, 64);
+	assert_int_equal(seq, 0);
+	struct vmw_memo_entry *t = (struct vmw_memo_entry *)vmw_memo_find(&b.memo, "T tk_core");
+	t->b = 320ull << 32;   /* timekeeper at the struct's end */
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EBADMSG);
+	t->b = (64ull << 32) | 317;   /* seq's 4 bytes past the end */
+	assert_int_equal(vmw_kernel_tk_core(&b, &size, &tk, &seq), -EBADMSG);
+	assert_string_equal(vmw_kernel_bad_layout(&b), "tk_core");
+
+	a.memo = b.memo;
+	vmw_memo_clear(&a.memo);
+	vmw_symtab_free(st);
 	vmw_vmcoreinfo_free(vi);
 }
 
@@ -765,6 +869,7 @@ int main(void)
 		cmocka_unit_test(test_btf_tk_core),
 		cmocka_unit_test(test_btf_parse_rejects),
 		cmocka_unit_test(test_cache_roundtrip),
+		cmocka_unit_test(test_symbol_memo),
 		cmocka_unit_test(test_cache_prune),
 		cmocka_unit_test(test_cache_hint_and_memo),
 		cmocka_unit_test(test_memo_too_many_lines),

@@ -208,6 +208,78 @@ static void test_sample_and_event(void **state)
 	json_decref(o);
 }
 
+/* The streamed process (ps --json) is byte for byte jansson's dump of
+ * vmw_report_proc, for every kind of value; a process or thread jansson
+ * cannot pack (a state byte that is not UTF-8) is left out the same way. */
+static void assert_stream_same(const struct vmw_proc *p)
+{
+	json_t *o = vmw_report_proc(p);
+	char *want = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char *got = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&got, &len);
+
+	assert_non_null(f);
+	bool ok = vmw_report_proc_stream(f, ",", p);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(ok, want != NULL);
+	if (want) {
+		assert_int_equal(got[0], ',');
+		assert_string_equal(got + 1, want);
+	} else {
+		assert_int_equal(len, 0);
+	}
+	free(want);
+	free(got);
+	json_decref(o);
+}
+
+static void test_proc_stream(void **state)
+{
+	static char long_arg[3000];
+	char *argv[] = { "/usr/bin/x", "", "tab\tnl\nq\"bs\\ctl\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+			 "bad\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\x80", "\xf0\x80\x80\x80",
+			 "\xc3", "\xe2\x82", long_arg, NULL };
+	struct vmw_thread th[3] = {
+		{ .tid = 7, .comm = "worker\x02", .state = 'S', .prio = 20, .nice = 0, .utime_ns = 1, .stime_ns = 2,
+		  .runtime_ns = 3, .start_time_ns = 4, .cpu = -1 },
+		{ .tid = 8, .comm = "w\xfe", .state = (char)0xc3, .cpu = 1 },
+		{ .tid = 9, .comm = "z", .state = '\0', .cpu = 0 },
+	};
+	struct vmw_proc p = {
+		.pid = 4242, .ppid = 1, .comm = "sshd: r\xe9", .state = 'R', .uid = 4294967295u, .euid = 1000,
+		.gid = 7, .egid = 0x80000000u, .nr_threads = 3, .prio = -51, .nice = -20,
+		.utime_ns = 0x8000000000000001ull, .stime_ns = 99, .runtime_ns = 1ull << 40, .start_time_ns = 5,
+		.rss_anon_bytes = 4096, .rss_file_bytes = 8192, .rss_shmem_bytes = 1, .swap_bytes = 2, .vsz_bytes = 3,
+		.cmdline = argv, .threads = th, .nthreads_listed = 3, .io_ok = true, .io_rchar = 1, .io_wchar = 2,
+		.io_syscr = 3, .io_syscw = 4, .io_read_bytes = 5, .io_write_bytes = 6,
+		.io_cancelled_write_bytes = UINT64_MAX, .min_flt = 10, .maj_flt = 11, .nvcsw = 12, .nivcsw = 13,
+		.user = "root", .incomplete = true,
+		.cgroup = "/kubepods.slice/kubepods-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice/"
+			  "cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+		.cgroup_memory_ok = true, .cgroup_memory_bytes = 1ull << 30,
+	};
+
+	memset(long_arg, 'a', sizeof(long_arg) - 1);
+	long_arg[100] = (char)0x80;   /* invalid: the fallback, cut at ~1 KiB */
+	assert_stream_same(&p);
+	p.cgroup = "/system.slice/ssh.service";
+	p.threads = NULL;
+	p.user[0] = '\0';
+	assert_stream_same(&p);
+	p.cgroup = "/";
+	p.cmdline = NULL;
+	p.io_ok = false;
+	p.cgroup_memory_ok = false;
+	assert_stream_same(&p);
+	p.cgroup = NULL;
+	p.kthread = true;
+	p.comm[0] = '\0';
+	assert_stream_same(&p);
+	p.state = (char)0xe9;   /* jansson packs no object */
+	assert_stream_same(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_use),
 		cmocka_unit_test(test_summary_shapes),
 		cmocka_unit_test(test_sample_and_event),
+		cmocka_unit_test(test_proc_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,242 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""agent_scale.py - what the real agent costs with N monitored VMs.
+
+    bench/agent_scale.py --ram FILE [--ram FILE ...] --vms N [--interval S]
+                         [--seconds S] [--agent BINARY] [--vmwatch BINARY] [--json]
+
+Runs `vmwatch-agent --connect none` with N `file:` targets. Targets cycle
+over the RAM files given (lab guests' shared RAM files under /dev/shm, or
+ELF cores of `lab/vmlab.sh dump`), each through its own symlink, so every
+target is its own VM to the agent (its own sampler process, session, kernel
+model, history) while the host holds each guest's RAM once. All targets of
+one RAM file run the same kernel build; targets after the first of a file
+are "additional VMs of an already-known build".
+
+Once every VM has two frames, the script reads the CPU time (run time of
+every thread, /proc/PID/task/TID/schedstat, in ns) of all the agent's processes (monitor, front, every
+sampler), scrapes /metrics once per interval for --seconds (as a Prometheus
+server would), and reads the CPU time again; memory is RssAnon summed over
+the agent's processes (/proc/PID/status), and per sampler. It also times the
+bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
+per frame) to give the agent's cost per VM per frame against it.
+
+Not a test. The machine is usually shared: quote the load average with it.
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def children_map():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree(root):
+    kids, out, todo = children_map(), [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_s(pid):
+    """CPU time of all threads of pid: /proc/PID/schedstat's run time (ns,
+    what utime + stime of /proc/PID/stat count in 10 ms ticks, too coarse
+    for a hundred processes that run ~1 ms each per frame), else stat."""
+    total, have = 0, False
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                have = True
+    except OSError:
+        pass
+    if have:
+        return total / 1e9
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    fields = st[st.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError:
+        pass
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def kib(s):
+    return int(s.split()[0]) if s else 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def bare_walk(vmwatch, ram, frames):
+    out = subprocess.run([vmwatch, "bench", "--json", "--cmdline", "-n", str(frames), f"file:{ram}"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ram", action="append", required=True, help="guest RAM file or ELF core")
+    ap.add_argument("--vms", type=int, default=10)
+    ap.add_argument("--interval", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--agent", default=os.path.join(os.path.dirname(__file__), "..", "build", "vmwatch-agent"))
+    ap.add_argument("--vmwatch", default=None, help="vmwatch for the bare walk (default: next to the agent)")
+    ap.add_argument("--bare-frames", type=int, default=200)
+    ap.add_argument("--ready-timeout", type=float, default=600.0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    vmwatch = a.vmwatch or os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch")
+
+    tmp = tempfile.mkdtemp(prefix="vmw-agent-scale-")
+    os.chmod(tmp, 0o755)
+    targets = []
+    for i in range(a.vms):
+        link = os.path.join(tmp, f"vm{i:03d}")
+        os.symlink(os.path.abspath(a.ram[i % len(a.ram)]), link)
+        targets += ["--target", f"vm{i:03d}=file:{link}"]
+    port = free_port()
+    argv = [a.agent, "--connect", "none", "--listen", f"127.0.0.1:{port}", "--interval", f"{a.interval}s",
+            "--log-level", "warning"] + targets
+    agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "agent.log"), "w"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # ready: every VM has two frames
+        t0 = time.monotonic()
+        while True:
+            if agent.poll() is not None:
+                sys.exit(f"agent_scale: the agent exited ({agent.returncode}); see {tmp}/agent.log")
+            try:
+                vms = json.loads(get(base + "/v1/vms"))["vms"]
+            except OSError:
+                vms = []
+            ready = sum(1 for v in vms if (v.get("monitoring") or {}).get("frames", 0) >= 2)
+            if len(vms) == a.vms and ready == a.vms:
+                break
+            if time.monotonic() - t0 > a.ready_timeout:
+                sys.exit(f"agent_scale: only {ready} of {a.vms} VMs have two frames after {a.ready_timeout}s")
+            time.sleep(1)
+        ready_s = time.monotonic() - t0
+        frames0 = {v["name"]: v["monitoring"]["frames"] for v in vms}
+        pids = tree(agent.pid)
+        c0 = {p: cpu_s(p) for p in pids}
+        w0 = time.monotonic()
+        scrapes = 0
+        while time.monotonic() - w0 < a.seconds:
+            get(base + "/metrics")
+            scrapes += 1
+            time.sleep(max(0.0, a.interval - ((time.monotonic() - w0) % a.interval)))
+        wall = time.monotonic() - w0
+        pids1 = tree(agent.pid)
+        c1 = {p: cpu_s(p) for p in pids1}
+        vms = json.loads(get(base + "/v1/vms"))["vms"]
+        frames = sum(v["monitoring"]["frames"] - frames0.get(v["name"], 0) for v in vms)
+        durations = [v["monitoring"]["last_frame"]["duration_seconds"] for v in vms
+                     if v["monitoring"].get("last_frame")]
+        procs = {}
+        for p in pids1:
+            s = status(p)
+            procs[p] = {"comm": comm(p), "rss_anon_kib": kib(s.get("RssAnon")),
+                        "rss_file_kib": kib(s.get("RssFile")), "rss_shmem_kib": kib(s.get("RssShmem")),
+                        "cpu_s": c1[p] - c0.get(p, 0.0)}
+        samplers = [v for v in procs.values() if v["comm"].startswith("vmwatch-sample")]
+        others = [v for v in procs.values() if not v["comm"].startswith("vmwatch-sample")]
+        cpu = sum(v["cpu_s"] for v in procs.values())
+        load = os.getloadavg()
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+        for f in os.listdir(tmp):
+            if f.startswith("vm"):
+                os.unlink(os.path.join(tmp, f))
+    bare = {}
+    for ram in sorted(set(a.ram)):
+        bare[ram] = bare_walk(vmwatch, ram, a.bare_frames)
+    out = {
+        "vms": a.vms, "interval_s": a.interval, "window_s": wall, "ready_s": ready_s, "scrapes": scrapes,
+        "frames": frames, "load_average": load,
+        "agent_cpu_s": cpu, "agent_cpu_percent_of_one_core": 100.0 * cpu / wall,
+        "agent_cpu_ms_per_vm_frame": 1e3 * cpu / frames if frames else None,
+        "frame_duration_ms_median": 1e3 * statistics.median(durations) if durations else None,
+        "agent_cpu_s_samplers": sum(v["cpu_s"] for v in samplers),
+        "agent_cpu_s_by_process": {f'{v["comm"]}[{p}]': round(v["cpu_s"], 3) for p, v in procs.items()
+                                   if not v["comm"].startswith("vmwatch-sample")},
+        "rss_anon_kib_by_process": {f'{v["comm"]}[{p}]': v["rss_anon_kib"] for p, v in procs.items()
+                                    if not v["comm"].startswith("vmwatch-sample")},
+        "rss_anon_total_mib": sum(v["rss_anon_kib"] for v in procs.values()) / 1024,
+        "rss_anon_samplers_mib": sum(v["rss_anon_kib"] for v in samplers) / 1024,
+        "rss_anon_per_sampler_kib_median": statistics.median(v["rss_anon_kib"] for v in samplers) if samplers else None,
+        "rss_anon_others_mib": sum(v["rss_anon_kib"] for v in others) / 1024,
+        "processes": len(procs),
+        "bare_walk": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "processes_per_frame")}
+                      for r, b in bare.items()},
+        "log": os.path.join(tmp, "agent.log"),
+    }
+    walk_us = statistics.mean(b["cpu_us_per_frame"] for b in bare.values())
+    if out["agent_cpu_ms_per_vm_frame"]:
+        out["agent_cost_over_bare_walk"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / walk_us
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

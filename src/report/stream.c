@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stream.c - a process as JSON text written straight out, for listings of
+ * thousands of processes (ps --json): the bytes json_dumpf(vmw_report_proc(p),
+ * JSON_COMPACT) prints, without building ~25 jansson values per process.
+ * vmw_report_proc stays the definition; tests/unit/test_report.c checks that
+ * both print the same bytes for every kind of value (invalid UTF-8, control
+ * characters, long arguments, threads, containers, null and missing parts).
+ *
+ * jansson's compact form: no spaces; keys in insertion order (a key set
+ * again keeps its place); integers as %lld of the json_int_t (int) the
+ * object was packed with; strings as given when they are valid UTF-8, with
+ * '"' '\\' and \b \f \n \r \t escaped and other bytes below 0x20 as \u00XX
+ * (upper-case hex); vmw_report_string's fallback for invalid UTF-8.
+ */
+#include "report/report.h"
+#include "report/report_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct out {
+	char *p;
+	size_t len, cap;
+	bool oom;
+	char stack[8192];
+};
+
+static void grow(struct out *o, size_t need)
+{
+	size_t nc = o->cap * 2 > o->len + need ? o->cap * 2 : o->len + need + 4096;
+	char *n = o->p == o->stack ? malloc(nc) : realloc(o->p, nc);
+
+	if (!n) {
+		o->oom = true;
+		return;
+	}
+	if (o->p == o->stack)
+		memcpy(n, o->stack, o->len);
+	o->p = n;
+	o->cap = nc;
+}
+
+static inline void put(struct out *o, const char *s, size_t n)
+{
+	if (o->len + n > o->cap)
+		grow(o, n);
+	if (o->oom)
+		return;
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static void put_ll(struct out *o, long long v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%lld", v);
+	put(o, buf, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at s (jansson's rules: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned c = s[0], n, v;
+
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	v = c & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+	for (unsigned i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3f);
+	}
+	if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) || (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
+		return 0;
+	return n;
+}
+
+static bool utf8_valid(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_seq(p);
+		if (!n)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/* A valid UTF-8 string, quoted and escaped as jansson dumps it. */
+static void put_escaped(struct out *o, const char *s)
+{
+	const char *run = s;
+
+	PUTS(o, "\"");
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char esc[8];
+		size_t n;
+
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		put(o, run, (size_t)((const char *)p - run));
+		switch (*p) {
+		case '"': n = 2; memcpy(esc, "\\\"", 2); break;
+		case '\\': n = 2; memcpy(esc, "\\\\", 2); break;
+		case '\b': n = 2; memcpy(esc, "\\b", 2); break;
+		case '\f': n = 2; memcpy(esc, "\\f", 2); break;
+		case '\n': n = 2; memcpy(esc, "\\n", 2); break;
+		case '\r': n = 2; memcpy(esc, "\\r", 2); break;
+		case '\t': n = 2; memcpy(esc, "\\t", 2); break;
+		default: n = (size_t)snprintf(esc, sizeof(esc), "\\u%04X", *p); break;
+		}
+		put(o, esc, n);
+		run = (const char *)p + 1;
+	}
+	put(o, run, strlen(run));
+	PUTS(o, "\"");
+}
+
+/* vmw_report_string: NULL is "", invalid UTF-8 keeps ASCII and replaces
+ * every other byte with U+FFFD (at most ~1 KiB). */
+static void put_string(struct out *o, const char *s)
+{
+	char buf[VMW_REPORT_FALLBACK_MAX];
+
+	if (!s)
+		s = "";
+	if (utf8_valid(s)) {
+		put_escaped(o, s);
+		return;
+	}
+	vmw_report_utf8_fallback(s, buf);
+	put_escaped(o, buf);
+}
+
+static void put_string_or_null(struct out *o, const char *s)
+{
+	if (s && *s)
+		put_string(o, s);
+	else
+		PUTS(o, "null");
+}
+
+/* "s#" with length 1 of a state character: jansson refuses a byte that is
+ * not UTF-8 by itself, and the whole object with it. */
+static bool put_state(struct out *o, char state)
+{
+	char s[2] = { state, 0 };
+
+	if ((unsigned char)state >= 0x80)
+		return false;
+	if (!state) {
+		PUTS(o, "\"\\u0000\"");
+		return true;
+	}
+	put_escaped(o, s);
+	return true;
+}
+
+#define KEY(o, lit) PUTS(o, "\"" lit "\":")
+#define INT(o, lit, v) do { KEY(o, lit); put_ll(o, (long long)(v)); PUTS(o, ","); } while (0)
+#define BOOL(o, lit, v) do { KEY(o, lit); if (v) PUTS(o, "true,"); else PUTS(o, "false,"); } while (0)
+
+static bool put_thread(struct out *o, const struct vmw_thread *t)
+{
+	PUTS(o, "{");
+	INT(o, "tid", (int)t->tid);
+	KEY(o, "comm");
+	put_string(o, t->comm);
+	PUTS(o, ",");
+	KEY(o, "state");
+	if (!put_state(o, t->state))
+		return false;
+	PUTS(o, ",");
+	INT(o, "utime_ns", (long long)t->utime_ns);
+	INT(o, "stime_ns", (long long)t->stime_ns);
+	INT(o, "runtime_ns", (long long)t->runtime_ns);
+	INT(o, "start_time_ns", (long long)t->start_time_ns);
+	INT(o, "nice", (int)t->nice);
+	INT(o, "priority", (int)t->prio);
+	KEY(o, "cpu");
+	put_ll(o, (int)t->cpu);
+	PUTS(o, "}");
+	return true;
+}
+
+bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p)
+{
+	struct out o = { 0 };
+	struct vmw_cgroup_info cg;
+	bool classified, ok = false;
+
+	o.p = o.stack;
+	o.cap = sizeof(o.stack);
+	put(&o, sep, strlen(sep));
+	PUTS(&o, "{");
+	INT(&o, "pid", (int)p->pid);
+	INT(&o, "ppid", (int)p->ppid);
+	KEY(&o, "comm");
+	put_string(&o, p->comm);
+	PUTS(&o, ",");
+	KEY(&o, "state");
+	if (!put_state(&o, p->state))
+		goto out;
+	PUTS(&o, ",");
+	INT(&o, "uid", (int)p->uid);
+	INT(&o, "gid", (int)p->gid);
+	INT(&o, "euid", (int)p->euid);
+	INT(&o, "egid", (int)p->egid);
+	INT(&o, "threads", (int)p->nr_threads);
+	INT(&o, "utime_ns", (long long)p->utime_ns);
+	INT(&o, "stime_ns", (long long)p->stime_ns);
+	INT(&o, "runtime_ns", (long long)p->runtime_ns);
+	INT(&o, "start_time_ns", (long long)p->start_time_ns);
+	INT(&o, "nice", (int)p->nice);
+	INT(&o, "priority", (int)p->prio);
+	INT(&o, "rss_bytes", (long long)vmw_proc_rss_bytes(p));
+	INT(&o, "rss_anon_bytes", (long long)p->rss_anon_bytes);
+	INT(&o, "rss_file_bytes", (long long)p->rss_file_bytes);
+	INT(&o, "rss_shmem_bytes", (long long)p->rss_shmem_bytes);
+	INT(&o, "swap_bytes", (long long)p->swap_bytes);
+	INT(&o, "vsz_bytes", (long long)p->vsz_bytes);
+	BOOL(&o, "kthread", p->kthread);
+	BOOL(&o, "incomplete", p->incomplete);
+	KEY(&o, "user");
+	put_string_or_null(&o, p->user);
+	PUTS(&o, ",");
+	KEY(&o, "cgroup");
+	if (p->cgroup)
+		put_string(&o, p->cgroup);
+	else
+		PUTS(&o, "null");
+	PUTS(&o, ",");
+	KEY(&o, "cgroup_memory_bytes");
+	if (p->cgroup_memory_ok)
+		put_ll(&o, (long long)p->cgroup_memory_bytes);
+	else
+		PUTS(&o, "null");
+	PUTS(&o, ",");
+	classified = p->cgroup && vmw_cgroup_classify(p->cgroup, &cg);
+	KEY(&o, "unit");
+	if (classified)
+		put_string_or_null(&o, cg.unit);
+	else
+		PUTS(&o, "null");
+	PUTS(&o, ",");
+	KEY(&o, "slice");
+	if (classified)
+		put_string_or_null(&o, cg.slice);
+	else
+		PUTS(&o, "null");
+	PUTS(&o, ",");
+	KEY(&o, "container");
+	if (classified && (cg.container_id[0] || cg.pod_uid[0])) {
+		PUTS(&o, "{\"runtime\":");
+		put_string_or_null(&o, cg.runtime);
+		PUTS(&o, ",\"id\":");
+		put_string_or_null(&o, cg.container_id);
+		PUTS(&o, ",\"pod_uid\":");
+		put_string_or_null(&o, cg.pod_uid);
+		PUTS(&o, "}");
+	} else {
+		PUTS(&o, "null");
+	}
+	PUTS(&o, ",");
+	INT(&o, "min_flt", (long long)p->min_flt);
+	INT(&o, "maj_flt", (long long)p->maj_flt);
+	INT(&o, "voluntary_ctxt_switches", (long long)p->nvcsw);
+	INT(&o, "nonvoluntary_ctxt_switches", (long long)p->nivcsw);
+	KEY(&o, "io");
+	if (p->io_ok) {
+		PUTS(&o, "{");
+		INT(&o, "rchar", (long long)p->io_rchar);
+		INT(&o, "wchar", (long long)p->io_wchar);
+		INT(&o, "syscr", (long long)p->io_syscr);
+		INT(&o, "syscw", (long long)p->io_syscw);
+		INT(&o, "read_bytes", (long long)p->io_read_bytes);
+		INT(&o, "write_bytes", (long long)p->io_write_bytes);
+		KEY(&o, "cancelled_write_bytes");
+		put_ll(&o, (long long)p->io_cancelled_write_bytes);
+		PUTS(&o, "}");
+	} else {
+		PUTS(&o, "null");
+	}
+	PUTS(&o, ",");
+	KEY(&o, "cmdline");
+	if (p->kthread) {
+		PUTS(&o, "[]");
+	} else if (!p->cmdline) {
+		PUTS(&o, "null");
+	} else {
+		PUTS(&o, "[");
+		for (char **a = p->cmdline; *a; a++) {
+			if (a != p->cmdline)
+				PUTS(&o, ",");
+			put_string(&o, *a);
+		}
+		PUTS(&o, "]");
+	}
+	if (p->threads) {
+		bool first = true;
+		PUTS(&o, ",\"tasks\":[");
+		for (uint32_t j = 0; j < p->nthreads_listed; j++) {
+			size_t mark = o.len;
+			if (!first)
+				PUTS(&o, ",");
+			if (!put_thread(&o, &p->threads[j])) {
+				o.len = mark;   /* jansson drops a thread it cannot pack */
+				continue;
+			}
+			first = false;
+		}
+		PUTS(&o, "]");
+	}
+	PUTS(&o, "}");
+	ok = !o.oom && fwrite(o.p, 1, o.len, f) == o.len;
+out:
+	if (o.p != o.stack)
+		free(o.p);
+	return ok;
+}
