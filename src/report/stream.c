@@ -165,6 +165,9 @@ static bool put_state(struct out *o, char state)
 
 #define KEY(o, lit) PUTS(o, "\"" lit "\":")
 #define INT(o, lit, v) do { KEY(o, lit); put_ll(o, (long long)(v)); PUTS(o, ","); } while (0)
+#define INT_OR_NULL(o, lit, known, v) do { KEY(o, lit); \
+		if (known) { put_ll(o, (long long)(v)); } else { PUTS(o, "null"); } \
+		PUTS(o, ","); } while (0)
 #define BOOL(o, lit, v) do { KEY(o, lit); if (v) PUTS(o, "true,"); else PUTS(o, "false,"); } while (0)
 
 static bool put_thread(struct out *o, const struct vmw_thread *t)
@@ -243,6 +246,10 @@ bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p)
 	else
 		PUTS(&o, "null");
 	PUTS(&o, ",");
+	INT_OR_NULL(&o, "pgrp", p->jobctl_ok, p->pgrp);
+	INT_OR_NULL(&o, "session", p->jobctl_ok, p->session);
+	INT_OR_NULL(&o, "tty_nr", p->tty_ok, p->tty_nr);
+	INT_OR_NULL(&o, "tpgid", p->tty_ok, p->tpgid);
 	classified = p->cgroup && vmw_cgroup_classify(p->cgroup, &cg);
 	KEY(&o, "unit");
 	if (classified)

@@ -258,12 +258,14 @@ static void test_proc_stream(void **state)
 		.cgroup = "/kubepods.slice/kubepods-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice/"
 			  "cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
 		.cgroup_memory_ok = true, .cgroup_memory_bytes = 1ull << 30,
+		.jobctl_ok = true, .pgrp = 4242, .session = -7, .tty_ok = true, .tty_nr = 136 << 8 | 3, .tpgid = -1,
 	};
 
 	memset(long_arg, 'a', sizeof(long_arg) - 1);
 	long_arg[100] = (char)0x80;   /* invalid: the fallback, cut at ~1 KiB */
 	assert_stream_same(&p);
 	p.cgroup = "/system.slice/ssh.service";
+	p.tty_ok = false;
 	p.threads = NULL;
 	p.user[0] = '\0';
 	assert_stream_same(&p);
@@ -271,6 +273,7 @@ static void test_proc_stream(void **state)
 	p.cmdline = NULL;
 	p.io_ok = false;
 	p.cgroup_memory_ok = false;
+	p.jobctl_ok = false;
 	assert_stream_same(&p);
 	p.cgroup = NULL;
 	p.kthread = true;
