@@ -1,0 +1,131 @@
+"""Per-cgroup figures on the real Debian guest (the shared guests of
+test_debian.py, 6.1 and 6.12): `vmwatch cgroups --json` against the guest's
+own /sys/fs/cgroup files, with the bracket rules of the accuracy tests (the
+guest's files read before and after, vmwatch while it is paused):
+
+  - cpu.stat usage_usec, user_usec, system_usec: counters, so
+    before <= vmwatch <= after;
+  - memory.current, memory.stat anon and file, the processes in cgroup.procs:
+    equal whenever the guest's value did not change across the pause;
+  - the set of cgroups: every cgroup there before and after is listed, and
+    nothing listed was absent from both."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from schemas import validate
+from test_debian import deb  # noqa: F401  (the shared Debian guests)
+
+# One line per cgroup directory and file: "@path", then its cpu.stat lines,
+# "memory.current N", memory.stat's anon and file lines, "procs N".
+TRUTH = r"""cd /sys/fs/cgroup && find . -type d | while read -r d; do
+p=${d#.}; [ -z "$p" ] && p=/
+printf '@%s\n' "$p"
+cat "$d/cpu.stat" 2>/dev/null
+v=$(cat "$d/memory.current" 2>/dev/null) && printf 'memory.current %s\n' "$v"
+grep -E '^(anon|file) ' "$d/memory.stat" 2>/dev/null
+n=$(wc -l < "$d/cgroup.procs" 2>/dev/null) && printf 'procs %s\n' "$n"
+done; true"""
+
+
+def cgroup_files(g):
+    """{path: {"usage_usec": N, ..., "memory.current": N, "anon": N, "file": N, "procs": N}}"""
+    rc, out = g.sh(TRUTH, check=True, timeout=120)
+    res, cur = {}, None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            cur = res.setdefault(line[1:], {})
+        elif cur is not None and " " in line:
+            k, v = line.rsplit(" ", 1)
+            if v.isdigit():
+                cur[k] = int(v)
+    return res
+
+
+def cgroups_json(vmwatch, g, *extra):
+    r = subprocess.run([vmwatch, "cgroups", "--json", *extra, f"qemu:{g.pid}"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    validate("cgroups", out)
+    return out
+
+
+TRUTH_SERVICE = "/system.slice/vmw-truth.service"
+CPU = ("usage_usec", "user_usec", "system_usec")
+EQUAL = (("memory.current", lambda c: c["memory_current"]),
+         ("anon", lambda c: c["memory_stat"] and c["memory_stat"]["anon"]),
+         ("file", lambda c: c["memory_stat"] and c["memory_stat"]["file"]),
+         ("procs", lambda c: c["procs"]))
+
+
+def compare(before, out, after):
+    """Returns (problems, counts of judged values by kind)."""
+    got = {c["path"]: c for c in out["cgroups"]}
+    bad, judged = [], {k: 0 for k in CPU + tuple(k for k, _ in EQUAL)}
+    for path in set(before) & set(after):
+        if path not in got:
+            bad.append(f"{path}: in the guest before and after, not listed")
+    for path in got:
+        if path not in before and path not in after:
+            bad.append(f"{path}: listed, not in the guest before nor after")
+    for path, c in got.items():
+        b, a = before.get(path), after.get(path)
+        if b is None or a is None or c["incomplete"]:
+            continue
+        for k in CPU:
+            if k in b and k in a and path != "/":
+                assert c["cpu"] is not None, (path, c)
+                judged[k] += 1
+                if not b[k] <= c["cpu"][k] <= a[k]:
+                    bad.append(f"{path} {k}: guest {b[k]}..{a[k]}, vmwatch {c['cpu'][k]}")
+        for k, val in EQUAL:
+            # (the shell reading the files runs in the truth agent's service)
+            if k == "procs" and path == TRUTH_SERVICE:
+                continue
+            if k in b and b.get(k) == a.get(k):
+                judged[k] += 1
+                if val(c) != b[k]:
+                    bad.append(f"{path} {k}: guest {b[k]}, vmwatch {val(c)}")
+    return bad, judged
+
+
+def paused_compare(g, vmwatch):
+    before = cgroup_files(g)
+    with g.paused():
+        out = cgroups_json(vmwatch, g, "-d", "0")
+    after = cgroup_files(g)
+    return before, out, after
+
+
+def test_cgroups_equal_guest_files(deb, vmwatch):  # noqa: F811
+    """Every cgroup's cpu.stat, memory.current, memory.stat anon/file and
+    process count within the guest's own values; a scope with a CPU burner
+    and one with fresh anonymous memory make the numbers move."""
+    deb.sh("systemd-run --quiet --scope --unit=vmw-cgburn sh -c 'i=0; while [ $i -lt 200000 ]; do "
+           "i=$((i+1)); done; exec sleep 600' </dev/null >/dev/null 2>&1 &", check=True)
+    try:
+        for _ in range(60):
+            if deb.sh("test -d /sys/fs/cgroup/system.slice/vmw-cgburn.scope")[0] == 0:
+                break
+            time.sleep(0.5)
+        before, out, after = paused_compare(deb, vmwatch)
+        bad, judged = compare(before, out, after)
+        assert not bad, "\n".join(bad[:40])
+        n = len(out["cgroups"])
+        assert n >= 20 and not out["truncated"]
+        for k in CPU:   # every non-root cgroup judged on CPU (counters)
+            assert judged[k] >= n - 1 - sum(c["incomplete"] for c in out["cgroups"]), judged
+        for k, _ in EQUAL:
+            assert judged[k] >= n // 2, judged
+        got = {c["path"]: c for c in out["cgroups"]}
+        burn = got["/system.slice/vmw-cgburn.scope"]
+        assert burn["unit"] == "vmw-cgburn.scope" and burn["slice"] == "system.slice"
+        assert burn["cpu"]["usage_usec"] > 100000 and burn["tasks"] == 1
+        hog = got["/lab.slice/alice-hog.service"]
+        assert hog["memory_stat"]["anon"] >= 16 << 20
+        assert got["/"]["tasks"] > got["/system.slice"]["tasks"] + got["/lab.slice"]["tasks"]
+    finally:
+        deb.sh("systemctl stop vmw-cgburn.scope")
