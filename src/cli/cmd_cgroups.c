@@ -230,7 +230,7 @@ int cmd_cgroups(int argc, char **argv)
 			goto out;
 		cur = &b;
 		if (!(pct = calloc(b.n ? b.n : 1, sizeof(*pct))) ||
-		    vmw_report_cgroups_cpu_percent(&a, &b, tb - ta, pct) < 0) {
+		    vmw_cgroups_cpu_percent(&a, &b, tb - ta, pct) < 0) {
 			cli_error("out of memory");
 			goto out;
 		}

@@ -33,6 +33,7 @@
 #include "linux/cgroups.h"
 #include "linux/linux_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define CG_MAX_DEPTH     64
@@ -756,4 +757,62 @@ void vmw_cgroups_count_procs(struct vmw_cgroups *c, const struct vmw_walk *w)
 			c->cg[j].nr_procs_tree += x->nr_procs_tree;
 	}
 	free(idx);
+}
+
+int vmw_cgroups_cpu_percent(const struct vmw_cgroups *prev, const struct vmw_cgroups *cur,
+				   uint64_t interval_ns, double *ret)
+{
+	size_t *idx = prev->n ? calloc(prev->n, sizeof(*idx)) : NULL;
+
+	for (size_t i = 0; i < cur->n; i++)
+		ret[i] = NAN;
+	if (prev->n && !idx)
+		return -ENOMEM;
+	if (!interval_ns || !prev->n)
+		goto out;
+	for (size_t i = 0; i < prev->n; i++)
+		idx[i] = i;
+	qsort_r(idx, prev->n, sizeof(*idx), cmp_path_idx, prev->cg);
+	for (size_t i = 0; i < cur->n; i++) {
+		const struct vmw_cgroup_stat *c = &cur->cg[i];
+		size_t lo = 0, hi = prev->n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct vmw_cgroup_stat *p = &prev->cg[idx[mid]];
+			int s = strcmp(p->path, c->path);
+			if (!s) {
+				/* a cgroup removed and made again starts from 0: no rate */
+				if (c->cpu_ok && p->cpu_ok && c->usage_usec >= p->usage_usec)
+					ret[i] = (double)(c->usage_usec - p->usage_usec) * 1000.0 * 100.0 /
+						 (double)interval_ns;
+				break;
+			}
+			if (s < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+out:
+	free(idx);
+	return 0;
+}
+
+int vmw_cgroups_copy(const struct vmw_cgroups *src, struct vmw_cgroups *dst)
+{
+	*dst = *src;
+	dst->cg = NULL;
+	dst->n = 0;
+	if (!src->n)
+		return 0;
+	if (!(dst->cg = calloc(src->n, sizeof(*dst->cg))))
+		return -ENOMEM;
+	for (size_t i = 0; i < src->n; i++, dst->n++) {
+		dst->cg[i] = src->cg[i];
+		if (!(dst->cg[i].path = strdup(src->cg[i].path))) {
+			vmw_cgroups_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }

@@ -68,3 +68,10 @@ void vmw_cgroups_free(struct vmw_cgroups *c);
 /* Fill nr_procs from a process walk (vmw_proc.cgroup): exact only when that
  * walk was complete and taken at the same moment. */
 void vmw_cgroups_count_procs(struct vmw_cgroups *c, const struct vmw_walk *w);
+/* %CPU of each cgroup of cur over interval_ns since prev (100 = one CPU, like
+ * systemd-cgtop), matched by path; NAN where unknown (new, no cpu.stat, or
+ * gone backwards: removed and made again). 0 or -ENOMEM. */
+int vmw_cgroups_cpu_percent(const struct vmw_cgroups *prev, const struct vmw_cgroups *cur,
+			    uint64_t interval_ns, double *ret);
+/* A deep copy (dst freed with vmw_cgroups_free). 0 or -ENOMEM. */
+int vmw_cgroups_copy(const struct vmw_cgroups *src, struct vmw_cgroups *dst);

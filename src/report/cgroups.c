@@ -8,11 +8,8 @@
 #include "report/report.h"
 #include "linux/cgroups.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 void vmw_report_cgroup_class(json_t *o, const char *path)
 {
@@ -65,49 +62,4 @@ json_t *vmw_report_cgroups(const struct vmw_cgroups *c, const double *cpu_percen
 		json_array_append_new(arr, vmw_report_cgroup(&c->cg[i], cpu_percent ? cpu_percent[i] : NAN));
 	return json_pack("{s:o, s:b, s:o}", "cgroups", arr, "truncated", c->truncated,
 			 "truncated_why", c->truncated ? vmw_report_string(c->truncated_why) : json_null());
-}
-
-static int cmp_path(const void *a, const void *b, void *ctx)
-{
-	const struct vmw_cgroup_stat *cg = ctx;
-	return strcmp(cg[*(const size_t *)a].path, cg[*(const size_t *)b].path);
-}
-
-int vmw_report_cgroups_cpu_percent(const struct vmw_cgroups *prev, const struct vmw_cgroups *cur,
-				   uint64_t interval_ns, double *ret)
-{
-	size_t *idx = prev->n ? calloc(prev->n, sizeof(*idx)) : NULL;
-
-	for (size_t i = 0; i < cur->n; i++)
-		ret[i] = NAN;
-	if (prev->n && !idx)
-		return -ENOMEM;
-	if (!interval_ns || !prev->n)
-		goto out;
-	for (size_t i = 0; i < prev->n; i++)
-		idx[i] = i;
-	qsort_r(idx, prev->n, sizeof(*idx), cmp_path, prev->cg);
-	for (size_t i = 0; i < cur->n; i++) {
-		const struct vmw_cgroup_stat *c = &cur->cg[i];
-		size_t lo = 0, hi = prev->n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			const struct vmw_cgroup_stat *p = &prev->cg[idx[mid]];
-			int s = strcmp(p->path, c->path);
-			if (!s) {
-				/* a cgroup removed and made again starts from 0: no rate */
-				if (c->cpu_ok && p->cpu_ok && c->usage_usec >= p->usage_usec)
-					ret[i] = (double)(c->usage_usec - p->usage_usec) * 1000.0 * 100.0 /
-						 (double)interval_ns;
-				break;
-			}
-			if (s < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-	}
-out:
-	free(idx);
-	return 0;
 }

@@ -77,11 +77,6 @@ struct vmw_cgroups;
 json_t *vmw_report_cgroup(const struct vmw_cgroup_stat *c, double cpu_percent);
 /* {"cgroups": [...], "truncated", "truncated_why"}; cpu_percent NULL or one per cgroup. */
 json_t *vmw_report_cgroups(const struct vmw_cgroups *c, const double *cpu_percent);
-/* %CPU of each cgroup of cur over interval_ns since prev (100 = one CPU, like
- * systemd-cgtop), matched by path; NAN where unknown (new, no cpu.stat, or
- * gone backwards: removed and made again). 0 or -ENOMEM. */
-int vmw_report_cgroups_cpu_percent(const struct vmw_cgroups *prev, const struct vmw_cgroups *cur,
-				   uint64_t interval_ns, double *ret);
 /* A process in a frame (#/$defs/sample): the process plus cpu_percent,
  * mem_percent, rss_delta_bytes, new, and the threads' cpu_percent. */
 json_t *vmw_report_sample(const struct vmw_sample *x);
