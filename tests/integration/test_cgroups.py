@@ -16,6 +16,7 @@ import time
 import pytest
 
 from schemas import validate
+from test_agent import Agent, wait_until
 from test_debian import deb  # noqa: F401  (the shared Debian guests)
 
 # One line per cgroup directory and file: "@path", then its cpu.stat lines,
@@ -175,3 +176,42 @@ def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
         assert 0 <= after - v <= ran_us + 20000, (after, v, ran_us)
     finally:
         deb.sh("systemctl stop vmw-cgspin.scope; rm -f /run/vmw-cg.bin")
+
+
+def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
+    """GET /v1/vms/{id}/cgroups: the latest frame's tree (the guest runs, so
+    memory is judged on the steady hog service and CPU counters on growing);
+    /metrics: per unit the top N by CPU and by memory, N = --top-n."""
+    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{deb.pid}", "--interval", "1", "--top-n", 2)
+    try:
+        vm = a.json("/v1/vms")["vms"][0]["id"]
+        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= 2, timeout=120, what="two frames")
+        first = a.json(f"/v1/vms/{vm}/cgroups")
+        validate("api-cgroups", first)
+        files = cgroup_files(deb)
+        a.wait_frames(vm, 1)
+        doc = a.json(f"/v1/vms/{vm}/cgroups")
+        validate("api-cgroups", doc)
+        assert doc["seq"] > first["seq"] and not doc["truncated"]
+        got = {c["path"]: c for c in doc["cgroups"]}
+        assert set(files) - {p for p in files if "vmw-" in p} <= set(got)
+        hog = got["/lab.slice/alice-hog.service"]
+        assert hog["memory_current"] == files["/lab.slice/alice-hog.service"]["memory.current"]
+        assert hog["unit"] == "alice-hog.service" and hog["tasks"] == 1
+        assert got["/"]["cpu_percent"] is None and doc["interval_seconds"] > 0
+        # cumulative CPU never decreases from frame to frame; %CPU a number
+        before = {c["path"]: c for c in first["cgroups"]}
+        for path, c in got.items():
+            if c["cpu"] and path in before and before[path]["cpu"]:
+                assert c["cpu"]["usage_usec"] >= before[path]["cpu"]["usage_usec"], path
+                assert c["cpu_percent"] is not None and c["cpu_percent"] >= 0, path
+        st, _, body = a.request("/metrics")
+        assert st == 200
+        series = [l for l in body.decode().splitlines() if l.startswith("vmwatch_cgroup_memory_bytes{")]
+        # the union of the top 2 by CPU and the top 2 by memory: 2 to 4 units
+        assert 2 <= len(series) <= 4, series
+        hog_line = [l for l in series if 'cgroup="/lab.slice/alice-hog.service"' in l]
+        assert hog_line and 'unit="alice-hog.service"' in hog_line[0]   # the biggest unit by memory
+        assert a.json(f"/v1/vms/{vm}/cgroups?sort=cpu", status=400)["error"]
+    finally:
+        assert a.stop() == 0
