@@ -215,3 +215,37 @@ def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
         assert a.json(f"/v1/vms/{vm}/cgroups?sort=cpu", status=400)["error"]
     finally:
         assert a.stop() == 0
+
+
+def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
+    """The table: sorted by %CPU over -d, a spinning scope near the top with
+    most of a vCPU; JSON cpu_percent agrees; -o path sorts by path."""
+    spin = "/system.slice/vmw-cgtop.scope"
+    deb.sh("systemd-run --quiet --scope --unit=vmw-cgtop timeout 60 sh -c 'while :; do :; done' "
+           "</dev/null >/dev/null 2>&1 &", check=True)
+    try:
+        for _ in range(60):
+            if deb.sh(f"test -d /sys/fs/cgroup{spin}")[0] == 0:
+                break
+            time.sleep(0.5)
+        r = subprocess.run([vmwatch, "cgroups", "-d", "1", f"qemu:{deb.pid}"], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0 and not r.stderr, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["CONTROL", "GROUP", "UNIT", "TASKS", "%CPU", "MEMORY", "ANON", "FILE",
+                                    "CPU-TIME"]
+        rows = {l.split()[0]: l.split() for l in lines[1:]}
+        pcts = [float(l.split()[3]) if l.split()[3] != "-" else -1 for l in lines[1:]]
+        assert pcts == sorted(pcts, reverse=True)
+        assert rows[spin][1] == "vmw-cgtop.scope" and rows[spin][2] == "2"   # timeout and sh
+        assert float(rows[spin][3]) > 40, rows[spin]
+        assert [l.split()[0] for l in lines[1:3]] in (["/system.slice", spin], [spin, "/system.slice"])
+        out = cgroups_json(vmwatch, deb, "-d", "1")
+        got = {c["path"]: c for c in out["cgroups"]}
+        assert got[spin]["cpu_percent"] > 40 and 0.9 < out["interval_seconds"] < 30
+        r = subprocess.run([vmwatch, "cgroups", "-d", "0", "-o", "path", f"qemu:{deb.pid}"], capture_output=True,
+                           text=True, timeout=120)
+        paths = [l.split()[0] for l in r.stdout.splitlines()[1:]]
+        assert paths == sorted(paths) and paths[0] == "/"
+    finally:
+        deb.sh("systemctl stop vmw-cgtop.scope")
