@@ -9,6 +9,7 @@
 #include "linux/linux.h"
 #include "linux/cgroups.h"
 #include "report/report.h"
+#include "cli/cgroups_view.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -17,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-enum order { ORDER_CPU, ORDER_MEMORY, ORDER_TASKS, ORDER_PATH };
 
 static void usage(FILE *f)
 {
@@ -37,101 +36,23 @@ static void usage(FILE *f)
 		CLI_TARGET_HELP);
 }
 
-/* systemd-cgtop's sizes: 1023B, 1.5K, 12.3M, 4.0G. */
-static void human(char *buf, size_t size, uint64_t v)
+static void print_table(const struct vmw_cgroups *cg, const double *pct, enum cgview_order order)
 {
-	static const char unit[] = "BKMGTPE";
-	double x = (double)v;
-	int u = 0;
+	size_t *idx = calloc(cg->n ? cg->n : 1, sizeof(*idx));
+	char line[1024];
 
-	if (v < 1024) {
-		snprintf(buf, size, "%lluB", (unsigned long long)v);
-		return;
-	}
-	while (x >= 1024 && u < 6) {
-		x /= 1024;
-		u++;
-	}
-	snprintf(buf, size, "%.1f%c", x, unit[u]);
-}
-
-struct row {
-	const struct vmw_cgroup_stat *c;
-	double pct;
-};
-
-static enum order g_order;
-
-static int cmp_rows(const void *a, const void *b)
-{
-	const struct row *x = a, *y = b;
-	double px = isnan(x->pct) ? -1 : x->pct, py = isnan(y->pct) ? -1 : y->pct;
-
-	switch (g_order) {
-	case ORDER_CPU:
-		if (px != py)
-			return px < py ? 1 : -1;
-		if (x->c->usage_usec != y->c->usage_usec)
-			return x->c->usage_usec < y->c->usage_usec ? 1 : -1;
-		break;
-	case ORDER_MEMORY:
-		if (x->c->memory_current != y->c->memory_current)
-			return x->c->memory_current < y->c->memory_current ? 1 : -1;
-		break;
-	case ORDER_TASKS:
-		if (x->c->nr_procs_tree != y->c->nr_procs_tree)
-			return x->c->nr_procs_tree < y->c->nr_procs_tree ? 1 : -1;
-		break;
-	case ORDER_PATH:
-		break;
-	}
-	return strcmp(x->c->path, y->c->path);
-}
-
-static void print_table(const struct vmw_cgroups *cg, const double *pct)
-{
-	struct row *rows = calloc(cg->n ? cg->n : 1, sizeof(*rows));
-
-	if (!rows) {
+	if (!idx) {
 		cli_error("out of memory");
 		return;
 	}
-	for (size_t i = 0; i < cg->n; i++)
-		rows[i] = (struct row){ &cg->cg[i], pct ? pct[i] : NAN };
-	qsort(rows, cg->n, sizeof(*rows), cmp_rows);
-	printf("%-50s %-24s %6s %6s %8s %8s %8s %12s\n", "CONTROL GROUP", "UNIT", "TASKS", "%CPU", "MEMORY",
-	       "ANON", "FILE", "CPU-TIME");
+	cgview_sort(cg, pct, order, idx);
+	cgview_header(line, sizeof(line));
+	puts(line);
 	for (size_t i = 0; i < cg->n; i++) {
-		const struct vmw_cgroup_stat *c = rows[i].c;
-		char path[512], unit[128] = "", tasks[16] = "-", p[16] = "-", mem[16] = "-", anon[16] = "-",
-		     file[16] = "-", cpu[32] = "-";
-		struct vmw_cgroup_info info;
-
-		vmw_text_sanitize(path, sizeof(path), c->path);
-		if (vmw_cgroup_classify(c->path, &info)) {
-			if (info.container_id[0])
-				snprintf(unit, sizeof(unit), "%s:%.12s", info.runtime[0] ? info.runtime : "container",
-					 info.container_id);
-			else
-				vmw_text_sanitize(unit, sizeof(unit), info.unit[0] ? info.unit : info.slice);
-		}
-		if (c->nr_procs_ok)
-			snprintf(tasks, sizeof(tasks), "%u", c->nr_procs_tree);
-		if (!isnan(rows[i].pct))
-			snprintf(p, sizeof(p), "%.1f", rows[i].pct);
-		if (c->memory_ok)
-			human(mem, sizeof(mem), c->memory_current);
-		if (c->memory_stat_ok) {
-			human(anon, sizeof(anon), c->anon);
-			human(file, sizeof(file), c->file);
-		}
-		if (c->cpu_ok)
-			snprintf(cpu, sizeof(cpu), "%llu.%02llus", (unsigned long long)(c->usage_usec / 1000000),
-				 (unsigned long long)(c->usage_usec % 1000000 / 10000));
-		printf("%-50s %-24s %6s %6s %8s %8s %8s %12s%s\n", path, unit[0] ? unit : "-", tasks, p, mem, anon,
-		       file, cpu, c->incomplete ? " (incomplete)" : "");
+		cgview_row(&cg->cg[idx[i]], pct ? pct[idx[i]] : NAN, line, sizeof(line));
+		puts(line);
 	}
-	free(rows);
+	free(idx);
 }
 
 /* One read: the cgroups and, for their process counts, a process walk. */
@@ -172,6 +93,7 @@ int cmd_cgroups(int argc, char **argv)
 	};
 	bool json = false;
 	double delay = 1.0;
+	int order = CGVIEW_CPU;
 	struct cli_target t = { 0 };
 	struct vmw_error err = { 0 };
 	struct vmw_cgroup_reader *rd = NULL;
@@ -181,7 +103,6 @@ int cmd_cgroups(int argc, char **argv)
 	char *end;
 	int c, r;
 
-	g_order = ORDER_CPU;
 	while ((c = getopt_long(argc, argv, "jd:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
@@ -194,11 +115,7 @@ int cmd_cgroups(int argc, char **argv)
 			}
 			break;
 		case 'o':
-			if (!strcmp(optarg, "cpu")) g_order = ORDER_CPU;
-			else if (!strcmp(optarg, "memory")) g_order = ORDER_MEMORY;
-			else if (!strcmp(optarg, "tasks")) g_order = ORDER_TASKS;
-			else if (!strcmp(optarg, "path")) g_order = ORDER_PATH;
-			else {
+			if ((order = cgview_order_parse(optarg)) < 0) {
 				cli_error("-o %s: the order is cpu, memory, tasks or path", optarg);
 				return EXIT_USAGE;
 			}
@@ -246,7 +163,7 @@ int cmd_cgroups(int argc, char **argv)
 		putchar('\n');
 		json_decref(root);
 	} else {
-		print_table(cur, pct);
+		print_table(cur, pct, (enum cgview_order)order);
 	}
 	r = 0;
 out:
