@@ -40,6 +40,8 @@ struct tui {
 	uint64_t msg_until;
 	uint64_t late, frames;
 	bool help, colors;
+	bool units;                   /* g: the units view (cgroups) instead of processes */
+	size_t units_top;             /* its first row shown */
 };
 
 static void message(struct tui *t, uint64_t seconds, const char *fmt, ...)
@@ -398,7 +400,7 @@ static void draw_footer(struct tui *t)
 	static const char *const keys[][2] = {
 		{ "F1", "Help" }, { "/", "Filter" }, { "t", "Tree" }, { "H", "Threads" },
 		{ "P", "CPU" }, { "M", "Mem" }, { "N", "PID" }, { "T", "Time" }, { "<>", "Sort" },
-		{ "d", "Delay" }, { "q", "Quit" },
+		{ "g", "Units" }, { "d", "Delay" }, { "q", "Quit" },
 	};
 	tui_footer(keys, ARRAY_SIZE(keys), attr_color(t, C_KEY, A_REVERSE));
 }
@@ -419,6 +421,8 @@ static void draw_help(struct tui *t)
 		"  u              only one user's processes (uid; blank for all)",
 		"  K              hide / show kernel threads",
 		"  1              one CPU meter for all vCPUs / one per vCPU",
+		"  g              units view: the cgroups like systemd-cgtop (%CPU, memory; g again:",
+		"                 processes; Up Down scroll it)",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
@@ -462,6 +466,12 @@ static void draw(struct tui *t)
 	}
 	y = draw_header(t);
 	draw_status(t, y++);
+	if (t->units) {
+		top_cgroups_draw(t->frame, y, LINES - 1 - y, attr_color(t, C_TABLEHDR, A_REVERSE), &t->units_top);
+		draw_footer(t);
+		refresh();
+		return;
+	}
 	draw_table_header(t, y++);
 	t->table_h = LINES - 1 - y;
 	keep_selection_visible(t);
@@ -635,9 +645,17 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	}
 	if (t->input == IN_DELAY || t->input == IN_USER)
 		return prompt_key(t, ch, deadline);
+	if (t->units && (ch == KEY_UP || ch == KEY_DOWN)) {
+		if (ch == KEY_DOWN)
+			t->units_top++;
+		else if (t->units_top)
+			t->units_top--;
+		return 0;
+	}
 	if (navigate(t, ch))
 		return 0;
 	switch (ch) {
+	case 'g': t->units = !t->units; t->units_top = 0; return 0;
 	case 'q': case KEY_F(10): return 1;
 	case 'P': set_sort(t, TOP_COL_CPU); break;
 	case 'M': set_sort(t, TOP_COL_MEM); break;

@@ -249,3 +249,33 @@ def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
         assert paths == sorted(paths) and paths[0] == "/"
     finally:
         deb.sh("systemctl stop vmw-cgtop.scope")
+
+
+def test_top_units_view(deb, vmwatch):  # noqa: F811
+    """top: g shows the units view (cgroups like systemd-cgtop, by %CPU over
+    the interval, a spinning scope on top after its slice), g again the
+    processes; driven in a real terminal (tmux)."""
+    from test_top import Tmux, top_cmd
+    spin = "/system.slice/vmw-cgunits.scope"
+    deb.sh("systemd-run --quiet --scope --unit=vmw-cgunits timeout 60 sh -c 'while :; do :; done' "
+           "</dev/null >/dev/null 2>&1 &", check=True)
+    t = Tmux(top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=170, height=50)
+    try:
+        t.wait(lambda s: "COMMAND" in s, what="process table")
+        t.keys("g")
+
+        def spin_row(s):
+            rows = [l.split() for l in s.splitlines() if l.startswith("/")]
+            top = [r[0] for r in rows[:2]]
+            row = next((r for r in rows if r[0] == spin), None)
+            return row if spin in top and row[3] != "-" and float(row[3]) > 30 else None
+        s = t.wait(spin_row, timeout=30, what="the spinning scope on top of the units view")
+        assert "CONTROL GROUP" in s and "COMMAND" not in s
+        row = spin_row(s)
+        assert row[1] == "vmw-cgunits.scope" and row[2] == "2"
+        assert "gUnits" in s.splitlines()[-1]
+        t.keys("g")
+        t.wait(lambda s: "COMMAND" in s and "CONTROL GROUP" not in s, what="the process table again")
+    finally:
+        t.close()
+        deb.sh("systemctl stop vmw-cgunits.scope")
