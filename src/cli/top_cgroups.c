@@ -8,6 +8,7 @@
 #include "cli/cgroups_view.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 void top_cgroups_draw(const struct vmw_frame *f, int y, int h, int header_attr, size_t *first)
@@ -35,4 +36,22 @@ void top_cgroups_draw(const struct vmw_frame *f, int y, int h, int header_attr, 
 		tui_put(y + i, 0, line, A_NORMAL);
 	}
 	free(idx);
+}
+
+void top_unit_of(const struct vmw_proc *p, char *buf, size_t size)
+{
+	struct vmw_cgroup_info info;
+	char raw[160];
+
+	if (!p->cgroup) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	if (!vmw_cgroup_classify(p->cgroup, &info))
+		snprintf(raw, sizeof(raw), "%s", p->cgroup);
+	else if (info.container_id[0])
+		snprintf(raw, sizeof(raw), "%s:%.12s", info.runtime[0] ? info.runtime : "container", info.container_id);
+	else
+		snprintf(raw, sizeof(raw), "%s", info.unit[0] ? info.unit : info.slice[0] ? info.slice : p->cgroup);
+	vmw_text_sanitize(buf, size, raw);
 }

@@ -56,7 +56,12 @@ struct top_view {
 	uint32_t uid;
 	bool hide_kthreads;        /* K: kernel threads hidden */
 	bool cpu_total;            /* 1: one CPU meter for all vCPUs instead of one each */
+	bool group_units;          /* G: processes grouped by systemd unit or container (not in the tree) */
 };
+/* What G groups process p by (top_cgroups.c): its container ("docker:0123456789ab"),
+ * else its unit, else its slice, else its cgroup path ("-" when unknown);
+ * made terminal-safe. */
+void top_unit_of(const struct vmw_proc *p, char *buf, size_t size);
 /* -u USER: a uid number, or "root" (the guest's passwd is not read). 0 or -EINVAL. */
 int top_parse_user(const char *s, uint32_t *ret);
 

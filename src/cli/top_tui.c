@@ -315,6 +315,16 @@ static int draw_tree(int y, int x, const struct top_row *r, int attr)
 	return x;
 }
 
+/* G: the process's unit (or container) before its command. */
+static int draw_unit(int y, int x, const struct top_row *r, int attr)
+{
+	char unit[160], cell[176];
+
+	top_unit_of(&r->s->proc, unit, sizeof(unit));
+	snprintf(cell, sizeof(cell), "%-24s ", unit);
+	return tui_put(y, x, cell, attr | A_BOLD);
+}
+
 static void draw_row(struct tui *t, int y, const struct top_row *r, bool selected)
 {
 	char cells[160], cmd[4096];
@@ -327,6 +337,8 @@ static void draw_row(struct tui *t, int y, const struct top_row *r, bool selecte
 	top_row_cells(r, cells, sizeof(cells));
 	x = tui_put(y, 0, cells, base);
 	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
+	if (t->view.group_units && !t->view.tree && !r->t)
+		x = draw_unit(y, x, r, base);
 	top_row_command(r, cmd, sizeof(cmd));
 	skip = MIN((size_t)t->hscroll, strlen(cmd));
 	tui_put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
@@ -423,6 +435,8 @@ static void draw_help(struct tui *t)
 		"  1              one CPU meter for all vCPUs / one per vCPU",
 		"  g              units view: the cgroups like systemd-cgtop (%CPU, memory; g again:",
 		"                 processes; Up Down scroll it)",
+		"  G              processes grouped by systemd unit or container (its name before",
+		"                 the command; not in the tree view)",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
@@ -656,6 +670,7 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 		return 0;
 	switch (ch) {
 	case 'g': t->units = !t->units; t->units_top = 0; return 0;
+	case 'G': t->view.group_units = !t->view.group_units; break;
 	case 'q': case KEY_F(10): return 1;
 	case 'P': set_sort(t, TOP_COL_CPU); break;
 	case 'M': set_sort(t, TOP_COL_MEM); break;

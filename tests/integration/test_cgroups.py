@@ -10,6 +10,7 @@ guest's files read before and after, vmwatch while it is paused):
   - the set of cgroups: every cgroup there before and after is listed, and
     nothing listed was absent from both."""
 import json
+import re
 import subprocess
 import time
 
@@ -279,3 +280,27 @@ def test_top_units_view(deb, vmwatch):  # noqa: F811
     finally:
         t.close()
         deb.sh("systemctl stop vmw-cgunits.scope")
+
+
+def test_top_grouped_by_unit(deb, vmwatch):  # noqa: F811
+    """top: G groups the process table by unit (its name before the command,
+    groups in name order, each process in its own), G again ungroups."""
+    from test_top import Tmux, top_cmd
+    t = Tmux(top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=200, height=120)
+    try:
+        t.wait(lambda s: "COMMAND" in s, what="process table")
+        t.keys("G")
+
+        def grouped(s):
+            rows = [l.split() for l in s.splitlines() if re.match(r"^\s*\d+ ", l)]
+            units = [r[11] for r in rows if len(r) > 12]
+            return rows if len(rows) > 20 and units == sorted(units) and "alice-hog.service" in units else None
+        rows = grouped(t.wait(grouped, what="processes grouped by unit"))
+        by_cmd = {" ".join(r[12:]): r[11] for r in rows}
+        assert any(u == "alice-hog.service" and c.startswith("/usr/local/bin/hog") for c, u in by_cmd.items()), by_cmd
+        assert any(u == "ssh.service" and c.startswith("sshd") for c, u in by_cmd.items()), by_cmd
+        assert {u for c, u in by_cmd.items() if c.startswith("[")} == {"/"}   # kernel threads: the root
+        t.keys("G")
+        t.wait(lambda s: "alice-hog.service" not in s and "COMMAND" in s, what="ungrouped")
+    finally:
+        t.close()
