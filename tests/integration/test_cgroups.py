@@ -304,3 +304,44 @@ def test_top_grouped_by_unit(deb, vmwatch):  # noqa: F811
         t.wait(lambda s: "alice-hog.service" not in s and "COMMAND" in s, what="ungrouped")
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("kind", ["null", "garbage", "back", "self"])
+def test_cgroup_walk_hostile_children_list(deb, vmwatch, kind):  # noqa: F811
+    """A tenant rewrites the root cgroup's children list in its RAM (the 4th
+    link: NULL, a user-space address, back to an earlier child, to itself):
+    `vmwatch cgroups` ends at once, lists what it could reach, says the walk
+    stopped ("truncated", a warning) and marks the root incomplete; nothing
+    crashes (sanitizer build). The bytes are restored after."""
+    from guestmem import GuestMem, vmwatch_info
+    target = f"file:{deb.ram_path}"
+    m = GuestMem(deb.ram_path, vmwatch_info(vmwatch, target, "__start_BTF", "__stop_BTF", "cgrp_dfl_root"))
+    try:
+        b = m.btf()
+        head = (m.symbols["cgrp_dfl_root"] + b.offset("cgroup_root", "cgrp") + b.offset("cgroup", "self")
+                + b.offset("cgroup_subsys_state", "children"))
+        with deb.paused(), m.patch():
+            good = cgroups_json(vmwatch, deb, "-d", "0", "--no-cache")
+            nodes, n = [], m.vu64(head)
+            while n != head and len(nodes) < 64:
+                nodes.append(n)
+                n = m.vu64(n)
+            assert len(nodes) >= 5
+            m.vput_u64(nodes[3], {"null": 0, "garbage": 0x4141414141414141, "back": nodes[1],
+                                  "self": nodes[3]}[kind])
+            t0 = time.monotonic()
+            r = subprocess.run([vmwatch, "cgroups", "--json", "-d", "0", "--no-cache", target],
+                               capture_output=True, text=True, timeout=60)
+            secs = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert "the cgroup walk stopped early" in r.stderr
+        out = json.loads(r.stdout)
+        validate("cgroups", out)
+        assert out["truncated"] and out["truncated_why"]
+        got = {c["path"]: c for c in out["cgroups"]}
+        assert got["/"]["incomplete"]
+        assert 4 <= sum(c["depth"] == 1 for c in out["cgroups"]) < sum(c["depth"] == 1 for c in good["cgroups"])
+        assert set(got) < {c["path"] for c in good["cgroups"]}
+        assert secs < 20
+    finally:
+        m.close()
