@@ -73,6 +73,11 @@ struct vmw_cgroup_reader {
 	uint32_t nr_index;           /* MEMCG_NR_STAT: its entries */
 	uint64_t a_threshold;        /* 6.1: stats_flush_threshold */
 	uint64_t a_online;           /* __num_online_cpus */
+	/* Per-CPU reads batched (vmw_xlat_readv): the rstat fields' span in a
+	 * cgroup_rstat_cpu, and room for every CPU's pieces. */
+	uint32_t rc_lo, rc_len;
+	struct vmw_virt_iov *iov;    /* NM * 2 * nr_cpus */
+	uint8_t *pcbuf;              /* nr_cpus * MAX(rc_len, NM * 2 * 8) */
 };
 
 /* One memcg's memory.stat, found again by its css address. */
@@ -263,6 +268,23 @@ int vmw_cgroups_new(struct vmw_kernel *k, struct vmw_cgroup_reader **ret, struct
 		for (unsigned c = 0; c < r->nr_cpus; c++)
 			if (vmw_kernel_percpu_offset(k, c, &r->pcpu[c]) < 0)
 				r->cpu = r->memstat = false;
+		if (r->cpu) {
+			uint32_t lo = UINT32_MAX, hi = 0;
+			for (int i = 0; i < NB; i++) {
+				lo = MIN(lo, MIN(r->rc_bstat[i].off, r->rc_last[i].off));
+				hi = MAX(hi, MAX(r->rc_bstat[i].off + 8, r->rc_last[i].off + 8));
+			}
+			r->rc_lo = lo;
+			r->rc_len = hi - lo;
+			if (r->rc_len > 512)
+				r->cpu = false;
+		}
+		r->iov = calloc((size_t)r->nr_cpus * NM * 2, sizeof(*r->iov));
+		r->pcbuf = calloc(r->nr_cpus, MAX(r->rc_len, NM * 2 * 8u));
+		if (!r->iov || !r->pcbuf) {
+			rc = vmw_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
 	} else {
 		r->cpu = r->memstat = false;
 	}
@@ -278,7 +300,19 @@ void vmw_cgroups_reader_free(struct vmw_cgroup_reader *r)
 	if (!r)
 		return;
 	free(r->pcpu);
+	free(r->iov);
+	free(r->pcbuf);
 	free(r);
+}
+
+/* The batch in r->iov[0..n): all read, or false. */
+static bool rd_batch(struct rd *d, size_t n)
+{
+	if (vmw_xlat_readv(d->r->kx, d->r->iov, n) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		d->bytes += d->r->iov[i].len;
+	return true;
 }
 
 /* ---- the walks ------------------------------------------------------------- */
@@ -397,16 +431,29 @@ static bool visit_memcg(struct rd *d, uint64_t css, uint64_t parent_css, unsigne
 			return false;
 		}
 		f[i] = state[i] + pend;    /* unsigned: wraps like the kernel's longs */
-		for (unsigned c = 0; c < r->nr_cpus; c++) {
-			uint64_t s, p, sa, pa;
-			if (!kaddr(r, pc + r->pcpu[c]) || !slot_addr(d, pc + r->pcpu[c], r->pc_state, i, &sa) ||
-			    !slot_addr(d, pc + r->pcpu[c], r->pc_prev, i, &pa) || !rd64(d, sa, &s) || !rd64(d, pa, &p)) {
+	}
+	/* Every CPU's state[] and state_prev[] of both items, in one batch. */
+	uint64_t *pv = (uint64_t *)(void *)r->pcbuf;
+	size_t k = 0;
+	for (unsigned c = 0; c < r->nr_cpus; c++)
+		for (int i = 0; i < NM; i++, k += 2) {
+			uint64_t base = pc + r->pcpu[c];
+			if (!kaddr(r, base) || !slot_addr(d, base, r->pc_state, i, &r->iov[k].addr) ||
+			    !slot_addr(d, base, r->pc_prev, i, &r->iov[k + 1].addr)) {
 				cut(d, "a memory cgroup's per-CPU stats are unreadable", css);
 				return false;
 			}
-			f[i] += s - p;
+			r->iov[k] = (struct vmw_virt_iov){ r->iov[k].addr, &pv[k], 8, 0 };
+			r->iov[k + 1] = (struct vmw_virt_iov){ r->iov[k + 1].addr, &pv[k + 1], 8, 0 };
 		}
+	if (!rd_batch(d, k)) {
+		cut(d, "a memory cgroup's per-CPU stats are unreadable", css);
+		return false;
 	}
+	k = 0;
+	for (unsigned c = 0; c < r->nr_cpus; c++)
+		for (int i = 0; i < NM; i++, k += 2)
+			f[i] += pv[k] - pv[k + 1];
 	if (!for_children(d, css, depth, visit_memcg, &mine))
 		ok = false;
 	/* As memory.stat would show it now: flushed when the threshold is past. */
@@ -598,18 +645,17 @@ static bool visit_cgroup(struct rd *d, uint64_t css, uint64_t parent_css, unsign
 		uint64_t rc = at(buf, lo, r->rstat_cpu);
 		for (int i = 0; i < NB; i++)
 			f[i] = at(buf, lo, r->bstat[i]);
+		/* Every CPU's bstat and last_bstat, in one batch. */
 		for (unsigned c = 0; c < r->nr_cpus && cpu_ok; c++) {
-			uint8_t pb[512];
-			uint32_t plo;
-			const struct fld pf[2 * NB] = { r->rc_bstat[0], r->rc_bstat[1], r->rc_bstat[2],
-				r->rc_last[0], r->rc_last[1], r->rc_last[2] };
-			if (!kaddr(r, rc + r->pcpu[c]) ||
-			    !read_span(d, rc + r->pcpu[c], pf, 2 * NB, pb, &plo)) {
-				cpu_ok = false;
-				break;
-			}
+			r->iov[c] = (struct vmw_virt_iov){ rc + r->pcpu[c] + r->rc_lo, r->pcbuf + (size_t)c * r->rc_len,
+							   r->rc_len, 0 };
+			cpu_ok = kaddr(r, r->iov[c].addr);
+		}
+		cpu_ok = cpu_ok && rd_batch(d, r->nr_cpus);
+		for (unsigned c = 0; c < r->nr_cpus && cpu_ok; c++) {
+			const uint8_t *pb = r->pcbuf + (size_t)c * r->rc_len;
 			for (int i = 0; i < NB; i++)
-				f[i] += at(pb, plo, r->rc_bstat[i]) - at(pb, plo, r->rc_last[i]);
+				f[i] += at(pb, r->rc_lo, r->rc_bstat[i]) - at(pb, r->rc_lo, r->rc_last[i]);
 		}
 	}
 	uint64_t memcss = r->mem ? get_at(buf + (r->subsys.off - lo) + (uint32_t)r->mem_id * 8, 8) : 0;
