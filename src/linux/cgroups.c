@@ -673,7 +673,8 @@ static bool visit_cgroup(struct rd *d, uint64_t css, uint64_t parent_css, unsign
 		f[i] += mine.contrib[i];
 		up->contrib[i] += f[i] - last[i];
 	}
-	if (!ok || !cpu_ok)
+	/* (a kernel without the rstat layouts has no CPU figures at all: not a cut) */
+	if (!ok || (r->cpu && !cpu_ok))
 		up->cut = true;
 	if (row == SIZE_MAX)
 		return ok;
