@@ -9,6 +9,7 @@ guest's files read before and after, vmwatch while it is paused):
     equal whenever the guest's value did not change across the pause;
   - the set of cgroups: every cgroup there before and after is listed, and
     nothing listed was absent from both."""
+import contextlib
 import json
 import re
 import subprocess
@@ -44,6 +45,34 @@ def cgroup_files(g):
             if v.isdigit():
                 cur[k] = int(v)
     return res
+
+
+SPIN = "timeout 60 sh -c 'while :; do :; done'"
+
+
+@contextlib.contextmanager
+def scope(g, unit, command=SPIN):
+    """A transient scope (systemd-run --scope) running command, there once
+    its cgroup is; yields the cgroup's path and stops it after."""
+    path = f"/system.slice/{unit}.scope"
+    g.sh(f"systemd-run --quiet --scope --unit={unit} {command} </dev/null >/dev/null 2>&1 &", check=True)
+    try:
+        for _ in range(60):
+            if g.sh(f"test -d /sys/fs/cgroup{path}")[0] == 0:
+                break
+            time.sleep(0.5)
+        yield path
+    finally:
+        g.sh(f"systemctl stop {unit}.scope")
+
+
+@contextlib.contextmanager
+def top_in_tmux(tmux, command, **kw):
+    t = tmux(command, **kw)
+    try:
+        yield t
+    finally:
+        t.close()
 
 
 def cgroups_json(vmwatch, g, *extra):
@@ -109,13 +138,7 @@ def test_cgroups_equal_guest_files(deb, vmwatch):  # noqa: F811
     """Every cgroup's cpu.stat, memory.current, memory.stat anon/file and
     process count within the guest's own values; a scope with a CPU burner
     and one with fresh anonymous memory make the numbers move."""
-    deb.sh("systemd-run --quiet --scope --unit=vmw-cgburn sh -c 'i=0; while [ $i -lt 200000 ]; do "
-           "i=$((i+1)); done; exec sleep 600' </dev/null >/dev/null 2>&1 &", check=True)
-    try:
-        for _ in range(60):
-            if deb.sh("test -d /sys/fs/cgroup/system.slice/vmw-cgburn.scope")[0] == 0:
-                break
-            time.sleep(0.5)
+    with scope(deb, "vmw-cgburn", "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 600'"):
         before, out, after = paused_compare(deb, vmwatch)
         bad, judged = compare(before, out, after)
         assert not bad, "\n".join(bad[:40])
@@ -132,8 +155,6 @@ def test_cgroups_equal_guest_files(deb, vmwatch):  # noqa: F811
         hog = got["/lab.slice/alice-hog.service"]
         assert hog["memory_stat"]["anon"] >= 16 << 20
         assert got["/"]["tasks"] > got["/system.slice"]["tasks"] + got["/lab.slice"]["tasks"]
-    finally:
-        deb.sh("systemctl stop vmw-cgburn.scope")
 
 
 def stat_lines(text):
@@ -147,14 +168,8 @@ def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
     the pause (memory.stat past the kernel's flush threshold). Read again
     right after the resume, the guest's files differ from vmwatch only by what
     happened in between."""
-    burn = "/sys/fs/cgroup/system.slice/vmw-cgspin.scope"
-    deb.sh("systemd-run --quiet --scope --unit=vmw-cgspin timeout 60 sh -c 'while :; do :; done' "
-           "</dev/null >/dev/null 2>&1 &", check=True)
-    try:
-        for _ in range(60):
-            if deb.sh(f"test -d {burn}")[0] == 0:
-                break
-            time.sleep(0.5)
+    with scope(deb, "vmw-cgspin") as spin:
+        burn = "/sys/fs/cgroup" + spin
         # Memory: 16 MiB of tmpfs pages charged to the truth service, then the pause.
         deb.sh("dd if=/dev/zero of=/run/vmw-cg.bin bs=1M count=16 2>/dev/null", check=True)
         with deb.paused():
@@ -172,11 +187,10 @@ def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
         rc, text = deb.sh(f"cat {burn}/cpu.stat", check=True)
         # one spinning thread: at most the wall time since the resume
         ran_us = (time.monotonic() - t0) * 1e6
-        v = {c["path"]: c for c in out["cgroups"]}["/system.slice/vmw-cgspin.scope"]["cpu"]["usage_usec"]
+        v = {c["path"]: c for c in out["cgroups"]}[spin]["cpu"]["usage_usec"]
         after = stat_lines(text)["usage_usec"]
+        deb.sh("rm -f /run/vmw-cg.bin")
         assert 0 <= after - v <= ran_us + 20000, (after, v, ran_us)
-    finally:
-        deb.sh("systemctl stop vmw-cgspin.scope; rm -f /run/vmw-cg.bin")
 
 
 def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
@@ -221,14 +235,7 @@ def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
 def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
     """The table: sorted by %CPU over -d, a spinning scope near the top with
     most of a vCPU; JSON cpu_percent agrees; -o path sorts by path."""
-    spin = "/system.slice/vmw-cgtop.scope"
-    deb.sh("systemd-run --quiet --scope --unit=vmw-cgtop timeout 60 sh -c 'while :; do :; done' "
-           "</dev/null >/dev/null 2>&1 &", check=True)
-    try:
-        for _ in range(60):
-            if deb.sh(f"test -d /sys/fs/cgroup{spin}")[0] == 0:
-                break
-            time.sleep(0.5)
+    with scope(deb, "vmw-cgtop") as spin:
         r = subprocess.run([vmwatch, "cgroups", "-d", "1", f"qemu:{deb.pid}"], capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0 and not r.stderr, r.stderr
@@ -248,8 +255,6 @@ def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
                            text=True, timeout=120)
         paths = [l.split()[0] for l in r.stdout.splitlines()[1:]]
         assert paths == sorted(paths) and paths[0] == "/"
-    finally:
-        deb.sh("systemctl stop vmw-cgtop.scope")
 
 
 def test_top_units_view(deb, vmwatch):  # noqa: F811
@@ -257,11 +262,8 @@ def test_top_units_view(deb, vmwatch):  # noqa: F811
     the interval, a spinning scope on top after its slice), g again the
     processes; driven in a real terminal (tmux)."""
     from test_top import Tmux, top_cmd
-    spin = "/system.slice/vmw-cgunits.scope"
-    deb.sh("systemd-run --quiet --scope --unit=vmw-cgunits timeout 60 sh -c 'while :; do :; done' "
-           "</dev/null >/dev/null 2>&1 &", check=True)
-    t = Tmux(top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=170, height=50)
-    try:
+    with scope(deb, "vmw-cgunits") as spin, top_in_tmux(Tmux, top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"),
+                                                      width=170, height=50) as t:
         t.wait(lambda s: "COMMAND" in s, what="process table")
         t.keys("g")
 
@@ -277,17 +279,13 @@ def test_top_units_view(deb, vmwatch):  # noqa: F811
         assert "gUnits" in s.splitlines()[-1]
         t.keys("g")
         t.wait(lambda s: "COMMAND" in s and "CONTROL GROUP" not in s, what="the process table again")
-    finally:
-        t.close()
-        deb.sh("systemctl stop vmw-cgunits.scope")
 
 
 def test_top_grouped_by_unit(deb, vmwatch):  # noqa: F811
     """top: G groups the process table by unit (its name before the command,
     groups in name order, each process in its own), G again ungroups."""
     from test_top import Tmux, top_cmd
-    t = Tmux(top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=200, height=120)
-    try:
+    with top_in_tmux(Tmux, top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=200, height=120) as t:
         t.wait(lambda s: "COMMAND" in s, what="process table")
         t.keys("G")
 
@@ -302,8 +300,6 @@ def test_top_grouped_by_unit(deb, vmwatch):  # noqa: F811
         assert {u for c, u in by_cmd.items() if c.startswith("[")} == {"/"}   # kernel threads: the root
         t.keys("G")
         t.wait(lambda s: "alice-hog.service" not in s and "COMMAND" in s, what="ungrouped")
-    finally:
-        t.close()
 
 
 @pytest.mark.parametrize("kind", ["null", "garbage", "back", "self"])
