@@ -341,3 +341,20 @@ def test_cgroup_walk_hostile_children_list(deb, vmwatch, kind):  # noqa: F811
         assert secs < 20
     finally:
         m.close()
+
+
+def test_cgroup_names_with_control_bytes(deb, vmwatch):  # noqa: F811
+    """A cgroup a guest's root names with an escape sequence (cgroupfs
+    refuses newlines): the table shows its bytes as '?', the JSON carries
+    them escaped."""
+    name = "vmw\x1b[2Jevil"
+    deb.sh("mkdir /sys/fs/cgroup/\"$(printf 'vmw\\033[2Jevil')\"", check=True)
+    try:
+        r = subprocess.run([vmwatch, "cgroups", "-d", "0", "-o", "path", f"qemu:{deb.pid}"], capture_output=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert b"\x1b" not in r.stdout and b"/vmw?[2Jevil " in r.stdout
+        out = cgroups_json(vmwatch, deb, "-d", "0")
+        assert "/" + name in {c["path"] for c in out["cgroups"]}
+    finally:
+        deb.sh("rmdir /sys/fs/cgroup/\"$(printf 'vmw\\033[2Jevil')\"")
