@@ -411,6 +411,30 @@ static enum MHD_Result not_monitored(struct agent *a, struct MHD_Connection *c, 
 			     vm->name, agent_status_name(st), reason[0] ? ": " : "", reason);
 }
 
+/* GET /v1/vms/{id}/cgroups: the latest frame's cgroup tree (docs/API.md). */
+static enum MHD_Result serve_cgroups(struct agent *a, struct MHD_Connection *c, struct agent_vm *vm)
+{
+	struct agent_snap *snap = agent_vm_snap(vm);
+	const struct vmw_frame *f;
+	json_t *o;
+	enum MHD_Result ret;
+
+	if (!snap)
+		return not_monitored(a, c, vm);
+	f = snap->frame;
+	o = f->cgroups_ok ? vmw_report_cgroups(&f->cgroups, f->cgroup_cpu_percent)
+			  : json_pack("{s:n, s:b, s:s}", "cgroups", "truncated", true, "truncated_why",
+				      "this guest's cgroups could not be read (its kernel's layouts are missing)");
+	json_object_set_new(o, "vm", json_pack("{s:s, s:o}", "id", vm->id, "name", vmw_report_string(vm->name)));
+	json_object_set_new(o, "seq", json_integer((json_int_t)snap->seq));
+	json_object_set_new(o, "time", json_real((double)f->wall_time_ns / 1e9));
+	json_object_set_new(o, "interval_seconds", f->interval_ns && !f->first ? json_real((double)f->interval_ns / 1e9)
+									       : json_null());
+	ret = reply_json(a, c, 200, o, NULL, NULL);
+	agent_snap_unref(snap);
+	return ret;
+}
+
 static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char **seg, size_t nseg)
 {
 	struct agent_vm *vm = agent_vm_lookup(a, seg[2]);
@@ -449,6 +473,11 @@ static enum MHD_Result serve_vm(struct agent *a, struct MHD_Connection *c, char 
 			ret = reply_error(a, c, 400, "bad parameter 'limit': '%.64s' is not a positive number", limit);
 		else
 			ret = reply_json(a, c, 200, agent_events_json(vm, sv, (size_t)lv), NULL, NULL);
+		agent_vm_unref(vm);
+		return ret;
+	}
+	if (nseg == 4 && !strcmp(seg[3], "cgroups")) {
+		ret = serve_cgroups(a, c, vm);
 		agent_vm_unref(vm);
 		return ret;
 	}

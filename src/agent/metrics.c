@@ -514,6 +514,145 @@ static void os_labels(FILE *f, const struct mvm *m)
 	put_labels(f, l, ARRAY_SIZE(l));
 }
 
+/* ---- cgroups: systemd units and containers ------------------------------
+ * The cgroups that are a unit (their last path component is the unit the
+ * path names) or a container; per VM the top N by %CPU and the top N by
+ * memory.current (their union), N = top_n like the processes. */
+struct mcg {
+	const struct vmw_frame *fr;
+	uint32_t *idx;
+	size_t n;
+};
+
+static bool cg_is_unit(const struct vmw_cgroup_stat *c, struct vmw_cgroup_info *info)
+{
+	const char *base = strrchr(c->path, '/');
+
+	if (!base || !vmw_cgroup_classify(c->path, info))
+		return false;
+	base++;
+	return (info->unit[0] && !strcmp(base, info->unit)) || (info->container_id[0] && strstr(base, info->container_id));
+}
+
+static double cg_pct(const struct vmw_frame *fr, uint32_t i)
+{
+	double v = fr->cgroup_cpu_percent ? fr->cgroup_cpu_percent[i] : 0;
+	return v == v ? v : -1;   /* unknown last */
+}
+
+static const struct vmw_frame *cg_sort_frame;
+
+static int cg_by_cpu(const void *a, const void *b)
+{
+	double x = cg_pct(cg_sort_frame, *(const uint32_t *)a), y = cg_pct(cg_sort_frame, *(const uint32_t *)b);
+	return x != y ? (x < y ? 1 : -1) : (int)(*(const uint32_t *)a - *(const uint32_t *)b);
+}
+
+static int cg_by_mem(const void *a, const void *b)
+{
+	uint64_t x = cg_sort_frame->cgroups.cg[*(const uint32_t *)a].memory_current,
+		 y = cg_sort_frame->cgroups.cg[*(const uint32_t *)b].memory_current;
+	return x != y ? (x < y ? 1 : -1) : (int)(*(const uint32_t *)a - *(const uint32_t *)b);
+}
+
+static int cg_by_index(const void *a, const void *b)
+{
+	return (int)(*(const uint32_t *)a - *(const uint32_t *)b);
+}
+
+static void pick_cgroups(const struct vmw_frame *fr, unsigned top_n, struct mcg *ret)
+{
+	size_t nc = fr->cgroups_ok ? fr->cgroups.n : 0, k = 0, kk;
+	uint32_t *cand = malloc((nc + 1) * sizeof(*cand));
+	bool *mark = calloc(nc + 1, 1);
+	struct vmw_cgroup_info info;
+
+	*ret = (struct mcg){ .fr = fr };
+	if (!cand || !mark || !(ret->idx = malloc((nc + 1) * sizeof(*ret->idx)))) {
+		free(cand);
+		free(mark);
+		return;
+	}
+	for (size_t i = 0; i < nc; i++)
+		if (cg_is_unit(&fr->cgroups.cg[i], &info))
+			cand[k++] = (uint32_t)i;
+	kk = MIN((size_t)top_n, k);
+	pthread_mutex_lock(&sort_lock);
+	cg_sort_frame = fr;
+	qsort(cand, k, sizeof(*cand), cg_by_cpu);
+	for (size_t i = 0; i < kk; i++)
+		mark[cand[i]] = true;
+	qsort(cand, k, sizeof(*cand), cg_by_mem);
+	for (size_t i = 0; i < kk; i++)
+		mark[cand[i]] = true;
+	pthread_mutex_unlock(&sort_lock);
+	for (size_t i = 0; i < nc; i++)
+		if (mark[i])
+			ret->idx[ret->n++] = (uint32_t)i;
+	qsort(ret->idx, ret->n, sizeof(*ret->idx), cg_by_index);
+	free(cand);
+	free(mark);
+}
+
+static void cg_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_cgroup_stat *c)
+{
+	struct vmw_cgroup_info info = { 0 };
+	const struct label l[] = { { "unit", info.unit }, { "runtime", info.runtime },
+				   { "container_id", info.container_id } };
+
+	vmw_cgroup_classify(c->path, &info);
+	vm_labels(f, name, m);
+	fputs(",cgroup=\"", f);
+	put_value(f, c->path);
+	fputc('"', f);
+	put_labels(f, l, ARRAY_SIZE(l));
+}
+
+static void cgroup_metrics(FILE *f, struct mvm *ms, size_t n, unsigned top_n)
+{
+	struct mcg *sel = calloc(n ? n : 1, sizeof(*sel));
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{ "vmwatch_cgroup_cpu_seconds_total", "counter",
+		  "CPU time of a unit's or container's cgroup, its cpu.stat usage (top N by CPU and by memory per VM)." },
+		{ "vmwatch_cgroup_memory_bytes", "gauge", "memory.current of a unit's or container's cgroup." },
+		{ "vmwatch_cgroup_memory_stat_bytes", "gauge", "anon and file of a unit's or container's memory.stat." },
+		{ "vmwatch_cgroup_tasks", "gauge", "Processes in a unit's or container's cgroup and below." },
+	};
+
+	if (!sel)
+		return;
+	FOR_UP(m, ms, n)
+		if (top_n)
+			pick_cgroups(m->snap->frame, top_n, &sel[m - ms]);
+	for (size_t k = 0; k < ARRAY_SIZE(fam); k++) {
+		family(f, fam[k].name, fam[k].type, fam[k].help);
+		FOR_UP(m, ms, n)
+			for (size_t i = 0; i < sel[m - ms].n; i++) {
+				const struct vmw_cgroup_stat *c = &m->snap->frame->cgroups.cg[sel[m - ms].idx[i]];
+				if (k == 0 && c->cpu_ok) {
+					cg_labels(f, fam[k].name, m, c);
+					fprintf(f, "} %.15g\n", (double)c->usage_usec / 1e6);
+				} else if (k == 1 && c->memory_ok) {
+					cg_labels(f, fam[k].name, m, c);
+					fprintf(f, "} %.15g\n", (double)c->memory_current);
+				} else if (k == 2 && c->memory_stat_ok) {
+					cg_labels(f, fam[k].name, m, c);
+					fprintf(f, ",type=\"anon\"} %.15g\n", (double)c->anon);
+					cg_labels(f, fam[k].name, m, c);
+					fprintf(f, ",type=\"file\"} %.15g\n", (double)c->file);
+				} else if (k == 3 && c->nr_procs_ok) {
+					cg_labels(f, fam[k].name, m, c);
+					fprintf(f, "} %.15g\n", (double)c->nr_procs_tree);
+				}
+			}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(sel[i].idx);
+	free(sel);
+}
+
 static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 {
 	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata "
@@ -685,6 +824,8 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 	vm_metrics(f, ms, n);
 	guest_metrics(f, ms, n);
 	process_metrics(f, ms, n, process_exporter);
+	if (!process_exporter)
+		cgroup_metrics(f, ms, n, top_n);
 	self_metrics(f, a, n);
 	for (size_t i = 0; i < n; i++) {
 		agent_snap_unref(ms[i].snap);

@@ -246,6 +246,8 @@ const char *const *agent_route_params(char **seg, size_t nseg, const char **rout
 		return *route = "/v1/vms/{id}", history_params;
 	if (vms && nseg == 4 && !strcmp(seg[3], "events"))
 		return *route = "/v1/vms/{id}/events", event_params;
+	if (vms && nseg == 4 && !strcmp(seg[3], "cgroups"))
+		return *route = "/v1/vms/{id}/cgroups", none;
 	if (vms && nseg == 4 && (!strcmp(seg[3], "processes") || !strcmp(seg[3], "stream")))
 		return *route = !strcmp(seg[3], "stream") ? "/v1/vms/{id}/stream" : "/v1/vms/{id}/processes",
 		       list_params;

@@ -81,6 +81,7 @@ int cmd_agent(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
+int cmd_cgroups(int argc, char **argv);
 
 /* USER as ps and top show it: the name of p's euid from the guest's
  * /etc/passwd (cut to CLI_USER_WIDTH with a '+'), else the number. */

@@ -13,6 +13,7 @@ static const struct {
 	{ "ps", cmd_ps, "ps [--json] [--threads] TARGET   list the guest's processes" },
 	{ "top", cmd_top, "top [-b|--json] [-d SECONDS] [-n N] TARGET   the guest's processes over time, like top/htop" },
 	{ "summary", cmd_summary, "summary [--json] TARGET   uptime, load, memory and CPU times as the guest's /proc shows them" },
+	{ "cgroups", cmd_cgroups, "cgroups [--json] [-d SECONDS] TARGET   cgroups like systemd-cgtop: tasks, %CPU, memory" },
 	{ "agent", cmd_agent, "agent [--config FILE] [--listen ADDR:PORT] ...   serve every guest over HTTP (JSON, SSE, /metrics)" },
 	{ "bench", cmd_bench, "bench [-n FRAMES] TARGET   measure attach and frame costs" },
 	{ "cat", cmd_cat, "cat TARGET PATH   a guest file as the guest's page cache holds it" },

@@ -67,6 +67,7 @@ struct top_view {
 	bool cpu_total;            /* 1: one CPU meter for all vCPUs instead of one each */
 	bool io_cols;              /* i, --io: the I/O rate columns */
 	bool fault_cols;           /* f, --faults: the fault and context-switch rate columns */
+	bool group_units;          /* G: processes grouped by systemd unit or container (not in the tree) */
 };
 /* Is column c on screen in view v (the rate columns only when toggled on)? */
 bool top_col_shown(const struct top_view *v, enum top_col c);
@@ -74,6 +75,10 @@ bool top_col_shown(const struct top_view *v, enum top_col c);
 enum top_col top_col_step(const struct top_view *v, enum top_col c, int dir);
 /* Show the column group of c if it is a rate column (sorting by it shows it). */
 void top_col_show(struct top_view *v, enum top_col c);
+/* What G groups process p by (top_cgroups.c): its container ("docker:0123456789ab"),
+ * else its unit, else its slice, else its cgroup path ("-" when unknown);
+ * made terminal-safe. */
+void top_unit_of(const struct vmw_proc *p, char *buf, size_t size);
 /* -u USER: a uid number, or "root" (the guest's passwd is not read). 0 or -EINVAL. */
 int top_parse_user(const char *s, uint32_t *ret);
 

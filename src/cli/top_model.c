@@ -393,7 +393,16 @@ static int item_cmp(const void *x, const void *y, void *arg)
 	const struct item *a = x, *b = y;
 	const struct top_view *v = arg;
 	enum top_col col = v->sort < TOP_NCOLS ? v->sort : TOP_COL_CPU;
-	int c = item_cmp_col(a, b, col);
+	int c;
+
+	if (v->group_units && !v->tree) {
+		char ua[160], ub[160];
+		top_unit_of(&a->s->proc, ua, sizeof(ua));
+		top_unit_of(&b->s->proc, ub, sizeof(ub));
+		if ((c = strcmp(ua, ub)))
+			return c;
+	}
+	c = item_cmp_col(a, b, col);
 
 	if (top_cols[col].descending)
 		c = -c;

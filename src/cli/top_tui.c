@@ -40,6 +40,8 @@ struct tui {
 	uint64_t msg_until;
 	uint64_t late, frames;
 	bool help, colors;
+	bool units;                   /* g: the units view (cgroups) instead of processes */
+	size_t units_top;             /* its first row shown */
 };
 
 static void message(struct tui *t, uint64_t seconds, const char *fmt, ...)
@@ -314,6 +316,16 @@ static int draw_tree(int y, int x, const struct top_row *r, int attr)
 	return x;
 }
 
+/* G: the process's unit (or container) before its command. */
+static int draw_unit(int y, int x, const struct top_row *r, int attr)
+{
+	char unit[160], cell[176];
+
+	top_unit_of(&r->s->proc, unit, sizeof(unit));
+	snprintf(cell, sizeof(cell), "%-24s ", unit);
+	return tui_put(y, x, cell, attr | A_BOLD);
+}
+
 static void draw_row(struct tui *t, int y, const struct top_row *r, bool selected)
 {
 	char cells[240], cmd[4096];
@@ -326,6 +338,8 @@ static void draw_row(struct tui *t, int y, const struct top_row *r, bool selecte
 	top_row_cells(r, &t->view, cells, sizeof(cells));
 	x = tui_put(y, 0, cells, base);
 	x = draw_tree(y, x, r, base | (selected ? 0 : A_DIM));
+	if (t->view.group_units && !t->view.tree && !r->t)
+		x = draw_unit(y, x, r, base);
 	top_row_command(r, cmd, sizeof(cmd));
 	skip = MIN((size_t)t->hscroll, strlen(cmd));
 	tui_put(y, x, cmd + skip, base | (!selected && r->t ? attr_color(t, C_THREAD, 0) : 0) |
@@ -399,7 +413,7 @@ static void draw_footer(struct tui *t)
 	static const char *const keys[][2] = {
 		{ "F1", "Help" }, { "/", "Filter" }, { "t", "Tree" }, { "H", "Threads" },
 		{ "P", "CPU" }, { "M", "Mem" }, { "N", "PID" }, { "T", "Time" }, { "<>", "Sort" },
-		{ "d", "Delay" }, { "q", "Quit" },
+		{ "g", "Units" }, { "d", "Delay" }, { "q", "Quit" },
 	};
 	tui_footer(keys, ARRAY_SIZE(keys), attr_color(t, C_KEY, A_REVERSE));
 }
@@ -423,6 +437,10 @@ static void draw_help(struct tui *t)
 		"  i              I/O rate columns: RCHAR/s WCHAR/s (read()/write() bytes), DREAD/s",
 		"                 DWRIT/s (bytes from/to storage), per second like htop's DISK READ",
 		"  f              fault and context-switch rate columns: MINFL/s MAJFL/s CSW/s",
+		"  g              units view: the cgroups like systemd-cgtop (%CPU, memory; g again:",
+		"                 processes; Up Down scroll it)",
+		"  G              processes grouped by systemd unit or container (its name before",
+		"                 the command; not in the tree view)",
 		"  Up Down PgUp PgDn Home End   move; Left Right scroll the command",
 		"  Ctrl-L         redraw",
 		"  ?  h  F1       this help",
@@ -467,6 +485,12 @@ static void draw(struct tui *t)
 	}
 	y = draw_header(t);
 	draw_status(t, y++);
+	if (t->units) {
+		top_cgroups_draw(t->frame, y, LINES - 1 - y, attr_color(t, C_TABLEHDR, A_REVERSE), &t->units_top);
+		draw_footer(t);
+		refresh();
+		return;
+	}
 	draw_table_header(t, y++);
 	t->table_h = LINES - 1 - y;
 	keep_selection_visible(t);
@@ -657,9 +681,18 @@ static int handle_key(struct tui *t, int ch, uint64_t *deadline)
 	}
 	if (t->input == IN_DELAY || t->input == IN_USER)
 		return prompt_key(t, ch, deadline);
+	if (t->units && (ch == KEY_UP || ch == KEY_DOWN)) {
+		if (ch == KEY_DOWN)
+			t->units_top++;
+		else if (t->units_top)
+			t->units_top--;
+		return 0;
+	}
 	if (navigate(t, ch))
 		return 0;
 	switch (ch) {
+	case 'g': t->units = !t->units; t->units_top = 0; return 0;
+	case 'G': t->view.group_units = !t->view.group_units; break;
 	case 'q': case KEY_F(10): return 1;
 	case 'P': set_sort(t, TOP_COL_CPU); break;
 	case 'M': set_sort(t, TOP_COL_MEM); break;

@@ -22,6 +22,9 @@ enum {
 
 /* Text at (y, x) clipped to the screen width; returns the column after it. */
 int tui_put(int y, int x, const char *s, int attr);
+/* top's units view (top_cgroups.c): the cgroup table of frame f from line y,
+ * h lines, from the *first row (kept within the table). */
+void top_cgroups_draw(const struct vmw_frame *f, int y, int h, int header_attr, size_t *first);
 int tui_put_ch(int y, int x, chtype ch, int attr);
 /* Line y blank in attr (a selected row, a table header). */
 void tui_fill_line(int y, int attr);

@@ -177,19 +177,7 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 	json_object_set_new(o, "session", p->jobctl_ok ? json_integer(p->session) : json_null());
 	json_object_set_new(o, "tty_nr", p->tty_ok ? json_integer(p->tty_nr) : json_null());
 	json_object_set_new(o, "tpgid", p->tty_ok ? json_integer(p->tpgid) : json_null());
-	json_object_set_new(o, "unit", json_null());
-	json_object_set_new(o, "slice", json_null());
-	json_object_set_new(o, "container", json_null());
-	struct vmw_cgroup_info cg;
-	if (p->cgroup && vmw_cgroup_classify(p->cgroup, &cg)) {
-		json_object_set_new(o, "unit", vmw_report_string_or_null(cg.unit));
-		json_object_set_new(o, "slice", vmw_report_string_or_null(cg.slice));
-		if (cg.container_id[0] || cg.pod_uid[0])
-			json_object_set_new(o, "container", json_pack("{s:o, s:o, s:o}",
-				"runtime", vmw_report_string_or_null(cg.runtime),
-				"id", vmw_report_string_or_null(cg.container_id),
-				"pod_uid", vmw_report_string_or_null(cg.pod_uid)));
-	}
+	vmw_report_cgroup_class(o, p->cgroup);
 	json_object_set_new(o, "min_flt", json_integer((json_int_t)p->min_flt));
 	json_object_set_new(o, "maj_flt", json_integer((json_int_t)p->maj_flt));
 	json_object_set_new(o, "voluntary_ctxt_switches", json_integer((json_int_t)p->nvcsw));

@@ -74,6 +74,15 @@ json_t *vmw_report_proc(const struct vmw_proc *p);
  * vmw_report_proc would give no object (a state byte that is not UTF-8) or
  * on an error. */
 bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p);
+/* unit, slice and container (null when the path says nothing) of a cgroup
+ * path, set in o (report/cgroups.c). */
+void vmw_report_cgroup_class(json_t *o, const char *path);
+struct vmw_cgroup_stat;
+struct vmw_cgroups;
+/* A cgroup (#/$defs/cgroup); cpu_percent NAN for null. */
+json_t *vmw_report_cgroup(const struct vmw_cgroup_stat *c, double cpu_percent);
+/* {"cgroups": [...], "truncated", "truncated_why"}; cpu_percent NULL or one per cgroup. */
+json_t *vmw_report_cgroups(const struct vmw_cgroups *c, const double *cpu_percent);
 /* A process in a frame (#/$defs/sample): the process plus cpu_percent,
  * mem_percent, rss_delta_bytes, new, the rates of its counters (io_rate,
  * min_flt_rate, ...), and the threads' cpu_percent. */

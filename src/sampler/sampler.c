@@ -17,6 +17,11 @@ struct vmw_sampler {
 	struct vmw_task_prev *procs, *threads;   /* the previous frame's tasks */
 	size_t nprocs, nthreads;
 	uint64_t seq;
+	/* cgroups: the reader (of the kernel attached now) and the last frame's tree */
+	struct vmw_cgroup_reader *cg;
+	bool cg_failed;                   /* this kernel lacks the layouts: not retried */
+	struct vmw_cgroups prev_cg;
+	uint64_t prev_cg_ns;
 };
 
 static double pct(uint64_t part, uint64_t whole)
@@ -36,6 +41,40 @@ static void forget(struct vmw_sampler *s)
 	s->nprocs = s->nthreads = 0;
 	s->have_prev = false;
 	s->seq = 0;
+	/* a re-attach may be another kernel */
+	vmw_cgroups_reader_free(s->cg);
+	s->cg = NULL;
+	s->cg_failed = false;
+	vmw_cgroups_free(&s->prev_cg);
+}
+
+/* The cgroup tree into the frame, with process counts from walk w and %CPU
+ * against the previous frame's tree. Lost (cgroups_ok false) on failure. */
+static void read_cgroups(struct vmw_sampler *s, struct vmw_frame *f, const struct vmw_walk *w)
+{
+	uint64_t now;
+
+	if (!s->cg && !s->cg_failed && vmw_cgroups_new(vmw_session_kernel(s->sess), &s->cg, NULL) < 0)
+		s->cg_failed = true;
+	if (!s->cg || vmw_cgroups_read(s->cg, &f->cgroups, NULL) < 0)
+		return;
+	now = vmw_now_ns();
+	vmw_cgroups_count_procs(&f->cgroups, w);
+	if (!vmw_walk_complete(w))
+		for (size_t i = 0; i < f->cgroups.n; i++)
+			f->cgroups.cg[i].nr_procs_ok = false;
+	if (!(f->cgroup_cpu_percent = calloc(f->cgroups.n ? f->cgroups.n : 1, sizeof(double))) ||
+	    vmw_cgroups_cpu_percent(&s->prev_cg, &f->cgroups, s->prev_cg.n ? now - s->prev_cg_ns : 0,
+				    f->cgroup_cpu_percent) < 0) {
+		free(f->cgroup_cpu_percent);
+		f->cgroup_cpu_percent = NULL;
+		vmw_cgroups_free(&f->cgroups);
+		return;
+	}
+	f->cgroups_ok = true;
+	vmw_cgroups_free(&s->prev_cg);
+	if (vmw_cgroups_copy(&f->cgroups, &s->prev_cg) == 0)
+		s->prev_cg_ns = now;
 }
 
 int vmw_sampler_new(struct vmw_session *session, const struct vmw_sampler_opts *opts,
@@ -467,6 +506,7 @@ int vmw_sampler_frame(struct vmw_sampler *s, struct vmw_frame **ret, struct vmw_
 		vmw_frame_free(f);
 		return r;
 	}
+	read_cgroups(s, f, &w);
 	if ((r = take_walk(s, f, &w)) < 0)
 		goto oom;
 	/* Rates are over the host's interval. The guest's clock can only be read
@@ -502,5 +542,7 @@ void vmw_frame_free(struct vmw_frame *f)
 	free(f->events);
 	free(f->summary.cpu);
 	free(f->cpu);
+	vmw_cgroups_free(&f->cgroups);
+	free(f->cgroup_cpu_percent);
 	free(f);
 }

@@ -22,6 +22,7 @@
 #pragma once
 
 #include "session/session.h"
+#include "linux/cgroups.h"
 
 struct vmw_sampler;
 
@@ -106,6 +107,14 @@ struct vmw_frame {
 	 * when it is unknown (not cached, not there). */
 	bool os_ok;
 	struct vmw_os_release os;
+	/* ---- cgroups (linux/cgroups.h) ----
+	 * The guest's cgroup v2 tree at this frame, process counts from this
+	 * frame's walk, and each cgroup's %CPU over the interval (NAN on the first
+	 * frame and for a cgroup new since the last one). cgroups_ok is false when
+	 * the kernel lacks the layouts or the walk failed. Owned by the frame. */
+	bool cgroups_ok;
+	struct vmw_cgroups cgroups;
+	double *cgroup_cpu_percent; /* cgroups.n entries */
 };
 
 /* A sampler of session's guest. The session must have been opened with

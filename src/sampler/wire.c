@@ -20,12 +20,13 @@
 #include <string.h>
 
 #define WIRE_MAGIC 0x464d5756u  /* "VMWF" */
-#define WIRE_VERSION 3u   /* 3: job control (pgrp, session, tty_nr, tpgid) */
+#define WIRE_VERSION 4u   /* 3: job control (pgrp, session, tty_nr, tpgid); 4: the cgroup block */
 #define NO_STRING UINT32_MAX
 
 struct wire_header {
 	uint32_t magic, version;
 	uint32_t frame_size, sample_size, thread_size, event_size, cpu_stat_size, cpu_pct_size;
+	uint32_t cgroup_size;
 };
 
 static const struct wire_header header = {
@@ -33,6 +34,7 @@ static const struct wire_header header = {
 	.frame_size = sizeof(struct vmw_frame), .sample_size = sizeof(struct vmw_sample),
 	.thread_size = sizeof(struct vmw_thread), .event_size = sizeof(struct vmw_event),
 	.cpu_stat_size = sizeof(struct vmw_cpu_stat), .cpu_pct_size = sizeof(struct vmw_cpu_percent),
+	.cgroup_size = sizeof(struct vmw_cgroup_stat),
 };
 
 /* ---------------------------------------------------------------- encoding */
@@ -98,6 +100,24 @@ static void put_proc_vars(struct out *o, const struct vmw_sample *s)
 	}
 }
 
+/* ---- the cgroup block: the tree (each cgroup's fixed part, its path) and
+ * its %CPU, after the CPUs ---- */
+static void put_cgroups(struct out *o, const struct vmw_frame *f)
+{
+	size_t n = f->cgroups_ok ? f->cgroups.n : 0;
+
+	put_u32(o, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		struct vmw_cgroup_stat c = f->cgroups.cg[i];
+		size_t len = MIN(strlen(c.path), (size_t)UINT32_MAX - 1);
+		c.path = NULL;
+		put(o, &c, sizeof(c));
+		put_u32(o, (uint32_t)len);
+		put(o, f->cgroups.cg[i].path, len);
+	}
+	put(o, f->cgroup_cpu_percent, n * sizeof(double));
+}
+
 int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 {
 	struct out o = { 0 };
@@ -108,6 +128,8 @@ int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 	fx.events = NULL;
 	fx.cpu = NULL;
 	fx.summary.cpu = NULL;
+	fx.cgroups.cg = NULL;
+	fx.cgroup_cpu_percent = NULL;
 	put(&o, &header, sizeof(header));
 	put(&o, &fx, sizeof(fx));
 	for (size_t i = 0; i < f->nprocs; i++) {
@@ -125,6 +147,7 @@ int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 	put_u32(&o, f->cpu && ncpus ? 1 : 0);
 	if (f->cpu && ncpus)
 		put(&o, f->cpu, (size_t)ncpus * sizeof(*f->cpu));
+	put_cgroups(&o, f);
 	if (o.oom) {
 		free(o.buf);
 		return -ENOMEM;
@@ -365,6 +388,42 @@ static int take_cpus(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 	return 0;
 }
 
+/* The cgroup block (see put_cgroups): every path present, bools 0/1, %CPU
+ * finite or NAN (unknown), counts within the bytes there. */
+static int take_cgroups(struct in *in, struct vmw_frame *f, struct vmw_error *err)
+{
+	uint32_t n;
+
+	if (!take_u32(in, &n) || (n && !count_fits(in, n, sizeof(*f->cgroups.cg))))
+		return bad(err, "cgroup count");
+	if (!n)
+		return 0;
+	if (!(f->cgroups.cg = calloc(n, sizeof(*f->cgroups.cg))) ||
+	    !(f->cgroup_cpu_percent = calloc(n, sizeof(double))))
+		return vmw_error_set(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		struct vmw_cgroup_stat *c = &f->cgroups.cg[i];
+		if (!take(in, c, sizeof(*c)))
+			return bad(err, "cgroup record");
+		c->path = NULL;
+		f->cgroups.n = i + 1;   /* what vmw_frame_free must release */
+		if (!take_string(in, &c->path) || !c->path || c->path[0] != '/')
+			return bad(err, "cgroup path");
+		FIX_BOOL(c->nr_procs_ok);
+		FIX_BOOL(c->cpu_ok);
+		FIX_BOOL(c->memory_ok);
+		FIX_BOOL(c->memory_stat_ok);
+		FIX_BOOL(c->incomplete);
+	}
+	if (!take(in, f->cgroup_cpu_percent, (size_t)n * sizeof(double)))
+		return bad(err, "cgroup %CPU");
+	for (uint32_t i = 0; i < n; i++)
+		if (isinf(f->cgroup_cpu_percent[i]) || f->cgroup_cpu_percent[i] < 0)
+			f->cgroup_cpu_percent[i] = NAN;
+	f->cgroups_ok = true;
+	return 0;
+}
+
 static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 {
 	struct wire_header h;
@@ -381,6 +440,12 @@ static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 	f->events = NULL;
 	f->cpu = NULL;
 	f->summary.cpu = NULL;
+	f->cgroups.cg = NULL;
+	f->cgroups.n = 0;
+	f->cgroup_cpu_percent = NULL;
+	f->cgroups_ok = false;
+	FIX_BOOL(f->cgroups.truncated);
+	FIX_STR(f->cgroups.truncated_why);
 	f->nprocs = f->nevents = 0;
 	f->summary.ncpus = 0;
 	fix_frame(f);
@@ -394,7 +459,8 @@ static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 		if (!take_sample(in, &f->procs[i]))
 			return bad(err, "process record");
 	}
-	if ((r = take_events(in, f, nevents, err)) < 0 || (r = take_cpus(in, f, err)) < 0)
+	if ((r = take_events(in, f, nevents, err)) < 0 || (r = take_cpus(in, f, err)) < 0 ||
+	    (r = take_cgroups(in, f, err)) < 0)
 		return r;
 	if (in->left)
 		return bad(err, "trailing bytes");

@@ -54,6 +54,15 @@ static void check(const struct vmw_frame *f)
 	}
 	CHECK(memchr(f->truncated_why, 0, sizeof(f->truncated_why)));
 	CHECK(isfinite(f->cpu_percent_total));
+	/* the cgroup block: every path there and absolute, %CPU a number or unknown */
+	CHECK(!f->cgroups.n || (f->cgroups.cg && f->cgroup_cpu_percent && f->cgroups_ok));
+	CHECK(memchr(f->cgroups.truncated_why, 0, sizeof(f->cgroups.truncated_why)));
+	for (size_t i = 0; i < f->cgroups.n; i++) {
+		CHECK(f->cgroups.cg[i].path && f->cgroups.cg[i].path[0] == '/');
+		CHECK(isnan(f->cgroup_cpu_percent[i]) || (isfinite(f->cgroup_cpu_percent[i]) &&
+							   f->cgroup_cpu_percent[i] >= 0));
+		CHECK(f->cgroups.cg[i].cpu_ok == 0 || f->cgroups.cg[i].cpu_ok == 1);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -379,6 +379,34 @@ void fuzz_walk_check(struct vmw_linux *l, unsigned flags, struct fuzz_result *re
 	fuzz_files_check(l, res);
 }
 
+void fuzz_cgroups_check(struct vmw_kernel *k, struct fuzz_result *res)
+{
+	struct vmw_cgroup_reader *r;
+	struct vmw_cgroups c;
+	double *pct;
+
+	res->ncgroups = 0;
+	if (vmw_cgroups_new(k, &r, NULL) < 0)
+		return;
+	if (vmw_cgroups_read(r, &c, NULL) == 0) {
+		res->ncgroups = c.n;
+		check_str(c.truncated_why, sizeof(c.truncated_why));
+		for (size_t i = 0; i < c.n; i++) {
+			if (!c.cg[i].path || c.cg[i].path[0] != '/' || (i && c.cg[i].depth > c.cg[i - 1].depth + 1) ||
+			    (i == 0) != (c.cg[i].depth == 0))
+				abort();
+			(void)strlen(c.cg[i].path);
+		}
+		if ((pct = calloc(c.n + 1, sizeof(*pct))) && vmw_cgroups_cpu_percent(&c, &c, 1000000000ull, pct) == 0)
+			for (size_t i = 0; i < c.n; i++)
+				if (!(pct[i] == 0 || pct[i] != pct[i]))
+					abort();
+		free(pct);
+		vmw_cgroups_free(&c);
+	}
+	vmw_cgroups_reader_free(r);
+}
+
 void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res)
 {
 	struct vmw_kernel *k;
@@ -387,6 +415,7 @@ void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res)
 	if (fuzz_attach(mem, flags, &k, &l, res) < 0)
 		return;
 	fuzz_walk_check(l, flags, res);
+	fuzz_cgroups_check(k, res);
 	vmw_linux_free(l);
 	vmw_kernel_detach(k);
 }
@@ -421,6 +450,8 @@ void fuzz_result_print(FILE *f, const struct fuzz_result *res)
 			(unsigned long long)res->fingerprint);
 	if (res->walk_rc == 0 && res->linux_rc == 0 && res->attach_rc == 0)
 		fprintf(f, "files: %zu of %zu read whole\n", res->nfiles, sizeof(file_paths) / sizeof(file_paths[0]));
+	if (res->attach_rc == 0 && res->linux_rc == 0 && res->walk_rc == 0)
+		fprintf(f, "cgroups: %zu\n", res->ncgroups);
 	if (res->attach_rc == 0)
 		fprintf(f, "times: attach %.1f ms (scan %.1f, kallsyms %.1f, btf %.1f), walk %.1f ms\n",
 			res->attach_ns / 1e6, res->scan_ns / 1e6, res->kallsyms_ns / 1e6,

@@ -25,6 +25,7 @@
 
 #include "mem/mem_internal.h"
 #include "linux/linux.h"
+#include "linux/cgroups.h"
 
 #define FUZZ_PAGE 4096u
 #define FUZZ_ZERO_MAX (24576u)   /* 96 MiB: kernel.c's MAX_IMAGE_SCAN */
@@ -62,6 +63,7 @@ struct fuzz_result {
 	int attach_rc, linux_rc, walk_rc;   /* 0, or the error; 1 = not reached */
 	char msg[512];                      /* message of the first error */
 	size_t nprocs, nthreads, ncmdlines, skipped;
+	size_t ncgroups;                    /* cgroups read (fuzz_cgroups_check) */
 	bool truncated;
 	char symbols_from[160];
 	uint64_t phys_base, stext;          /* of the kernel found */
@@ -84,6 +86,10 @@ void fuzz_run_mem(struct vmw_mem *mem, unsigned flags, struct fuzz_result *res);
 int fuzz_attach(struct vmw_mem *mem, unsigned flags, struct vmw_kernel **ret_k,
 		struct vmw_linux **ret_l, struct fuzz_result *res);
 void fuzz_walk_check(struct vmw_linux *l, unsigned flags, struct fuzz_result *res);
+/* The cgroup walk (linux/cgroups.h) on k: every path a string starting with
+ * '/', parents before children (depth at most one more than the row before),
+ * %CPU against itself 0 or unknown. */
+void fuzz_cgroups_check(struct vmw_kernel *k, struct fuzz_result *res);
 /* Load + run + free: what the fuzz target does with one input. */
 void fuzz_run(const uint8_t *data, size_t size, struct fuzz_result *res);
 void fuzz_result_print(FILE *f, const struct fuzz_result *res);

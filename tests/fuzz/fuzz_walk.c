@@ -219,6 +219,7 @@ static void run_reusing(const uint8_t *data, size_t size, struct fuzz_result *re
 		e->used = clock_now;
 		*res = e->res;
 		fuzz_walk_check(e->l, img.flags, res);
+		fuzz_cgroups_check(e->k, res);
 	}
 	pmem->nsegs = pmem->nranges = 0;   /* the buffers go with img */
 	fuzz_image_free(&img);

@@ -4,9 +4,12 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+
+#include <math.h>
 #include <string.h>
 
 #include "linux/linux.h"
+#include "linux/cgroups.h"
 
 #define ID64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -46,10 +49,63 @@ static void test_classify(void **state)
 	assert_string_equal(c.pod_uid, "");
 }
 
+/* ---- the pure helpers of cgroups.h -------------------------------------- */
+
+static struct vmw_cgroup_stat cg(const char *path, uint32_t depth, uint64_t usage, bool cpu_ok)
+{
+	return (struct vmw_cgroup_stat){ .path = (char *)path, .depth = depth, .usage_usec = usage, .cpu_ok = cpu_ok };
+}
+
+/* Processes in each cgroup itself and in its subtree (parents before children). */
+static void test_count_procs(void **state)
+{
+	struct vmw_cgroup_stat v[] = { cg("/", 0, 0, false), cg("/system.slice", 1, 0, true),
+		cg("/system.slice/a.service", 2, 0, true), cg("/system.slice/a.service/sub", 3, 0, true),
+		cg("/system.slice/b.service", 2, 0, true), cg("/user.slice", 1, 0, true) };
+	struct vmw_cgroups c = { .cg = v, .n = ARRAY_SIZE(v) };
+	struct vmw_proc p[6] = { { .cgroup = (char *)"/" }, { .cgroup = (char *)"/" },
+		{ .cgroup = (char *)"/system.slice/a.service" }, { .cgroup = (char *)"/system.slice/a.service/sub" },
+		{ .cgroup = (char *)"/system.slice/b.service" }, { .cgroup = NULL } };
+	struct vmw_walk w = { .procs = p, .nprocs = 6 };
+
+	(void)state;
+	vmw_cgroups_count_procs(&c, &w);
+	const uint32_t own[] = { 2, 0, 1, 1, 1, 0 }, tree[] = { 5, 3, 2, 1, 1, 0 };
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		assert_true(v[i].nr_procs_ok);
+		assert_int_equal(v[i].nr_procs, own[i]);
+		assert_int_equal(v[i].nr_procs_tree, tree[i]);
+	}
+}
+
+/* %CPU by path over the interval; unknown for a new cgroup, one without
+ * cpu.stat, and one whose usage went backwards (removed and made again). */
+static void test_cpu_percent(void **state)
+{
+	struct vmw_cgroup_stat a[] = { cg("/", 0, 0, false), cg("/x.service", 1, 1000000, true),
+		cg("/y.service", 1, 5000000, true), cg("/gone.service", 1, 1, true) };
+	struct vmw_cgroup_stat b[] = { cg("/", 0, 0, false), cg("/new.service", 1, 10, true),
+		cg("/y.service", 1, 400000, true), cg("/x.service", 1, 1500000, true) };
+	struct vmw_cgroups pa = { .cg = a, .n = 4 }, pb = { .cg = b, .n = 4 };
+	double pct[4];
+
+	(void)state;
+	assert_int_equal(vmw_cgroups_cpu_percent(&pa, &pb, 2000000000ull, pct), 0);
+	assert_true(isnan(pct[0]) && isnan(pct[1]) && isnan(pct[2]));
+	assert_true(fabs(pct[3] - 25.0) < 1e-9);   /* 0.5 s of CPU in 2 s */
+	/* no previous tree, or no interval: all unknown */
+	assert_int_equal(vmw_cgroups_cpu_percent(&(struct vmw_cgroups){ 0 }, &pb, 1000, pct), 0);
+	assert_true(isnan(pct[3]));
+	assert_int_equal(vmw_cgroups_cpu_percent(&pa, &pb, 0, pct), 0);
+	assert_true(isnan(pct[3]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_count_procs),
+		cmocka_unit_test(test_cpu_percent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,6 +61,20 @@ static struct vmw_frame *sample_frame(void)
 	f->cpu[1].user = 42.0;
 	f->complete = true;
 	strcpy(f->truncated_why, "none");
+	/* the cgroup block: the root and one service */
+	f->cgroups_ok = true;
+	f->cgroups.n = 2;
+	f->cgroups.cg = calloc(2, sizeof(*f->cgroups.cg));
+	f->cgroups.cg[0].path = xstrdup("/");
+	f->cgroups.cg[1].path = xstrdup("/system.slice/ssh.service");
+	f->cgroups.cg[1].depth = 2;
+	f->cgroups.cg[1].cpu_ok = true;
+	f->cgroups.cg[1].usage_usec = 123456;
+	f->cgroups.cg[1].memory_stat_ok = true;
+	f->cgroups.cg[1].anon = 8192;
+	f->cgroup_cpu_percent = calloc(2, sizeof(double));
+	f->cgroup_cpu_percent[0] = NAN;
+	f->cgroup_cpu_percent[1] = 1.5;
 	return f;
 }
 
@@ -101,6 +115,13 @@ static void test_round_trip(void **state)
 	assert_int_equal(g->summary.cpu[1].cpu, 1);
 	assert_true(g->cpu[1].user == 42.0);
 	assert_true(g->complete);
+	assert_true(g->cgroups_ok);
+	assert_int_equal(g->cgroups.n, 2);
+	assert_string_equal(g->cgroups.cg[1].path, "/system.slice/ssh.service");
+	assert_true(g->cgroups.cg[1].cpu_ok && g->cgroups.cg[1].memory_stat_ok && !g->cgroups.cg[1].memory_ok);
+	assert_int_equal(g->cgroups.cg[1].usage_usec, 123456);
+	assert_int_equal(g->cgroups.cg[1].anon, 8192);
+	assert_true(isnan(g->cgroup_cpu_percent[0]) && g->cgroup_cpu_percent[1] == 1.5);
 	/* Encoding the decoded frame gives the same bytes. */
 	encode(g, &buf2, &len2);
 	assert_int_equal(len, len2);
@@ -168,6 +189,10 @@ static void test_corruption(void **state)
 			}
 			for (unsigned c = 0; c < g->summary.ncpus; c++)
 				(void)g->summary.cpu[c].cpu;
+			for (size_t c = 0; c < g->cgroups.n; c++) {
+				assert_true(g->cgroups.cg[c].path[0] == '/');
+				assert_true(isnan(g->cgroup_cpu_percent[c]) || g->cgroup_cpu_percent[c] >= 0);
+			}
 			vmw_frame_free(g);
 		}
 		buf[i] = keep;
@@ -209,6 +234,22 @@ static void test_hostile_values(void **state)
 	assert_string_equal(g->procs[2].proc.user, "");
 	assert_int_equal(strlen(g->procs[0].proc.user), sizeof(g->procs[0].proc.user) - 1);
 	vmw_frame_free(g);
+	free(buf);
+
+	/* A cgroup path that is not one: refused; a negative or infinite %CPU: unknown. */
+	f->cgroup_cpu_percent[1] = -INFINITY;
+	memset(&f->cgroups.cg[1].cpu_ok, 0x33, 1);
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	assert_true(isnan(g->cgroup_cpu_percent[1]));
+	assert_int_equal(*(unsigned char *)&g->cgroups.cg[1].cpu_ok, 1);
+	vmw_frame_free(g);
+	free(buf);
+	free(f->cgroups.cg[1].path);
+	f->cgroups.cg[1].path = xstrdup("system.slice");
+	encode(f, &buf, &len);
+	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
+	assert_non_null(strstr(err.msg, "cgroup path"));
 	free(buf);
 
 	f->events[0].type = (enum vmw_event_type)7;

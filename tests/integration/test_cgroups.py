@@ -1,0 +1,360 @@
+"""Per-cgroup figures on the real Debian guest (the shared guests of
+test_debian.py, 6.1 and 6.12): `vmwatch cgroups --json` against the guest's
+own /sys/fs/cgroup files, with the bracket rules of the accuracy tests (the
+guest's files read before and after, vmwatch while it is paused):
+
+  - cpu.stat usage_usec, user_usec, system_usec: counters, so
+    before <= vmwatch <= after;
+  - memory.current, memory.stat anon and file, the processes in cgroup.procs:
+    equal whenever the guest's value did not change across the pause;
+  - the set of cgroups: every cgroup there before and after is listed, and
+    nothing listed was absent from both."""
+import contextlib
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from schemas import validate
+from test_agent import Agent, wait_until
+from test_debian import deb  # noqa: F401  (the shared Debian guests)
+
+# One line per cgroup directory and file: "@path", then its cpu.stat lines,
+# "memory.current N", memory.stat's anon and file lines, "procs N".
+TRUTH = r"""cd /sys/fs/cgroup && find . -type d | while read -r d; do
+p=${d#.}; [ -z "$p" ] && p=/
+printf '@%s\n' "$p"
+cat "$d/cpu.stat" 2>/dev/null
+v=$(cat "$d/memory.current" 2>/dev/null) && printf 'memory.current %s\n' "$v"
+grep -E '^(anon|file) ' "$d/memory.stat" 2>/dev/null
+n=$(wc -l < "$d/cgroup.procs" 2>/dev/null) && printf 'procs %s\n' "$n"
+done; true"""
+
+
+def cgroup_files(g):
+    """{path: {"usage_usec": N, ..., "memory.current": N, "anon": N, "file": N, "procs": N}}"""
+    rc, out = g.sh(TRUTH, check=True, timeout=120)
+    res, cur = {}, None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            cur = res.setdefault(line[1:], {})
+        elif cur is not None and " " in line:
+            k, v = line.rsplit(" ", 1)
+            if v.isdigit():
+                cur[k] = int(v)
+    return res
+
+
+SPIN = "timeout 60 sh -c 'while :; do :; done'"
+
+
+@contextlib.contextmanager
+def scope(g, unit, command=SPIN):
+    """A transient scope (systemd-run --scope) running command, there once
+    its cgroup is; yields the cgroup's path and stops it after."""
+    path = f"/system.slice/{unit}.scope"
+    g.sh(f"systemd-run --quiet --scope --unit={unit} {command} </dev/null >/dev/null 2>&1 &", check=True)
+    try:
+        for _ in range(60):
+            if g.sh(f"test -d /sys/fs/cgroup{path}")[0] == 0:
+                break
+            time.sleep(0.5)
+        yield path
+    finally:
+        g.sh(f"systemctl stop {unit}.scope")
+
+
+@contextlib.contextmanager
+def top_in_tmux(tmux, command, **kw):
+    t = tmux(command, **kw)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def cgroups_json(vmwatch, g, *extra):
+    r = subprocess.run([vmwatch, "cgroups", "--json", *extra, f"qemu:{g.pid}"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    validate("cgroups", out)
+    return out
+
+
+TRUTH_SERVICE = "/system.slice/vmw-truth.service"
+TRUTH_PATHS = ("/", "/system.slice", TRUTH_SERVICE)
+CPU = ("usage_usec", "user_usec", "system_usec")
+EQUAL = (("memory.current", lambda c: c["memory_current"]),
+         ("anon", lambda c: c["memory_stat"] and c["memory_stat"]["anon"]),
+         ("file", lambda c: c["memory_stat"] and c["memory_stat"]["file"]),
+         ("procs", lambda c: c["procs"]))
+
+
+def compare(before, out, after):
+    """Returns (problems, counts of judged values by kind)."""
+    got = {c["path"]: c for c in out["cgroups"]}
+    bad, judged = [], {k: 0 for k in CPU + tuple(k for k, _ in EQUAL)}
+    for path in set(before) & set(after):
+        if path not in got:
+            bad.append(f"{path}: in the guest before and after, not listed")
+    for path in got:
+        if path not in before and path not in after:
+            bad.append(f"{path}: listed, not in the guest before nor after")
+    for path, c in got.items():
+        b, a = before.get(path), after.get(path)
+        if b is None or a is None or c["incomplete"]:
+            continue
+        for k in CPU:
+            if k in b and k in a and path != "/":
+                assert c["cpu"] is not None, (path, c)
+                judged[k] += 1
+                if not b[k] <= c["cpu"][k] <= a[k]:
+                    bad.append(f"{path} {k}: guest {b[k]}..{a[k]}, vmwatch {c['cpu'][k]}")
+        for k, val in EQUAL:
+            # The shell reading the files runs in the truth agent's service:
+            # its processes and memory are there (and above) while it reads,
+            # gone while vmwatch reads.
+            if path in TRUTH_PATHS:
+                continue
+            if k in b and b.get(k) == a.get(k):
+                judged[k] += 1
+                if val(c) != b[k]:
+                    bad.append(f"{path} {k}: guest {b[k]}, vmwatch {val(c)}")
+    return bad, judged
+
+
+def paused_compare(g, vmwatch):
+    before = cgroup_files(g)
+    with g.paused():
+        out = cgroups_json(vmwatch, g, "-d", "0")
+    after = cgroup_files(g)
+    return before, out, after
+
+
+def test_cgroups_equal_guest_files(deb, vmwatch):  # noqa: F811
+    """Every cgroup's cpu.stat, memory.current, memory.stat anon/file and
+    process count within the guest's own values; a scope with a CPU burner
+    and one with fresh anonymous memory make the numbers move."""
+    with scope(deb, "vmw-cgburn", "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 600'"):
+        before, out, after = paused_compare(deb, vmwatch)
+        bad, judged = compare(before, out, after)
+        assert not bad, "\n".join(bad[:40])
+        n = len(out["cgroups"])
+        assert n >= 20 and not out["truncated"]
+        for k in CPU:   # every non-root cgroup judged on CPU (counters)
+            assert judged[k] >= n - 1 - sum(c["incomplete"] for c in out["cgroups"]), judged
+        for k, _ in EQUAL:
+            assert judged[k] >= n // 2, judged
+        got = {c["path"]: c for c in out["cgroups"]}
+        burn = got["/system.slice/vmw-cgburn.scope"]
+        assert burn["unit"] == "vmw-cgburn.scope" and burn["slice"] == "system.slice"
+        assert burn["cpu"]["usage_usec"] > 100000 and burn["tasks"] == 1
+        hog = got["/lab.slice/alice-hog.service"]
+        assert hog["memory_stat"]["anon"] >= 16 << 20
+        assert got["/"]["tasks"] > got["/system.slice"]["tasks"] + got["/lab.slice"]["tasks"]
+
+
+def stat_lines(text):
+    return {k: int(v) for k, v in (l.split() for l in text.splitlines() if len(l.split()) == 2)}
+
+
+def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
+    """What the guest's files would show at the moment of the pause, not what
+    its last flush stored: CPU a busy scope used since the last flush (per-CPU
+    deltas the kernel has not folded in yet) and memory charged just before
+    the pause (memory.stat past the kernel's flush threshold). Read again
+    right after the resume, the guest's files differ from vmwatch only by what
+    happened in between."""
+    with scope(deb, "vmw-cgspin") as spin:
+        burn = "/sys/fs/cgroup" + spin
+        # Memory: 16 MiB of tmpfs pages charged to the truth service, then the pause.
+        deb.sh("dd if=/dev/zero of=/run/vmw-cg.bin bs=1M count=16 2>/dev/null", check=True)
+        with deb.paused():
+            out = cgroups_json(vmwatch, deb, "-d", "0")
+        rc, text = deb.sh(f"grep -E '^(anon|file) ' /sys/fs/cgroup{TRUTH_SERVICE}/memory.stat", check=True)
+        got = {c["path"]: c for c in out["cgroups"]}
+        assert abs(stat_lines(text)["file"] - got[TRUTH_SERVICE]["memory_stat"]["file"]) < 4 << 20, \
+            (text, got[TRUTH_SERVICE])
+        # CPU: the guest's own read flushes; 1.5 s of spinning later, the pause.
+        deb.sh(f"cat {burn}/cpu.stat", check=True)
+        time.sleep(1.5)
+        with deb.paused():
+            out = cgroups_json(vmwatch, deb, "-d", "0")
+            t0 = time.monotonic()
+        rc, text = deb.sh(f"cat {burn}/cpu.stat", check=True)
+        # one spinning thread: at most the wall time since the resume
+        ran_us = (time.monotonic() - t0) * 1e6
+        v = {c["path"]: c for c in out["cgroups"]}[spin]["cpu"]["usage_usec"]
+        after = stat_lines(text)["usage_usec"]
+        deb.sh("rm -f /run/vmw-cg.bin")
+        assert 0 <= after - v <= ran_us + 20000, (after, v, ran_us)
+
+
+def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
+    """GET /v1/vms/{id}/cgroups: the latest frame's tree (the guest runs, so
+    memory is judged on the steady hog service and CPU counters on growing);
+    /metrics: per unit the top N by CPU and by memory, N = --top-n."""
+    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{deb.pid}", "--interval", "1", "--top-n", 2)
+    try:
+        vm = a.json("/v1/vms")["vms"][0]["id"]
+        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= 2, timeout=120, what="two frames")
+        first = a.json(f"/v1/vms/{vm}/cgroups")
+        validate("api-cgroups", first)
+        files = cgroup_files(deb)
+        a.wait_frames(vm, 1)
+        doc = a.json(f"/v1/vms/{vm}/cgroups")
+        validate("api-cgroups", doc)
+        assert doc["seq"] > first["seq"] and not doc["truncated"]
+        got = {c["path"]: c for c in doc["cgroups"]}
+        assert set(files) - {p for p in files if "vmw-" in p} <= set(got)
+        hog = got["/lab.slice/alice-hog.service"]
+        assert hog["memory_current"] == files["/lab.slice/alice-hog.service"]["memory.current"]
+        assert hog["unit"] == "alice-hog.service" and hog["tasks"] == 1
+        assert got["/"]["cpu_percent"] is None and doc["interval_seconds"] > 0
+        # cumulative CPU never decreases from frame to frame; %CPU a number
+        before = {c["path"]: c for c in first["cgroups"]}
+        for path, c in got.items():
+            if c["cpu"] and path in before and before[path]["cpu"]:
+                assert c["cpu"]["usage_usec"] >= before[path]["cpu"]["usage_usec"], path
+                assert c["cpu_percent"] is not None and c["cpu_percent"] >= 0, path
+        st, _, body = a.request("/metrics")
+        assert st == 200
+        series = [l for l in body.decode().splitlines() if l.startswith("vmwatch_cgroup_memory_bytes{")]
+        # the union of the top 2 by CPU and the top 2 by memory: 2 to 4 units
+        assert 2 <= len(series) <= 4, series
+        hog_line = [l for l in series if 'cgroup="/lab.slice/alice-hog.service"' in l]
+        assert hog_line and 'unit="alice-hog.service"' in hog_line[0]   # the biggest unit by memory
+        assert a.json(f"/v1/vms/{vm}/cgroups?sort=cpu", status=400)["error"]
+    finally:
+        assert a.stop() == 0
+
+
+def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
+    """The table: sorted by %CPU over -d, a spinning scope near the top with
+    most of a vCPU; JSON cpu_percent agrees; -o path sorts by path."""
+    with scope(deb, "vmw-cgtop") as spin:
+        r = subprocess.run([vmwatch, "cgroups", "-d", "1", f"qemu:{deb.pid}"], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0 and not r.stderr, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["CONTROL", "GROUP", "UNIT", "TASKS", "%CPU", "MEMORY", "ANON", "FILE",
+                                    "CPU-TIME"]
+        rows = {l.split()[0]: l.split() for l in lines[1:]}
+        pcts = [float(l.split()[3]) if l.split()[3] != "-" else -1 for l in lines[1:]]
+        assert pcts == sorted(pcts, reverse=True)
+        assert rows[spin][1] == "vmw-cgtop.scope" and rows[spin][2] == "2"   # timeout and sh
+        assert float(rows[spin][3]) > 40, rows[spin]
+        assert [l.split()[0] for l in lines[1:3]] in (["/system.slice", spin], [spin, "/system.slice"])
+        out = cgroups_json(vmwatch, deb, "-d", "1")
+        got = {c["path"]: c for c in out["cgroups"]}
+        assert got[spin]["cpu_percent"] > 40 and 0.9 < out["interval_seconds"] < 30
+        r = subprocess.run([vmwatch, "cgroups", "-d", "0", "-o", "path", f"qemu:{deb.pid}"], capture_output=True,
+                           text=True, timeout=120)
+        paths = [l.split()[0] for l in r.stdout.splitlines()[1:]]
+        assert paths == sorted(paths) and paths[0] == "/"
+
+
+def test_top_units_view(deb, vmwatch):  # noqa: F811
+    """top: g shows the units view (cgroups like systemd-cgtop, by %CPU over
+    the interval, a spinning scope on top after its slice), g again the
+    processes; driven in a real terminal (tmux)."""
+    from test_top import Tmux, top_cmd
+    with scope(deb, "vmw-cgunits") as spin, top_in_tmux(Tmux, top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"),
+                                                      width=170, height=50) as t:
+        t.wait(lambda s: "COMMAND" in s, what="process table")
+        t.keys("g")
+
+        def spin_row(s):
+            rows = [l.split() for l in s.splitlines() if l.startswith("/")]
+            top = [r[0] for r in rows[:2]]
+            row = next((r for r in rows if r[0] == spin), None)
+            return row if spin in top and row[3] != "-" and float(row[3]) > 30 else None
+        s = t.wait(spin_row, timeout=30, what="the spinning scope on top of the units view")
+        assert "CONTROL GROUP" in s and "COMMAND" not in s
+        row = spin_row(s)
+        assert row[1] == "vmw-cgunits.scope" and row[2] == "2"
+        assert "gUnits" in s.splitlines()[-1]
+        t.keys("g")
+        t.wait(lambda s: "COMMAND" in s and "CONTROL GROUP" not in s, what="the process table again")
+
+
+def test_top_grouped_by_unit(deb, vmwatch):  # noqa: F811
+    """top: G groups the process table by unit (its name before the command,
+    groups in name order, each process in its own), G again ungroups."""
+    from test_top import Tmux, top_cmd
+    with top_in_tmux(Tmux, top_cmd(vmwatch, f"qemu:{deb.pid}", "-d", "1"), width=200, height=120) as t:
+        t.wait(lambda s: "COMMAND" in s, what="process table")
+        t.keys("G")
+
+        def grouped(s):
+            rows = [l.split() for l in s.splitlines() if re.match(r"^\s*\d+ ", l)]
+            units = [r[11] for r in rows if len(r) > 12]
+            return rows if len(rows) > 20 and units == sorted(units) and "alice-hog.service" in units else None
+        rows = grouped(t.wait(grouped, what="processes grouped by unit"))
+        by_cmd = {" ".join(r[12:]): r[11] for r in rows}
+        assert any(u == "alice-hog.service" and c.startswith("/usr/local/bin/hog") for c, u in by_cmd.items()), by_cmd
+        assert any(u == "ssh.service" and c.startswith("sshd") for c, u in by_cmd.items()), by_cmd
+        assert {u for c, u in by_cmd.items() if c.startswith("[")} == {"/"}   # kernel threads: the root
+        t.keys("G")
+        t.wait(lambda s: "alice-hog.service" not in s and "COMMAND" in s, what="ungrouped")
+
+
+@pytest.mark.parametrize("kind", ["null", "garbage", "back", "self"])
+def test_cgroup_walk_hostile_children_list(deb, vmwatch, kind):  # noqa: F811
+    """A tenant rewrites the root cgroup's children list in its RAM (the 4th
+    link: NULL, a user-space address, back to an earlier child, to itself):
+    `vmwatch cgroups` ends at once, lists what it could reach, says the walk
+    stopped ("truncated", a warning) and marks the root incomplete; nothing
+    crashes (sanitizer build). The bytes are restored after."""
+    from guestmem import GuestMem, vmwatch_info
+    target = f"file:{deb.ram_path}"
+    m = GuestMem(deb.ram_path, vmwatch_info(vmwatch, target, "__start_BTF", "__stop_BTF", "cgrp_dfl_root"))
+    try:
+        b = m.btf()
+        head = (m.symbols["cgrp_dfl_root"] + b.offset("cgroup_root", "cgrp") + b.offset("cgroup", "self")
+                + b.offset("cgroup_subsys_state", "children"))
+        with deb.paused(), m.patch():
+            good = cgroups_json(vmwatch, deb, "-d", "0", "--no-cache")
+            nodes, n = [], m.vu64(head)
+            while n != head and len(nodes) < 64:
+                nodes.append(n)
+                n = m.vu64(n)
+            assert len(nodes) >= 5
+            m.vput_u64(nodes[3], {"null": 0, "garbage": 0x4141414141414141, "back": nodes[1],
+                                  "self": nodes[3]}[kind])
+            t0 = time.monotonic()
+            r = subprocess.run([vmwatch, "cgroups", "--json", "-d", "0", "--no-cache", target],
+                               capture_output=True, text=True, timeout=60)
+            secs = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert "the cgroup walk stopped early" in r.stderr
+        out = json.loads(r.stdout)
+        validate("cgroups", out)
+        assert out["truncated"] and out["truncated_why"]
+        got = {c["path"]: c for c in out["cgroups"]}
+        assert got["/"]["incomplete"]
+        assert 4 <= sum(c["depth"] == 1 for c in out["cgroups"]) < sum(c["depth"] == 1 for c in good["cgroups"])
+        assert set(got) < {c["path"] for c in good["cgroups"]}
+        assert secs < 20
+    finally:
+        m.close()
+
+
+def test_cgroup_names_with_control_bytes(deb, vmwatch):  # noqa: F811
+    """A cgroup a guest's root names with an escape sequence (cgroupfs
+    refuses newlines): the table shows its bytes as '?', the JSON carries
+    them escaped."""
+    name = "vmw\x1b[2Jevil"
+    deb.sh("mkdir /sys/fs/cgroup/\"$(printf 'vmw\\033[2Jevil')\"", check=True)
+    try:
+        r = subprocess.run([vmwatch, "cgroups", "-d", "0", "-o", "path", f"qemu:{deb.pid}"], capture_output=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert b"\x1b" not in r.stdout and b"/vmw?[2Jevil " in r.stdout
+        out = cgroups_json(vmwatch, deb, "-d", "0")
+        assert "/" + name in {c["path"] for c in out["cgroups"]}
+    finally:
+        deb.sh("rmdir /sys/fs/cgroup/\"$(printf 'vmw\\033[2Jevil')\"")
