@@ -17,9 +17,9 @@
  *   │   HTTP, TLS, tokens, libvirt (read-only socket), the registry,
  *   │   snapshots, history, metrics. Never holds guest memory: it receives
  *   │   frames (src/sampler/wire.c) and decodes them as hostile input.
- *   └── sampler, one per VM (exec'd; no capabilities, no_new_privs, not
- *            dumpable, seccomp: no sockets, no exec, no ptrace, no
- *            signals to others)
+ *   └── sampler, one per VM (exec'd: vmwatch-sampler, the library only; no
+ *            capabilities, no_new_privs, not dumpable, seccomp: no sockets,
+ *            no exec, no ptrace, no signals to others)
  *       Opens its guest through the monitor (the fds come back over a
  *       socket), walks it on request and answers with a frame. A crash or
  *       hang costs that VM's sampler only: the front marks the VM crashed,

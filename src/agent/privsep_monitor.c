@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +49,7 @@ struct mon {
 	const char *config_path;
 	struct sampler_rec *s;
 	size_t ns;
+	int sampler_exe;            /* vmwatch-sampler, opened at start (-1: our own executable) */
 };
 
 /* ---------------------------------------------------------------- checks */
@@ -164,15 +167,62 @@ static void prepare_root_cache(void)
 		vmw_agent_log(VMW_LOG_WARNING, "cannot hand %s to user nobody: %s", PS_ROOT_CACHE, strerror(errno));
 }
 
-static void child_exec(char **argv, char **envp, const int *keep, size_t nkeep)
+/*
+ * The samplers' executable: vmwatch-sampler next to ours (a build tree, or
+ * a package that installs both in one directory), else in the libexec
+ * directory. It links the library only, not libmicrohttpd or GnuTLS, so each
+ * sampler holds less (docs/PERFORMANCE.md). Opened once, at start: the
+ * samplers run the binary that was there then. -1 (samplers run our own
+ * executable, `--privsep-sampler`) when there is none.
+ */
+static int open_sampler_exe(void)
+{
+	char self[PATH_MAX], path[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+	int fd = -1;
+
+	if (n > 0) {
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/'))) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/vmwatch-sampler", self);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		}
+	}
+	if (fd < 0)
+		fd = open(VMW_SAMPLER_PATH, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		vmw_agent_log(VMW_LOG_WARNING, "no vmwatch-sampler next to the agent nor at %s: samplers run the "
+			      "agent's own executable (each holds ~0.4 MiB more)", VMW_SAMPLER_PATH);
+	return fd;
+}
+
+/* exe: an executable's fd to run instead of our own (-1: /proc/self/exe). */
+static void child_exec(int exe, char **argv, char **envp, const int *keep, size_t nkeep)
 {
 	struct vmw_error err = { 0 };
 	int r;
 
-	/* Only our channels, at fixed numbers, and stdio (stdin: nothing). */
+	/* Only our channels, at fixed numbers, and stdio (stdin: nothing); the
+	 * executable's fd after them, closed by the exec. It is moved out of the
+	 * way first: the monitor opened it early, so it may sit at a channel's
+	 * number. */
+	if (exe >= 0) {
+		int low = (int)(3 + nkeep) + 1;
+		for (size_t i = 0; i < nkeep; i++)
+			low = keep[i] >= low ? keep[i] + 1 : low;
+		if ((exe = fcntl(exe, F_DUPFD_CLOEXEC, low)) < 0)
+			_exit(127);
+	}
 	for (size_t i = 0; i < nkeep; i++)
 		if (keep[i] != (int)(3 + i) && dup2(keep[i], (int)(3 + i)) < 0)
 			_exit(127);
+	if (exe >= 0) {
+		if (dup2(exe, (int)(3 + nkeep)) < 0 || fcntl((int)(3 + nkeep), F_SETFD, FD_CLOEXEC) < 0)
+			_exit(127);
+		exe = (int)(3 + nkeep++);
+	}
 	close_range(3 + (unsigned)nkeep, ~0u, 0);
 	{
 		int devnull = open("/dev/null", O_RDONLY);
@@ -187,8 +237,12 @@ static void child_exec(char **argv, char **envp, const int *keep, size_t nkeep)
 		_exit(126);
 	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	execve("/proc/self/exe", argv, envp);
-	vmw_agent_log(VMW_LOG_ERR, "cannot exec /proc/self/exe: %s", strerror(errno));
+	if (exe >= 0)
+		syscall(SYS_execveat, exe, "", argv, envp, AT_EMPTY_PATH);
+	else
+		execve("/proc/self/exe", argv, envp);
+	vmw_agent_log(VMW_LOG_ERR, "cannot exec %s: %s", exe >= 0 ? "vmwatch-sampler" : "/proc/self/exe",
+		      strerror(errno));
 	_exit(127);
 }
 
@@ -250,7 +304,11 @@ static int spawn_sampler(struct mon *m, const struct ps_req *q, struct ps_rep *a
 		char **env = sampler_env();
 		int keep[] = { frames[1], opener[1] };
 		unblock_signals_in_child();
-		child_exec(argv, env ? env : (char *[]){ NULL }, keep, 2);
+		/* vmwatch-sampler takes the same arguments after its name. */
+		if (m->sampler_exe >= 0)
+			argv[1] = "vmwatch-sampler";
+		child_exec(m->sampler_exe, m->sampler_exe >= 0 ? argv + 1 : argv, env ? env : (char *[]){ NULL },
+			   keep, 2);
 	}
 	close(frames[1]);
 	close(opener[1]);
@@ -472,7 +530,7 @@ static int start_front(struct mon *m)
 	if ((pid = fork()) == 0) {
 		int keep[] = { ctl[1] };
 		unblock_signals_in_child();
-		child_exec(argv, environ, keep, 1);
+		child_exec(-1, argv, environ, keep, 1);
 	}
 	free(argv);
 	close(ctl[1]);
@@ -514,7 +572,7 @@ int ps_monitor_main(int argc, char **argv, struct vmw_agent_config *cfg, const c
 		    vmw_agent_reload_fn reload, void *opaque)
 {
 	struct mon m = { .ctl = -1, .argc = argc, .argv = argv, .reload = reload, .reload_opaque = opaque,
-			 .config_path = config_path, .cfg = *cfg };
+			 .config_path = config_path, .cfg = *cfg, .sampler_exe = open_sampler_exe() };
 	sigset_t set;
 	int rc;
 
@@ -548,6 +606,8 @@ int ps_monitor_main(int argc, char **argv, struct vmw_agent_config *cfg, const c
 	if (m.ctl >= 0)
 		close(m.ctl);
 	close(m.sigfd);
+	if (m.sampler_exe >= 0)
+		close(m.sampler_exe);
 	free(m.s);
 	vmw_agent_config_free(&m.cfg);
 	return rc;

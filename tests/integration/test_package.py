@@ -78,7 +78,8 @@ def test_packages_hold_every_installed_file(debs):
     for path in ("/usr/bin/vmwatch", "/usr/share/man/man1/vmwatch.1.gz",
                  "/usr/share/bash-completion/completions/vmwatch", "/usr/share/doc/vmwatch/copyright"):
         assert path in cli, (path, sorted(cli))
-    for path in ("/usr/bin/vmwatch-agent", "/usr/share/man/man8/vmwatch-agent.8.gz",
+    for path in ("/usr/bin/vmwatch-agent", "/usr/libexec/vmwatch/vmwatch-sampler",
+                 "/usr/share/man/man8/vmwatch-agent.8.gz",
                  "/usr/share/bash-completion/completions/vmwatch-agent",
                  "/lib/systemd/system/vmwatch-agent.service", "/etc/vmwatch/agent.conf",
                  "/usr/share/vmwatch/grafana/vmwatch.json",
@@ -190,6 +191,7 @@ def test_meson_install_uses_the_configured_prefix(debs, tmp_path):
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == sorted([
         "opt/vmw/bin/vmwatch", "opt/vmw/bin/vmwatch-agent", "opt/vmw/bin/vmwatch-controller",
+        "opt/vmw/libexec/vmwatch/vmwatch-sampler",
         "opt/vmw/etc/vmwatch/agent.conf", "opt/vmw/etc/vmwatch/controller.conf",
         "opt/vmw/lib/systemd/system/vmwatch-agent.service",
         "opt/vmw/lib/systemd/system/vmwatch-controller.service",

@@ -95,7 +95,7 @@ def processes(agent) -> tuple[int, int, dict[str, int]]:
     samplers = {}
     for p in kids:
         if comm(p) == "vmwatch-sampler":
-            samplers[cmdline(p)[2]] = p
+            samplers[cmdline(p)[1]] = p
     return monitor, fronts[0], samplers
 
 
@@ -122,6 +122,10 @@ def test_process_model(agent, shm, private):
         assert TOKEN not in " ".join(cmdline(pid))
     for pid in samplers.values():
         assert status(pid)["Seccomp"] == "2", pid
+        # Their own executable, without the HTTP and TLS libraries (less memory each).
+        assert os.readlink(f"/proc/{pid}/exe").endswith("/vmwatch-sampler"), os.readlink(f"/proc/{pid}/exe")
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "libgnutls" not in maps and "libmicrohttpd" not in maps, pid
         assert TOKEN.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
     assert status(front)["Seccomp"] == "0"
     assert TOKEN not in " ".join(cmdline(monitor)), "the monitor's own command line still shows the token"
