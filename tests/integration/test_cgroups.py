@@ -195,20 +195,34 @@ def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
         assert 0 <= after - v <= ran_us + 20000, (after, v, ran_us)
 
 
+@contextlib.contextmanager
+def agent_on(vmwatch, g, frames, *extra):
+    """An agent on g (a frame a second) once it took `frames` frames: yields
+    (the agent, the VM's id); stopped after."""
+    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{g.pid}", "--interval", "1", *extra)
+    try:
+        vm = a.json("/v1/vms")["vms"][0]["id"]
+        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= frames, timeout=120, what=f"{frames} frames")
+        yield a, vm
+    finally:
+        assert a.stop() == 0
+
+
+def api_cgroups(a, vm):
+    doc = a.json(f"/v1/vms/{vm}/cgroups")
+    validate("api-cgroups", doc)
+    return doc
+
+
 def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
     """GET /v1/vms/{id}/cgroups: the latest frame's tree (the guest runs, so
     memory is judged on the steady hog service and CPU counters on growing);
     /metrics: per unit the top N by CPU and by memory, N = --top-n."""
-    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{deb.pid}", "--interval", "1", "--top-n", 2)
-    try:
-        vm = a.json("/v1/vms")["vms"][0]["id"]
-        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= 2, timeout=120, what="two frames")
-        first = a.json(f"/v1/vms/{vm}/cgroups")
-        validate("api-cgroups", first)
+    with agent_on(vmwatch, deb, 2, "--top-n", 2) as (a, vm):
+        first = api_cgroups(a, vm)
         files = cgroup_files(deb)
         a.wait_frames(vm, 1)
-        doc = a.json(f"/v1/vms/{vm}/cgroups")
-        validate("api-cgroups", doc)
+        doc = api_cgroups(a, vm)
         assert doc["seq"] > first["seq"] and not doc["truncated"]
         got = {c["path"]: c for c in doc["cgroups"]}
         assert set(files) - {p for p in files if "vmw-" in p} <= set(got)
@@ -230,8 +244,6 @@ def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
         hog_line = [l for l in series if 'cgroup="/lab.slice/alice-hog.service"' in l]
         assert hog_line and 'unit="alice-hog.service"' in hog_line[0]   # the biggest unit by memory
         assert a.json(f"/v1/vms/{vm}/cgroups?sort=cpu", status=400)["error"]
-    finally:
-        assert a.stop() == 0
 
 
 def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
@@ -460,12 +472,8 @@ def test_runc_containers(deb, vmwatch):  # noqa: F811
             assert b["usage_usec"] <= c["cpu"]["usage_usec"] <= a["usage_usec"] and c["cpu"]["usage_usec"] > 0
             assert c["container"] == {"runtime": runtime, "id": cid, "pod_uid": pod_uid}, c
         # The agent: the latest frame's tree; memory is steady (the shells wait).
-        agent = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{deb.pid}", "--interval", "1")
-        try:
-            vm = agent.json("/v1/vms")["vms"][0]["id"]
-            wait_until(lambda: agent.vm(vm)["monitoring"]["frames"] >= 1, timeout=120, what="a frame")
-            doc = agent.json(f"/v1/vms/{vm}/cgroups")
-            validate("api-cgroups", doc)
+        with agent_on(vmwatch, deb, 1) as (agent, vm):
+            doc = api_cgroups(agent, vm)
             files = cgroup_files(deb)
             rows = {c["path"]: c for c in doc["cgroups"]}
             for runtime, cid, _, path, pod_uid in ctrs:
@@ -474,8 +482,6 @@ def test_runc_containers(deb, vmwatch):  # noqa: F811
                 assert 0 < c["cpu"]["usage_usec"] <= files[path]["usage_usec"], (path, c)
                 assert c["container"] == {"runtime": runtime, "id": cid, "pod_uid": pod_uid}, c
                 assert c["tasks"] == 2
-        finally:
-            assert agent.stop() == 0
 
 
 # ---- top -u NAME: the guest's user names -------------------------------------
