@@ -25,7 +25,7 @@ DEBIAN_SRC = GUEST_SRC / "debian"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("VMWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "cron", "openssh-server", "procps",
-                   "libpam-systemd")
+                   "libpam-systemd", "runc", "busybox-static")
 _EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*")
 RECIPE_VERSION = "1"   # bump to force a rebuild
 

@@ -11,7 +11,10 @@
  * out whole, then top exits 0.
  */
 #include "cli/top_internal.h"
+#include "linux/linux.h"
+#include "linux/users.h"
 #include "report/report.h"
+#include "session/session.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -51,8 +54,8 @@ static void usage(FILE *f)
 		"                         cpu, us, sy, wa, st, host, mem, mempct, procs, load, os,\n"
 		"                         top\n"
 		"  -p, --pid PID[,PID..]  only these processes (repeatable)\n"
-		"  -u, --user USER        only processes of this uid (a number, or root: the\n"
-		"                         guest's user names are not read)\n"
+		"  -u, --user USER        only processes of this (real) uid: a number, or a name\n"
+		"                         the guest's /etc/passwd gives\n"
 		"  -H, --threads          threads under their process (JSON: \"tasks\" with their\n"
 		"                         own cpu_percent)\n"
 		"  -t, --tree             processes under their parents (-b)\n"
@@ -197,6 +200,23 @@ enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame 
 		return TOP_FRAME_GONE;
 	src->retry_at = vmw_session_retry_at(src->sess);
 	return TOP_FRAME_WAIT;
+}
+
+int top_source_user(struct top_source *src, const char *s, uint32_t *ret)
+{
+	struct vmw_linux *lx = src->sess ? vmw_session_linux(src->sess) : NULL;
+
+	if (top_parse_user(s, ret) == 0)
+		return 0;
+	if (!*s || strlen(s) > TOP_USER_MAX)
+		return -EINVAL;
+	if (lx && vmw_users_uid(vmw_linux_users(lx), s, ret))
+		return 0;
+	if (!strcmp(s, "root") && !(lx && vmw_users_name(vmw_linux_users(lx), 0))) {
+		*ret = 0;
+		return 0;
+	}
+	return -ENOENT;
 }
 
 /* ---- batch text ---------------------------------------------------------- */
@@ -590,12 +610,18 @@ static int parse_opt(struct args *a, int c)
 		}
 		return 0;
 	case 'u':
-		if (top_parse_user(optarg, &a->o.view.uid) < 0) {
-			cli_error("top: bad user '%s': a uid number, or root (the guest's user names "
-				  "are not read)", optarg);
+		/* A name is resolved once the guest's /etc/passwd was read (run_one). */
+		if (top_parse_user(optarg, &a->o.view.uid) == 0) {
+			a->o.view.uid_set = true;
+			a->o.view.user[0] = '\0';
+		} else if (!*optarg || strlen(optarg) > TOP_USER_MAX) {
+			cli_error("top: bad user '%s': a uid number or a user name (at most %d bytes)",
+				  optarg, TOP_USER_MAX);
 			return EXIT_USAGE;
+		} else {
+			a->o.view.uid_set = false;
+			snprintf(a->o.view.user, sizeof(a->o.view.user), "%s", optarg);
 		}
-		a->o.view.uid_set = true;
 		return 0;
 	case 'H': a->o.view.threads = true; return 0;
 	case 't': a->o.view.tree = true; return 0;
@@ -691,6 +717,15 @@ static int run_one(struct args *a, struct top_header *h)
 	if (!top_first_frame(&src, o->interval_ns)) {
 		top_source_close(&src);
 		return 0;
+	}
+	if (o->view.user[0] && !o->view.uid_set) {
+		if (top_source_user(&src, o->view.user, &o->view.uid) < 0) {
+			cli_error("top: user '%s' is not in the guest's /etc/passwd (as its page cache "
+				  "holds it); give a numeric uid", o->view.user);
+			top_source_close(&src);
+			return EXIT_USAGE;
+		}
+		o->view.uid_set = true;
 	}
 	if (a->mode == MODE_TUI)
 		r = top_tui_run(&src, o, h, &stop_requested);

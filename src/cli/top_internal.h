@@ -53,6 +53,8 @@ extern const struct top_col_info top_cols[TOP_NCOLS];
 int top_col_parse(const char *s);
 
 /* What the user chose to see. */
+#define TOP_USER_MAX 32      /* VMW_USER_NAME_MAX: longer names are no guest's */
+
 struct top_view {
 	enum top_col sort;
 	bool invert;               /* reverse the column's natural order */
@@ -63,6 +65,8 @@ struct top_view {
 	size_t npids;
 	bool uid_set;              /* -u, u: only processes of this (real) uid, the USER column */
 	uint32_t uid;
+	char user[TOP_USER_MAX + 1]; /* the name -u or u gave ("" for a number): shown; resolved
+				      * through the guest's /etc/passwd (top_source_user) */
 	bool hide_kthreads;        /* K: kernel threads hidden */
 	bool cpu_total;            /* 1: one CPU meter for all vCPUs instead of one each */
 	bool io_cols;              /* i, --io: the I/O rate columns */
@@ -79,7 +83,7 @@ void top_col_show(struct top_view *v, enum top_col c);
  * else its unit, else its slice, else its cgroup path ("-" when unknown);
  * made terminal-safe. */
 void top_unit_of(const struct vmw_proc *p, char *buf, size_t size);
-/* -u USER: a uid number, or "root" (the guest's passwd is not read). 0 or -EINVAL. */
+/* -u USER, u: a uid number. 0, or -EINVAL (a name: top_source_user). */
 int top_parse_user(const char *s, uint32_t *ret);
 
 /* One table row: a process, or one thread of a process. */
@@ -207,6 +211,10 @@ int top_source_open(struct top_source *src, const char *target, const struct cli
 		    const struct vmw_sampler_opts *opts);
 void top_source_close(struct top_source *src);
 enum top_frame_status top_source_frame(struct top_source *src, struct vmw_frame **ret);
+/* -u USER, u: a uid number, or a name the guest's /etc/passwd gives (as its
+ * page cache held it at the last frame; "root" is 0 when it is not read).
+ * 0, -EINVAL (not a plausible name) or -ENOENT (no such user). */
+int top_source_user(struct top_source *src, const char *s, uint32_t *ret);
 
 /* Interactive view. Returns the exit code; *stop is set by SIGINT/SIGTERM. */
 struct top_opts {

@@ -715,10 +715,6 @@ int top_parse_user(const char *s, uint32_t *ret)
 {
 	uint64_t v;
 
-	if (!strcmp(s, "root")) {
-		*ret = 0;
-		return 0;
-	}
 	if (vmw_parse_u64(s, &v) < 0 || v > UINT32_MAX - 1)
 		return -EINVAL;
 	*ret = (uint32_t)v;

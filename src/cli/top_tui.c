@@ -35,7 +35,7 @@ struct tui {
 	int hscroll;                  /* columns of the command scrolled off to the left */
 	int table_h;                  /* rows the table showed at the last draw */
 	enum input input;
-	char delay_buf[32];
+	char delay_buf[TOP_USER_MAX + 1];
 	char msg[256];
 	uint64_t msg_until;
 	uint64_t late, frames;
@@ -362,7 +362,7 @@ static void draw_status(struct tui *t, int y)
 		if (t->input == IN_DELAY)
 			snprintf(buf, sizeof(buf), "Change delay from %.3f to: ", (double)t->interval_ns / 1e9);
 		else
-			snprintf(buf, sizeof(buf), "Which user (uid or root; blank for all): ");
+			snprintf(buf, sizeof(buf), "Which user (name or uid; blank for all): ");
 		x = tui_put(y, 0, buf, attr_color(t, C_KEY, A_REVERSE));
 		x = tui_put(y, x, t->delay_buf, A_BOLD);
 		tui_put_ch(y, x, '_', A_BLINK);
@@ -378,7 +378,10 @@ static void draw_status(struct tui *t, int y)
 		x = tui_put(y, x, " (Esc clears)  ", A_DIM);
 	}
 	if (t->view.uid_set) {
-		snprintf(buf, sizeof(buf), "%u", t->view.uid);
+		if (t->view.user[0])
+			snprintf(buf, sizeof(buf), "%u (%s)", t->view.uid, t->view.user);
+		else
+			snprintf(buf, sizeof(buf), "%u", t->view.uid);
 		x = tui_put(y, x, "User: ", attr_color(t, C_LABEL, A_BOLD));
 		x = tui_put(y, x, buf, A_BOLD);
 		x = tui_put(y, x, "  ", 0);
@@ -431,7 +434,7 @@ static void draw_help(struct tui *t)
 		"  t  F5          tree view: processes under their parents",
 		"  H              threads under their process, with their own %CPU",
 		"  d  s           change the interval (seconds, fractions allowed)",
-		"  u              only one user's processes (uid; blank for all)",
+		"  u              only one user's processes (name or uid; blank for all)",
 		"  K              hide / show kernel threads",
 		"  1              one CPU meter for all vCPUs / one per vCPU",
 		"  i              I/O rate columns: RCHAR/s WCHAR/s (read()/write() bytes), DREAD/s",
@@ -590,24 +593,41 @@ static bool navigate(struct tui *t, int ch)
 	return true;
 }
 
+/* Show only the processes of user s (a uid number or a name of the guest's
+ * /etc/passwd; "" shows all). False, with a message, for an unknown user. */
+static bool set_user(struct tui *t, const char *s)
+{
+	uint32_t uid;
+	int r;
+
+	if (!s[0]) {
+		t->view.uid_set = false;
+		t->view.user[0] = '\0';
+		return true;
+	}
+	if ((r = top_source_user(t->src, s, &uid)) < 0) {
+		message(t, 4, r == -ENOENT ? "Unknown user '%s': not in the guest's /etc/passwd (as its page "
+			"cache holds it); a uid number works" : "Not a user: '%s'", s);
+		return false;
+	}
+	t->view.uid_set = true;
+	t->view.uid = uid;
+	if (top_parse_user(s, &uid) < 0)
+		snprintf(t->view.user, sizeof(t->view.user), "%s", s);
+	else
+		t->view.user[0] = '\0';
+	return true;
+}
+
 /* The delay or user prompt got Enter: apply what was typed. */
 static int prompt_done(struct tui *t, uint64_t *deadline)
 {
 	uint64_t ns;
-	uint32_t uid;
 
 	if (t->input == IN_USER) {
 		t->input = IN_NONE;
-		if (!t->delay_buf[0]) {
-			t->view.uid_set = false;
-		} else if (top_parse_user(t->delay_buf, &uid) < 0) {
-			message(t, 3, "Not a user: '%s' (a uid number or root; the guest's user names "
-				"are not read)", t->delay_buf);
+		if (!set_user(t, t->delay_buf))
 			return 0;
-		} else {
-			t->view.uid_set = true;
-			t->view.uid = uid;
-		}
 		t->sel = t->top = 0;
 		t->have_sel = false;
 		return rebuild(t);
@@ -875,6 +895,13 @@ int top_tui_run(struct top_source *src, const struct top_opts *o, struct top_hea
 
 	if (!(scr = tui_open(&orig, &t.colors)))
 		return EXIT_USAGE;
+	/* -u NAME from the host view: resolved on this guest's /etc/passwd. */
+	if (t.view.user[0] && !t.view.uid_set) {
+		char name[sizeof(t.view.user)];
+		snprintf(name, sizeof(name), "%s", t.view.user);
+		if (!set_user(&t, name))
+			t.view.user[0] = '\0';
+	}
 	for (;;) {
 		int ch;
 

@@ -12,6 +12,7 @@ guest's files read before and after, vmwatch while it is paused):
 import contextlib
 import json
 import re
+import secrets
 import subprocess
 import time
 
@@ -19,7 +20,8 @@ import pytest
 
 from schemas import validate
 from test_agent import Agent, wait_until
-from test_debian import deb  # noqa: F401  (the shared Debian guests)
+from test_debian import cgroup_path, deb  # noqa: F401  (the shared Debian guests)
+from test_ps import ps_paused
 
 # One line per cgroup directory and file: "@path", then its cpu.stat lines,
 # "memory.current N", memory.stat's anon and file lines, "procs N".
@@ -193,20 +195,34 @@ def test_cgroups_pending_deltas(deb, vmwatch):  # noqa: F811
         assert 0 <= after - v <= ran_us + 20000, (after, v, ran_us)
 
 
+@contextlib.contextmanager
+def agent_on(vmwatch, g, frames, *extra):
+    """An agent on g (a frame a second) once it took `frames` frames: yields
+    (the agent, the VM's id); stopped after."""
+    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{g.pid}", "--interval", "1", *extra)
+    try:
+        vm = a.json("/v1/vms")["vms"][0]["id"]
+        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= frames, timeout=120, what=f"{frames} frames")
+        yield a, vm
+    finally:
+        assert a.stop() == 0
+
+
+def api_cgroups(a, vm):
+    doc = a.json(f"/v1/vms/{vm}/cgroups")
+    validate("api-cgroups", doc)
+    return doc
+
+
 def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
     """GET /v1/vms/{id}/cgroups: the latest frame's tree (the guest runs, so
     memory is judged on the steady hog service and CPU counters on growing);
     /metrics: per unit the top N by CPU and by memory, N = --top-n."""
-    a = Agent(vmwatch, "--connect", "none", "--target", f"qemu:{deb.pid}", "--interval", "1", "--top-n", 2)
-    try:
-        vm = a.json("/v1/vms")["vms"][0]["id"]
-        wait_until(lambda: a.vm(vm)["monitoring"]["frames"] >= 2, timeout=120, what="two frames")
-        first = a.json(f"/v1/vms/{vm}/cgroups")
-        validate("api-cgroups", first)
+    with agent_on(vmwatch, deb, 2, "--top-n", 2) as (a, vm):
+        first = api_cgroups(a, vm)
         files = cgroup_files(deb)
         a.wait_frames(vm, 1)
-        doc = a.json(f"/v1/vms/{vm}/cgroups")
-        validate("api-cgroups", doc)
+        doc = api_cgroups(a, vm)
         assert doc["seq"] > first["seq"] and not doc["truncated"]
         got = {c["path"]: c for c in doc["cgroups"]}
         assert set(files) - {p for p in files if "vmw-" in p} <= set(got)
@@ -228,8 +244,6 @@ def test_agent_cgroups_and_metrics(deb, vmwatch):  # noqa: F811
         hog_line = [l for l in series if 'cgroup="/lab.slice/alice-hog.service"' in l]
         assert hog_line and 'unit="alice-hog.service"' in hog_line[0]   # the biggest unit by memory
         assert a.json(f"/v1/vms/{vm}/cgroups?sort=cpu", status=400)["error"]
-    finally:
-        assert a.stop() == 0
 
 
 def test_cgroups_table_like_cgtop(deb, vmwatch):  # noqa: F811
@@ -358,3 +372,165 @@ def test_cgroup_names_with_control_bytes(deb, vmwatch):  # noqa: F811
         assert "/" + name in {c["path"] for c in out["cgroups"]}
     finally:
         deb.sh("rmdir /sys/fs/cgroup/\"$(printf 'vmw\\033[2Jevil')\"")
+
+
+# ---- a real container runtime: runc in the Debian guest ----------------------
+#
+# runc (Debian's package, in the guest's image) runs OCI bundles made in the
+# guest with no network: a busybox rootfs under /run, `runc spec`, and the
+# cgroupsPath each engine gives runc's systemd driver ("slice:prefix:name" ->
+# /<slice path>/<prefix>-<name>.scope). --no-pivot: the guest's root is the
+# initramfs, which pivot_root refuses. Each container runs a shell that
+# spins a little, keeps 3 MB of text in a variable and waits for a sleep.
+
+CTR_START = r"""set -e
+r=/run/vmw-ctr ID=$1 CG=$2
+if [ ! -e $r/rootfs/bin/sh ]; then
+  mkdir -p $r/rootfs/bin $r/rootfs/proc $r/rootfs/dev $r/rootfs/sys $r/rootfs/tmp
+  cp /bin/busybox $r/rootfs/bin/
+  chroot $r/rootfs /bin/busybox --install -s /bin
+fi
+b=$r/$ID; mkdir -p $b; cd $b; rm -f config.json
+runc spec
+sed -i -e 's/"terminal": true/"terminal": false/' -e "s|\"path\": \"rootfs\"|\"path\": \"$r/rootfs\"|" \
+  -e 's|"sh"$|"/bin/sh", "-c", "sleep 600 \& i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; x=$(yes aaaaaaa \| head -c 3000000); wait"|' \
+  -e "s|\"linux\": {|\"linux\": {\"cgroupsPath\": \"$CG\",|" config.json
+runc --systemd-cgroup run --no-pivot -d $ID </dev/null >$b/out 2>&1 || { cat $b/out; exit 1; }
+"""
+
+POD_UID = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+
+
+def engines(ids):
+    """(runtime, id, cgroupsPath as the engine gives runc, the cgroup systemd
+    makes of it, the pod's uid)."""
+    pod = f"kubepods-besteffort-pod{POD_UID.replace('-', '_')}.slice"
+    return [
+        ("docker", ids[0], f"system.slice:docker:{ids[0]}", f"/system.slice/docker-{ids[0]}.scope", None),
+        ("podman", ids[1], f"machine.slice:libpod:{ids[1]}", f"/machine.slice/libpod-{ids[1]}.scope", None),
+        ("containerd", ids[2], f"{pod}:cri-containerd:{ids[2]}",
+         f"/kubepods.slice/kubepods-besteffort.slice/{pod}/cri-containerd-{ids[2]}.scope", POD_UID),
+    ]
+
+
+@contextlib.contextmanager
+def runc_containers(g):
+    """Three containers as docker, podman and containerd (CRI, in a pod)
+    would make them, each settled (its two processes, its 3 MB); yields
+    engines(); deletes them after."""
+    ctrs = engines([secrets.token_hex(32) for _ in range(3)])
+    try:
+        for _, cid, cg, _, _ in ctrs:
+            rc, out = g.sh(f"set -- {cid} {cg}\n{CTR_START}", timeout=120)
+            assert rc == 0, f"runc could not start a container in the guest: {out}"
+
+        def settled():
+            for *_, path, _ in ctrs:
+                d = f"/sys/fs/cgroup{path}"
+                rc, out = g.sh(f"wc -l < {d}/cgroup.procs; cat {d}/memory.current")
+                n = out.split()
+                if rc or len(n) != 2 or int(n[0]) != 2 or int(n[1]) < 3000000:
+                    return False
+            return True
+        wait_until(settled, timeout=120, what="the containers' shells waiting")
+        yield ctrs
+    finally:
+        g.sh("; ".join(f"runc delete --force {cid}" for _, cid, *_ in ctrs) + "; rm -rf /run/vmw-ctr/[0-9a-f]*",
+             timeout=120)
+
+
+def test_runc_containers(deb, vmwatch):  # noqa: F811
+    """Containers of a real runtime (runc, systemd cgroup driver) named the
+    way docker, podman and containerd's CRI name them: every process's
+    cgroup, unit, slice and container (runtime, id, pod uid) from vmwatch ps
+    equal to what the guest's /proc/PID/cgroup says; `vmwatch cgroups` and the
+    agent's /cgroups show each container's cgroup with CPU and memory within
+    the guest's own files."""
+    with runc_containers(deb) as ctrs:
+        before, out, after = ps_paused(deb, vmwatch, f"qemu:{deb.pid}")
+        got = {p["pid"]: p for p in out["processes"]}
+        for runtime, cid, _, path, pod_uid in ctrs:
+            pids = [pid for pid, b in before.procs.items() if cgroup_path(b.cgroup) == path]
+            assert len(pids) == 2, (path, pids)
+            for pid in pids:
+                assert cgroup_path(after.procs[pid].cgroup) == path
+                p = got[pid]
+                assert p["cgroup"] == path, (pid, p["cgroup"])
+                assert p["unit"] == path.rsplit("/", 1)[1], p["unit"]
+                assert p["slice"] == [c for c in path.split("/") if c.endswith(".slice")][-1], p["slice"]
+                assert p["container"] == {"runtime": runtime, "id": cid, "pod_uid": pod_uid}, p["container"]
+            assert {got[pid]["comm"] for pid in pids} == {"sh", "sleep"}
+        # Per cgroup: the whole tree within the guest's files, the containers' judged.
+        before, cg, after = paused_compare(deb, vmwatch)
+        bad, _ = compare(before, cg, after)
+        assert not bad, "\n".join(bad[:40])
+        rows = {c["path"]: c for c in cg["cgroups"]}
+        for runtime, cid, _, path, pod_uid in ctrs:
+            c, b, a = rows[path], before[path], after[path]
+            assert not c["incomplete"] and c["tasks"] == 2 and c["procs"] == 2
+            assert b["memory.current"] == a["memory.current"] == c["memory_current"] >= 3000000
+            assert b["usage_usec"] <= c["cpu"]["usage_usec"] <= a["usage_usec"] and c["cpu"]["usage_usec"] > 0
+            assert c["container"] == {"runtime": runtime, "id": cid, "pod_uid": pod_uid}, c
+        # The agent: the latest frame's tree; memory is steady (the shells wait).
+        with agent_on(vmwatch, deb, 1) as (agent, vm):
+            doc = api_cgroups(agent, vm)
+            files = cgroup_files(deb)
+            rows = {c["path"]: c for c in doc["cgroups"]}
+            for runtime, cid, _, path, pod_uid in ctrs:
+                c = rows[path]
+                assert c["memory_current"] == files[path]["memory.current"], (path, c)
+                assert 0 < c["cpu"]["usage_usec"] <= files[path]["usage_usec"], (path, c)
+                assert c["container"] == {"runtime": runtime, "id": cid, "pod_uid": pod_uid}, c
+                assert c["tasks"] == 2
+
+
+# ---- top -u NAME: the guest's user names -------------------------------------
+
+def test_top_user_names(guest, vmwatch):
+    """`top -u NAME` and the u key resolve names through the guest's own
+    /etc/passwd (alice and bob run services on the Debian guest): the rows
+    are the user's processes as the guest's procps sees them (real uid, like
+    top's filter); an unknown name is a usage error for -u and a message on
+    the status line for u (the filter before it stays)."""
+    from test_debian import debian
+    from test_top import Tmux, parse_rows, top_cmd
+    g = debian(guest, "6.12")
+    target = f"qemu:{g.pid}"
+
+    def batch(*args):
+        return subprocess.run([vmwatch, "top", "-b", "-n", "1", *args, target], capture_output=True, text=True,
+                              timeout=120)
+    before = g.truth()
+    r = batch("-u", "alice")
+    rc, out = g.sh("ps -U alice -o pid=", check=True)
+    after = g.truth()
+    assert r.returncode == 0, r.stderr
+    stable = {pid for pid, p in before.procs.items() if pid in after.procs
+              and after.procs[pid].starttime == p.starttime}
+    rows = parse_rows(r.stdout)
+    assert {x["user"] for x in rows} == {"alice"}
+    assert {x["pid"] for x in rows} & stable == {int(p) for p in out.split()} & stable
+    assert any(x["cmd"].startswith("/usr/local/bin/hog") for x in rows), rows
+    r = batch("-u", "nosuchuser")
+    assert r.returncode == 2 and not r.stdout, (r.returncode, r.stdout)
+    assert "user 'nosuchuser' is not in the guest's /etc/passwd" in r.stderr, r.stderr
+    # The u key: a name, then an unknown one (a message; bob's filter stays), then all.
+    with top_in_tmux(Tmux, top_cmd(vmwatch, target, "-d", "1"), width=160, height=60) as t:
+        t.wait(lambda s: len(parse_rows(s)) > 20, timeout=60, what="process table")
+        t.keys("u")
+        t.literal("bob")
+        t.keys("Enter")
+
+        def bobs(s):
+            rows = parse_rows(s)
+            return "User: 1002 (bob)" in s and rows and {x["user"] for x in rows} == {"bob"}
+        s = t.wait(bobs, timeout=30, what="bob's processes")
+        assert any(x["cmd"].startswith("bob (worker)") or "idle" in x["cmd"] for x in parse_rows(s)), s
+        t.keys("u")
+        t.literal("nosuchuser")
+        t.keys("Enter")
+        s = t.wait(lambda s: "Unknown user 'nosuchuser'" in s, what="the unknown user's message")
+        assert bobs(s), s
+        t.keys("u", "Enter")
+        t.wait(lambda s: "User:" not in s and len(parse_rows(s)) > 20 and "root" in {x["user"] for x in parse_rows(s)},
+               timeout=30, what="every user's processes")

@@ -218,7 +218,11 @@ def test_top_keys_user_kthreads_cpus_readonly(vms, vmwatch, term):
     r = subprocess.run([str(vmwatch), "top", "-b", "-n", "1", "-u", "4242", f"qemu:{g.pid}"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and parse_rows(r.stdout) == []
+    # a name of the guest's /etc/passwd (nobody: 65534, no processes); one it lacks
     r = subprocess.run([str(vmwatch), "top", "-b", "-n", "1", "-u", "nobody", f"qemu:{g.pid}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and parse_rows(r.stdout) == [], r.stderr
+    r = subprocess.run([str(vmwatch), "top", "-b", "-n", "1", "-u", "nosuchuser", f"qemu:{g.pid}"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "uid" in r.stderr
 
