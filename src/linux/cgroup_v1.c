@@ -7,8 +7,9 @@
  * root->hierarchy_id, controllers the legacy names (cgroup_subsys[i]->
  * legacy_name) of the bits of root->subsys_mask joined by ',' plus
  * "name=X" (root->name) for a named hierarchy, and path the kernfs path of
- * the task's cgroup in that hierarchy: the css_set's cgrp_links
- * (cgrp_cset_link.cset_link) whose cgrp->root is that root.
+ * the task's cgroup in that hierarchy: the link on the css_set's cgrp_links
+ * (cgrp_cset_link.cgrp_link, as task_cgroup_from_root() walks it) whose
+ * cgrp->root is that root.
  *
  * Everything read is guest data: lists are walked at most
  * VMW_CGV1_MAX_ROOTS (+1 for the default root) steps and must come back to
@@ -124,7 +125,7 @@ void vmw_cgv1_resolve(struct vmw_kernel *k, struct vmw_cgv1 *cg)
 	memset(cg, 0, sizeof(*cg));
 	cg->ok = member(k, "css_set", "cgrp_links", &cg->cset_links) == 0 &&
 		 member(k, "cgrp_cset_link", "cgrp", &cg->link_cgrp) == 0 &&
-		 member(k, "cgrp_cset_link", "cset_link", &cg->link_cset_link) == 0 &&
+		 member(k, "cgrp_cset_link", "cgrp_link", &cg->link_cgrp_link) == 0 &&
 		 member(k, "cgroup", "root", &cg->cgrp_root) == 0 &&
 		 member(k, "cgroup", "kn", &cg->cgrp_kn) == 0 &&
 		 member(k, "kernfs_node", "name", &cg->kn_name) == 0 &&
@@ -286,9 +287,9 @@ char *vmw_cgv1_lines(const struct vmw_cgv1 *cg, const struct vmw_cgv1_roots *r, 
 		return NULL;
 	for (size_t steps = 0; pos != head; steps++) {
 		uint64_t link, cgrp, root;
-		if (steps > VMW_CGV1_MAX_ROOTS + 1 || pos < kspace || pos < cg->link_cset_link.off)
+		if (steps > VMW_CGV1_MAX_ROOTS + 1 || pos < kspace || pos < cg->link_cgrp_link.off)
 			return NULL;
-		link = pos - cg->link_cset_link.off;
+		link = pos - cg->link_cgrp_link.off;
 		if (!rd8(kx, link + cg->link_cgrp.off, &cgrp) || cgrp < kspace ||
 		    !rd8(kx, cgrp + cg->cgrp_root.off, &root))
 			return NULL;

@@ -111,7 +111,7 @@ void vmw_jobctl_read(const struct vmw_jobctl *jc, struct vmw_xlat *kx, uint64_t 
 
 /* Where the v1 lines live; ok: readable on this kernel. */
 struct vmw_cgv1 {
-	struct fld cset_links, link_cgrp, link_cset_link, cgrp_root, cgrp_kn, kn_name, kn_parent,
+	struct fld cset_links, link_cgrp, link_cgrp_link, cgrp_root, cgrp_kn, kn_name, kn_parent,
 		   root_list, root_mask, root_id, root_name, ss_legacy_name;
 	uint64_t a_roots, a_dfl_root, a_subsys;   /* cgroup_roots, cgrp_dfl_root, cgroup_subsys[] */
 	uint32_t nsubsys;                         /* CGROUP_SUBSYS_COUNT */
