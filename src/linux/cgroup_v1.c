@@ -151,7 +151,7 @@ static bool rd8(struct vmw_xlat *kx, uint64_t a, uint64_t *v)
 	return vmw_xlat_read(kx, a, v, 8) >= 0;
 }
 
-static int kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size)
+int vmw_kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size)
 {
 	size_t got = 0;
 	while (got + 1 < size) {
@@ -163,7 +163,13 @@ static int kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size)
 			break;
 	}
 	buf[got] = '\0';
-	return got && strlen(buf) < size - 1 ? 0 : -EFAULT;
+	return got ? 0 : -EFAULT;
+}
+
+/* A whole NUL-terminated string that fits buf, or -EFAULT. */
+static int kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size)
+{
+	return vmw_kstring(kx, addr, buf, size) == 0 && strlen(buf) < size - 1 ? 0 : -EFAULT;
 }
 
 char *vmw_cgv1_kn_path(struct vmw_xlat *kx, uint64_t kspace, struct fld kn_name, struct fld kn_parent,

@@ -1066,18 +1066,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 
 static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t size)
 {
-	/* Read up to size-1 bytes without crossing into an unmapped page needlessly. */
-	size_t got = 0;
-	while (got + 1 < size) {
-		size_t chunk = MIN(size - 1 - got, 4096 - ((addr + got) & 4095));
-		if (vmw_xlat_read(l->kx, addr + got, buf + got, chunk) < 0)
-			break;
-		got += chunk;
-		if (memchr(buf, 0, got))
-			break;
-	}
-	buf[got] = '\0';
-	return got ? 0 : -EFAULT;
+	return vmw_kstring(l->kx, addr, buf, size);
 }
 
 /* format_worker_id() of kernel/workqueue.c (Linux >= 6.10). Leaves name as

@@ -120,6 +120,10 @@ struct vmw_cgv1 {
 
 /* Resolve once; cg->ok false when this kernel lacks any of it. */
 void vmw_cgv1_resolve(struct vmw_kernel *k, struct vmw_cgv1 *cg);
+/* Up to size-1 bytes of a kernel string at addr, not crossing into an
+ * unmapped page needlessly, NUL-terminated (possibly cut): 0, or -EFAULT when
+ * nothing was readable. */
+int vmw_kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size);
 /* The path of a cgroup's kernfs node as /proc/PID/cgroup shows it ("/" for
  * a root, never a name with '/' or '\n'): an owned string or NULL. */
 char *vmw_cgv1_kn_path(struct vmw_xlat *kx, uint64_t kspace, struct fld kn_name, struct fld kn_parent,
