@@ -133,7 +133,7 @@ static const char *const proc_fields[] = {
 	"pid", "ppid", "comm", "state", "uid", "gid", "euid", "egid", "threads", "utime_ns", "stime_ns",
 	"runtime_ns", "start_time_ns", "nice", "priority", "rss_bytes", "rss_anon_bytes", "rss_file_bytes",
 	"rss_shmem_bytes", "swap_bytes", "vsz_bytes", "kthread", "cmdline", "cpu_percent", "mem_percent",
-	"rss_delta_bytes", "new", "user", "incomplete", "cgroup", "unit", "slice", "container",
+	"rss_delta_bytes", "new", "user", "incomplete", "cgroup", "cgroups_v1", "unit", "slice", "container",
 	"cgroup_memory_bytes", "io", "min_flt", "maj_flt", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches",
 	"io_rate", "min_flt_rate", "maj_flt_rate", "voluntary_ctxt_switches_rate", "nonvoluntary_ctxt_switches_rate",
 };
@@ -191,7 +191,7 @@ int agent_query_parse(struct agent_query *q, const char *sort, const char *limit
 					 "comm, state, uid, gid, euid, egid, threads, utime_ns, stime_ns, runtime_ns, "
 					 "start_time_ns, nice, priority, rss_bytes, rss_anon_bytes, rss_file_bytes, "
 					 "rss_shmem_bytes, swap_bytes, vsz_bytes, kthread, cmdline, cpu_percent, "
-					 "mem_percent, rss_delta_bytes, new, user, incomplete, cgroup, unit, slice, "
+					 "mem_percent, rss_delta_bytes, new, user, incomplete, cgroup, cgroups_v1, unit, slice, "
 					 "container, cgroup_memory_bytes, io, min_flt, maj_flt, voluntary_ctxt_switches, "
 					 "nonvoluntary_ctxt_switches, io_rate, min_flt_rate, maj_flt_rate, "
 					 "voluntary_ctxt_switches_rate, nonvoluntary_ctxt_switches_rate)", (int)MIN(n, 64), p);

@@ -85,6 +85,7 @@ struct vmw_linux {
 	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 	struct vmw_jobctl jc;          /* process group, session, terminal (jobctl.c) */
+	struct vmw_cgv1 cgv1;          /* cgroup v1 lines of /proc/PID/cgroup (cgroup_v1.c) */
 
 	struct plan task_plan, cred_plan, mm_plan, sig_plan;
 
@@ -458,6 +459,7 @@ static int resolve_layouts(struct vmw_linux *l, struct vmw_error *err)
 		return r;
 	resolve_kthread_names(l);
 	vmw_jobctl_resolve(l->k, &l->jc);
+	vmw_cgv1_resolve(l->k, &l->cgv1);
 	build_plans(l);
 	return 0;
 }
@@ -1064,18 +1066,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 
 static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t size)
 {
-	/* Read up to size-1 bytes without crossing into an unmapped page needlessly. */
-	size_t got = 0;
-	while (got + 1 < size) {
-		size_t chunk = MIN(size - 1 - got, 4096 - ((addr + got) & 4095));
-		if (vmw_xlat_read(l->kx, addr + got, buf + got, chunk) < 0)
-			break;
-		got += chunk;
-		if (memchr(buf, 0, got))
-			break;
-	}
-	buf[got] = '\0';
-	return got ? 0 : -EFAULT;
+	return vmw_kstring(l->kx, addr, buf, size);
 }
 
 /* format_worker_id() of kernel/workqueue.c (Linux >= 6.10). Leaves name as
@@ -1116,12 +1107,8 @@ static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, 
 
 /* ---- cgroups ----------------------------------------------------------- */
 
-#define CG_MAX_DEPTH 64
-#define CG_PATH_MAX  4096
 #define CG_CACHE     256   /* css_sets remembered in one walk */
 
-/* The path of a cgroup's kernfs node, like cgroup_path_ns() for the init
- * namespace: the names from the root down ("/" for the root). */
 /* memory.current of the cgroup: page_counter_read(&memcg->memory) pages. */
 static bool cgroup_memory(struct vmw_linux *l, uint64_t cgrp, uint64_t *ret)
 {
@@ -1137,51 +1124,39 @@ static bool cgroup_memory(struct vmw_linux *l, uint64_t cgrp, uint64_t *ret)
 	return true;
 }
 
+/* The v2 path of a css_set's cgroup, like cgroup_path_ns() for the init
+ * namespace: the names from the root down ("/" for the root). */
 static char *cgroup_path(struct vmw_linux *l, uint64_t css_set, uint64_t *mem, bool *mem_ok)
 {
-	uint64_t cgrp, kn, names[CG_MAX_DEPTH];
-	char buf[CG_PATH_MAX], *out;
-	size_t depth = 0, len = 0;
+	uint64_t cgrp, kn;
 
 	if (!kaddr(l, css_set) || vmw_xlat_read(l->kx, css_set + l->cg.dfl_cgrp.off, &cgrp, 8) < 0 ||
 	    !kaddr(l, cgrp) || vmw_xlat_read(l->kx, cgrp + l->cg.kn.off, &kn, 8) < 0 || !kaddr(l, kn))
 		return NULL;
 	*mem_ok = cgroup_memory(l, cgrp, mem);
-	/* Up to the root (no parent); the root's own name is not shown. */
-	for (;;) {
-		uint64_t parent, name;
-		if (vmw_xlat_read(l->kx, kn + l->cg.kn_parent.off, &parent, 8) < 0)
-			return NULL;
-		if (!parent)
-			break;
-		if (!kaddr(l, parent) || depth >= CG_MAX_DEPTH ||
-		    vmw_xlat_read(l->kx, kn + l->cg.kn_name.off, &name, 8) < 0 || !kaddr(l, name))
-			return NULL;
-		names[depth++] = name;
-		kn = parent;
-	}
-	buf[0] = '\0';
-	while (depth--) {
-		char part[256];
-		if (read_kstring(l, names[depth], part, sizeof(part)) < 0 || !part[0] || strchr(part, '/'))
-			return NULL;
-		int n = snprintf(buf + len, sizeof(buf) - len, "/%s", part);
-		if (n < 0 || (size_t)n >= sizeof(buf) - len)
-			return NULL;
-		len += (size_t)n;
-	}
-	out = strdup(len ? buf : "/");
-	return out;
+	return vmw_cgv1_kn_path(l->kx, l->kernel_space, l->cg.kn_name, l->cg.kn_parent, kn);
+}
+
+/* A process's cgroup v1 lines (owned); unknown on a kernel that has them
+ * marks the process incomplete. */
+static void set_cgroups_v1(struct vmw_linux *l, struct vmw_proc *p, char *v1)
+{
+	p->cgroups_v1 = v1;
+	if (!v1 && l->cgv1.ok)
+		p->incomplete = true;
 }
 
 /* Each process's cgroup path; processes of one css_set share one read. */
 static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct { uint64_t css, mem; bool mem_ok; char *path; } cache[CG_CACHE];
+	struct { uint64_t css, mem; bool mem_ok; char *path, *v1; } cache[CG_CACHE];
 	size_t n = 0;
+	struct vmw_cgv1_roots *roots = NULL;
 
 	if (!l->cg.ok)
 		return;
+	if (l->cgv1.ok)
+		roots = vmw_cgv1_roots_read(&l->cgv1, l->kx, l->kernel_space);
 	for (size_t i = 0; i < ws->n; i++) {
 		uint64_t css = ws->raw[i].css_set;
 		size_t j;
@@ -1191,8 +1166,10 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 			uint64_t mem = 0;
 			bool mem_ok = false;
 			char *path = cgroup_path(l, css, &mem, &mem_ok);
+			char *v1 = vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css);
 			if (n == CG_CACHE) {   /* full: this one uncached */
 				ws->procs[i].cgroup = path;
+				set_cgroups_v1(l, &ws->procs[i], v1);
 				ws->procs[i].cgroup_memory_bytes = mem;
 				ws->procs[i].cgroup_memory_ok = mem_ok;
 				continue;
@@ -1200,14 +1177,19 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 			cache[n].css = css;
 			cache[n].mem = mem;
 			cache[n].mem_ok = mem_ok;
+			cache[n].v1 = v1;
 			cache[n++].path = path;
 		}
 		ws->procs[i].cgroup = cache[j].path ? strdup(cache[j].path) : NULL;
+		set_cgroups_v1(l, &ws->procs[i], cache[j].v1 ? strdup(cache[j].v1) : NULL);
 		ws->procs[i].cgroup_memory_bytes = cache[j].mem;
 		ws->procs[i].cgroup_memory_ok = cache[j].mem_ok;
 	}
-	for (size_t j = 0; j < n; j++)
+	for (size_t j = 0; j < n; j++) {
 		free(cache[j].path);
+		free(cache[j].v1);
+	}
+	vmw_cgv1_roots_free(roots);
 }
 
 /* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
@@ -1350,6 +1332,8 @@ void vmw_proc_release(struct vmw_proc *p)
 	free(p->threads);
 	free(p->cgroup);
 	p->cgroup = NULL;
+	free(p->cgroups_v1);
+	p->cgroups_v1 = NULL;
 	p->cmdline = NULL;
 	p->threads = NULL;
 	p->nthreads_listed = 0;

@@ -62,6 +62,11 @@ struct vmw_proc {
 	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::" (owned:
 	 * freed with cmdline by vmw_proc_release), NULL if unreadable. */
 	char *cgroup;
+	/* The cgroup v1 lines of /proc/PID/cgroup, "ID:controllers:path" joined
+	 * by '\n' in the kernel's order ("" when no v1 hierarchy is mounted;
+	 * owned, freed by vmw_proc_release; read with vmw_cgroup_v1_next), NULL
+	 * if unknown. */
+	char *cgroups_v1;
 	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */
 	uint64_t cgroup_memory_bytes;
 	bool cgroup_memory_ok;

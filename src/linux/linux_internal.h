@@ -104,3 +104,35 @@ void vmw_jobctl_resolve(struct vmw_kernel *k, struct vmw_jobctl *jc);
 /* Fill pgrp, session, tty_nr, tpgid, jobctl_ok and tty_ok of procs[0..n). */
 void vmw_jobctl_read(const struct vmw_jobctl *jc, struct vmw_xlat *kx, uint64_t kspace,
 		     struct vmw_proc *procs, const struct vmw_jobctl_raw *raw, size_t n);
+
+/* ---- cgroup v1 hierarchies (cgroup_v1.c): /proc/PID/cgroup's other lines */
+
+#define VMW_CGV1_MAX_ROOTS 16      /* hierarchies read; more: unknown */
+
+/* Where the v1 lines live; ok: readable on this kernel. */
+struct vmw_cgv1 {
+	struct fld cset_links, link_cgrp, link_cgrp_link, cgrp_root, cgrp_kn, kn_name, kn_parent,
+		   root_list, root_mask, root_id, root_name, ss_legacy_name;
+	uint64_t a_roots, a_dfl_root, a_subsys;   /* cgroup_roots, cgrp_dfl_root, cgroup_subsys[] */
+	uint32_t nsubsys;                         /* CGROUP_SUBSYS_COUNT */
+	bool ok;
+};
+
+/* Resolve once; cg->ok false when this kernel lacks any of it. */
+void vmw_cgv1_resolve(struct vmw_kernel *k, struct vmw_cgv1 *cg);
+/* Up to size-1 bytes of a kernel string at addr, not crossing into an
+ * unmapped page needlessly, NUL-terminated (possibly cut): 0, or -EFAULT when
+ * nothing was readable. */
+int vmw_kstring(struct vmw_xlat *kx, uint64_t addr, char *buf, size_t size);
+/* The path of a cgroup's kernfs node as /proc/PID/cgroup shows it ("/" for
+ * a root, never a name with '/' or '\n'): an owned string or NULL. */
+char *vmw_cgv1_kn_path(struct vmw_xlat *kx, uint64_t kspace, struct fld kn_name, struct fld kn_parent,
+		       uint64_t kn);
+/* The hierarchies mounted now (cgroup_roots), read once per walk. */
+struct vmw_cgv1_roots;
+struct vmw_cgv1_roots *vmw_cgv1_roots_read(const struct vmw_cgv1 *cg, struct vmw_xlat *kx, uint64_t kspace);
+void vmw_cgv1_roots_free(struct vmw_cgv1_roots *r);
+/* The v1 lines of a css_set, "ID:controllers:path" joined by '\n' ("" when
+ * no v1 hierarchy is mounted): an owned string, NULL when unknown. */
+char *vmw_cgv1_lines(const struct vmw_cgv1 *cg, const struct vmw_cgv1_roots *r, struct vmw_xlat *kx,
+		     uint64_t kspace, uint64_t css_set);

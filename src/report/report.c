@@ -149,6 +149,24 @@ static json_t *cmdline_json(const struct vmw_proc *p)
 	return cmd;
 }
 
+/* cgroups_v1: [{hierarchy, controllers, path}], [] when none is mounted,
+ * null when unknown (or not lines vmw_cgroup_v1_next reads). */
+static json_t *cgroups_v1_json(const char *v1)
+{
+	struct vmw_cgroup_v1_line *l;
+	json_t *a;
+
+	if (!v1 || !vmw_cgroup_v1_valid(v1) || !(l = malloc(sizeof(*l))))
+		return json_null();
+	a = json_array();
+	while (vmw_cgroup_v1_next(&v1, l))
+		json_array_append_new(a, json_pack("{s:i, s:o, s:o}", "hierarchy", (json_int_t)l->id,
+						   "controllers", vmw_report_string(l->controllers),
+						   "path", vmw_report_string(l->path)));
+	free(l);
+	return a;
+}
+
 json_t *vmw_report_proc(const struct vmw_proc *p)
 {
 	json_t *o = json_pack("{s:i, s:i, s:o, s:s#, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I,"
@@ -171,6 +189,7 @@ json_t *vmw_report_proc(const struct vmw_proc *p)
 	json_object_set_new(o, "incomplete", json_boolean(p->incomplete));
 	json_object_set_new(o, "user", vmw_report_string_or_null(p->user));
 	json_object_set_new(o, "cgroup", p->cgroup ? vmw_report_string(p->cgroup) : json_null());
+	json_object_set_new(o, "cgroups_v1", cgroups_v1_json(p->cgroups_v1));
 	json_object_set_new(o, "cgroup_memory_bytes", p->cgroup_memory_ok ?
 			    json_integer((json_int_t)p->cgroup_memory_bytes) : json_null());
 	json_object_set_new(o, "pgrp", p->jobctl_ok ? json_integer(p->pgrp) : json_null());

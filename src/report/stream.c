@@ -193,6 +193,37 @@ static bool put_thread(struct out *o, const struct vmw_thread *t)
 	return true;
 }
 
+/* As report.c's cgroups_v1_json. false: out of memory. */
+static bool put_cgroups_v1(struct out *o, const char *v1)
+{
+	struct vmw_cgroup_v1_line *l;
+	bool first = true;
+
+	if (!v1 || !vmw_cgroup_v1_valid(v1)) {
+		PUTS(o, "null");
+		return true;
+	}
+	if (!(l = malloc(sizeof(*l))))
+		return false;
+	PUTS(o, "[");
+	while (vmw_cgroup_v1_next(&v1, l)) {
+		if (!first)
+			PUTS(o, ",");
+		PUTS(o, "{");
+		first = false;
+		INT(o, "hierarchy", l->id);
+		KEY(o, "controllers");
+		put_string(o, l->controllers);
+		PUTS(o, ",");
+		KEY(o, "path");
+		put_string(o, l->path);
+		PUTS(o, "}");
+	}
+	PUTS(o, "]");
+	free(l);
+	return true;
+}
+
 bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p)
 {
 	struct out o = { 0 };
@@ -239,6 +270,10 @@ bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p)
 		put_string(&o, p->cgroup);
 	else
 		PUTS(&o, "null");
+	PUTS(&o, ",");
+	KEY(&o, "cgroups_v1");
+	if (!put_cgroups_v1(&o, p->cgroups_v1))
+		goto out;
 	PUTS(&o, ",");
 	KEY(&o, "cgroup_memory_bytes");
 	if (p->cgroup_memory_ok)

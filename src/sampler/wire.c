@@ -20,7 +20,8 @@
 #include <string.h>
 
 #define WIRE_MAGIC 0x464d5756u  /* "VMWF" */
-#define WIRE_VERSION 4u   /* 3: job control (pgrp, session, tty_nr, tpgid); 4: the cgroup block */
+#define WIRE_VERSION 5u   /* 3: job control (pgrp, session, tty_nr, tpgid); 4: the cgroup block;
+			   * 5: each process's cgroup v1 lines */
 #define NO_STRING UINT32_MAX
 
 struct wire_header {
@@ -67,6 +68,18 @@ static void put(struct out *o, const void *p, size_t n)
 
 static void put_u32(struct out *o, uint32_t v) { put(o, &v, sizeof(v)); }
 
+/* A string as its length and bytes; NULL as NO_STRING. */
+static void put_string(struct out *o, const char *str)
+{
+	if (!str) {
+		put_u32(o, NO_STRING);
+	} else {
+		size_t n = MIN(strlen(str), (size_t)UINT32_MAX - 1);
+		put_u32(o, (uint32_t)n);
+		put(o, str, n);
+	}
+}
+
 static void put_proc_vars(struct out *o, const struct vmw_sample *s)
 {
 	const struct vmw_proc *p = &s->proc;
@@ -84,13 +97,9 @@ static void put_proc_vars(struct out *o, const struct vmw_sample *s)
 			put(o, p->cmdline[i], MIN(n, (size_t)UINT32_MAX - 1));
 		}
 	}
-	if (!p->cgroup) {
-		put_u32(o, NO_STRING);
-	} else {
-		size_t n = MIN(strlen(p->cgroup), (size_t)UINT32_MAX - 1);
-		put_u32(o, (uint32_t)n);
-		put(o, p->cgroup, n);
-	}
+	put_string(o, p->cgroup);
+	/* ---- version 5: the cgroup v1 lines (vmw_proc.cgroups_v1), a string */
+	put_string(o, p->cgroups_v1);
 	put_u32(o, p->threads ? p->nthreads_listed : 0);
 	if (p->threads) {
 		put(o, p->threads, (size_t)p->nthreads_listed * sizeof(*p->threads));
@@ -136,6 +145,7 @@ int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 		struct vmw_sample sx = f->procs[i];
 		sx.proc.cmdline = NULL;
 		sx.proc.cgroup = NULL;
+		sx.proc.cgroups_v1 = NULL;
 		sx.proc.threads = NULL;
 		sx.thread_cpu_percent = NULL;
 		put(&o, &sx, sizeof(sx));
@@ -245,6 +255,20 @@ static bool take_string(struct in *in, char **ret)
 	return true;
 }
 
+/* ---- version 5: the cgroup v1 lines; text that does not read as
+ * "ID:controllers:path" lines refuses the frame. */
+static bool take_cgroups_v1(struct in *in, struct vmw_proc *p)
+{
+	if (!take_string(in, &p->cgroups_v1))
+		return false;
+	if (p->cgroups_v1 && !vmw_cgroup_v1_valid(p->cgroups_v1)) {
+		free(p->cgroups_v1);
+		p->cgroups_v1 = NULL;
+		return false;
+	}
+	return true;
+}
+
 /* A user name is printable ASCII (src/linux checks it when it parses the
  * guest's /etc/passwd, and text front ends print it as is): else none. */
 static void fix_user(char *user, size_t size)
@@ -299,6 +323,7 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 		return false;
 	s->proc.cmdline = NULL;
 	s->proc.cgroup = NULL;
+	s->proc.cgroups_v1 = NULL;
 	s->proc.threads = NULL;
 	s->proc.nthreads_listed = 0;
 	s->thread_cpu_percent = NULL;
@@ -315,7 +340,8 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
 	fix_rates(&s->rate);
-	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_threads(in, s);
+	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_cgroups_v1(in, &s->proc) &&
+	       take_threads(in, s);
 }
 
 /* ---- the guest OS (frame.os): guest text, so terminated; front ends

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -100,10 +101,62 @@ static void test_cpu_percent(void **state)
 	assert_true(isnan(pct[3]));
 }
 
+/* The controllers field of a v1 line, as proc_cgroup_show() prints it. */
+static void test_v1_controllers(void **state)
+{
+	const char *names[] = { "cpuset", "cpu", "cpuacct", "io", "memory", "devices", "freezer", "net_cls" };
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0x6, names, 8, ""), 0);
+	assert_string_equal(buf, "cpu,cpuacct");
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0, names, 8, "systemd"), 0);
+	assert_string_equal(buf, "name=systemd");
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0x81, names, 8, "x"), 0);
+	assert_string_equal(buf, "cpuset,net_cls,name=x");
+	/* bits beyond the known subsystems print nothing, as for_each_subsys */
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0x100, names, 8, NULL), 0);
+	assert_string_equal(buf, "");
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, 8, 0x6, names, 8, ""), -ENOSPC);
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0, names, 8, "a:b"), -EINVAL);
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0, names, 8, "a\nb"), -EINVAL);
+	names[1] = "c,pu";
+	assert_int_equal(vmw_cgroup_v1_controllers(buf, sizeof(buf), 0x2, names, 8, ""), -EINVAL);
+}
+
+/* Reading the lines back: id, controllers, path (which may hold ':'). */
+static void test_v1_lines(void **state)
+{
+	const char *s = "3:cpu,cpuacct:/a:b\n2:name=systemd:/\n12::/x";
+	struct vmw_cgroup_v1_line l;
+
+	(void)state;
+	assert_true(vmw_cgroup_v1_valid(s));
+	assert_true(vmw_cgroup_v1_next(&s, &l));
+	assert_int_equal(l.id, 3);
+	assert_string_equal(l.controllers, "cpu,cpuacct");
+	assert_string_equal(l.path, "/a:b");
+	assert_true(vmw_cgroup_v1_next(&s, &l));
+	assert_int_equal(l.id, 2);
+	assert_string_equal(l.controllers, "name=systemd");
+	assert_string_equal(l.path, "/");
+	assert_true(vmw_cgroup_v1_next(&s, &l));
+	assert_int_equal(l.id, 12);
+	assert_string_equal(l.controllers, "");
+	assert_false(vmw_cgroup_v1_next(&s, &l));
+	assert_true(vmw_cgroup_v1_valid(""));
+	assert_false(vmw_cgroup_v1_valid("x:cpu:/"));
+	assert_false(vmw_cgroup_v1_valid("3:cpu"));
+	assert_false(vmw_cgroup_v1_valid("3:cpu:/\n\n"));
+	assert_false(vmw_cgroup_v1_valid("99999999999:cpu:/"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_v1_controllers),
+		cmocka_unit_test(test_v1_lines),
 		cmocka_unit_test(test_count_procs),
 		cmocka_unit_test(test_cpu_percent),
 	};

@@ -259,23 +259,27 @@ static void test_proc_stream(void **state)
 			  "cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
 		.cgroup_memory_ok = true, .cgroup_memory_bytes = 1ull << 30,
 		.jobctl_ok = true, .pgrp = 4242, .session = -7, .tty_ok = true, .tty_nr = 136 << 8 | 3, .tpgid = -1,
+		.cgroups_v1 = "12:cpu,cpuacct:/a:b/t\tq\"\n3:name=systemd:/caf\xc3\xa9\n2:net_cls,name=x:/bad\xff",
 	};
 
 	memset(long_arg, 'a', sizeof(long_arg) - 1);
 	long_arg[100] = (char)0x80;   /* invalid: the fallback, cut at ~1 KiB */
 	assert_stream_same(&p);
 	p.cgroup = "/system.slice/ssh.service";
+	p.cgroups_v1 = "";
 	p.tty_ok = false;
 	p.threads = NULL;
 	p.user[0] = '\0';
 	assert_stream_same(&p);
 	p.cgroup = "/";
+	p.cgroups_v1 = "1:cpu:/\nnot a line";
 	p.cmdline = NULL;
 	p.io_ok = false;
 	p.cgroup_memory_ok = false;
 	p.jobctl_ok = false;
 	assert_stream_same(&p);
 	p.cgroup = NULL;
+	p.cgroups_v1 = NULL;
 	p.kthread = true;
 	p.comm[0] = '\0';
 	assert_stream_same(&p);

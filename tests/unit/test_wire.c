@@ -40,6 +40,8 @@ static struct vmw_frame *sample_frame(void)
 	f->procs[0].proc.cmdline[0] = xstrdup("/usr/sbin/sshd");
 	f->procs[0].proc.cmdline[1] = xstrdup("-D \x1b[2K");
 	f->procs[0].proc.cgroup = xstrdup("/system.slice/ssh.service");
+	f->procs[0].proc.cgroups_v1 = xstrdup("3:cpu,cpuacct:/a\n2:name=systemd:/b");
+	f->procs[1].proc.cgroups_v1 = xstrdup("");
 	strcpy(f->procs[0].proc.user, "root");
 	f->procs[0].proc.io_ok = true;
 	f->procs[0].proc.threads = calloc(2, sizeof(struct vmw_thread));
@@ -99,6 +101,9 @@ static void test_round_trip(void **state)
 	assert_null(g->procs[1].proc.cmdline);
 	assert_string_equal(g->procs[0].proc.cgroup, "/system.slice/ssh.service");
 	assert_null(g->procs[1].proc.cgroup);
+	assert_string_equal(g->procs[0].proc.cgroups_v1, "3:cpu,cpuacct:/a\n2:name=systemd:/b");
+	assert_string_equal(g->procs[1].proc.cgroups_v1, "");
+	assert_null(g->procs[2].proc.cgroups_v1);
 	assert_string_equal(g->procs[0].proc.user, "root");
 	assert_true(g->procs[0].proc.io_ok);
 	assert_non_null(g->procs[2].proc.cmdline);
@@ -250,6 +255,21 @@ static void test_hostile_values(void **state)
 	encode(f, &buf, &len);
 	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
 	assert_non_null(strstr(err.msg, "cgroup path"));
+	free(buf);
+
+	/* cgroup v1 text that is not "ID:controllers:path" lines: refused. */
+	free(f->cgroups.cg[1].path);
+	f->cgroups.cg[1].path = xstrdup("/system.slice");
+	free(f->procs[0].proc.cgroups_v1);
+	f->procs[0].proc.cgroups_v1 = xstrdup("3:cpu,cpuacct:/a\nno line");
+	encode(f, &buf, &len);
+	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
+	free(buf);
+	free(f->procs[0].proc.cgroups_v1);
+	f->procs[0].proc.cgroups_v1 = NULL;
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	vmw_frame_free(g);
 	free(buf);
 
 	f->events[0].type = (enum vmw_event_type)7;
