@@ -196,7 +196,6 @@ struct agent {
 	struct agent_compat *compat;
 	struct agent_http *http;
 	atomic_uint_fast64_t http_requests_total, http_errors_total;
-	atomic_uint_fast64_t http_stalled_streams_total; /* shut: event-stream client stopped reading */
 };
 
 /* sampler_client.c: the VM's sampler process (privsep.h), seen from the front. */
@@ -289,8 +288,10 @@ void agent_compat_expire(struct agent *a);
 /* http.c */
 int agent_http_start(struct agent *a, struct vmw_error *err);
 void agent_http_stop(struct agent *a);
-/* The server's counters: connections accepted, shut for slow headers. */
-void agent_http_counters(struct agent *a, uint64_t *ret_connections, uint64_t *ret_header_timeouts);
+/* The server's counters (httpd.h): connections accepted, shut for slow
+ * headers, event streams dropped for a client that stopped reading. */
+struct vmw_httpd_stats;
+void agent_http_counters(struct agent *a, struct vmw_httpd_stats *ret);
 
 /* selfstat.c: the agent's own process_* metrics. */
 struct agent_selfstat {

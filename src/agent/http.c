@@ -358,11 +358,8 @@ static bool sse_tick(void *cls, void *stream, uint64_t now, bool stopping)
 		}
 		return false;
 	}
-	if (now - s->last_pull_ns > (uint64_t)(a->cfg.sse_stall_timeout_s * 1e9)) {
-		atomic_fetch_add(&a->http_stalled_streams_total, 1);
-		return true;
-	}
-	return false;
+	/* The server counts the drop (stream_drops). */
+	return now - s->last_pull_ns > (uint64_t)(a->cfg.sse_stall_timeout_s * 1e9);
 }
 
 static void sse_gone(void *cls, void *stream)
@@ -750,14 +747,11 @@ int agent_http_start(struct agent *a, struct vmw_error *err)
 	return 0;
 }
 
-void agent_http_counters(struct agent *a, uint64_t *ret_connections, uint64_t *ret_header_timeouts)
+void agent_http_counters(struct agent *a, struct vmw_httpd_stats *ret)
 {
-	struct vmw_httpd_stats st = { 0 };
-
+	*ret = (struct vmw_httpd_stats){ 0 };
 	if (a->http)
-		vmw_httpd_stats(a->http->srv, &st);
-	*ret_connections = st.connections;
-	*ret_header_timeouts = st.header_timeouts;
+		vmw_httpd_stats(a->http->srv, ret);
 }
 
 void agent_http_stop(struct agent *a)

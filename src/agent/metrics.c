@@ -18,6 +18,7 @@
  * it ran last and changes with every job, so it is "kworker" (stable_name()).
  */
 #include "agent/agent_int.h"
+#include "httpd/httpd.h"
 #include "version.h"
 
 #include <string.h>
@@ -735,7 +736,8 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 {
 	struct agent_selfstat st;
 	bool virt_up;
-	uint64_t virt_events, http_conns, http_header_timeouts;
+	uint64_t virt_events;
+	struct vmw_httpd_stats hs;
 
 	pthread_mutex_lock(&a->lock);
 	virt_up = a->virt_up;
@@ -754,16 +756,16 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	fprintf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
 	family(f, "vmwatch_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.");
 	fprintf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
-	agent_http_counters(a, &http_conns, &http_header_timeouts);
+	agent_http_counters(a, &hs);
 	family(f, "vmwatch_http_connections_total", "counter", "HTTP connections accepted.");
-	fprintf(f, "vmwatch_http_connections_total %llu\n", (unsigned long long)http_conns);
+	fprintf(f, "vmwatch_http_connections_total %llu\n", (unsigned long long)hs.connections);
 	family(f, "vmwatch_http_dropped_connections_total", "counter",
 	       "HTTP connections the agent closed: headers too slow (header_timeout), or an event-stream "
 	       "client that stopped reading (sse_stall_timeout).");
 	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
-		(unsigned long long)http_header_timeouts);
+		(unsigned long long)hs.header_timeouts);
 	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"stalled_stream\"} %llu\n",
-		(unsigned long long)atomic_load(&a->http_stalled_streams_total));
+		(unsigned long long)hs.stream_drops);
 	if (agent_selfstat(&st) < 0)
 		return;
 	family(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");

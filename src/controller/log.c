@@ -13,8 +13,8 @@ void ctl_log_set_level(enum ctl_log_level level)
 	atomic_store(&log_level, (int)level);
 }
 
-__attribute__((format(printf, 3, 0)))
-static void vlog(enum ctl_log_level level, const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0)))
+static void vlog(enum ctl_log_level level, const char *fmt, va_list ap)
 {
 	char buf[1024];
 	size_t n;
@@ -28,13 +28,13 @@ static void vlog(enum ctl_log_level level, const char *prefix, const char *fmt, 
 	for (char *p = buf; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	fprintf(stderr, "<%d>%s%s\n", (int)level, prefix, buf);
+	fprintf(stderr, "<%d>%s\n", (int)level, buf);
 }
 
 void ctl_log(enum ctl_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(level, "", fmt, ap);
+	vlog(level, fmt, ap);
 	va_end(ap);
 }

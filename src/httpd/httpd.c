@@ -117,7 +117,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			h->conns->prev = cn;
 		h->conns = cn;
 		h->st.connections++;
-		h->st.open++;
 		pthread_mutex_unlock(&h->lock);
 		*socket_context = cn;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && cn) {
@@ -130,7 +129,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			cn->next->prev = cn->prev;
 		if (cn->stream && h->ops.gone)
 			h->ops.gone(h->cls, cn->stream);
-		h->st.open--;
 		pthread_mutex_unlock(&h->lock);
 		free(cn);
 		*socket_context = NULL;

@@ -70,7 +70,6 @@ struct vmw_httpd_stats {
 	uint64_t connections;        /* accepted */
 	uint64_t header_timeouts;    /* shut down: headers too slow */
 	uint64_t stream_drops;       /* shut down: a stream's tick asked for it */
-	uint64_t open;               /* open now */
 };
 
 /* Start serving; `ops` and `cls` stay the caller's until vmw_httpd_stop. */
