@@ -21,7 +21,7 @@ const struct vmw_agent_key vmw_agent_keys[] = {
 	{ "max_history_procs", "N", "processes with a history per VM (default 4096)", false },
 	{ "max_connections", "N", "concurrent HTTP connections (default 1024)", false },
 	{ "max_connections_per_ip", "N", "of them from one client address (default 64)", false },
-	{ "header_timeout", "SEC", "a request's headers must arrive within SEC of connecting (default 10s)", false },
+	{ "header_timeout", "SEC", "a request (line, headers, body) must arrive within SEC of connecting (default 10s)", false },
 	{ "idle_timeout", "SEC", "close idle keep-alive connections after SEC (default 60s)", false },
 	{ "sse_stall_timeout", "SEC", "drop an event stream whose client stops reading for SEC (default 30s)", false },
 	{ "sampler_timeout", "SEC", "a VM's sampler process that takes longer than SEC for a frame is killed "

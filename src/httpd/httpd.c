@@ -25,8 +25,13 @@
 struct vmw_httpd_conn {
 	struct vmw_httpd_conn *prev, *next;
 	int fd;
-	uint64_t accept_ns;
-	bool headers_done;        /* the request line and headers are in */
+	/* The request being received must be in (line, headers and body) by
+	 * this time: accept + header_timeout for the first one; for the next
+	 * one on a kept-alive connection, the end of the previous request +
+	 * idle_timeout + header_timeout (an idle connection is libmicrohttpd's
+	 * to close; one that trickles its next request is ours). 0 while a
+	 * request is being answered. */
+	uint64_t deadline_ns;
 	bool shut;                /* the sweeper has shut the socket down */
 	void *stream;             /* attached by the front end */
 };
@@ -65,12 +70,10 @@ static void shut(struct vmw_httpd_conn *cn, uint64_t *counter)
  */
 static void sweep(struct vmw_httpd *h, uint64_t now)
 {
-	uint64_t header_ns = (uint64_t)(h->cfg.header_timeout_s * 1e9);
-
 	for (struct vmw_httpd_conn *cn = h->conns; cn; cn = cn->next) {
 		if (cn->shut)
 			continue;
-		if (!cn->headers_done && now - cn->accept_ns > header_ns)
+		if (cn->deadline_ns && now > cn->deadline_ns)
 			shut(cn, &h->st.header_timeouts);
 		else if (cn->stream && h->ops.tick && h->ops.tick(h->cls, cn->stream, now, h->stop))
 			shut(cn, &h->st.stream_drops);
@@ -105,7 +108,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		if (!ci || !(cn = calloc(1, sizeof(*cn))))
 			return;   /* untracked: only libmicrohttpd's own idle timeout applies */
 		cn->fd = ci->connect_fd;
-		cn->accept_ns = vmw_now_ns();
+		cn->deadline_ns = vmw_now_ns() + (uint64_t)(h->cfg.header_timeout_s * 1e9);
 		/* A fixed send buffer (no autotuning to megabytes): what a client that
 		 * stops reading can make the host hold is bounded. */
 		if (h->cfg.send_buffer_bytes > 0)
@@ -158,6 +161,17 @@ void vmw_httpd_unlock(struct vmw_httpd *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
+static void set_deadline(struct vmw_httpd *h, struct MHD_Connection *c, uint64_t deadline_ns)
+{
+	struct vmw_httpd_conn *cn = vmw_httpd_conn(c);
+
+	if (!cn)
+		return;
+	pthread_mutex_lock(&h->lock);
+	cn->deadline_ns = deadline_ns;
+	pthread_mutex_unlock(&h->lock);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
@@ -167,13 +181,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)version;
 	(void)upload_data;
 	if (!q) {
-		/* Headers are complete: the header deadline no longer applies. */
-		struct vmw_httpd_conn *cn = vmw_httpd_conn(c);
-		if (cn) {
-			pthread_mutex_lock(&h->lock);
-			cn->headers_done = true;
-			pthread_mutex_unlock(&h->lock);
-		}
+		/* The headers are in; the body (if any) is still under the deadline. */
 		if (!(q = calloc(1, sizeof(*q))))
 			return MHD_NO;
 		*con_cls = q;
@@ -187,6 +195,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return q->body > h->cfg.max_body_bytes ? MHD_NO : MHD_YES;
 	}
+	/* The whole request is in: no deadline while it is answered. */
+	set_deadline(h, c, 0);
 	return h->ops.request(h->cls, c, url, method, q->user);
 }
 
@@ -195,10 +205,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	struct vmw_httpd *h = cls;
 	struct request *q = *con_cls;
 
-	(void)c;
 	(void)toe;
 	if (!q)
 		return;
+	/* The next request on this connection, if it is kept alive. */
+	set_deadline(h, c, vmw_now_ns() + (uint64_t)((h->cfg.idle_timeout_s + h->cfg.header_timeout_s) * 1e9));
 	if (q->user && h->ops.done)
 		h->ops.done(h->cls, q->user);
 	free(q);

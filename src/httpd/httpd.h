@@ -8,10 +8,12 @@
  *     (with an optional client CA for mutual TLS);
  *   - limits: connections in all and per client address, an idle timeout,
  *     the file-descriptor limit raised to fit them;
- *   - a header deadline: the request line and headers must arrive within
- *     header_timeout of the accept, however slowly the bytes trickle in
- *     (libmicrohttpd's own timeout restarts with every byte; a sweeper thread
- *     shuts such sockets down);
+ *   - a request deadline: the request line, headers and body must arrive
+ *     within header_timeout of the accept, however slowly the bytes trickle
+ *     in (libmicrohttpd's own timeout restarts with every byte; a sweeper
+ *     thread shuts such sockets down); the next request on a kept-alive
+ *     connection within idle_timeout + header_timeout of the previous one's
+ *     end;
  *   - request bodies are counted and dropped, never more than max_body_bytes;
  *   - streams: a front end may attach a long-lived response (an event
  *     stream) to its connection; the sweeper offers it a tick every 100 ms
@@ -37,7 +39,7 @@ struct vmw_httpd_config {
 	bool thread_per_connection;  /* else `threads` epoll threads serve every connection */
 	unsigned threads;
 	unsigned max_connections, max_connections_per_ip;
-	double header_timeout_s;     /* request line + headers within this of the accept */
+	double header_timeout_s;     /* request line, headers and body within this of the accept */
 	double idle_timeout_s;       /* libmicrohttpd's inactivity timeout (whole seconds) */
 	int send_buffer_bytes;       /* SO_SNDBUF of every connection, 0: the kernel's */
 	size_t max_body_bytes;       /* a longer request body closes the connection */

@@ -84,19 +84,35 @@ static ssize_t read_all(int fd, char *buf, size_t size, int timeout_ms)
 	return (ssize_t)n;
 }
 
+/* Write byte every 100 ms (more often than the idle timeout) until the server
+ * cuts the connection: the seconds that took, or -1 if not cut within max_s. */
+static double trickle_until_cut(int fd, char byte, double max_s)
+{
+	uint64_t t0 = vmw_now_ns();
+	char c;
+
+	while ((double)(vmw_now_ns() - t0) / 1e9 < max_s) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (write(fd, &byte, 1) != 1 || (poll(&p, 1, 100) == 1 && read(fd, &c, 1) <= 0))
+			return (double)(vmw_now_ns() - t0) / 1e9;
+	}
+	return -1;
+}
+
 static void test_server(void **state)
 {
 	(void)state;
 	const struct vmw_httpd_ops ops = { .request = answer };
 	const struct vmw_httpd_config cfg = {
 		.listen = "127.0.0.1:0", .threads = 1, .max_connections = 16, .max_connections_per_ip = 16,
-		.header_timeout_s = 0.5, .idle_timeout_s = 30, .max_body_bytes = 1000,
+		.header_timeout_s = 0.5, .idle_timeout_s = 1, .max_body_bytes = 1000,
 	};
 	struct vmw_httpd *h;
 	struct vmw_httpd_stats st;
 	struct vmw_error err = { 0 };
 	char buf[4096];
 	unsigned port;
+	double cut;
 	int fd;
 
 	assert_int_equal(vmw_httpd_start(&cfg, &ops, NULL, &h, &err), 0);
@@ -110,15 +126,31 @@ static void test_server(void **state)
 	assert_non_null(strstr(buf, "200 OK"));
 	close(fd);
 
-	/* Headers trickled for longer than the deadline: cut (EOF, no answer),
-	 * although no gap between bytes reaches libmicrohttpd's idle timeout. */
+	/* Headers trickled for longer than the deadline: cut, although no gap
+	 * between bytes reaches libmicrohttpd's idle timeout (1 s). */
 	fd = connect_to((uint16_t)port);
-	for (int i = 0; i < 10; i++) {
-		if (write(fd, "G", 1) != 1)
-			break;
-		usleep(100000);
+	cut = trickle_until_cut(fd, 'G', 5);
+	assert_true(cut > 0.3 && cut < 1.0);
+	close(fd);
+
+	/* A body trickled past the deadline: cut too (the headers were in time). */
+	fd = connect_to((uint16_t)port);
+	dprintf(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n");
+	cut = trickle_until_cut(fd, 'b', 5);
+	assert_true(cut > 0 && cut < 1.0);
+	close(fd);
+
+	/* Kept alive: a first request is answered, the next one trickled is cut
+	 * (within idle_timeout + header_timeout of the first one's end). */
+	fd = connect_to((uint16_t)port);
+	dprintf(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
 	}
-	assert_int_equal(read_all(fd, buf, sizeof(buf), 3000), 0);
+	cut = trickle_until_cut(fd, 'G', 5);
+	assert_true(cut > 1.0 && cut < 2.0);
 	close(fd);
 
 	/* A body beyond max_body_bytes closes the connection unanswered. */
@@ -132,8 +164,8 @@ static void test_server(void **state)
 	close(fd);
 
 	vmw_httpd_stats(h, &st);
-	assert_int_equal(st.connections, 3);
-	assert_int_equal(st.header_timeouts, 1);
+	assert_int_equal(st.connections, 5);
+	assert_int_equal(st.header_timeouts, 3);
 	vmw_httpd_stop(h);
 }
 
