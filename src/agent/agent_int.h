@@ -139,7 +139,11 @@ struct agent_vm {
 	 * until the new kernel overwrites them, so frames are held back until one
 	 * shows the new kernel (the sampler marks it rebooted). */
 	bool rebooting;
-	uint64_t reboot_uptime_ns;     /* guest uptime of the first held frame (0: none yet) */
+	uint64_t reboot_gen;           /* bumped by each reset: frames asked for before it are dropped */
+	/* The clock of held frames: the last one's guest uptime and host time, and
+	 * how long it has run in step with the host over consecutive frames. */
+	uint64_t held_uptime_ns, held_host_ns, held_run_ns;
+	unsigned held_steps;
 	const char *reason_code;       /* static string: not_linux, no_btf, permission, ... */
 	char reason[600];
 	uint64_t status_wall_ns;

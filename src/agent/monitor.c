@@ -188,7 +188,9 @@ void agent_vm_rebooting(struct agent_vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	vm->rebooting = true;
-	vm->reboot_uptime_ns = 0;
+	vm->reboot_gen++;
+	vm->held_uptime_ns = vm->held_host_ns = vm->held_run_ns = 0;
+	vm->held_steps = 0;
 	agent_snap_unref(vm->prev);
 	agent_snap_unref(vm->snap);
 	vm->prev = vm->snap = NULL;
@@ -199,21 +201,42 @@ void agent_vm_rebooting(struct agent_vm *vm)
 
 /*
  * After a reset, is f still the old kernel's (left in RAM, clock frozen)? The
- * new kernel shows as a frame the sampler marks rebooted (uptime went back,
- * or VMCOREINFO changed). A clock that runs on for 2 s past the first held
- * frame is a kernel that did not go down after all: stop holding.
+ * new kernel shows as a frame the sampler marks rebooted (it re-attached: a
+ * new VMCOREINFO, or uptime went back). A frame asked for before the reset was
+ * reported may hold the old kernel running: dropped (gen). A kernel that did
+ * not go down after all shows a clock running in step with the host's over
+ * consecutive frames: at least 3 steps, 2 s in all; then holding stops. A
+ * frozen copy never advances, and one being overwritten by the new kernel
+ * jumps at random (a step must advance by no more than twice the host's time
+ * plus 0.5 s, and not stand still).
  */
-static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f)
+static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f, uint64_t gen)
 {
 	bool hold;
 
 	pthread_mutex_lock(&vm->lock);
-	if (vm->rebooting && !f->rebooted && f->summary_ok && !vm->reboot_uptime_ns)
-		vm->reboot_uptime_ns = f->summary.uptime_ns ? f->summary.uptime_ns : 1;
-	if (vm->rebooting && (f->rebooted || (f->summary_ok && vm->reboot_uptime_ns &&
-					      f->summary.uptime_ns > vm->reboot_uptime_ns + 2000000000ull))) {
+	if (vm->rebooting && gen != vm->reboot_gen) {
+		pthread_mutex_unlock(&vm->lock);
+		return true;
+	}
+	if (vm->rebooting && !f->rebooted && f->summary_ok) {
+		uint64_t up = f->summary.uptime_ns, host = f->wall_time_ns;
+		uint64_t dh = host - vm->held_host_ns, du = up - vm->held_uptime_ns;
+		if (vm->held_host_ns && host > vm->held_host_ns && up > vm->held_uptime_ns &&
+		    du <= 2 * dh + 500000000ull) {
+			vm->held_run_ns += du;
+			vm->held_steps++;
+		} else {
+			vm->held_run_ns = 0;
+			vm->held_steps = 0;
+		}
+		vm->held_uptime_ns = up;
+		vm->held_host_ns = host;
+	}
+	if (vm->rebooting && (f->rebooted || (vm->held_steps >= 3 && vm->held_run_ns >= 2000000000ull))) {
 		vm->rebooting = false;
-		vmw_agent_log(VMW_LOG_NOTICE, "vm %s: frames again after the reset", vm->name);
+		vmw_agent_log(VMW_LOG_NOTICE, "vm %s: frames again after the reset%s", vm->name,
+			      f->rebooted ? "" : " (the kernel kept running)");
 	}
 	hold = vm->rebooting;
 	pthread_mutex_unlock(&vm->lock);
@@ -232,12 +255,12 @@ static double host_cpu(struct agent_vm *vm, struct vmw_qemu_cpu_meter *m)
 
 /* Publish f (taken) as the VM's latest snapshot. */
 static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_snap **last, uint64_t *seq,
-		       double host_pct)
+		       double host_pct, uint64_t gen)
 {
 	struct agent *a = vm->a;
 	struct agent_snap *snap;
 
-	if (hold_after_reset(vm, f)) {
+	if (hold_after_reset(vm, f, gen)) {
 		vmw_frame_free(f);
 		return;
 	}
@@ -305,10 +328,14 @@ static void *vm_thread(void *arg)
 		struct vmw_session_policy p = backoff_policy(a);   /* the interval can change at run time */
 		struct vmw_frame *f = NULL;
 		bool was_attached = sp.pid && sp.state == VMW_SESSION_ATTACHED;
+		uint64_t gen;
 		int r;
 
 		if (!vm_sampler_up(vm, &sp, &attaches))
 			continue;
+		pthread_mutex_lock(&vm->lock);
+		gen = vm->reboot_gen;
+		pthread_mutex_unlock(&vm->lock);
 		/* Attaching (kernel discovery without a cache) may take many times
 		 * longer than a frame: four deadlines then. */
 		if ((r = agent_sampler_frame(&sp, &p, was_attached ? timeout : 4 * timeout, &f, &err)) < 0) {
@@ -329,7 +356,7 @@ static void *vm_thread(void *arg)
 				      "(now Linux %s)", vm->name, vm->kernel_release);
 		if (f->truncated)
 			vmw_agent_log(VMW_LOG_DEBUG, "vm %s: process list incomplete: %s", vm->name, f->truncated_why);
-		vm_publish(vm, f, &last, &seq, host_cpu(vm, &meter));
+		vm_publish(vm, f, &last, &seq, host_cpu(vm, &meter), gen);
 		/* The next tick; after falling behind, start again from now. */
 		next += interval_ns(a);
 		if (next <= vmw_now_ns())

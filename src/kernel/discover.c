@@ -393,6 +393,24 @@ static size_t pick_live(struct vmw_mem *mem, struct candidate *c, size_t *idx, s
 	return idx[0];
 }
 
+int vmw_kernel_running(struct vmw_kernel *k, uint64_t timeout_ns)
+{
+	uint64_t j0, j, deadline = vmw_now_ns() + timeout_ns;
+	int r;
+
+	if ((r = sym_u64(k, "jiffies_64", &j0)) < 0)
+		return r;
+	for (;;) {
+		if ((r = sym_u64(k, "jiffies_64", &j)) < 0)
+			return r;
+		if (j != j0)
+			return 1;
+		if (vmw_now_ns() >= deadline)
+			return 0;
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+}
+
 /* Add a copy's address to its kernel's list. Page-aligned data copies go
  * first: they are what vmcoreinfo_data points at. */
 static int add_copy(struct candidate *c, const struct vmw_vmcoreinfo_hit *hit)

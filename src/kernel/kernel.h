@@ -80,6 +80,10 @@ int vmw_kernel_attach(struct vmw_mem *mem, const struct vmw_kernel_opts *opts,
 void vmw_kernel_detach(struct vmw_kernel *k);
 
 const struct vmw_kernel_info *vmw_kernel_info(const struct vmw_kernel *k);
+/* Is k running: does its jiffies_64 advance within timeout_ns (watched every
+ * 10 ms)? 1 yes, 0 frozen (a copy left in RAM by an earlier boot, or a paused
+ * guest), or a negative errno from reading it. */
+int vmw_kernel_running(struct vmw_kernel *k, uint64_t timeout_ns);
 
 /* Address of a kernel symbol (kallsyms). For per-CPU symbols the address is
  * the offset inside the per-CPU area. 0 or -ENOENT. */

@@ -5,6 +5,7 @@
 #include "virt/virt.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #define DEFAULT_MIN_NS 500000000ull
@@ -24,6 +25,7 @@ struct vmw_session {
 	struct vmw_linux *lx;
 	struct vmw_summary_reader *sum;
 	uint8_t vmcoreinfo[256];          /* start of the VMCOREINFO text at attach */
+	uint64_t vmcoreinfo_phys;         /* and where it was (valid once attaches > 0) */
 	uint64_t created_ns, retry_at, attaches;
 	unsigned failures;
 	struct vmw_error last;            /* why WAITING or GONE */
@@ -65,6 +67,33 @@ static int resolve(struct vmw_session *s, struct vmw_error *err)
 	return 0;
 }
 
+/*
+ * Attaching again to the kernel attached before (same VMCOREINFO copy, same
+ * text): after a walk failed or the guest was reset, that may be the old
+ * kernel left frozen in RAM while the new one boots (a cached attach accepts
+ * it for a few seconds, a full discovery when it is the only complete copy).
+ * Its jiffies must be seen advancing; a guest paused meanwhile waits too.
+ */
+static int check_alive(struct vmw_session *s, struct vmw_error *err)
+{
+	const struct vmw_kernel_info *ki = vmw_kernel_info(s->k);
+	uint8_t now[sizeof(s->vmcoreinfo)];
+	int r;
+
+	if (!s->attaches || ki->vmcoreinfo_phys != s->vmcoreinfo_phys ||
+	    vmw_mem_read(s->mem, ki->vmcoreinfo_phys, now, sizeof(now)) < 0 ||
+	    memcmp(now, s->vmcoreinfo, sizeof(now)))
+		return 0;
+	if ((r = vmw_kernel_running(s->k, 1500000000ull)) > 0)
+		return 0;
+	if (r < 0)
+		return vmw_error_set(err, r, "reading the kernel's jiffies failed: %s", strerror(-r));
+	return vmw_error_setk(err, VMW_ERR_NOT_LINUX, -ENOENT, "the kernel found (Linux %s, VMCOREINFO at 0x%"
+			      PRIx64 ") is the one attached before and its clock has stopped: a copy left in "
+			      "RAM by a reset while the new kernel boots, or a paused guest; waiting",
+			      ki->release, ki->vmcoreinfo_phys);
+}
+
 /* Build the stack on s->mem_target. Leaves nothing behind on failure. */
 static int build_stack(struct vmw_session *s, struct vmw_error *err)
 {
@@ -79,14 +108,15 @@ static int build_stack(struct vmw_session *s, struct vmw_error *err)
 		vmw_qemu_id_get(vmw_mem_pid(s->mem), &s->qemu);
 	if (s->opts.memory_only)
 		goto attached;
-	if ((r = vmw_kernel_attach(s->mem, &kopts, &s->k, err)) < 0)
+	if ((r = vmw_kernel_attach(s->mem, &kopts, &s->k, err)) < 0 || (r = check_alive(s, err)) < 0)
 		goto fail;
 	if (s->opts.want_linux && (r = vmw_linux_new(s->k, &s->lx, err)) < 0)
 		goto fail;
 	/* The summary is optional: whoever asked works without it. */
 	if (s->opts.want_summary && vmw_summary_new(s->k, &s->sum, NULL) < 0)
 		s->sum = NULL;
-	vmw_mem_read(s->mem, vmw_kernel_info(s->k)->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
+	s->vmcoreinfo_phys = vmw_kernel_info(s->k)->vmcoreinfo_phys;
+	vmw_mem_read(s->mem, s->vmcoreinfo_phys, s->vmcoreinfo, sizeof(s->vmcoreinfo));
 attached:
 	s->state = VMW_SESSION_ATTACHED;
 	s->failures = 0;
