@@ -116,6 +116,13 @@ struct agent_event {
 
 struct agent;
 
+/* The clock of frames held after a reset: the last one's guest uptime and
+ * host time, how long and for how many frames it has run in step (reset.c). */
+struct agent_reset_clock {
+	uint64_t uptime_ns, host_ns, run_ns;
+	unsigned steps;
+};
+
 struct agent_vm {
 	atomic_uint ref;
 	struct agent *a;
@@ -140,10 +147,7 @@ struct agent_vm {
 	 * shows the new kernel (the sampler marks it rebooted). */
 	bool rebooting;
 	uint64_t reboot_gen;           /* bumped by each reset: frames asked for before it are dropped */
-	/* The clock of held frames: the last one's guest uptime and host time, and
-	 * how long it has run in step with the host over consecutive frames. */
-	uint64_t held_uptime_ns, held_host_ns, held_run_ns;
-	unsigned held_steps;
+	struct agent_reset_clock held; /* the clock of the frames held since */
 	const char *reason_code;       /* static string: not_linux, no_btf, permission, ... */
 	char reason[600];
 	uint64_t status_wall_ns;
@@ -229,6 +233,10 @@ void agent_vm_identify(struct agent_vm *vm, bool from_cmdline);
 /* The guest was reset (libvirt's reboot event): drop its published frames and
  * hold new ones back until they come from the new kernel. Takes vm->lock. */
 void agent_vm_rebooting(struct agent_vm *vm);
+/* reset.c: does the held frames' clock (guest uptime against host time) run
+ * in step with the host's, frame after frame? */
+void agent_reset_clock_start(struct agent_reset_clock *c);
+bool agent_reset_clock_runs(struct agent_reset_clock *c, uint64_t uptime_ns, uint64_t host_ns);
 
 /* registry.c */
 int agent_monitor_start(struct agent *a);

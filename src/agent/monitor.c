@@ -189,8 +189,7 @@ void agent_vm_rebooting(struct agent_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->rebooting = true;
 	vm->reboot_gen++;
-	vm->held_uptime_ns = vm->held_host_ns = vm->held_run_ns = 0;
-	vm->held_steps = 0;
+	agent_reset_clock_start(&vm->held);
 	agent_snap_unref(vm->prev);
 	agent_snap_unref(vm->snap);
 	vm->prev = vm->snap = NULL;
@@ -200,40 +199,25 @@ void agent_vm_rebooting(struct agent_vm *vm)
 }
 
 /*
- * After a reset, is f still the old kernel's (left in RAM, clock frozen)? The
- * new kernel shows as a frame the sampler marks rebooted (it re-attached: a
- * new VMCOREINFO, or uptime went back). A frame asked for before the reset was
- * reported may hold the old kernel running: dropped (gen). A kernel that did
- * not go down after all shows a clock running in step with the host's over
- * consecutive frames: at least 3 steps, 2 s in all; then holding stops. A
- * frozen copy never advances, and one being overwritten by the new kernel
- * jumps at random (a step must advance by no more than twice the host's time
- * plus 0.5 s, and not stand still).
+ * After a reset, is f still the old kernel's (left in RAM, frozen)? The new
+ * kernel shows as a frame the sampler marks rebooted (it re-attached: a new
+ * VMCOREINFO, or uptime went back). A frame asked for before the reset was
+ * reported may show the old kernel running: dropped (gen). A kernel that did
+ * not go down after all shows a clock running in step with the host's
+ * (reset.c); then holding stops.
  */
 static bool hold_after_reset(struct agent_vm *vm, const struct vmw_frame *f, uint64_t gen)
 {
-	bool hold;
+	bool hold, runs = false;
 
 	pthread_mutex_lock(&vm->lock);
 	if (vm->rebooting && gen != vm->reboot_gen) {
 		pthread_mutex_unlock(&vm->lock);
 		return true;
 	}
-	if (vm->rebooting && !f->rebooted && f->summary_ok) {
-		uint64_t up = f->summary.uptime_ns, host = f->wall_time_ns;
-		uint64_t dh = host - vm->held_host_ns, du = up - vm->held_uptime_ns;
-		if (vm->held_host_ns && host > vm->held_host_ns && up > vm->held_uptime_ns &&
-		    du <= 2 * dh + 500000000ull) {
-			vm->held_run_ns += du;
-			vm->held_steps++;
-		} else {
-			vm->held_run_ns = 0;
-			vm->held_steps = 0;
-		}
-		vm->held_uptime_ns = up;
-		vm->held_host_ns = host;
-	}
-	if (vm->rebooting && (f->rebooted || (vm->held_steps >= 3 && vm->held_run_ns >= 2000000000ull))) {
+	if (vm->rebooting && !f->rebooted && f->summary_ok)
+		runs = agent_reset_clock_runs(&vm->held, f->summary.uptime_ns, f->wall_time_ns);
+	if (vm->rebooting && (f->rebooted || runs)) {
 		vm->rebooting = false;
 		vmw_agent_log(VMW_LOG_NOTICE, "vm %s: frames again after the reset%s", vm->name,
 			      f->rebooted ? "" : " (the kernel kept running)");

@@ -197,6 +197,44 @@ static void test_history_restart_on_pid_reuse(void **state)
 	agent_hist_free(&h);
 }
 
+/* After a reset: a frozen clock, a torn one jumping around and a single step
+ * never count as running; one in step with the host for 3 frames and 2 s does. */
+static void test_reset_clock(void **state)
+{
+	const uint64_t S = 1000000000ull;
+	struct agent_reset_clock c;
+	(void)state;
+
+	agent_reset_clock_start(&c);
+	for (uint64_t i = 0; i < 20; i++)                       /* frozen */
+		assert_false(agent_reset_clock_runs(&c, 60 * S, (100 + i) * S));
+	agent_reset_clock_start(&c);
+	const uint64_t torn[] = { 60 * S, 6259037573ull * S, 61 * S, 0, 62 * S, UINT64_MAX, 63 * S, 64 * S };
+	for (size_t i = 0; i < sizeof(torn) / sizeof(*torn); i++)  /* jumps, backwards, then frozen */
+		assert_false(agent_reset_clock_runs(&c, torn[i], (100 + i) * S));
+	assert_false(agent_reset_clock_runs(&c, 64 * S, 108 * S));
+	agent_reset_clock_start(&c);                            /* faster than the host: torn */
+	for (uint64_t i = 0; i < 10; i++)
+		assert_false(agent_reset_clock_runs(&c, 60 * S + i * 3 * S, (100 + i) * S));
+	agent_reset_clock_start(&c);                            /* in step: the 3rd step, 3 s */
+	assert_false(agent_reset_clock_runs(&c, 60 * S, 100 * S));
+	assert_false(agent_reset_clock_runs(&c, 61 * S, 101 * S));
+	assert_false(agent_reset_clock_runs(&c, 62 * S, 102 * S));
+	assert_true(agent_reset_clock_runs(&c, 63 * S, 103 * S));
+	agent_reset_clock_start(&c);                            /* 3 steps but 0.3 s: not yet */
+	for (uint64_t i = 0; i < 4; i++)
+		assert_false(agent_reset_clock_runs(&c, 60 * S + i * S / 10, 100 * S + i * S / 10));
+	assert_false(agent_reset_clock_runs(&c, 60 * S + 4 * S / 10, 100 * S + 4 * S / 10));
+	agent_reset_clock_start(&c);                            /* a stall in between restarts */
+	assert_false(agent_reset_clock_runs(&c, 60 * S, 100 * S));
+	assert_false(agent_reset_clock_runs(&c, 61 * S, 101 * S));
+	assert_false(agent_reset_clock_runs(&c, 62 * S, 102 * S));
+	assert_false(agent_reset_clock_runs(&c, 62 * S, 103 * S));
+	assert_false(agent_reset_clock_runs(&c, 63 * S, 104 * S));
+	assert_false(agent_reset_clock_runs(&c, 64 * S, 105 * S));
+	assert_true(agent_reset_clock_runs(&c, 65 * S, 106 * S));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_history_ring),
 		cmocka_unit_test(test_history_restart_on_pid_reuse),
+		cmocka_unit_test(test_reset_clock),
 	};
 	vmw_agent_log_set_level(VMW_LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
