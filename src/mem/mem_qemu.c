@@ -186,6 +186,37 @@ bool vmw_maps_parse_line(const char *line, struct vmw_map *m)
 	return true;
 }
 
+/*
+ * The size of the mapping on a maps line ("start-end ..."), read quickly: a
+ * QEMU has hundreds of mappings and one of them is its RAM, so lines of
+ * another size skip vmw_maps_parse_line (sscanf). false when the line does
+ * not start with two hex numbers and a dash.
+ */
+static bool maps_line_size(const char *line, uint64_t *ret)
+{
+	uint64_t v[2] = { 0, 0 };
+	const char *p = line;
+
+	for (int i = 0; i < 2; i++) {
+		const char *start = p;
+		for (; p - start < 17; p++) {
+			unsigned d;
+			if (*p >= '0' && *p <= '9')
+				d = (unsigned)(*p - '0');
+			else if (*p >= 'a' && *p <= 'f')
+				d = (unsigned)(*p - 'a' + 10);
+			else
+				break;
+			v[i] = v[i] << 4 | d;
+		}
+		if (p == start || p - start > 16 || *p != (i ? ' ' : '-'))
+			return false;
+		p++;
+	}
+	*ret = v[1] - v[0];
+	return v[1] >= v[0];
+}
+
 static bool path_is_deleted(const char *path)
 {
 	size_t n = strlen(path);
@@ -317,7 +348,9 @@ static int find_ram_mapping(pid_t pid, const struct vmw_qemu_config *cfg, struct
 		return vmw_error_set(err, r, "cannot read /proc/%d/maps: %s", (int)pid, strerror(-r));
 
 	for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-		if (!vmw_maps_parse_line(line, &m) || m.end - m.start != cfg->ram_size)
+		uint64_t size;
+		if (!maps_line_size(line, &size) || size != cfg->ram_size ||
+		    !vmw_maps_parse_line(line, &m) || m.end - m.start != cfg->ram_size)
 			continue;
 		if (nall < 4)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%llx-%llx %.40s",
@@ -531,7 +564,9 @@ static int check_file_owner(pid_t pid, dev_t dev, ino_t ino, struct vmw_qemu_con
 		return -ENOENT;
 	for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		struct vmw_map m;
-		if (!vmw_maps_parse_line(line, &m) || !m.shared || m.inode != (uint64_t)ino ||
+		uint64_t size;
+		if (!maps_line_size(line, &size) || size != cfg.ram_size ||
+		    !vmw_maps_parse_line(line, &m) || !m.shared || m.inode != (uint64_t)ino ||
 		    m.major != major(dev) || m.minor != minor(dev) || m.end - m.start != cfg.ram_size)
 			continue;
 		*ret_cfg = cfg;
