@@ -144,7 +144,7 @@ static ssize_t read_hints(const char *dir, char *buf, size_t size)
 {
 	char path[4200];
 	struct stat st;
-	size_t len = 0;
+	ssize_t len;
 	_cleanup_close_ int fd = -1;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/" FILE_NAME, dir) >= sizeof(path))
@@ -153,17 +153,9 @@ static ssize_t read_hints(const char *dir, char *buf, size_t size)
 		return fd;
 	if ((uint64_t)st.st_size >= size)
 		return -EFBIG;
-	while (len < size) {
-		ssize_t k = read(fd, buf + len, size - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break;
-		len += (size_t)k;
-	}
-	return len >= size ? -EFBIG : (ssize_t)len;
+	if ((len = vmw_read_full(fd, buf, size)) < 0)
+		return len;
+	return (size_t)len >= size ? -EFBIG : len;
 }
 
 int vmw_owner_hint_get(const char *dir, uint64_t dev, uint64_t ino, struct vmw_qemu_id *ret)

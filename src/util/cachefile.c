@@ -135,6 +135,23 @@ int vmw_cache_open_trusted(const char *path, struct stat *st)
 	return fd;
 }
 
+ssize_t vmw_read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k = read(fd, (char *)buf + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
 int vmw_cache_write_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[4200];

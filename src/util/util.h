@@ -104,6 +104,9 @@ int vmw_cache_mkdir_p(const char *path);
  * An fd, or -errno (-EPERM: not trusted). */
 struct stat;
 int vmw_cache_open_trusted(const char *path, struct stat *st);
+/* Read up to n bytes (to the end of the file, across short reads and EINTR):
+ * the count, or -errno. */
+ssize_t vmw_read_full(int fd, void *buf, size_t n);
 /* Write data to path atomically (path.tmp.PID, then rename), mode 0600. */
 int vmw_cache_write_atomic(const char *path, const void *data, size_t len);
 
