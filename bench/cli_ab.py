@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: MIT
 """cli_ab.py - whole-process timing of vmwatch commands, two builds alternated.
 
-    bench/cli_ab.py [--runs N] [--warmup N] OLD_BINARY NEW_BINARY -- ARGS...
+    bench/cli_ab.py [--runs N] [--warmup N] [--pty] OLD_BINARY NEW_BINARY -- ARGS...
 
-Runs `BINARY ARGS...` (stdout to /dev/null) alternately for the two
+Runs `BINARY ARGS...` (stdout to /dev/null; with --pty to a pseudo-terminal
+whose other side this script reads, as a terminal would) alternately for the two
 binaries, N times each after the warm-up runs, and prints per binary the
 median and the range of wall time, CPU time (user + system of the child)
 and peak RSS (ru_maxrss), then the new/old ratio of the medians. Both
@@ -16,15 +17,28 @@ only medians of alternated runs are worth quoting.
 import argparse
 import json
 import os
+import pty
 import statistics
 import subprocess
 import sys
 import time
 
 
-def run_once(binary, args, env):
+def run_once(binary, args, env, use_pty=False):
     t0 = time.perf_counter()
-    p = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    if use_pty:
+        master, slave = pty.openpty()
+        p = subprocess.Popen([binary] + args, stdout=slave, stderr=subprocess.PIPE, env=env)
+        os.close(slave)
+        while True:
+            try:
+                if not os.read(master, 65536):
+                    break
+            except OSError:   # EIO: the last writer closed the terminal
+                break
+        os.close(master)
+    else:
+        p = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -49,6 +63,7 @@ def main():
     ap.add_argument("--env-old", action="append", help="VAR=VALUE for the old binary")
     ap.add_argument("--env-new", action="append", help="VAR=VALUE for the new binary")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pty", action="store_true", help="stdout to a pseudo-terminal (line-buffered stdio)")
     ap.add_argument("old")
     ap.add_argument("new")
     ap.add_argument("args", nargs=argparse.REMAINDER)
@@ -59,11 +74,11 @@ def main():
     res = {"old": [], "new": []}
     for _ in range(a.warmup):
         for k in ("old", "new"):
-            run_once(bins[k], args, envs[k])
+            run_once(bins[k], args, envs[k], a.pty)
     for i in range(a.runs):
         order = ("old", "new") if i % 2 == 0 else ("new", "old")
         for k in order:
-            res[k].append(run_once(bins[k], args, envs[k]))
+            res[k].append(run_once(bins[k], args, envs[k], a.pty))
     out = {"args": args, "runs": a.runs, "loadavg": os.getloadavg()}
     for k in ("old", "new"):
         cols = list(zip(*res[k]))

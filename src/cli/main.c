@@ -47,6 +47,10 @@ int main(int argc, char **argv)
 		printf("vmwatch %s\n", VMWATCH_VERSION);
 		return 0;
 	}
+	/* ps prints its table at once, at the end: in blocks, also to a terminal
+	 * (line buffering made one write per process). */
+	if (!strcmp(argv[1], "ps"))
+		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

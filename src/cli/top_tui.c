@@ -821,7 +821,12 @@ SCREEN *tui_open(sigset_t *orig, bool *colors)
 {
 	sigset_t block;
 	SCREEN *scr;
+	char why[512];
 
+	if (cli_curses_load(why, sizeof(why)) < 0) {
+		cli_error("top: %s", why);
+		return NULL;
+	}
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);

@@ -13,6 +13,7 @@
 #else
 #include <curses.h>
 #endif
+#include "cli/curses_lazy.h"
 #include <signal.h>
 
 enum {

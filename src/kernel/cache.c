@@ -19,7 +19,7 @@
  * input like guest RAM: every file is checksummed whole (a torn or edited
  * file is rejected), and, as ssh's StrictModes does, a directory or file
  * that someone other than us (or root) owns or could write is not used at
- * all (vmw_kcache_dir_trusted says why). A checksum cannot stop a writer who
+ * all (vmw_cache_dir_trusted says why). A checksum cannot stop a writer who
  * recomputes it; the ownership rule can. Readers still bounds-check what
  * they follow. The 32 most recently used entries are kept (a load refreshes
  * the mtime). The cache only saves work: kernel.c re-verifies an entry
@@ -41,44 +41,6 @@
 #define KEEP_ENTRIES 32
 #define MAX_SYMBOLS_FROM 256u
 #define MAX_TEXT (2u * VMW_VMCOREINFO_MAX)
-
-int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size)
-{
-	const char *x = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
-	int n;
-
-	if (opt_dir && *opt_dir)
-		n = snprintf(buf, size, "%s", opt_dir);
-	else if (x && *x == '/')
-		n = snprintf(buf, size, "%s/vmwatch/discovery", x);
-	else if (home && *home)
-		n = snprintf(buf, size, "%s/.cache/vmwatch/discovery", home);
-	else
-		return -ENOENT;
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 static uint64_t fnv64(const void *data, size_t len, uint64_t h)
 {
@@ -125,88 +87,6 @@ uint64_t vmw_kcache_sum(const void *data, size_t len)
 	return sum64(data, len);
 }
 
-/*
- * StrictModes for one file or directory: owned by us or root, and writable
- * by nobody else. The one exception is a root-owned sticky directory such
- * as /tmp on the way to the cache: others may add names there but not
- * replace ours.
- */
-static bool trusted_stat(const struct stat *st, bool ancestor)
-{
-	if (st->st_uid != geteuid() && st->st_uid != 0)
-		return false;
-	if (!(st->st_mode & (S_IWGRP | S_IWOTH)))
-		return true;
-	return ancestor && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX) && st->st_uid == 0;
-}
-
-static int untrusted(const char *path, const struct stat *st, char *why, size_t n)
-{
-	if (why)
-		snprintf(why, n, "%s is owned by uid %u with mode %04o: not trusted (it must belong to "
-			 "uid %u or root and be writable by nobody else; fix its owner and mode or "
-			 "remove it)", path, (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777),
-			 (unsigned)geteuid());
-	return -EPERM;
-}
-
-int vmw_kcache_dir_trusted(const char *dir, char *why, size_t n)
-{
-	char path[4096];
-	struct stat st;
-	size_t len = strlen(dir);
-
-	if (len >= sizeof(path) || dir[0] != '/')
-		return -EINVAL;
-	memcpy(path, dir, len + 1);
-	/* Judge the real directories, not symlinks to them: resolve the longest
-	 * existing prefix (the rest is created by us, 0700). */
-	for (;;) {
-		char real[PATH_MAX];
-		if (realpath(path, real)) {
-			if (strlen(real) >= sizeof(path))
-				return -ENAMETOOLONG;
-			strcpy(path, real);
-			break;
-		}
-		char *slash = strrchr(path, '/');
-		if (errno != ENOENT || !slash || slash == path)
-			return errno == ENOENT ? 0 : -errno;
-		*slash = '\0';
-	}
-	/* The directory itself, then each ancestor up to /. */
-	for (bool self = true;; self = false) {
-		if (lstat(path, &st) < 0) {
-			if (errno != ENOENT)
-				return -errno;   /* not there yet: created 0700 on first save */
-		} else if (!S_ISDIR(st.st_mode) || !trusted_stat(&st, !self)) {
-			return untrusted(path, &st, why, n);
-		}
-		char *slash = strrchr(path, '/');
-		if (!slash || slash == path)
-			break;
-		*slash = '\0';
-	}
-	return 0;
-}
-
-/* Open a cache file for reading only when it is a regular file we trust. */
-static int open_trusted(const char *path, struct stat *st)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, st) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	if (!S_ISREG(st->st_mode) || !trusted_stat(st, false)) {
-		close(fd);
-		return -EPERM;
-	}
-	return fd;
-}
 #define FNV64_INIT 14695981039346656037ull
 
 static int entry_path(const char *dir, const char *build_id, uint64_t kerneloffset, char *buf,
@@ -214,38 +94,6 @@ static int entry_path(const char *dir, const char *build_id, uint64_t kerneloffs
 {
 	int n = snprintf(buf, size, "%s/%s-%" PRIx64, dir, build_id, kerneloffset);
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* Write data to path atomically (tmp + rename). */
-static int write_atomic(const char *path, const void *data, size_t len)
-{
-	char tmp[4200];
-	_cleanup_close_ int fd = -1;
-	const uint8_t *p = data;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = -errno;
-			unlink(tmp);
-			return e;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	if (close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
-		int e = -errno;
-		unlink(tmp);
-		return e;
-	}
-	return 0;
 }
 
 /* A growable byte buffer for serialising. */
@@ -362,7 +210,7 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 	uint64_t sum;
 	int r;
 
-	r = mkdir_p(dir);
+	r = vmw_cache_mkdir_p(dir);
 	if (r < 0)
 		return r;
 	r = entry_path(dir, vi->build_id, vi->kerneloffset, path, sizeof(path));
@@ -396,7 +244,7 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 		sum = sum64(b.p, b.len);
 		put(&b, &sum, 8);
 	}
-	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
+	r = b.oom ? -ENOMEM : vmw_cache_write_atomic(path, b.p, b.len);
 	free(b.p);
 	if (r == 0)
 		prune(dir, KEEP_ENTRIES);
@@ -476,7 +324,7 @@ static int open_entry(const char *dir, const char *build_id, uint64_t kerneloffs
 	int r = entry_path(dir, build_id, kerneloffset, path, sizeof(path));
 	if (r < 0)
 		return r;
-	int fd = open_trusted(path, st);
+	int fd = vmw_cache_open_trusted(path, st);
 	if (fd < 0)
 		return fd;
 	if (st->st_size < (off_t)sizeof(struct vmw_kcache_disk_header) + 8 || st->st_size > (1ll << 31) ||
@@ -582,7 +430,7 @@ int vmw_kcache_hint_get(const char *dir, const char *target_id, struct vmw_kcach
 	r = hint_path(dir, target_id, path, sizeof(path));
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = open_trusted(path, &st);
+	_cleanup_close_ int fd = vmw_cache_open_trusted(path, &st);
 	if (fd < 0)
 		return fd;
 	if (!(f = fdopen(fd, "r")))
@@ -610,7 +458,7 @@ int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw
 
 	if ((size_t)snprintf(sub, sizeof(sub), "%s/targets", dir) >= sizeof(sub))
 		return -ENAMETOOLONG;
-	r = mkdir_p(sub);
+	r = vmw_cache_mkdir_p(sub);
 	if (r < 0)
 		return r;
 	r = hint_path(dir, target_id, path, sizeof(path));
@@ -620,7 +468,7 @@ int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw
 		     h->vmcoreinfo_phys, h->jiffies, h->realtime_ns, target_id);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -ENAMETOOLONG;
-	return write_atomic(path, line, (size_t)n);
+	return vmw_cache_write_atomic(path, line, (size_t)n);
 }
 
 /* ---- layout memo ------------------------------------------------------------ */
@@ -695,7 +543,7 @@ int vmw_memo_load(const char *dir, const char *build_id, struct vmw_memo *m)
 	r = memo_path(dir, build_id, path, sizeof(path));
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = open_trusted(path, &st);
+	_cleanup_close_ int fd = vmw_cache_open_trusted(path, &st);
 	if (fd < 0)
 		return fd;
 	if (st.st_size <= 0 || st.st_size > MEMO_MAX_BYTES)
@@ -748,7 +596,7 @@ int vmw_memo_save(const char *dir, const char *build_id, const struct vmw_memo *
 	struct obuf b = { 0 };
 	int r;
 
-	r = mkdir_p(dir);
+	r = vmw_cache_mkdir_p(dir);
 	if (r < 0)
 		return r;
 	r = memo_path(dir, build_id, path, sizeof(path));
@@ -767,7 +615,7 @@ int vmw_memo_save(const char *dir, const char *build_id, const struct vmw_memo *
 				 sum64(b.p ? (const void *)b.p : "", b.len));
 		put(&b, tail, (size_t)n);
 	}
-	r = b.oom ? -ENOMEM : write_atomic(path, b.p, b.len);
+	r = b.oom ? -ENOMEM : vmw_cache_write_atomic(path, b.p, b.len);
 	free(b.p);
 	return r;
 }

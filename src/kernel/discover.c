@@ -794,8 +794,8 @@ int vmw_kernel_discover(struct vmw_mem *mem, const struct vmw_kernel_opts *o, co
 	char why[sizeof(k->cache_warning) - 40] = "";
 
 	/* StrictModes: a cache directory others own or may write is not used at all. */
-	use_cache = !o->no_cache && vmw_kcache_dir(o->cache_dir, dir, sizeof(dir)) == 0 &&
-		    vmw_kcache_dir_trusted(dir, why, sizeof(why)) != -EPERM;
+	use_cache = !o->no_cache && vmw_cache_dir(o->cache_dir, dir, sizeof(dir)) == 0 &&
+		    vmw_cache_dir_trusted(dir, why, sizeof(why)) != -EPERM;
 	/* The cache answers only for the normal path: the fallback is asked for
 	 * explicitly, to exercise it. */
 	if (use_cache && !o->ignore_vmcoreinfo_kallsyms) {

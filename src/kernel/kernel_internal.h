@@ -286,8 +286,6 @@ struct vmw_kcache {
 	struct vmw_symtab *symtab;    /* NULL after vmw_kcache_load_head */
 };
 
-/* Cache directory (opts->cache_dir or the XDG default) into buf; -ENOENT if
- * there is no HOME. */
 /* A cache entry's header, as written (host byte order; see cache.c). */
 struct vmw_kcache_disk_header {
 	char magic[8];
@@ -301,11 +299,7 @@ struct vmw_kcache_disk_header {
 	uint64_t head_sum;            /* over header (this field as 0), symbols_from, text */
 };
 
-int vmw_kcache_dir(const char *opt_dir, char *buf, size_t size);
-/* StrictModes for the cache directory and its ancestors: 0 when it may be
- * used (or does not exist yet), -EPERM with `why` naming the culprit when
- * someone other than us or root owns or may write it. */
-int vmw_kcache_dir_trusted(const char *dir, char *why, size_t n);
+/* The cache directory and its rules: vmw_cache_dir, vmw_cache_dir_trusted (util.h). */
 int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi,
 		    const struct vmw_kcache *c);
 /* Load the entry for (build_id, kerneloffset). -ENOENT if none, -EINVAL if

@@ -47,6 +47,11 @@ struct vmw_mem_opts {
 	size_t sz;                 /* sizeof(struct vmw_mem_opts), for growth */
 	enum vmw_layout layout;    /* for file: targets */
 	bool force_process_read;   /* qemu: read through process_vm_readv even if RAM is shared */
+	/* file: targets of a running QEMU remember which QEMU maps the file in
+	 * the cache directory (ram-owners): cache_dir as the kernel layer's
+	 * (NULL: the XDG default); no_cache neither reads nor writes it. */
+	bool no_cache;
+	const char *cache_dir;
 };
 
 /*

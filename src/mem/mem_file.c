@@ -51,20 +51,24 @@ static int open_elf(struct vmw_mem *mem, const char *path, const uint8_t *map, u
 }
 
 static int open_raw(struct vmw_mem *mem, const char *path, const struct stat *st, const uint8_t *map,
-		    uint64_t size, enum vmw_layout layout, struct vmw_error *err)
+		    uint64_t size, const struct vmw_mem_opts *opts, struct vmw_error *err)
 {
 	struct vmw_machine mach = { VMW_MACHINE_PC, true };
 	struct vmw_ram_layout l;
+	enum vmw_layout layout = opts->layout;
 	char sz[32];
 	int r;
 
 	if (layout == VMW_LAYOUT_AUTO) {
 		struct vmw_qemu_config cfg;
+		char hint_dir[4096];
 		uint64_t off;
 		pid_t pid;
 
 		layout = VMW_LAYOUT_FLAT;
-		if (vmw_qemu_find_file_owner(st->st_dev, st->st_ino, &pid, &cfg, &off) == 0) {
+		if (vmw_qemu_find_file_owner(st->st_dev, st->st_ino,
+					     vmw_owner_hint_dir(opts, hint_dir, sizeof(hint_dir)) == 0 ? hint_dir : NULL,
+					     &pid, &cfg, &off) == 0) {
 			if ((r = vmw_machine_parse(cfg.machine, &mach, err)) < 0 ||
 			    (r = vmw_ram_layout(&mach, cfg.ram_size, cfg.max_ram_below_4g, &l, err)) < 0)
 			{
@@ -166,7 +170,7 @@ int vmw_mem_open_file(const char *path, const struct vmw_mem_opts *opts_in,
 			"%s is a QEMU migration/savevm stream, not a memory dump: use "
 			"virsh dump --memory-only --format elf or QMP dump-guest-memory", path);
 	} else {
-		r = open_raw(mem, path, &st, map, size, opts.layout, err);
+		r = open_raw(mem, path, &st, map, size, &opts, err);
 	}
 	if (r < 0) {
 		vmw_mem_close(mem);

@@ -203,9 +203,33 @@ bool vmw_maps_parse_line(const char *line, struct vmw_map *m);
 
 /* A QEMU process whose maps hold a shared mapping of the file (dev, ino)
  * that is its RAM block: its pid, the config, and the block's file offset.
- * 0 if found, -ENOENT if none. */
-int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, pid_t *ret_pid,
+ * 0 if found, -ENOENT if none. With hint_dir (vmw_owner_hint_dir), the
+ * owner remembered there is checked first (the same test, and its start
+ * time), and the owner a scan finds is remembered. */
+int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, const char *hint_dir, pid_t *ret_pid,
 			     struct vmw_qemu_config *ret_cfg, uint64_t *ret_offset);
+
+/* ---- owner hints of RAM files (mem_owner.c) ------------------------------ */
+#define VMW_OWNER_HINTS_MAX 64
+#define VMW_OWNER_HINTS_MAX_BYTES 8192
+struct vmw_owner_hint {
+	uint64_t dev, ino;          /* the RAM file's st_dev, st_ino */
+	struct vmw_qemu_id owner;   /* the QEMU that mapped it */
+};
+/* Pure: the owner of (dev, ino) in a hints file's contents. 0, -ENOENT not
+ * listed, -EINVAL anything in the file malformed (then none is used). */
+int vmw_owner_hints_find(const char *buf, size_t len, uint64_t dev, uint64_t ino,
+			 struct vmw_qemu_id *ret);
+/* Pure: the contents with h first, then old's other entries (old NULL or
+ * malformed: none), at most VMW_OWNER_HINTS_MAX. Its length, or -ENOBUFS. */
+ssize_t vmw_owner_hints_update(const char *old, size_t oldlen, const struct vmw_owner_hint *h,
+			       char *out, size_t size);
+/* The directory of the hints for these options into buf: 0; -ENOENT none
+ * (no_cache, no HOME); -EPERM not trusted (StrictModes). */
+int vmw_owner_hint_dir(const struct vmw_mem_opts *opts, char *buf, size_t size);
+/* Read / remember the owner of (dev, ino) in dir. 0 or -errno. */
+int vmw_owner_hint_get(const char *dir, uint64_t dev, uint64_t ino, struct vmw_qemu_id *ret);
+int vmw_owner_hint_put(const char *dir, uint64_t dev, uint64_t ino, const struct vmw_qemu_id *owner);
 
 /* Value of key in one QEMU option argument (QemuOpts "a=b,c=d" with ",,"
  * escapes and an implied first key, or JSON); the last occurrence wins.

@@ -155,7 +155,7 @@ int vmw_qemu_file_owner(const char *path, pid_t *ret_pid)
 
 	if (stat(path, &st) < 0)
 		return -ENOENT;
-	return vmw_qemu_find_file_owner(st.st_dev, st.st_ino, ret_pid, &cfg, &off) == 0 ? 0 : -ENOENT;
+	return vmw_qemu_find_file_owner(st.st_dev, st.st_ino, NULL, ret_pid, &cfg, &off) == 0 ? 0 : -ENOENT;
 }
 
 /* Parse one maps line (up to its '\n'); false if it is not a rw mapping. */
@@ -184,6 +184,37 @@ bool vmw_maps_parse_line(const char *line, struct vmw_map *m)
 	m->shared = perms[3] == 's';
 	snprintf(m->path, sizeof(m->path), "%s", buf + pos);
 	return true;
+}
+
+/*
+ * The size of the mapping on a maps line ("start-end ..."), read quickly: a
+ * QEMU has hundreds of mappings and one of them is its RAM, so lines of
+ * another size skip vmw_maps_parse_line (sscanf). false when the line does
+ * not start with two hex numbers and a dash.
+ */
+static bool maps_line_size(const char *line, uint64_t *ret)
+{
+	uint64_t v[2] = { 0, 0 };
+	const char *p = line;
+
+	for (int i = 0; i < 2; i++) {
+		const char *start = p;
+		for (; p - start < 17; p++) {
+			unsigned d;
+			if (*p >= '0' && *p <= '9')
+				d = (unsigned)(*p - '0');
+			else if (*p >= 'a' && *p <= 'f')
+				d = (unsigned)(*p - 'a' + 10);
+			else
+				break;
+			v[i] = v[i] << 4 | d;
+		}
+		if (p == start || p - start > 16 || *p != (i ? ' ' : '-'))
+			return false;
+		p++;
+	}
+	*ret = v[1] - v[0];
+	return v[1] >= v[0];
 }
 
 static bool path_is_deleted(const char *path)
@@ -317,7 +348,9 @@ static int find_ram_mapping(pid_t pid, const struct vmw_qemu_config *cfg, struct
 		return vmw_error_set(err, r, "cannot read /proc/%d/maps: %s", (int)pid, strerror(-r));
 
 	for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-		if (!vmw_maps_parse_line(line, &m) || m.end - m.start != cfg->ram_size)
+		uint64_t size;
+		if (!maps_line_size(line, &size) || size != cfg->ram_size ||
+		    !vmw_maps_parse_line(line, &m) || m.end - m.start != cfg->ram_size)
 			continue;
 		if (nall < 4)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%llx-%llx %.40s",
@@ -510,43 +543,72 @@ fail:
 }
 
 /*
+ * Is pid a QEMU system emulator whose maps hold a shared mapping of the file
+ * (dev, ino) of exactly its RAM size (its RAM block)? 0 with its config and
+ * the block's file offset, or -ENOENT.
+ */
+static int check_file_owner(pid_t pid, dev_t dev, ino_t ino, struct vmw_qemu_config *ret_cfg,
+			    uint64_t *ret_offset)
+{
+	_cleanup_free_ char *cmd = NULL, *maps = NULL;
+	_cleanup_free_ const char **argv = NULL;
+	size_t cmdlen, mapslen, argc;
+	struct vmw_qemu_config cfg;
+
+	if (pid <= 0 || pid == getpid())
+		return -ENOENT;
+	if (read_proc(pid, "cmdline", &cmd, &cmdlen) < 0 || !cmdlen ||
+	    split_cmdline(cmd, cmdlen, &argv, &argc) < 0 || !pid_is_emulator(pid, argv[0]) ||
+	    vmw_qemu_parse_cmdline(argc, argv, &cfg, NULL) < 0 ||
+	    read_proc(pid, "maps", &maps, &mapslen) < 0)
+		return -ENOENT;
+	for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		struct vmw_map m;
+		uint64_t size;
+		if (!maps_line_size(line, &size) || size != cfg.ram_size ||
+		    !vmw_maps_parse_line(line, &m) || !m.shared || m.inode != (uint64_t)ino ||
+		    m.major != major(dev) || m.minor != minor(dev) || m.end - m.start != cfg.ram_size)
+			continue;
+		*ret_cfg = cfg;
+		*ret_offset = m.offset;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
  * Which running QEMU maps this file (dev, ino) shared as its RAM block?
  * Looks only at processes that are QEMU system emulators; a few hundred
- * small /proc reads on a busy host.
+ * small /proc reads on a busy host, so the owner found is remembered in
+ * hint_dir (mem_owner.c) and checked first next time.
  */
-int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, pid_t *ret_pid,
+int vmw_qemu_find_file_owner(dev_t dev, ino_t ino, const char *hint_dir, pid_t *ret_pid,
 			     struct vmw_qemu_config *ret_cfg, uint64_t *ret_offset)
 {
-	_cleanup_(closedirp_) DIR *d = opendir("/proc");
+	_cleanup_(closedirp_) DIR *d = NULL;
+	struct vmw_qemu_id hint = { 0 }, now;
 	struct dirent *de;
 
-	if (!d)
+	if (hint_dir && vmw_owner_hint_get(hint_dir, (uint64_t)dev, (uint64_t)ino, &hint) == 0 &&
+	    vmw_qemu_id_get(hint.pid, &now) == 0 && now.start_ticks == hint.start_ticks &&
+	    check_file_owner(hint.pid, dev, ino, ret_cfg, ret_offset) == 0) {
+		*ret_pid = hint.pid;
+		return 0;
+	}
+	if (!(d = opendir("/proc")))
 		return -errno;
 	while ((de = readdir(d))) {
-		_cleanup_free_ char *cmd = NULL, *maps = NULL;
-		_cleanup_free_ const char **argv = NULL;
-		size_t cmdlen, mapslen, argc;
-		struct vmw_qemu_config cfg;
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
 
-		if (*end || pid <= 0 || pid == getpid())
+		if (*end || pid <= 0 || pid > INT32_MAX ||
+		    check_file_owner((pid_t)pid, dev, ino, ret_cfg, ret_offset) < 0)
 			continue;
-		if (read_proc((pid_t)pid, "cmdline", &cmd, &cmdlen) < 0 || !cmdlen ||
-		    split_cmdline(cmd, cmdlen, &argv, &argc) < 0 || !pid_is_emulator((pid_t)pid, argv[0]) ||
-		    vmw_qemu_parse_cmdline(argc, argv, &cfg, NULL) < 0 ||
-		    read_proc((pid_t)pid, "maps", &maps, &mapslen) < 0)
-			continue;
-		for (char *line = maps; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-			struct vmw_map m;
-			if (!vmw_maps_parse_line(line, &m) || !m.shared || m.inode != (uint64_t)ino ||
-			    m.major != major(dev) || m.minor != minor(dev) || m.end - m.start != cfg.ram_size)
-				continue;
-			*ret_pid = (pid_t)pid;
-			*ret_cfg = cfg;
-			*ret_offset = m.offset;
-			return 0;
-		}
+		*ret_pid = (pid_t)pid;
+		/* Remember it (best effort: an unwritable cache only costs the scan). */
+		if (hint_dir && vmw_qemu_id_get((pid_t)pid, &now) == 0)
+			vmw_owner_hint_put(hint_dir, (uint64_t)dev, (uint64_t)ino, &now);
+		return 0;
 	}
 	return -ENOENT;
 }

@@ -97,7 +97,8 @@ static int check_alive(struct vmw_session *s, struct vmw_error *err)
 /* Build the stack on s->mem_target. Leaves nothing behind on failure. */
 static int build_stack(struct vmw_session *s, struct vmw_error *err)
 {
-	VMW_MEM_OPTS(mopts, .layout = s->opts.layout, .force_process_read = s->opts.process_read);
+	VMW_MEM_OPTS(mopts, .layout = s->opts.layout, .force_process_read = s->opts.process_read,
+		      .no_cache = s->opts.no_cache);
 	VMW_KERNEL_OPTS(kopts, .no_cache = s->opts.no_cache,
 			.ignore_vmcoreinfo_kallsyms = s->opts.ignore_vmcoreinfo_kallsyms);
 	int r;

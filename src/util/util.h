@@ -89,6 +89,27 @@ static inline void vmw_fclosep(FILE **f) { if (*f) fclose(*f); }
 			func(*p);                        \
 	}
 
+/* ---- the user's cache directory (cachefile.c) -------------------------------
+ * ${XDG_CACHE_HOME:-~/.cache}/vmwatch/discovery (or opt_dir when given) into
+ * buf: 0, -ENOENT without HOME, -ENAMETOOLONG. */
+int vmw_cache_dir(const char *opt_dir, char *buf, size_t size);
+/* StrictModes for the cache directory and its ancestors: 0 when it may be
+ * used (or does not exist yet), -EPERM with `why` naming the culprit when
+ * someone other than us or root owns or may write it. */
+int vmw_cache_dir_trusted(const char *dir, char *why, size_t n);
+/* mkdir -p, mode 0700. 0 or -errno. */
+int vmw_cache_mkdir_p(const char *path);
+/* Open a cache file for reading only when it is a regular file (no symlink
+ * followed) that we or root own and nobody else may write; *st is its stat.
+ * An fd, or -errno (-EPERM: not trusted). */
+struct stat;
+int vmw_cache_open_trusted(const char *path, struct stat *st);
+/* Read up to n bytes (to the end of the file, across short reads and EINTR):
+ * the count, or -errno. */
+ssize_t vmw_read_full(int fd, void *buf, size_t n);
+/* Write data to path atomically (path.tmp.PID, then rename), mode 0600. */
+int vmw_cache_write_atomic(const char *path, const void *data, size_t len);
+
 /* Take ownership out of a cleanup variable. */
 #define TAKE_PTR(p) ({ __typeof__(p) _p = (p); (p) = NULL; _p; })
 #define TAKE_FD(fd) ({ int _fd = (fd); (fd) = -1; _fd; })

@@ -611,22 +611,14 @@ static void run_dir(const char *uri, char *buf, size_t n)
 static ssize_t read_small(const char *path, char *buf, size_t n)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
+	ssize_t got;
 
 	if (fd < 0)
 		return -errno;
-	while (got + 1 < n) {
-		ssize_t k = read(fd, buf + got, n - 1 - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
+	if ((got = vmw_read_full(fd, buf, n - 1)) < 0)
+		return got;
 	buf[got] = '\0';
-	return (ssize_t)got;
+	return got;
 }
 
 /* Is pid the QEMU of domain `name`? libvirt starts QEMU with

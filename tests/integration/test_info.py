@@ -241,6 +241,46 @@ def test_no_cache_neither_reads_nor_writes(guest, vmwatch, tmp_path):
     assert not (tmp_path / 'vmwatch').exists()
 
 
+def _start_ticks(pid):
+    """Field 22 of /proc/PID/stat (after the command name, which may hold spaces)."""
+    stat = Path(f'/proc/{pid}/stat').read_text()
+    return int(stat[stat.rindex(')') + 2:].split()[19])
+
+
+def test_ram_owner_hint_is_checked_before_use(guest, vmwatch, tmp_path):
+    """A file: target remembers which QEMU maps the file (ram-owners in the
+    cache directory) and checks that process first next time. A hint naming
+    a live process that is no QEMU (with its real start time), or the right
+    QEMU with another start time, is found out: the scan runs, the right
+    owner is named and remembered."""
+    g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
+    target = f'file:{g.ram_path}'
+    hints = tmp_path / 'vmwatch' / 'discovery' / 'ram-owners'
+    st = os.stat(g.ram_path)
+    key = f'{st.st_dev:x} {st.st_ino:x}'
+    right = f'{key} {g.pid} {_start_ticks(g.pid)}\n'
+    source = f'RAM file {g.ram_path} of qemu:{g.pid}, '
+
+    first = info(vmwatch, target, cache=tmp_path)
+    assert first['source'].startswith(source), first['source']
+    assert hints.read_text() == 'vmwatch ram-owners 1\n' + right
+    assert hints.stat().st_mode & 0o777 == 0o600
+    forged = [f'{key} {os.getpid()} {_start_ticks(os.getpid())}\n',   # alive, not QEMU
+              f'{key} {g.pid} {_start_ticks(g.pid) + 1}\n']             # QEMU, not that one
+    for line in forged:
+        hints.write_text('vmwatch ram-owners 1\n' + line)
+        again = info(vmwatch, target, cache=tmp_path)
+        assert again['source'] == first['source'], (line, again['source'])
+        assert hints.read_text() == 'vmwatch ram-owners 1\n' + right, line
+    # --no-cache neither reads nor writes it (a forged hint stays as it was).
+    hints.write_text('vmwatch ram-owners 1\n' + forged[0])
+    p = subprocess.run([vmwatch, 'info', '--no-cache', '--json', target], capture_output=True, text=True,
+                       env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)['vm']['source'] == first['source']
+    assert hints.read_text() == 'vmwatch ram-owners 1\n' + forged[0]
+
+
 def test_text_output(guest, vmwatch):
     g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
     p = subprocess.run([vmwatch, 'info', '--no-cache', f'file:{g.ram_path}'], capture_output=True,

@@ -102,6 +102,8 @@ def test_dlopened_libraries_are_declared(debs):
     assert {"libvirt0", "libxml2"} <= set(re.findall(r"[\w.+-]+", field(debs["vmwatch-agent"], "Depends")))
     assert {"libvirt0", "libxml2"} <= set(re.findall(r"[\w.+-]+", field(debs["vmwatch"], "Recommends")))
     assert "libjansson4" in field(debs["vmwatch"], "Depends")     # found by dpkg-shlibdeps
+    # ncurses is dlopen()ed by top's screen (src/cli/curses_lazy.c).
+    assert "libncursesw6" in re.findall(r"[\w.+-]+", field(debs["vmwatch"], "Depends"))
     assert field(debs["vmwatch"], "Version") == project_version()
 
 

@@ -737,27 +737,27 @@ static void test_cache_dir_trusted(void **state)
 
 	/* Not there yet: fine (created 0700 on first save). /tmp on the way is root's and sticky. */
 	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
-	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), 0);
 	snprintf(sub, sizeof(sub), "%s/strict", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
-	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), 0);
 	/* Group- or world-writable: refused, and the message names it. */
 	assert_int_equal(chmod(sub, 0777), 0);
-	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+	assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), -EPERM);
 	assert_non_null(strstr(why, sub));
 	assert_non_null(strstr(why, "0777"));
 	/* An ancestor others may write makes everything below it untrusted. */
 	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
-	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+	assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), -EPERM);
 	snprintf(sub, sizeof(sub), "%s/strict", dir);
 	assert_int_equal(chmod(sub, 0755), 0);
 	snprintf(sub, sizeof(sub), "%s/strict/x", dir);
-	assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), 0);
+	assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), 0);
 	/* Owned by another user (as root we can arrange it). */
 	if (geteuid() == 0) {
 		assert_int_equal(chown(sub, 65534, 65534), 0);
-		assert_int_equal(vmw_kcache_dir_trusted(sub, why, sizeof(why)), -EPERM);
+		assert_int_equal(vmw_cache_dir_trusted(sub, why, sizeof(why)), -EPERM);
 		assert_non_null(strstr(why, "uid 65534"));
 	}
 }
@@ -765,16 +765,16 @@ static void test_cache_dir_trusted(void **state)
 static void test_cache_dir(void **state)
 {
 	char buf[256];
-	assert_int_equal(vmw_kcache_dir("/x/y", buf, sizeof(buf)), 0);
+	assert_int_equal(vmw_cache_dir("/x/y", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/x/y");
 	setenv("XDG_CACHE_HOME", "/xdg", 1);
-	assert_int_equal(vmw_kcache_dir(NULL, buf, sizeof(buf)), 0);
+	assert_int_equal(vmw_cache_dir(NULL, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/xdg/vmwatch/discovery");
 	unsetenv("XDG_CACHE_HOME");
 	setenv("HOME", "/home/u", 1);
-	assert_int_equal(vmw_kcache_dir(NULL, buf, sizeof(buf)), 0);
+	assert_int_equal(vmw_cache_dir(NULL, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/home/u/.cache/vmwatch/discovery");
-	assert_int_equal(vmw_kcache_dir(NULL, buf, 8), -ENAMETOOLONG);
+	assert_int_equal(vmw_cache_dir(NULL, buf, 8), -ENAMETOOLONG);
 }
 
 /* ---- error kinds of the readers above the kernel ---------------------------- */
