@@ -114,6 +114,8 @@ def compare(before, out, after, min_judged=0.9):
                 continue  # changed across the pause: not judged
             if pid == before.agent_pid and k == "state":
                 continue  # the truth agent is running while it reads itself
+            if k == "state" and b.raw.get("voluntary_ctxt_switches") != a.raw.get("voluntary_ctxt_switches"):
+                continue  # it slept and woke in between (burn's duty cycle): R or S at the pause
             fields_judged += 1
             if k == "comm" and worker_base(obs[k]) == worker_base(exp_b[k]) != obs[k]:
                 continue  # same worker, another work item since
