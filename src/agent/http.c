@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdio_ext.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -386,6 +387,8 @@ static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
 	if (!(f = open_memstream(&buf, &len)))
 		return reply_error(a, c, 500, "out of memory");
+	/* Only this thread writes it: no lock per write (~10^5 of them at 100 VMs). */
+	__fsetlocking(f, FSETLOCKING_BYCALLER);
 	agent_metrics_render(a, f, dialect && !strcmp(dialect, "process-exporter"));
 	if (fclose(f) != 0 || !buf) {
 		free(buf);

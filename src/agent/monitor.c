@@ -39,30 +39,6 @@ static void set_status(struct agent_vm *vm, enum agent_status st, const char *co
 			      vm->name, agent_status_name(st), reason, code);
 }
 
-static void push_events(struct agent_vm *vm, const struct vmw_frame *f, unsigned max_events)
-{
-	if (!vm->ev) {
-		vm->ev_cap = max_events;
-		if (!(vm->ev = calloc(vm->ev_cap, sizeof(*vm->ev))))
-			vm->ev_cap = 0;
-	}
-	for (size_t i = 0; i < f->nevents; i++) {
-		struct agent_event *e;
-		if ((unsigned)f->events[i].type < ARRAY_SIZE(vm->events_total))
-			vm->events_total[f->events[i].type]++;
-		if (!vm->ev_cap)
-			continue;
-		if (vm->ev_n == vm->ev_cap) {
-			vm->ev_start = (vm->ev_start + 1) % vm->ev_cap;
-			vm->ev_n--;
-		}
-		e = &vm->ev[(vm->ev_start + vm->ev_n++) % vm->ev_cap];
-		e->seq = ++vm->ev_next_seq;
-		e->wall_ns = f->wall_time_ns;
-		e->e = f->events[i];
-	}
-}
-
 static bool vm_should_stop(struct agent_vm *vm)
 {
 	bool stop;
@@ -276,7 +252,7 @@ static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_sn
 	vm->snap = agent_snap_ref(snap);
 	vm->frames_total++;
 	vm->host_cpu_percent = host_pct;
-	push_events(vm, f, a->cfg.max_events);
+	agent_events_push(vm, f, a->cfg.max_events);
 	agent_hist_record(&vm->hist, snap, a->cfg.max_history_procs);
 	set_status(vm, AGENT_VM_OK, NULL, NULL);
 	pthread_cond_broadcast(&vm->cond);

@@ -175,6 +175,12 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 	} else if (!max_groups) {
 		ng = 0;
 	}
+	/* Room was made for one group per process: keep what is used. */
+	if (ng < cap) {
+		struct agent_group *fit = realloc(g, (ng ? ng : 1) * sizeof(*g));
+		if (fit)
+			g = fit;
+	}
 	s->groups = g;
 	s->ngroups = ng;
 	return 0;
