@@ -21,6 +21,7 @@
 #define EXIT_USAGE 2
 /* malloc arenas of the front (see main). */
 #define FRONT_ARENAS 2
+#define FRONT_MMAP_THRESHOLD (256 * 1024)
 
 enum { OPT_CONFIG = 1, OPT_CHECK, OPT_HELP, OPT_KEY = 1000 };
 
@@ -237,6 +238,10 @@ int main(int argc, char **argv)
 		 * per core, each keeping its own free memory (a third of the
 		 * front's RSS at 100 VMs); they allocate once per interval. */
 		mallopt(M_ARENA_MAX, FRONT_ARENAS);
+		/* A fixed threshold: a /metrics page (4 MB at 100 VMs) is mapped
+		 * and unmapped each time. glibc's sliding one would serve the next
+		 * from the heap, which then keeps ~16 MB it cannot return. */
+		mallopt(M_MMAP_THRESHOLD, FRONT_MMAP_THRESHOLD);
 		ps_set_undumpable();
 		ps_front_init();
 		argv[1] = argv[0];
