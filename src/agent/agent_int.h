@@ -295,6 +295,8 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter);
 void agent_prom_label_value(FILE *f, const char *s);
 /* v exactly as fprintf's "%.15g" writes it (integers without its conversion). */
 void agent_prom_number(FILE *f, double v);
+/* u as "%llu" writes it. */
+void agent_prom_u64(FILE *f, uint64_t u);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

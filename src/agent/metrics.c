@@ -401,7 +401,11 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 			};
 			for (size_t k = 0; k < ARRAY_SIZE(mt); k++) {
 				group_labels(f, nm->memory, m, g);
-				fprintf(f, ",memtype=\"%s\"} %llu\n", mt[k].type, (unsigned long long)mt[k].v);
+				fputs(",memtype=\"", f);
+				fputs(mt[k].type, f);
+				fputs("\"} ", f);
+				agent_prom_u64(f, mt[k].v);
+				fputc('\n', f);
 			}
 		}
 	family(f, nm->oldest, "gauge", "When the oldest process of a name group started, Unix time.");

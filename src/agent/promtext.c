@@ -38,22 +38,33 @@ void agent_prom_label_value(FILE *f, const char *s)
 	}
 }
 
+/* The digits of u, and a '-' before them when neg. */
+static void put_digits(FILE *f, uint64_t u, bool neg)
+{
+	char buf[24], *p = buf + sizeof(buf);
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (neg)
+		*--p = '-';
+	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
+}
+
+void agent_prom_u64(FILE *f, uint64_t u)
+{
+	put_digits(f, u, false);
+}
+
 void agent_prom_number(FILE *f, double v)
 {
 	/* Integers below 10^15 (counts, bytes: most samples) print as %.15g
 	 * prints them, all digits, without its floating-point conversion (the
 	 * scrape's main cost at 100 VMs). -0 and the rest go through printf. */
 	if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v && (v != 0 || !signbit(v))) {
-		char buf[24], *p = buf + sizeof(buf);
 		int64_t n = (int64_t)v;
-		uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
-		do {
-			*--p = (char)('0' + u % 10);
-			u /= 10;
-		} while (u);
-		if (n < 0)
-			*--p = '-';
-		fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
+		put_digits(f, n < 0 ? 0 - (uint64_t)n : (uint64_t)n, n < 0);
 	} else {
 		fprintf(f, "%.15g", v);
 	}

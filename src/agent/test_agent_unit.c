@@ -344,6 +344,26 @@ static void test_prom_number(void **state)
 	}
 }
 
+/* agent_prom_u64 writes what "%llu" writes. */
+static void test_prom_u64(void **state)
+{
+	uint64_t v[] = { 0, 1, 9, 10, 999999999999999ull, 1000000000000000ull, 9007199254740993ull, UINT64_MAX };
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		char want[32], *got = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&got, &len);
+
+		assert_non_null(f);
+		agent_prom_u64(f, v[i]);
+		fclose(f);
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+		assert_string_equal(got, want);
+		free(got);
+	}
+}
+
 static void test_prom_label_value(void **state)
 {
 	char *got = NULL;
@@ -369,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_history_idle_is_small),
 		cmocka_unit_test(test_events_ring),
 		cmocka_unit_test(test_prom_number),
+		cmocka_unit_test(test_prom_u64),
 		cmocka_unit_test(test_prom_label_value),
 	};
 	vmw_agent_log_set_level(VMW_LOG_ERR);
