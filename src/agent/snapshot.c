@@ -99,7 +99,10 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		refs[i].idx = i;
 	}
 	qsort(refs, f->nprocs, sizeof(*refs), gref_cmp);
-	cap = f->nprocs + (prev ? prev->ngroups : 0) + 1;
+	/* Room for this frame's names, prev's groups and "[other]". */
+	cap = (prev ? prev->ngroups : 0) + 1;
+	for (size_t i = 0; i < f->nprocs; i++)
+		cap += !i || strcmp(refs[i - 1].name, refs[i].name);
 	if (!(g = calloc(cap, sizeof(*g)))) {
 		free(refs);
 		return -ENOMEM;
@@ -171,12 +174,6 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		qsort(g, ng, sizeof(*g), group_cmp);
 	} else if (!max_groups) {
 		ng = 0;
-	}
-	/* Room was made for one group per process: keep what is used. */
-	if (ng < cap) {
-		struct agent_group *fit = realloc(g, (ng ? ng : 1) * sizeof(*g));
-		if (fit)
-			g = fit;
 	}
 	s->groups = g;
 	s->ngroups = ng;
