@@ -4,6 +4,7 @@
 
     bench/agent_scale.py --ram FILE [--ram FILE ...] --vms N [--interval S]
                          [--seconds S] [--agent BINARY] [--vmwatch BINARY] [--json]
+                         [--no-bare] [--save-smaps DIR]
 
 Runs `vmwatch-agent --connect none` with N `file:` targets. Targets cycle
 over the RAM files given (lab guests' shared RAM files under /dev/shm, or
@@ -19,7 +20,9 @@ sampler), scrapes /metrics once per interval for --seconds (as a Prometheus
 server would), and reads the CPU time again; memory is RssAnon summed over
 the agent's processes (/proc/PID/status), and per sampler. It also times the
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
-per frame) to give the agent's cost per VM per frame against it.
+per frame) to give the agent's cost per VM per frame against it
+(--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
+monitor and the front at the end, to see where their memory is.
 
 Not a test. The machine is usually shared: quote the load average with it.
 """
