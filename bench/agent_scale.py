@@ -4,6 +4,7 @@
 
     bench/agent_scale.py --ram FILE [--ram FILE ...] --vms N [--interval S]
                          [--seconds S] [--agent BINARY] [--vmwatch BINARY] [--json]
+                         [--no-bare] [--save-smaps DIR]
 
 Runs `vmwatch-agent --connect none` with N `file:` targets. Targets cycle
 over the RAM files given (lab guests' shared RAM files under /dev/shm, or
@@ -19,7 +20,9 @@ sampler), scrapes /metrics once per interval for --seconds (as a Prometheus
 server would), and reads the CPU time again; memory is RssAnon summed over
 the agent's processes (/proc/PID/status), and per sampler. It also times the
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
-per frame) to give the agent's cost per VM per frame against it.
+per frame) to give the agent's cost per VM per frame against it
+(--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
+monitor and the front at the end, to see where their memory is.
 
 Not a test. The machine is usually shared: quote the load average with it.
 """
@@ -138,6 +141,9 @@ def main():
     ap.add_argument("--bare-frames", type=int, default=200)
     ap.add_argument("--ready-timeout", type=float, default=600.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare walk (no cost ratio)")
+    ap.add_argument("--save-smaps", metavar="DIR",
+                    help="save /proc/PID/smaps and status of the agent's non-sampler processes into DIR")
     a = ap.parse_args()
     vmwatch = a.vmwatch or os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch")
 
@@ -196,6 +202,18 @@ def main():
         others = [v for v in procs.values() if not v["comm"].startswith("vmwatch-sample")]
         cpu = sum(v["cpu_s"] for v in procs.values())
         load = os.getloadavg()
+        if a.save_smaps:
+            os.makedirs(a.save_smaps, exist_ok=True)
+            for p, v in procs.items():
+                if v["comm"].startswith("vmwatch-sample"):
+                    continue
+                for what in ("smaps", "status"):
+                    try:
+                        with open(f"/proc/{p}/{what}") as src, \
+                             open(os.path.join(a.save_smaps, f"{v['comm']}.{p}.{what}"), "w") as dst:
+                            dst.write(src.read())
+                    except OSError:
+                        pass
     finally:
         agent.terminate()
         try:
@@ -207,7 +225,7 @@ def main():
             if f.startswith("vm"):
                 os.unlink(os.path.join(tmp, f))
     bare = {}
-    for ram in sorted(set(a.ram)):
+    for ram in sorted(set(a.ram)) if not a.no_bare else ():
         bare[ram] = bare_walk(vmwatch, ram, a.bare_frames)
     out = {
         "vms": a.vms, "interval_s": a.interval, "window_s": wall, "ready_s": ready_s, "scrapes": scrapes,
@@ -229,8 +247,8 @@ def main():
                       for r, b in bare.items()},
         "log": os.path.join(tmp, "agent.log"),
     }
-    walk_us = statistics.mean(b["cpu_us_per_frame"] for b in bare.values())
-    if out["agent_cpu_ms_per_vm_frame"]:
+    walk_us = statistics.mean(b["cpu_us_per_frame"] for b in bare.values()) if bare else None
+    if out["agent_cpu_ms_per_vm_frame"] and walk_us:
         out["agent_cost_over_bare_walk"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / walk_us
     if a.json:
         print(json.dumps(out))

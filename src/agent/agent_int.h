@@ -57,16 +57,23 @@ long agent_snap_find(const struct agent_snap *s, int32_t pid);
 
 /* ---------------------------------------------------------------- history */
 
-struct agent_hist_point {
+/* A process's points, run-length encoded: n consecutive frames with the same
+ * values (a sleeping process's CPU stays 0 and its RSS the same, so most
+ * processes hold a few runs instead of cap points). */
+struct agent_hist_run {
 	float cpu_percent;
 	uint32_t rss_kb;
+	uint32_t n;                    /* frames, >= 1 */
 };
 
 struct agent_hist_proc {
 	int32_t pid;
 	uint64_t start_time_ns;
-	uint64_t first;                /* frame count at which tracking began */
-	struct agent_hist_point *pts;  /* ring of cap */
+	uint64_t first;                /* frame count of its oldest point held */
+	/* Its points of frames first .. count-1 (the ring's last cap at most),
+	 * oldest first: a ring of rcap runs (grown on demand, never above cap). */
+	struct agent_hist_run *runs;
+	uint32_t rcap, rstart, rn;
 };
 
 struct agent_hist {
@@ -159,11 +166,15 @@ struct agent_vm {
 	uint64_t sampler_crashes_total;  /* its sampler process crashed, hung or sent garbage */
 	double host_cpu_percent;       /* its QEMU process on the host over the last interval, -1 unknown */
 	uint64_t events_total[3];      /* by enum vmw_event_type */
-	struct agent_event *ev;        /* ring */
+	struct agent_event *ev;        /* ring of ev_cap, grown as events come up to max_events */
 	size_t ev_cap, ev_start, ev_n;
 	uint64_t ev_next_seq;
 	struct agent_hist hist;
 };
+
+/* history.c: the frame's events into vm's ring (under vm->lock); the ring
+ * grows as events come, up to max_events, then drops the oldest. */
+void agent_events_push(struct agent_vm *vm, const struct vmw_frame *f, unsigned max_events);
 
 struct agent_vm *agent_vm_ref(struct agent_vm *vm);
 void agent_vm_unref(struct agent_vm *vm);
@@ -287,6 +298,13 @@ json_t *agent_event_json(const struct agent_event *ev);
 /* GET /metrics; process_exporter: process groups named as process-exporter's
  * namedprocess_namegroup_* (?dialect=process-exporter). */
 void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter);
+/* promtext.c. A label value: \ " and newline escaped as the exposition
+ * format wants; every other control byte and invalid UTF-8 become '?'. */
+void agent_prom_label_value(FILE *f, const char *s);
+/* v exactly as fprintf's "%.15g" writes it (integers without its conversion). */
+void agent_prom_number(FILE *f, double v);
+/* u as "%llu" writes it. */
+void agent_prom_u64(FILE *f, uint64_t u);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * history.c - bounded history per VM and per process: rings of `cap` points
- * (history / interval + 1). Memory is cap × 8 bytes per process, for at most
- * max_history_procs processes per VM, plus cap × 28 bytes per VM; it is
- * counted in h->bytes and reported in /metrics.
+ * history.c - bounded history per VM and per process: the last `cap` frames
+ * (history / interval + 1). The VM's series are rings of cap points (cap × 48
+ * bytes). A process's points are run-length encoded (agent_hist_run, 12
+ * bytes): a sleeping process's CPU stays 0 and its RSS the same, so it holds
+ * a run or a few, where a plain ring held cap × 8 bytes from its first frame
+ * (1.4 KiB per process at 5 s, 7 KiB at 1 s, most of the agent's memory at
+ * 100 VMs); a process whose values change every frame holds up to cap runs
+ * (1.5 × the plain ring). At most max_history_procs processes per VM. What is
+ * held is counted in h->bytes and reported in /metrics. The VM's event ring
+ * (agent_events_push) grows as events come, up to max_events.
  */
 #include "agent/agent_int.h"
 
@@ -84,8 +90,49 @@ int agent_hist_init(struct agent_hist *h, size_t cap)
 static void procs_free(struct agent_hist_proc *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		free(p[i].pts);
+		free(p[i].runs);
 	free(p);
+}
+
+static struct agent_hist_run *run_at(const struct agent_hist_proc *p, size_t i)
+{
+	return &p->runs[(p->rstart + i) % p->rcap];
+}
+
+/* Append the point of frame count to p's runs, dropping points older than
+ * the last cap frames. -ENOMEM leaves p as it was. */
+static int proc_append(struct agent_hist_proc *p, size_t cap, uint64_t count, float cpu, uint32_t rss_kb)
+{
+	struct agent_hist_run *last = p->rn ? run_at(p, p->rn - 1) : NULL;
+
+	/* Bitwise: the same float as stored, so the output is the same. */
+	if (last && !memcmp(&last->cpu_percent, &cpu, sizeof(cpu)) && last->rss_kb == rss_kb) {
+		last->n++;
+	} else {
+		if (p->rn == p->rcap) {
+			uint32_t ncap = (uint32_t)MIN((size_t)MAX(p->rcap * 2u, 2u), cap + 1);
+			struct agent_hist_run *nr = malloc(ncap * sizeof(*nr));
+			if (!nr)
+				return -ENOMEM;
+			for (uint32_t i = 0; i < p->rn; i++)
+				nr[i] = *run_at(p, i);
+			free(p->runs);
+			p->runs = nr;
+			p->rcap = ncap;
+			p->rstart = 0;
+		}
+		*run_at(p, p->rn++) = (struct agent_hist_run){ .cpu_percent = cpu, .rss_kb = rss_kb, .n = 1 };
+	}
+	/* Frames first .. count now: keep the last cap. */
+	while (count + 1 - p->first > cap) {
+		struct agent_hist_run *r = run_at(p, 0);
+		p->first++;
+		if (!--r->n) {
+			p->rstart = (p->rstart + 1) % p->rcap;
+			p->rn--;
+		}
+	}
+	return 0;
 }
 
 void agent_hist_free(struct agent_hist *h)
@@ -109,7 +156,7 @@ static long find(const struct agent_hist *h, int32_t pid)
 int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t max_procs)
 {
 	const struct vmw_frame *f = s->frame;
-	size_t k = h->count % h->cap, n = MIN(f->nprocs, max_procs), tracked = 0;
+	size_t k = h->count % h->cap, n = MIN(f->nprocs, max_procs), tracked = 0, runs = 0;
 	struct agent_hist_proc *np = NULL;
 	struct vmw_pidmap map = { 0 };
 	double load[3] = { 0 };
@@ -124,8 +171,9 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 				       : 0;
 	split_record(h, k, s);
 
-	/* Carry each process's ring over (same pid and start time), start new ones. */
-	if (n && (!(np = calloc(n, sizeof(*np))) || vmw_pidmap_reset(&map, n) < 0)) {
+	/* Carry each process's runs over (same pid and start time), start new ones. */
+	/* (every entry up to tracked is written before it is read: no zeroing) */
+	if (n && (!(np = malloc(n * sizeof(*np))) || vmw_pidmap_reset(&map, n) < 0)) {
 		free(np);
 		h->count++;
 		return -ENOMEM;
@@ -135,18 +183,19 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 		long j = find(h, x->proc.pid);
 		struct agent_hist_proc *p = &np[tracked];
 
-		if (j >= 0 && h->procs[j].pts && h->procs[j].start_time_ns == x->proc.start_time_ns) {
+		if (j >= 0 && h->procs[j].runs && h->procs[j].start_time_ns == x->proc.start_time_ns) {
 			*p = h->procs[j];
-			h->procs[j].pts = NULL;
+			h->procs[j].runs = NULL;
 		} else {
-			p->pid = x->proc.pid;
-			p->start_time_ns = x->proc.start_time_ns;
-			p->first = h->count;
-			if (!(p->pts = calloc(h->cap, sizeof(*p->pts))))
-				continue;
+			*p = (struct agent_hist_proc){ .pid = x->proc.pid, .start_time_ns = x->proc.start_time_ns,
+						       .first = h->count };
 		}
-		p->pts[k].cpu_percent = (float)x->cpu_percent;
-		p->pts[k].rss_kb = (uint32_t)MIN(vmw_proc_rss_bytes(&x->proc) >> 10, UINT32_MAX);
+		if (proc_append(p, h->cap, h->count, (float)x->cpu_percent,
+				(uint32_t)MIN(vmw_proc_rss_bytes(&x->proc) >> 10, UINT32_MAX)) < 0 || !p->rn) {
+			free(p->runs);     /* out of memory: this process's history ends */
+			continue;
+		}
+		runs += p->rcap;
 		vmw_pidmap_put(&map, p->pid, tracked);
 		tracked++;
 	}
@@ -156,8 +205,7 @@ int agent_hist_record(struct agent_hist *h, const struct agent_snap *s, size_t m
 	h->nprocs_tracked = tracked;
 	h->map = map;
 	h->count++;
-	h->bytes = vm_bytes(h) +
-		   tracked * (sizeof(*np) + h->cap * sizeof(struct agent_hist_point)) +
+	h->bytes = vm_bytes(h) + n * sizeof(*np) + runs * sizeof(struct agent_hist_run) +
 		   map.cap * sizeof(*map.slot);
 	return 0;
 }
@@ -226,9 +274,9 @@ json_t *agent_hist_proc_json_since(const struct agent_hist *h, int32_t pid, uint
 	long j = find(h, pid);
 	const struct agent_hist_proc *p;
 	json_t *t, *cpu, *rss;
-	uint64_t first;
+	uint64_t first, c;
 
-	if (j < 0 || h->procs[j].start_time_ns != start_time_ns || !h->procs[j].pts)
+	if (j < 0 || h->procs[j].start_time_ns != start_time_ns || !h->procs[j].runs)
 		return NULL;
 	p = &h->procs[j];
 	first = h->count > h->cap ? h->count - h->cap : 0;
@@ -236,11 +284,60 @@ json_t *agent_hist_proc_json_since(const struct agent_hist *h, int32_t pid, uint
 	t = json_array();
 	cpu = json_array();
 	rss = json_array();
-	for (uint64_t c = first; c < h->count; c++) {
-		size_t k = c % h->cap;
-		json_array_append_new(t, json_real(secs(h->time_ns[k])));
-		json_array_append_new(cpu, json_real((double)p->pts[k].cpu_percent));
-		json_array_append_new(rss, json_integer((json_int_t)p->pts[k].rss_kb * 1024));
+	/* Run i holds frames c .. c + n - 1, from p->first on. */
+	c = p->first;
+	for (uint32_t i = 0; i < p->rn && c < h->count; i++) {
+		const struct agent_hist_run *r = run_at(p, i);
+		for (uint64_t end = MIN(c + r->n, h->count); c < end; c++) {
+			if (c < first)
+				continue;
+			json_array_append_new(t, json_real(secs(h->time_ns[c % h->cap])));
+			json_array_append_new(cpu, json_real((double)r->cpu_percent));
+			json_array_append_new(rss, json_integer((json_int_t)r->rss_kb * 1024));
+		}
 	}
 	return json_pack("{s:o, s:o, s:o}", "time", t, "cpu_percent", cpu, "rss_bytes", rss);
+}
+
+/* ---- the VM's process events ------------------------------------------------ */
+
+/* Make room for one more event in vm's ring: the ring grows (doubling) up to
+ * max_events as events come, so a quiet VM holds none; once full, the oldest
+ * goes. false: no room (out of memory before the first event). */
+static bool event_room(struct agent_vm *vm, unsigned max_events)
+{
+	if (vm->ev_n == vm->ev_cap && vm->ev_cap < max_events) {
+		size_t ncap = MIN(MAX(vm->ev_cap * 2, (size_t)16), (size_t)max_events);
+		struct agent_event *nev = malloc(ncap * sizeof(*nev));
+		if (nev) {
+			for (size_t i = 0; i < vm->ev_n; i++)
+				nev[i] = vm->ev[(vm->ev_start + i) % vm->ev_cap];
+			free(vm->ev);
+			vm->ev = nev;
+			vm->ev_cap = ncap;
+			vm->ev_start = 0;
+		}
+	}
+	if (!vm->ev_cap)
+		return false;
+	if (vm->ev_n == vm->ev_cap) {
+		vm->ev_start = (vm->ev_start + 1) % vm->ev_cap;
+		vm->ev_n--;
+	}
+	return true;
+}
+
+void agent_events_push(struct agent_vm *vm, const struct vmw_frame *f, unsigned max_events)
+{
+	for (size_t i = 0; i < f->nevents; i++) {
+		struct agent_event *e;
+		if ((unsigned)f->events[i].type < ARRAY_SIZE(vm->events_total))
+			vm->events_total[f->events[i].type]++;
+		if (!event_room(vm, max_events))
+			continue;
+		e = &vm->ev[(vm->ev_start + vm->ev_n++) % vm->ev_cap];
+		e->seq = ++vm->ev_next_seq;
+		e->wall_ns = f->wall_time_ns;
+		e->e = f->events[i];
+	}
 }

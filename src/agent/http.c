@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdio_ext.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@ struct agent_http {
 	struct vmw_httpd *srv;    /* its lock guards every sse's suspended flag and conn */
 	char *cert, *key;
 	char *client_ca;          /* mTLS: clients need a certificate this CA signed */
+	atomic_size_t metrics_len; /* the last /metrics page's size: the next one's first buffer */
 };
 
 /* ---------------------------------------------------------------- replies */
@@ -375,23 +377,67 @@ static const char *arg(struct MHD_Connection *c, const char *k)
 	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
 }
 
+/* A FILE writing into a malloc'd buffer made `hint` bytes large up front:
+ * open_memstream grows its buffer by small steps, zeroing each new part and
+ * copying the whole page each time (half the cost of a 4 MB scrape). */
+struct membuf {
+	char *p;
+	size_t len, cap;
+};
+
+static ssize_t membuf_write(void *cookie, const char *data, size_t n)
+{
+	struct membuf *b = cookie;
+
+	if (n > b->cap - b->len) {
+		size_t ncap = MAX(b->cap + b->cap / 2, b->len + n);
+		char *np = realloc(b->p, ncap);
+		if (!np)
+			return -1;
+		b->p = np;
+		b->cap = ncap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	return (ssize_t)n;
+}
+
+static FILE *membuf_open(struct membuf *b, size_t hint)
+{
+	FILE *f;
+
+	*b = (struct membuf){ .cap = MAX(hint, (size_t)65536) };
+	if (!(b->p = malloc(b->cap)))
+		return NULL;
+	if (!(f = fopencookie(b, "w", (cookie_io_functions_t){ .write = membuf_write }))) {
+		free(b->p);
+		return NULL;
+	}
+	/* Only this thread writes it: no lock per write (~10^5 of them at 100
+	 * VMs), and 64 KiB at a time into the buffer. */
+	__fsetlocking(f, FSETLOCKING_BYCALLER);
+	setvbuf(f, NULL, _IOFBF, 65536);
+	return f;
+}
+
 static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 {
 	const char *dialect = arg(c, "dialect");
-	char *buf = NULL;
-	size_t len = 0;
+	struct membuf b;
 	FILE *f;
 
 	if (dialect && strcmp(dialect, "vmwatch") && strcmp(dialect, "process-exporter"))
 		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
-	if (!(f = open_memstream(&buf, &len)))
+	/* A little more than last time: the page grows with the VMs. */
+	if (!(f = membuf_open(&b, atomic_load(&a->http->metrics_len) / 8 * 9)))
 		return reply_error(a, c, 500, "out of memory");
 	agent_metrics_render(a, f, dialect && !strcmp(dialect, "process-exporter"));
-	if (fclose(f) != 0 || !buf) {
-		free(buf);
+	if (fclose(f) != 0) {
+		free(b.p);
 		return reply_error(a, c, 500, "out of memory");
 	}
-	return reply(a, c, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, MHD_RESPMEM_MUST_FREE,
+	atomic_store(&a->http->metrics_len, b.len);
+	return reply(a, c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, MHD_RESPMEM_MUST_FREE,
 		     NULL, NULL);
 }
 

@@ -21,6 +21,7 @@
 #include "httpd/httpd.h"
 #include "version.h"
 
+#include <math.h>
 #include <string.h>
 
 struct mvm {
@@ -32,28 +33,19 @@ struct mvm {
 	char release[72];
 	uint64_t frames, errors, crashes, events[3];
 	size_t hist_bytes;
+	char *labels;                 /* its labels, escaped (NULL: out of memory) */
+	size_t labels_len;
 	uint32_t *top;                /* indices of the top-N union, in pid order */
 	size_t ntop;
 };
 
-/* A label value: \ " and newline escaped as the exposition format wants;
- * every other control byte (a guest's comm can hold ESC sequences) and
- * invalid UTF-8 become '?', as in vmwatch ps, so that reading /metrics in a
- * terminal is as safe as reading ps. */
-static void put_value(FILE *f, const char *s)
+/* pre, a space, v (as %.15g) and the end of the line. */
+static void put_tail(FILE *f, const char *pre, double v)
 {
-	while (*s) {
-		size_t len = vmw_utf8_len(s);
-		if (*s == '\\' || *s == '"')
-			fprintf(f, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", f);
-		else if (!len)
-			putc('?', f);
-		else
-			fwrite(s, 1, len, f);
-		s += len ? len : 1;
-	}
+	fputs(pre, f);
+	fputc(' ', f);
+	agent_prom_number(f, v);
+	fputc('\n', f);
 }
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -72,30 +64,46 @@ static void put_labels(FILE *f, const struct label *l, size_t n)
 		if (!l[i].v[0])
 			continue;
 		fprintf(f, ",%s=\"", l[i].k);
-		put_value(f, l[i].v);
+		agent_prom_label_value(f, l[i].v);
 		fputc('"', f);
 	}
 }
 
-/* name{vm="...",domain="...",uuid="..."[,nova_project=...]: the labels of
- * every per-VM series, the brace left open. */
-static void vm_labels(FILE *f, const char *name, const struct mvm *m)
+/* vm="...",domain="...",uuid="..."[,nova_project=...]: the labels of every
+ * per-VM series. */
+static void write_vm_labels(FILE *f, const struct mvm *m)
 {
 	const struct label l[] = {
 		{ "domain", m->vm->name }, { "uuid", m->dom.uuid },
 		{ "nova_project", m->dom.nova.project_name }, { "nova_project_id", m->dom.nova.project_id },
 	};
-	fprintf(f, "%s{vm=\"", name);
-	put_value(f, m->vm->name);
+	fputs("vm=\"", f);
+	agent_prom_label_value(f, m->vm->name);
 	fputc('"', f);
 	put_labels(f, l, ARRAY_SIZE(l));
+}
+
+/* name{<vm labels>: the brace left open. The labels are escaped once per
+ * scrape (m->labels), not once per series. */
+static void vm_labels(FILE *f, const char *name, const struct mvm *m)
+{
+	fputs(name, f);
+	fputc('{', f);
+	if (m->labels)
+		fwrite(m->labels, 1, m->labels_len, f);
+	else
+		write_vm_labels(f, m);
 }
 
 /* name{<vm labels>[,extra]} value */
 static void vm_sample(FILE *f, const char *name, const struct mvm *m, const char *extra, double v)
 {
 	vm_labels(f, name, m);
-	fprintf(f, "%s%s} %.15g\n", extra ? "," : "", extra ? extra : "", v);
+	if (extra) {
+		fputc(',', f);
+		fputs(extra, f);
+	}
+	put_tail(f, "}", v);
 }
 
 /* A process name that does not change while the process lives. */
@@ -107,8 +115,10 @@ static const char *stable_name(const struct vmw_proc *p)
 static void proc_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_proc *p)
 {
 	vm_labels(f, name, m);
-	fprintf(f, ",pid=\"%d\",name=\"", p->pid);
-	put_value(f, stable_name(p));
+	fputs(",pid=\"", f);
+	agent_prom_number(f, p->pid);
+	fputs("\",name=\"", f);
+	agent_prom_label_value(f, stable_name(p));
 	fputc('"', f);
 }
 
@@ -116,7 +126,7 @@ static void group_labels(FILE *f, const char *name, const struct mvm *m, const s
 {
 	vm_labels(f, name, m);
 	fputs(",groupname=\"", f);
-	put_value(f, g->name);
+	agent_prom_label_value(f, g->name);
 	fputc('"', f);
 }
 
@@ -365,22 +375,22 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 	FOR_UP(m, ms, n)
 		for (size_t i = 0; i < m->snap->ngroups; i++) {
 			group_labels(f, nm->procs, m, &m->snap->groups[i]);
-			fprintf(f, "} %u\n", m->snap->groups[i].procs);
+			put_tail(f, "}", m->snap->groups[i].procs);
 		}
 	family(f, nm->threads, "gauge", "Threads of the guest processes in a name group.");
 	FOR_UP(m, ms, n)
 		for (size_t i = 0; i < m->snap->ngroups; i++) {
 			group_labels(f, nm->threads, m, &m->snap->groups[i]);
-			fprintf(f, "} %u\n", m->snap->groups[i].threads);
+			put_tail(f, "}", m->snap->groups[i].threads);
 		}
 	family(f, nm->cpu, "counter", "CPU time of the guest processes in a name group, exited ones included.");
 	FOR_UP(m, ms, n)
 		for (size_t i = 0; i < m->snap->ngroups; i++) {
 			const struct agent_group *g = &m->snap->groups[i];
 			group_labels(f, nm->cpu, m, g);
-			fprintf(f, ",mode=\"user\"} %.15g\n", (double)g->user_ns / 1e9);
+			put_tail(f, ",mode=\"user\"}", (double)g->user_ns / 1e9);
 			group_labels(f, nm->cpu, m, g);
-			fprintf(f, ",mode=\"system\"} %.15g\n", (double)g->system_ns / 1e9);
+			put_tail(f, ",mode=\"system\"}", (double)g->system_ns / 1e9);
 		}
 	family(f, nm->memory, "gauge", "Memory of the guest processes in a name group (resident, virtual, swapped).");
 	FOR_UP(m, ms, n)
@@ -391,7 +401,11 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 			};
 			for (size_t k = 0; k < ARRAY_SIZE(mt); k++) {
 				group_labels(f, nm->memory, m, g);
-				fprintf(f, ",memtype=\"%s\"} %llu\n", mt[k].type, (unsigned long long)mt[k].v);
+				fputs(",memtype=\"", f);
+				fputs(mt[k].type, f);
+				fputs("\"} ", f);
+				agent_prom_u64(f, mt[k].v);
+				fputc('\n', f);
 			}
 		}
 	family(f, nm->oldest, "gauge", "When the oldest process of a name group started, Unix time.");
@@ -400,7 +414,7 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 			if (!m->oldest[i])
 				continue;
 			group_labels(f, nm->oldest, m, &m->snap->groups[i]);
-			fprintf(f, "} %.15g\n", m->oldest[i]);
+			put_tail(f, "}", m->oldest[i]);
 		}
 }
 
@@ -459,7 +473,11 @@ static void series_family(FILE *f, struct mvm *ms, size_t n, const struct proc_s
 			if (s->io && !x->proc.io_ok)
 				continue;
 			proc_labels(f, s->name, m, &x->proc);
-			fprintf(f, "%s%s} %.15g\n", s->label[0] ? "," : "", s->label, v);
+			if (s->label[0]) {
+				fputc(',', f);
+				fputs(s->label, f);
+			}
+			put_tail(f, "}", v);
 		}
 }
 
@@ -479,9 +497,9 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 		for (size_t i = 0; i < m->ntop; i++) {
 			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
 			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
-			fprintf(f, ",mode=\"user\"} %.15g\n", (double)p->utime_ns / 1e9);
+			put_tail(f, ",mode=\"user\"}", (double)p->utime_ns / 1e9);
 			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
-			fprintf(f, ",mode=\"system\"} %.15g\n", (double)p->stime_ns / 1e9);
+			put_tail(f, ",mode=\"system\"}", (double)p->stime_ns / 1e9);
 		}
 	for (size_t k = 0; k < ARRAY_SIZE(proc_gauges); k++) {
 		family(f, proc_gauges[k].name, "gauge", proc_gauges[k].help);
@@ -491,7 +509,7 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 			for (size_t i = 0; i < m->ntop; i++) {
 				const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
 				proc_labels(f, proc_gauges[k].name, m, &x->proc);
-				fprintf(f, "} %.15g\n", proc_gauges[k].value(m, x));
+				put_tail(f, "}", proc_gauges[k].value(m, x));
 			}
 		}
 	}
@@ -604,7 +622,7 @@ static void cg_labels(FILE *f, const char *name, const struct mvm *m, const stru
 	vmw_cgroup_classify(c->path, &info);
 	vm_labels(f, name, m);
 	fputs(",cgroup=\"", f);
-	put_value(f, c->path);
+	agent_prom_label_value(f, c->path);
 	fputc('"', f);
 	put_labels(f, l, ARRAY_SIZE(l));
 }
@@ -634,18 +652,18 @@ static void cgroup_metrics(FILE *f, struct mvm *ms, size_t n, unsigned top_n)
 				const struct vmw_cgroup_stat *c = &m->snap->frame->cgroups.cg[sel[m - ms].idx[i]];
 				if (k == 0 && c->cpu_ok) {
 					cg_labels(f, fam[k].name, m, c);
-					fprintf(f, "} %.15g\n", (double)c->usage_usec / 1e6);
+					put_tail(f, "}", (double)c->usage_usec / 1e6);
 				} else if (k == 1 && c->memory_ok) {
 					cg_labels(f, fam[k].name, m, c);
-					fprintf(f, "} %.15g\n", (double)c->memory_current);
+					put_tail(f, "}", (double)c->memory_current);
 				} else if (k == 2 && c->memory_stat_ok) {
 					cg_labels(f, fam[k].name, m, c);
-					fprintf(f, ",type=\"anon\"} %.15g\n", (double)c->anon);
+					put_tail(f, ",type=\"anon\"}", (double)c->anon);
 					cg_labels(f, fam[k].name, m, c);
-					fprintf(f, ",type=\"file\"} %.15g\n", (double)c->file);
+					put_tail(f, ",type=\"file\"}", (double)c->file);
 				} else if (k == 3 && c->nr_procs_ok) {
 					cg_labels(f, fam[k].name, m, c);
-					fprintf(f, "} %.15g\n", (double)c->nr_procs_tree);
+					put_tail(f, "}", (double)c->nr_procs_tree);
 				}
 			}
 	}
@@ -769,7 +787,7 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	if (agent_selfstat(&st) < 0)
 		return;
 	family(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
-	fprintf(f, "process_cpu_seconds_total %.15g\n", st.cpu_seconds);
+	put_tail(f, "process_cpu_seconds_total", st.cpu_seconds);
 	family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
 	fprintf(f, "process_resident_memory_bytes %llu\n", (unsigned long long)st.rss_bytes);
 	family(f, "vmwatch_agent_resident_memory_bytes", "gauge",
@@ -781,7 +799,7 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
 	fprintf(f, "process_virtual_memory_bytes %llu\n", (unsigned long long)st.vsz_bytes);
 	family(f, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
-	fprintf(f, "process_start_time_seconds %.15g\n", st.start_time_s);
+	put_tail(f, "process_start_time_seconds", st.start_time_s);
 	family(f, "process_open_fds", "gauge", "Number of open file descriptors.");
 	fprintf(f, "process_open_fds %u\n", st.open_fds);
 	if (st.max_fds) {
@@ -790,6 +808,19 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	}
 	family(f, "process_threads", "gauge", "Number of OS threads in the process.");
 	fprintf(f, "process_threads %u\n", st.threads);
+}
+
+static void vm_labels_cache(struct mvm *m)
+{
+	FILE *f = open_memstream(&m->labels, &m->labels_len);
+
+	if (!f)
+		return;
+	write_vm_labels(f, m);
+	if (fclose(f) != 0) {
+		free(m->labels);
+		m->labels = NULL;
+	}
 }
 
 void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
@@ -818,6 +849,7 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 		m->hist_bytes = m->vm->hist.bytes;
 		m->snap = agent_snap_ref(m->vm->snap);
 		pthread_mutex_unlock(&m->vm->lock);
+		vm_labels_cache(m);
 		if (m->snap && top_n)
 			pick_top(m, top_n);
 		if (m->snap)
@@ -833,6 +865,7 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 		agent_snap_unref(ms[i].snap);
 		free(ms[i].top);
 		free(ms[i].oldest);
+		free(ms[i].labels);
 	}
 	free(ms);
 	agent_vms_put(vms, n);

@@ -33,17 +33,14 @@ long agent_snap_find(const struct agent_snap *s, int32_t pid)
 
 /* The group a process counts in: its name; all kernel threads together in
  * "[kernel]" (dozens of names per guest would multiply the series). */
-static void group_name(const struct vmw_proc *p, char *buf, size_t size)
+static const char *group_name(const struct vmw_proc *p)
 {
-	if (p->kthread) {
-		snprintf(buf, size, "[kernel]");
-	} else {
-		snprintf(buf, size, "%s", p->comm);
-	}
+	return p->kthread ? "[kernel]" : p->comm;
 }
 
+/* A process by its group's name (sorted: pointers, not copies of names). */
 struct gref {
-	char name[72];
+	const char *name;
 	size_t idx;
 };
 
@@ -98,11 +95,14 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 	if (!refs)
 		return -ENOMEM;
 	for (size_t i = 0; i < f->nprocs; i++) {
-		group_name(&f->procs[i].proc, refs[i].name, sizeof(refs[i].name));
+		refs[i].name = group_name(&f->procs[i].proc);
 		refs[i].idx = i;
 	}
 	qsort(refs, f->nprocs, sizeof(*refs), gref_cmp);
-	cap = f->nprocs + (prev ? prev->ngroups : 0) + 1;
+	/* Room for this frame's names, prev's groups and "[other]". */
+	cap = (prev ? prev->ngroups : 0) + 1;
+	for (size_t i = 0; i < f->nprocs; i++)
+		cap += !i || strcmp(refs[i - 1].name, refs[i].name);
 	if (!(g = calloc(cap, sizeof(*g)))) {
 		free(refs);
 		return -ENOMEM;
@@ -115,7 +115,7 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 
 		if (!ng || strcmp(g[ng - 1].name, refs[i].name)) {
 			const struct agent_group *old = group_find(prev, refs[i].name);
-			memcpy(g[ng].name, refs[i].name, sizeof(g[ng].name));
+			snprintf(g[ng].name, sizeof(g[ng].name), "%s", refs[i].name);
 			if (old) {
 				g[ng].user_ns = old->user_ns;
 				g[ng].system_ns = old->system_ns;

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 
 static void test_durations(void **state)
@@ -235,6 +236,185 @@ static void test_reset_clock(void **state)
 	assert_true(agent_reset_clock_runs(&c, 65 * S, 106 * S));
 }
 
+/* A process's run-length encoded points give what a plain ring of the last
+ * cap points gave: values changing, repeating, and the ring wrapping. */
+static void test_history_runs(void **state)
+{
+	/* cpu, rss KiB per frame: runs of 1, 3, 1, 4, 2, 1 frames. */
+	static const float cpu[] = { 1, 2, 2, 2, 0, 0.5f, 0.5f, 0.5f, 0.5f, 3, 3, 0 };
+	static const uint32_t rss[] = { 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 8 };
+	const size_t nf = sizeof(cpu) / sizeof(*cpu), cap = 5;
+	int32_t pids[] = { 42 };
+	uint64_t starts[] = { 7 };
+	struct agent_hist h;
+	(void)state;
+
+	assert_int_equal(agent_hist_init(&h, cap), 0);
+	for (size_t t = 0; t < nf; t++) {
+		struct agent_snap *s = snap(pids, starts, 1, (t + 1) * 1000000000ull);
+		size_t first = t + 1 > cap ? t + 1 - cap : 0;
+		json_t *j, *tm, *c, *r;
+
+		s->frame->procs[0].cpu_percent = cpu[t];
+		s->frame->procs[0].proc.rss_anon_bytes = (uint64_t)rss[t] << 10;
+		assert_int_equal(agent_hist_record(&h, s, 10), 0);
+		snap_free(s);
+		j = agent_hist_proc_json(&h, 42, 7);
+		assert_non_null(j);
+		tm = json_object_get(j, "time");
+		c = json_object_get(j, "cpu_percent");
+		r = json_object_get(j, "rss_bytes");
+		assert_int_equal(json_array_size(tm), t + 1 - first);
+		for (size_t i = first; i <= t; i++) {
+			assert_true(json_real_value(json_array_get(tm, i - first)) == (double)(i + 1));
+			assert_true(json_real_value(json_array_get(c, i - first)) == (double)cpu[i]);
+			assert_int_equal(json_integer_value(json_array_get(r, i - first)), (json_int_t)rss[i] * 1024);
+		}
+		json_decref(j);
+		/* ?since=: the points after frame t - 1's time only. */
+		j = agent_hist_proc_json_since(&h, 42, 7, t * 1000000000ull);
+		assert_int_equal(json_array_size(json_object_get(j, "time")), 1);
+		assert_true(json_real_value(json_array_get(json_object_get(j, "cpu_percent"), 0)) == (double)cpu[t]);
+		json_decref(j);
+	}
+	/* Never more runs than points held. */
+	assert_true(h.procs[0].rn <= cap);
+	agent_hist_free(&h);
+}
+
+/* A process whose values do not change holds one run, not a ring. */
+static void test_history_idle_is_small(void **state)
+{
+	int32_t pids[] = { 1, 2, 3, 4 };
+	uint64_t starts[] = { 1, 2, 3, 4 };
+	struct agent_hist h;
+	const size_t cap = 1000;
+	json_t *j;
+	(void)state;
+
+	assert_int_equal(agent_hist_init(&h, cap), 0);
+	for (uint64_t t = 1; t <= 1500; t++) {
+		struct agent_snap *s = snap(pids, starts, 4, t * 1000000000ull);
+		for (size_t i = 0; i < 4; i++)
+			s->frame->procs[i].cpu_percent = 0;
+		assert_int_equal(agent_hist_record(&h, s, 10), 0);
+		snap_free(s);
+	}
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(h.procs[i].rn, 1);
+	/* Per process: its record and a few runs, not cap points. */
+	assert_true(h.bytes < cap * 64 + 4 * 256);   /* a plain ring: + 4 × cap × 8 */
+	j = agent_hist_proc_json(&h, 3, 3);
+	assert_int_equal(json_array_size(json_object_get(j, "rss_bytes")), cap);
+	assert_true(json_real_value(json_array_get(json_object_get(j, "time"), 0)) == 501.0);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "rss_bytes"), cap - 1)), 3 * 1024);
+	json_decref(j);
+	agent_hist_free(&h);
+}
+
+/* The event ring grows as events come, up to max_events, then keeps the
+ * newest max_events in order. */
+static void test_events_ring(void **state)
+{
+	struct agent_vm *vm = calloc(1, sizeof(*vm));
+	struct vmw_event evs[7] = { 0 };
+	struct vmw_frame f = { .events = evs, .nevents = 7 };
+	(void)state;
+
+	assert_non_null(vm);
+	f.nevents = 0;
+	agent_events_push(vm, &f, 40);
+	assert_int_equal(vm->ev_cap, 0);   /* no event, no ring */
+	f.nevents = 7;
+	for (int32_t round = 0; round < 10; round++) {
+		for (size_t i = 0; i < 7; i++) {
+			evs[i].type = VMW_EVENT_NEW;
+			evs[i].pid = round * 7 + (int32_t)i + 1;
+		}
+		f.wall_time_ns = (uint64_t)round;
+		agent_events_push(vm, &f, 40);
+		assert_true(vm->ev_cap <= 40);
+		assert_int_equal(vm->ev_n, MIN((size_t)(round + 1) * 7, 40));
+	}
+	assert_int_equal(vm->ev_cap, 40);
+	assert_int_equal(vm->ev_next_seq, 70);
+	assert_int_equal(vm->events_total[VMW_EVENT_NEW], 70);
+	/* Oldest first: events 31 .. 70. */
+	for (size_t i = 0; i < vm->ev_n; i++) {
+		const struct agent_event *e = &vm->ev[(vm->ev_start + i) % vm->ev_cap];
+		assert_int_equal(e->seq, 31 + i);
+		assert_int_equal(e->e.pid, (int32_t)(31 + i));
+	}
+	free(vm->ev);
+	free(vm);
+}
+
+/* agent_prom_number writes what "%.15g" writes, for every kind of value. */
+static void test_prom_number(void **state)
+{
+	double v[] = { 0, -0.0, 1, -1, 7, 42, 1024, 4096.0 * 1024 * 1024, 999999999999999.0, 1e15, -1e15,
+		       -999999999999999.0, 1e15 + 2, 9007199254740992.0, 1e300, 0.5, -0.25, 1e-7,
+		       1796268894.7635, 0.000354164, 123456789.123456789, NAN, INFINITY, -INFINITY,
+		       4294967295.0, 2147483648.0, -2147483649.0 };
+	uint64_t x = 88172645463325252ull;
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(v) + 20000; i++) {
+		double d;
+		char want[64], *got = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&got, &len);
+
+		if (i < ARRAY_SIZE(v)) {
+			d = v[i];
+		} else {   /* integers of every size, and their halves */
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			d = (double)(int64_t)(x >> (x % 64)) * ((x & 1) ? 1 : -1) / ((x & 2) ? 2 : 1);
+		}
+		assert_non_null(f);
+		agent_prom_number(f, d);
+		fclose(f);
+		snprintf(want, sizeof(want), "%.15g", d);
+		assert_string_equal(got, want);
+		free(got);
+	}
+}
+
+/* agent_prom_u64 writes what "%llu" writes. */
+static void test_prom_u64(void **state)
+{
+	uint64_t v[] = { 0, 1, 9, 10, 999999999999999ull, 1000000000000000ull, 9007199254740993ull, UINT64_MAX };
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		char want[32], *got = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&got, &len);
+
+		assert_non_null(f);
+		agent_prom_u64(f, v[i]);
+		fclose(f);
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+		assert_string_equal(got, want);
+		free(got);
+	}
+}
+
+static void test_prom_label_value(void **state)
+{
+	char *got = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&got, &len);
+	(void)state;
+
+	agent_prom_label_value(f, "a \"b\" c\\d\ne\x1b[31m\x7f \xc3\xa9 \xff\xfe x");
+	fclose(f);
+	assert_string_equal(got, "a \\\"b\\\" c\\\\d\\ne?[31m? \xc3\xa9 ?? x");
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +424,12 @@ int main(void)
 		cmocka_unit_test(test_history_ring),
 		cmocka_unit_test(test_history_restart_on_pid_reuse),
 		cmocka_unit_test(test_reset_clock),
+		cmocka_unit_test(test_history_runs),
+		cmocka_unit_test(test_history_idle_is_small),
+		cmocka_unit_test(test_events_ring),
+		cmocka_unit_test(test_prom_number),
+		cmocka_unit_test(test_prom_u64),
+		cmocka_unit_test(test_prom_label_value),
 	};
 	vmw_agent_log_set_level(VMW_LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
