@@ -139,6 +139,18 @@ void vmw_frame_free(struct vmw_frame *f);
  * from another build or that do not add up are refused (kind inconsistent).
  */
 int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len);
+/*
+ * The same bytes without holding them all (the agent's sampler: a frame of a
+ * 1,000-process guest is ~0.6 MB): vmw_frame_encoded_size says how many
+ * there will be, vmw_frame_stream fills buf (cap bytes, its first used bytes
+ * already taken, e.g. by a reply header sent with them) and hands it to
+ * sink each time it is full, and once at the end. A sink returns 0 or a
+ * negative errno, which stops the stream and is returned.
+ */
+typedef int vmw_frame_sink(void *opaque, const void *buf, size_t len);
+uint64_t vmw_frame_encoded_size(const struct vmw_frame *f);
+int vmw_frame_stream(const struct vmw_frame *f, uint8_t *buf, size_t cap, size_t used, vmw_frame_sink *sink,
+		     void *opaque);
 int vmw_frame_decode(const void *buf, size_t len, struct vmw_frame **ret, struct vmw_error *err);
 
 struct vmw_session *vmw_sampler_session(struct vmw_sampler *s);
