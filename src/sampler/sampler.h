@@ -160,6 +160,13 @@ struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
 
 /* ---- the pure part of a frame, exposed for tests ------------------------ */
 
+/* The walk's records as samples, in the walk's own array (resized; each
+ * record moved to the start of its sample, the rest of the sample zeroed):
+ * the sampler keeps no second copy of a frame's processes. The array is
+ * the caller's, to free with free(); w->procs is NULL after. NULL, w
+ * untouched, when out of memory. */
+struct vmw_sample *vmw_samples_from_walk(struct vmw_walk *w);
+
 /* The counters behind struct vmw_proc_rates, in its order. */
 #define VMW_PROC_NCOUNTERS 10
 void vmw_proc_counters(const struct vmw_proc *p, uint64_t ret[VMW_PROC_NCOUNTERS]);
