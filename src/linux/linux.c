@@ -969,18 +969,21 @@ static void read_jobctl(struct vmw_linux *l, struct walk_state *ws, size_t base,
 static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned page_size)
 {
 	size_t per = 1 + l->cred_plan.n + l->mm_plan.n + l->sig_plan.n;
+	/* Buffers for as many processes as there are, up to a batch: a guest
+	 * with 50 processes needs ~70 KB of them, not ~200 KB. */
+	size_t batch = MIN((size_t)BATCH, MAX(ws->n, (size_t)1));
 	struct details d = {
-		.iov = calloc(BATCH * per, sizeof(*d.iov)),
-		.cred = calloc(BATCH, l->cred_plan.span + 8),
-		.mm = calloc(BATCH, l->mm_plan.span + 8),
-		.sig = calloc(BATCH, l->sig_plan.span + 8),
-		.ptgid = calloc(BATCH, sizeof(uint32_t)),
+		.iov = calloc(batch * per, sizeof(*d.iov)),
+		.cred = calloc(batch, l->cred_plan.span + 8),
+		.mm = calloc(batch, l->mm_plan.span + 8),
+		.sig = calloc(batch, l->sig_plan.span + 8),
+		.ptgid = calloc(batch, sizeof(uint32_t)),
 	};
 
 	if (!d.iov || !d.cred || !d.mm || !d.sig || !d.ptgid)
 		goto out;
-	for (size_t base = 0; base < ws->n; base += BATCH) {
-		size_t cnt = MIN((size_t)BATCH, ws->n - base);
+	for (size_t base = 0; base < ws->n; base += batch) {
+		size_t cnt = MIN(batch, ws->n - base);
 
 		vmw_xlat_readv(l->kx, d.iov, queue_details(l, ws, base, cnt, &d));
 		take_details(l, ws, base, cnt, &d, page_size);
