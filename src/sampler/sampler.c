@@ -4,6 +4,7 @@
 #include "sampler/sampler.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 struct vmw_sampler {
@@ -16,6 +17,7 @@ struct vmw_sampler {
 	uint64_t prev_host_ns;
 	struct vmw_task_prev *procs, *threads;   /* the previous frame's tasks */
 	size_t nprocs, nthreads;
+	size_t procs_cap, threads_cap;           /* their room: reused, frame after frame */
 	uint64_t seq;
 	/* cgroups: the reader (of the kernel attached now) and the last frame's tree */
 	struct vmw_cgroup_reader *cg;
@@ -39,6 +41,7 @@ static void forget(struct vmw_sampler *s)
 	s->procs = s->threads = NULL;
 	s->prev_ncpus = 0;
 	s->nprocs = s->nthreads = 0;
+	s->procs_cap = s->threads_cap = 0;
 	s->have_prev = false;
 	s->seq = 0;
 	/* a re-attach may be another kernel */
@@ -277,35 +280,46 @@ out:
 	return r;
 }
 
-/* Remember this frame's processes and threads for the next one. */
+/* Room for n records in *v (capacity *cap), kept from frame to frame: the
+ * previous frame's records are only needed until this frame was compared. */
+static int prev_room(struct vmw_task_prev **v, size_t *cap, size_t n)
+{
+	struct vmw_task_prev *nv;
+
+	if (n <= *cap && *v)
+		return 0;
+	n = MAX(n + n / 8, (size_t)16);
+	if (!(nv = realloc(*v, n * sizeof(*nv))))
+		return -ENOMEM;
+	*v = nv;
+	*cap = n;
+	return 0;
+}
+
+/* Remember this frame's processes and threads for the next one (in the
+ * previous frame's room: vmw_sampler_compare is done with it). */
 static int remember(struct vmw_sampler *s, const struct vmw_frame *f)
 {
-	struct vmw_task_prev *procs = calloc(f->nprocs ? f->nprocs : 1, sizeof(*procs)), *threads;
 	size_t nthreads = 0, n = 0;
 
 	for (size_t i = 0; i < f->nprocs; i++)
 		nthreads += f->procs[i].proc.nthreads_listed;
-	threads = calloc(nthreads ? nthreads : 1, sizeof(*threads));
-	if (!procs || !threads) {
-		free(procs);
-		free(threads);
-		return -ENOMEM;
-	}
+	if (prev_room(&s->procs, &s->procs_cap, f->nprocs) < 0 ||
+	    prev_room(&s->threads, &s->threads_cap, nthreads) < 0)
+		return -ENOMEM;   /* the previous records stay as they were */
 	for (size_t i = 0; i < f->nprocs; i++) {
 		const struct vmw_proc *p = &f->procs[i].proc;
-		procs[i] = (struct vmw_task_prev){ .id = p->pid, .start_time_ns = p->start_time_ns,
+		struct vmw_task_prev *q = &s->procs[i];
+
+		*q = (struct vmw_task_prev){ .id = p->pid, .start_time_ns = p->start_time_ns,
 			.runtime_ns = p->runtime_ns, .rss_bytes = vmw_proc_rss_bytes(p), .vsz_bytes = p->vsz_bytes };
-		memcpy(procs[i].comm, p->comm, sizeof(procs[i].comm));
-		vmw_proc_counters(p, procs[i].counters);
+		memcpy(q->comm, p->comm, sizeof(q->comm));
+		vmw_proc_counters(p, q->counters);
 		for (uint32_t j = 0; j < p->nthreads_listed; j++)
-			threads[n++] = (struct vmw_task_prev){ .id = p->threads[j].tid,
+			s->threads[n++] = (struct vmw_task_prev){ .id = p->threads[j].tid,
 				.start_time_ns = p->threads[j].start_time_ns, .runtime_ns = p->threads[j].runtime_ns };
 	}
-	free(s->procs);
-	free(s->threads);
-	s->procs = procs;
 	s->nprocs = f->nprocs;
-	s->threads = threads;
 	s->nthreads = nthreads;
 	return 0;
 }
@@ -466,6 +480,28 @@ static void take_os(struct vmw_sampler *s, struct vmw_frame *f)
 		f->os = *os;
 }
 
+/* The walk's records become the frame's samples in their own memory (no
+ * second array, no copy of every record): the array is resized to n samples
+ * and each record moved, last first, to where its sample begins, the rest of
+ * the sample zeroed. A sample is its record followed by more, so a record
+ * not yet moved (lower index) lies below where any sample being written
+ * begins. NULL (w untouched) when out of memory. */
+struct vmw_sample *vmw_samples_from_walk(struct vmw_walk *w)
+{
+	const size_t n = w->nprocs, rec = sizeof(struct vmw_proc), rest = sizeof(struct vmw_sample) - rec;
+	struct vmw_sample *x;
+
+	_Static_assert(offsetof(struct vmw_sample, proc) == 0, "a sample begins with its record");
+	if (!(x = realloc(w->procs, (n ? n : 1) * sizeof(*x))))
+		return NULL;
+	w->procs = NULL;
+	for (size_t i = n; i-- > 0;) {
+		memmove(&x[i].proc, (uint8_t *)x + i * rec, rec);
+		memset((uint8_t *)&x[i] + rec, 0, rest);
+	}
+	return x;
+}
+
 /* The frame takes the walk's records (and their threads and command lines). */
 static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk *w)
 {
@@ -481,14 +517,11 @@ static int take_walk(struct vmw_sampler *s, struct vmw_frame *f, struct vmw_walk
 	take_os(s, f);
 	f->mem_total_bytes = f->summary_ok && f->summary.mem_total_kb ? f->summary.mem_total_kb * 1024
 								     : vmw_mem_size(vmw_session_mem(s->sess));
-	if (!(f->procs = calloc(w->nprocs ? w->nprocs : 1, sizeof(*f->procs)))) {
+	if (!(f->procs = vmw_samples_from_walk(w))) {
 		vmw_walk_free(w);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < w->nprocs; i++)
-		f->procs[i].proc = w->procs[i];
 	f->nprocs = w->nprocs;
-	free(w->procs);
 	return 0;
 }
 

@@ -139,6 +139,18 @@ void vmw_frame_free(struct vmw_frame *f);
  * from another build or that do not add up are refused (kind inconsistent).
  */
 int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len);
+/*
+ * The same bytes without holding them all (the agent's sampler: a frame of a
+ * 1,000-process guest is ~0.6 MB): vmw_frame_encoded_size says how many
+ * there will be, vmw_frame_stream fills buf (cap bytes, its first used bytes
+ * already taken, e.g. by a reply header sent with them) and hands it to
+ * sink each time it is full, and once at the end. A sink returns 0 or a
+ * negative errno, which stops the stream and is returned.
+ */
+typedef int vmw_frame_sink(void *opaque, const void *buf, size_t len);
+uint64_t vmw_frame_encoded_size(const struct vmw_frame *f);
+int vmw_frame_stream(const struct vmw_frame *f, uint8_t *buf, size_t cap, size_t used, vmw_frame_sink *sink,
+		     void *opaque);
 int vmw_frame_decode(const void *buf, size_t len, struct vmw_frame **ret, struct vmw_error *err);
 
 struct vmw_session *vmw_sampler_session(struct vmw_sampler *s);
@@ -147,6 +159,13 @@ struct vmw_kernel *vmw_sampler_kernel(struct vmw_sampler *s);
 struct vmw_mem *vmw_sampler_mem(struct vmw_sampler *s);
 
 /* ---- the pure part of a frame, exposed for tests ------------------------ */
+
+/* The walk's records as samples, in the walk's own array (resized; each
+ * record moved to the start of its sample, the rest of the sample zeroed):
+ * the sampler keeps no second copy of a frame's processes. The array is
+ * the caller's, to free with free(); w->procs is NULL after. NULL, w
+ * untouched, when out of memory. */
+struct vmw_sample *vmw_samples_from_walk(struct vmw_walk *w);
 
 /* The counters behind struct vmw_proc_rates, in its order. */
 #define VMW_PROC_NCOUNTERS 10

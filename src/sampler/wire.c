@@ -40,29 +40,70 @@ static const struct wire_header header = {
 
 /* ---------------------------------------------------------------- encoding */
 
+/* Where encoded bytes go: a buffer that grows (vmw_frame_encode), a fixed
+ * buffer flushed to a sink whenever it fills (vmw_frame_stream: the sampler
+ * never holds a whole encoded frame), or nowhere, only counted (the size
+ * the sampler announces before the bytes). The same put() calls drive all
+ * three, so the bytes and the count cannot disagree. */
 struct out {
 	uint8_t *buf;
 	size_t len, cap;
-	bool oom;
+	bool oom;                  /* or the sink failed: err */
+	int err;
+	uint64_t total;            /* bytes put */
+	bool count_only;
+	vmw_frame_sink *sink;      /* NULL: buf grows */
+	void *opaque;
 };
+
+static void flush(struct out *o)
+{
+	int r;
+
+	if (o->oom || !o->len)
+		return;
+	if ((r = o->sink(o->opaque, o->buf, o->len)) < 0) {
+		o->oom = true;
+		o->err = r;
+	}
+	o->len = 0;
+}
 
 static void put(struct out *o, const void *p, size_t n)
 {
+	const uint8_t *b = p;
+
 	if (o->oom || !n)
 		return;
+	o->total += n;
+	if (o->count_only)
+		return;
+	if (o->sink) {
+		while (n && !o->oom) {
+			size_t k = MIN(n, o->cap - o->len);
+			memcpy(o->buf + o->len, b, k);
+			o->len += k;
+			b += k;
+			n -= k;
+			if (o->len == o->cap)
+				flush(o);
+		}
+		return;
+	}
 	if (o->cap - o->len < n) {
 		size_t cap = MAX(o->cap ? o->cap : 65536, o->len + n);
-		uint8_t *b;
+		uint8_t *nb;
 		while (cap < o->len + n || cap < o->cap * 2)
 			cap *= 2;
-		if (!(b = realloc(o->buf, cap))) {
+		if (!(nb = realloc(o->buf, cap))) {
 			o->oom = true;
+			o->err = -ENOMEM;
 			return;
 		}
-		o->buf = b;
+		o->buf = nb;
 		o->cap = cap;
 	}
-	memcpy(o->buf + o->len, p, n);
+	memcpy(o->buf + o->len, b, n);
 	o->len += n;
 }
 
@@ -127,37 +168,47 @@ static void put_cgroups(struct out *o, const struct vmw_frame *f)
 	put(o, f->cgroup_cpu_percent, n * sizeof(double));
 }
 
-int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
+/* Every byte of f, in order. Each process's fixed part is copied with its
+ * pointers cleared (never the frame's own memory changed). */
+static void put_frame(struct out *o, const struct vmw_frame *f)
 {
-	struct out o = { 0 };
-	struct vmw_frame fx = *f;
+	struct vmw_frame fx;
+	struct vmw_sample sx;
 	unsigned ncpus = f->summary.cpu ? f->summary.ncpus : 0;
 
+	memcpy(&fx, f, sizeof(fx));
 	fx.procs = NULL;
 	fx.events = NULL;
 	fx.cpu = NULL;
 	fx.summary.cpu = NULL;
 	fx.cgroups.cg = NULL;
 	fx.cgroup_cpu_percent = NULL;
-	put(&o, &header, sizeof(header));
-	put(&o, &fx, sizeof(fx));
+	put(o, &header, sizeof(header));
+	put(o, &fx, sizeof(fx));
 	for (size_t i = 0; i < f->nprocs; i++) {
-		struct vmw_sample sx = f->procs[i];
+		memcpy(&sx, &f->procs[i], sizeof(sx));
 		sx.proc.cmdline = NULL;
 		sx.proc.cgroup = NULL;
 		sx.proc.cgroups_v1 = NULL;
 		sx.proc.threads = NULL;
 		sx.thread_cpu_percent = NULL;
-		put(&o, &sx, sizeof(sx));
-		put_proc_vars(&o, &f->procs[i]);
+		put(o, &sx, sizeof(sx));
+		put_proc_vars(o, &f->procs[i]);
 	}
-	put(&o, f->events, f->nevents * sizeof(*f->events));
-	put_u32(&o, ncpus);
-	put(&o, f->summary.cpu, (size_t)ncpus * sizeof(*f->summary.cpu));
-	put_u32(&o, f->cpu && ncpus ? 1 : 0);
+	put(o, f->events, f->nevents * sizeof(*f->events));
+	put_u32(o, ncpus);
+	put(o, f->summary.cpu, (size_t)ncpus * sizeof(*f->summary.cpu));
+	put_u32(o, f->cpu && ncpus ? 1 : 0);
 	if (f->cpu && ncpus)
-		put(&o, f->cpu, (size_t)ncpus * sizeof(*f->cpu));
-	put_cgroups(&o, f);
+		put(o, f->cpu, (size_t)ncpus * sizeof(*f->cpu));
+	put_cgroups(o, f);
+}
+
+int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
+{
+	struct out o = { 0 };
+
+	put_frame(&o, f);
 	if (o.oom) {
 		free(o.buf);
 		return -ENOMEM;
@@ -165,6 +216,28 @@ int vmw_frame_encode(const struct vmw_frame *f, uint8_t **ret, size_t *ret_len)
 	*ret = o.buf;
 	*ret_len = o.len;
 	return 0;
+}
+
+uint64_t vmw_frame_encoded_size(const struct vmw_frame *f)
+{
+	struct out o = { .count_only = true };
+
+	put_frame(&o, f);
+	return o.total;
+}
+
+int vmw_frame_stream(const struct vmw_frame *f, uint8_t *buf, size_t cap, size_t used, vmw_frame_sink *sink,
+		     void *opaque)
+{
+	struct out o = { .buf = buf, .len = used, .cap = cap, .sink = sink, .opaque = opaque };
+
+	if (!cap || used > cap)
+		return -EINVAL;
+	if (used == cap)
+		flush(&o);
+	put_frame(&o, f);
+	flush(&o);
+	return o.oom ? o.err : 0;
 }
 
 /* ---------------------------------------------------------------- decoding */

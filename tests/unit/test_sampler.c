@@ -55,6 +55,47 @@ static void frame_done(struct vmw_frame *f)
 	free(f);
 }
 
+/* The walk's records become samples in the walk's own array: every record
+ * arrives whole (its pointers too), whatever the room the walk left, and
+ * every sample's own part starts zeroed. */
+static void test_samples_from_walk(void **state)
+{
+	const size_t counts[] = { 0, 1, 2, 147, 1046 };
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		size_t n = counts[c];
+		struct vmw_walk w = { .nprocs = n };
+		struct vmw_proc *want = calloc(n ? n : 1, sizeof(*want));
+		struct vmw_sample zero, *x;
+
+		/* as the walk leaves it: room for more records than it found */
+		w.procs = calloc(n + n / 8 + 16, sizeof(*w.procs));
+		assert_non_null(want);
+		assert_non_null(w.procs);
+		for (size_t i = 0; i < n; i++) {
+			struct vmw_proc *p = &w.procs[i];
+			*p = proc((int32_t)(i + 1), "p", 1000 + i, 7 * i, 4096 * i);
+			snprintf(p->comm, sizeof(p->comm), "kworker/%zu:1-events_power_efficient", i);
+			memset(p->user, 'a' + (int)(i % 26), sizeof(p->user) - 1);
+			p->cgroup = (char *)p + 1;           /* never dereferenced: compared */
+			p->nvcsw = ~(uint64_t)i;
+			p->incomplete = i % 3 == 0;
+			want[i] = *p;
+		}
+		assert_non_null(x = vmw_samples_from_walk(&w));
+		assert_null(w.procs);
+		memset(&zero, 0, sizeof(zero));
+		for (size_t i = 0; i < n; i++) {
+			assert_memory_equal(&x[i].proc, &want[i], sizeof(want[i]));
+			assert_memory_equal((uint8_t *)&x[i] + sizeof(x[i].proc), (uint8_t *)&zero + sizeof(zero.proc),
+					    sizeof(zero) - sizeof(zero.proc));
+		}
+		free(x);
+		free(want);
+	}
+}
+
 static void test_first_frame(void **state)
 {
 	(void)state;
@@ -252,6 +293,7 @@ static void test_backoff(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_samples_from_walk),
 		cmocka_unit_test(test_first_frame),
 		cmocka_unit_test(test_deltas_saturate),
 		cmocka_unit_test(test_counter_rates),

@@ -330,6 +330,66 @@ static void test_rates_and_os(void **state)
 	vmw_frame_free(f);
 }
 
+/* What a sink received, for test_stream. */
+struct sunk {
+	uint8_t *buf;
+	size_t len, calls, fail_at;   /* fail_at: the call that fails (0: none) */
+	size_t max_piece;
+};
+
+static int sink(void *opaque, const void *buf, size_t len)
+{
+	struct sunk *k = opaque;
+
+	assert_true(len > 0);
+	if (++k->calls == k->fail_at)
+		return -EPIPE;
+	assert_non_null(k->buf = realloc(k->buf, k->len + len));
+	memcpy(k->buf + k->len, buf, len);
+	k->len += len;
+	k->max_piece = len > k->max_piece ? len : k->max_piece;
+	return 0;
+}
+
+/* The streamed bytes are vmw_frame_encode's, after the caller's prefix,
+ * whatever the buffer's size; the size is announced right; a failing sink
+ * stops the stream with its error. */
+static void test_stream(void **state)
+{
+	const size_t caps[] = { 1, 7, 64, 100, 4096, 1 << 20 };
+	struct vmw_frame *f = sample_frame();
+	uint8_t *want, buf[1 << 20];
+	size_t len;
+
+	(void)state;
+	encode(f, &want, &len);
+	assert_int_equal(vmw_frame_encoded_size(f), len);
+	for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+		for (size_t used = 0; used <= 5 && used <= caps[c]; used += 5) {
+			struct sunk k = { 0 };
+
+			memset(buf, 0xab, used);
+			assert_int_equal(vmw_frame_stream(f, buf, caps[c], used, sink, &k), 0);
+			assert_int_equal(k.len, used + len);
+			assert_true(k.max_piece <= caps[c]);
+			assert_int_equal(k.calls, (used + len + caps[c] - 1) / caps[c]);
+			for (size_t i = 0; i < used; i++)
+				assert_int_equal(k.buf[i], 0xab);
+			assert_memory_equal(k.buf + used, want, len);
+			free(k.buf);
+		}
+	}
+	{
+		struct sunk k = { .fail_at = 2 };
+		assert_int_equal(vmw_frame_stream(f, buf, 64, 0, sink, &k), -EPIPE);
+		assert_int_equal(k.calls, 2);
+		assert_int_equal(k.len, 64);
+		free(k.buf);
+	}
+	free(want);
+	vmw_frame_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_hostile_values),
 		cmocka_unit_test(test_rates_and_os),
+		cmocka_unit_test(test_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
