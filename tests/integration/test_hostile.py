@@ -555,7 +555,8 @@ def warm_cache(cache_ref, vmwatch, tmp_path):
     info, _, _, _ = cache_answer(vmwatch, target, env)
     assert kernel_info(info)["from_cache"] is True, "the cache was not used on the second run"
     d = tmp_path / "xdg" / "vmwatch" / "discovery"
-    entries = [p for p in d.iterdir() if p.is_file() and "-" in p.name and "." not in p.name]
+    # Entries are BUILD-ID-KERNELOFFSET; beside them the memo, targets and ram-owners.
+    entries = [p for p in d.iterdir() if p.is_file() and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", p.name)]
     memos = list(d.glob("*.layout"))
     assert len(entries) == 1 and len(memos) == 1, sorted(p.name for p in d.iterdir())
     return env, d, entries[0], memos[0]
