@@ -19,9 +19,11 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vmwatch bench [-n FRAMES] [--threads] [--cmdline] [--json] TARGET\n\n"
+		"Usage: vmwatch bench [-n FRAMES] [-i SECONDS] [--threads] [--cmdline] [--json] TARGET\n\n"
 		"Measure attach and frame costs on a live guest (the guest is not paused).\n\n"
 		"  -n, --frames N   frames to time (default 1000)\n"
+		"  -i, --interval S  pause S seconds before each frame, as a sampler does\n"
+		"                   (its frames run with cold caches); default 0: back to back\n"
 		"  -L, --threads    frames include every thread\n"
 		"      --cmdline    frames include command lines\n"
 		"  -j, --json       print one JSON object\n"
@@ -75,6 +77,7 @@ static int time_attach(const char *target, bool no_cache, bool process_read, dou
 struct bench {
 	const char *target;
 	uint64_t frames;
+	uint64_t interval_ns;          /* pause before each frame (0: back to back) */
 	unsigned flags;
 	double cold_ms, warm_ms, cold_kib, warm_kib;
 	bool cached;
@@ -94,7 +97,15 @@ static int run_frames(struct cli_target *t, struct bench *b)
 	w0 = vmw_now_ns();
 	for (uint64_t i = 0; i < b->frames; i++) {
 		struct vmw_walk w;
-		uint64_t f0 = vmw_now_ns();
+		uint64_t f0;
+
+		if (b->interval_ns) {
+			struct timespec ts = { (time_t)(b->interval_ns / 1000000000u),
+					       (long)(b->interval_ns % 1000000000u) };
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		f0 = vmw_now_ns();
 		int r = vmw_linux_walk(t->lx, b->flags, &w, &err);
 		b->ns[i] = vmw_now_ns() - f0;
 		if (r < 0) {
@@ -125,14 +136,15 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	double ranges = (double)(b->s1.ranges - b->s0.ranges) / n;
 
 	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I}",
+		json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:b, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:f, s:f, s:f, s:I, s:I, s:I}",
 			"target", b->target, "source", vmw_mem_describe(t->mem),
 			"attach_cold_ms", b->cold_ms, "attach_cached_ms", b->warm_ms, "cache_hit", b->cached,
 			"attach_cold_heap_kib", b->cold_kib, "attach_cached_heap_kib", b->warm_kib,
-			"frames", (json_int_t)b->frames, "frame_median_us", med, "frame_p99_us", p99,
+			"frames", (json_int_t)b->frames, "interval_s", (double)b->interval_ns / 1e9,
+			"frame_median_us", med, "frame_p99_us", p99,
 			"processes_per_frame", ppf, "us_per_process", ppf > 0 ? med / ppf : 0.0,
 			"bytes_per_frame", (double)b->bytes / n,
-			"frames_per_second", n / ((double)b->wall / 1e9),
+			"frames_per_second", b->interval_ns ? json_null() : json_real(n / ((double)b->wall / 1e9)),
 			"cpu_us_per_frame", (double)b->cpu / 1e3 / n,
 			"syscalls_per_frame", syscalls, "remote_ranges_per_frame", ranges,
 			"restarts", (json_int_t)b->restarts, "truncated_frames", (json_int_t)b->truncated,
@@ -147,9 +159,12 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	printf("attach cold       %.1f ms, %.0f KiB of heap held\n", b->cold_ms, b->cold_kib);
 	printf("attach cached     %.1f ms, %.0f KiB of heap held%s\n", b->warm_ms, b->warm_kib,
 	       b->cached ? "" : " (cache not used)");
-	printf("frames            %llu%s%s\n", (unsigned long long)b->frames,
+	printf("frames            %llu%s%s", (unsigned long long)b->frames,
 	       b->flags & VMW_WALK_THREADS ? " with threads" : "",
 	       b->flags & VMW_WALK_CMDLINE ? " with cmdlines" : "");
+	if (b->interval_ns)
+		printf(", one every %g s (cold)", (double)b->interval_ns / 1e9);
+	putchar('\n');
 	printf("frame median      %.1f us\n", med);
 	printf("frame p99         %.1f us\n", p99);
 	printf("processes/frame   %.0f\n", ppf);
@@ -157,7 +172,8 @@ static void print_bench(const struct cli_target *t, const struct bench *b, bool 
 	printf("bytes read/frame  %.0f\n", (double)b->bytes / n);
 	printf("syscalls/frame    %.1f\n", syscalls);
 	printf("remote ranges/frame %.0f\n", ranges);
-	printf("frames/s          %.0f\n", n / ((double)b->wall / 1e9));
+	if (!b->interval_ns)
+		printf("frames/s          %.0f\n", n / ((double)b->wall / 1e9));
 	printf("host CPU/frame    %.1f us\n", (double)b->cpu / 1e3 / n);
 	printf("walk restarts     %llu (torn task-list links, all frames)\n", (unsigned long long)b->restarts);
 	printf("truncated frames  %llu\n", (unsigned long long)b->truncated);
@@ -177,6 +193,7 @@ int cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "frames", required_argument, NULL, 'n' },
+		{ "interval", required_argument, NULL, 'i' },
 		{ "threads", no_argument, NULL, 'L' },
 		{ "cmdline", no_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
@@ -190,11 +207,17 @@ int cmd_bench(int argc, char **argv)
 	struct cli_target t = { 0 };
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "n:Ljh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:i:Ljh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (vmw_parse_u64(optarg, &b.frames) < 0 || b.frames == 0 || b.frames > 10000000) {
 				cli_error("--frames: '%s' is not a number of frames (1..10000000)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'i':
+			if (vmw_parse_seconds(optarg, 60, &b.interval_ns) < 0) {
+				cli_error("--interval: '%s' is not a number of seconds (0 < S <= 60)", optarg);
 				return EXIT_USAGE;
 			}
 			break;

@@ -357,15 +357,7 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 
 int top_parse_seconds(const char *s, uint64_t *ret)
 {
-	char *end;
-	double d;
-
-	errno = 0;
-	d = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(d) || d <= 0 || d > 86400)
-		return -EINVAL;
-	*ret = MAX((uint64_t)(d * 1e9 + 0.5), 1000u);
-	return 0;
+	return vmw_parse_seconds(s, 86400, ret);
 }
 
 static int parse_pids(const char *s, int32_t *pids, size_t *n)

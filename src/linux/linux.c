@@ -93,6 +93,8 @@ struct vmw_linux {
 	struct vmw_users *users;
 	uint64_t users_checked_ns;     /* when /etc/passwd and /etc/group were last checked */
 	size_t last_nprocs;            /* the last walk's processes: the next walk's first room */
+	uint64_t *order;               /* the last walk's task addresses in list order (read-ahead) */
+	size_t norder;
 };
 
 #define USERS_RECHECK_NS (5ull * 1000000000ull)
@@ -503,6 +505,7 @@ void vmw_linux_free(struct vmw_linux *l)
 		return;
 	vmw_files_free(l->files);
 	vmw_users_free(l->users);
+	free(l->order);
 	free(l);
 }
 
@@ -651,9 +654,110 @@ static int push(struct walk_state *ws)
 	return 0;
 }
 
+/*
+ * Read-ahead for stage 1. The task list is a chain of pointers: each task's
+ * image says where the next one is, so a plain walk waits for one cache miss
+ * (or one process_vm_readv) per task in turn. Between two walks the list
+ * barely changes (new tasks join at its tail, exits leave a gap), so the last
+ * walk's order predicts the next RA tasks: they are read in one batch (the
+ * mem layer prefetches and joins them), and each image is used only when the
+ * chain really leads to it (its address is the link just followed, it looks
+ * like a task, its back link is the node we came from). A wrong guess costs a
+ * batch read and falls back to the plain read; nothing read ahead is trusted
+ * more than what the plain walk reads.
+ */
+#define RA        16    /* tasks read ahead in one batch */
+#define RA_RESYNC 8     /* how far ahead in the last order a link is looked for */
+
+struct readahead {
+	uint8_t *imgs;                 /* RA images of l->task_plan.span + 8 bytes */
+	struct vmw_virt_iov *iov;      /* RA * task_plan.n */
+	uint64_t addr[RA];
+	bool ok[RA];
+	size_t n, pos;                 /* images in the batch, next one to use */
+	size_t next;                   /* index in l->order after the batch */
+	size_t stride;
+};
+
+static void ra_init(struct vmw_linux *l, struct readahead *ra)
+{
+	memset(ra, 0, sizeof(*ra));
+	if (l->norder < 2)
+		return;
+	ra->stride = l->task_plan.span + 8;
+	ra->imgs = calloc(RA, ra->stride);
+	ra->iov = calloc((size_t)RA * MAX(l->task_plan.n, 1u), sizeof(*ra->iov));
+	if (!ra->imgs || !ra->iov) {
+		free(ra->imgs);
+		free(ra->iov);
+		ra->imgs = NULL;
+	}
+}
+
+static void ra_free(struct readahead *ra)
+{
+	free(ra->imgs);
+	free(ra->iov);
+}
+
+/* The read-ahead image of task, or NULL: read it the plain way. */
+static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_t task)
+{
+	size_t j, cnt, niov = 0;
+
+	if (!ra->imgs)
+		return NULL;
+	/* In the batch: a task that left the list leaves a gap, skip it. */
+	for (j = ra->pos; j < ra->n && j < ra->pos + RA_RESYNC; j++)
+		if (ra->addr[j] == task) {
+			ra->pos = j + 1;
+			return ra->ok[j] ? ra->imgs + j * ra->stride : NULL;
+		}
+	/* Past the batch: find the link in the last order, read the next RA from there. */
+	for (j = ra->next; j < l->norder && j < ra->next + RA_RESYNC; j++)
+		if (l->order[j] == task)
+			break;
+	if (j >= l->norder || j >= ra->next + RA_RESYNC) {
+		ra->pos = ra->n;
+		return NULL;
+	}
+	cnt = MIN((size_t)RA, l->norder - j);
+	for (size_t i = 0; i < cnt; i++) {
+		ra->addr[i] = l->order[j + i];
+		niov += plan_iov(&l->task_plan, ra->addr[i], ra->imgs + i * ra->stride, ra->iov + niov);
+	}
+	vmw_xlat_readv(l->kx, ra->iov, niov);
+	for (size_t i = 0, v = 0; i < cnt; i++) {
+		ra->ok[i] = true;
+		for (uint32_t k = 0; k < l->task_plan.n; k++, v++)
+			if (ra->iov[v].err)
+				ra->ok[i] = false;
+	}
+	ra->n = cnt;
+	ra->pos = 1;
+	ra->next = j + cnt;
+	return ra->ok[0] ? ra->imgs : NULL;
+}
+
+/* Remember this walk's order for the next one's read-ahead. */
+static void ra_remember(struct vmw_linux *l, const struct walk_state *ws)
+{
+	uint64_t *o = l->norder >= ws->n ? l->order : realloc(l->order, MAX(ws->n, (size_t)1) * sizeof(*o));
+
+	if (!o) {
+		l->norder = 0;
+		return;
+	}
+	l->order = o;
+	for (size_t i = 0; i < ws->n; i++)
+		o[i] = ws->raw[i].task;
+	l->norder = ws->n;
+}
+
 /* Stage 1: walk init_task.tasks. Returns 0, or -EAGAIN for a torn link
  * (caller restarts), or another negative errno when the list is unreadable. */
-static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_walk *w, uint8_t *img)
+static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_walk *w, uint8_t *img,
+		      struct readahead *ra)
 {
 	uint64_t head = l->init_task + l->t.tasks.off;
 	uint64_t prev = head, cur;
@@ -684,8 +788,16 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			w->truncated = true;
 			return 0;
 		}
+		/* A read-ahead image that is this task, whole, and linked back to where we came from. */
+		const uint8_t *ti = ra_take(l, ra, task);
+		r = 0;
+		if (ti) {
+			memcpy(&back, ti + l->t.tasks.off + 8, 8);
+			if (!task_plausible(l, ti, true) || back != prev)
+				ti = NULL;
+		}
 		/* The node must point back at where we came from (re-read a few times). */
-		for (tries = 0; tries < MAX_RETRIES; tries++) {
+		for (tries = 0; !ti && tries < MAX_RETRIES; tries++) {
 			r = read_task(l, task, img, true);
 			if (r == -EFAULT || r == -ESRCH)
 				break;
@@ -701,9 +813,13 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			w->truncated = true;
 			return 0;
 		}
-		if (tries == MAX_RETRIES)
+		if (ti)
+			r = 0;
+		else if (tries == MAX_RETRIES)
 			return -EAGAIN;
-		memcpy(&next, img + l->t.tasks.off, 8);
+		else
+			ti = img;
+		memcpy(&next, ti + l->t.tasks.off, 8);
 		if (r == 0) {
 			struct vmw_proc *p;
 			struct raw *rw;
@@ -714,7 +830,7 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			p = &ws->procs[ws->n];
 			rw = &ws->raw[ws->n];
 			ws->n++;
-			fill_thread(l, img, &t);
+			fill_thread(l, ti, &t);
 			p->pid = t.tid;
 			memcpy(p->comm, t.comm, sizeof(p->comm));
 			p->state = t.state;
@@ -723,22 +839,22 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			p->start_time_ns = t.start_time_ns;
 			p->task_addr = task;
 			rw->task = task;
-			rw->flags = (uint32_t)get(img, l->t.flags);
+			rw->flags = (uint32_t)get(ti, l->t.flags);
 			p->kthread = rw->flags & PF_KTHREAD;
-			rw->parent = get(img, l->t.real_parent);
-			rw->cred = get(img, l->t.real_cred);
-			rw->mm = p->kthread ? 0 : get(img, l->t.mm);
-			rw->signal = get(img, l->t.signal);
-			rw->kthread = get(img, l->t.worker_private);
-			rw->utime = get(img, l->t.utime);
-			rw->stime = get(img, l->t.stime);
-			rw->runtime = get(img, l->t.sum_exec_runtime);
-			rw->thread_next = get(img, (struct fld){ l->t.thread_node.off, 8, true });
-			rw->alive = get(img, l->t.exit_state) == 0;
-			add_acc(l, rw, img, l->t.acc);
-			p->nvcsw = get(img, l->t.nvcsw);
-			rw->css_set = get(img, l->t.cgroups);
-			p->nivcsw = get(img, l->t.nivcsw);
+			rw->parent = get(ti, l->t.real_parent);
+			rw->cred = get(ti, l->t.real_cred);
+			rw->mm = p->kthread ? 0 : get(ti, l->t.mm);
+			rw->signal = get(ti, l->t.signal);
+			rw->kthread = get(ti, l->t.worker_private);
+			rw->utime = get(ti, l->t.utime);
+			rw->stime = get(ti, l->t.stime);
+			rw->runtime = get(ti, l->t.sum_exec_runtime);
+			rw->thread_next = get(ti, (struct fld){ l->t.thread_node.off, 8, true });
+			rw->alive = get(ti, l->t.exit_state) == 0;
+			add_acc(l, rw, ti, l->t.acc);
+			p->nvcsw = get(ti, l->t.nvcsw);
+			rw->css_set = get(ti, l->t.cgroups);
+			p->nivcsw = get(ti, l->t.nivcsw);
 		} else {
 			w->skipped++;
 		}
@@ -1359,6 +1475,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	struct walk_state ws = { .hint = MIN(l->last_nprocs, (size_t)MAX_PROCS) };
 	uint64_t t0 = vmw_now_ns();
 	struct vmw_mem_stats s0, s1;
+	struct readahead ra;
 	uint8_t *img;
 	int r;
 
@@ -1368,21 +1485,26 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	img = calloc(1, l->task_plan.span + 8);
 	if (!img)
 		return vmw_error_set(err, -ENOMEM, "out of memory");
+	ra_init(l, &ra);
 
 	for (;;) {
-		r = walk_tasks(l, &ws, w, img);
+		r = walk_tasks(l, &ws, w, img, &ra);
 		if (r != -EAGAIN || w->restarts >= MAX_RESTARTS)
 			break;
 		w->restarts++;
 		ws.n = 0;
 		w->skipped = 0;
+		ra.pos = ra.n = ra.next = 0;
 	}
+	ra_free(&ra);
 	if (r == -EAGAIN) {
 		w->truncated = true;
 		snprintf(w->truncated_why, sizeof(w->truncated_why),
 			 "task list kept changing under the walk (%zu restarts)", w->restarts);
 		r = 0;
 	}
+	if (r >= 0)
+		ra_remember(l, &ws);
 	if (r < 0) {
 		free(img);
 		free_procs(ws.procs, ws.n);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -130,6 +131,21 @@ int vmw_parse_u64(const char *s, uint64_t *ret)
 	if (errno || *end)
 		return -EINVAL;
 	*ret = v;
+	return 0;
+}
+
+int vmw_parse_seconds(const char *s, double max_s, uint64_t *ret_ns)
+{
+	char *end;
+	double d;
+
+	if (!s)
+		return -EINVAL;
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(d) || d <= 0 || d > max_s)
+		return -EINVAL;
+	*ret_ns = MAX((uint64_t)(d * 1e9 + 0.5), 1000u);
 	return 0;
 }
 

@@ -170,6 +170,9 @@ void vmw_text_fputs(const char *s, FILE *f);
 int vmw_parse_size(const char *s, uint64_t *ret);
 /* Parse an unsigned number in C syntax (0x.. hex, decimal). 0 or -EINVAL. */
 int vmw_parse_u64(const char *s, uint64_t *ret);
+/* Parse seconds ("1", "0.5", "1e-2"): finite, > 0 and <= max_s, into
+ * nanoseconds (at least 1 us). 0 or -EINVAL. */
+int vmw_parse_seconds(const char *s, double max_s, uint64_t *ret_ns);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t vmw_now_ns(void);

@@ -838,6 +838,62 @@ def test_cut_task_list_is_flagged(vmwatch, threaded, kind):
     assert secs < 10
 
 
+@pytest.mark.parametrize("kind", ["splice", "jump", "back"])
+def test_task_list_changed_between_frames(vmwatch, threaded, kind):
+    """Each frame after the first reads ahead along the last frame's task
+    order (src/linux: stage 1 read-ahead). A list changed between two frames
+    is followed as it now is: a task taken out is gone, a link to a task the
+    last order did not predict is followed, a loop is bounded and flagged."""
+    g, m, pid, off = threaded
+    target = f"file:{g.ram_path}"
+    toff, poff = off["task_struct:tasks"], off["task_struct:pid"]
+    head = m.symbols["init_task"] + toff
+
+    def pid_of(node):
+        return m.vu32(node - toff + poff)
+
+    def frame(proc):
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        d = json.loads(line)
+        pids = [p["pid"] for p in d["processes"]]
+        assert len(pids) == len(set(pids)), "a process listed twice"
+        return d, set(pids)
+
+    with g.paused():
+        nodes, n = [], m.vu64(head)
+        while n != head and len(nodes) < 100000:
+            nodes.append(n)
+            n = m.vu64(n)
+        assert len(nodes) > 40
+        proc = subprocess.Popen([vmwatch, "top", "--json", "-d", "1", "-n", "4", "--no-cache", target],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            frame(proc)
+            d2, before = frame(proc)     # read ahead along frame 1's order
+            assert d2["complete"] is True and before == {pid_of(x) for x in nodes}
+            with m.patch():
+                if kind == "splice":     # nodes[20] leaves the list
+                    m.vput_u64(nodes[19], nodes[21])
+                    m.vput_u64(nodes[21] + 8, nodes[19])
+                    want, complete = before - {pid_of(nodes[20])}, True
+                elif kind == "jump":     # nodes[19] links straight to the last task
+                    m.vput_u64(nodes[19], nodes[-1])
+                    m.vput_u64(nodes[-1] + 8, nodes[19])
+                    want, complete = {pid_of(x) for x in nodes[:20] + nodes[-1:]}, True
+                else:                    # nodes[30] links back to nodes[5]
+                    m.vput_u64(nodes[30], nodes[5])
+                    want, complete = {pid_of(x) for x in nodes[:31]}, False
+                for _ in range(2):
+                    d, got = frame(proc)
+                    assert got == want, f"{kind}: extra {sorted(got - want)[:10]}, missing {sorted(want - got)[:10]}"
+                    assert d["complete"] is complete, {k: v for k, v in d.items() if k != "processes"}
+                assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
     """Issue 9 item 5 in the agent: a frame with a cut thread list says
     "complete": false (API) and /metrics carries a completeness signal

@@ -97,12 +97,32 @@ static void test_text_sanitize(void **state)
 	assert_int_equal(vmw_utf8_len(""), 0);
 }
 
+static void test_parse_seconds(void **state)
+{
+	uint64_t ns = 7;
+	(void)state;
+	assert_int_equal(vmw_parse_seconds("1", 60, &ns), 0);
+	assert_int_equal(ns, 1000000000u);
+	assert_int_equal(vmw_parse_seconds("0.5", 60, &ns), 0);
+	assert_int_equal(ns, 500000000u);
+	assert_int_equal(vmw_parse_seconds("1e-9", 60, &ns), 0);
+	assert_int_equal(ns, 1000u);             /* at least 1 us */
+	assert_int_equal(vmw_parse_seconds("60", 60, &ns), 0);
+	ns = 7;
+	const char *bad[] = { "", "0", "-1", "61", "nan", "inf", "1s", " ", "0x", NULL };
+	for (int i = 0; bad[i]; i++)
+		assert_int_equal(vmw_parse_seconds(bad[i], 60, &ns), -EINVAL);
+	assert_int_equal(vmw_parse_seconds(NULL, 60, &ns), -EINVAL);
+	assert_int_equal(ns, 7);                 /* untouched on error */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error_kinds),
 		cmocka_unit_test(test_pidmap),
 		cmocka_unit_test(test_text_sanitize),
+		cmocka_unit_test(test_parse_seconds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
