@@ -4,12 +4,20 @@ lab guest, measured inside the guest, with and without vmwatch sampling it.
 
     bench/guest_impact.py [--vmwatch build/vmwatch] [--rounds 7] [--hz 10]
                           [--backing shm|private] [--kernel 6.1] [--procs 1000]
+                          [--sampler top|bench] [--cmdline] [--pin]
 
 Boots a lab guest (1 vCPU, 512 MiB, `swarm PROCS` sleeping processes so each
 frame walks as many tasks as a busy server), then alternates ROUNDS times:
   off: the guest runs a fixed amount of work (an awk loop) and reports how
        long it took by its own clock (/proc/uptime, 10 ms ticks);
-  on:  the same while `vmwatch top --json -d 1/HZ` samples the guest.
+  on:  the same while vmwatch samples the guest at HZ: `--sampler top` runs
+       `vmwatch top --json -d 1/HZ` (frames formatted as JSON Lines),
+       `--sampler bench` runs `vmwatch bench -i 1/HZ` (frames taken as an
+       agent's sampler takes them, nothing printed); `--cmdline` adds
+       command lines. Rounds go off-on, on-off, ... so a drift of the host's
+       speed cancels out; `--pin` puts the guest's QEMU on the last host CPU
+       and the sampler on the first (no competition for a core: what is left
+       is the memory system).
 Prints each round, the medians, the slowdown (on/off - 1) and the host CPU
 the sampler used. The guest is never paused by vmwatch; what remains is
 contention on the host (caches, memory bandwidth, and a core if the host
@@ -55,6 +63,9 @@ def main() -> int:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--procs", type=int, default=1000)
     ap.add_argument("--target-seconds", type=float, default=8, help="length of one round of work")
+    ap.add_argument("--sampler", default="top", choices=("top", "bench"))
+    ap.add_argument("--cmdline", action="store_true", help="the sampler reads command lines too")
+    ap.add_argument("--pin", action="store_true", help="QEMU on the last CPU, the sampler on the first")
     a = ap.parse_args()
 
     cfg = vmlab.GuestConfig(kernel=a.kernel, mem="512M", backing=a.backing, smp=1,
@@ -62,28 +73,47 @@ def main() -> int:
     with vmlab.Guest.boot(cfg) as g:
         g.wait_for(lambda s: len(s.procs) >= a.procs, timeout=300)
         target = f"qemu:{g.pid}"
+        ncpu = os.cpu_count() or 1
+        if a.pin:
+            for tid in os.listdir(f"/proc/{g.pid}/task"):
+                os.sched_setaffinity(int(tid), {ncpu - 1})
+        period = f"{1 / a.hz:g}"
+        if a.sampler == "top":
+            cmd = [a.vmwatch, "top", "--json", "-d", period] + (["--cmdline"] if a.cmdline else []) + [target]
+        else:
+            cmd = [a.vmwatch, "bench", "-n", "10000000", "-i", period] + (["--cmdline"] if a.cmdline else []) + [target]
         # Calibrate: N such that one round takes about target_seconds.
         n = 200000
         while (t := work_seconds(g, n)) < 1:
             n *= 4
         n = int(n * a.target_seconds / t)
         print(f"guest {g.name}: {a.kernel}, {a.backing} RAM, {a.procs} extra processes; "
-              f"work = {n} awk iterations (~{a.target_seconds:.0f} s); sampling at {a.hz:g} Hz", flush=True)
+              f"work = {n} awk iterations (~{a.target_seconds:.0f} s); sampling at {a.hz:g} Hz: "
+              f"{' '.join(cmd[1:])}{' (pinned)' if a.pin else ''}", flush=True)
         off, on, cpu = [], [], []
-        for r in range(a.rounds):
-            off.append(work_seconds(g, n))
-            p = subprocess.Popen([a.vmwatch, "top", "--json", "-d", f"{1 / a.hz:g}", target],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        def sampled() -> tuple[float, float]:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if a.pin else None)
             time.sleep(1.5)   # attached and sampling before the work starts
             c0, t0 = cpu_seconds(p.pid), time.monotonic()
-            on.append(work_seconds(g, n))
+            secs = work_seconds(g, n)
             c1, t1 = cpu_seconds(p.pid), time.monotonic()
             p.terminate()
             err = p.communicate(timeout=30)[1]
             if p.returncode not in (0, -15, 143):
                 print(err.decode(errors="replace")[-2000:], file=sys.stderr)
-                return 1
-            cpu.append((c1 - c0) / (t1 - t0))
+                raise SystemExit(1)
+            return secs, (c1 - c0) / (t1 - t0)
+
+        for r in range(a.rounds):
+            if r % 2 == 0:
+                off.append(work_seconds(g, n))
+                secs, c = sampled()
+            else:
+                secs, c = sampled()
+                off.append(work_seconds(g, n))
+            on.append(secs)
+            cpu.append(c)
             print(f"round {r + 1}: off {off[-1]:.2f} s, on {on[-1]:.2f} s, sampler {100 * cpu[-1]:.1f} % of a core",
                   flush=True)
         mo, mn = statistics.median(off), statistics.median(on)

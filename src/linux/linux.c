@@ -93,8 +93,25 @@ struct vmw_linux {
 	struct vmw_users *users;
 	uint64_t users_checked_ns;     /* when /etc/passwd and /etc/group were last checked */
 	size_t last_nprocs;            /* the last walk's processes: the next walk's first room */
-	uint64_t *order;               /* the last walk's task addresses in list order (read-ahead) */
+	struct last *order;            /* the last walk's processes in list order (read-ahead, reuse) */
 	size_t norder;
+};
+
+/*
+ * What the last walk knew of a process that the next one may reuse instead
+ * of reading it again. Only values that cannot change while the same task
+ * keeps the same pointer: a task's credentials are never written in place
+ * once installed (commit_creds() swaps in a new struct, and the old one
+ * stays referenced until then, so the same address is the same struct), and
+ * a parent's tgid is fixed while the child's real_parent still points at it
+ * (an exiting parent's children are re-parented first). "The same task" is
+ * its address and its start time.
+ */
+struct last {
+	uint64_t task, start, parent, cred;
+	int32_t ppid;
+	uint32_t uid, euid, gid, egid;
+	bool ppid_ok, cred_ok;
 };
 
 #define USERS_RECHECK_NS (5ull * 1000000000ull)
@@ -530,9 +547,17 @@ static void fill_users(struct vmw_linux *l, struct vmw_proc *procs, size_t n)
 		vmw_users_refresh(l->users, l->files);
 		l->users_checked_ns = now;
 	}
+	/* Runs of one user are common (kernel threads, a service's workers):
+	 * look a name up once per run, copy it without printf. */
+	const char *name = NULL;
+	size_t len = 0;
 	for (size_t i = 0; i < n; i++) {
-		const char *name = vmw_users_name(l->users, procs[i].euid);
-		snprintf(procs[i].user, sizeof(procs[i].user), "%s", name ? name : "");
+		if (i == 0 || procs[i].euid != procs[i - 1].euid) {
+			name = vmw_users_name(l->users, procs[i].euid);
+			len = name ? strnlen(name, sizeof(procs[i].user) - 1) : 0;
+		}
+		memcpy(procs[i].user, name ? name : "", len);
+		procs[i].user[len] = '\0';
 	}
 }
 
@@ -541,6 +566,8 @@ static void fill_users(struct vmw_linux *l, struct vmw_proc *procs, size_t n)
 /* What stage 1 keeps of a leader for later stages. */
 struct raw {
 	uint64_t task, parent, cred, mm, signal, kthread;
+	const struct last *last;     /* the last walk's record of this task, or NULL */
+	bool ppid_ok, cred_ok;       /* p->ppid, p->uid.. known (reused or read) */
 	uint32_t flags;
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
@@ -647,10 +674,12 @@ static int push(struct walk_state *ws)
 		if (!rw)
 			return -ENOMEM;
 		ws->raw = rw;
+		/* Records are zeroed here, room by room, not one by one as they are
+		 * taken (a small memset per record cost ~5 % of a frame). */
+		memset(ws->procs + ws->cap, 0, (cap - ws->cap) * sizeof(*p));
+		memset(ws->raw + ws->cap, 0, (cap - ws->cap) * sizeof(*rw));
 		ws->cap = cap;
 	}
-	memset(&ws->procs[ws->n], 0, sizeof(ws->procs[0]));
-	memset(&ws->raw[ws->n], 0, sizeof(ws->raw[0]));
 	return 0;
 }
 
@@ -701,21 +730,24 @@ static void ra_free(struct readahead *ra)
 }
 
 /* The read-ahead image of task, or NULL: read it the plain way. */
-static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_t task)
+static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_t task,
+			      const struct last **last)
 {
 	size_t j, cnt, niov = 0;
 
+	*last = NULL;
 	if (!ra->imgs)
 		return NULL;
 	/* In the batch: a task that left the list leaves a gap, skip it. */
 	for (j = ra->pos; j < ra->n && j < ra->pos + RA_RESYNC; j++)
 		if (ra->addr[j] == task) {
 			ra->pos = j + 1;
+			*last = &l->order[ra->next - ra->n + j];
 			return ra->ok[j] ? ra->imgs + j * ra->stride : NULL;
 		}
 	/* Past the batch: find the link in the last order, read the next RA from there. */
 	for (j = ra->next; j < l->norder && j < ra->next + RA_RESYNC; j++)
-		if (l->order[j] == task)
+		if (l->order[j].task == task)
 			break;
 	if (j >= l->norder || j >= ra->next + RA_RESYNC) {
 		ra->pos = ra->n;
@@ -723,7 +755,7 @@ static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_
 	}
 	cnt = MIN((size_t)RA, l->norder - j);
 	for (size_t i = 0; i < cnt; i++) {
-		ra->addr[i] = l->order[j + i];
+		ra->addr[i] = l->order[j + i].task;
 		niov += plan_iov(&l->task_plan, ra->addr[i], ra->imgs + i * ra->stride, ra->iov + niov);
 	}
 	vmw_xlat_readv(l->kx, ra->iov, niov);
@@ -736,22 +768,28 @@ static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_
 	ra->n = cnt;
 	ra->pos = 1;
 	ra->next = j + cnt;
+	*last = &l->order[j];
 	return ra->ok[0] ? ra->imgs : NULL;
 }
 
-/* Remember this walk's order for the next one's read-ahead. */
+/* Remember this walk's order and reusable values for the next walk (after
+ * stage 2; the records of the last walk are no longer looked at). */
 static void ra_remember(struct vmw_linux *l, const struct walk_state *ws)
 {
-	uint64_t *o = l->norder >= ws->n ? l->order : realloc(l->order, MAX(ws->n, (size_t)1) * sizeof(*o));
+	struct last *o = l->order;
 
-	if (!o) {
-		l->norder = 0;
-		return;
+	if (l->norder < ws->n || l->norder > 2 * ws->n + 64) {
+		free(l->order);
+		o = malloc(MAX(ws->n, (size_t)1) * sizeof(*o));
 	}
 	l->order = o;
-	for (size_t i = 0; i < ws->n; i++)
-		o[i] = ws->raw[i].task;
-	l->norder = ws->n;
+	l->norder = o ? ws->n : 0;
+	for (size_t i = 0; o && i < ws->n; i++) {
+		const struct vmw_proc *p = &ws->procs[i];
+		const struct raw *rw = &ws->raw[i];
+		o[i] = (struct last){ rw->task, p->start_time_ns, rw->parent, rw->cred, p->ppid,
+				      p->uid, p->euid, p->gid, p->egid, rw->ppid_ok, rw->cred_ok };
+	}
 }
 
 /* Stage 1: walk init_task.tasks. Returns 0, or -EAGAIN for a torn link
@@ -789,7 +827,8 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			return 0;
 		}
 		/* A read-ahead image that is this task, whole, and linked back to where we came from. */
-		const uint8_t *ti = ra_take(l, ra, task);
+		const struct last *last;
+		const uint8_t *ti = ra_take(l, ra, task, &last);
 		r = 0;
 		if (ti) {
 			memcpy(&back, ti + l->t.tasks.off + 8, 8);
@@ -855,6 +894,8 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			p->nvcsw = get(ti, l->t.nvcsw);
 			rw->css_set = get(ti, l->t.cgroups);
 			p->nivcsw = get(ti, l->t.nivcsw);
+			if (ti != img && last && last->start == p->start_time_ns)
+				rw->last = last;
 		} else {
 			w->skipped++;
 		}
@@ -963,11 +1004,18 @@ static size_t queue_details(struct vmw_linux *l, struct walk_state *ws, size_t b
 		uint8_t *m = d->mm + i * (l->mm_plan.span + 8);
 		uint8_t *s = d->sig + i * (l->sig_plan.span + 8);
 
+		const struct last *last = rw->last;
+
 		d->first[i][0] = k;
-		d->iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &d->ptgid[i], 4, 0 };
-		d->count[i][0] = 1;
+		d->count[i][0] = 0;
+		if (!(last && last->ppid_ok && last->parent == rw->parent)) {
+			d->iov[k++] = (struct vmw_virt_iov){ rw->parent + l->t.tgid.off, &d->ptgid[i], 4, 0 };
+			d->count[i][0] = 1;
+		}
 		d->first[i][1] = k;
-		d->count[i][1] = kaddr(l, rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, d->iov + k) : 0;
+		d->count[i][1] = 0;
+		if (!(last && last->cred_ok && last->cred == rw->cred))
+			d->count[i][1] = kaddr(l, rw->cred) ? plan_iov(&l->cred_plan, rw->cred, c, d->iov + k) : 0;
 		k += d->count[i][1];
 		d->first[i][2] = k;
 		d->count[i][2] = kaddr(l, rw->mm) ? plan_iov(&l->mm_plan, rw->mm, m, d->iov + k) : 0;
@@ -1017,13 +1065,28 @@ static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base
 		const uint8_t *m = d->mm + i * (l->mm_plan.span + 8);
 		const uint8_t *s = d->sig + i * (l->sig_plan.span + 8);
 
+		const struct last *last = rw->last;
+
 		/* pid 1 and kthreadd have init_task (pid 0) as parent. */
-		p->ppid = details_ok(d, i, 0) ? (int32_t)d->ptgid[i] : 0;
-		if (details_ok(d, i, 1)) {
+		if (last && last->ppid_ok && last->parent == rw->parent) {
+			p->ppid = last->ppid;
+			rw->ppid_ok = true;
+		} else {
+			rw->ppid_ok = details_ok(d, i, 0);
+			p->ppid = rw->ppid_ok ? (int32_t)d->ptgid[i] : 0;
+		}
+		if (last && last->cred_ok && last->cred == rw->cred) {
+			p->uid = last->uid;
+			p->euid = last->euid;
+			p->gid = last->gid;
+			p->egid = last->egid;
+			rw->cred_ok = true;
+		} else if (details_ok(d, i, 1)) {
 			p->uid = (uint32_t)get(c, l->cred.uid);
 			p->euid = (uint32_t)get(c, l->cred.euid);
 			p->gid = (uint32_t)get(c, l->cred.gid);
 			p->egid = (uint32_t)get(c, l->cred.egid);
+			rw->cred_ok = true;
 		}
 		if (details_ok(d, i, 2)) {
 			take_rss_counters(l, m, d->rss[i], d->ctr[i]);
@@ -1447,6 +1510,88 @@ out:
 	vmw_xlat_free(ux);
 }
 
+/*
+ * Command lines of many processes at once. Reading one is a chain of
+ * dependent reads (arg_start and the page-table root from the mm, four
+ * page-table levels, the page), and a walk reads one per process: here each
+ * step is one batched read for CMD_BATCH processes (vmw_xlat_walk_many), so
+ * the misses of different processes overlap. The common case only: the
+ * arguments within one page, NUL-terminated, at most a page long. Anything
+ * else (a proctitle, arguments across pages, a failed read) is read again
+ * by read_cmdline, which decides what /proc would show.
+ */
+#define CMD_BATCH 64
+
+static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
+{
+	struct vmw_virt_iov iov[2 * CMD_BATCH];
+	struct vmw_xlat_walk xw[CMD_BATCH];
+	struct vmw_phys_iov piov[CMD_BATCH];
+	uint64_t f[CMD_BATCH][3];
+	char *buf[CMD_BATCH];
+	size_t who[CMD_BATCH];
+	/* arg_start and arg_end are neighbours in every mm_struct layout */
+	bool pair = l->mm.arg_end.off == l->mm.arg_start.off + 8;
+
+	for (size_t next = 0; next < ws->n;) {
+		size_t k = 0, nv = 0, nw = 0, np = 0;
+
+		for (; next < ws->n && k < CMD_BATCH; next++)
+			if (ws->raw[next].mm)
+				who[k++] = next;
+		for (size_t i = 0; i < k; i++) {
+			uint64_t mm = ws->raw[who[i]].mm;
+			f[i][0] = f[i][1] = f[i][2] = 0;
+			iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.arg_start.off, &f[i][0], pair ? 16 : 8, 0 };
+			if (!pair)
+				iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.arg_end.off, &f[i][1], 8, 0 };
+			iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.pgd.off, &f[i][2], 8, 0 };
+		}
+		(void)vmw_xlat_readv(l->kx, iov, nv);
+		for (size_t i = 0, v = 0; i < k; i++) {
+			uint64_t root;
+			bool ok = !iov[v].err && (pair || !iov[v + 1].err) && !iov[v + (pair ? 1 : 2)].err;
+
+			v += pair ? 2 : 3;
+			buf[i] = NULL;
+			/* What read_cmdline takes as "no command line" is left to it. */
+			if (!ok || f[i][1] <= f[i][0] || kaddr(l, f[i][0]) || f[i][1] - f[i][0] > 4096 ||
+			    vmw_xlat_v2p(l->kx, f[i][2], &root, NULL) < 0) {
+				f[i][0] = f[i][1] = 0;   /* not batched */
+				continue;
+			}
+			xw[nw++] = (struct vmw_xlat_walk){ .root = root, .va = f[i][0] };
+			f[i][2] = nw;            /* 1 + its walk */
+		}
+		vmw_xlat_walk_many(l->kx, xw, nw);
+		for (size_t i = 0; i < k; i++) {
+			size_t len = (size_t)(f[i][1] - f[i][0]);
+			struct vmw_xlat_walk *x;
+
+			if (!f[i][1])
+				continue;
+			x = &xw[f[i][2] - 1];
+			if (x->err || len > x->avail || !(buf[i] = malloc(len + 1)))
+				continue;
+			piov[np++] = (struct vmw_phys_iov){ x->phys, buf[i], len, 0 };
+			f[i][2] = np;            /* 1 + its data read */
+		}
+		(void)vmw_mem_readv(vmw_xlat_mem(l->kx), piov, np);
+		for (size_t i = 0; i < k; i++) {
+			struct vmw_proc *p = &ws->procs[who[i]];
+			size_t len = (size_t)(f[i][1] - f[i][0]);
+
+			if (buf[i] && !piov[f[i][2] - 1].err && buf[i][len - 1] == '\0') {
+				buf[i][len] = '\0';
+				p->cmdline = split_args(buf[i], len);
+			} else {
+				read_cmdline(l, p, &ws->raw[who[i]]);
+			}
+			free(buf[i]);
+		}
+	}
+}
+
 void vmw_proc_release(struct vmw_proc *p)
 {
 	if (p->cmdline)
@@ -1492,6 +1637,11 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 		if (r != -EAGAIN || w->restarts >= MAX_RESTARTS)
 			break;
 		w->restarts++;
+		/* Stage 1 holds nothing allocated in a record: zero them for the new try. */
+		if (ws.n) {
+			memset(ws.procs, 0, ws.n * sizeof(*ws.procs));
+			memset(ws.raw, 0, ws.n * sizeof(*ws.raw));
+		}
 		ws.n = 0;
 		w->skipped = 0;
 		ra.pos = ra.n = ra.next = 0;
@@ -1503,8 +1653,6 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 			 "task list kept changing under the walk (%zu restarts)", w->restarts);
 		r = 0;
 	}
-	if (r >= 0)
-		ra_remember(l, &ws);
 	if (r < 0) {
 		free(img);
 		free_procs(ws.procs, ws.n);
@@ -1516,6 +1664,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	}
 
 	read_details(l, &ws, 4096);
+	ra_remember(l, &ws);
 	size_t budget = MAX_THREAD_READS;
 
 	for (size_t i = 0; i < ws.n; i++) {
@@ -1548,9 +1697,9 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 					 rw->prev_stime, &p->utime_ns, &p->stime_ns);
 		if (p->kthread)
 			kthread_name(l, p, rw);
-		if (flags & VMW_WALK_CMDLINE)
-			read_cmdline(l, p, rw);
 	}
+	if (flags & VMW_WALK_CMDLINE)
+		read_cmdlines(l, &ws);
 	read_cgroups(l, &ws);
 	free(img);
 	free(ws.raw);

@@ -237,6 +237,60 @@ static int walk(struct vmw_xlat *x, uint64_t va, uint64_t *base, unsigned *shift
 	return -EFAULT;  /* not reached: level 1 always returns */
 }
 
+#define WALK_CHUNK 64
+
+void vmw_xlat_walk_many(struct vmw_xlat *x, struct vmw_xlat_walk *w, size_t n)
+{
+	for (size_t base = 0; base < n; base += WALK_CHUNK) {
+		size_t cnt = MIN((size_t)WALK_CHUNK, n - base), live = 0;
+		struct vmw_phys_iov iov[WALK_CHUNK];
+		uint64_t table[WALK_CHUNK], e[WALK_CHUNK];
+		size_t idx[WALK_CHUNK];
+
+		for (size_t i = 0; i < cnt; i++) {
+			struct vmw_xlat_walk *it = &w[base + i];
+			it->phys = it->avail = 0;
+			it->err = canonical(it->va, x->va_bits) ? 0 : -EFAULT;
+			if (!it->err) {
+				table[live] = it->root & PTE_ADDR;
+				idx[live++] = base + i;
+			}
+		}
+		x->stats.walks += live;
+		for (int l = x->levels; l >= 1 && live; l--) {
+			unsigned s = PAGE_SHIFT + 9 * (unsigned)(l - 1);
+			size_t keep = 0;
+
+			for (size_t j = 0; j < live; j++)
+				iov[j] = (struct vmw_phys_iov){ table[j] + ((w[idx[j]].va >> s) & 511) * 8,
+								&e[j], sizeof(e[j]), 0 };
+			x->stats.entry_reads += live;
+			(void)vmw_mem_readv(x->mem, iov, live);
+			for (size_t j = 0; j < live; j++) {
+				struct vmw_xlat_walk *it = &w[idx[j]];
+				uint64_t v = le64toh(e[j]);
+
+				if (iov[j].err || !(v & PTE_P)) {
+					it->err = iov[j].err ? iov[j].err : -EFAULT;
+				} else if (l == 1 || ((l == 2 || l == 3) && (v & PTE_PS))) {
+					/* A leaf, decoded as walk() does. */
+					uint64_t off = it->va & ((1ull << s) - 1);
+					it->phys = (v & PTE_ADDR & ~((1ull << s) - 1)) + off;
+					it->avail = (1ull << s) - off;
+				} else if (v & PTE_PS) {
+					it->err = -EFAULT;
+				} else {
+					table[keep] = v & PTE_ADDR;
+					idx[keep++] = idx[j];
+				}
+			}
+			live = keep;
+		}
+		for (size_t j = 0; j < live; j++)
+			w[idx[j]].err = -EFAULT;   /* not reached: level 1 always ends a walk */
+	}
+}
+
 /*
  * Translate one address. On success *phys is its physical address, *avail
  * how many bytes from va on map linearly (to the end of the page or fast-path

@@ -82,6 +82,22 @@ struct vmw_virt_iov {
 };
 int vmw_xlat_readv(struct vmw_xlat *x, struct vmw_virt_iov *iov, size_t n);
 
+/*
+ * Translate addresses of many address spaces at once (e.g. one user address
+ * per guest process): item i's page tables are rooted at w[i].root (a
+ * physical address), and the walk goes level by level over all items, each
+ * level one batched vmw_mem_readv, instead of one dependent read after
+ * another per item. Uses x's memory and paging mode only (no caches, no fast
+ * paths). Each item gets phys and avail (bytes from va to the end of its
+ * page), or err < 0 (-EFAULT: not mapped or not canonical; a read error).
+ */
+struct vmw_xlat_walk {
+	uint64_t root, va;
+	uint64_t phys, avail;
+	int err;
+};
+void vmw_xlat_walk_many(struct vmw_xlat *x, struct vmw_xlat_walk *w, size_t n);
+
 /* Forget cached translations (call when guest page tables may have changed).
  * O(1). */
 void vmw_xlat_flush(struct vmw_xlat *x);

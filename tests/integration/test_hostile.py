@@ -894,6 +894,45 @@ def test_task_list_changed_between_frames(vmwatch, threaded, kind):
             proc.wait()
 
 
+def test_new_creds_and_parent_between_frames(vmwatch, threaded):
+    """A walk reuses the last frame's credentials and parent pid of a task
+    whose real_cred and real_parent pointers did not move (src/linux). A task
+    given another cred struct, or another parent, between two frames shows
+    the new one in the next frame."""
+    g, m, pid, off = threaded
+    target = f"file:{g.ram_path}"
+    b = m.btf()
+    o = {k: b.offset(*k.split(":")) for k in ("task_struct:real_cred", "task_struct:real_parent",
+                                              "cred:uid", "cred:euid")}
+    with g.paused():
+        me = find_task(m, off, pid)
+        other_cred = m.vu64(find_task(m, off, 1) + o["task_struct:real_cred"])   # init's cred
+        other = find_task(m, off, 2)           # kthreadd: our new parent
+        proc = subprocess.Popen([vmwatch, "top", "--json", "-d", "1", "-n", "4", "--no-cache", target],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            rows = []
+            for _ in range(2):
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()
+                rows.append(next(p for p in json.loads(line)["processes"] if p["pid"] == pid))
+            assert rows[1]["uid"] == 0 and rows[1]["ppid"] != 2, rows[1]
+            with m.patch():
+                m.vput_u32(other_cred + o["cred:uid"], 4242)
+                m.vput_u32(other_cred + o["cred:euid"], 4243)
+                m.vput_u64(me + o["task_struct:real_cred"], other_cred)
+                m.vput_u64(me + o["task_struct:real_parent"], other)
+                for _ in range(2):
+                    line = proc.stdout.readline()
+                    assert line, proc.stderr.read()
+                    p = next(p for p in json.loads(line)["processes"] if p["pid"] == pid)
+                    assert (p["uid"], p["euid"], p["ppid"]) == (4242, 4243, 2), p
+                assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
     """Issue 9 item 5 in the agent: a frame with a cut thread list says
     "complete": false (API) and /metrics carries a completeness signal

@@ -1043,6 +1043,82 @@ static void test_hostile(void **state)
 	}
 }
 
+/* vmw_xlat_walk_many agrees with one v2p per item, on hostile tables, across
+ * chunks, 4 and 5 levels, with non-canonical and unmapped addresses. */
+static void test_walk_many(void **state)
+{
+	struct env *e = *state;
+	enum { N = 3000 };
+	struct vmw_xlat_walk *w = calloc(N, sizeof(*w));
+
+	assert_non_null(w);
+	for (uint64_t pa = 0; pa < RAM_SIZE; pa += 8) {
+		uint64_t v = rng();
+		if (v & 3)
+			v = (v & ~0x000ffffffffff000ull) | (v & (RAM_SIZE - 1) & ~0xfffull);
+		wr64(e, pa, v);
+	}
+	for (int levels = 4; levels <= 5; levels++) {
+		struct vmw_xlat *x = xnew(e, 0, levels);
+		size_t ok = 0, bad = 0;
+
+		for (size_t i = 0; i < N; i++) {
+			w[i].root = (rng() & (RAM_SIZE - 1)) | (i % 7 == 0 ? 0x18 : 0);  /* some with CR3 flags */
+			w[i].va = rng();
+			if (i % 3)
+				w[i].va = (uint64_t)((int64_t)(w[i].va << (levels == 5 ? 7 : 16)) >> (levels == 5 ? 7 : 16));
+			w[i].err = 12345;
+		}
+		vmw_xlat_walk_many(x, w, N);
+		for (size_t i = 0; i < N; i++) {
+			struct vmw_xlat *one = xnew(e, w[i].root, levels);
+			uint64_t pa = 0, ps = 0;
+			int r = vmw_xlat_v2p(one, w[i].va, &pa, &ps);
+
+			assert_int_equal(w[i].err, r);
+			if (r == 0) {
+				ok++;
+				assert_int_equal(w[i].phys, pa);
+				assert_int_equal(w[i].avail, ps - (w[i].va & (ps - 1)));
+			} else {
+				bad++;
+			}
+			vmw_xlat_free(one);
+		}
+		assert_true(ok > 20 && bad > 100);
+		vmw_xlat_free(x);
+	}
+	/* A real mapping of each page size. */
+	{
+		uint64_t root = TABLES_START;
+		struct vmw_xlat *x;
+
+		e->next = TABLES_START;
+		new_table(e);
+		map(e, root, 4, 0x400000, 0x3000, 1);
+		map(e, root, 4, 0x40000000ull * 3, 0, 3);
+		map(e, root, 4, 0x600000, 2 * MB, 2);
+		x = xnew(e, 0, 4);
+		struct vmw_xlat_walk v[4] = {
+			{ root, 0x400123, 0, 0, 0 }, { root, 0xc0000000ull + 5, 0, 0, 0 },
+			{ root, 0x600000 + 7, 0, 0, 0 }, { root, 0x800000, 0, 0, 0 },
+		};
+		vmw_xlat_walk_many(x, v, 4);
+		assert_int_equal(v[0].err, 0);
+		assert_int_equal(v[0].phys, 0x3123);
+		assert_int_equal(v[0].avail, 4096 - 0x123);
+		assert_int_equal(v[1].err, 0);
+		assert_int_equal(v[1].phys, 5);
+		assert_int_equal(v[1].avail, GB - 5);
+		assert_int_equal(v[2].err, 0);
+		assert_int_equal(v[2].phys, 2 * MB + 7);
+		assert_int_equal(v[2].avail, 2 * MB - 7);
+		assert_int_equal(v[3].err, -EFAULT);
+		vmw_xlat_free(x);
+	}
+	free(w);
+}
+
 /*
  * With a process memory source (process_vm_readv, here on ourselves) a readv
  * of many pieces across pages is one syscall, and a read crossing pages too.
@@ -1132,6 +1208,7 @@ int main(void)
 		T(test_clone),
 		T(test_hostile),
 		T(test_remote_one_syscall),
+		T(test_walk_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
