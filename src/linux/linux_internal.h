@@ -42,6 +42,7 @@ static inline uint64_t get_at(const uint8_t *p, uint32_t size)
 	case 1: v = p[0]; break;
 	case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
 	case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+	case 8: memcpy(&v, p, 8); break;
 	/* Other sizes come only from odd (or hostile) BTF: never read past the field. */
 	default: memcpy(&v, p, MIN(size, (uint32_t)8)); break;
 	}
