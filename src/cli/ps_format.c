@@ -32,11 +32,53 @@ struct ps_key {
 	double (*num)(const struct ps_ctx *c, const struct ps_row *r);  /* sort value; NULL: text */
 };
 
+/* snprintf(buf, size, "%lld", v) without printf: a listing formats some ten
+ * numbers a row, and printf's machinery was a tenth of a whole `ps`. */
+static void fmt_ll(char *buf, size_t size, long long v)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	size_t n;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	n = MIN((size_t)(tmp + sizeof(tmp) - p), size - 1);
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+}
+
+/* snprintf(buf, size, "%s", s) without printf. */
+static void copy_text(char *buf, size_t size, const char *s)
+{
+	size_t n = strnlen(s, size - 1);
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+}
+
+/* fprintf(out, left ? "%-*s" : "%*s", width, s) without printf. */
+static void put_padded(FILE *out, const char *s, int width, bool left)
+{
+	static const char spaces[64] = "                                                               ";
+	size_t len = strlen(s);
+	size_t pad = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+
+	if (left)
+		fwrite(s, 1, len, out);
+	for (size_t k; pad; pad -= k)
+		fwrite(spaces, 1, k = MIN(pad, sizeof(spaces)), out);
+	if (!left)
+		fwrite(s, 1, len, out);
+}
+
 const char *ps_user_text(const struct vmw_proc *p, uint32_t uid, char *buf, size_t size)
 {
 	if (uid == p->euid && p->user[0])
 		return cli_user_column(p, buf, size);
-	snprintf(buf, size, "%u", uid);
+	fmt_ll(buf, size, uid);
 	return buf;
 }
 
@@ -230,7 +272,7 @@ void ps_stat_text(char state, int nice, const struct vmw_proc *p, char *buf, siz
 	if (p->jobctl_ok && p->tty_ok && p->pgrp == p->tpgid)
 		s[n++] = '+';
 	s[n] = '\0';
-	snprintf(buf, size, "%s", s);
+	copy_text(buf, size, s);
 }
 
 static void f_stat(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
@@ -306,7 +348,8 @@ const char *ps_tty_name(uint32_t tty_nr, char *buf, size_t size)
 
 static void f_state(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	snprintf(buf, size, "%c", r->t ? r->t->state : r->p->state);
+	char st[2] = { r->t ? r->t->state : r->p->state, '\0' };
+	copy_text(buf, size, st);
 }
 
 static void args_text(const struct vmw_proc *p, char *buf, size_t size)
@@ -332,7 +375,7 @@ static void f_args(const struct ps_ctx *c, const struct ps_row *r, char *buf, si
 
 static void f_comm(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s", r->t ? r->t->comm : r->p->comm);
+	copy_text(buf, size, r->t ? r->t->comm : r->p->comm);
 }
 
 static void f_euser(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size)
@@ -348,7 +391,7 @@ static void f_ruser(const struct ps_ctx *c, const struct ps_row *r, char *buf, s
 #define NUMBER(fn, expr) \
 	static double n_##fn(const struct ps_ctx *c, const struct ps_row *r) { return (double)(expr); } \
 	static void f_##fn(const struct ps_ctx *c, const struct ps_row *r, char *buf, size_t size) \
-	{ snprintf(buf, size, "%lld", (long long)(expr)); }
+	{ fmt_ll(buf, size, (long long)(expr)); }
 NUMBER(pid, r->p->pid)
 NUMBER(ppid, r->p->ppid)
 NUMBER(tid, row_id(r))
@@ -516,10 +559,8 @@ void ps_print_header(const struct ps_format *f, FILE *out)
 			putc(' ', out);
 		if (c->key->left && last)
 			fputs(c->header, out);
-		else if (c->key->left)
-			fprintf(out, "%-*s", col_width(c), c->header);
 		else
-			fprintf(out, "%*s", col_width(c), c->header);
+			put_padded(out, c->header, col_width(c), c->key->left);
 	}
 	putc('\n', out);
 }
@@ -548,10 +589,8 @@ void ps_print_row(const struct ps_format *f, const struct ps_ctx *ctx, const str
 		if (!c->key->guest_text) {
 			if (c->key->left && last)
 				fputs(buf, out);
-			else if (c->key->left)
-				fprintf(out, "%-*s", col_width(c), buf);
 			else
-				fprintf(out, "%*s", col_width(c), buf);
+				put_padded(out, buf, col_width(c), c->key->left);
 			continue;
 		}
 		/* Guest strings never reach the terminal unescaped. */
