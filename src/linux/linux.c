@@ -622,16 +622,19 @@ static void copy_comm(char *dst, size_t dstsz, const uint8_t *src, size_t n)
 	dst[i] = '\0';
 }
 
-/* Fill a thread record from a task image (times not yet adjusted). */
-static void fill_thread(struct vmw_linux *l, const uint8_t *img, struct vmw_thread *t)
+/* Fill a thread record from a task image; its CPU times too when times
+ * (a process's leader takes its times from the whole group instead). */
+static void fill_thread(struct vmw_linux *l, const uint8_t *img, struct vmw_thread *t, bool times)
 {
 	t->tid = (int32_t)get(img, l->t.pid);
 	copy_comm(t->comm, sizeof(t->comm), img + l->t.comm.off, MIN(l->t.comm.size, 16u));
 	t->state = vmw_linux_state_letter((uint32_t)get(img, l->t.state), (uint32_t)get(img, l->t.exit_state));
 	t->prio = (int32_t)get(img, l->t.prio) - 100;
 	t->nice = (int32_t)get(img, l->t.static_prio) - 120;
-	t->runtime_ns = get(img, l->t.sum_exec_runtime);
 	t->start_time_ns = get(img, l->t.start_time);
+	if (!times)
+		return;
+	t->runtime_ns = get(img, l->t.sum_exec_runtime);
 	t->cpu = l->t.cpu.ok ? (int32_t)get(img, l->t.cpu) : -1;
 	vmw_linux_cputime_adjust(t->runtime_ns, get(img, l->t.utime), get(img, l->t.stime),
 				 get(img, l->t.prev_utime), get(img, l->t.prev_stime),
@@ -869,7 +872,7 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			p = &ws->procs[ws->n];
 			rw = &ws->raw[ws->n];
 			ws->n++;
-			fill_thread(l, ti, &t);
+			fill_thread(l, ti, &t, false);
 			p->pid = t.tid;
 			memcpy(p->comm, t.comm, sizeof(p->comm));
 			p->state = t.state;
@@ -1236,7 +1239,7 @@ static int walk_threads(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw,
 				threads = nt;
 				cap = nc;
 			}
-			fill_thread(l, img, &t);
+			fill_thread(l, img, &t, true);
 			threads[n] = t;
 		}
 		n++;
