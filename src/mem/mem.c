@@ -572,6 +572,17 @@ int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 
 		if (i + PREFETCH_AHEAD < n)
 			prefetch_piece(mem, &iov[i + PREFETCH_AHEAD]);
+		if (!b) {
+			/* Mapped RAM: a piece inside one segment is one copy (read_one
+			 * would look its segment up twice more). */
+			const struct vmw_mem_seg *ls = find_seg(mem, v->addr);
+			if (ls && ls->local && v->len <= ls->len - (v->addr - ls->gpa)) {
+				memcpy(v->buf, ls->local + (v->addr - ls->gpa), v->len);
+				mem->stats.bytes_read += v->len;
+				v->err = 0;
+				continue;
+			}
+		}
 		if (b && v->len && v->len <= REMOTE_CHUNK && v->addr + v->len > v->addr)
 			s = find_seg(mem, v->addr);
 		if (!s || s->local || v->len > s->len - (v->addr - s->gpa)) {
