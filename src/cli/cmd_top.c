@@ -314,14 +314,13 @@ static bool pid_listed(const int32_t *pids, size_t n, int32_t pid)
 	return false;
 }
 
-/* One frame as one line; written with a single fwrite and flushed. */
-static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
-		      uint64_t late, const struct top_view *v)
+/* The frame's fields before "processes": one small jansson dump, without
+ * its closing brace (NULL when out of memory). */
+static char *json_head(const struct top_header *h, const struct vmw_frame *f, uint64_t late,
+		       size_t *len)
 {
-	json_t *root = json_object(), *procs = json_array(), *events = json_array();
-	char *line;
-	size_t len;
-	int r = 0;
+	json_t *root = json_object();
+	char *head;
 
 	json_object_update_new(root, vmw_report_frame_base(f, f->seq));
 	json_object_set_new(root, "first", json_boolean(f->first));
@@ -331,23 +330,60 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 					       : json_pack("{s:o}", "target", vmw_report_string(h->target)));
 	json_object_set_new(root, "kernel", h->ki ? vmw_report_kernel(h->ki) : json_null());
 	json_object_set_new(root, "summary", vmw_report_summary(f->summary_ok ? &f->summary : NULL, f));
-	for (size_t i = 0; i < f->nprocs; i++)
-		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
-		    (!v->uid_set || f->procs[i].proc.uid == v->uid))
-			json_array_append_new(procs, vmw_report_sample(&f->procs[i]));
-	json_object_set_new(root, "processes", procs);
-	for (size_t i = 0; i < f->nevents; i++)
-		if (pid_listed(v->pids, v->npids, f->events[i].pid))
-			json_array_append_new(events, vmw_report_event(&f->events[i]));
-	json_object_set_new(root, "events", events);
-
-	line = json_dumps(root, JSON_COMPACT);   /* full precision: time is Unix seconds */
+	head = root ? json_dumps(root, JSON_COMPACT) : NULL;   /* full precision: time is Unix seconds */
 	json_decref(root);
-	if (!line)
+	if (head && (*len = strlen(head)) < 2) {
+		free(head);
+		return NULL;
+	}
+	if (head)
+		(*len)--;      /* the closing brace */
+	return head;
+}
+
+/*
+ * One frame as one line, the bytes json_dumps of the frame as one jansson
+ * tree printed: the head dumped, then each process and event streamed
+ * (vmw_report_sample_stream, vmw_report_event_stream: ~1 MB per frame of a
+ * thousand processes without a tree). Built in memory, then written with a
+ * single fwrite and flushed.
+ */
+static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
+		      uint64_t late, const struct top_view *v)
+{
+	char *line = NULL, *head;
+	size_t len = 0, hlen;
+	FILE *m;
+	bool first = true, ok;
+	int r = 0;
+
+	if (!(head = json_head(h, f, late, &hlen)))
 		return -ENOMEM;
-	len = strlen(line);
-	line[len] = '\n';      /* replaces the terminator; json_dumps' buffer holds len + 1 */
-	if (fwrite(line, 1, len + 1, out) != len + 1 || fflush(out) != 0)
+	if (!(m = open_memstream(&line, &len))) {
+		free(head);
+		return -ENOMEM;
+	}
+	ok = fwrite(head, 1, hlen, m) == hlen && fputs(",\"processes\":[", m) >= 0;
+	free(head);
+	for (size_t i = 0; ok && i < f->nprocs; i++)
+		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
+		    (!v->uid_set || f->procs[i].proc.uid == v->uid) &&
+		    /* a process jansson could not pack was left out of the array */
+		    vmw_report_sample_stream(m, first ? "" : ",", &f->procs[i]))
+			first = false;
+	ok = ok && fputs("],\"events\":[", m) >= 0;
+	first = true;
+	for (size_t i = 0; ok && i < f->nevents; i++)
+		if (pid_listed(v->pids, v->npids, f->events[i].pid)) {
+			ok = vmw_report_event_stream(m, first ? "" : ",", &f->events[i]);
+			first = false;
+		}
+	ok = ok && fputs("]}\n", m) >= 0;
+	if (fclose(m) != 0 || !ok) {
+		free(line);
+		return -ENOMEM;
+	}
+	if (fwrite(line, 1, len, out) != len || fflush(out) != 0)
 		r = -errno;
 	free(line);
 	return r;
