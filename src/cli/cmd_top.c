@@ -345,48 +345,47 @@ static char *json_head(const struct top_header *h, const struct vmw_frame *f, ui
  * One frame as one line, the bytes json_dumps of the frame as one jansson
  * tree printed: the head dumped, then each process and event streamed
  * (vmw_report_sample_stream, vmw_report_event_stream: ~1 MB per frame of a
- * thousand processes without a tree). Built in memory, then written with a
- * single fwrite and flushed.
+ * thousand processes without a tree) into out's buffer (json_output), then
+ * flushed.
  */
 static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
 		      uint64_t late, const struct top_view *v)
 {
-	char *line = NULL, *head;
-	size_t len = 0, hlen;
-	FILE *m;
+	size_t hlen;
+	char *head = json_head(h, f, late, &hlen);
 	bool first = true, ok;
-	int r = 0;
 
-	if (!(head = json_head(h, f, late, &hlen)))
+	if (!head)
 		return -ENOMEM;
-	if (!(m = open_memstream(&line, &len))) {
-		free(head);
-		return -ENOMEM;
-	}
-	ok = fwrite(head, 1, hlen, m) == hlen && fputs(",\"processes\":[", m) >= 0;
+	ok = fwrite(head, 1, hlen, out) == hlen && fputs(",\"processes\":[", out) >= 0;
 	free(head);
 	for (size_t i = 0; ok && i < f->nprocs; i++)
 		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
 		    (!v->uid_set || f->procs[i].proc.uid == v->uid) &&
 		    /* a process jansson could not pack was left out of the array */
-		    vmw_report_sample_stream(m, first ? "" : ",", &f->procs[i]))
+		    vmw_report_sample_stream(out, first ? "" : ",", &f->procs[i]))
 			first = false;
-	ok = ok && fputs("],\"events\":[", m) >= 0;
+	ok = ok && fputs("],\"events\":[", out) >= 0;
 	first = true;
 	for (size_t i = 0; ok && i < f->nevents; i++)
 		if (pid_listed(v->pids, v->npids, f->events[i].pid)) {
-			ok = vmw_report_event_stream(m, first ? "" : ",", &f->events[i]);
+			ok = vmw_report_event_stream(out, first ? "" : ",", &f->events[i]);
 			first = false;
 		}
-	ok = ok && fputs("]}\n", m) >= 0;
-	if (fclose(m) != 0 || !ok) {
-		free(line);
-		return -ENOMEM;
-	}
-	if (fwrite(line, 1, len, out) != len || fflush(out) != 0)
-		r = -errno;
-	free(line);
-	return r;
+	ok = ok && fputs("]}\n", out) >= 0;
+	if (fflush(out) != 0 || ferror(out))
+		return errno ? -errno : -EIO;
+	return ok ? 0 : -ENOMEM;
+}
+
+/* stdout's buffer for JSON Lines, set before anything is written: a frame
+ * of a thousand processes (~1 MB) goes out in one or two writes, from the
+ * same memory every frame (stdio's default: 4 KiB per write to a pipe). */
+static void json_output(FILE *out)
+{
+	static char buf[1 << 20];
+
+	setvbuf(out, buf, _IOFBF, sizeof(buf));
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -462,6 +461,9 @@ static int run_stream(struct top_source *src, const struct top_opts *o, enum mod
 	uint64_t deadline = vmw_now_ns(), late = 0, done = 0;
 	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8"), waiting = false;
 	int r, ret = 0;
+
+	if (mode == MODE_JSON)
+		json_output(stdout);
 
 	for (;;) {
 		struct vmw_frame *f;
