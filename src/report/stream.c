@@ -250,24 +250,40 @@ static bool put_state(struct out *o, char state)
 		PUTS(o, ","); } while (0)
 #define BOOL(o, lit, v) do { KEY(o, lit); if (v) PUTS(o, "true,"); else PUTS(o, "false,"); } while (0)
 
+/* "comm":S,"state":C, of a process or thread; false where jansson packs
+ * no object (the state byte). */
+static bool put_comm_state(struct out *o, const char *comm, char state)
+{
+	KEY(o, "comm");
+	put_string(o, comm);
+	PUTS(o, ",");
+	KEY(o, "state");
+	if (!put_state(o, state))
+		return false;
+	PUTS(o, ",");
+	return true;
+}
+
+/* The CPU times, nice and priority of a process or thread, in that order. */
+static void put_times(struct out *o, uint64_t utime, uint64_t stime, uint64_t runtime, uint64_t start,
+		      int32_t nice, int32_t prio)
+{
+	INT(o, "utime_ns", (long long)utime);
+	INT(o, "stime_ns", (long long)stime);
+	INT(o, "runtime_ns", (long long)runtime);
+	INT(o, "start_time_ns", (long long)start);
+	INT(o, "nice", (int)nice);
+	INT(o, "priority", (int)prio);
+}
+
 /* A thread's object without its closing brace. */
 static bool put_thread(struct out *o, const struct vmw_thread *t)
 {
 	PUTS(o, "{");
 	INT(o, "tid", (int)t->tid);
-	KEY(o, "comm");
-	put_string(o, t->comm);
-	PUTS(o, ",");
-	KEY(o, "state");
-	if (!put_state(o, t->state))
+	if (!put_comm_state(o, t->comm, t->state))
 		return false;
-	PUTS(o, ",");
-	INT(o, "utime_ns", (long long)t->utime_ns);
-	INT(o, "stime_ns", (long long)t->stime_ns);
-	INT(o, "runtime_ns", (long long)t->runtime_ns);
-	INT(o, "start_time_ns", (long long)t->start_time_ns);
-	INT(o, "nice", (int)t->nice);
-	INT(o, "priority", (int)t->prio);
+	put_times(o, t->utime_ns, t->stime_ns, t->runtime_ns, t->start_time_ns, t->nice, t->prio);
 	KEY(o, "cpu");
 	put_ll(o, (int)t->cpu);
 	return true;
@@ -318,24 +334,14 @@ static bool put_proc(struct out *o, const struct vmw_proc *p, const double *thre
 	PUTS(o, "{");
 	INT(o, "pid", (int)p->pid);
 	INT(o, "ppid", (int)p->ppid);
-	KEY(o, "comm");
-	put_string(o, p->comm);
-	PUTS(o, ",");
-	KEY(o, "state");
-	if (!put_state(o, p->state))
+	if (!put_comm_state(o, p->comm, p->state))
 		return false;
-	PUTS(o, ",");
 	INT(o, "uid", (int)p->uid);
 	INT(o, "gid", (int)p->gid);
 	INT(o, "euid", (int)p->euid);
 	INT(o, "egid", (int)p->egid);
 	INT(o, "threads", (int)p->nr_threads);
-	INT(o, "utime_ns", (long long)p->utime_ns);
-	INT(o, "stime_ns", (long long)p->stime_ns);
-	INT(o, "runtime_ns", (long long)p->runtime_ns);
-	INT(o, "start_time_ns", (long long)p->start_time_ns);
-	INT(o, "nice", (int)p->nice);
-	INT(o, "priority", (int)p->prio);
+	put_times(o, p->utime_ns, p->stime_ns, p->runtime_ns, p->start_time_ns, p->nice, p->prio);
 	INT(o, "rss_bytes", (long long)vmw_proc_rss_bytes(p));
 	INT(o, "rss_anon_bytes", (long long)p->rss_anon_bytes);
 	INT(o, "rss_file_bytes", (long long)p->rss_file_bytes);
@@ -481,25 +487,25 @@ bool vmw_report_proc_stream(FILE *f, const char *sep, const struct vmw_proc *p)
  * (json_pack packs no object). */
 static void put_rates(struct out *o, const struct vmw_sample *x)
 {
+	static const char *const io_keys[] = {
+		",\"io_rate\":{\"rchar\":", ",\"wchar\":", ",\"syscr\":", ",\"syscw\":", ",\"read_bytes\":",
+		",\"write_bytes\":",
+	};
 	const struct vmw_proc_rates *r = &x->rate;
+	const double io[] = { r->rchar, r->wchar, r->syscr, r->syscw, r->read_bytes, r->write_bytes };
+	size_t i;
 
 	if (!x->proc.io_ok) {
 		PUTS(o, ",\"io_rate\":null");
-	} else if (isfinite(r->rchar) && isfinite(r->wchar) && isfinite(r->syscr) && isfinite(r->syscw) &&
-		   isfinite(r->read_bytes) && isfinite(r->write_bytes)) {
-		PUTS(o, ",\"io_rate\":{\"rchar\":");
-		put_real(o, r->rchar);
-		PUTS(o, ",\"wchar\":");
-		put_real(o, r->wchar);
-		PUTS(o, ",\"syscr\":");
-		put_real(o, r->syscr);
-		PUTS(o, ",\"syscw\":");
-		put_real(o, r->syscw);
-		PUTS(o, ",\"read_bytes\":");
-		put_real(o, r->read_bytes);
-		PUTS(o, ",\"write_bytes\":");
-		put_real(o, r->write_bytes);
-		PUTS(o, "}");
+	} else {
+		for (i = 0; i < 6 && isfinite(io[i]); i++)
+			;
+		for (size_t k = 0; i == 6 && k < 6; k++) {
+			put(o, io_keys[k], strlen(io_keys[k]));
+			put_real(o, io[k]);
+		}
+		if (i == 6)
+			PUTS(o, "}");
 	}
 	REAL_KEY(o, "min_flt_rate", r->min_flt);
 	REAL_KEY(o, "maj_flt_rate", r->maj_flt);
