@@ -314,14 +314,13 @@ static bool pid_listed(const int32_t *pids, size_t n, int32_t pid)
 	return false;
 }
 
-/* One frame as one line; written with a single fwrite and flushed. */
-static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
-		      uint64_t late, const struct top_view *v)
+/* The frame's fields before "processes": one small jansson dump, without
+ * its closing brace (NULL when out of memory). */
+static char *json_head(const struct top_header *h, const struct vmw_frame *f, uint64_t late,
+		       size_t *len)
 {
-	json_t *root = json_object(), *procs = json_array(), *events = json_array();
-	char *line;
-	size_t len;
-	int r = 0;
+	json_t *root = json_object();
+	char *head;
 
 	json_object_update_new(root, vmw_report_frame_base(f, f->seq));
 	json_object_set_new(root, "first", json_boolean(f->first));
@@ -331,26 +330,62 @@ static int print_json(FILE *out, const struct top_header *h, const struct vmw_fr
 					       : json_pack("{s:o}", "target", vmw_report_string(h->target)));
 	json_object_set_new(root, "kernel", h->ki ? vmw_report_kernel(h->ki) : json_null());
 	json_object_set_new(root, "summary", vmw_report_summary(f->summary_ok ? &f->summary : NULL, f));
-	for (size_t i = 0; i < f->nprocs; i++)
-		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
-		    (!v->uid_set || f->procs[i].proc.uid == v->uid))
-			json_array_append_new(procs, vmw_report_sample(&f->procs[i]));
-	json_object_set_new(root, "processes", procs);
-	for (size_t i = 0; i < f->nevents; i++)
-		if (pid_listed(v->pids, v->npids, f->events[i].pid))
-			json_array_append_new(events, vmw_report_event(&f->events[i]));
-	json_object_set_new(root, "events", events);
-
-	line = json_dumps(root, JSON_COMPACT);   /* full precision: time is Unix seconds */
+	head = root ? json_dumps(root, JSON_COMPACT) : NULL;   /* full precision: time is Unix seconds */
 	json_decref(root);
-	if (!line)
+	if (head && (*len = strlen(head)) < 2) {
+		free(head);
+		return NULL;
+	}
+	if (head)
+		(*len)--;      /* the closing brace */
+	return head;
+}
+
+/*
+ * One frame as one line, the bytes json_dumps of the frame as one jansson
+ * tree printed: the head dumped, then each process and event streamed
+ * (vmw_report_sample_stream, vmw_report_event_stream: ~1 MB per frame of a
+ * thousand processes without a tree) into out's buffer (json_output), then
+ * flushed.
+ */
+static int print_json(FILE *out, const struct top_header *h, const struct vmw_frame *f,
+		      uint64_t late, const struct top_view *v)
+{
+	size_t hlen;
+	char *head = json_head(h, f, late, &hlen);
+	bool first = true, ok;
+
+	if (!head)
 		return -ENOMEM;
-	len = strlen(line);
-	line[len] = '\n';      /* replaces the terminator; json_dumps' buffer holds len + 1 */
-	if (fwrite(line, 1, len + 1, out) != len + 1 || fflush(out) != 0)
-		r = -errno;
-	free(line);
-	return r;
+	ok = fwrite(head, 1, hlen, out) == hlen && fputs(",\"processes\":[", out) >= 0;
+	free(head);
+	for (size_t i = 0; ok && i < f->nprocs; i++)
+		if (pid_listed(v->pids, v->npids, f->procs[i].proc.pid) &&
+		    (!v->uid_set || f->procs[i].proc.uid == v->uid) &&
+		    /* a process jansson could not pack was left out of the array */
+		    vmw_report_sample_stream(out, first ? "" : ",", &f->procs[i]))
+			first = false;
+	ok = ok && fputs("],\"events\":[", out) >= 0;
+	first = true;
+	for (size_t i = 0; ok && i < f->nevents; i++)
+		if (pid_listed(v->pids, v->npids, f->events[i].pid)) {
+			ok = vmw_report_event_stream(out, first ? "" : ",", &f->events[i]);
+			first = false;
+		}
+	ok = ok && fputs("]}\n", out) >= 0;
+	if (fflush(out) != 0 || ferror(out))
+		return errno ? -errno : -EIO;
+	return ok ? 0 : -ENOMEM;
+}
+
+/* stdout's buffer for JSON Lines, set before anything is written: a frame
+ * of a thousand processes (~1 MB) goes out in one or two writes, from the
+ * same memory every frame (stdio's default: 4 KiB per write to a pipe). */
+static void json_output(FILE *out)
+{
+	static char buf[1 << 20];
+
+	setvbuf(out, buf, _IOFBF, sizeof(buf));
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -418,6 +453,9 @@ static int run_stream(struct top_source *src, const struct top_opts *o, enum mod
 	uint64_t deadline = vmw_now_ns(), late = 0, done = 0;
 	bool utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8"), waiting = false;
 	int r, ret = 0;
+
+	if (mode == MODE_JSON)
+		json_output(stdout);
 
 	for (;;) {
 		struct vmw_frame *f;

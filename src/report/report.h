@@ -87,8 +87,16 @@ json_t *vmw_report_cgroups(const struct vmw_cgroups *c, const double *cpu_percen
  * mem_percent, rss_delta_bytes, new, the rates of its counters (io_rate,
  * min_flt_rate, ...), and the threads' cpu_percent. */
 json_t *vmw_report_sample(const struct vmw_sample *x);
+/* sep, then vmw_report_sample(x) written to f as json_dumpf(...,
+ * JSON_COMPACT) prints it, byte for byte, without building it (stream.c;
+ * for top --json's thousands of processes per frame). false, with nothing
+ * written, where vmw_report_sample would give no object or on an error. */
+bool vmw_report_sample_stream(FILE *f, const char *sep, const struct vmw_sample *x);
 /* A process event (#/$defs/event) without seq and time (the caller adds them). */
 json_t *vmw_report_event(const struct vmw_event *e);
+/* sep, then vmw_report_event(e) as json_dumpf(..., JSON_COMPACT) prints it
+ * (stream.c). false, with nothing written, on an error. */
+bool vmw_report_event_stream(FILE *f, const char *sep, const struct vmw_event *e);
 /* The VM an introspection command looked at (#/$defs/vm): target, source, ram_bytes. */
 json_t *vmw_report_vm(const char *target, struct vmw_mem *mem);
 /* The guest kernel (#/$defs/kernel). */

@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <float.h>
 #include <jansson.h>
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "report/report.h"
@@ -208,19 +211,27 @@ static void test_sample_and_event(void **state)
 	json_decref(o);
 }
 
-/* The streamed process (ps --json) is byte for byte jansson's dump of
- * vmw_report_proc, for every kind of value; a process or thread jansson
- * cannot pack (a state byte that is not UTF-8) is left out the same way. */
-static void assert_stream_same(const struct vmw_proc *p)
+/* The streamed objects (ps --json, top --json) are byte for byte jansson's
+ * dump of vmw_report_proc, vmw_report_sample and vmw_report_event, for
+ * every kind of value; an object or thread jansson cannot pack (a state byte
+ * that is not UTF-8) is left out the same way, and so is a key whose real
+ * is NaN or infinite. */
+typedef bool (*stream_fn)(FILE *f, const char *sep, const void *x);
+
+static bool proc_stream(FILE *f, const char *sep, const void *x) { return vmw_report_proc_stream(f, sep, x); }
+static bool sample_stream(FILE *f, const char *sep, const void *x) { return vmw_report_sample_stream(f, sep, x); }
+static bool event_stream(FILE *f, const char *sep, const void *x) { return vmw_report_event_stream(f, sep, x); }
+
+/* o: the jansson object (taken over), or NULL where jansson packs none. */
+static void assert_same_bytes(json_t *o, stream_fn stream, const void *x)
 {
-	json_t *o = vmw_report_proc(p);
 	char *want = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	char *got = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&got, &len);
 
 	assert_non_null(f);
-	bool ok = vmw_report_proc_stream(f, ",", p);
+	bool ok = stream(f, ",", x);
 	assert_int_equal(fclose(f), 0);
 	assert_int_equal(ok, want != NULL);
 	if (want) {
@@ -232,6 +243,21 @@ static void assert_stream_same(const struct vmw_proc *p)
 	free(want);
 	free(got);
 	json_decref(o);
+}
+
+static void assert_stream_same(const struct vmw_proc *p)
+{
+	assert_same_bytes(vmw_report_proc(p), proc_stream, p);
+}
+
+static void assert_sample_same(const struct vmw_sample *x)
+{
+	assert_same_bytes(vmw_report_sample(x), sample_stream, x);
+}
+
+static void assert_event_same(const struct vmw_event *e)
+{
+	assert_same_bytes(vmw_report_event(e), event_stream, e);
 }
 
 static void test_proc_stream(void **state)
@@ -287,6 +313,123 @@ static void test_proc_stream(void **state)
 	assert_stream_same(&p);
 }
 
+/* Reals as jansson prints them ("%.17g", ".0" added, the exponent without
+ * '+' and leading zeros), NaN and infinities left out (io_rate whole), the
+ * threads' cpu_percent by their place in "tasks" (after a thread jansson
+ * dropped too), the hostile process of test_proc_stream underneath. */
+static void test_sample_stream(void **state)
+{
+	static const double reals[] = {
+		0.0, -0.0, 1.0, -1.0, 100.0, 0.1, 1.0 / 3, 33.333333333333336, 99.99999999999999, 1e15, 1e15 + 1,
+		999999999999999.0, 1e16, 12345678901234567.0, 1e17, 1e21, 1.5e300, DBL_MAX, -DBL_MAX, DBL_MIN,
+		5e-324, 1e-5, 0.0001, 0.00012345, 123456.789, -2.5e-7, 9007199254740993.0, 4503599627370496.5,
+		NAN, INFINITY, -INFINITY,
+	};
+	char *argv[] = { "/usr/bin/x", "caf\xc3\xa9", "bad\xff", "tab\t\x01", NULL };
+	struct vmw_thread th[4] = {
+		{ .tid = 7, .comm = "worker\x02", .state = 'S', .cpu = -1 },
+		{ .tid = 8, .comm = "w\xfe", .state = (char)0xc3, .cpu = 1 },   /* jansson drops it */
+		{ .tid = 9, .comm = "z", .state = '\0', .cpu = 0 },
+		{ .tid = 10, .comm = "q\"", .state = 'R', .cpu = 3 },
+	};
+	double tcpu[4];
+	struct vmw_sample x = {
+		.proc = { .pid = 4242, .ppid = 1, .comm = "sshd: r\xe9", .state = 'R', .uid = 4294967295u,
+			  .nr_threads = 4, .prio = -51, .nice = -20, .utime_ns = UINT64_MAX, .cmdline = argv,
+			  .threads = th, .nthreads_listed = 4, .io_ok = true, .io_cancelled_write_bytes = UINT64_MAX,
+			  .user = "root", .incomplete = true, .jobctl_ok = true, .tty_ok = true, .tpgid = -1,
+			  .cgroup = "/kubepods.slice/kubepods-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice/"
+				    "cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+			  .cgroups_v1 = "12:cpu,cpuacct:/a:b/t\tq\"\n3:name=systemd:/caf\xc3\xa9" },
+		.cpu_percent = 12.5, .mem_percent = 0.34071404783659387, .rss_delta_bytes = INT64_MIN,
+		.thread_cpu_percent = tcpu, .is_new = true,
+		.rate = { .rchar = 4096.5, .wchar = 1e-5, .syscr = 3, .syscw = 0.1, .read_bytes = 1e300,
+			  .write_bytes = -0.0, .min_flt = 2.5, .maj_flt = 1e16, .nvcsw = 0.0001, .nivcsw = 7 },
+	};
+	const size_t n = sizeof(reals) / sizeof(reals[0]);   /* 31: prime to 5 and 12 */
+
+	(void)state;
+	/* every real field in turn takes every value (the others finite) */
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < 12; k++) {
+			struct vmw_sample y = x;
+			double *fields[12] = { &y.cpu_percent, &y.mem_percent, &y.rate.rchar, &y.rate.wchar,
+					       &y.rate.syscr, &y.rate.syscw, &y.rate.read_bytes, &y.rate.write_bytes,
+					       &y.rate.min_flt, &y.rate.maj_flt, &y.rate.nvcsw, &y.rate.nivcsw };
+			for (size_t j = 0; j < 12; j++) {
+				double v = reals[(i + 5 * j) % n];
+				*fields[j] = j == k ? reals[i] : isfinite(v) ? v : 2.5;
+			}
+			for (size_t j = 0; j < 4; j++)
+				tcpu[j] = reals[(i + j) % n];
+			assert_sample_same(&y);
+		}
+	x.proc.io_ok = false;          /* io_rate null, whatever its rates */
+	x.rate.syscw = NAN;
+	x.is_new = false;
+	x.rss_delta_bytes = -4096;
+	x.thread_cpu_percent = NULL;   /* threads listed, no rates yet */
+	assert_sample_same(&x);
+	x.proc.threads = NULL;
+	x.proc.cmdline = NULL;
+	x.proc.cgroup = NULL;
+	x.proc.cgroups_v1 = NULL;
+	x.proc.user[0] = '\0';
+	x.proc.jobctl_ok = x.proc.tty_ok = false;
+	assert_sample_same(&x);
+	x.proc.kthread = true;
+	assert_sample_same(&x);
+	x.proc.state = (char)0xe9;     /* jansson packs no object */
+	assert_sample_same(&x);
+}
+
+/* Reals from random bit patterns (subnormals, NaNs with payloads, every
+ * exponent) print as jansson prints them. */
+static void test_sample_stream_reals(void **state)
+{
+	struct vmw_sample x = { .proc = { .pid = 1, .comm = "init", .state = 'S' } };
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	for (int i = 0; i < 20000; i++) {
+		uint64_t bits;
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		bits = seed;
+		if (i % 4 == 1)   /* exponents near 0: the percentages and rates top shows */
+			bits = (bits & 0x800fffffffffffffull) | (uint64_t)(1013 + seed % 40) << 52;
+		else if (i % 4 == 2)   /* integers and halves */
+			bits = 0;
+		memcpy(&x.cpu_percent, &bits, sizeof(bits));
+		if (i % 4 == 2)
+			x.cpu_percent = (double)(int64_t)(seed >> (seed % 64)) / (i % 8 == 2 ? 1 : 2);
+		x.mem_percent = -x.cpu_percent;
+		assert_sample_same(&x);
+	}
+}
+
+static void test_event_stream(void **state)
+{
+	struct vmw_event e = { .type = VMW_EVENT_NEW, .pid = 77, .comm = "kworker/0:1-events", .start_time_ns = 5,
+			       .runtime_ns = 6, .rss_bytes = 7, .vsz_bytes = 8 };
+
+	(void)state;
+	assert_event_same(&e);
+	e.type = VMW_EVENT_EXIT;
+	e.pid = -1;
+	e.pid_reused = true;
+	e.start_time_ns = e.runtime_ns = e.rss_bytes = e.vsz_bytes = UINT64_MAX;
+	snprintf(e.comm, sizeof(e.comm), "%s", "q\"b\\\x01\x1f\xff\xc3\xa9\n");
+	assert_event_same(&e);
+	memset(e.comm, 'x', sizeof(e.comm) - 1);
+	e.comm[sizeof(e.comm) - 1] = '\0';
+	assert_event_same(&e);
+	e.comm[0] = '\0';
+	e.type = 0;                    /* not "new": "exit" */
+	assert_event_same(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +442,9 @@ int main(void)
 		cmocka_unit_test(test_summary_shapes),
 		cmocka_unit_test(test_sample_and_event),
 		cmocka_unit_test(test_proc_stream),
+		cmocka_unit_test(test_sample_stream),
+		cmocka_unit_test(test_sample_stream_reals),
+		cmocka_unit_test(test_event_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
