@@ -1336,7 +1336,16 @@ static void set_cgroups_v1(struct vmw_linux *l, struct vmw_proc *p, char *v1)
 		p->incomplete = true;
 }
 
-/* Each process's cgroup path; processes of one css_set share one read. */
+/* A malloc'd string (or NULL) as a vmw_rcstr; the original is freed. */
+static char *rcstr_take(char *s)
+{
+	char *r = s ? vmw_rcstr_new(s, strlen(s)) : NULL;
+	free(s);
+	return r;
+}
+
+/* Each process's cgroup path; processes of one css_set share one read, and
+ * one string (a process costs no allocation). */
 static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 {
 	struct { uint64_t css, mem; bool mem_ok; char *path, *v1; } cache[CG_CACHE];
@@ -1355,8 +1364,8 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 		if (j == n) {
 			uint64_t mem = 0;
 			bool mem_ok = false;
-			char *path = cgroup_path(l, css, &mem, &mem_ok);
-			char *v1 = vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css);
+			char *path = rcstr_take(cgroup_path(l, css, &mem, &mem_ok));
+			char *v1 = rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css));
 			if (n == CG_CACHE) {   /* full: this one uncached */
 				ws->procs[i].cgroup = path;
 				set_cgroups_v1(l, &ws->procs[i], v1);
@@ -1370,14 +1379,14 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 			cache[n].v1 = v1;
 			cache[n++].path = path;
 		}
-		ws->procs[i].cgroup = cache[j].path ? strdup(cache[j].path) : NULL;
-		set_cgroups_v1(l, &ws->procs[i], cache[j].v1 ? strdup(cache[j].v1) : NULL);
+		ws->procs[i].cgroup = vmw_rcstr_ref(cache[j].path);
+		set_cgroups_v1(l, &ws->procs[i], vmw_rcstr_ref(cache[j].v1));
 		ws->procs[i].cgroup_memory_bytes = cache[j].mem;
 		ws->procs[i].cgroup_memory_ok = cache[j].mem_ok;
 	}
 	for (size_t j = 0; j < n; j++) {
-		free(cache[j].path);
-		free(cache[j].v1);
+		vmw_rcstr_unref(cache[j].path);
+		vmw_rcstr_unref(cache[j].v1);
 	}
 	vmw_cgv1_roots_free(roots);
 }
@@ -1602,9 +1611,9 @@ void vmw_proc_release(struct vmw_proc *p)
 			free(*a);
 	free(p->cmdline);
 	free(p->threads);
-	free(p->cgroup);
+	vmw_rcstr_unref(p->cgroup);
 	p->cgroup = NULL;
-	free(p->cgroups_v1);
+	vmw_rcstr_unref(p->cgroups_v1);
 	p->cgroups_v1 = NULL;
 	p->cmdline = NULL;
 	p->threads = NULL;

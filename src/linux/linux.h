@@ -59,12 +59,14 @@ struct vmw_proc {
 	uint64_t nvcsw, nivcsw;
 	bool io_ok;
 	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
-	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::" (owned:
-	 * freed with cmdline by vmw_proc_release), NULL if unreadable. */
+	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::", NULL if
+	 * unreadable. This and cgroups_v1 are vmw_rcstr strings (util.h): the
+	 * processes of one css_set share one; vmw_proc_release drops the
+	 * record's reference. */
 	char *cgroup;
 	/* The cgroup v1 lines of /proc/PID/cgroup, "ID:controllers:path" joined
 	 * by '\n' in the kernel's order ("" when no v1 hierarchy is mounted;
-	 * owned, freed by vmw_proc_release; read with vmw_cgroup_v1_next), NULL
+	 * a vmw_rcstr like cgroup; read with vmw_cgroup_v1_next), NULL
 	 * if unknown. */
 	char *cgroups_v1;
 	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */

@@ -328,14 +328,30 @@ static bool take_string(struct in *in, char **ret)
 	return true;
 }
 
+/* A string as a vmw_rcstr (a process's cgroup texts, see linux.h). */
+static bool take_rcstring(struct in *in, char **ret)
+{
+	uint32_t len;
+
+	if (!take_u32(in, &len))
+		return false;
+	if (len == NO_STRING)
+		return true;
+	if (len > in->left || !(*ret = vmw_rcstr_new((const char *)in->p, len)))
+		return false;
+	in->p += len;
+	in->left -= len;
+	return true;
+}
+
 /* ---- version 5: the cgroup v1 lines; text that does not read as
  * "ID:controllers:path" lines refuses the frame. */
 static bool take_cgroups_v1(struct in *in, struct vmw_proc *p)
 {
-	if (!take_string(in, &p->cgroups_v1))
+	if (!take_rcstring(in, &p->cgroups_v1))
 		return false;
 	if (p->cgroups_v1 && !vmw_cgroup_v1_valid(p->cgroups_v1)) {
-		free(p->cgroups_v1);
+		vmw_rcstr_unref(p->cgroups_v1);
 		p->cgroups_v1 = NULL;
 		return false;
 	}
@@ -413,7 +429,7 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
 	fix_rates(&s->rate);
-	return take_cmdline(in, &s->proc) && take_string(in, &s->proc.cgroup) && take_cgroups_v1(in, &s->proc) &&
+	return take_cmdline(in, &s->proc) && take_rcstring(in, &s->proc.cgroup) && take_cgroups_v1(in, &s->proc) &&
 	       take_threads(in, s);
 }
 

@@ -2,6 +2,9 @@
 #include "util/util.h"
 
 #include <ctype.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -132,6 +135,41 @@ int vmw_parse_u64(const char *s, uint64_t *ret)
 		return -EINVAL;
 	*ret = v;
 	return 0;
+}
+
+struct rcstr {
+	size_t refs;
+	char s[];
+};
+
+static struct rcstr *rcstr_of(char *s)
+{
+	return (struct rcstr *)(void *)(s - offsetof(struct rcstr, s));
+}
+
+char *vmw_rcstr_new(const char *s, size_t len)
+{
+	struct rcstr *r;
+
+	if (!s || len > SIZE_MAX - sizeof(*r) - 1 || !(r = malloc(sizeof(*r) + len + 1)))
+		return NULL;
+	r->refs = 1;
+	memcpy(r->s, s, len);
+	r->s[len] = '\0';
+	return r->s;
+}
+
+char *vmw_rcstr_ref(char *s)
+{
+	if (s)
+		rcstr_of(s)->refs++;
+	return s;
+}
+
+void vmw_rcstr_unref(char *s)
+{
+	if (s && !--rcstr_of(s)->refs)
+		free(rcstr_of(s));
 }
 
 int vmw_parse_seconds(const char *s, double max_s, uint64_t *ret_ns)

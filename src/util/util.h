@@ -174,6 +174,16 @@ int vmw_parse_u64(const char *s, uint64_t *ret);
  * nanoseconds (at least 1 us). 0 or -EINVAL. */
 int vmw_parse_seconds(const char *s, double max_s, uint64_t *ret_ns);
 
+/*
+ * Shared immutable strings with a reference count, for text many records
+ * hold alike (the cgroup path of every process of one css_set). Not atomic:
+ * every reference belongs to one thread. All accept NULL; vmw_rcstr_new
+ * copies len bytes and a NUL, and returns NULL when out of memory.
+ */
+char *vmw_rcstr_new(const char *s, size_t len);
+char *vmw_rcstr_ref(char *s);
+void vmw_rcstr_unref(char *s);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t vmw_now_ns(void);
 /* Wall clock (CLOCK_REALTIME) in nanoseconds since the epoch. */

@@ -116,6 +116,26 @@ static void test_parse_seconds(void **state)
 	assert_int_equal(ns, 7);                 /* untouched on error */
 }
 
+static void test_rcstr(void **state)
+{
+	char *a, *b;
+	(void)state;
+	assert_null(vmw_rcstr_new(NULL, 0));
+	assert_null(vmw_rcstr_ref(NULL));
+	vmw_rcstr_unref(NULL);
+	a = vmw_rcstr_new("/system.slice/x.service-tail", 21);
+	assert_non_null(a);
+	assert_string_equal(a, "/system.slice/x.servi");
+	b = vmw_rcstr_ref(a);
+	assert_ptr_equal(a, b);
+	vmw_rcstr_unref(a);
+	assert_string_equal(b, "/system.slice/x.servi");   /* still held (ASan: no use after free) */
+	vmw_rcstr_unref(b);
+	a = vmw_rcstr_new("", 0);
+	assert_string_equal(a, "");
+	vmw_rcstr_unref(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -123,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_pidmap),
 		cmocka_unit_test(test_text_sanitize),
 		cmocka_unit_test(test_parse_seconds),
+		cmocka_unit_test(test_rcstr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,13 @@
 
 #include "sampler/sampler.h"
 
+static char *xrcstr(const char *s)
+{
+	char *r = vmw_rcstr_new(s, strlen(s));
+	assert_non_null(r);
+	return r;
+}
+
 static char *xstrdup(const char *s)
 {
 	char *d = strdup(s);
@@ -39,9 +46,9 @@ static struct vmw_frame *sample_frame(void)
 	f->procs[0].proc.cmdline = calloc(3, sizeof(char *));
 	f->procs[0].proc.cmdline[0] = xstrdup("/usr/sbin/sshd");
 	f->procs[0].proc.cmdline[1] = xstrdup("-D \x1b[2K");
-	f->procs[0].proc.cgroup = xstrdup("/system.slice/ssh.service");
-	f->procs[0].proc.cgroups_v1 = xstrdup("3:cpu,cpuacct:/a\n2:name=systemd:/b");
-	f->procs[1].proc.cgroups_v1 = xstrdup("");
+	f->procs[0].proc.cgroup = xrcstr("/system.slice/ssh.service");
+	f->procs[0].proc.cgroups_v1 = xrcstr("3:cpu,cpuacct:/a\n2:name=systemd:/b");
+	f->procs[1].proc.cgroups_v1 = xrcstr("");
 	strcpy(f->procs[0].proc.user, "root");
 	f->procs[0].proc.io_ok = true;
 	f->procs[0].proc.threads = calloc(2, sizeof(struct vmw_thread));
@@ -260,12 +267,12 @@ static void test_hostile_values(void **state)
 	/* cgroup v1 text that is not "ID:controllers:path" lines: refused. */
 	free(f->cgroups.cg[1].path);
 	f->cgroups.cg[1].path = xstrdup("/system.slice");
-	free(f->procs[0].proc.cgroups_v1);
-	f->procs[0].proc.cgroups_v1 = xstrdup("3:cpu,cpuacct:/a\nno line");
+	vmw_rcstr_unref(f->procs[0].proc.cgroups_v1);
+	f->procs[0].proc.cgroups_v1 = xrcstr("3:cpu,cpuacct:/a\nno line");
 	encode(f, &buf, &len);
 	assert_true(vmw_frame_decode(buf, len, &g, &err) < 0);
 	free(buf);
-	free(f->procs[0].proc.cgroups_v1);
+	vmw_rcstr_unref(f->procs[0].proc.cgroups_v1);
 	f->procs[0].proc.cgroups_v1 = NULL;
 	encode(f, &buf, &len);
 	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
