@@ -53,7 +53,12 @@ struct agent_base *agent_base_build(const struct agent_snap *s)
 		b->names[at + len] = '\0';
 		at += len + 1;
 	}
-	qsort(b->procs, b->n, sizeof(*b->procs), base_proc_cmp);
+	/* A frame lists processes in the task list's order: by pid, mostly. */
+	for (size_t i = 1; i < b->n; i++)
+		if (b->procs[i - 1].pid > b->procs[i].pid) {
+			qsort(b->procs, b->n, sizeof(*b->procs), base_proc_cmp);
+			break;
+		}
 	return b;
 }
 
