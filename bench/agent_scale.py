@@ -22,7 +22,7 @@ the agent's processes (/proc/PID/status), and per sampler. It also times the
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
 per frame) to give the agent's cost per VM per frame against it
 (--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
-monitor and the front at the end, to see where their memory is.
+monitor, the front and one sampler at the end, to see where their memory is.
 
 Not a test. The machine is usually shared: quote the load average with it.
 """
@@ -143,7 +143,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare walk (no cost ratio)")
     ap.add_argument("--save-smaps", metavar="DIR",
-                    help="save /proc/PID/smaps and status of the agent's non-sampler processes into DIR")
+                    help="save /proc/PID/smaps and status of the agent's non-sampler processes and of one sampler into DIR")
     a = ap.parse_args()
     vmwatch = a.vmwatch or os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch")
 
@@ -204,9 +204,12 @@ def main():
         load = os.getloadavg()
         if a.save_smaps:
             os.makedirs(a.save_smaps, exist_ok=True)
-            for p, v in procs.items():
+            one_sampler = False
+            for p, v in sorted(procs.items()):
                 if v["comm"].startswith("vmwatch-sample"):
-                    continue
+                    if one_sampler:
+                        continue
+                    one_sampler = True
                 for what in ("smaps", "status"):
                     try:
                         with open(f"/proc/{p}/{what}") as src, \

@@ -38,6 +38,7 @@ struct agent_group {
 struct agent_snap {
 	atomic_uint ref;
 	uint64_t seq;                  /* publications for this VM, from 1 */
+	uint64_t id;                   /* unique in the agent's life (any VM) */
 	struct vmw_frame *frame;
 	const struct vmw_summary *summary; /* &frame->summary, or NULL when the frame has none */
 	struct vmw_pidmap pids;        /* pid -> index in frame->procs */
@@ -54,6 +55,32 @@ struct agent_snap *agent_snap_ref(struct agent_snap *s);
 void agent_snap_unref(struct agent_snap *s);
 /* Index in s->frame->procs of pid, or -1. */
 long agent_snap_find(const struct agent_snap *s, int32_t pid);
+
+/* What the compat API keeps of a snapshot it may have to diff against (the
+ * one before the latest, the one a client was last served): each process's
+ * identity and its row's values, ~60 bytes a process instead of the whole
+ * frame (compat.c). Immutable, refcounted. */
+struct agent_base_proc {
+	int32_t pid, prio;
+	uint64_t start_time_ns;
+	uint64_t rss_kib, vsz_kib;
+	double cpu_percent, mem_percent;
+	uint32_t comm;                 /* offset of its comm in the base's names */
+	char state;
+};
+
+struct agent_base {
+	atomic_uint ref;
+	uint64_t snap_id;              /* the snapshot's id */
+	size_t n;
+	struct agent_base_proc *procs; /* sorted by pid */
+	char *names;                   /* the comms, each terminated */
+};
+
+/* NULL when s is NULL or out of memory. */
+struct agent_base *agent_base_build(const struct agent_snap *s);
+struct agent_base *agent_base_ref(struct agent_base *b);
+void agent_base_unref(struct agent_base *b);
 
 /* ---------------------------------------------------------------- history */
 
@@ -159,7 +186,7 @@ struct agent_vm {
 	char reason[600];
 	uint64_t status_wall_ns;
 	struct agent_snap *snap;       /* latest published, NULL before the first frame */
-	struct agent_snap *prev;       /* the one before */
+	struct agent_base *prev;       /* what the compat API keeps of the one before */
 	char kernel_release[72];
 	char kernel_build_id[48];
 	uint64_t frames_total, frame_errors_total, attaches_total;
@@ -310,6 +337,11 @@ void agent_prom_u64(FILE *f, uint64_t u);
 int agent_compat_init(struct agent *a);
 void agent_compat_free(struct agent *a);
 json_t *agent_compat_instances(struct agent *a);
+/* compat_diff.c: the rows of snap against base, sorted by pid: "Existed
+ * Process" or "New Process" (not in base: same pid and start time), then
+ * base's processes not in snap as "Ended Process" with their last values.
+ * base NULL or of snap itself: every process existed. */
+json_t *agent_compat_diff(const struct agent_snap *snap, const struct agent_base *base);
 /* The process list for client; NULL (with *code, msg) when not possible. */
 json_t *agent_compat_processes(struct agent *a, const char *instance, const char *client,
 			       unsigned *code, char *msg, size_t msgsize);

@@ -37,7 +37,7 @@ static void copy_str(char *dst, size_t size, const char *src)
 struct centry {
 	char client[160];
 	char vm_id[40];
-	struct agent_snap *snap;      /* what the client was last served */
+	struct agent_base *base;      /* what the client was last served */
 	uint64_t used_ns;             /* monotonic */
 };
 
@@ -68,7 +68,7 @@ void agent_compat_free(struct agent *a)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n; i++)
-		agent_snap_unref(c->e[i].snap);
+		agent_base_unref(c->e[i].base);
 	free(c->e);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -83,7 +83,7 @@ void agent_compat_expire(struct agent *a)
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = c->n; i-- > 0;)
 		if (now - c->e[i].used_ns > ttl) {
-			agent_snap_unref(c->e[i].snap);
+			agent_base_unref(c->e[i].base);
 			c->e[i] = c->e[--c->n];
 		}
 	pthread_mutex_unlock(&c->lock);
@@ -101,65 +101,13 @@ json_t *agent_compat_instances(struct agent *a)
 	return arr;
 }
 
-static json_t *row(const char *type, const struct vmw_sample *x)
-{
-	const struct vmw_proc *p = &x->proc;
-	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:f, s:I, s:I, s:f}",
-			 "type", type, "state", vmw_report_state_name(p->state), "pid", p->pid,
-			 "name", vmw_report_string(p->comm), "priority", p->prio,
-			 "cpu_usage", x->cpu_percent,
-			 "physical_memory_usage", (json_int_t)(vmw_proc_rss_bytes(p) >> 10),
-			 "virtual_memory_usage", (json_int_t)(p->vsz_bytes >> 10), "memory_percent", x->mem_percent);
-}
-
-static bool same_proc(const struct agent_snap *s, long j, const struct vmw_proc *p)
-{
-	return j >= 0 && s->frame->procs[j].proc.start_time_ns == p->start_time_ns;
-}
-
-static int cmp_pid(const void *a, const void *b)
-{
-	return (*(const struct vmw_sample *const *)a)->proc.pid - (*(const struct vmw_sample *const *)b)->proc.pid;
-}
-
-/* The list of snap against baseline (NULL: everything existed). */
-static json_t *diff(const struct agent_snap *snap, const struct agent_snap *base)
-{
-	const struct vmw_frame *f = snap->frame;
-	size_t n = f->nprocs + (base ? base->frame->nprocs : 0), k = 0, cur;
-	const struct vmw_sample **v = calloc(n ? n : 1, sizeof(*v));
-	json_t *arr = json_array();
-
-	if (!v)
-		return arr;
-	for (size_t i = 0; i < f->nprocs; i++)
-		v[k++] = &f->procs[i];
-	qsort(v, k, sizeof(*v), cmp_pid);
-	cur = k;
-	for (size_t i = 0; base && i < base->frame->nprocs; i++) {
-		const struct vmw_sample *x = &base->frame->procs[i];
-		if (!same_proc(snap, agent_snap_find(snap, x->proc.pid), &x->proc))
-			v[k++] = x;
-	}
-	qsort(v + cur, k - cur, sizeof(*v), cmp_pid);
-	for (size_t i = 0; i < k; i++) {
-		const char *type = "Existed Process";
-		if (i >= cur)
-			type = "Ended Process";
-		else if (base && base != snap && !same_proc(base, agent_snap_find(base, v[i]->proc.pid), &v[i]->proc))
-			type = "New Process";
-		json_array_append_new(arr, row(type, v[i]));
-	}
-	free(v);
-	return arr;
-}
-
 json_t *agent_compat_processes(struct agent *a, const char *instance, const char *client,
 			       unsigned *code, char *msg, size_t msgsize)
 {
 	struct agent_compat *c = a->compat;
 	struct agent_vm *vm = agent_vm_lookup(a, instance);
-	struct agent_snap *snap, *prev, *base = NULL;
+	struct agent_snap *snap;
+	struct agent_base *prev, *base = NULL, *served;
 	struct centry *e = NULL;
 	bool ambiguous = false;
 	json_t *out;
@@ -175,7 +123,7 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 	}
 	pthread_mutex_lock(&vm->lock);
 	snap = agent_snap_ref(vm->snap);
-	prev = agent_snap_ref(vm->prev);
+	prev = agent_base_ref(vm->prev);
 	if (!snap) {
 		*code = 503;
 		snprintf(msg, msgsize, "instance '%.200s' is not monitored yet: %s%.300s", instance,
@@ -185,24 +133,26 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (!snap) {
-		agent_snap_unref(prev);
+		agent_base_unref(prev);
 		agent_vm_unref(vm);
 		return NULL;
 	}
 
+	/* What this client is served now: its baseline next time. */
+	served = c->cap ? agent_base_build(snap) : NULL;
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < c->n && !e; i++)
 		if (!strcmp(c->e[i].client, client) && !strcmp(c->e[i].vm_id, vm->id))
 			e = &c->e[i];
 	if (e)
-		base = agent_snap_ref(e->snap);
+		base = agent_base_ref(e->base);
 	else if (c->cap && c->e) {
 		if (c->n == c->cap) {        /* evict the least recently used */
 			size_t lru = 0;
 			for (size_t i = 1; i < c->n; i++)
 				if (c->e[i].used_ns < c->e[lru].used_ns)
 					lru = i;
-			agent_snap_unref(c->e[lru].snap);
+			agent_base_unref(c->e[lru].base);
 			c->e[lru] = c->e[--c->n];
 		}
 		e = &c->e[c->n++];
@@ -211,17 +161,19 @@ json_t *agent_compat_processes(struct agent *a, const char *instance, const char
 		copy_str(e->vm_id, sizeof(e->vm_id), vm->id);
 	}
 	if (e) {
-		agent_snap_unref(e->snap);
-		e->snap = agent_snap_ref(snap);
+		agent_base_unref(e->base);
+		e->base = served;
+		served = NULL;
 		e->used_ns = vmw_now_ns();
 	}
 	pthread_mutex_unlock(&c->lock);
+	agent_base_unref(served);
 
 	if (!base)
-		base = agent_snap_ref(prev);
-	out = diff(snap, base);
-	agent_snap_unref(base);
-	agent_snap_unref(prev);
+		base = agent_base_ref(prev);
+	out = agent_compat_diff(snap, base);
+	agent_base_unref(base);
+	agent_base_unref(prev);
 	agent_snap_unref(snap);
 	agent_vm_unref(vm);
 	return out;

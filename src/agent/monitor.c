@@ -169,9 +169,10 @@ void agent_vm_rebooting(struct agent_vm *vm)
 	vm->rebooting = true;
 	vm->reboot_gen++;
 	agent_reset_clock_start(&vm->held);
-	agent_snap_unref(vm->prev);
+	agent_base_unref(vm->prev);
 	agent_snap_unref(vm->snap);
-	vm->prev = vm->snap = NULL;
+	vm->prev = NULL;
+	vm->snap = NULL;
 	set_status(vm, AGENT_VM_STARTING, "rebooting", "the guest was reset: waiting for its new kernel");
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
@@ -222,6 +223,7 @@ static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_sn
 {
 	struct agent *a = vm->a;
 	struct agent_snap *snap;
+	struct agent_base *prev;
 
 	if (hold_after_reset(vm, f, gen)) {
 		vmw_frame_free(f);
@@ -233,9 +235,15 @@ static void vm_publish(struct agent_vm *vm, struct vmw_frame *f, struct agent_sn
 		return;
 	}
 	(*seq)++;
+	/* The compat API's "previous interval": what it needs of the snapshot
+	 * published so far (*last, unless a reset dropped it), not all of it. */
+	prev = agent_base_build(*last);
 	pthread_mutex_lock(&vm->lock);
-	agent_snap_unref(vm->prev);
-	vm->prev = vm->snap;
+	agent_base_unref(vm->prev);
+	vm->prev = vm->snap == *last ? prev : NULL;
+	if (vm->snap != *last)
+		agent_base_unref(prev);
+	agent_snap_unref(vm->snap);
 	vm->snap = agent_snap_ref(snap);
 	vm->frames_total++;
 	vm->host_cpu_percent = host_pct;

@@ -23,7 +23,7 @@ void agent_vm_unref(struct agent_vm *vm)
 	if (!vm || atomic_fetch_sub(&vm->ref, 1) != 1)
 		return;
 	agent_snap_unref(vm->snap);
-	agent_snap_unref(vm->prev);
+	agent_base_unref(vm->prev);
 	agent_hist_free(&vm->hist);
 	free(vm->ev);
 	pthread_mutex_destroy(&vm->lock);

@@ -9,10 +9,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -74,10 +77,40 @@ static void describe(struct ps_frame_rep *a, struct vmw_session *sess, int r, co
 }
 
 /*
+ * The attach (discovery, kallsyms, BTF) runs deeper than a frame: the stack
+ * pages it touched stay resident, ~30 KiB that no frame uses again. Give back
+ * the stack below this function's frame and STACK_KEEP more (the stack's
+ * mapping from /proc/self/maps: nothing else is touched); the frames fault
+ * in again only what they use.
+ */
+#define STACK_KEEP (8u << 10)
+
+static void release_stack(void)
+{
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0), lo = 0, hi = 0, end;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "[stack]") && sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2)
+			break;
+	fclose(f);
+	if (sp < STACK_KEEP || !lo)
+		return;
+	end = (sp - STACK_KEEP) & ~(page - 1);
+	if (lo < end && end < hi)
+		madvise((void *)lo, end - lo, MADV_DONTNEED);
+}
+
+/*
  * After the first frame of an attach the models have asked every layout and
  * symbol they need: the kernel model gives back the parsed BTF and the full
  * symbol table (the memo keeps the answers, and is saved to the cache for
- * the next sampler of the same build), and malloc returns the freed pages.
+ * the next sampler of the same build), and malloc returns the freed pages,
+ * and the stack the attach's deeper calls touched.
  * What stays is this VM's own: tens of KiB of model, the frame buffers.
  */
 static void trim_after_attach(struct vmw_session *sess, uint64_t *trimmed_attach)
@@ -90,6 +123,7 @@ static void trim_after_attach(struct vmw_session *sess, uint64_t *trimmed_attach
 	*trimmed_attach = n;
 	vmw_kernel_trim(k);
 	malloc_trim(0);
+	release_stack();
 }
 
 static int sink(void *opaque, const void *buf, size_t len)

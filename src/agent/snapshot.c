@@ -180,6 +180,8 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 	return 0;
 }
 
+static atomic_uint_fast64_t snap_ids;
+
 struct agent_snap *agent_snap_build(struct vmw_frame *f, const struct agent_snap *prev,
 				   uint64_t seq, unsigned max_groups)
 {
@@ -189,6 +191,7 @@ struct agent_snap *agent_snap_build(struct vmw_frame *f, const struct agent_snap
 		return NULL;
 	atomic_init(&s->ref, 1);
 	s->seq = seq;
+	s->id = atomic_fetch_add(&snap_ids, 1) + 1;
 	s->frame = f;
 	s->summary = f->summary_ok ? &f->summary : NULL;
 	if (vmw_pidmap_reset(&s->pids, f->nprocs) < 0) {

@@ -415,6 +415,96 @@ static void test_prom_label_value(void **state)
 	free(got);
 }
 
+/* A frame of processes for the compat list: pid, start time, comm; the
+ * row's values follow from the pid. */
+static struct agent_snap *compat_snap(const int32_t *pids, const uint64_t *starts, const char *const *comms,
+				      size_t n, uint64_t seq)
+{
+	struct vmw_frame *f = calloc(1, sizeof(*f));
+	struct agent_snap *s;
+
+	f->procs = calloc(n, sizeof(*f->procs));
+	f->nprocs = n;
+	for (size_t i = 0; i < n; i++) {
+		struct vmw_sample *x = &f->procs[i];
+		x->proc.pid = pids[i];
+		x->proc.start_time_ns = starts[i];
+		snprintf(x->proc.comm, sizeof(x->proc.comm), "%s", comms[i]);
+		x->proc.state = pids[i] % 2 ? 'S' : 'R';
+		x->proc.prio = 100 + pids[i];
+		x->proc.rss_anon_bytes = (uint64_t)pids[i] << 20;
+		x->proc.rss_file_bytes = 4096;
+		x->proc.vsz_bytes = (uint64_t)pids[i] << 30;
+		x->cpu_percent = 0.5 * pids[i] + (double)seq;
+		x->mem_percent = 0.125 * pids[i];
+	}
+	s = agent_snap_build(f, NULL, seq, 16);
+	assert_non_null(s);
+	return s;
+}
+
+/* One row as the compat API printed it: type, then its values. */
+static void assert_row(json_t *r, const char *type, const char *state, int pid, const char *name, int prio,
+		       double cpu, int64_t rss_kib, int64_t vsz_kib, double mem)
+{
+	assert_string_equal(json_string_value(json_object_get(r, "type")), type);
+	assert_string_equal(json_string_value(json_object_get(r, "state")), state);
+	assert_int_equal(json_integer_value(json_object_get(r, "pid")), pid);
+	assert_string_equal(json_string_value(json_object_get(r, "name")), name);
+	assert_int_equal(json_integer_value(json_object_get(r, "priority")), prio);
+	assert_true(json_real_value(json_object_get(r, "cpu_usage")) == cpu);
+	assert_int_equal(json_integer_value(json_object_get(r, "physical_memory_usage")), rss_kib);
+	assert_int_equal(json_integer_value(json_object_get(r, "virtual_memory_usage")), vsz_kib);
+	assert_true(json_real_value(json_object_get(r, "memory_percent")) == mem);
+	assert_int_equal(json_object_size(r), 9);
+}
+
+/* The compat list against a baseline that outlives its snapshot: new (pid
+ * not there, or reused), existed, ended with their last values, by pid. */
+static void test_compat_diff(void **state)
+{
+	int32_t pa[] = { 3, 1, 2 }, pb[] = { 4, 2, 1 };
+	uint64_t sa[] = { 30, 10, 20 }, sb[] = { 40, 21, 10 };
+	const char *ca[] = { "sh", "init", "old" }, *cb[] = { "cron", "new", "init" };
+	struct agent_snap *a = compat_snap(pa, sa, ca, 3, 1), *b;
+	struct agent_base *base = agent_base_build(a), *self;
+	json_t *rows;
+	(void)state;
+
+	assert_non_null(base);
+	agent_snap_unref(a);           /* the baseline keeps what it needs */
+	b = compat_snap(pb, sb, cb, 3, 2);
+	rows = agent_compat_diff(b, base);
+	assert_int_equal(json_array_size(rows), 5);
+	assert_row(json_array_get(rows, 0), "Existed Process", vmw_report_state_name('S'), 1, "init", 101,
+		   2.5, 1028, 1 << 20, 0.125);
+	assert_row(json_array_get(rows, 1), "New Process", vmw_report_state_name('R'), 2, "new", 102,
+		   3.0, 2052, 2 << 20, 0.25);
+	assert_row(json_array_get(rows, 2), "New Process", vmw_report_state_name('R'), 4, "cron", 104,
+		   4.0, 4100, 4 << 20, 0.5);
+	/* Ended: the values of the baseline's frame (seq 1), not the new one's. */
+	assert_row(json_array_get(rows, 3), "Ended Process", vmw_report_state_name('R'), 2, "old", 102,
+		   2.0, 2052, 2 << 20, 0.25);
+	assert_row(json_array_get(rows, 4), "Ended Process", vmw_report_state_name('S'), 3, "sh", 103,
+		   2.5, 3076, 3 << 20, 0.375);
+	json_decref(rows);
+	/* No baseline, or the snapshot's own: every process existed. */
+	self = agent_base_build(b);
+	for (int k = 0; k < 2; k++) {
+		rows = agent_compat_diff(b, k ? self : NULL);
+		assert_int_equal(json_array_size(rows), 3);
+		for (size_t i = 0; i < 3; i++)
+			assert_string_equal(json_string_value(json_object_get(json_array_get(rows, i), "type")),
+					    "Existed Process");
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 2), "pid")), 4);
+		json_decref(rows);
+	}
+	assert_null(agent_base_build(NULL));
+	agent_base_unref(self);
+	agent_base_unref(base);
+	agent_snap_unref(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -430,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_prom_number),
 		cmocka_unit_test(test_prom_u64),
 		cmocka_unit_test(test_prom_label_value),
+		cmocka_unit_test(test_compat_diff),
 	};
 	vmw_agent_log_set_level(VMW_LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

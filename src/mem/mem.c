@@ -384,7 +384,7 @@ int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
  */
 #define REMOTE_GAP 2048
 
-struct batch {
+struct remote_batch {
 	struct iovec liov[IOV_MAX], riov[IOV_MAX];
 	struct vmw_phys_iov *piece[IOV_MAX];
 	uint64_t remote[IOV_MAX];      /* each piece's remote address */
@@ -401,7 +401,7 @@ struct batch {
  * stretch of QEMU's memory into the pieces' buffers and the gap filler);
  * pieces of a range that came back short are retried alone.
  */
-static void batch_flush_proc_mem(struct vmw_mem *mem, struct batch *b)
+static void batch_flush_proc_mem(struct vmw_mem *mem, struct remote_batch *b)
 {
 	size_t li = 0, j = 0, start = 0;
 
@@ -441,7 +441,7 @@ static void batch_flush_proc_mem(struct vmw_mem *mem, struct batch *b)
  * wholly inside the returned count are done, the rest are retried alone so
  * that each gets its own error and good pieces after a bad one still succeed.
  */
-static void batch_flush(struct vmw_mem *mem, struct batch *b)
+static void batch_flush(struct vmw_mem *mem, struct remote_batch *b)
 {
 	ssize_t got;
 	int e = 0;
@@ -477,7 +477,7 @@ static void batch_flush(struct vmw_mem *mem, struct batch *b)
 }
 
 /* Queue piece v (remote address `remote` in segment s) into batch b. */
-static void batch_add(struct vmw_mem *mem, struct batch *b, struct vmw_phys_iov *v,
+static void batch_add(struct vmw_mem *mem, struct remote_batch *b, struct vmw_phys_iov *v,
 		      const struct vmw_mem_seg *s, uint64_t remote)
 {
 	bool join = b->nr && s == b->seg && remote >= b->end && remote - b->end <= REMOTE_GAP;
@@ -547,8 +547,7 @@ static int remote_piece_cmp(const void *a, const void *b)
 
 int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 {
-	struct batch *b = NULL;
-	struct batch small;  /* on the stack: ~70 KiB */
+	struct remote_batch *b = NULL;
 	struct remote_piece *rp = NULL;
 	size_t nrp = 0;
 	bool order = n > 1;  /* sort remote pieces (off if that memory is not to be had) */
@@ -557,8 +556,12 @@ int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 	if (mem->trace)
 		for (size_t i = 0; i < n; i++)
 			trace_range(mem->trace, iov[i].addr, iov[i].len);
-	if (mem->pid) {
-		b = &small;
+	/* The batch (~60 KB) is the source's, taken at its first remote read:
+	 * on the stack it made every reader's stack that deep, mapped RAM too.
+	 * Without it (no memory), pieces are read one by one. */
+	if (mem->pid && !mem->batch)
+		mem->batch = malloc(sizeof(*mem->batch));
+	if (mem->pid && (b = mem->batch)) {
 		b->k = b->nl = b->nr = 0;
 		b->bytes = 0;
 		b->seg = NULL;
@@ -637,6 +640,7 @@ void vmw_mem_close(struct vmw_mem *mem)
 	if (mem->proc_mem_fd >= 0)
 		close(mem->proc_mem_fd);
 	free(mem->pagemap_buf);
+	free(mem->batch);
 	vmw_mem_trace_stop(mem);
 	free(mem->segs);
 	free(mem->ranges);

@@ -38,6 +38,7 @@ struct vmw_mem {
 	char desc[512];
 	struct vmw_mem_stats stats;
 	struct vmw_mem_trace *trace;   /* page tracing (fuzz seeds); NULL when off */
+	struct remote_batch *batch;    /* vmw_mem_readv's remote batch (mem.c), taken at the first remote read */
 };
 
 int vmw_mem_new(struct vmw_mem **ret);
