@@ -20,8 +20,9 @@ sampler), scrapes /metrics once per interval for --seconds (as a Prometheus
 server would), and reads the CPU time again; memory is RssAnon summed over
 the agent's processes (/proc/PID/status), and per sampler. It also times the
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
-per frame) to give the agent's cost per VM per frame against it
-(--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
+per frame) to give the agent's cost per VM per frame against it, both
+back to back (warm caches) and with --bare-interval between frames (cold,
+as a sampler's frames are; `vmwatch bench -i`) (--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
 monitor, the front and one sampler at the end, to see where their memory is.
 
 Not a test. The machine is usually shared: quote the load average with it.
@@ -124,9 +125,11 @@ def get(url, timeout=10):
         return r.read()
 
 
-def bare_walk(vmwatch, ram, frames):
-    out = subprocess.run([vmwatch, "bench", "--json", "--cmdline", "-n", str(frames), f"file:{ram}"],
-                         check=True, capture_output=True, text=True).stdout
+def bare_walk(vmwatch, ram, frames, interval=None):
+    cmd = [vmwatch, "bench", "--json", "--cmdline", "-n", str(frames)]
+    if interval:
+        cmd += ["-i", f"{interval:g}"]   # cold frames, as a sampler takes them
+    out = subprocess.run(cmd + [f"file:{ram}"], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
@@ -139,6 +142,8 @@ def main():
     ap.add_argument("--agent", default=os.path.join(os.path.dirname(__file__), "..", "build", "vmwatch-agent"))
     ap.add_argument("--vmwatch", default=None, help="vmwatch for the bare walk (default: next to the agent)")
     ap.add_argument("--bare-frames", type=int, default=200)
+    ap.add_argument("--bare-interval", type=float, default=0.02,
+                    help="pause before each frame of the cold bare walk (0: only the warm one)")
     ap.add_argument("--ready-timeout", type=float, default=600.0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare walk (no cost ratio)")
@@ -227,9 +232,11 @@ def main():
         for f in os.listdir(tmp):
             if f.startswith("vm"):
                 os.unlink(os.path.join(tmp, f))
-    bare = {}
+    bare, cold = {}, {}
     for ram in sorted(set(a.ram)) if not a.no_bare else ():
         bare[ram] = bare_walk(vmwatch, ram, a.bare_frames)
+        if a.bare_interval:
+            cold[ram] = bare_walk(vmwatch, ram, a.bare_frames, a.bare_interval)
     out = {
         "vms": a.vms, "interval_s": a.interval, "window_s": wall, "ready_s": ready_s, "scrapes": scrapes,
         "frames": frames, "load_average": load,
@@ -248,11 +255,16 @@ def main():
         "processes": len(procs),
         "bare_walk": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "processes_per_frame")}
                       for r, b in bare.items()},
+        "bare_walk_cold": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "interval_s")}
+                           for r, b in cold.items()},
         "log": os.path.join(tmp, "agent.log"),
     }
     walk_us = statistics.mean(b["cpu_us_per_frame"] for b in bare.values()) if bare else None
     if out["agent_cpu_ms_per_vm_frame"] and walk_us:
         out["agent_cost_over_bare_walk"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / walk_us
+    cold_us = statistics.mean(b["cpu_us_per_frame"] for b in cold.values()) if cold else None
+    if out["agent_cpu_ms_per_vm_frame"] and cold_us:
+        out["agent_cost_over_cold_walk"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / cold_us
     if a.json:
         print(json.dumps(out))
     else:
