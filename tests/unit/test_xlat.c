@@ -980,17 +980,22 @@ static void test_clone(void **state)
 
 /* Garbage page tables: no crash, every walk ends after at most `levels`
  * reads, results are either -EFAULT or an address. */
-static void test_hostile(void **state)
+/* RAM of random page-table entries; 3 in 4 point inside RAM, so walks get deep. */
+static void fill_hostile(struct env *e)
 {
-	struct env *e = *state;
-
 	for (uint64_t pa = 0; pa < RAM_SIZE; pa += 8) {
 		uint64_t v = rng();
-		/* 3 in 4 entries point inside RAM, so walks get deep. */
 		if (v & 3)
 			v = (v & ~0x000ffffffffff000ull) | (v & (RAM_SIZE - 1) & ~0xfffull);
 		wr64(e, pa, v);
 	}
+}
+
+static void test_hostile(void **state)
+{
+	struct env *e = *state;
+
+	fill_hostile(e);
 	for (int levels = 4; levels <= 5; levels++) {
 		struct vmw_xlat *x = xnew(e, rng() & (RAM_SIZE - 1), levels);
 		uint64_t deep = 0, ok = 0;
@@ -1052,12 +1057,7 @@ static void test_walk_many(void **state)
 	struct vmw_xlat_walk *w = calloc(N, sizeof(*w));
 
 	assert_non_null(w);
-	for (uint64_t pa = 0; pa < RAM_SIZE; pa += 8) {
-		uint64_t v = rng();
-		if (v & 3)
-			v = (v & ~0x000ffffffffff000ull) | (v & (RAM_SIZE - 1) & ~0xfffull);
-		wr64(e, pa, v);
-	}
+	fill_hostile(e);
 	for (int levels = 4; levels <= 5; levels++) {
 		struct vmw_xlat *x = xnew(e, 0, levels);
 		size_t ok = 0, bad = 0;
