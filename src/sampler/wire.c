@@ -313,7 +313,9 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 	return true;
 }
 
-static bool take_string(struct in *in, char **ret)
+/* A string: a u32 length (NO_STRING: none, *ret untouched) and its bytes,
+ * copied by make (malloc'd or a vmw_rcstr) with a NUL. */
+static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *s, size_t len))
 {
 	uint32_t len;
 
@@ -321,27 +323,22 @@ static bool take_string(struct in *in, char **ret)
 		return false;
 	if (len == NO_STRING)
 		return true;
-	if (len > in->left || !(*ret = malloc((size_t)len + 1)))
+	if (len > in->left || !(*ret = make((const char *)in->p, len)))
 		return false;
-	take(in, *ret, len);
-	(*ret)[len] = '\0';
+	in->p += len;
+	in->left -= len;
 	return true;
+}
+
+static bool take_string(struct in *in, char **ret)
+{
+	return take_string_as(in, ret, strndup);
 }
 
 /* A string as a vmw_rcstr (a process's cgroup texts, see linux.h). */
 static bool take_rcstring(struct in *in, char **ret)
 {
-	uint32_t len;
-
-	if (!take_u32(in, &len))
-		return false;
-	if (len == NO_STRING)
-		return true;
-	if (len > in->left || !(*ret = vmw_rcstr_new((const char *)in->p, len)))
-		return false;
-	in->p += len;
-	in->left -= len;
-	return true;
+	return take_string_as(in, ret, vmw_rcstr_new);
 }
 
 /* ---- version 5: the cgroup v1 lines; text that does not read as
