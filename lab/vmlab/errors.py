@@ -11,7 +11,10 @@ class LabError(RuntimeError):
 
 
 class BootError(LabError):
-    """A guest did not come up."""
+    """A guest did not come up. guest_panicked: its kernel panicked while
+    booting (the console says so), as opposed to QEMU failing or a timeout."""
+
+    guest_panicked: bool = False
 
 
 class TruthError(LabError):

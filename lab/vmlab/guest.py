@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,9 @@ from .snapshot import Snapshot
 from .truth import TruthClient
 
 __all__ = ["GuestConfig", "Guest", "start_guest", "FAST_BOOT_ARGS", "IMAGES"]
+
+# Boots again after a guest kernel panic during boot (see Guest.boot).
+BOOT_PANIC_RETRIES = 2
 
 
 # Kernel arguments that only skip work TCG makes slow at boot (several
@@ -185,11 +189,33 @@ class Guest:
 
         cfg or keyword arguments of GuestConfig. die_with_parent: QEMU gets
         SIGTERM if this process dies (set False to leave it running, as the
-        CLI does). own: shut it down at exit of this process (atexit)."""
+        CLI does). own: shut it down at exit of this process (atexit).
+
+        A guest kernel that panics while it boots, before anything of ours
+        has read its memory, is booted again (at most BOOT_PANIC_RETRIES
+        times, each said on stderr): multi-threaded TCG now and then races
+        with the kernel's own code patching (an "Oops: int3" in a function
+        being live-patched by text_poke_bp) and kills the boot. Any other
+        boot failure, and a panic after boot, is reported as it is."""
         if cfg is None:
             cfg = GuestConfig(**kw)
         elif kw:
             cfg = dataclasses.replace(cfg, **kw)
+        for attempt in range(BOOT_PANIC_RETRIES + 1):
+            try:
+                return cls._boot_once(cfg, die_with_parent=die_with_parent, own=own)
+            except BootError as e:
+                if not e.guest_panicked or attempt == BOOT_PANIC_RETRIES:
+                    raise
+                first = next((ln for ln in str(e).splitlines()
+                              if "Oops" in ln or "Kernel panic" in ln), "a panic")
+                print(f"vmlab: the guest kernel panicked while booting ({first.strip()}); "
+                      f"booting it again (attempt {attempt + 2} of {BOOT_PANIC_RETRIES + 1})",
+                      file=sys.stderr)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _boot_once(cls, cfg: GuestConfig, *, die_with_parent: bool, own: bool) -> "Guest":
         kernel = fetch_kernel(cfg.kernel)
         initrd = _build_image(cfg.image)
         from .pool import gc_stale   # pool uses Guest: imported here, not at the top
@@ -321,10 +347,13 @@ class Guest:
         last_err: Optional[BaseException] = None
         while time.monotonic() < deadline:
             if not self.alive():
-                raise BootError(f"QEMU for guest {self.name} exited during boot "
+                console = _tail(self.console_log)
+                err = BootError(f"QEMU for guest {self.name} exited during boot "
                                 f"(rc={self._popen.returncode if self._popen else '?'}).\n"
                                 f"--- qemu.log ---\n{_tail(self.qemu_log)}\n"
-                                f"--- console.log (tail) ---\n{_tail(self.console_log)}")
+                                f"--- console.log (tail) ---\n{console}")
+                err.guest_panicked = "Kernel panic - not syncing" in console
+                raise err
             if not self.truth_sock.exists():
                 time.sleep(0.1)
                 continue

@@ -203,3 +203,19 @@ def test_shutdown_cleans_up(lab):
     assert not os.path.exists(ram)
     assert not state.exists()
     g.shutdown()   # idempotent
+
+
+def test_boot_panic_is_retried_then_reported(lab, capfd):
+    """A guest kernel that panics while booting is booted again (TCG's race
+    with text_poke_bp, see Guest.boot), then reported as a panic; nothing is
+    left behind."""
+    name = f"panics-{os.getpid()}"
+    with pytest.raises(vmlab.BootError) as e:
+        vmlab.Guest.boot(kernel="6.1", name=name, mem="128M", boot_timeout=60,
+                         extra_cmdline="rdinit=/nonexistent root=/dev/nonexistent")
+    assert e.value.guest_panicked
+    assert "Kernel panic - not syncing" in str(e.value)
+    again = [ln for ln in capfd.readouterr().err.splitlines() if "booting it again" in ln]
+    assert len(again) == vmlab.guest.BOOT_PANIC_RETRIES, again
+    assert not (vmlab.lab_root() / name).exists()
+    assert not any(name in p for p in os.listdir("/dev/shm"))
