@@ -574,6 +574,7 @@ struct raw {
 	bool alive;                  /* exit_state == 0 */
 	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
 	uint64_t css_set;            /* task->cgroups */
+	uint64_t arg_start, arg_end, pgd;   /* from the mm, read in stage 2 (for stage 4b) */
 };
 
 static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
@@ -1094,6 +1095,9 @@ static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base
 		if (details_ok(d, i, 2)) {
 			take_rss_counters(l, m, d->rss[i], d->ctr[i]);
 			p->vsz_bytes = get(m, l->mm.total_vm) * page_size;
+			rw->arg_start = get(m, l->mm.arg_start);
+			rw->arg_end = get(m, l->mm.arg_end);
+			rw->pgd = get(m, l->mm.pgd);
 		} else {
 			rw->mm = 0;
 		}
@@ -1483,16 +1487,13 @@ static char **split_args(const char *buf, size_t len)
  */
 static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
-	uint64_t f[3], pgd_phys;
+	const uint64_t f[3] = { rw->arg_start, rw->arg_end, rw->pgd };
+	uint64_t pgd_phys;
 	struct vmw_xlat *ux = NULL;
 	char *buf = NULL;
 	size_t len;
 
 	if (!rw->mm)
-		return;
-	if (vmw_xlat_read(l->kx, rw->mm + l->mm.arg_start.off, &f[0], 8) < 0 ||
-	    vmw_xlat_read(l->kx, rw->mm + l->mm.arg_end.off, &f[1], 8) < 0 ||
-	    vmw_xlat_read(l->kx, rw->mm + l->mm.pgd.off, &f[2], 8) < 0)
 		return;
 	if (f[1] <= f[0] || kaddr(l, f[0]))
 		return;
@@ -1526,10 +1527,11 @@ out:
 
 /*
  * Command lines of many processes at once. Reading one is a chain of
- * dependent reads (arg_start and the page-table root from the mm, four
- * page-table levels, the page), and a walk reads one per process: here each
- * step is one batched read for CMD_BATCH processes (vmw_xlat_walk_many), so
- * the misses of different processes overlap. The common case only: the
+ * dependent reads (four page-table levels, then the page; arg_start, arg_end
+ * and the page-table root came with stage 2's read of the mm), and a walk
+ * reads one per process: here each step is one batched read for CMD_BATCH
+ * processes (vmw_xlat_walk_many), so the misses of different processes
+ * overlap. The common case only: the
  * arguments within one page, NUL-terminated, at most a page long. Anything
  * else (a proctitle, arguments across pages, a failed read) is read again
  * by read_cmdline, which decides what /proc would show.
@@ -1538,39 +1540,28 @@ out:
 
 static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct vmw_virt_iov iov[2 * CMD_BATCH];
 	struct vmw_xlat_walk xw[CMD_BATCH];
 	struct vmw_phys_iov piov[CMD_BATCH];
 	uint64_t f[CMD_BATCH][3];
 	char *buf[CMD_BATCH];
 	size_t who[CMD_BATCH];
-	/* arg_start and arg_end are neighbours in every mm_struct layout */
-	bool pair = l->mm.arg_end.off == l->mm.arg_start.off + 8;
 
 	for (size_t next = 0; next < ws->n;) {
-		size_t k = 0, nv = 0, nw = 0, np = 0;
+		size_t k = 0, nw = 0, np = 0;
 
 		for (; next < ws->n && k < CMD_BATCH; next++)
 			if (ws->raw[next].mm)
 				who[k++] = next;
 		for (size_t i = 0; i < k; i++) {
-			uint64_t mm = ws->raw[who[i]].mm;
-			f[i][0] = f[i][1] = f[i][2] = 0;
-			iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.arg_start.off, &f[i][0], pair ? 16 : 8, 0 };
-			if (!pair)
-				iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.arg_end.off, &f[i][1], 8, 0 };
-			iov[nv++] = (struct vmw_virt_iov){ mm + l->mm.pgd.off, &f[i][2], 8, 0 };
-		}
-		(void)vmw_xlat_readv(l->kx, iov, nv);
-		for (size_t i = 0, v = 0; i < k; i++) {
+			const struct raw *rw = &ws->raw[who[i]];
 			uint64_t root;
-			bool ok = !iov[v].err && (pair || !iov[v + 1].err) && !iov[v + (pair ? 1 : 2)].err;
 
-			v += pair ? 2 : 3;
+			f[i][0] = rw->arg_start;
+			f[i][1] = rw->arg_end;
 			buf[i] = NULL;
 			/* What read_cmdline takes as "no command line" is left to it. */
-			if (!ok || f[i][1] <= f[i][0] || kaddr(l, f[i][0]) || f[i][1] - f[i][0] > 4096 ||
-			    vmw_xlat_v2p(l->kx, f[i][2], &root, NULL) < 0) {
+			if (f[i][1] <= f[i][0] || kaddr(l, f[i][0]) || f[i][1] - f[i][0] > 4096 ||
+			    vmw_xlat_v2p(l->kx, rw->pgd, &root, NULL) < 0) {
 				f[i][0] = f[i][1] = 0;   /* not batched */
 				continue;
 			}
