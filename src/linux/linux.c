@@ -565,16 +565,21 @@ static void fill_users(struct vmw_linux *l, struct vmw_proc *procs, size_t n)
 
 /* What stage 1 keeps of a leader for later stages. */
 struct raw {
-	uint64_t task, parent, cred, mm, signal, kthread;
+	uint64_t task, parent, cred, mm, signal;
+	union {
+		uint64_t kthread;    /* a kernel thread's worker_private (mm is 0) */
+		struct {             /* a process's, from stage 2's read of its mm (mm is not 0) */
+			uint64_t arg_start, arg_end, pgd;
+		};
+	};
 	const struct last *last;     /* the last walk's record of this task, or NULL */
 	bool ppid_ok, cred_ok;       /* p->ppid, p->uid.. known (reused or read) */
+	bool alive;                  /* exit_state == 0 */
 	uint32_t flags;
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
-	bool alive;                  /* exit_state == 0 */
 	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
 	uint64_t css_set;            /* task->cgroups */
-	uint64_t arg_start, arg_end, pgd;   /* from the mm, read in stage 2 (for stage 4b) */
 };
 
 static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
