@@ -35,6 +35,7 @@ struct agent_group {
 	uint64_t rss_bytes, vsz_bytes, swap_bytes;
 	uint64_t user_ns, system_ns;   /* accumulated over the group's life: monotonic */
 	double cpu_percent;            /* this interval */
+	uint64_t oldest_start_ns;      /* its processes' earliest start after boot (UINT64_MAX: none) */
 };
 
 struct agent_snap {

@@ -37,6 +37,8 @@ struct mvm {
 	size_t labels_len;
 	uint32_t *top;                /* indices of the top-N union, in pid order */
 	size_t ntop;
+	struct agent_buf plabels;     /* their labels (p NULL: out of memory) */
+	size_t *plabel_off;           /* where each one's start in plabels, and the end */
 };
 
 /* pre, a space, v (as %.15g) and the end of the line. */
@@ -120,14 +122,25 @@ static const char *stable_name(const struct vmw_proc *p)
 	return p->kthread && !strncmp(p->comm, "kworker/", 8) ? "kworker" : p->comm;
 }
 
-static void proc_labels(struct agent_buf *f, const char *name, const struct mvm *m, const struct vmw_proc *p)
+/* ,pid="...",name="..." of process p. */
+static void write_proc_labels(struct agent_buf *f, const struct vmw_proc *p)
 {
-	vm_labels(f, name, m);
 	agent_buf_puts(f, ",pid=\"");
 	agent_prom_number(f, p->pid);
 	agent_buf_puts(f, "\",name=\"");
 	agent_prom_label_value(f, stable_name(p));
 	agent_buf_putc(f, '"');
+}
+
+/* name{<vm labels>,pid=...,name=...: the labels of the i-th top-N process,
+ * written once per scrape (m->plabels), not once per series (~20). */
+static void proc_labels(struct agent_buf *f, const char *name, const struct mvm *m, size_t i)
+{
+	vm_labels(f, name, m);
+	if (m->plabels.p)
+		agent_buf_put(f, m->plabels.p + m->plabel_off[i], m->plabel_off[i + 1] - m->plabel_off[i]);
+	else
+		write_proc_labels(f, &m->snap->frame->procs[m->top[i]].proc);
 }
 
 static void group_labels(struct agent_buf *f, const char *name, const struct mvm *m, const struct agent_group *g)
@@ -138,21 +151,26 @@ static void group_labels(struct agent_buf *f, const char *name, const struct mvm
 	agent_buf_putc(f, '"');
 }
 
-static const struct vmw_frame *sort_frame;
+/* Orders of a frame's processes (its indices): negative when process a
+ * comes before b; ties by pid, so that the order is total. */
+typedef int proc_order(const struct vmw_frame *fr, uint32_t a, uint32_t b);
 
-static int by_cpu(const void *a, const void *b)
+static int by_pid(const struct vmw_frame *fr, uint32_t a, uint32_t b)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	return fr->procs[a].proc.pid - fr->procs[b].proc.pid;
+}
+
+static int by_cpu(const struct vmw_frame *fr, uint32_t a, uint32_t b)
+{
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	if (x->cpu_percent != y->cpu_percent)
 		return x->cpu_percent < y->cpu_percent ? 1 : -1;
 	return x->proc.pid - y->proc.pid;
 }
 
-static int by_rss(const void *a, const void *b)
+static int by_rss(const struct vmw_frame *fr, uint32_t a, uint32_t b)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	uint64_t rx = vmw_proc_rss_bytes(&x->proc), ry = vmw_proc_rss_bytes(&y->proc);
 	if (rx != ry)
 		return rx < ry ? 1 : -1;
@@ -165,53 +183,63 @@ static double io_rate(const struct vmw_sample *x)
 	return x->proc.io_ok ? x->rate.rchar + x->rate.wchar : 0;
 }
 
-static int by_io(const void *a, const void *b)
+static int by_io(const struct vmw_frame *fr, uint32_t a, uint32_t b)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	if (io_rate(x) != io_rate(y))
 		return io_rate(x) < io_rate(y) ? 1 : -1;
 	return x->proc.pid - y->proc.pid;
 }
 
-static int by_pid(const void *a, const void *b)
+/* The first k processes in order, into best[] (sorted): one pass keeping
+ * the k best so far, not a sort of all (k is small, n ~ 10^2..10^4). */
+static size_t first_k(const struct vmw_frame *fr, size_t k, proc_order *order, uint32_t *best)
 {
-	return sort_frame->procs[*(const uint32_t *)a].proc.pid - sort_frame->procs[*(const uint32_t *)b].proc.pid;
-}
+	size_t cnt = 0;
 
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	for (uint32_t i = 0; i < fr->nprocs && k; i++) {
+		size_t j;
+		if (cnt == k && order(fr, i, best[k - 1]) >= 0)
+			continue;
+		j = cnt < k ? cnt++ : k - 1;
+		for (; j > 0 && order(fr, i, best[j - 1]) < 0; j--)
+			best[j] = best[j - 1];
+		best[j] = i;
+	}
+	return cnt;
+}
 
 static void pick_top(struct mvm *m, unsigned n)
 {
 	const struct vmw_frame *fr = m->snap->frame;
-	uint32_t *idx = malloc((fr->nprocs + 1) * sizeof(*idx));
+	size_t k = MIN(n, fr->nprocs), got;
+	uint32_t *best = malloc((k + 1) * sizeof(*best));
 	bool *mark = calloc(fr->nprocs + 1, 1);
-	size_t k = MIN(n, fr->nprocs);
 
-	if (!idx || !mark || !(m->top = malloc((3 * k + 1) * sizeof(*m->top)))) {
-		free(idx);
+	if (!best || !mark || !(m->top = malloc((3 * k + 1) * sizeof(*m->top)))) {
+		free(best);
 		free(mark);
 		return;
 	}
-	for (size_t i = 0; i < fr->nprocs; i++)
-		idx[i] = (uint32_t)i;
-	pthread_mutex_lock(&sort_lock);
-	sort_frame = fr;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_cpu);
-	for (size_t i = 0; i < k; i++)
-		mark[idx[i]] = true;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_rss);
-	for (size_t i = 0; i < k; i++)
-		mark[idx[i]] = true;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_io);
-	for (size_t i = 0; i < k && io_rate(&fr->procs[idx[i]]) > 0; i++)
-		mark[idx[i]] = true;
-	for (size_t i = 0; i < fr->nprocs; i++)
-		if (mark[i])
-			m->top[m->ntop++] = (uint32_t)i;
-	qsort(m->top, m->ntop, sizeof(*m->top), by_pid);
-	pthread_mutex_unlock(&sort_lock);
-	free(idx);
+	got = first_k(fr, k, by_cpu, best);
+	for (size_t i = 0; i < got; i++)
+		mark[best[i]] = true;
+	got = first_k(fr, k, by_rss, best);
+	for (size_t i = 0; i < got; i++)
+		mark[best[i]] = true;
+	got = first_k(fr, k, by_io, best);
+	for (size_t i = 0; i < got && io_rate(&fr->procs[best[i]]) > 0; i++)
+		mark[best[i]] = true;
+	/* In pid order (the union is at most 3k). */
+	for (uint32_t i = 0; i < fr->nprocs; i++) {
+		size_t j;
+		if (!mark[i])
+			continue;
+		for (j = m->ntop++; j > 0 && by_pid(fr, i, m->top[j - 1]) < 0; j--)
+			m->top[j] = m->top[j - 1];
+		m->top[j] = i;
+	}
+	free(best);
 	free(mark);
 }
 
@@ -348,33 +376,18 @@ static const struct group_names pe_names = {
 	"namedprocess_namegroup_oldest_start_time_seconds",
 };
 
-static int group_name_cmp(const void *key, const void *g)
-{
-	return strcmp(key, ((const struct agent_group *)g)->name);
-}
-
-/* Earliest start of each group's processes (snapshot.c's grouping: kernel
- * threads in "[kernel]", the rest by comm, groups beyond max_groups in
- * "[other]"). A crash-looping group's oldest start keeps moving. */
+/* Earliest start of each group's processes, Unix time (0: none; snapshot.c
+ * keeps each group's earliest start after boot). A crash-looping group's
+ * oldest start keeps moving. */
 static void oldest_starts(struct mvm *m)
 {
 	const struct agent_snap *s = m->snap;
-	const struct agent_group *other = bsearch("[other]", s->groups, s->ngroups, sizeof(*s->groups), group_name_cmp);
 
 	if (!s->summary || !s->ngroups || !(m->oldest = calloc(s->ngroups, sizeof(*m->oldest))))
 		return;
-	for (size_t i = 0; i < s->frame->nprocs; i++) {
-		const struct vmw_proc *p = &s->frame->procs[i].proc;
-		const struct agent_group *g = bsearch(p->kthread ? "[kernel]" : p->comm, s->groups, s->ngroups,
-						      sizeof(*s->groups), group_name_cmp);
-		double t = (double)s->summary->boot_time_s + (double)p->start_time_ns / 1e9;
-		size_t k;
-		if (!(g = g ? g : other))
-			continue;
-		k = (size_t)(g - s->groups);
-		if (!m->oldest[k] || t < m->oldest[k])
-			m->oldest[k] = t;
-	}
+	for (size_t k = 0; k < s->ngroups; k++)
+		if (s->groups[k].oldest_start_ns != UINT64_MAX)
+			m->oldest[k] = (double)s->summary->boot_time_s + (double)s->groups[k].oldest_start_ns / 1e9;
 }
 
 static void group_metrics(struct agent_buf *f, struct mvm *ms, size_t n, const struct group_names *nm)
@@ -480,7 +493,7 @@ static void series_family(struct agent_buf *f, struct mvm *ms, size_t n, const s
 					: (double)*(const uint64_t *)((const char *)&x->proc + s->off);
 			if (s->io && !x->proc.io_ok)
 				continue;
-			proc_labels(f, s->name, m, &x->proc);
+			proc_labels(f, s->name, m, i);
 			if (s->label[0]) {
 				agent_buf_putc(f, ',');
 				agent_buf_puts(f, s->label);
@@ -504,9 +517,9 @@ static void process_metrics(struct agent_buf *f, struct mvm *ms, size_t n, bool 
 	FOR_UP(m, ms, n)
 		for (size_t i = 0; i < m->ntop; i++) {
 			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, i);
 			put_tail(f, ",mode=\"user\"}", (double)p->utime_ns / 1e9);
-			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, i);
 			put_tail(f, ",mode=\"system\"}", (double)p->stime_ns / 1e9);
 		}
 	for (size_t k = 0; k < ARRAY_SIZE(proc_gauges); k++) {
@@ -516,7 +529,7 @@ static void process_metrics(struct agent_buf *f, struct mvm *ms, size_t n, bool 
 				continue;
 			for (size_t i = 0; i < m->ntop; i++) {
 				const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
-				proc_labels(f, proc_gauges[k].name, m, &x->proc);
+				proc_labels(f, proc_gauges[k].name, m, i);
 				put_tail(f, "}", proc_gauges[k].value(m, x));
 			}
 		}
@@ -567,6 +580,7 @@ static double cg_pct(const struct vmw_frame *fr, uint32_t i)
 	return v == v ? v : -1;   /* unknown last */
 }
 
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct vmw_frame *cg_sort_frame;
 
 static int cg_by_cpu(const void *a, const void *b)
@@ -832,6 +846,22 @@ static void vm_labels_cache(struct mvm *m)
 	}
 }
 
+static void proc_labels_cache(struct mvm *m)
+{
+	agent_buf_init(&m->plabels, NULL);
+	if (!(m->plabel_off = malloc((m->ntop + 1) * sizeof(*m->plabel_off))))
+		return;
+	for (size_t i = 0; i < m->ntop; i++) {
+		m->plabel_off[i] = m->plabels.len;
+		write_proc_labels(&m->plabels, &m->snap->frame->procs[m->top[i]].proc);
+	}
+	m->plabel_off[m->ntop] = m->plabels.len;
+	if (m->plabels.failed) {
+		free(m->plabels.p);
+		m->plabels.p = NULL;
+	}
+}
+
 void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 {
 	struct agent_buf buf, *f = &buf;
@@ -869,6 +899,8 @@ void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 		vm_labels_cache(m);
 		if (m->snap && top_n)
 			pick_top(m, top_n);
+		if (m->ntop)
+			proc_labels_cache(m);
 		if (m->snap)
 			oldest_starts(m);
 	}
@@ -884,6 +916,8 @@ void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 	for (size_t i = 0; i < n; i++) {
 		agent_snap_unref(ms[i].snap);
 		free(ms[i].top);
+		free(ms[i].plabels.p);
+		free(ms[i].plabel_off);
 		free(ms[i].oldest);
 		free(ms[i].labels);
 	}
