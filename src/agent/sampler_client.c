@@ -82,7 +82,7 @@ static int sampler_failed(struct agent_sampler *sp, int r, const char *what, str
  * used in an interval. The VMs' frames are spread over the interval, so a
  * few buffers serve them all; a thread that finds none takes a new one, and
  * one bigger than RXBUF_KEEP (a huge frame) is freed after use. */
-#define RXBUF_POOL 4
+#define RXBUF_POOL 2
 #define RXBUF_KEEP ((size_t)4 << 20)
 
 struct rxbuf {
