@@ -20,6 +20,8 @@
 #include "virt/virt.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdatomic.h>
 
 typedef struct json_t json_t;
@@ -33,6 +35,7 @@ struct agent_group {
 	uint64_t rss_bytes, vsz_bytes, swap_bytes;
 	uint64_t user_ns, system_ns;   /* accumulated over the group's life: monotonic */
 	double cpu_percent;            /* this interval */
+	uint64_t oldest_start_ns;      /* its processes' earliest start after boot (UINT64_MAX: none) */
 };
 
 struct agent_snap {
@@ -325,13 +328,52 @@ json_t *agent_event_json(const struct agent_event *ev);
 /* GET /metrics; process_exporter: process groups named as process-exporter's
  * namedprocess_namegroup_* (?dialect=process-exporter). */
 void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter);
-/* promtext.c. A label value: \ " and newline escaped as the exposition
- * format wants; every other control byte and invalid UTF-8 become '?'. */
-void agent_prom_label_value(FILE *f, const char *s);
-/* v exactly as fprintf's "%.15g" writes it (integers without its conversion). */
-void agent_prom_number(FILE *f, double v);
+
+/* promtext.c. Text appended to a buffer that, with a sink, is written to
+ * it whenever it fills (then it stays small), or else grows. After a
+ * failure (out of memory, the sink's error) nothing more is appended. */
+struct agent_buf {
+	char *p;
+	size_t len, cap;
+	FILE *sink;                   /* NULL: p holds everything */
+	bool failed;
+};
+void agent_buf_init(struct agent_buf *b, FILE *sink);
+/* The rest written to the sink, and the buffer freed (without a sink: the
+ * caller takes b->p first). 0, or -ENOMEM when anything failed. */
+int agent_buf_finish(struct agent_buf *b);
+bool agent_buf_room_slow(struct agent_buf *b, size_t n);
+static inline bool agent_buf_room(struct agent_buf *b, size_t n)
+{
+	return (b->cap - b->len >= n && !b->failed) || agent_buf_room_slow(b, n);
+}
+static inline void agent_buf_put(struct agent_buf *b, const char *s, size_t n)
+{
+	if (agent_buf_room(b, n)) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
+}
+static inline void agent_buf_puts(struct agent_buf *b, const char *s)
+{
+	agent_buf_put(b, s, strlen(s));
+}
+static inline void agent_buf_putc(struct agent_buf *b, char c)
+{
+	if (agent_buf_room(b, 1))
+		b->p[b->len++] = c;
+}
+void agent_buf_printf(struct agent_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A label value: \ " and newline escaped as the exposition format wants;
+ * every other control byte and invalid UTF-8 become '?'. */
+void agent_prom_label_value(struct agent_buf *b, const char *s);
+/* v exactly as "%.15g" writes it (integers and most others without printf). */
+void agent_prom_number(struct agent_buf *b, double v);
+/* "%.15g" of v when it is finite, not 0 and its rounded exponent in
+ * [-4, 14] (fixed notation): into out (>= 32 bytes), its length; else 0. */
+size_t agent_prom_g15(char *out, double v);
 /* u as "%llu" writes it. */
-void agent_prom_u64(FILE *f, uint64_t u);
+void agent_prom_u64(struct agent_buf *b, uint64_t u);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

@@ -37,20 +37,30 @@ struct mvm {
 	size_t labels_len;
 	uint32_t *top;                /* indices of the top-N union, in pid order */
 	size_t ntop;
+	struct agent_buf plabels;     /* their labels (p NULL: out of memory) */
+	size_t *plabel_off;           /* where each one's start in plabels, and the end */
 };
 
 /* pre, a space, v (as %.15g) and the end of the line. */
-static void put_tail(FILE *f, const char *pre, double v)
+static void put_tail(struct agent_buf *f, const char *pre, double v)
 {
-	fputs(pre, f);
-	fputc(' ', f);
+	agent_buf_puts(f, pre);
+	agent_buf_putc(f, ' ');
 	agent_prom_number(f, v);
-	fputc('\n', f);
+	agent_buf_putc(f, '\n');
 }
 
-static void family(FILE *f, const char *name, const char *type, const char *help)
+static void family(struct agent_buf *f, const char *name, const char *type, const char *help)
 {
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	agent_buf_puts(f, "# HELP ");
+	agent_buf_puts(f, name);
+	agent_buf_putc(f, ' ');
+	agent_buf_puts(f, help);
+	agent_buf_puts(f, "\n# TYPE ");
+	agent_buf_puts(f, name);
+	agent_buf_putc(f, ' ');
+	agent_buf_puts(f, type);
+	agent_buf_putc(f, '\n');
 }
 
 struct label {
@@ -58,50 +68,50 @@ struct label {
 };
 
 /* ,k="v" for each label with a value (an empty label is the same as none). */
-static void put_labels(FILE *f, const struct label *l, size_t n)
+static void put_labels(struct agent_buf *f, const struct label *l, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (!l[i].v[0])
 			continue;
-		fprintf(f, ",%s=\"", l[i].k);
+		agent_buf_printf(f, ",%s=\"", l[i].k);
 		agent_prom_label_value(f, l[i].v);
-		fputc('"', f);
+		agent_buf_putc(f, '"');
 	}
 }
 
 /* vm="...",domain="...",uuid="..."[,nova_project=...]: the labels of every
  * per-VM series. */
-static void write_vm_labels(FILE *f, const struct mvm *m)
+static void write_vm_labels(struct agent_buf *f, const struct mvm *m)
 {
 	const struct label l[] = {
 		{ "domain", m->vm->name }, { "uuid", m->dom.uuid },
 		{ "nova_project", m->dom.nova.project_name }, { "nova_project_id", m->dom.nova.project_id },
 	};
-	fputs("vm=\"", f);
+	agent_buf_puts(f, "vm=\"");
 	agent_prom_label_value(f, m->vm->name);
-	fputc('"', f);
+	agent_buf_putc(f, '"');
 	put_labels(f, l, ARRAY_SIZE(l));
 }
 
 /* name{<vm labels>: the brace left open. The labels are escaped once per
  * scrape (m->labels), not once per series. */
-static void vm_labels(FILE *f, const char *name, const struct mvm *m)
+static void vm_labels(struct agent_buf *f, const char *name, const struct mvm *m)
 {
-	fputs(name, f);
-	fputc('{', f);
+	agent_buf_puts(f, name);
+	agent_buf_putc(f, '{');
 	if (m->labels)
-		fwrite(m->labels, 1, m->labels_len, f);
+		agent_buf_put(f, m->labels, m->labels_len);
 	else
 		write_vm_labels(f, m);
 }
 
 /* name{<vm labels>[,extra]} value */
-static void vm_sample(FILE *f, const char *name, const struct mvm *m, const char *extra, double v)
+static void vm_sample(struct agent_buf *f, const char *name, const struct mvm *m, const char *extra, double v)
 {
 	vm_labels(f, name, m);
 	if (extra) {
-		fputc(',', f);
-		fputs(extra, f);
+		agent_buf_putc(f, ',');
+		agent_buf_puts(f, extra);
 	}
 	put_tail(f, "}", v);
 }
@@ -112,39 +122,55 @@ static const char *stable_name(const struct vmw_proc *p)
 	return p->kthread && !strncmp(p->comm, "kworker/", 8) ? "kworker" : p->comm;
 }
 
-static void proc_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_proc *p)
+/* ,pid="...",name="..." of process p. */
+static void write_proc_labels(struct agent_buf *f, const struct vmw_proc *p)
 {
-	vm_labels(f, name, m);
-	fputs(",pid=\"", f);
+	agent_buf_puts(f, ",pid=\"");
 	agent_prom_number(f, p->pid);
-	fputs("\",name=\"", f);
+	agent_buf_puts(f, "\",name=\"");
 	agent_prom_label_value(f, stable_name(p));
-	fputc('"', f);
+	agent_buf_putc(f, '"');
 }
 
-static void group_labels(FILE *f, const char *name, const struct mvm *m, const struct agent_group *g)
+/* name{<vm labels>,pid=...,name=...: the labels of the i-th top-N process,
+ * written once per scrape (m->plabels), not once per series (~20). */
+static void proc_labels(struct agent_buf *f, const char *name, const struct mvm *m, size_t i)
 {
 	vm_labels(f, name, m);
-	fputs(",groupname=\"", f);
-	agent_prom_label_value(f, g->name);
-	fputc('"', f);
+	if (m->plabels.p)
+		agent_buf_put(f, m->plabels.p + m->plabel_off[i], m->plabel_off[i + 1] - m->plabel_off[i]);
+	else
+		write_proc_labels(f, &m->snap->frame->procs[m->top[i]].proc);
 }
 
-static const struct vmw_frame *sort_frame;
-
-static int by_cpu(const void *a, const void *b)
+static void group_labels(struct agent_buf *f, const char *name, const struct mvm *m, const struct agent_group *g)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	vm_labels(f, name, m);
+	agent_buf_puts(f, ",groupname=\"");
+	agent_prom_label_value(f, g->name);
+	agent_buf_putc(f, '"');
+}
+
+/* Orders of a frame's processes (its indices): negative when process a
+ * comes before b; ties by pid, so that the order is total. */
+typedef int proc_order(const struct vmw_frame *fr, uint32_t a, uint32_t b);
+
+static int by_pid(const struct vmw_frame *fr, uint32_t a, uint32_t b)
+{
+	return fr->procs[a].proc.pid - fr->procs[b].proc.pid;
+}
+
+static int by_cpu(const struct vmw_frame *fr, uint32_t a, uint32_t b)
+{
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	if (x->cpu_percent != y->cpu_percent)
 		return x->cpu_percent < y->cpu_percent ? 1 : -1;
 	return x->proc.pid - y->proc.pid;
 }
 
-static int by_rss(const void *a, const void *b)
+static int by_rss(const struct vmw_frame *fr, uint32_t a, uint32_t b)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	uint64_t rx = vmw_proc_rss_bytes(&x->proc), ry = vmw_proc_rss_bytes(&y->proc);
 	if (rx != ry)
 		return rx < ry ? 1 : -1;
@@ -157,60 +183,70 @@ static double io_rate(const struct vmw_sample *x)
 	return x->proc.io_ok ? x->rate.rchar + x->rate.wchar : 0;
 }
 
-static int by_io(const void *a, const void *b)
+static int by_io(const struct vmw_frame *fr, uint32_t a, uint32_t b)
 {
-	const struct vmw_sample *x = &sort_frame->procs[*(const uint32_t *)a],
-				*y = &sort_frame->procs[*(const uint32_t *)b];
+	const struct vmw_sample *x = &fr->procs[a], *y = &fr->procs[b];
 	if (io_rate(x) != io_rate(y))
 		return io_rate(x) < io_rate(y) ? 1 : -1;
 	return x->proc.pid - y->proc.pid;
 }
 
-static int by_pid(const void *a, const void *b)
+/* The first k processes in order, into best[] (sorted): one pass keeping
+ * the k best so far, not a sort of all (k is small, n ~ 10^2..10^4). */
+static size_t first_k(const struct vmw_frame *fr, size_t k, proc_order *order, uint32_t *best)
 {
-	return sort_frame->procs[*(const uint32_t *)a].proc.pid - sort_frame->procs[*(const uint32_t *)b].proc.pid;
-}
+	size_t cnt = 0;
 
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	for (uint32_t i = 0; i < fr->nprocs && k; i++) {
+		size_t j;
+		if (cnt == k && order(fr, i, best[k - 1]) >= 0)
+			continue;
+		j = cnt < k ? cnt++ : k - 1;
+		for (; j > 0 && order(fr, i, best[j - 1]) < 0; j--)
+			best[j] = best[j - 1];
+		best[j] = i;
+	}
+	return cnt;
+}
 
 static void pick_top(struct mvm *m, unsigned n)
 {
 	const struct vmw_frame *fr = m->snap->frame;
-	uint32_t *idx = malloc((fr->nprocs + 1) * sizeof(*idx));
+	size_t k = MIN(n, fr->nprocs), got;
+	uint32_t *best = malloc((k + 1) * sizeof(*best));
 	bool *mark = calloc(fr->nprocs + 1, 1);
-	size_t k = MIN(n, fr->nprocs);
 
-	if (!idx || !mark || !(m->top = malloc((3 * k + 1) * sizeof(*m->top)))) {
-		free(idx);
+	if (!best || !mark || !(m->top = malloc((3 * k + 1) * sizeof(*m->top)))) {
+		free(best);
 		free(mark);
 		return;
 	}
-	for (size_t i = 0; i < fr->nprocs; i++)
-		idx[i] = (uint32_t)i;
-	pthread_mutex_lock(&sort_lock);
-	sort_frame = fr;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_cpu);
-	for (size_t i = 0; i < k; i++)
-		mark[idx[i]] = true;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_rss);
-	for (size_t i = 0; i < k; i++)
-		mark[idx[i]] = true;
-	qsort(idx, fr->nprocs, sizeof(*idx), by_io);
-	for (size_t i = 0; i < k && io_rate(&fr->procs[idx[i]]) > 0; i++)
-		mark[idx[i]] = true;
-	for (size_t i = 0; i < fr->nprocs; i++)
-		if (mark[i])
-			m->top[m->ntop++] = (uint32_t)i;
-	qsort(m->top, m->ntop, sizeof(*m->top), by_pid);
-	pthread_mutex_unlock(&sort_lock);
-	free(idx);
+	got = first_k(fr, k, by_cpu, best);
+	for (size_t i = 0; i < got; i++)
+		mark[best[i]] = true;
+	got = first_k(fr, k, by_rss, best);
+	for (size_t i = 0; i < got; i++)
+		mark[best[i]] = true;
+	got = first_k(fr, k, by_io, best);
+	for (size_t i = 0; i < got && io_rate(&fr->procs[best[i]]) > 0; i++)
+		mark[best[i]] = true;
+	/* In pid order (the union is at most 3k). */
+	for (uint32_t i = 0; i < fr->nprocs; i++) {
+		size_t j;
+		if (!mark[i])
+			continue;
+		for (j = m->ntop++; j > 0 && by_pid(fr, i, m->top[j - 1]) < 0; j--)
+			m->top[j] = m->top[j - 1];
+		m->top[j] = i;
+	}
+	free(best);
 	free(mark);
 }
 
 #define FOR_UP(m, ms, n) for (struct mvm *m = ms; m < ms + n; m++) if (m->snap)
 #define FOR_SUM(m, ms, n) for (struct mvm *m = ms; m < ms + n; m++) if (m->snap && m->snap->summary)
 
-static void guest_metrics(FILE *f, struct mvm *ms, size_t n)
+static void guest_metrics(struct agent_buf *f, struct mvm *ms, size_t n)
 {
 	static const struct { const char *name, *help; size_t off; } mem[] = {
 #define M(n, field, h) { "vmwatch_guest_" n "_bytes", h, offsetof(struct vmw_summary, field) }
@@ -340,36 +376,21 @@ static const struct group_names pe_names = {
 	"namedprocess_namegroup_oldest_start_time_seconds",
 };
 
-static int group_name_cmp(const void *key, const void *g)
-{
-	return strcmp(key, ((const struct agent_group *)g)->name);
-}
-
-/* Earliest start of each group's processes (snapshot.c's grouping: kernel
- * threads in "[kernel]", the rest by comm, groups beyond max_groups in
- * "[other]"). A crash-looping group's oldest start keeps moving. */
+/* Earliest start of each group's processes, Unix time (0: none; snapshot.c
+ * keeps each group's earliest start after boot). A crash-looping group's
+ * oldest start keeps moving. */
 static void oldest_starts(struct mvm *m)
 {
 	const struct agent_snap *s = m->snap;
-	const struct agent_group *other = bsearch("[other]", s->groups, s->ngroups, sizeof(*s->groups), group_name_cmp);
 
 	if (!s->summary || !s->ngroups || !(m->oldest = calloc(s->ngroups, sizeof(*m->oldest))))
 		return;
-	for (size_t i = 0; i < s->frame->nprocs; i++) {
-		const struct vmw_proc *p = &s->frame->procs[i].proc;
-		const struct agent_group *g = bsearch(p->kthread ? "[kernel]" : p->comm, s->groups, s->ngroups,
-						      sizeof(*s->groups), group_name_cmp);
-		double t = (double)s->summary->boot_time_s + (double)p->start_time_ns / 1e9;
-		size_t k;
-		if (!(g = g ? g : other))
-			continue;
-		k = (size_t)(g - s->groups);
-		if (!m->oldest[k] || t < m->oldest[k])
-			m->oldest[k] = t;
-	}
+	for (size_t k = 0; k < s->ngroups; k++)
+		if (s->groups[k].oldest_start_ns != UINT64_MAX)
+			m->oldest[k] = (double)s->summary->boot_time_s + (double)s->groups[k].oldest_start_ns / 1e9;
 }
 
-static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_names *nm)
+static void group_metrics(struct agent_buf *f, struct mvm *ms, size_t n, const struct group_names *nm)
 {
 	family(f, nm->procs, "gauge", "Guest processes in a name group.");
 	FOR_UP(m, ms, n)
@@ -401,11 +422,11 @@ static void group_metrics(FILE *f, struct mvm *ms, size_t n, const struct group_
 			};
 			for (size_t k = 0; k < ARRAY_SIZE(mt); k++) {
 				group_labels(f, nm->memory, m, g);
-				fputs(",memtype=\"", f);
-				fputs(mt[k].type, f);
-				fputs("\"} ", f);
+				agent_buf_puts(f, ",memtype=\"");
+				agent_buf_puts(f, mt[k].type);
+				agent_buf_puts(f, "\"} ");
 				agent_prom_u64(f, mt[k].v);
-				fputc('\n', f);
+				agent_buf_putc(f, '\n');
 			}
 		}
 	family(f, nm->oldest, "gauge", "When the oldest process of a name group started, Unix time.");
@@ -461,7 +482,7 @@ static const struct proc_series proc_rates[] = {
 #undef PC
 #undef PR
 
-static void series_family(FILE *f, struct mvm *ms, size_t n, const struct proc_series *s, bool rate)
+static void series_family(struct agent_buf *f, struct mvm *ms, size_t n, const struct proc_series *s, bool rate)
 {
 	if (s->help)
 		family(f, s->name, s->type, s->help);
@@ -472,16 +493,16 @@ static void series_family(FILE *f, struct mvm *ms, size_t n, const struct proc_s
 					: (double)*(const uint64_t *)((const char *)&x->proc + s->off);
 			if (s->io && !x->proc.io_ok)
 				continue;
-			proc_labels(f, s->name, m, &x->proc);
+			proc_labels(f, s->name, m, i);
 			if (s->label[0]) {
-				fputc(',', f);
-				fputs(s->label, f);
+				agent_buf_putc(f, ',');
+				agent_buf_puts(f, s->label);
 			}
 			put_tail(f, "}", v);
 		}
 }
 
-static void io_metrics(FILE *f, struct mvm *ms, size_t n)
+static void io_metrics(struct agent_buf *f, struct mvm *ms, size_t n)
 {
 	for (size_t k = 0; k < ARRAY_SIZE(proc_counters); k++)
 		series_family(f, ms, n, &proc_counters[k], false);
@@ -489,16 +510,16 @@ static void io_metrics(FILE *f, struct mvm *ms, size_t n)
 		series_family(f, ms, n, &proc_rates[k], true);
 }
 
-static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_exporter)
+static void process_metrics(struct agent_buf *f, struct mvm *ms, size_t n, bool process_exporter)
 {
 	family(f, "vmwatch_process_cpu_seconds_total", "counter",
 	       "CPU time of a guest process (top N by CPU and by memory per VM).");
 	FOR_UP(m, ms, n)
 		for (size_t i = 0; i < m->ntop; i++) {
 			const struct vmw_proc *p = &m->snap->frame->procs[m->top[i]].proc;
-			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, i);
 			put_tail(f, ",mode=\"user\"}", (double)p->utime_ns / 1e9);
-			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, p);
+			proc_labels(f, "vmwatch_process_cpu_seconds_total", m, i);
 			put_tail(f, ",mode=\"system\"}", (double)p->stime_ns / 1e9);
 		}
 	for (size_t k = 0; k < ARRAY_SIZE(proc_gauges); k++) {
@@ -508,7 +529,7 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 				continue;
 			for (size_t i = 0; i < m->ntop; i++) {
 				const struct vmw_sample *x = &m->snap->frame->procs[m->top[i]];
-				proc_labels(f, proc_gauges[k].name, m, &x->proc);
+				proc_labels(f, proc_gauges[k].name, m, i);
 				put_tail(f, "}", proc_gauges[k].value(m, x));
 			}
 		}
@@ -521,7 +542,7 @@ static void process_metrics(FILE *f, struct mvm *ms, size_t n, bool process_expo
 /* ,os_id="debian",os_version="12",os_name="Debian GNU/Linux 12 (bookworm)":
  * the guest's /etc/os-release (ID, VERSION_ID, PRETTY_NAME) as its last
  * frame carried it; none when unknown. */
-static void os_labels(FILE *f, const struct mvm *m)
+static void os_labels(struct agent_buf *f, const struct mvm *m)
 {
 	const struct vmw_frame *fr = m->snap ? m->snap->frame : NULL;
 
@@ -559,6 +580,7 @@ static double cg_pct(const struct vmw_frame *fr, uint32_t i)
 	return v == v ? v : -1;   /* unknown last */
 }
 
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct vmw_frame *cg_sort_frame;
 
 static int cg_by_cpu(const void *a, const void *b)
@@ -613,7 +635,7 @@ static void pick_cgroups(const struct vmw_frame *fr, unsigned top_n, struct mcg 
 	free(mark);
 }
 
-static void cg_labels(FILE *f, const char *name, const struct mvm *m, const struct vmw_cgroup_stat *c)
+static void cg_labels(struct agent_buf *f, const char *name, const struct mvm *m, const struct vmw_cgroup_stat *c)
 {
 	struct vmw_cgroup_info info = { 0 };
 	const struct label l[] = { { "unit", info.unit }, { "runtime", info.runtime },
@@ -621,13 +643,13 @@ static void cg_labels(FILE *f, const char *name, const struct mvm *m, const stru
 
 	vmw_cgroup_classify(c->path, &info);
 	vm_labels(f, name, m);
-	fputs(",cgroup=\"", f);
+	agent_buf_puts(f, ",cgroup=\"");
 	agent_prom_label_value(f, c->path);
-	fputc('"', f);
+	agent_buf_putc(f, '"');
 	put_labels(f, l, ARRAY_SIZE(l));
 }
 
-static void cgroup_metrics(FILE *f, struct mvm *ms, size_t n, unsigned top_n)
+static void cgroup_metrics(struct agent_buf *f, struct mvm *ms, size_t n, unsigned top_n)
 {
 	struct mcg *sel = calloc(n ? n : 1, sizeof(*sel));
 	static const struct {
@@ -672,7 +694,7 @@ static void cgroup_metrics(FILE *f, struct mvm *ms, size_t n, unsigned top_n)
 	free(sel);
 }
 
-static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
+static void vm_metrics(struct agent_buf *f, struct mvm *ms, size_t n)
 {
 	family(f, "vmwatch_vm_info", "gauge", "A VM on this host, with its libvirt and OpenStack Nova metadata "
 	       "and the guest's OS (os_id, os_version, os_name from its /etc/os-release).");
@@ -686,7 +708,7 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_labels(f, "vmwatch_vm_info", m);
 		put_labels(f, l, ARRAY_SIZE(l));
 		os_labels(f, m);
-		fputs("} 1\n", f);
+		agent_buf_puts(f, "} 1\n");
 	}
 	family(f, "vmwatch_vm_up", "gauge", "1 when the VM's last frame succeeded, 0 when it cannot be introspected.");
 	for (struct mvm *m = ms; m < ms + n; m++)
@@ -750,7 +772,7 @@ static void vm_metrics(FILE *f, struct mvm *ms, size_t n)
 		vm_sample(f, "vmwatch_snapshot_bytes", m, NULL, (double)m->snap->bytes);
 }
 
-static void self_metrics(FILE *f, struct agent *a, size_t nvms)
+static void self_metrics(struct agent_buf *f, struct agent *a, size_t nvms)
 {
 	struct agent_selfstat st;
 	bool virt_up;
@@ -763,74 +785,99 @@ static void self_metrics(FILE *f, struct agent *a, size_t nvms)
 	pthread_mutex_unlock(&a->lock);
 
 	family(f, "vmwatch_agent_info", "gauge", "The vmwatch agent.");
-	fprintf(f, "vmwatch_agent_info{version=\"%s\"} 1\n", VMWATCH_VERSION);
+	agent_buf_printf(f, "vmwatch_agent_info{version=\"%s\"} 1\n", VMWATCH_VERSION);
 	family(f, "vmwatch_vms", "gauge", "VMs the agent knows.");
-	fprintf(f, "vmwatch_vms %zu\n", nvms);
+	agent_buf_printf(f, "vmwatch_vms %zu\n", nvms);
 	family(f, "vmwatch_libvirt_up", "gauge", "1 when the agent is connected to libvirt.");
-	fprintf(f, "vmwatch_libvirt_up %d\n", virt_up);
+	agent_buf_printf(f, "vmwatch_libvirt_up %d\n", virt_up);
 	family(f, "vmwatch_libvirt_events_total", "counter", "Domain lifecycle events received from libvirt.");
-	fprintf(f, "vmwatch_libvirt_events_total %llu\n", (unsigned long long)virt_events);
+	agent_buf_printf(f, "vmwatch_libvirt_events_total %llu\n", (unsigned long long)virt_events);
 	family(f, "vmwatch_http_requests_total", "counter", "HTTP requests served.");
-	fprintf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
+	agent_buf_printf(f, "vmwatch_http_requests_total %llu\n", (unsigned long long)atomic_load(&a->http_requests_total));
 	family(f, "vmwatch_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.");
-	fprintf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
+	agent_buf_printf(f, "vmwatch_http_errors_total %llu\n", (unsigned long long)atomic_load(&a->http_errors_total));
 	agent_http_counters(a, &hs);
 	family(f, "vmwatch_http_connections_total", "counter", "HTTP connections accepted.");
-	fprintf(f, "vmwatch_http_connections_total %llu\n", (unsigned long long)hs.connections);
+	agent_buf_printf(f, "vmwatch_http_connections_total %llu\n", (unsigned long long)hs.connections);
 	family(f, "vmwatch_http_dropped_connections_total", "counter",
 	       "HTTP connections the agent closed: headers too slow (header_timeout), or an event-stream "
 	       "client that stopped reading (sse_stall_timeout).");
-	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
+	agent_buf_printf(f, "vmwatch_http_dropped_connections_total{reason=\"header_timeout\"} %llu\n",
 		(unsigned long long)hs.header_timeouts);
-	fprintf(f, "vmwatch_http_dropped_connections_total{reason=\"stalled_stream\"} %llu\n",
+	agent_buf_printf(f, "vmwatch_http_dropped_connections_total{reason=\"stalled_stream\"} %llu\n",
 		(unsigned long long)hs.stream_drops);
 	if (agent_selfstat(&st) < 0)
 		return;
 	family(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
 	put_tail(f, "process_cpu_seconds_total", st.cpu_seconds);
 	family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-	fprintf(f, "process_resident_memory_bytes %llu\n", (unsigned long long)st.rss_bytes);
+	agent_buf_printf(f, "process_resident_memory_bytes %llu\n", (unsigned long long)st.rss_bytes);
 	family(f, "vmwatch_agent_resident_memory_bytes", "gauge",
 	       "The agent's resident memory by kind: anon is its own; file and shmem are mostly guest RAM "
 	       "it maps read-only, shared with QEMU.");
-	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"anon\"} %llu\n", (unsigned long long)st.rss_anon_bytes);
-	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"file\"} %llu\n", (unsigned long long)st.rss_file_bytes);
-	fprintf(f, "vmwatch_agent_resident_memory_bytes{type=\"shmem\"} %llu\n", (unsigned long long)st.rss_shmem_bytes);
+	agent_buf_printf(f, "vmwatch_agent_resident_memory_bytes{type=\"anon\"} %llu\n", (unsigned long long)st.rss_anon_bytes);
+	agent_buf_printf(f, "vmwatch_agent_resident_memory_bytes{type=\"file\"} %llu\n", (unsigned long long)st.rss_file_bytes);
+	agent_buf_printf(f, "vmwatch_agent_resident_memory_bytes{type=\"shmem\"} %llu\n", (unsigned long long)st.rss_shmem_bytes);
 	family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-	fprintf(f, "process_virtual_memory_bytes %llu\n", (unsigned long long)st.vsz_bytes);
+	agent_buf_printf(f, "process_virtual_memory_bytes %llu\n", (unsigned long long)st.vsz_bytes);
 	family(f, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
 	put_tail(f, "process_start_time_seconds", st.start_time_s);
 	family(f, "process_open_fds", "gauge", "Number of open file descriptors.");
-	fprintf(f, "process_open_fds %u\n", st.open_fds);
+	agent_buf_printf(f, "process_open_fds %u\n", st.open_fds);
 	if (st.max_fds) {
 		family(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-		fprintf(f, "process_max_fds %u\n", st.max_fds);
+		agent_buf_printf(f, "process_max_fds %u\n", st.max_fds);
 	}
 	family(f, "process_threads", "gauge", "Number of OS threads in the process.");
-	fprintf(f, "process_threads %u\n", st.threads);
+	agent_buf_printf(f, "process_threads %u\n", st.threads);
 }
 
 static void vm_labels_cache(struct mvm *m)
 {
-	FILE *f = open_memstream(&m->labels, &m->labels_len);
+	struct agent_buf b;
 
-	if (!f)
-		return;
-	write_vm_labels(f, m);
-	if (fclose(f) != 0) {
-		free(m->labels);
-		m->labels = NULL;
+	agent_buf_init(&b, NULL);
+	write_vm_labels(&b, m);
+	if (!b.failed) {
+		m->labels = b.p;
+		m->labels_len = b.len;
+	} else {
+		free(b.p);
 	}
 }
 
-void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
+static void proc_labels_cache(struct mvm *m)
 {
+	agent_buf_init(&m->plabels, NULL);
+	if (!(m->plabel_off = malloc((m->ntop + 1) * sizeof(*m->plabel_off))))
+		return;
+	for (size_t i = 0; i < m->ntop; i++) {
+		m->plabel_off[i] = m->plabels.len;
+		write_proc_labels(&m->plabels, &m->snap->frame->procs[m->top[i]].proc);
+	}
+	m->plabel_off[m->ntop] = m->plabels.len;
+	if (m->plabels.failed) {
+		free(m->plabels.p);
+		m->plabels.p = NULL;
+	}
+}
+
+void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
+{
+	struct agent_buf buf, *f = &buf;
 	struct agent_vm **vms;
 	size_t n = agent_vms_get(a, &vms);
 	struct mvm *ms = calloc(n ? n : 1, sizeof(*ms));
 	unsigned top_n = atomic_load(&a->live.top_n);
 
 	if (!ms) {
+		agent_vms_put(vms, n);
+		return;
+	}
+	/* Into out 64 KiB at a time (the page is ~40 KB per VM). */
+	agent_buf_init(f, out);
+	if (!agent_buf_room(f, 65536)) {
+		free(ms);
 		agent_vms_put(vms, n);
 		return;
 	}
@@ -852,6 +899,8 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 		vm_labels_cache(m);
 		if (m->snap && top_n)
 			pick_top(m, top_n);
+		if (m->ntop)
+			proc_labels_cache(m);
 		if (m->snap)
 			oldest_starts(m);
 	}
@@ -861,9 +910,14 @@ void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter)
 	if (!process_exporter)
 		cgroup_metrics(f, ms, n, top_n);
 	self_metrics(f, a, n);
+	/* A failure is out's own (a write), the caller's fclose sees it: with a
+	 * sink the buffer only grows for a piece bigger than 64 KiB, and none is. */
+	(void)agent_buf_finish(f);
 	for (size_t i = 0; i < n; i++) {
 		agent_snap_unref(ms[i].snap);
 		free(ms[i].top);
+		free(ms[i].plabels.p);
+		free(ms[i].plabel_off);
 		free(ms[i].oldest);
 		free(ms[i].labels);
 	}

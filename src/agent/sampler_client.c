@@ -9,6 +9,7 @@
 #include "agent/privsep.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,6 +75,56 @@ static int sampler_failed(struct agent_sampler *sp, int r, const char *what, str
 	return -EPIPE;
 }
 
+/* Receive buffers, shared by the VMs' threads: a frame (~200 KB for 150
+ * processes) malloc'ed and freed each time is mmap'ed and unmapped, or
+ * trimmed off its thread's heap, page-faulting in again on every frame; a
+ * buffer per VM would hold ~200 KB per VM for the few milliseconds it is
+ * used in an interval. The VMs' frames are spread over the interval, so a
+ * few buffers serve them all; a thread that finds none takes a new one, and
+ * one bigger than RXBUF_KEEP (a huge frame) is freed after use. */
+#define RXBUF_POOL 2
+#define RXBUF_KEEP ((size_t)4 << 20)
+
+struct rxbuf {
+	uint8_t *p;
+	size_t cap;
+};
+
+static pthread_mutex_t rx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rxbuf rx_pool[RXBUF_POOL];
+static size_t rx_free;
+
+/* A buffer of at least len bytes (its contents undefined), or p NULL. */
+static struct rxbuf rxbuf_get(size_t len)
+{
+	struct rxbuf b = { 0 };
+
+	pthread_mutex_lock(&rx_lock);
+	if (rx_free)
+		b = rx_pool[--rx_free];
+	pthread_mutex_unlock(&rx_lock);
+	if (b.cap < len) {
+		free(b.p);
+		b.cap = MAX(len, (size_t)65536);
+		if (!(b.p = malloc(b.cap)))
+			b.cap = 0;
+	}
+	return b;
+}
+
+static void rxbuf_put(struct rxbuf b)
+{
+	if (b.cap <= RXBUF_KEEP) {
+		pthread_mutex_lock(&rx_lock);
+		if (rx_free < RXBUF_POOL) {
+			rx_pool[rx_free++] = b;
+			b.p = NULL;
+		}
+		pthread_mutex_unlock(&rx_lock);
+	}
+	free(b.p);
+}
+
 int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_policy *p, uint64_t timeout_ns,
 			struct vmw_frame **ret, struct vmw_error *err)
 {
@@ -81,7 +132,7 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 				  .young_ns = p->young_ns };
 	struct ps_frame_rep a;
 	uint64_t deadline = vmw_now_ns() + timeout_ns;
-	uint8_t *buf;
+	struct rxbuf buf;
 	char what[64];
 	int r;
 
@@ -106,14 +157,14 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 											 : VMW_ERR_IO;
 		return vmw_error_setk(err, k, a.r >= -4095 ? a.r : -EIO, "%s", a.msg);
 	}
-	if (!(buf = malloc(a.frame_len)))
+	if (!(buf = rxbuf_get(a.frame_len)).p)
 		return sampler_failed(sp, -ENOMEM, "sent a frame too big for memory", err);
-	if ((r = ps_read_full(sp->fd, buf, a.frame_len, deadline)) < 0) {
-		free(buf);
+	if ((r = ps_read_full(sp->fd, buf.p, a.frame_len, deadline)) < 0) {
+		rxbuf_put(buf);
 		return sampler_failed(sp, r, what, err);
 	}
-	r = vmw_frame_decode(buf, a.frame_len, ret, err);
-	free(buf);
+	r = vmw_frame_decode(buf.p, a.frame_len, ret, err);
+	rxbuf_put(buf);
 	if (r < 0) {
 		char why[sizeof(err->msg)];
 		snprintf(why, sizeof(why), "sent a malformed frame (%.400s)", err->msg);

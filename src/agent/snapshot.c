@@ -81,6 +81,7 @@ static void group_merge(struct agent_group *into, const struct agent_group *g)
 	into->user_ns += g->user_ns;
 	into->system_ns += g->system_ns;
 	into->cpu_percent += g->cpu_percent;
+	into->oldest_start_ns = MIN(into->oldest_start_ns, g->oldest_start_ns);
 }
 
 /* Groups of this frame, with CPU counters carried over from prev so that
@@ -116,6 +117,7 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		if (!ng || strcmp(g[ng - 1].name, refs[i].name)) {
 			const struct agent_group *old = group_find(prev, refs[i].name);
 			snprintf(g[ng].name, sizeof(g[ng].name), "%s", refs[i].name);
+			g[ng].oldest_start_ns = UINT64_MAX;
 			if (old) {
 				g[ng].user_ns = old->user_ns;
 				g[ng].system_ns = old->system_ns;
@@ -129,6 +131,7 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		cur->vsz_bytes += p->vsz_bytes;
 		cur->swap_bytes += p->swap_bytes;
 		cur->cpu_percent += x->cpu_percent;
+		cur->oldest_start_ns = MIN(cur->oldest_start_ns, p->start_time_ns);
 		j = agent_snap_find(prev, p->pid);
 		if (j >= 0 && prev->frame->procs[j].proc.start_time_ns == p->start_time_ns) {
 			du = vmw_sat_sub(p->utime_ns, prev->frame->procs[j].proc.utime_ns);
@@ -153,12 +156,13 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		g[ng].procs = g[ng].threads = 0;
 		g[ng].rss_bytes = g[ng].vsz_bytes = g[ng].swap_bytes = 0;
 		g[ng].cpu_percent = 0;
+		g[ng].oldest_start_ns = UINT64_MAX;
 		ng++;
 	}
 	qsort(g, ng, sizeof(*g), group_cmp);
 	/* Bounded cardinality: the largest groups by memory, the rest in "[other]". */
 	if (max_groups && ng > max_groups) {
-		struct agent_group other = { .name = "[other]" };
+		struct agent_group other = { .name = "[other]", .oldest_start_ns = UINT64_MAX };
 		const struct agent_group *old = group_find(prev, "[other]");
 		qsort(g, ng, sizeof(*g), group_rss_cmp);
 		for (size_t i = max_groups - 1; i < ng; i++)

@@ -349,6 +349,28 @@ static void test_events_ring(void **state)
 	free(vm);
 }
 
+/* What fn wrote into an agent_buf without a sink, NUL-terminated (free it). */
+#define PROM_TEXT(ret, call)                                                   \
+	do {                                                                   \
+		struct agent_buf b_;                                           \
+		agent_buf_init(&b_, NULL);                                     \
+		{                                                              \
+			struct agent_buf *b = &b_;                             \
+			call;                                                  \
+		}                                                              \
+		agent_buf_putc(&b_, '\0');                                     \
+		assert_false(b_.failed);                                       \
+		ret = b_.p;                                                    \
+	} while (0)
+
+static uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 /* agent_prom_number writes what "%.15g" writes, for every kind of value. */
 static void test_prom_number(void **state)
 {
@@ -361,25 +383,113 @@ static void test_prom_number(void **state)
 
 	for (size_t i = 0; i < ARRAY_SIZE(v) + 20000; i++) {
 		double d;
-		char want[64], *got = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&got, &len);
+		char want[64], *got;
 
 		if (i < ARRAY_SIZE(v)) {
 			d = v[i];
 		} else {   /* integers of every size, and their halves */
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
+			xorshift(&x);
 			d = (double)(int64_t)(x >> (x % 64)) * ((x & 1) ? 1 : -1) / ((x & 2) ? 2 : 1);
 		}
-		assert_non_null(f);
-		agent_prom_number(f, d);
-		fclose(f);
+		PROM_TEXT(got, agent_prom_number(b, d));
 		snprintf(want, sizeof(want), "%.15g", d);
 		assert_string_equal(got, want);
 		free(got);
 	}
+}
+
+/* agent_prom_g15 writes what "%.15g" writes wherever it takes a value, and
+ * takes every finite value whose rounded exponent is in [-4, 14]: edges of
+ * that range, ties of the 16th digit (to even), carries into a new digit,
+ * and a million random values: any bits, and the quotients and sums the
+ * metrics print (ns / 1e9, boot time + start time, percent / 100). */
+static void test_prom_g15(void **state)
+{
+	double v[] = { 0.0001, 0.00009999999999999999, 0.000099999999999999995, 0.00009999999999999, 1e-5,
+		       0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, -2.0 / 3, 123.456, 9.999999999999995, 9.9999999999999995,
+		       99999999999999.95, 99999999999999.94, 999999999999999.5, 999999999999999.4, 1e14 + 0.5,
+		       1e14 + 1.5, 1e14 + 2.5, 123456789012345.5, 0.5, 1.5, 2.5, 1e14 - 0.5, 1796268894.7635,
+		       0.000354164, 5e-5, 12345678.9012345678, 1e15 - 0.125, 562949953421311.5, 0.0625,
+		       4503599627370495.5, 1e-4 * (1 + 1e-15), 1e-300, 5e-324, 1.7976931348623157e308 };
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	size_t taken = 0, total = 0;
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(v) + 1000000; i++) {
+		double d;
+		char want[64], got[40];
+		size_t len;
+
+		if (i < ARRAY_SIZE(v)) {
+			d = v[i];
+		} else {
+			uint64_t r = xorshift(&x), bits;
+			switch (i % 6) {
+			case 0:   /* any bits, exponents around the range */
+				bits = (r & 0x800fffffffffffffull) | ((uint64_t)(1023 - 20 + (r >> 52) % 75) << 52);
+				memcpy(&d, &bits, sizeof(d));
+				break;
+			case 1:   /* ns / 1e9 */
+				d = (double)(r >> (r % 40)) / 1e9;
+				break;
+			case 2:   /* boot time + start time */
+				d = (double)(1700000000 + r % 100000000) + (double)(xorshift(&x) >> 14) / 1e9;
+				break;
+			case 3:   /* a percent / 100, a rate */
+				d = (double)(r % 1000000) / 997.0 / 100.0;
+				break;
+			case 4:   /* 16 and 17 significant digits: ties and near-ties of the 16th */
+				d = (double)(r % 100000000000000000ull) / (double)(1ull << (r % 60)) /
+				    (double)(1ull << (xorshift(&x) % 64));
+				break;
+			default:  /* odd multiples of a half, quarter, ...: exact ties */
+				d = (double)((r >> 20) | 1) / (double)(2ull << (r % 30));
+				break;
+			}
+		}
+		snprintf(want, sizeof(want), "%.15g", d);
+		memset(got, 'x', sizeof(got));
+		if ((len = agent_prom_g15(got, d))) {
+			got[len] = '\0';
+			assert_string_equal(got, want);
+			taken++;
+		} else {
+			/* Not taken: only exponent notation, zero or non-finite. */
+			assert_true(strchr(want, 'e') || d == 0 || !isfinite(d) || !strcmp(want, "inf"));
+		}
+		total++;
+	}
+	/* The range matters: most of those values go the fast way. */
+	assert_true(taken > total / 2);
+}
+
+/* An agent_buf with a sink hands the sink everything, in order, without
+ * growing past the pieces it holds. */
+static void test_prom_buf_sink(void **state)
+{
+	char *got = NULL, want[16];
+	size_t len = 0, off = 0;
+	FILE *f = open_memstream(&got, &len);
+	struct agent_buf b;
+	(void)state;
+
+	assert_non_null(f);
+	agent_buf_init(&b, f);
+	for (unsigned i = 0; i < 100000; i++) {
+		agent_prom_u64(&b, i);
+		agent_buf_putc(&b, i % 7 ? ' ' : '\n');
+		assert_true(b.cap <= 8192);
+	}
+	assert_int_equal(agent_buf_finish(&b), 0);
+	assert_null(b.p);
+	fclose(f);
+	for (unsigned i = 0; i < 100000; i++) {
+		int n = snprintf(want, sizeof(want), "%u%c", i, i % 7 ? ' ' : '\n');
+		assert_memory_equal(got + off, want, (size_t)n);
+		off += (size_t)n;
+	}
+	assert_int_equal(off, len);
+	free(got);
 }
 
 /* agent_prom_u64 writes what "%llu" writes. */
@@ -389,13 +499,9 @@ static void test_prom_u64(void **state)
 	(void)state;
 
 	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
-		char want[32], *got = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&got, &len);
+		char want[32], *got;
 
-		assert_non_null(f);
-		agent_prom_u64(f, v[i]);
-		fclose(f);
+		PROM_TEXT(got, agent_prom_u64(b, v[i]));
 		snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
 		assert_string_equal(got, want);
 		free(got);
@@ -404,13 +510,10 @@ static void test_prom_u64(void **state)
 
 static void test_prom_label_value(void **state)
 {
-	char *got = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&got, &len);
+	char *got;
 	(void)state;
 
-	agent_prom_label_value(f, "a \"b\" c\\d\ne\x1b[31m\x7f \xc3\xa9 \xff\xfe x");
-	fclose(f);
+	PROM_TEXT(got, agent_prom_label_value(b, "a \"b\" c\\d\ne\x1b[31m\x7f \xc3\xa9 \xff\xfe x"));
 	assert_string_equal(got, "a \\\"b\\\" c\\\\d\\ne?[31m? \xc3\xa9 ?? x");
 	free(got);
 }
@@ -518,6 +621,8 @@ int main(void)
 		cmocka_unit_test(test_history_idle_is_small),
 		cmocka_unit_test(test_events_ring),
 		cmocka_unit_test(test_prom_number),
+		cmocka_unit_test(test_prom_g15),
+		cmocka_unit_test(test_prom_buf_sink),
 		cmocka_unit_test(test_prom_u64),
 		cmocka_unit_test(test_prom_label_value),
 		cmocka_unit_test(test_compat_diff),

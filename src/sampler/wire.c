@@ -242,9 +242,30 @@ int vmw_frame_stream(const struct vmw_frame *f, uint8_t *buf, size_t cap, size_t
 
 /* ---------------------------------------------------------------- decoding */
 
+/* The strings of one kind a frame decoded as vmw_rcstr last used: processes
+ * of one cgroup share its text as they do in the sampler (one allocation per
+ * cgroup, not one per process; the frame's references all belong to it). */
+#define SHARED_RECENT 8
+
+struct shared_recent {
+	char *s[SHARED_RECENT];        /* most recently used first; owned by the frame's processes */
+	uint32_t len[SHARED_RECENT];
+};
+
+/* s (of len bytes) becomes the most recently used, from slot i (the last
+ * slot: a new one, the least recently used dropped). */
+static void recent_use(struct shared_recent *r, unsigned i, char *s, uint32_t len)
+{
+	memmove(&r->s[1], &r->s[0], i * sizeof(r->s[0]));
+	memmove(&r->len[1], &r->len[0], i * sizeof(r->len[0]));
+	r->s[0] = s;
+	r->len[0] = len;
+}
+
 struct in {
 	const uint8_t *p;
 	size_t left;
+	struct shared_recent cgroup, cgroups_v1;
 };
 
 static bool take(struct in *in, void *dst, size_t n)
@@ -314,17 +335,31 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 }
 
 /* A string: a u32 length (NO_STRING: none, *ret untouched) and its bytes,
- * copied by make (malloc'd or a vmw_rcstr) with a NUL. */
-static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *s, size_t len))
+ * copied by make (malloc'd or a vmw_rcstr) with a NUL; with recent (make
+ * is vmw_rcstr_new), another reference to the same bytes decoded lately. */
+static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *s, size_t len),
+			   struct shared_recent *recent)
 {
+	bool shared = false;
 	uint32_t len;
 
 	if (!take_u32(in, &len))
 		return false;
 	if (len == NO_STRING)
 		return true;
-	if (len > in->left || !(*ret = make((const char *)in->p, len)))
+	if (len > in->left)
 		return false;
+	for (unsigned i = 0; recent && i < SHARED_RECENT && recent->s[i]; i++)
+		if (recent->len[i] == len && !memcmp(recent->s[i], in->p, len)) {
+			*ret = vmw_rcstr_ref(recent->s[i]);
+			recent_use(recent, i, *ret, len);
+			shared = true;
+			break;
+		}
+	if (!shared && !(*ret = make((const char *)in->p, len)))
+		return false;
+	if (recent && !shared)
+		recent_use(recent, SHARED_RECENT - 1, *ret, len);
 	in->p += len;
 	in->left -= len;
 	return true;
@@ -332,20 +367,20 @@ static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *
 
 static bool take_string(struct in *in, char **ret)
 {
-	return take_string_as(in, ret, strndup);
+	return take_string_as(in, ret, strndup, NULL);
 }
 
 /* A string as a vmw_rcstr (a process's cgroup texts, see linux.h). */
-static bool take_rcstring(struct in *in, char **ret)
+static bool take_rcstring(struct in *in, char **ret, struct shared_recent *recent)
 {
-	return take_string_as(in, ret, vmw_rcstr_new);
+	return take_string_as(in, ret, vmw_rcstr_new, recent);
 }
 
 /* ---- version 5: the cgroup v1 lines; text that does not read as
  * "ID:controllers:path" lines refuses the frame. */
 static bool take_cgroups_v1(struct in *in, struct vmw_proc *p)
 {
-	if (!take_rcstring(in, &p->cgroups_v1))
+	if (!take_rcstring(in, &p->cgroups_v1, &in->cgroups_v1))
 		return false;
 	if (p->cgroups_v1 && !vmw_cgroup_v1_valid(p->cgroups_v1)) {
 		vmw_rcstr_unref(p->cgroups_v1);
@@ -426,8 +461,8 @@ static bool take_sample(struct in *in, struct vmw_sample *s)
 	s->cpu_percent = finite_or_zero(s->cpu_percent);
 	s->mem_percent = finite_or_zero(s->mem_percent);
 	fix_rates(&s->rate);
-	return take_cmdline(in, &s->proc) && take_rcstring(in, &s->proc.cgroup) && take_cgroups_v1(in, &s->proc) &&
-	       take_threads(in, s);
+	return take_cmdline(in, &s->proc) && take_rcstring(in, &s->proc.cgroup, &in->cgroup) &&
+	       take_cgroups_v1(in, &s->proc) && take_threads(in, s);
 }
 
 /* ---- the guest OS (frame.os): guest text, so terminated; front ends
@@ -582,7 +617,7 @@ static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 int vmw_frame_decode(const void *buf, size_t len, struct vmw_frame **ret, struct vmw_error *err)
 {
 	struct vmw_frame *f = calloc(1, sizeof(*f));
-	struct in in = { buf, len };
+	struct in in = { .p = buf, .left = len };
 	int r;
 
 	if (!f)

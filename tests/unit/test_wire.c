@@ -144,6 +144,66 @@ static void test_round_trip(void **state)
 	vmw_frame_free(g);
 }
 
+/* Processes whose cgroup texts are the same share one decoded string (as
+ * in the sampler); other texts, a prefix of another included, are their
+ * own; more distinct texts than the decoder remembers still decode right;
+ * freeing the frame releases each shared string once (ASan). */
+static void test_shared_strings(void **state)
+{
+	static const char *const paths[] = { "/", "/system.slice/a.service", "/system.slice/a.servic",
+					     "/user.slice", "/system.slice/b.service" };
+	enum { N = 60 };
+	struct vmw_frame *f = calloc(1, sizeof(*f)), *g = NULL;
+	struct vmw_error err = { 0 };
+	uint8_t *buf;
+	size_t len, distinct = 0, common = 0;
+	char name[32];
+	(void)state;
+
+	assert_non_null(f);
+	f->nprocs = N;
+	f->procs = calloc(N, sizeof(*f->procs));
+	assert_non_null(f->procs);
+	for (size_t i = 0; i < N; i++) {
+		struct vmw_proc *p = &f->procs[i].proc;
+		p->pid = (int32_t)(i + 1);
+		if (i % 3 == 2) {   /* a text of its own: more than the decoder remembers */
+			snprintf(name, sizeof(name), "/scope-%zu", i);
+			p->cgroup = xrcstr(name);
+		} else {
+			p->cgroup = xrcstr(paths[i % 5]);
+		}
+		p->cgroups_v1 = xrcstr(i % 2 ? "1:cpu:/x" : "1:cpu:/y");
+	}
+	encode(f, &buf, &len);
+	assert_int_equal(vmw_frame_decode(buf, len, &g, &err), 0);
+	for (size_t i = 0; i < N; i++) {
+		const struct vmw_proc *p = &g->procs[i].proc;
+		bool seen = false;
+		assert_string_equal(p->cgroup, f->procs[i].proc.cgroup);
+		assert_string_equal(p->cgroups_v1, f->procs[i].proc.cgroups_v1);
+		for (size_t j = 0; j < i; j++) {
+			/* Shared only by the same text. */
+			if (p->cgroup == g->procs[j].proc.cgroup) {
+				assert_string_equal(f->procs[i].proc.cgroup, f->procs[j].proc.cgroup);
+				seen = true;
+			}
+		}
+		if (i % 3 != 2) {
+			common++;
+			distinct += !seen;
+		}
+	}
+	/* 40 processes in 5 cgroups: 5 strings. */
+	assert_int_equal(common, 40);
+	assert_int_equal(distinct, 5);
+	assert_ptr_equal(g->procs[0].proc.cgroups_v1, g->procs[N - 2].proc.cgroups_v1);
+	assert_ptr_not_equal(g->procs[0].proc.cgroups_v1, g->procs[1].proc.cgroups_v1);
+	free(buf);
+	vmw_frame_free(f);
+	vmw_frame_free(g);
+}
+
 /* Every prefix of a frame is refused, without reading past it (ASan). */
 static void test_truncations(void **state)
 {
@@ -401,6 +461,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_shared_strings),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_hostile_values),
