@@ -30,6 +30,7 @@
 #include <stdio_ext.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -385,6 +386,24 @@ struct membuf {
 	size_t len, cap;
 };
 
+/*
+ * A page of megabytes is a fresh mapping each time (main.c: the front's
+ * fixed mmap threshold), and its first touch took a page fault per 4 KiB:
+ * ~1,000 per scrape at 100 VMs, 16 % of the front's CPU. Where the kernel
+ * gives transparent huge pages on request, the buffer's 2 MiB-aligned
+ * inside asks for them (a fault per 2 MiB). Advice only: without THP
+ * nothing changes.
+ */
+#define HUGE_PAGE (2u << 20)
+static void membuf_advise(const struct membuf *b)
+{
+	uintptr_t lo = ((uintptr_t)b->p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	uintptr_t hi = ((uintptr_t)b->p + b->cap) & ~(uintptr_t)(HUGE_PAGE - 1);
+
+	if (b->cap >= HUGE_PAGE && hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+}
+
 static ssize_t membuf_write(void *cookie, const char *data, size_t n)
 {
 	struct membuf *b = cookie;
@@ -396,6 +415,7 @@ static ssize_t membuf_write(void *cookie, const char *data, size_t n)
 			return -1;
 		b->p = np;
 		b->cap = ncap;
+		membuf_advise(b);
 	}
 	memcpy(b->p + b->len, data, n);
 	b->len += n;
@@ -409,6 +429,7 @@ static FILE *membuf_open(struct membuf *b, size_t hint)
 	*b = (struct membuf){ .cap = MAX(hint, (size_t)65536) };
 	if (!(b->p = malloc(b->cap)))
 		return NULL;
+	membuf_advise(b);
 	if (!(f = fopencookie(b, "w", (cookie_io_functions_t){ .write = membuf_write }))) {
 		free(b->p);
 		return NULL;
