@@ -1460,24 +1460,41 @@ static size_t read_user_upto(struct vmw_xlat *ux, uint64_t addr, char *buf, size
 	return got;
 }
 
-/* argv[] from the NUL-separated bytes buf[0..len) (buf[len] is a NUL). */
+char **vmw_argv_alloc(size_t argc, size_t bytes, char **text)
+{
+	size_t ptrs, total;
+	char **argv;
+
+	if (argc > SIZE_MAX / sizeof(char *) - 1)
+		return NULL;
+	ptrs = (argc + 1) * sizeof(char *);
+	if (bytes > SIZE_MAX - ptrs)
+		return NULL;
+	total = ptrs + bytes;
+	if (!(argv = malloc(total ? total : 1)))
+		return NULL;
+	memset(argv, 0, ptrs);
+	*text = (char *)argv + ptrs;
+	return argv;
+}
+
+/* argv[] from the NUL-separated bytes buf[0..len) (buf[len] is a NUL), in
+ * one allocation. */
 static char **split_args(const char *buf, size_t len)
 {
 	size_t argc = 0, i = 0, k = 0;
-	char **argv;
+	char **argv, *text;
 
 	for (size_t j = 0; j < len; j++)
 		argc += buf[j] == '\0';
 	if (len && buf[len - 1] != '\0')
 		argc++;  /* unterminated last argument: keep what is there */
-	argv = calloc(argc + 1, sizeof(char *));
-	if (!argv)
+	if (!(argv = vmw_argv_alloc(argc, len + 1, &text)))
 		return NULL;
+	memcpy(text, buf, len + 1);
 	while (i < len && k < argc) {
-		if (!(argv[k] = strdup(buf + i)))
-			break;
-		i += strlen(buf + i) + 1;
-		k++;
+		argv[k++] = text + i;
+		i += strlen(text + i) + 1;
 	}
 	return argv;
 }
@@ -1604,9 +1621,6 @@ static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 
 void vmw_proc_release(struct vmw_proc *p)
 {
-	if (p->cmdline)
-		for (char **a = p->cmdline; *a; a++)
-			free(*a);
 	free(p->cmdline);
 	free(p->threads);
 	vmw_rcstr_unref(p->cgroup);

@@ -45,7 +45,7 @@ struct vmw_proc {
 	uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes, swap_bytes;
 	uint64_t vsz_bytes;
 	bool kthread;
-	char **cmdline;           /* NULL-terminated argv, or NULL if not read/readable */
+	char **cmdline;           /* NULL-terminated argv in one allocation (vmw_argv_alloc), or NULL if not read/readable */
 	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
 	uint32_t nthreads_listed;
 	uint64_t task_addr;       /* guest virtual address of the task_struct */
@@ -127,6 +127,11 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *ret,
 void vmw_walk_free(struct vmw_walk *w);
 /* Free what one record owns (cmdline, threads), not the record itself. */
 void vmw_proc_release(struct vmw_proc *p);
+/* Room for a command line in one allocation: argc + 1 pointers (zeroed: the
+ * last ends the list), then `bytes` bytes for the arguments' text and their
+ * NULs, at *text. One free() frees it all. NULL when out of memory or the
+ * size does not fit. */
+char **vmw_argv_alloc(size_t argc, size_t bytes, char **text);
 
 /* The guest's files (its page cache) and user/group names, owned by l; NULL
  * when this kernel's layouts for them are missing. Walks fill vmw_proc.user

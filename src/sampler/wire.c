@@ -317,19 +317,36 @@ static int bad(struct vmw_error *err, const char *what)
 static bool take_cmdline(struct in *in, struct vmw_proc *p)
 {
 	uint32_t argc, len;
+	struct in look;
+	size_t bytes = 0;
+	char *text;
 
 	if (!take_u32(in, &argc))
 		return false;
 	if (argc == NO_STRING)
 		return true;
 	/* Every argument takes at least its 4-byte length. */
-	if (!count_fits(in, argc, sizeof(uint32_t)) || !(p->cmdline = calloc((size_t)argc + 1, sizeof(char *))))
+	if (!count_fits(in, argc, sizeof(uint32_t)))
+		return false;
+	/* One allocation for all of it: first the sizes, checked against the
+	 * bytes left (so their sum is bounded by the frame's length). */
+	look = (struct in){ .p = in->p, .left = in->left };
+	for (uint32_t i = 0; i < argc; i++) {
+		if (!take_u32(&look, &len) || len > look.left)
+			return false;
+		look.p += len;
+		look.left -= len;
+		bytes += (size_t)len + 1;
+	}
+	if (!(p->cmdline = vmw_argv_alloc(argc, bytes, &text)))
 		return false;
 	for (uint32_t i = 0; i < argc; i++) {
-		if (!take_u32(in, &len) || len > in->left || !(p->cmdline[i] = malloc((size_t)len + 1)))
+		/* The same reads as above: they cannot fail now, and would refuse the frame. */
+		if (!take_u32(in, &len) || !take(in, text, len))
 			return false;
-		take(in, p->cmdline[i], len);
-		p->cmdline[i][len] = '\0';
+		p->cmdline[i] = text;
+		text[len] = '\0';
+		text += (size_t)len + 1;
 	}
 	return true;
 }
@@ -383,6 +400,8 @@ static bool take_cgroups_v1(struct in *in, struct vmw_proc *p)
 	if (!take_rcstring(in, &p->cgroups_v1, &in->cgroups_v1))
 		return false;
 	if (p->cgroups_v1 && !vmw_cgroup_v1_valid(p->cgroups_v1)) {
+		/* The frame is refused here: nothing decodes after this, so the
+		 * recent list's pointer to a text freed now is never read. */
 		vmw_rcstr_unref(p->cgroups_v1);
 		p->cgroups_v1 = NULL;
 		return false;

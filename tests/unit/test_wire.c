@@ -43,9 +43,15 @@ static struct vmw_frame *sample_frame(void)
 		p->rss_anon_bytes = 4096 * (i + 1);
 		f->procs[i].cpu_percent = 12.5 * (double)i;
 	}
-	f->procs[0].proc.cmdline = calloc(3, sizeof(char *));
-	f->procs[0].proc.cmdline[0] = xstrdup("/usr/sbin/sshd");
-	f->procs[0].proc.cmdline[1] = xstrdup("-D \x1b[2K");
+	{
+		static const char args[] = "/usr/sbin/sshd\0-D \x1b[2K";   /* with its final NUL */
+		char *text;
+		f->procs[0].proc.cmdline = vmw_argv_alloc(2, sizeof(args), &text);
+		assert_non_null(f->procs[0].proc.cmdline);
+		memcpy(text, args, sizeof(args));
+		f->procs[0].proc.cmdline[0] = text;
+		f->procs[0].proc.cmdline[1] = text + strlen(text) + 1;
+	}
 	f->procs[0].proc.cgroup = xrcstr("/system.slice/ssh.service");
 	f->procs[0].proc.cgroups_v1 = xrcstr("3:cpu,cpuacct:/a\n2:name=systemd:/b");
 	f->procs[1].proc.cgroups_v1 = xrcstr("");
@@ -57,7 +63,11 @@ static struct vmw_frame *sample_frame(void)
 	strcpy(f->procs[0].proc.threads[1].comm, "worker");
 	f->procs[0].thread_cpu_percent = calloc(2, sizeof(double));
 	f->procs[0].thread_cpu_percent[1] = 3.25;
-	f->procs[2].proc.cmdline = calloc(1, sizeof(char *));
+	{
+		char *text;
+		f->procs[2].proc.cmdline = vmw_argv_alloc(0, 0, &text);   /* an empty argv */
+		assert_non_null(f->procs[2].proc.cmdline);
+	}
 	f->nevents = 2;
 	f->events = calloc(2, sizeof(*f->events));
 	f->events[0] = (struct vmw_event){ .type = VMW_EVENT_NEW, .pid = 3, .comm = "proc2" };
