@@ -20,7 +20,6 @@
 #include "virt/virt.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 #include <stdatomic.h>
 
@@ -325,23 +324,18 @@ json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
 json_t *agent_event_json(const struct agent_event *ev);
 
 /* metrics.c: Prometheus text format 0.0.4 into f. */
-/* GET /metrics; process_exporter: process groups named as process-exporter's
- * namedprocess_namegroup_* (?dialect=process-exporter). */
-void agent_metrics_render(struct agent *a, FILE *f, bool process_exporter);
-
-/* promtext.c. Text appended to a buffer that, with a sink, is written to
- * it whenever it fills (then it stays small), or else grows. After a
- * failure (out of memory, the sink's error) nothing more is appended. */
+/* promtext.c. Text appended to a growing buffer. After a failure (out of
+ * memory) nothing more is appended. A buffer of megabytes (a /metrics page)
+ * asks for transparent huge pages: one fault per 2 MiB, not per 4 KiB. */
 struct agent_buf {
 	char *p;
 	size_t len, cap;
-	FILE *sink;                   /* NULL: p holds everything */
 	bool failed;
 };
-void agent_buf_init(struct agent_buf *b, FILE *sink);
-/* The rest written to the sink, and the buffer freed (without a sink: the
- * caller takes b->p first). 0, or -ENOMEM when anything failed. */
-int agent_buf_finish(struct agent_buf *b);
+static inline void agent_buf_init(struct agent_buf *b)
+{
+	*b = (struct agent_buf){ 0 };
+}
 bool agent_buf_room_slow(struct agent_buf *b, size_t n);
 static inline bool agent_buf_room(struct agent_buf *b, size_t n)
 {
@@ -374,6 +368,11 @@ void agent_prom_number(struct agent_buf *b, double v);
 size_t agent_prom_g15(char *out, double v);
 /* u as "%llu" writes it. */
 void agent_prom_u64(struct agent_buf *b, uint64_t u);
+
+/* GET /metrics into out; process_exporter: process groups named as
+ * process-exporter's namedprocess_namegroup_* (?dialect=process-exporter).
+ * 0, or -ENOMEM (out->failed). */
+int agent_metrics_render(struct agent *a, struct agent_buf *out, bool process_exporter);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

@@ -27,10 +27,8 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
-#include <stdio_ext.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -378,82 +376,18 @@ static const char *arg(struct MHD_Connection *c, const char *k)
 	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
 }
 
-/* A FILE writing into a malloc'd buffer made `hint` bytes large up front:
- * open_memstream grows its buffer by small steps, zeroing each new part and
- * copying the whole page each time (half the cost of a 4 MB scrape). */
-struct membuf {
-	char *p;
-	size_t len, cap;
-};
-
-/*
- * A page of megabytes is a fresh mapping each time (main.c: the front's
- * fixed mmap threshold), and its first touch took a page fault per 4 KiB:
- * ~1,000 per scrape at 100 VMs, 16 % of the front's CPU. Where the kernel
- * gives transparent huge pages on request, the buffer's 2 MiB-aligned
- * inside asks for them (a fault per 2 MiB). Advice only: without THP
- * nothing changes.
- */
-#define HUGE_PAGE (2u << 20)
-static void membuf_advise(const struct membuf *b)
-{
-	uintptr_t lo = ((uintptr_t)b->p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-	uintptr_t hi = ((uintptr_t)b->p + b->cap) & ~(uintptr_t)(HUGE_PAGE - 1);
-
-	if (b->cap >= HUGE_PAGE && hi > lo)
-		(void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-}
-
-static ssize_t membuf_write(void *cookie, const char *data, size_t n)
-{
-	struct membuf *b = cookie;
-
-	if (n > b->cap - b->len) {
-		size_t ncap = MAX(b->cap + b->cap / 2, b->len + n);
-		char *np = realloc(b->p, ncap);
-		if (!np)
-			return -1;
-		b->p = np;
-		b->cap = ncap;
-		membuf_advise(b);
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	return (ssize_t)n;
-}
-
-static FILE *membuf_open(struct membuf *b, size_t hint)
-{
-	FILE *f;
-
-	*b = (struct membuf){ .cap = MAX(hint, (size_t)65536) };
-	if (!(b->p = malloc(b->cap)))
-		return NULL;
-	membuf_advise(b);
-	if (!(f = fopencookie(b, "w", (cookie_io_functions_t){ .write = membuf_write }))) {
-		free(b->p);
-		return NULL;
-	}
-	/* Only this thread writes it: no lock per write (~10^5 of them at 100
-	 * VMs), and 64 KiB at a time into the buffer. */
-	__fsetlocking(f, FSETLOCKING_BYCALLER);
-	setvbuf(f, NULL, _IOFBF, 65536);
-	return f;
-}
-
 static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 {
 	const char *dialect = arg(c, "dialect");
-	struct membuf b;
-	FILE *f;
+	struct agent_buf b;
 
 	if (dialect && strcmp(dialect, "vmwatch") && strcmp(dialect, "process-exporter"))
 		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
-	/* A little more than last time: the page grows with the VMs. */
-	if (!(f = membuf_open(&b, atomic_load(&a->http->metrics_len) / 8 * 9)))
-		return reply_error(a, c, 500, "out of memory");
-	agent_metrics_render(a, f, dialect && !strcmp(dialect, "process-exporter"));
-	if (fclose(f) != 0) {
+	/* A little more than last time, in one allocation: the page grows with
+	 * the VMs; growing it by steps would copy it each time. */
+	agent_buf_init(&b);
+	if (!agent_buf_room(&b, MAX(atomic_load(&a->http->metrics_len) / 8 * 9, (size_t)65536)) ||
+	    agent_metrics_render(a, &b, dialect && !strcmp(dialect, "process-exporter")) < 0) {
 		free(b.p);
 		return reply_error(a, c, 500, "out of memory");
 	}

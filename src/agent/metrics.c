@@ -21,6 +21,7 @@
 #include "httpd/httpd.h"
 #include "version.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -836,7 +837,7 @@ static void vm_labels_cache(struct mvm *m)
 {
 	struct agent_buf b;
 
-	agent_buf_init(&b, NULL);
+	agent_buf_init(&b);
 	write_vm_labels(&b, m);
 	if (!b.failed) {
 		m->labels = b.p;
@@ -848,7 +849,7 @@ static void vm_labels_cache(struct mvm *m)
 
 static void proc_labels_cache(struct mvm *m)
 {
-	agent_buf_init(&m->plabels, NULL);
+	agent_buf_init(&m->plabels);
 	if (!(m->plabel_off = malloc((m->ntop + 1) * sizeof(*m->plabel_off))))
 		return;
 	for (size_t i = 0; i < m->ntop; i++) {
@@ -862,9 +863,8 @@ static void proc_labels_cache(struct mvm *m)
 	}
 }
 
-void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
+int agent_metrics_render(struct agent *a, struct agent_buf *f, bool process_exporter)
 {
-	struct agent_buf buf, *f = &buf;
 	struct agent_vm **vms;
 	size_t n = agent_vms_get(a, &vms);
 	struct mvm *ms = calloc(n ? n : 1, sizeof(*ms));
@@ -872,14 +872,8 @@ void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 
 	if (!ms) {
 		agent_vms_put(vms, n);
-		return;
-	}
-	/* Into out 64 KiB at a time (the page is ~40 KB per VM). */
-	agent_buf_init(f, out);
-	if (!agent_buf_room(f, 65536)) {
-		free(ms);
-		agent_vms_put(vms, n);
-		return;
+		f->failed = true;
+		return -ENOMEM;
 	}
 	/* One consistent picture: each VM's metadata and latest snapshot, referenced. */
 	for (size_t i = 0; i < n; i++) {
@@ -910,9 +904,6 @@ void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 	if (!process_exporter)
 		cgroup_metrics(f, ms, n, top_n);
 	self_metrics(f, a, n);
-	/* A failure is out's own (a write), the caller's fclose sees it: with a
-	 * sink the buffer only grows for a piece bigger than 64 KiB, and none is. */
-	(void)agent_buf_finish(f);
 	for (size_t i = 0; i < n; i++) {
 		agent_snap_unref(ms[i].snap);
 		free(ms[i].top);
@@ -923,4 +914,5 @@ void agent_metrics_render(struct agent *a, FILE *out, bool process_exporter)
 	}
 	free(ms);
 	agent_vms_put(vms, n);
+	return f->failed ? -ENOMEM : 0;
 }

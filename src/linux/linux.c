@@ -1509,7 +1509,7 @@ static char **split_args(const char *buf, size_t len)
  */
 static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
 {
-	const uint64_t f[3] = { rw->arg_start, rw->arg_end, rw->pgd };
+	const uint64_t start = rw->arg_start, end = rw->arg_end;
 	uint64_t pgd_phys;
 	struct vmw_xlat *ux = NULL;
 	char *buf = NULL;
@@ -1517,23 +1517,23 @@ static void read_cmdline(struct vmw_linux *l, struct vmw_proc *p, const struct r
 
 	if (!rw->mm)
 		return;
-	if (f[1] <= f[0] || kaddr(l, f[0]))
+	if (end <= start || kaddr(l, start))
 		return;
-	if (vmw_xlat_v2p(l->kx, f[2], &pgd_phys, NULL) < 0)
+	if (vmw_xlat_v2p(l->kx, rw->pgd, &pgd_phys, NULL) < 0)
 		return;
-	len = MIN(f[1] - f[0], (uint64_t)MAX_CMDLINE);
+	len = MIN(end - start, (uint64_t)MAX_CMDLINE);
 	if (vmw_xlat_clone(l->kx, pgd_phys, &ux) < 0)
 		return;
 	buf = malloc(MAX(len, (size_t)4096) + 1);
-	if (!buf || vmw_xlat_read(ux, f[0], buf, len) < 0)
+	if (!buf || vmw_xlat_read(ux, start, buf, len) < 0)
 		goto out;
-	if (f[1] - f[0] > len || buf[len - 1] != '\0') {
+	if (end - start > len || buf[len - 1] != '\0') {
 		char last = 1;
-		if (f[1] - f[0] > len && vmw_xlat_read(ux, f[1] - 1, &last, 1) < 0)
+		if (end - start > len && vmw_xlat_read(ux, end - 1, &last, 1) < 0)
 			goto out;
 		if (last) {
 			/* The proctitle case: one string of at most a page. */
-			len = read_user_upto(ux, f[0], buf, 4096);
+			len = read_user_upto(ux, start, buf, 4096);
 			if (!len)
 				goto out;  /* nothing readable at arg_start: /proc shows nothing */
 			len = strnlen(buf, len);
@@ -1564,7 +1564,8 @@ static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 {
 	struct vmw_xlat_walk xw[CMD_BATCH];
 	struct vmw_phys_iov piov[CMD_BATCH];
-	uint64_t f[CMD_BATCH][3];
+	size_t len[CMD_BATCH];         /* 0: not batched */
+	size_t step[CMD_BATCH];        /* 1 + its walk, then 1 + its data read */
 	char *buf[CMD_BATCH];
 	size_t who[CMD_BATCH];
 
@@ -1578,39 +1579,35 @@ static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 			const struct raw *rw = &ws->raw[who[i]];
 			uint64_t root;
 
-			f[i][0] = rw->arg_start;
-			f[i][1] = rw->arg_end;
+			len[i] = 0;
 			buf[i] = NULL;
 			/* What read_cmdline takes as "no command line" is left to it. */
-			if (f[i][1] <= f[i][0] || kaddr(l, f[i][0]) || f[i][1] - f[i][0] > 4096 ||
-			    vmw_xlat_v2p(l->kx, rw->pgd, &root, NULL) < 0) {
-				f[i][0] = f[i][1] = 0;   /* not batched */
+			if (rw->arg_end <= rw->arg_start || kaddr(l, rw->arg_start) || rw->arg_end - rw->arg_start > 4096 ||
+			    vmw_xlat_v2p(l->kx, rw->pgd, &root, NULL) < 0)
 				continue;
-			}
-			xw[nw++] = (struct vmw_xlat_walk){ .root = root, .va = f[i][0] };
-			f[i][2] = nw;            /* 1 + its walk */
+			len[i] = (size_t)(rw->arg_end - rw->arg_start);
+			xw[nw++] = (struct vmw_xlat_walk){ .root = root, .va = rw->arg_start };
+			step[i] = nw;
 		}
 		vmw_xlat_walk_many(l->kx, xw, nw);
 		for (size_t i = 0; i < k; i++) {
-			size_t len = (size_t)(f[i][1] - f[i][0]);
 			struct vmw_xlat_walk *x;
 
-			if (!f[i][1])
+			if (!len[i])
 				continue;
-			x = &xw[f[i][2] - 1];
-			if (x->err || len > x->avail || !(buf[i] = malloc(len + 1)))
+			x = &xw[step[i] - 1];
+			if (x->err || len[i] > x->avail || !(buf[i] = malloc(len[i] + 1)))
 				continue;
-			piov[np++] = (struct vmw_phys_iov){ x->phys, buf[i], len, 0 };
-			f[i][2] = np;            /* 1 + its data read */
+			piov[np++] = (struct vmw_phys_iov){ x->phys, buf[i], len[i], 0 };
+			step[i] = np;
 		}
 		(void)vmw_mem_readv(vmw_xlat_mem(l->kx), piov, np);
 		for (size_t i = 0; i < k; i++) {
 			struct vmw_proc *p = &ws->procs[who[i]];
-			size_t len = (size_t)(f[i][1] - f[i][0]);
 
-			if (buf[i] && !piov[f[i][2] - 1].err && buf[i][len - 1] == '\0') {
-				buf[i][len] = '\0';
-				p->cmdline = split_args(buf[i], len);
+			if (buf[i] && !piov[step[i] - 1].err && buf[i][len[i] - 1] == '\0') {
+				buf[i][len[i]] = '\0';
+				p->cmdline = split_args(buf[i], len[i]);
 			} else {
 				read_cmdline(l, p, &ws->raw[who[i]]);
 			}
