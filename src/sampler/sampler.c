@@ -569,6 +569,8 @@ void vmw_frame_free(struct vmw_frame *f)
 		return;
 	for (size_t i = 0; i < f->nprocs; i++) {
 		free(f->procs[i].thread_cpu_percent);
+		if (f->cmdlines_in_procs)
+			f->procs[i].proc.cmdline = NULL;   /* freed with f->procs */
 		vmw_proc_release(&f->procs[i].proc);
 	}
 	free(f->procs);

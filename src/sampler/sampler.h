@@ -83,6 +83,10 @@ struct vmw_frame {
 	bool rebooted;             /* the guest rebooted; the sampler re-attached */
 	struct vmw_sample *procs;
 	size_t nprocs;
+	/* The processes' command lines live in procs's allocation, after the
+	 * samples (a decoded frame, vmw_frame_decode: one allocation for all of
+	 * it), not one allocation each; vmw_frame_free knows. */
+	bool cmdlines_in_procs;
 	struct vmw_event *events;
 	size_t nevents;
 	size_t skipped;

@@ -178,6 +178,7 @@ static void put_frame(struct out *o, const struct vmw_frame *f)
 
 	memcpy(&fx, f, sizeof(fx));
 	fx.procs = NULL;
+	fx.cmdlines_in_procs = false;
 	fx.events = NULL;
 	fx.cpu = NULL;
 	fx.summary.cpu = NULL;
@@ -266,6 +267,9 @@ struct in {
 	const uint8_t *p;
 	size_t left;
 	struct shared_recent cgroup, cgroups_v1;
+	/* The rest of the frame's block (decode): where command lines go. */
+	uint8_t *blk;
+	size_t blk_left;
 };
 
 static bool take(struct in *in, void *dst, size_t n)
@@ -314,13 +318,31 @@ static int bad(struct vmw_error *err, const char *what)
 	return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG, "malformed frame from the sampler: %s", what);
 }
 
-static bool take_cmdline(struct in *in, struct vmw_proc *p)
+static bool skip(struct in *in, size_t n)
+{
+	if (n > in->left)
+		return false;
+	in->p += n;
+	in->left -= n;
+	return true;
+}
+
+/* What a command line of argc arguments and bytes of text (each with its
+ * NUL) takes in a frame's block: the pointers, the text, rounded up for the
+ * next one's pointers. Both are bounded by the frame's length. */
+static size_t argv_size(uint32_t argc, size_t bytes)
+{
+	return ((size_t)argc + 1) * sizeof(char *) + ((bytes + 7) & ~(size_t)7);
+}
+
+/* A command line: argc (NO_STRING: none), then each argument's length and
+ * bytes. Its size in the block, with *in past it; false when malformed. */
+static bool skip_cmdline(struct in *in, size_t *size)
 {
 	uint32_t argc, len;
-	struct in look;
 	size_t bytes = 0;
-	char *text;
 
+	*size = 0;
 	if (!take_u32(in, &argc))
 		return false;
 	if (argc == NO_STRING)
@@ -328,26 +350,47 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 	/* Every argument takes at least its 4-byte length. */
 	if (!count_fits(in, argc, sizeof(uint32_t)))
 		return false;
-	/* One allocation for all of it: first the sizes, checked against the
-	 * bytes left (so their sum is bounded by the frame's length). */
-	look = (struct in){ .p = in->p, .left = in->left };
 	for (uint32_t i = 0; i < argc; i++) {
-		if (!take_u32(&look, &len) || len > look.left)
+		if (!take_u32(in, &len) || !skip(in, len))
 			return false;
-		look.p += len;
-		look.left -= len;
 		bytes += (size_t)len + 1;
 	}
-	if (!(p->cmdline = vmw_argv_alloc(argc, bytes, &text)))
+	*size = argv_size(argc, bytes);
+	return true;
+}
+
+/* Decoded into the frame's block (its room counted by size_block): the
+ * argument pointers, then their text. */
+static bool take_cmdline(struct in *in, struct vmw_proc *p)
+{
+	struct in look = { .p = in->p, .left = in->left };
+	uint32_t argc, len;
+	size_t size;
+	char *text;
+
+	if (!skip_cmdline(&look, &size))
 		return false;
+	if (!take_u32(in, &argc))
+		return false;
+	if (argc == NO_STRING)
+		return true;
+	/* The block was sized by the same reads: a command line it has no room
+	 * for refuses the frame. */
+	if (size > in->blk_left)
+		return false;
+	p->cmdline = (char **)(void *)in->blk;
+	text = (char *)(p->cmdline + (size_t)argc + 1);
+	in->blk += size;
+	in->blk_left -= size;
 	for (uint32_t i = 0; i < argc; i++) {
-		/* The same reads as above: they cannot fail now, and would refuse the frame. */
+		/* The same reads as skip_cmdline's: they cannot fail now. */
 		if (!take_u32(in, &len) || !take(in, text, len))
 			return false;
 		p->cmdline[i] = text;
 		text[len] = '\0';
 		text += (size_t)len + 1;
 	}
+	p->cmdline[argc] = NULL;
 	return true;
 }
 
@@ -445,6 +488,36 @@ static bool take_threads(struct in *in, struct vmw_sample *s)
 	take(in, s->thread_cpu_percent, (size_t)n * sizeof(double));
 	for (uint32_t i = 0; i < n; i++)
 		s->thread_cpu_percent[i] = finite_or_zero(s->thread_cpu_percent[i]);
+	return true;
+}
+
+/* The block a frame's nprocs process records take decoded: the samples,
+ * then every command line (one allocation per frame: a process costs no
+ * malloc or free of its own). A first pass over the records; false when
+ * one does not parse. The size is bounded by the frame's length: a sample
+ * takes its own size on the wire, a command line at most 2.25 times its. */
+static bool size_block(struct in in, size_t nprocs, size_t *ret)
+{
+	size_t total = nprocs * sizeof(struct vmw_sample), size;
+	uint32_t n, len, has_pct;
+
+	for (size_t i = 0; i < nprocs; i++) {
+		if (!skip(&in, sizeof(struct vmw_sample)) || !skip_cmdline(&in, &size))
+			return false;
+		total += size;
+		for (int k = 0; k < 2; k++)     /* the cgroup v2 path, the v1 lines */
+			if (!take_u32(&in, &len) || (len != NO_STRING && !skip(&in, len)))
+				return false;
+		if (!take_u32(&in, &n))
+			return false;
+		if (!n)
+			continue;
+		if (!count_fits(&in, n, sizeof(struct vmw_thread)) ||
+		    !skip(&in, (size_t)n * sizeof(struct vmw_thread)) || !take_u32(&in, &has_pct) ||
+		    (has_pct && (!count_fits(&in, n, sizeof(double)) || !skip(&in, (size_t)n * sizeof(double)))))
+			return false;
+	}
+	*ret = total;
 	return true;
 }
 
@@ -603,6 +676,7 @@ static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 	nprocs = f->nprocs;
 	nevents = f->nevents;
 	f->procs = NULL;
+	f->cmdlines_in_procs = false;
 	f->events = NULL;
 	f->cpu = NULL;
 	f->summary.cpu = NULL;
@@ -618,11 +692,30 @@ static int decode(struct in *in, struct vmw_frame *f, struct vmw_error *err)
 	/* Each process takes at least its fixed part. */
 	if (nprocs && !count_fits(in, nprocs, sizeof(*f->procs)))
 		return bad(err, "process count");
-	if (nprocs && !(f->procs = calloc(nprocs, sizeof(*f->procs))))
-		return vmw_error_set(err, -ENOMEM, "out of memory");
+	if (nprocs) {
+		size_t block;
+
+		if (!size_block(*in, nprocs, &block))
+			return bad(err, "process record");
+		/* Not zeroed: each sample is written whole before it counts. */
+		if (!(f->procs = malloc(block)))
+			return vmw_error_set(err, -ENOMEM, "out of memory");
+		f->cmdlines_in_procs = true;
+		in->blk = (uint8_t *)(f->procs + nprocs);
+		in->blk_left = block - nprocs * sizeof(*f->procs);
+	}
 	for (size_t i = 0; i < nprocs; i++) {
-		f->nprocs = i + 1;   /* what vmw_frame_free must release */
-		if (!take_sample(in, &f->procs[i]))
+		struct vmw_sample *s = &f->procs[i];
+
+		/* What vmw_frame_free releases, safe before the record is read
+		 * (take_sample resets the wire's pointers as soon as it is). */
+		s->proc.cmdline = NULL;
+		s->proc.cgroup = s->proc.cgroups_v1 = NULL;
+		s->proc.threads = NULL;
+		s->proc.nthreads_listed = 0;
+		s->thread_cpu_percent = NULL;
+		f->nprocs = i + 1;
+		if (!take_sample(in, s))
 			return bad(err, "process record");
 	}
 	if ((r = take_events(in, f, nevents, err)) < 0 || (r = take_cpus(in, f, err)) < 0 ||
