@@ -1,13 +1,71 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * btf.c - the guest kernel's BTF (parsed by libbpf) and member lookups on it.
+ *
+ * libbpf (and the libelf and zlib it pulls in) is dlopen()ed the first time
+ * a BTF blob is parsed, not linked: a warm attach answers from the cache's
+ * layout memo and never parses BTF, so a sampler or a `vmwatch ps` with a
+ * warm cache never maps or relocates the three libraries (~32 KiB of
+ * private memory per process: ~3 MiB for an agent's 100 samplers). Its
+ * header gives the types and the inline helpers; the functions called go
+ * through the table below (every libbpf function used must be in it).
  */
 #include "kernel/kernel_internal.h"
 
 #include <bpf/btf.h>
 #include <errno.h>
 #include <linux/btf.h>
+#include <pthread.h>
 #include <string.h>
+
+#define LIBBPF_SONAME "libbpf.so.1"
+
+#define BPF_FUNCS(X)                                                                   \
+	X(btf__new) X(btf__free) X(btf__find_by_name_kind) X(btf__name_by_offset)        \
+	X(btf__resolve_size) X(btf__resolve_type) X(btf__type_by_id) X(btf__type_cnt)
+
+#define FN_FIELD(f) __typeof__(&f) f;
+static struct { BPF_FUNCS(FN_FIELD) } bpf;
+#undef FN_FIELD
+static pthread_once_t bpf_once = PTHREAD_ONCE_INIT;
+static bool bpf_loaded;
+static char bpf_load_err[300];   /* why it could not be loaded */
+
+static void bpf_load(void)
+{
+#define FN_NAME(f) #f,
+#define FN_SLOT(f) (void **)&bpf.f,
+	static const char *const names[] = { BPF_FUNCS(FN_NAME) };
+	void **const slots[] = { BPF_FUNCS(FN_SLOT) };
+#undef FN_NAME
+#undef FN_SLOT
+	char e[240];
+
+	_Static_assert(ARRAY_SIZE(names) <= VMW_DL_MAX, "raise VMW_DL_MAX");
+	if (!vmw_dl_load(LIBBPF_SONAME, names, slots, ARRAY_SIZE(names), e, sizeof(e))) {
+		snprintf(bpf_load_err, sizeof(bpf_load_err),
+			 "cannot load libbpf to parse BTF (install libbpf1): %s", e);
+		return;
+	}
+	bpf_loaded = true;
+}
+
+/* From here on, every call goes through the table. A struct btf exists only
+ * when the library was loaded (vmw_btf_parse made it). */
+#define btf__new (*bpf.btf__new)
+#define btf__free (*bpf.btf__free)
+#define btf__find_by_name_kind (*bpf.btf__find_by_name_kind)
+#define btf__name_by_offset (*bpf.btf__name_by_offset)
+#define btf__resolve_size (*bpf.btf__resolve_size)
+#define btf__resolve_type (*bpf.btf__resolve_type)
+#define btf__type_by_id (*bpf.btf__type_by_id)
+#define btf__type_cnt (*bpf.btf__type_cnt)
+
+void vmw_btf_free(struct btf *btf)
+{
+	if (btf)
+		btf__free(btf);
+}
 
 int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **why)
 {
@@ -17,6 +75,11 @@ int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **w
 
 	if (!why)
 		why = &why_dummy;
+	pthread_once(&bpf_once, bpf_load);
+	if (!bpf_loaded) {
+		*why = bpf_load_err;
+		return -ENOTSUP;
+	}
 	if (len < sizeof(*h) || h->magic != BTF_MAGIC || h->version != BTF_VERSION) {
 		*why = "no BTF magic (9f eb 01 00) at __start_BTF";
 		return -EINVAL;

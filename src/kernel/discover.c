@@ -789,6 +789,7 @@ int vmw_kernel_discover(struct vmw_mem *mem, const struct vmw_kernel_opts *o, co
 	bool use_cache;
 	uint64_t pob;
 	struct vmw_kcache_hint hint = { 0 };
+	bool memo_known = false;   /* the build's layout memo was in the cache */
 	int r;
 
 	char why[sizeof(k->cache_warning) - 40] = "";
@@ -822,9 +823,13 @@ int vmw_kernel_discover(struct vmw_mem *mem, const struct vmw_kernel_opts *o, co
 	}
 	if (use_cache && !k->info.from_cache) {
 		snprintf(k->cache_dir, sizeof(k->cache_dir), "%s", dir);
-		vmw_memo_load(dir, k->vi->build_id, &k->memo);   /* optional */
+		memo_known = vmw_memo_load(dir, k->vi->build_id, &k->memo) == 0;   /* optional */
 	}
-	if ((r = load_btf(k, !k->info.from_cache, err)) < 0 || (r = load_cpus(k, err)) < 0)
+	/* A full discovery parses the BTF blob now, unless the build's layout
+	 * memo is there: then, as on a warm attach, only a question the memo
+	 * cannot answer parses it (a further VM of a known build never does,
+	 * nor loads libbpf: ~4 MB of parsed types at its peak). */
+	if ((r = load_btf(k, !k->info.from_cache && !memo_known, err)) < 0 || (r = load_cpus(k, err)) < 0)
 		return r;
 	pob = read_page_offset_base(k);
 	if ((r = set_up_xlat(k, pob, err)) < 0)

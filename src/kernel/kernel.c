@@ -19,7 +19,7 @@ void vmw_kernel_detach(struct vmw_kernel *k)
 		vmw_memo_save(k->cache_dir, k->vi->build_id, &k->memo);
 	vmw_memo_clear(&k->memo);
 	vmw_xlat_free(k->xlat);
-	btf__free(k->btf);
+	vmw_btf_free(k->btf);
 	vmw_symtab_free(k->symtab);
 	vmw_vmcoreinfo_free(k->vi);
 	free(k->percpu);
@@ -154,6 +154,11 @@ const struct btf *vmw_kernel_btf(const struct vmw_kernel *k)
 	return vmw_kernel_ensure_btf(mk) == 0 ? mk->btf : NULL;
 }
 
+const char *vmw_kernel_btf_why(const struct vmw_kernel *k)
+{
+	return k->btf_err ? k->btf_why : NULL;
+}
+
 /* Answer a BTF query from the memo, else from BTF (and memoize it). */
 enum query { Q_MEMBER, Q_BITS, Q_SIZE, Q_ENUM, Q_TK_CORE };
 
@@ -283,7 +288,7 @@ void vmw_kernel_trim(struct vmw_kernel *k)
 {
 	if (k->use_cache && k->memo.dirty && k->vi && vmw_memo_save(k->cache_dir, k->vi->build_id, &k->memo) == 0)
 		k->memo.dirty = false;
-	btf__free(k->btf);
+	vmw_btf_free(k->btf);
 	k->btf = NULL;
 	vmw_symtab_free(k->symtab);
 	k->symtab = NULL;

@@ -110,6 +110,9 @@ const char *vmw_kernel_vmcoreinfo(const struct vmw_kernel *k, const char *key);
  * ms: prefer the memoized queries below, which a warm cache answers without
  * BTF). NULL if it cannot be read or parsed. */
 const struct btf *vmw_kernel_btf(const struct vmw_kernel *k);
+/* Why the BTF blob could not be parsed (libbpf missing, rejected, unreadable),
+ * once a query needed it and failed; NULL otherwise. */
+const char *vmw_kernel_btf_why(const struct vmw_kernel *k);
 /* In such a BTF, the anonymous struct of tk_core ({ seq; struct timekeeper
  * timekeeper; }): its size and the offsets of both members, each inside it
  * (seq for 4 bytes at least). 0, -ENOENT, or -ENOTSUP (several candidates

@@ -228,6 +228,7 @@ int vmw_kallsyms_locate(const uint8_t *img, size_t img_len, uint64_t img_vaddr,
 
 /* Parse a raw BTF blob (checks magic 9f eb 01 00 and header). */
 int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **why);
+void vmw_btf_free(struct btf *btf);   /* NULL: nothing */
 /* Member lookup on a parsed BTF (see vmw_kernel_member). */
 int vmw_btf_member(const struct btf *btf, const char *type, const char *member,
 		   uint32_t *ret_offset, uint32_t *ret_size);

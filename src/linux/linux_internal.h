@@ -77,6 +77,10 @@ static inline int check_bad_layout(struct vmw_kernel *k, struct vmw_error *err)
 			"kernel %s: its BTF places %s.%s outside the structure (or beyond 1 MiB): " \
 			"these types are corrupt or hostile, and are not used", \
 			vmw_kernel_info(k)->release, type, name); \
+	if (need_r_ < 0 && vmw_kernel_btf_why(k)) \
+		return vmw_error_setk(err, VMW_ERR_NO_BTF, need_r_, \
+			"kernel %s: its BTF is needed for %s.%s and cannot be used: %s", \
+			vmw_kernel_info(k)->release, type, name, vmw_kernel_btf_why(k)); \
 	if (need_r_ < 0) \
 		return vmw_error_setk(err, VMW_ERR_MISSING_LAYOUT, -ENOENT, \
 			"kernel %s: BTF has no %s.%s, which vmwatch needs; please report this kernel", \

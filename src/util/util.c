@@ -2,6 +2,7 @@
 #include "util/util.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -342,4 +343,30 @@ void vmw_text_fputs(const char *s, FILE *f)
 			s++;
 		}
 	}
+}
+
+bool vmw_dl_load(const char *soname, const char *const *names, void **const *slots, size_t n,
+		 char *errbuf, size_t en)
+{
+	void *h, *tmp[VMW_DL_MAX];
+
+	if (n > VMW_DL_MAX) {
+		snprintf(errbuf, en, "%s: too many functions to load", soname);
+		return false;
+	}
+	if (!(h = dlopen(soname, RTLD_NOW | RTLD_LOCAL))) {
+		const char *e = dlerror();
+		snprintf(errbuf, en, "%s", e ? e : soname);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!(tmp[i] = dlsym(h, names[i]))) {
+			snprintf(errbuf, en, "%s has no %s", soname, names[i]);
+			dlclose(h);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		memcpy(slots[i], &tmp[i], sizeof(tmp[i]));
+	return true;
 }

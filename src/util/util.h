@@ -184,6 +184,16 @@ char *vmw_rcstr_new(const char *s, size_t len);
 char *vmw_rcstr_ref(char *s);
 void vmw_rcstr_unref(char *s);
 
+/* ---- libraries loaded on demand ----
+ * dlopen soname and set n function pointers (names[i] -> *slots[i]), all or
+ * none: false with errbuf set if the library or one of the functions is
+ * missing. The library is never closed (function pointers and its threads
+ * outlive callers). For libraries only some runs need (libvirt, libxml2,
+ * libbpf): a process that does not need one never maps or relocates it. */
+#define VMW_DL_MAX 32   /* functions one vmw_dl_load call sets */
+bool vmw_dl_load(const char *soname, const char *const *names, void **const *slots, size_t n,
+		 char *errbuf, size_t en);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t vmw_now_ns(void);
 /* Wall clock (CLOCK_REALTIME) in nanoseconds since the epoch. */

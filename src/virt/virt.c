@@ -26,9 +26,7 @@
 #include "virt/virt.h"
 #include "mem/mem.h"
 
-#include <assert.h>
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,35 +75,6 @@ static char lv_load_err[256], lx_load_err[256];
 static bool lv_loaded, lx_loaded;
 static pthread_once_t lx_once = PTHREAD_ONCE_INIT;   /* libvirt: global_once */
 
-#define LOAD_MAX 32   /* functions one load_lib call sets; checked at compile time */
-
-/* dlopen soname and set n function pointers (names[i] -> *slots[i]), all or
- * none: false with errbuf set if the library or one of the functions is
- * missing. */
-static bool load_lib(const char *soname, const char *const *names, void **const *slots, size_t n,
-		     char *errbuf, size_t en)
-{
-	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-	void *tmp[LOAD_MAX];
-
-	if (!h) {
-		const char *e = dlerror();
-		snprintf(errbuf, en, "%s", e ? e : soname);
-		return false;
-	}
-	assert(n <= LOAD_MAX);
-	for (size_t i = 0; i < n; i++) {
-		if (!(tmp[i] = dlsym(h, names[i]))) {
-			snprintf(errbuf, en, "%s has no %s", soname, names[i]);
-			dlclose(h);
-			return false;
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		memcpy(slots[i], &tmp[i], sizeof(tmp[i]));
-	return true;   /* never closed: function pointers and threads outlive callers */
-}
-
 #define FN_NAME(f) #f,
 #define FN_SLOT(t, f) (void **)&t.f,
 #define FN_SLOT_LV(f) FN_SLOT(lv, f)
@@ -115,9 +84,9 @@ static void lx_load(void)
 {
 	static const char *const names[] = { XML_FUNCS(FN_NAME) };
 	void **const slots[] = { XML_FUNCS(FN_SLOT_LX) };
-	_Static_assert(ARRAY_SIZE(names) <= LOAD_MAX, "raise LOAD_MAX");
+	_Static_assert(ARRAY_SIZE(names) <= VMW_DL_MAX, "raise VMW_DL_MAX");
 
-	if (!load_lib(LIBXML_SONAME, names, slots, ARRAY_SIZE(names), lx_load_err, sizeof(lx_load_err)))
+	if (!vmw_dl_load(LIBXML_SONAME, names, slots, ARRAY_SIZE(names), lx_load_err, sizeof(lx_load_err)))
 		return;
 	lx.xmlInitParser();
 	lx_loaded = true;
@@ -127,9 +96,9 @@ static void lv_load(void)
 {
 	static const char *const names[] = { LV_FUNCS(FN_NAME) };
 	void **const slots[] = { LV_FUNCS(FN_SLOT_LV) };
-	_Static_assert(ARRAY_SIZE(names) <= LOAD_MAX, "raise LOAD_MAX");
+	_Static_assert(ARRAY_SIZE(names) <= VMW_DL_MAX, "raise VMW_DL_MAX");
 
-	if (!load_lib(LIBVIRT_SONAME, names, slots, ARRAY_SIZE(names), lv_load_err, sizeof(lv_load_err)))
+	if (!vmw_dl_load(LIBVIRT_SONAME, names, slots, ARRAY_SIZE(names), lv_load_err, sizeof(lv_load_err)))
 		return;
 	lv_loaded = true;
 }

@@ -231,6 +231,68 @@ def test_warm_attach_reads_only_the_entry_head_and_the_memo(guest, vmwatch, tmp_
     assert again['symbols'] == cold['symbols']
 
 
+def _libs_loaded(vmwatch, target, cache, *env_extra, prefix=()):
+    """Run `vmwatch ps` with LD_DEBUG=files: (process, the libraries it loaded)."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), LD_DEBUG='files')
+    env.update(env_extra)
+    p = subprocess.run([*prefix, vmwatch, 'ps', '--no-cmdline', target],
+                       capture_output=True, text=True, env=env, timeout=300)
+    return p, {w.split('=', 1)[1] for w in p.stderr.split() if w.startswith('file=')}
+
+
+def test_warm_attach_never_loads_libbpf(guest, vmwatch, tmp_path):
+    """libbpf (with libelf and zlib) is dlopen()ed only to parse BTF: a cold
+    attach loads it, a warm one (the layout memo answers) does not, nor one
+    to another VM of the same build: an agent's samplers and a `vmwatch ps`
+    in a loop never map it."""
+    g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
+    target = f'file:{g.ram_path}'
+    cold, cold_libs = _libs_loaded(vmwatch, target, tmp_path)
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert 'libbpf.so.1' in cold_libs, sorted(cold_libs)
+    warm, warm_libs = _libs_loaded(vmwatch, target, tmp_path)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert len(warm.stdout.splitlines()) > 10
+    assert not {'libbpf.so.1', 'libelf.so.1', 'libz.so.1'} & warm_libs, sorted(warm_libs)
+    # Another target of the same build (no hint for it: a full discovery)
+    # takes its layout from the build's memo, and still needs no libbpf.
+    other = tmp_path / 'other-vm-ram'
+    other.symlink_to(g.ram_path)
+    again, again_libs = _libs_loaded(vmwatch, f'file:{other}', tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(again.stdout.splitlines()) > 10
+    assert 'libbpf.so.1' not in again_libs, sorted(again_libs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root: a private mount namespace')
+def test_cold_attach_without_libbpf_says_what_to_install(guest, vmwatch, tmp_path):
+    """Without libbpf, a cold attach fails with exit 2 and names the package;
+    nothing it caches stands in the way once libbpf is there."""
+    g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
+    lib = os.path.realpath('/lib/x86_64-linux-gnu/libbpf.so.1')
+    p = subprocess.run(['unshare', '-m', 'sh', '-c', f'mount --bind /dev/null {lib} && exec "$@"', 'sh',
+                        vmwatch, 'ps', '--no-cmdline', f'file:{g.ram_path}'],
+                       capture_output=True, text=True, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)),
+                       timeout=300)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert 'cannot load libbpf to parse BTF (install libbpf1)' in p.stderr, p.stderr
+    assert not p.stdout
+    after = subprocess.run([vmwatch, 'ps', '--no-cmdline', f'file:{g.ram_path}'], capture_output=True,
+                           text=True, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)), timeout=300)
+    assert after.returncode == 0, after.stderr
+    assert len(after.stdout.splitlines()) > 10
+    # Now the build's layout memo is cached: another VM of the build (a full
+    # discovery, no hint for its path) needs no libbpf at all.
+    other = tmp_path / 'other-vm-ram'
+    other.symlink_to(g.ram_path)
+    p = subprocess.run(['unshare', '-m', 'sh', '-c', f'mount --bind /dev/null {lib} && exec "$@"', 'sh',
+                        vmwatch, 'ps', '--no-cmdline', f'file:{other}'],
+                       capture_output=True, text=True, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)),
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == after.stdout or len(p.stdout.splitlines()) > 10
+
+
 def test_no_cache_neither_reads_nor_writes(guest, vmwatch, tmp_path):
     g = guest(kernel='6.1', mem='512M', machine='pc', backing='shm')
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))

@@ -104,6 +104,9 @@ def test_dlopened_libraries_are_declared(debs):
     assert "libjansson4" in field(debs["vmwatch"], "Depends")     # found by dpkg-shlibdeps
     # ncurses is dlopen()ed by top's screen (src/cli/curses_lazy.c).
     assert "libncursesw6" in re.findall(r"[\w.+-]+", field(debs["vmwatch"], "Depends"))
+    # libbpf is dlopen()ed to parse BTF (src/kernel/btf.c), by the CLI and the agent's samplers.
+    for pkg in ("vmwatch", "vmwatch-agent"):
+        assert "libbpf1" in re.findall(r"[\w.+-]+", field(debs[pkg], "Depends")), pkg
     assert field(debs["vmwatch"], "Version") == project_version()
 
 
