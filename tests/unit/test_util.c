@@ -136,6 +136,29 @@ static void test_rcstr(void **state)
 	vmw_rcstr_unref(a);
 }
 
+/* Libraries loaded on demand: all of a table or none of it, and why not. */
+static void test_dl_load(void **state)
+{
+	static const char *const ok_names[] = { "strlen", "memchr" };
+	static const char *const bad_names[] = { "strlen", "vmw_no_such_function_in_libc" };
+	size_t (*len_fn)(const char *) = NULL;
+	void *(*chr_fn)(const void *, int, size_t) = NULL;
+	void **const slots[] = { (void **)&len_fn, (void **)&chr_fn };
+	char e[200] = "";
+
+	assert_false(vmw_dl_load("libvmwatch-no-such-library.so.9", ok_names, slots, 2, e, sizeof(e)));
+	assert_non_null(strstr(e, "libvmwatch-no-such-library.so.9"));
+	assert_null(len_fn);
+	assert_false(vmw_dl_load("libc.so.6", bad_names, slots, 2, e, sizeof(e)));
+	assert_string_equal(e, "libc.so.6 has no vmw_no_such_function_in_libc");
+	assert_null(len_fn);   /* none of the table was set */
+	assert_false(vmw_dl_load("libc.so.6", ok_names, slots, VMW_DL_MAX + 1, e, sizeof(e)));
+	assert_true(vmw_dl_load("libc.so.6", ok_names, slots, 2, e, sizeof(e)));
+	assert_int_equal(len_fn("four"), 4);
+	static const char abc[] = "abc";
+	assert_ptr_equal(chr_fn(abc, 'c', 3), abc + 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -144,6 +167,7 @@ int main(void)
 		cmocka_unit_test(test_text_sanitize),
 		cmocka_unit_test(test_parse_seconds),
 		cmocka_unit_test(test_rcstr),
+		cmocka_unit_test(test_dl_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
