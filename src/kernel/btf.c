@@ -351,7 +351,14 @@ int vmw_btf_enum_value(const struct btf *btf, const char *name, int64_t *ret)
 int vmw_btf_tk_core(const struct btf *btf, uint32_t *ret_size, uint32_t *ret_tk, uint32_t *ret_seq)
 {
 	uint32_t n = btf__type_cnt(btf), found = 0;
+	int32_t tk_type;
 
+	/* The member must be of the struct timekeeper its readers ask about by
+	 * name (vmw_btf_member "timekeeper" ...): hostile BTF may hold another,
+	 * smaller struct of that name, whose fitting would say nothing about
+	 * where those readers' offsets land. */
+	if (find_composite(btf, "timekeeper", &tk_type) < 0)
+		return -ENOENT;
 	for (uint32_t id = 1; id < n; id++) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const struct btf_member *m;
@@ -372,7 +379,7 @@ int vmw_btf_tk_core(const struct btf *btf, uint32_t *ret_size, uint32_t *ret_tk,
 			/* A member outside the struct makes it no candidate. */
 			if (member_inside(btf, (int32_t)id, bit_off, m[i].type, 0) < 0)
 				continue;
-			if (!strcmp(name, "timekeeper") && btf_is_struct(mt) && mname &&
+			if (!strcmp(name, "timekeeper") && mid == tk_type && btf_is_struct(mt) && mname &&
 			    !strcmp(mname, "timekeeper"))
 				tk = bit_off / 8;
 			else if (!strcmp(name, "seq") && (uint64_t)bit_off / 8 + 4 <= t->size)

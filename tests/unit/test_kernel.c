@@ -313,6 +313,33 @@ static void test_btf_tk_core(void **state)
 	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), -ENOTSUP);
 	btf__free(btf);
 	btf__free(b);
+
+	/* Two structs named timekeeper (found by fuzz_btf): the readers ask the
+	 * first one's members by name, so a tk_core holding the second, smaller
+	 * one is no candidate (its size says nothing about their offsets). */
+	b = btf__new_empty();
+	assert_non_null(b);
+	u32 = btf__add_int(b, "unsigned int", 4, 0);
+	tks = btf__add_struct(b, "timekeeper", 4096);
+	btf__add_field(b, "cycle_last", u32, 4000 * 8, 0);
+	int small = btf__add_struct(b, "timekeeper", 16);
+	btf__add_field(b, "cycle_last", u32, 0, 0);
+	bad = btf__add_struct(b, NULL, 64);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", small, 8 * 8, 0);
+	assert_true(tks > 0 && small > 0 && bad > 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), -ENOENT);
+	btf__free(btf);
+	good = btf__add_struct(b, NULL, 4104);
+	btf__add_field(b, "seq", u32, 0, 0);
+	btf__add_field(b, "timekeeper", tks, 8 * 8, 0);
+	btf = reparse(b);
+	assert_int_equal(vmw_btf_tk_core(btf, &size, &tk, &seq), 0);
+	assert_int_equal(size, 4104);
+	assert_int_equal(tk, 8);
+	btf__free(btf);
+	btf__free(b);
 }
 
 static void test_btf_members(void **state)
