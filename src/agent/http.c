@@ -287,6 +287,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (r == 0) {
 			vmw_httpd_lock(h->srv);
+			/* Stopping began after the check above: the sweeper's last
+			 * pass (under this lock) may be over, and nothing would
+			 * resume this stream before the daemon stops (which aborts
+			 * on a suspended connection). End it instead. */
+			if (atomic_load(&s->a->stopping)) {
+				vmw_httpd_unlock(h->srv);
+				return MHD_CONTENT_READER_END_OF_STREAM;
+			}
 			s->suspended = true;
 			MHD_suspend_connection(s->c);
 			vmw_httpd_unlock(h->srv);
