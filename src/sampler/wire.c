@@ -360,37 +360,42 @@ static bool skip_cmdline(struct in *in, size_t *size)
 }
 
 /* Decoded into the frame's block (its room counted by size_block): the
- * argument pointers, then their text. */
+ * argument pointers, then their text, each piece checked against the room
+ * left (a command line the block has no room for refuses the frame). */
 static bool take_cmdline(struct in *in, struct vmw_proc *p)
 {
-	struct in look = { .p = in->p, .left = in->left };
 	uint32_t argc, len;
-	size_t size;
+	size_t ptrs, used;
 	char *text;
 
-	if (!skip_cmdline(&look, &size))
-		return false;
 	if (!take_u32(in, &argc))
 		return false;
 	if (argc == NO_STRING)
 		return true;
-	/* The block was sized by the same reads: a command line it has no room
-	 * for refuses the frame. */
-	if (size > in->blk_left)
+	if (!count_fits(in, argc, sizeof(uint32_t)))
+		return false;
+	ptrs = ((size_t)argc + 1) * sizeof(char *);
+	if (ptrs > in->blk_left)
 		return false;
 	p->cmdline = (char **)(void *)in->blk;
-	text = (char *)(p->cmdline + (size_t)argc + 1);
-	in->blk += size;
-	in->blk_left -= size;
+	text = (char *)in->blk + ptrs;
+	used = ptrs;
 	for (uint32_t i = 0; i < argc; i++) {
-		/* The same reads as skip_cmdline's: they cannot fail now. */
-		if (!take_u32(in, &len) || !take(in, text, len))
+		if (!take_u32(in, &len) || len >= in->blk_left - used || !take(in, text, len)) {
+			p->cmdline[i] = NULL;
 			return false;
+		}
 		p->cmdline[i] = text;
 		text[len] = '\0';
 		text += (size_t)len + 1;
+		used += (size_t)len + 1;
 	}
 	p->cmdline[argc] = NULL;
+	used = ptrs + (((used - ptrs) + 7) & ~(size_t)7);
+	if (used > in->blk_left)
+		return false;
+	in->blk += used;
+	in->blk_left -= used;
 	return true;
 }
 
