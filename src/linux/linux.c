@@ -61,12 +61,12 @@ struct vmw_linux {
 		struct fld tasks, pid, tgid, comm, state, exit_state, flags, prio,
 			static_prio, real_parent, real_cred, mm, signal, utime, stime,
 			sum_exec_runtime, start_time, worker_private, thread_node,
-			prev_utime, prev_stime, cpu, nvcsw, nivcsw, cgroups;
+			prev_utime, prev_stime, cpu, nvcsw, nivcsw, cgroups, on_cpu;
 		struct fld acc[NACC];      /* ioac.* and fault counters (see ACC_NAMES) */
 	} t;
 	struct { struct fld uid, euid, gid, egid; } cred;
 	struct {
-		struct fld rss, total_vm, arg_start, arg_end, pgd;
+		struct fld rss, total_vm, arg_start, arg_end, pgd, users;
 		uint32_t rss_stride, rss_count_off;
 		bool rss_percpu;               /* sum percpu_counter deltas like /proc */
 		uint32_t rss_counters_off, ncpus;
@@ -95,6 +95,10 @@ struct vmw_linux {
 	size_t last_nprocs;            /* the last walk's processes: the next walk's first room */
 	struct last *order;            /* the last walk's processes in list order (read-ahead, reuse) */
 	size_t norder;
+	struct last_cmd *order_cmd;    /* their command lines (norder of them), then the text */
+	size_t order_cmd_size;         /* bytes allocated there */
+	bool order_cmd_ok;             /* order_cmd is the last walk's (same order, same count) */
+	uint64_t walks;                /* walks with command lines so far */
 };
 
 /*
@@ -112,6 +116,18 @@ struct last {
 	int32_t ppid;
 	uint32_t uid, euid, gid, egid;
 	bool ppid_ok, cred_ok;
+};
+
+/*
+ * The command line the last walk read of a process (the same index as its
+ * struct last), and what says whether it can have changed since
+ * (cmdline_unchanged): len bytes at off in the text after the records, its
+ * arguments each ending in a NUL, then one more NUL. len is UINT32_MAX when
+ * none was read.
+ */
+struct last_cmd {
+	uint64_t mm, runtime;
+	uint32_t off, len;
 };
 
 #define USERS_RECHECK_NS (5ull * 1000000000ull)
@@ -287,6 +303,7 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 	member(l->k, "task_struct", "prev_cputime.utime", &l->t.prev_utime);
 	member(l->k, "task_struct", "prev_cputime.stime", &l->t.prev_stime);
 	member_any(l, "task_struct", (const char *[]){ "cpu", "thread_info.cpu", NULL }, &l->t.cpu);
+	member(l->k, "task_struct", "on_cpu", &l->t.on_cpu);
 	member_any(l, "task_struct", (const char *[]){ "worker_private", "set_child_tid", NULL },
 		   &l->t.worker_private);
 	/* Optional: the cgroup v2 path (css_set.dfl_cgrp -> cgroup.kn -> names). */
@@ -373,6 +390,7 @@ static int resolve_mm(struct vmw_linux *l, struct vmw_error *err)
 	NEED(l->k, "mm_struct", "arg_start", &l->mm.arg_start);
 	NEED(l->k, "mm_struct", "arg_end", &l->mm.arg_end);
 	NEED(l->k, "mm_struct", "pgd", &l->mm.pgd);
+	member(l->k, "mm_struct", "mm_users", &l->mm.users);   /* optional: command lines reused */
 	if ((r = resolve_rss_stat(l, err)) < 0)
 		return r;
 	if (enum_value(l, "MM_FILEPAGES", &l->mm.idx_file) < 0 ||
@@ -440,11 +458,11 @@ static void build_plans(struct vmw_linux *l)
 		l->t.exit_state, l->t.flags, l->t.prio, l->t.static_prio, l->t.real_parent,
 		l->t.real_cred, l->t.mm, l->t.signal, l->t.utime, l->t.stime, l->t.sum_exec_runtime,
 		l->t.start_time, l->t.worker_private, node_next, node_prev, l->t.prev_utime,
-		l->t.prev_stime, l->t.cpu,
+		l->t.prev_stime, l->t.cpu, l->t.on_cpu,
 	};
 	const struct fld cred_fields[] = { l->cred.uid, l->cred.euid, l->cred.gid, l->cred.egid };
 	const struct fld mm_fields[] = {
-		l->mm.rss, l->mm.total_vm, l->mm.arg_start, l->mm.arg_end, l->mm.pgd,
+		l->mm.rss, l->mm.total_vm, l->mm.arg_start, l->mm.arg_end, l->mm.pgd, l->mm.users,
 	};
 	const struct fld sig_fields[] = {
 		l->sig.nr_threads, l->sig.utime, l->sig.stime, l->sig.sum_sched_runtime,
@@ -523,6 +541,7 @@ void vmw_linux_free(struct vmw_linux *l)
 	vmw_files_free(l->files);
 	vmw_users_free(l->users);
 	free(l->order);
+	free(l->order_cmd);
 	free(l);
 }
 
@@ -575,6 +594,8 @@ struct raw {
 	const struct last *last;     /* the last walk's record of this task, or NULL */
 	bool ppid_ok, cred_ok;       /* p->ppid, p->uid.. known (reused or read) */
 	bool alive;                  /* exit_state == 0 */
+	bool on_cpu;                 /* task_struct.on_cpu (false when this kernel has none) */
+	bool mm_alone;               /* mm_struct.mm_users is 1 (false when not known) */
 	uint32_t flags;
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
@@ -781,8 +802,8 @@ static const uint8_t *ra_take(struct vmw_linux *l, struct readahead *ra, uint64_
 	return ra->ok[0] ? ra->imgs : NULL;
 }
 
-/* Remember this walk's order and reusable values for the next walk (after
- * stage 2; the records of the last walk are no longer looked at). */
+/* Remember this walk's order and reusable values for the next walk (at the
+ * end of a walk: the records of the last walk are no longer looked at). */
 static void ra_remember(struct vmw_linux *l, const struct walk_state *ws)
 {
 	struct last *o = l->order;
@@ -798,6 +819,65 @@ static void ra_remember(struct vmw_linux *l, const struct walk_state *ws)
 		const struct raw *rw = &ws->raw[i];
 		o[i] = (struct last){ rw->task, p->start_time_ns, rw->parent, rw->cred, p->ppid,
 				      p->uid, p->euid, p->gid, p->egid, rw->ppid_ok, rw->cred_ok };
+	}
+}
+
+/* A command line's bytes as read: its arguments, each ending in a NUL. */
+static size_t cmd_bytes(char *const *argv)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; argv && argv[i]; i++)
+		n += strlen(argv[i]) + 1;
+	return n;
+}
+
+/*
+ * Remember this walk's command lines for the next walk, in one block kept
+ * between walks (grown when needed, not allocated per walk): the frame's own
+ * are freed with it, and records kept between frames would pin heap pages.
+ * Without room, none is remembered.
+ */
+static void cmd_remember(struct vmw_linux *l, const struct walk_state *ws)
+{
+	size_t need = ws->n * sizeof(struct last_cmd), at;
+	char *text;
+
+	for (size_t i = 0; i < ws->n; i++)
+		need += cmd_bytes(ws->procs[i].cmdline) + 1;   /* each is at most MAX_CMDLINE */
+	if (need > UINT32_MAX || !l->order || l->norder != ws->n) {
+		free(l->order_cmd);
+		l->order_cmd = NULL;
+		l->order_cmd_size = 0;
+		return;
+	}
+	if (need > l->order_cmd_size || need < l->order_cmd_size / 4) {
+		free(l->order_cmd);
+		l->order_cmd_size = need + need / 8;
+		if (!(l->order_cmd = malloc(l->order_cmd_size))) {
+			l->order_cmd_size = 0;
+			return;
+		}
+	}
+	l->order_cmd_ok = true;
+	text = (char *)(l->order_cmd + ws->n);
+	at = 0;
+	for (size_t i = 0; i < ws->n; i++) {
+		const struct vmw_proc *p = &ws->procs[i];
+		struct last_cmd *c = &l->order_cmd[i];
+		size_t off = at;
+
+		*c = (struct last_cmd){ ws->raw[i].mm, p->runtime_ns, 0, UINT32_MAX };
+		if (!p->cmdline)
+			continue;
+		for (size_t k = 0; p->cmdline[k]; k++) {
+			size_t len = strlen(p->cmdline[k]) + 1;
+			memcpy(text + at, p->cmdline[k], len);
+			at += len;
+		}
+		text[at++] = '\0';
+		c->off = (uint32_t)off;
+		c->len = (uint32_t)(at - off - 1);
 	}
 }
 
@@ -899,6 +979,7 @@ static int walk_tasks(struct vmw_linux *l, struct walk_state *ws, struct vmw_wal
 			rw->runtime = get(ti, l->t.sum_exec_runtime);
 			rw->thread_next = get(ti, (struct fld){ l->t.thread_node.off, 8, true });
 			rw->alive = get(ti, l->t.exit_state) == 0;
+			rw->on_cpu = l->t.on_cpu.ok && get(ti, l->t.on_cpu);
 			add_acc(l, rw, ti, l->t.acc);
 			p->nvcsw = get(ti, l->t.nvcsw);
 			rw->css_set = get(ti, l->t.cgroups);
@@ -1103,6 +1184,7 @@ static void take_details(struct vmw_linux *l, struct walk_state *ws, size_t base
 			rw->arg_start = get(m, l->mm.arg_start);
 			rw->arg_end = get(m, l->mm.arg_end);
 			rw->pgd = get(m, l->mm.pgd);
+			rw->mm_alone = l->mm.users.ok && get(m, l->mm.users) == 1;
 		} else {
 			rw->mm = 0;
 		}
@@ -1560,6 +1642,30 @@ out:
  */
 #define CMD_BATCH 64
 
+/*
+ * Can the process's command line have changed since the last walk read it?
+ * Only the process itself writes its arguments (they are in its own stack;
+ * exec gives it another mm; prctl moves their bounds), so not while it has
+ * not run: the same task with the same mm, the mm its alone (mm_users 1: one
+ * thread, no other process sharing it through CLONE_VM or vfork), not
+ * running or runnable now, and its runtime (its exited threads' too) the
+ * same. A task that runs adds to its runtime when it is switched out, and
+ * one seen asleep has been switched out. What does not hold: another
+ * process writing into its memory (a debugger, process_vm_writev) while it
+ * sleeps shows when it next runs (docs/ARCHITECTURE.md).
+ */
+static const struct last_cmd *cmdline_unchanged(const struct vmw_linux *l, const struct vmw_proc *p,
+						 const struct raw *rw)
+{
+	const struct last_cmd *c;
+
+	if (!rw->last || !l->order_cmd_ok)
+		return NULL;
+	c = &l->order_cmd[rw->last - l->order];
+	return c->len != UINT32_MAX && rw->mm_alone && p->nr_threads == 1 && c->mm == rw->mm &&
+	       c->runtime == p->runtime_ns && rw->alive && !rw->on_cpu && p->state != 'R' ? c : NULL;
+}
+
 static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 {
 	struct vmw_xlat_walk xw[CMD_BATCH];
@@ -1572,9 +1678,18 @@ static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 	for (size_t next = 0; next < ws->n;) {
 		size_t k = 0, nw = 0, np = 0;
 
-		for (; next < ws->n && k < CMD_BATCH; next++)
-			if (ws->raw[next].mm)
+		for (; next < ws->n && k < CMD_BATCH; next++) {
+			struct vmw_proc *p = &ws->procs[next];
+			const struct raw *rw = &ws->raw[next];
+			const struct last_cmd *c;
+
+			if (!rw->mm)
+				continue;
+			if ((c = cmdline_unchanged(l, p, rw)))
+				p->cmdline = split_args((const char *)(l->order_cmd + l->norder) + c->off, c->len);
+			else
 				who[k++] = next;
+		}
 		for (size_t i = 0; i < k; i++) {
 			const struct raw *rw = &ws->raw[who[i]];
 			uint64_t root;
@@ -1685,7 +1800,6 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	}
 
 	read_details(l, &ws, 4096);
-	ra_remember(l, &ws);
 	size_t budget = MAX_THREAD_READS;
 
 	for (size_t i = 0; i < ws.n; i++) {
@@ -1722,6 +1836,14 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	if (flags & VMW_WALK_CMDLINE)
 		read_cmdlines(l, &ws);
 	read_cgroups(l, &ws);
+	ra_remember(l, &ws);
+	/* Not after a model's first walk: it runs amid the attach's transient
+	 * memory (symbols, BTF), and a block kept from then would sit above it
+	 * and keep the heap from shrinking when that is freed (the agent's
+	 * samplers trim after their first frame: +28 KiB each, measured). */
+	l->order_cmd_ok = false;
+	if ((flags & VMW_WALK_CMDLINE) && l->walks++)
+		cmd_remember(l, &ws);
 	free(img);
 	free(ws.raw);
 	for (size_t i = 0; i < ws.n; i++)

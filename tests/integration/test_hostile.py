@@ -933,6 +933,70 @@ def test_new_creds_and_parent_between_frames(vmwatch, threaded):
             proc.wait()
 
 
+def user_phys(m, pgd, va):
+    """Guest-physical address of user address va through the 4-level page
+    tables whose top is at kernel address pgd (guest paused)."""
+    table = m.phys(pgd)
+    for shift in (39, 30, 21, 12):
+        e = m.u64(table + ((va >> shift) & 511) * 8)
+        assert e & 1, f"0x{va:x} is not mapped"
+        frame = e & 0x000FFFFFFFFFF000
+        if shift in (30, 21) and e & 0x80:          # a 1 GiB or 2 MiB page
+            return (frame & ~((1 << shift) - 1)) | (va & ((1 << shift) - 1))
+        table = frame
+    return table | (va & 4095)
+
+
+def test_command_line_read_again_once_the_process_may_have_written_it(vmwatch, threaded):
+    """A walk reuses the last frame's command line of a process that cannot
+    have written it since (src/linux, cmdline_unchanged): one thread, asleep
+    and off the CPUs, with the same runtime and an mm of its own. Its
+    arguments rewritten in guest memory show in the next frame once its
+    runtime moved, once it is runnable, or when another process shares its
+    mm; while the kernel's own records say it has not run, the last frame's
+    stay (docs/ARCHITECTURE.md)."""
+    g, m, pid, off = threaded
+    target = f"file:{g.ram_path}"
+    b = m.btf()
+    o = {k: b.offset(*k.split(":")) for k in (
+        "task_struct:mm", "task_struct:se.sum_exec_runtime", "task_struct:__state",
+        "mm_struct:pgd", "mm_struct:arg_start", "mm_struct:mm_users")}
+    with g.paused():
+        init = find_task(m, off, 1)               # one thread, asleep in wait()
+        mm = m.vu64(init + o["task_struct:mm"])
+        arg0 = user_phys(m, m.vu64(mm + o["mm_struct:pgd"]), m.vu64(mm + o["mm_struct:arg_start"]))
+        runtime = init + o["task_struct:se.sum_exec_runtime"]
+        proc = subprocess.Popen([vmwatch, "top", "--json", "--cmdline", "-d", "1", "-n", "6", "--no-cache", target],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def cmdline():
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            return next(p for p in json.loads(line)["processes"] if p["pid"] == 1)["cmdline"]
+
+        try:
+            first = cmdline()
+            assert first and first[0][:1] == chr(m.read(arg0, 1)[0]), first
+            assert cmdline() == first                 # the first walk's are not kept (src/linux), the second's are
+            with m.patch():
+                m.write(arg0, b"X")
+                assert cmdline() == first, "the arguments of a process that has not run were read again"
+                m.vput_u64(runtime, m.vu64(runtime) + 1000)
+                assert cmdline() == ["X" + first[0][1:]] + first[1:], "a process that ran keeps its old arguments"
+                state = m.vu32(init + o["task_struct:__state"])
+                m.write(arg0, b"Y")
+                m.vput_u32(init + o["task_struct:__state"], 0)      # TASK_RUNNING, runtime unchanged
+                assert cmdline() == ["Y" + first[0][1:]] + first[1:], "a runnable process keeps its old arguments"
+                m.vput_u32(init + o["task_struct:__state"], state)  # asleep again, not run
+                m.write(arg0, b"Z")
+                m.vput_u32(mm + o["mm_struct:mm_users"], 2)   # another process shares the mm (CLONE_VM)
+                assert cmdline() == ["Z" + first[0][1:]] + first[1:], "a shared mm's arguments were not read again"
+                assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_agent_reports_a_cut_thread_list(vmwatch, threaded, tmp_path):
     """Issue 9 item 5 in the agent: a frame with a cut thread list says
     "complete": false (API) and /metrics carries a completeness signal
