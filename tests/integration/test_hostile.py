@@ -82,8 +82,12 @@ def evil(guest):
          f"""setsid "/tmp/evil/$(printf '{EVIL_COMM_PRINTF}')" </dev/null >/dev/null 2>&1 &""", check=True)
     g.wait_for(lambda s: any(EVIL_ARG in p.cmdline for p in s.procs.values())
                and any(p.comm == "\x1b[31mred" for p in s.procs.values()), timeout=60)
+    pids = [pid for pid, p in g.truth().procs.items() if EVIL_ARG in p.cmdline or p.comm == "\x1b[31mred"]
     yield g
-    g.sh("pkill -f 'sleep 3600; true' ; pkill -f /tmp/evil ; rm -rf /tmp/evil ; true")
+    # By pid: pkill -f left them running (the shell running it matches the
+    # pattern too), and the next module on this guest saw them.
+    g.sh(f"kill -9 {' '.join(map(str, pids))} ; rm -rf /tmp/evil ; true")
+    g.wait_for(lambda s: not any(pid in s.procs for pid in pids), timeout=30)
 
 
 def run(vmwatch, *args):
