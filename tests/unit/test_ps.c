@@ -78,6 +78,35 @@ static void test_times_and_percentages(void **state)
 	free(out);
 }
 
+/* TIME, ELAPSED and the command column as procps prints them (and as the
+ * printf formats they replace did): hours only when there are some (ELAPSED)
+ * or always (TIME), days before them; arguments joined by spaces; a process
+ * without a command line as [comm]. */
+static void test_clocks_and_command_text(void **state)
+{
+	struct vmw_summary sum = { .uptime_ns = 100000 * S, .mem_total_kb = 1000, .boot_time_s = 1700000000 };
+	struct ps_ctx c = { &sum };
+	struct vmw_proc p = proc(7, 1, "worker");
+	struct ps_row r = { .p = &p };
+	char *argv[] = { "/usr/bin/python3", "-m", "http.server", "", "8000", NULL };
+	char *out;
+
+	(void)state;
+	p.start_time_ns = (100000 - 7261) * S;      /* 2 h 1 min 1 s ago */
+	p.utime_ns = 86399 * S;                     /* 23:59:59 */
+	out = render("etime,time,comm,args", &c, &r, 1, false);
+	assert_string_equal(out, "    ELAPSED       TIME COMMAND         COMMAND\n"
+				 "   02:01:01   23:59:59 worker          [worker]\n");
+	free(out);
+	p.start_time_ns = 0;                        /* 1 day 03:46:40 ago */
+	p.utime_ns = 59 * S;
+	p.cmdline = argv;
+	out = render("etime,time,args", &c, &r, 1, false);
+	assert_string_equal(out, "    ELAPSED       TIME COMMAND\n"
+				 " 1-03:46:40   00:00:59 /usr/bin/python3 -m http.server  8000\n");
+	free(out);
+}
+
 static void test_sort_select_and_errors(void **state)
 {
 	struct vmw_proc p[4] = { proc(1, 0, "init"), proc(7, 1, "b"), proc(5, 1, "a"), proc(9, 7, "a") };
@@ -253,6 +282,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_times_and_percentages),
+		cmocka_unit_test(test_clocks_and_command_text),
 		cmocka_unit_test(test_sort_select_and_errors),
 		cmocka_unit_test(test_select_user_names),
 		cmocka_unit_test(test_forest_and_ppid_loops),
