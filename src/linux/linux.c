@@ -98,7 +98,6 @@ struct vmw_linux {
 	struct last_cmd *order_cmd;    /* their command lines (norder of them), then the text */
 	size_t order_cmd_size;         /* bytes allocated there */
 	bool order_cmd_ok;             /* order_cmd is the last walk's (same order, same count) */
-	uint64_t walks;                /* walks with command lines so far */
 };
 
 /*
@@ -832,6 +831,12 @@ static size_t cmd_bytes(char *const *argv)
 	return n;
 }
 
+/* The text after the order_cmd records of n processes. */
+static char *cmd_text(const struct vmw_linux *l, size_t n)
+{
+	return (char *)(l->order_cmd + n);
+}
+
 /*
  * Remember this walk's command lines for the next walk, in one block kept
  * between walks (grown when needed, not allocated per walk): the frame's own
@@ -860,7 +865,7 @@ static void cmd_remember(struct vmw_linux *l, const struct walk_state *ws)
 		}
 	}
 	l->order_cmd_ok = true;
-	text = (char *)(l->order_cmd + ws->n);
+	text = cmd_text(l, ws->n);
 	at = 0;
 	for (size_t i = 0; i < ws->n; i++) {
 		const struct vmw_proc *p = &ws->procs[i];
@@ -1686,7 +1691,7 @@ static void read_cmdlines(struct vmw_linux *l, struct walk_state *ws)
 			if (!rw->mm)
 				continue;
 			if ((c = cmdline_unchanged(l, p, rw)))
-				p->cmdline = split_args((const char *)(l->order_cmd + l->norder) + c->off, c->len);
+				p->cmdline = split_args(cmd_text(l, l->norder) + c->off, c->len);
 			else
 				who[k++] = next;
 		}
@@ -1836,13 +1841,15 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	if (flags & VMW_WALK_CMDLINE)
 		read_cmdlines(l, &ws);
 	read_cgroups(l, &ws);
+	/* Command lines are not kept from a model's first walk (no order yet):
+	 * it runs amid the attach's transient memory (symbols, BTF), and a
+	 * block kept from then would sit above it and keep the heap from
+	 * shrinking when that is freed (the agent's samplers trim after their
+	 * first frame: +28 KiB each, measured). */
+	bool first = !l->order;
 	ra_remember(l, &ws);
-	/* Not after a model's first walk: it runs amid the attach's transient
-	 * memory (symbols, BTF), and a block kept from then would sit above it
-	 * and keep the heap from shrinking when that is freed (the agent's
-	 * samplers trim after their first frame: +28 KiB each, measured). */
 	l->order_cmd_ok = false;
-	if ((flags & VMW_WALK_CMDLINE) && l->walks++)
+	if ((flags & VMW_WALK_CMDLINE) && !first)
 		cmd_remember(l, &ws);
 	free(img);
 	free(ws.raw);

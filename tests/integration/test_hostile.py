@@ -937,20 +937,6 @@ def test_new_creds_and_parent_between_frames(vmwatch, threaded):
             proc.wait()
 
 
-def user_phys(m, pgd, va):
-    """Guest-physical address of user address va through the 4-level page
-    tables whose top is at kernel address pgd (guest paused)."""
-    table = m.phys(pgd)
-    for shift in (39, 30, 21, 12):
-        e = m.u64(table + ((va >> shift) & 511) * 8)
-        assert e & 1, f"0x{va:x} is not mapped"
-        frame = e & 0x000FFFFFFFFFF000
-        if shift in (30, 21) and e & 0x80:          # a 1 GiB or 2 MiB page
-            return (frame & ~((1 << shift) - 1)) | (va & ((1 << shift) - 1))
-        table = frame
-    return table | (va & 4095)
-
-
 def test_command_line_read_again_once_the_process_may_have_written_it(vmwatch, threaded):
     """A walk reuses the last frame's command line of a process that cannot
     have written it since (src/linux, cmdline_unchanged): one thread, asleep
@@ -968,7 +954,7 @@ def test_command_line_read_again_once_the_process_may_have_written_it(vmwatch, t
     with g.paused():
         init = find_task(m, off, 1)               # one thread, asleep in wait()
         mm = m.vu64(init + o["task_struct:mm"])
-        arg0 = user_phys(m, m.vu64(mm + o["mm_struct:pgd"]), m.vu64(mm + o["mm_struct:arg_start"]))
+        arg0 = pt_phys(m, m.vu64(mm + o["mm_struct:arg_start"]), m.vu64(mm + o["mm_struct:pgd"]))
         runtime = init + o["task_struct:se.sum_exec_runtime"]
         proc = subprocess.Popen([vmwatch, "top", "--json", "--cmdline", "-d", "1", "-n", "6", "--no-cache", target],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -1145,10 +1131,11 @@ def pagecache(guest, vmwatch):
     g.sh(f"rm -f {PC_FILE}")
 
 
-def pt_phys(m, vaddr):
-    """vaddr through the kernel's page tables (init_top_pgt, 4 levels): for
-    struct pages, which live in vmemmap, outside the direct map."""
-    table = m.phys(m.symbols["init_top_pgt"])
+def pt_phys(m, vaddr, pgd=None):
+    """vaddr through 4-level page tables (guest paused): the kernel's
+    (init_top_pgt) for struct pages, which live in vmemmap, outside the
+    direct map; a process's (its mm's pgd) for its user addresses."""
+    table = m.phys(m.symbols["init_top_pgt"] if pgd is None else pgd)
     for shift in (39, 30, 21, 12):
         e = m.u64(table + ((vaddr >> shift) & 511) * 8)
         assert e & 1, f"{vaddr:#x}: not mapped at level {shift}"
