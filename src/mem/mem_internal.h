@@ -202,6 +202,27 @@ struct vmw_map {
  * malformed or not a read-write mapping. */
 bool vmw_maps_parse_line(const char *line, struct vmw_map *m);
 
+/*
+ * The read-write mappings of a process, one at a time (mem_qemu.c). On
+ * Linux 6.11 and later the kernel is asked for them (PROCMAP_QUERY), and for
+ * the path of only those whose size is wanted; before, or when
+ * text_only, /proc/PID/maps is read whole and parsed.
+ */
+struct vmw_rw_maps {
+	int fd;                        /* /proc/PID/maps */
+	bool query;                    /* the kernel answers PROCMAP_QUERY */
+	bool done;
+	uint64_t next;                 /* query: where the next search starts */
+	unsigned asked;                /* query: mappings seen, bounded */
+	char *text, *line;             /* text: all of it, and the next line */
+};
+/* 0, or -errno of opening or reading pid's maps (ENOENT, ESRCH: gone). */
+int vmw_rw_maps_open(struct vmw_rw_maps *it, pid_t pid, bool text_only);
+/* The next read-write mapping of exactly size bytes (0: any): 1 and *m,
+ * 0 after the last, or -errno (ESRCH: the process exited meanwhile). */
+int vmw_rw_maps_next(struct vmw_rw_maps *it, uint64_t size, struct vmw_map *m);
+void vmw_rw_maps_close(struct vmw_rw_maps *it);
+
 /* A QEMU process whose maps hold a shared mapping of the file (dev, ino)
  * that is its RAM block: its pid, the config, and the block's file offset.
  * 0 if found, -ENOENT if none. With hint_dir (vmw_owner_hint_dir), the

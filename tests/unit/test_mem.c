@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include "mem/mem_internal.h"
@@ -317,6 +319,118 @@ static void test_helpers(void **state)
 	assert_int_equal(vmw_layout_parse("isapc", &l), -EINVAL);
 }
 
+/* ---- a process's read-write mappings ------------------------------------- */
+
+/* Every read-write mapping of this process of size (0: any), through the
+ * kernel's PROCMAP_QUERY or the text of /proc/self/maps. */
+static size_t rw_maps(bool text_only, uint64_t size, struct vmw_map *out, size_t cap, bool *query)
+{
+	struct vmw_rw_maps it;
+	struct vmw_map m;
+	size_t n = 0;
+	int r;
+
+	assert_int_equal(vmw_rw_maps_open(&it, getpid(), text_only), 0);
+	*query = it.query;
+	while ((r = vmw_rw_maps_next(&it, size, &m)) > 0)
+		if (n < cap)
+			out[n++] = m;
+	assert_int_equal(r, 0);
+	vmw_rw_maps_close(&it);
+	return n;
+}
+
+/* Linux 6.11 or later: the kernel must have answered the queries. */
+static bool kernel_has_procmap_query(void)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	assert_int_equal(uname(&u), 0);
+	if (sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 11);
+}
+
+static void test_rw_maps_query_and_text_agree(void **state)
+{
+	enum { SHARED_SIZE = 0x13000, PRIVATE_SIZE = 0x17000, RO_SIZE = 0x1b000, CAP = 512 };
+	static struct vmw_map q[CAP], t[CAP];
+	int fd = memfd_create("vmw-test-rw-maps", MFD_CLOEXEC);
+	struct stat st;
+	bool used_query, used_text;
+	size_t nq, nt;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, SHARED_SIZE), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	uint8_t *shared = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	uint8_t *priv = mmap(NULL, PRIVATE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *ro = mmap(NULL, RO_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(shared != MAP_FAILED && priv != MAP_FAILED && ro != MAP_FAILED);
+
+	/* The shared file mapping, by its size: where, which file, shared. */
+	for (int mode = 0; mode < 2; mode++) {
+		nq = rw_maps(mode, SHARED_SIZE, q, CAP, &used_query);
+		assert_int_equal(nq, 1);
+		assert_int_equal(q[0].start, (uintptr_t)shared);
+		assert_int_equal(q[0].end, (uintptr_t)shared + SHARED_SIZE);
+		assert_int_equal(q[0].offset, 0);
+		assert_int_equal(q[0].inode, st.st_ino);
+		assert_int_equal(q[0].major, major(st.st_dev));
+		assert_int_equal(q[0].minor, minor(st.st_dev));
+		assert_true(q[0].shared);
+		assert_string_equal(q[0].path, "/memfd:vmw-test-rw-maps (deleted)");
+		if (!mode)
+			assert_true(used_query == kernel_has_procmap_query());
+		/* Private anonymous memory: no path, not shared. */
+		nq = rw_maps(mode, PRIVATE_SIZE, q, CAP, &used_query);
+		assert_int_equal(nq, 1);
+		assert_int_equal(q[0].start, (uintptr_t)priv);
+		assert_false(q[0].shared);
+		assert_string_equal(q[0].path, "");
+		/* Read-only memory is not listed. */
+		assert_int_equal(rw_maps(mode, RO_SIZE, q, CAP, &used_query), 0);
+	}
+	/* All of them: the kernel's answers are the text's lines. */
+	nq = rw_maps(false, 0, q, CAP, &used_query);
+	nt = rw_maps(true, 0, t, CAP, &used_text);
+	assert_false(used_text);
+	assert_true(nq >= 3 && nq < CAP);
+	assert_int_equal(nq, nt);
+	for (size_t i = 0; i < nq; i++) {
+		assert_int_equal(q[i].start, t[i].start);
+		assert_int_equal(q[i].end, t[i].end);
+		assert_int_equal(q[i].offset, t[i].offset);
+		assert_int_equal(q[i].inode, t[i].inode);
+		assert_int_equal(q[i].major, t[i].major);
+		assert_int_equal(q[i].minor, t[i].minor);
+		assert_int_equal(q[i].shared, t[i].shared);
+		assert_string_equal(q[i].path, t[i].path);
+	}
+	munmap(shared, SHARED_SIZE);
+	munmap(priv, PRIVATE_SIZE);
+	munmap(ro, RO_SIZE);
+	close(fd);
+}
+
+/* A process that is gone: ENOENT when opening, in both ways. */
+static void test_rw_maps_gone(void **state)
+{
+	struct vmw_rw_maps it;
+	pid_t pid = fork();
+	int st;
+
+	(void)state;
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(vmw_rw_maps_open(&it, pid, false), -ENOENT);
+	assert_int_equal(vmw_rw_maps_open(&it, pid, true), -ENOENT);
+}
+
 /* ---- vmw_mem_populated --------------------------------------------------- */
 
 #define PG 4096
@@ -523,6 +637,8 @@ int main(void)
 		cmocka_unit_test(test_remote_process_gone),
 		cmocka_unit_test(test_open_targets),
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_rw_maps_query_and_text_agree),
+		cmocka_unit_test(test_rw_maps_gone),
 		cmocka_unit_test(test_populated_memfd),
 		cmocka_unit_test(test_populated_disk_file),
 		cmocka_unit_test(test_populated_buffer),
