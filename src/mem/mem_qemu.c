@@ -150,16 +150,16 @@ bool vmw_qemu_pid_is_emulator(pid_t pid)
 
 bool vmw_qemu_maps_path(pid_t pid, const char *path)
 {
-	_cleanup_free_ char *maps = NULL;
-	size_t len = 0;
+	struct vmw_rw_maps it;
 	struct vmw_map m;
+	int r;
 
-	if (read_proc(pid, "maps", &maps, &len) < 0)
+	if (vmw_rw_maps_open(&it, pid, false) < 0)
 		return false;
-	for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-		if (vmw_maps_parse_line(line, &m) && !strcmp(m.path, path))
-			return true;
-	return false;
+	while ((r = vmw_rw_maps_next(&it, 0, &m)) > 0 && strcmp(m.path, path))
+		;
+	vmw_rw_maps_close(&it);
+	return r > 0;
 }
 
 int vmw_qemu_file_owner(const char *path, pid_t *ret_pid)
