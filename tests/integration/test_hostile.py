@@ -942,21 +942,21 @@ def test_command_line_read_again_once_the_process_may_have_written_it(vmwatch, t
     have written it since (src/linux, cmdline_unchanged): one thread, asleep
     and off the CPUs, with the same runtime and an mm of its own. Its
     arguments rewritten in guest memory show in the next frame once its
-    runtime moved, once it is runnable, or when another process shares its
-    mm; while the kernel's own records say it has not run, the last frame's
-    stay (docs/ARCHITECTURE.md)."""
+    runtime moved, once it is runnable or on a CPU, or when another process
+    shares its mm; while the kernel's own records say it has not run, the
+    last frame's stay (docs/ARCHITECTURE.md)."""
     g, m, pid, off = threaded
     target = f"file:{g.ram_path}"
     b = m.btf()
     o = {k: b.offset(*k.split(":")) for k in (
         "task_struct:mm", "task_struct:se.sum_exec_runtime", "task_struct:__state",
-        "mm_struct:pgd", "mm_struct:arg_start", "mm_struct:mm_users")}
+        "task_struct:on_cpu", "mm_struct:pgd", "mm_struct:arg_start", "mm_struct:mm_users")}
     with g.paused():
         init = find_task(m, off, 1)               # one thread, asleep in wait()
         mm = m.vu64(init + o["task_struct:mm"])
         arg0 = pt_phys(m, m.vu64(mm + o["mm_struct:arg_start"]), m.vu64(mm + o["mm_struct:pgd"]))
         runtime = init + o["task_struct:se.sum_exec_runtime"]
-        proc = subprocess.Popen([vmwatch, "top", "--json", "--cmdline", "-d", "1", "-n", "6", "--no-cache", target],
+        proc = subprocess.Popen([vmwatch, "top", "--json", "--cmdline", "-d", "1", "-n", "8", "--no-cache", target],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def cmdline():
@@ -979,8 +979,14 @@ def test_command_line_read_again_once_the_process_may_have_written_it(vmwatch, t
                 assert cmdline() == ["Y" + first[0][1:]] + first[1:], "a runnable process keeps its old arguments"
                 m.vput_u32(init + o["task_struct:__state"], state)  # asleep again, not run
                 m.write(arg0, b"Z")
+                users = m.vu32(mm + o["mm_struct:mm_users"])
                 m.vput_u32(mm + o["mm_struct:mm_users"], 2)   # another process shares the mm (CLONE_VM)
                 assert cmdline() == ["Z" + first[0][1:]] + first[1:], "a shared mm's arguments were not read again"
+                m.vput_u32(mm + o["mm_struct:mm_users"], users)   # its own again, and nothing ran
+                m.write(arg0, b"W")
+                assert cmdline() == ["Z" + first[0][1:]] + first[1:], "the arguments were read again, nothing ran"
+                m.vput_u32(init + o["task_struct:on_cpu"], 1)      # on a CPU now (runtime not yet moved)
+                assert cmdline() == ["W" + first[0][1:]] + first[1:], "a process on a CPU keeps its old arguments"
                 assert proc.wait(timeout=30) == 0, proc.stderr.read()
         finally:
             proc.kill()
