@@ -20,7 +20,7 @@
 /* Exit status of bad usage or configuration (as vmwatch's commands). */
 #define EXIT_USAGE 2
 /* malloc arenas of the front (see main). */
-#define FRONT_ARENAS 2
+#define FRONT_ARENAS 1
 #define FRONT_MMAP_THRESHOLD (256 * 1024)
 
 enum { OPT_CONFIG = 1, OPT_CHECK, OPT_HELP, OPT_KEY = 1000 };
@@ -236,7 +236,9 @@ int main(int argc, char **argv)
 		prctl(PR_SET_NAME, "vmwatch-front", 0, 0, 0);
 		/* One thread per VM: glibc would give them up to 8 malloc arenas
 		 * per core, each keeping its own free memory (a third of the
-		 * front's RSS at 100 VMs); they allocate once per interval. */
+		 * front's RSS at 100 VMs); they allocate once per interval, so
+		 * one arena: its lock is not contended (a second one cost ~1 MiB
+		 * at 100 VMs and saved no CPU; docs/PERFORMANCE.md). */
 		mallopt(M_ARENA_MAX, FRONT_ARENAS);
 		/* A fixed threshold: a /metrics page (4 MB at 100 VMs) is mapped
 		 * and unmapped each time. glibc's sliding one would serve the next
