@@ -18,7 +18,9 @@ Once every VM has two frames, the script reads the CPU time (run time of
 every thread, /proc/PID/task/TID/schedstat, in ns) of all the agent's processes (monitor, front, every
 sampler), scrapes /metrics once per interval for --seconds (as a Prometheus
 server would), and reads the CPU time again; memory is RssAnon summed over
-the agent's processes (/proc/PID/status), and per sampler. It also times the
+the agent's processes (/proc/PID/status), and per sampler; "by_role" splits
+the CPU, minor faults and context switches per VM-frame by thread name
+(samplers, the front's VM threads, its HTTP workers). It also times the
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
 per frame) to give the agent's cost per VM per frame against it, both
 back to back (warm caches) and with --bare-interval between frames (cold,
@@ -65,20 +67,39 @@ def tree(root):
     return out
 
 
-def cpu_s(pid):
-    """CPU time of all threads of pid: /proc/PID/schedstat's run time (ns,
-    what utime + stime of /proc/PID/stat count in 10 ms ticks, too coarse
-    for a hundred processes that run ~1 ms each per frame), else stat."""
-    total, have = 0, False
+def thread_stats(pid):
+    """Each thread of pid: {tid: (comm, run ns, minor faults, voluntary and
+    involuntary context switches)}; run time from its schedstat (ns, what
+    utime + stime of /proc/PID/stat count in 10 ms ticks, too coarse for a
+    hundred processes that run ~1 ms each per frame). {} when unreadable."""
+    out = {}
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-                have = True
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        pass
-    if have:
-        return total / 1e9
+        return out
+    for tid in tids:
+        d = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{d}/schedstat") as f:
+                run = int(f.read().split()[0])
+            with open(f"{d}/stat") as f:
+                st = f.read()
+            with open(f"{d}/comm") as f:
+                name = f.read().strip()
+            sw = status(f"{pid}/task/{tid}")
+        except (OSError, ValueError):
+            continue
+        minflt = int(st[st.rindex(")") + 2:].split()[7])
+        out[tid] = (name, run, minflt, int(sw.get("voluntary_ctxt_switches", 0)),
+                    int(sw.get("nonvoluntary_ctxt_switches", 0)))
+    return out
+
+
+def cpu_s(pid, threads=None):
+    """CPU time of all threads of pid (thread_stats), else /proc/PID/stat."""
+    threads = thread_stats(pid) if threads is None else threads
+    if threads:
+        return sum(t[1] for t in threads.values()) / 1e9
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
@@ -86,6 +107,27 @@ def cpu_s(pid):
         return 0.0
     fields = st[st.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def by_role(t0, t1, frames):
+    """The threads of the window by name (vmwatch-front: the VM threads and
+    the main loop; MHD-worker: the HTTP workers; vmwatch-sampler): CPU, minor
+    faults and context switches per VM-frame. Threads that came or went in
+    the window count from zero or not at all."""
+    roles = {}
+    for key, (name, run, flt, vol, inv) in t1.items():
+        _, run0, flt0, vol0, inv0 = t0.get(key, (name, 0, 0, 0, 0))
+        r = roles.setdefault(name, [0, 0, 0, 0, 0])
+        r[0] += 1
+        r[1] += run - run0
+        r[2] += flt - flt0
+        r[3] += vol - vol0
+        r[4] += inv - inv0
+    per = 1.0 / frames if frames else 0.0
+    return {name: {"threads": n, "cpu_ms_per_vm_frame": run / 1e6 * per, "minor_faults": flt,
+                   "voluntary_switches_per_vm_frame": vol * per,
+                   "involuntary_switches_per_vm_frame": inv * per}
+            for name, (n, run, flt, vol, inv) in sorted(roles.items())}
 
 
 def status(pid):
@@ -183,7 +225,8 @@ def main():
         ready_s = time.monotonic() - t0
         frames0 = {v["name"]: v["monitoring"]["frames"] for v in vms}
         pids = tree(agent.pid)
-        c0 = {p: cpu_s(p) for p in pids}
+        t0 = {p: thread_stats(p) for p in pids}
+        c0 = {p: cpu_s(p, t0[p]) for p in pids}
         w0 = time.monotonic()
         scrapes = 0
         while time.monotonic() - w0 < a.seconds:
@@ -192,7 +235,8 @@ def main():
             time.sleep(max(0.0, a.interval - ((time.monotonic() - w0) % a.interval)))
         wall = time.monotonic() - w0
         pids1 = tree(agent.pid)
-        c1 = {p: cpu_s(p) for p in pids1}
+        t1 = {p: thread_stats(p) for p in pids1}
+        c1 = {p: cpu_s(p, t1[p]) for p in pids1}
         vms = json.loads(get(base + "/v1/vms"))["vms"]
         frames = sum(v["monitoring"]["frames"] - frames0.get(v["name"], 0) for v in vms)
         durations = [v["monitoring"]["last_frame"]["duration_seconds"] for v in vms
@@ -242,6 +286,8 @@ def main():
         "frames": frames, "load_average": load,
         "agent_cpu_s": cpu, "agent_cpu_percent_of_one_core": 100.0 * cpu / wall,
         "agent_cpu_ms_per_vm_frame": 1e3 * cpu / frames if frames else None,
+        "by_role": by_role({(p, tid): v for p, ts in t0.items() for tid, v in ts.items()},
+                           {(p, tid): v for p, ts in t1.items() for tid, v in ts.items()}, frames),
         "frame_duration_ms_median": 1e3 * statistics.median(durations) if durations else None,
         "agent_cpu_s_samplers": sum(v["cpu_s"] for v in samplers),
         "agent_cpu_s_by_process": {f'{v["comm"]}[{p}]': round(v["cpu_s"], 3) for p, v in procs.items()
