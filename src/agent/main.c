@@ -237,8 +237,8 @@ int main(int argc, char **argv)
 		/* One thread per VM: glibc would give them up to 8 malloc arenas
 		 * per core, each keeping its own free memory (a third of the
 		 * front's RSS at 100 VMs); they allocate once per interval, so
-		 * one arena: its lock is not contended (a second one cost ~1 MiB
-		 * at 100 VMs and saved no CPU; docs/PERFORMANCE.md). */
+		 * one arena, its lock shared with the HTTP workers (a second one
+		 * cost ~1 MiB at 100 VMs and saved no CPU; docs/PERFORMANCE.md). */
 		mallopt(M_ARENA_MAX, FRONT_ARENAS);
 		/* A fixed threshold: a /metrics page (4 MB at 100 VMs) is mapped
 		 * and unmapped each time. glibc's sliding one would serve the next
