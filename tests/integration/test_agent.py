@@ -626,7 +626,9 @@ def test_web_page_in_a_browser(agent, g, burn, tmp_path):
         b.get(agent.base + f"/#vm={g.name}")
         rows = b.wait(lambda: b.js("return document.querySelectorAll('#procs tbody tr').length"), timeout=60)
         total = agent.vm(g.name)["monitoring"]["last_frame"]["processes"]
-        assert abs(rows - total) <= 5, (rows, total)
+        # A page of 100 rows (index.html's PAGE): this 6.1 guest is the one test_ps
+        # gives 1,000 more processes when it runs first.
+        assert abs(rows - min(total, 100)) <= 5, (rows, total)
         vms = b.js("return [...document.querySelectorAll('#vms tbody tr td:first-child')].map(e => e.textContent)")
         assert g.name in vms
         # Sorted by CPU by default: burn on top.

@@ -40,6 +40,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class JavascriptError(RuntimeError):
+    """A script run in the page threw."""
+
+
 class Browser:
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
@@ -73,7 +77,11 @@ class Browser:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 out = json.loads(r.read() or b"{}")
         except urllib.error.HTTPError as e:
-            raise RuntimeError(f"webdriver {method} {path}: {e.code} {e.read()[:500]!r}") from None
+            body = e.read()
+            msg = f"webdriver {method} {path}: {e.code} {body[:500]!r}"
+            if b'"javascript error"' in body:
+                raise JavascriptError(msg) from None
+            raise RuntimeError(msg) from None
         v = out.get("value", out)
         return v
 
@@ -87,13 +95,20 @@ class Browser:
         return self._s("POST", "/execute/sync", {"script": script, "args": list(args)})
 
     def wait(self, pred, timeout: float = 30.0, interval: float = 0.25):
+        """Poll pred until it is true. A script that throws (an element not
+        on the page yet) counts as not true yet, like Selenium's ignored
+        exceptions; the last such error is reported at the timeout."""
         deadline = time.monotonic() + timeout
+        last = None
         while True:
-            v = pred()
+            try:
+                v = pred()
+            except JavascriptError as e:
+                v, last = None, e
             if v:
                 return v
             if time.monotonic() > deadline:
-                raise TimeoutError("browser condition not met")
+                raise TimeoutError("browser condition not met" + (f" (last: {last})" if last else ""))
             time.sleep(interval)
 
     def screenshot(self) -> bytes:
