@@ -108,36 +108,51 @@ void vmw_jobctl_read(const struct vmw_jobctl *jc, struct vmw_xlat *kx, uint64_t 
 {
 	struct tty_seen cache[TTY_CACHE];
 	struct vmw_virt_iov *iov;
-	int32_t (*nr)[2];
-	size_t ncache = 0;
+	int32_t *nr;
+	size_t *slot, k = 0, ncache = 0;
 
 	if (!jc->ok || !n)
 		return;
 	iov = calloc(2 * n, sizeof(*iov));
-	nr = calloc(n, sizeof(*nr));
-	if (!iov || !nr)
+	nr = calloc(2 * n, sizeof(*nr));
+	slot = calloc(2 * n, sizeof(*slot));
+	if (!iov || !nr || !slot)
 		goto out;
-	/* The struct pids of every process's group and session, in one batched read. */
-	for (size_t i = 0; i < n; i++)
-		for (int j = 0; j < 2; j++) {
-			uint64_t pid = raw[i].pid[j];
-			nr[i][j] = 0;
-			/* NULL reads as 0 (pid_nr_ns(NULL)); a non-kernel address is not read. */
-			iov[2 * i + j] = (struct vmw_virt_iov){ pid + jc->pid_nr.off, &nr[i][j],
-								pid >= kspace ? 4 : 0, 0 };
-		}
-	vmw_xlat_readv(kx, iov, 2 * n);
+	/* The struct pids of every process's group and session, in one batched
+	 * read, each once: processes share them (a session's, a group's, and
+	 * every kernel thread's init_struct_pid), and each piece read costs a
+	 * translation and a copy call. NULL reads as 0 (pid_nr_ns(NULL)); a
+	 * non-kernel address is not read (SIZE_MAX). */
+	for (size_t i = 0; i < 2 * n; i++) {
+		uint64_t pid = raw[i / 2].pid[i % 2], at = pid + jc->pid_nr.off;
+		size_t q;
+
+		slot[i] = SIZE_MAX;
+		if (!pid || pid < kspace)
+			continue;
+		for (q = 0; q < k && iov[q].addr != at; q++)
+			;
+		if (q == k)
+			iov[k++] = (struct vmw_virt_iov){ at, &nr[q], 4, 0 };
+		slot[i] = q;
+	}
+	vmw_xlat_readv(kx, iov, k);
 	for (size_t i = 0; i < n; i++) {
 		struct vmw_proc *p = &procs[i];
 		bool ok = raw[i].valid;
+		int32_t v[2] = { 0, 0 };
 
-		for (int j = 0; j < 2; j++)
-			ok = ok && (!raw[i].pid[j] || raw[i].pid[j] >= kspace) && !iov[2 * i + j].err &&
-			     nr[i][j] >= 0 && nr[i][j] <= PID_MAX_LIMIT;
+		for (int j = 0; j < 2; j++) {
+			size_t q = slot[2 * i + j];
+			if (!raw[i].pid[j])
+				continue;
+			ok = ok && q != SIZE_MAX && !iov[q].err && nr[q] >= 0 && nr[q] <= PID_MAX_LIMIT;
+			v[j] = ok ? nr[q] : 0;
+		}
 		if (!ok)
 			continue;
-		p->pgrp = nr[i][0];
-		p->session = nr[i][1];
+		p->pgrp = v[0];
+		p->session = v[1];
 		p->jobctl_ok = true;
 		if (!jc->tty_ok)
 			continue;
@@ -169,4 +184,5 @@ void vmw_jobctl_read(const struct vmw_jobctl *jc, struct vmw_xlat *kx, uint64_t 
 out:
 	free(iov);
 	free(nr);
+	free(slot);
 }
