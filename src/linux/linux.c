@@ -1366,42 +1366,6 @@ static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t si
 	return vmw_kstring(l->kx, addr, buf, size);
 }
 
-/* format_worker_id() of kernel/workqueue.c (Linux >= 6.10). Leaves name as
- * it is when something is unreadable. */
-static void worker_id_name(struct vmw_linux *l, uint64_t worker, uint64_t pool, char *name, size_t size)
-{
-	uint64_t rescue_wq = 0, attrs = 0;
-	int32_t id = 0, cpu = 0, pool_id = 0, nice = 0;
-	char wq[64] = "";
-
-	if (vmw_xlat_read(l->kx, worker + l->worker.rescue_wq.off, &rescue_wq, 8) < 0 ||
-	    vmw_xlat_read(l->kx, worker + l->worker.id.off, &id, 4) < 0)
-		return;
-	if (rescue_wq) {
-		if (!kaddr(l, rescue_wq) ||
-		    vmw_xlat_read(l->kx, rescue_wq + l->wq_name.off, wq,
-				  MIN(sizeof(wq) - 1, (size_t)l->wq_name.size)) < 0)
-			return;
-		wq[sizeof(wq) - 1] = '\0';
-		snprintf(name, size, "kworker/R-%s", wq);
-	} else if (pool) {
-		if (!kaddr(l, pool) ||
-		    vmw_xlat_read(l->kx, pool + l->pool.cpu.off, &cpu, 4) < 0 ||
-		    vmw_xlat_read(l->kx, pool + l->pool.id.off, &pool_id, 4) < 0)
-			return;
-		if (cpu >= 0) {
-			if (vmw_xlat_read(l->kx, pool + l->pool.attrs.off, &attrs, 8) < 0 || !kaddr(l, attrs) ||
-			    vmw_xlat_read(l->kx, attrs + l->attrs_nice.off, &nice, 4) < 0)
-				return;
-			snprintf(name, size, "kworker/%d:%d%s", cpu, id, nice < 0 ? "H" : "");
-		} else {
-			snprintf(name, size, "kworker/u%d:%d", pool_id, id);
-		}
-	} else {
-		snprintf(name, size, "kworker/dying");
-	}
-}
-
 /* ---- cgroups ----------------------------------------------------------- */
 
 #define CG_CACHE     256   /* css_sets remembered in one walk */
@@ -1498,47 +1462,230 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 	vmw_cgv1_roots_free(roots);
 }
 
-/* Stage 4a: names of kernel threads as /proc shows them (proc_task_name). */
-static void kthread_name(struct vmw_linux *l, struct vmw_proc *p, const struct raw *rw)
-{
-	char buf[64];
+/*
+ * Stage 4a: kernel threads' names as /proc shows them (proc_task_name), read in steps batched over
+ * KN_BATCH threads: each step's pointers come from the step before, and a
+ * read one by one was a syscall each through QEMU process memory (~90 a
+ * frame of a 147-process guest). A worker is named by wq_worker_comm(): its
+ * name (format_worker_id() from its pool and id on Linux >= 6.10, its comm
+ * before), then "+desc" while it runs a work item or "-desc" for the last
+ * one it ran; another kernel thread by its kthread's full_name. Whatever
+ * cannot be read leaves that part as it was, as a read one by one did.
+ */
+#define KN_BATCH 64
+#define KN_PIECES 5     /* reads of one thread in one step, at most */
 
-	if (!kaddr(l, rw->kthread) || !l->kthread.data.ok)
+struct kname {
+	size_t idx;                   /* its record */
+	bool worker;
+	uint64_t ptr;                 /* the worker, or the full name's address */
+	uint64_t pool, cur_work, rescue_wq, attrs;
+	int32_t id, cpu, pool_id, nice;
+	char desc[32], wq[64], name[64];
+	/* which reads arrived: ptr, pool, desc, current_work, rescue_wq+id, wq, cpu+id+attrs, nice, name */
+	bool ok_ptr, ok_pool, ok_desc, ok_cur, ok_rid, ok_wq, ok_cpi, ok_nice, ok_name;
+};
+
+struct kqueue {
+	struct vmw_virt_iov iov[KN_BATCH * KN_PIECES];
+	size_t n;
+};
+
+static size_t kq_add(struct kqueue *q, uint64_t addr, void *buf, size_t len)
+{
+	q->iov[q->n] = (struct vmw_virt_iov){ addr, buf, len, 0 };
+	return q->n++;
+}
+
+static bool kq_ok(const struct kqueue *q, size_t a, size_t b)
+{
+	return !q->iov[a].err && !q->iov[b].err;
+}
+
+/* format_worker_id() into base, from what the steps read; base stays the comm
+ * when something is unreadable. */
+static void worker_id_name(const struct vmw_linux *l, const struct kname *x, char *base, size_t size)
+{
+	if (!x->ok_rid)
 		return;
-	if (rw->flags & PF_WQ_WORKER) {
-		/* wq_worker_comm(): the worker's name, then "+desc" while it runs a
-		 * work item or "-desc" for the last one it ran. */
-		uint64_t worker, pool = 0, cur_work = 0;
-		char desc[32] = "", base[64];
+	if (x->rescue_wq) {
+		if (x->ok_wq)
+			snprintf(base, size, "kworker/R-%s", x->wq);
+	} else if (x->pool) {
+		if (!x->ok_cpi)
+			return;
+		if (x->cpu >= 0) {
+			if (x->ok_nice)
+				snprintf(base, size, "kworker/%d:%d%s", x->cpu, x->id, x->nice < 0 ? "H" : "");
+		} else {
+			snprintf(base, size, "kworker/u%d:%d", x->pool_id, x->id);
+		}
+	} else {
+		snprintf(base, size, "kworker/dying");
+	}
+}
+
+static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, struct kname *kn, size_t k,
+				struct kqueue *q)
+{
+	size_t at[KN_BATCH][KN_PIECES];
+
+	/* 1: the worker, or the full name's address. */
+	q->n = 0;
+	for (size_t i = 0; i < k; i++) {
+		const struct raw *rw = &ws->raw[kn[i].idx];
+		uint32_t off = kn[i].worker ? l->kthread.data.off : l->kthread.full_name.off;
+		at[i][0] = kq_add(q, rw->kthread + off, &kn[i].ptr, 8);
+	}
+	vmw_xlat_readv(l->kx, q->iov, q->n);
+	for (size_t i = 0; i < k; i++)
+		kn[i].ok_ptr = !q->iov[at[i][0]].err && kaddr(l, kn[i].ptr);
+	/* 2: the worker's pool, desc, current work (rescuer and id); the full name's text. */
+	q->n = 0;
+	for (size_t i = 0; i < k; i++) {
+		struct kname *x = &kn[i];
+		if (!x->ok_ptr)
+			continue;
+		if (!x->worker) {
+			/* The first piece up to the end of its page, as vmw_kstring reads it. */
+			size_t len = MIN(sizeof(x->name) - 1, 4096 - (x->ptr & 4095));
+			at[i][0] = kq_add(q, x->ptr, x->name, len);
+			continue;
+		}
+		at[i][0] = kq_add(q, x->ptr + l->worker.pool.off, &x->pool, 8);
+		at[i][1] = kq_add(q, x->ptr + l->worker.desc.off, x->desc,
+				  MIN(sizeof(x->desc) - 1, (size_t)l->worker.desc.size));
+		at[i][2] = l->worker.current_work.ok ?
+			kq_add(q, x->ptr + l->worker.current_work.off, &x->cur_work, 8) : SIZE_MAX;
+		if (l->worker_ids) {
+			at[i][3] = kq_add(q, x->ptr + l->worker.rescue_wq.off, &x->rescue_wq, 8);
+			at[i][4] = kq_add(q, x->ptr + l->worker.id.off, &x->id, 4);
+		}
+	}
+	vmw_xlat_readv(l->kx, q->iov, q->n);
+	for (size_t i = 0; i < k; i++) {
+		struct kname *x = &kn[i];
+		if (!x->ok_ptr)
+			continue;
+		if (!x->worker) {
+			size_t len = q->iov[at[i][0]].len;
+			if (q->iov[at[i][0]].err)
+				continue;
+			x->name[len] = '\0';
+			/* No NUL before the page ended: the rest the slow way. */
+			if (len < sizeof(x->name) - 1 && !memchr(x->name, 0, len))
+				x->ok_name = read_kstring(l, x->ptr, x->name, sizeof(x->name)) == 0;
+			else
+				x->ok_name = true;
+			continue;
+		}
+		x->ok_pool = !q->iov[at[i][0]].err;
+		x->ok_desc = !q->iov[at[i][1]].err;
+		x->desc[sizeof(x->desc) - 1] = '\0';
+		x->ok_cur = at[i][2] != SIZE_MAX && !q->iov[at[i][2]].err;
+		x->ok_rid = l->worker_ids && kq_ok(q, at[i][3], at[i][4]);
+	}
+	if (l->worker_ids) {
+		/* 3: a rescuer's workqueue name; a pool's CPU, id and attributes. */
+		q->n = 0;
+		for (size_t i = 0; i < k; i++) {
+			struct kname *x = &kn[i];
+			if (!x->worker || !x->ok_ptr || !x->ok_pool || !x->ok_rid)
+				continue;
+			if (x->rescue_wq) {
+				if (kaddr(l, x->rescue_wq))
+					at[i][0] = kq_add(q, x->rescue_wq + l->wq_name.off, x->wq,
+							  MIN(sizeof(x->wq) - 1, (size_t)l->wq_name.size));
+			} else if (x->pool && kaddr(l, x->pool)) {
+				at[i][0] = kq_add(q, x->pool + l->pool.cpu.off, &x->cpu, 4);
+				at[i][1] = kq_add(q, x->pool + l->pool.id.off, &x->pool_id, 4);
+				at[i][2] = kq_add(q, x->pool + l->pool.attrs.off, &x->attrs, 8);
+			}
+		}
+		vmw_xlat_readv(l->kx, q->iov, q->n);
+		for (size_t i = 0; i < k; i++) {
+			struct kname *x = &kn[i];
+			if (!x->worker || !x->ok_ptr || !x->ok_pool || !x->ok_rid)
+				continue;
+			if (x->rescue_wq) {
+				x->ok_wq = kaddr(l, x->rescue_wq) && !q->iov[at[i][0]].err;
+				x->wq[sizeof(x->wq) - 1] = '\0';
+			} else if (x->pool && kaddr(l, x->pool)) {
+				x->ok_cpi = kq_ok(q, at[i][0], at[i][1]);
+				if (x->ok_cpi && x->cpu >= 0 && (q->iov[at[i][2]].err || !kaddr(l, x->attrs)))
+					x->ok_cpi = false;
+			}
+		}
+		/* 4: the nice value of a per-CPU pool's attributes. */
+		q->n = 0;
+		for (size_t i = 0; i < k; i++) {
+			struct kname *x = &kn[i];
+			if (x->worker && x->ok_cpi && x->cpu >= 0)
+				at[i][0] = kq_add(q, x->attrs + l->attrs_nice.off, &x->nice, 4);
+		}
+		vmw_xlat_readv(l->kx, q->iov, q->n);
+		for (size_t i = 0; i < k; i++) {
+			struct kname *x = &kn[i];
+			if (x->worker && x->ok_cpi && x->cpu >= 0)
+				x->ok_nice = !q->iov[at[i][0]].err;
+		}
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct kname *x = &kn[i];
+		struct vmw_proc *p = &ws->procs[x->idx];
+		char buf[64], base[64];
 		int off;
 
-		if (!l->worker.pool.ok || !l->worker.desc.ok)
-			return;
-		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.data.off, &worker, 8) < 0 || !kaddr(l, worker))
-			return;
-		if (vmw_xlat_read(l->kx, worker + l->worker.pool.off, &pool, 8) < 0)
-			return;
+		if (!x->worker) {
+			if (x->ok_name && x->name[0])
+				memcpy(p->comm, x->name, sizeof(p->comm));
+			continue;
+		}
+		if (!x->ok_ptr || !x->ok_pool)
+			continue;
 		snprintf(base, sizeof(base), "%s", p->comm);
 		if (l->worker_ids)
-			worker_id_name(l, worker, pool, base, sizeof(base));
+			worker_id_name(l, x, base, sizeof(base));
 		off = snprintf(buf, sizeof(buf), "%s", base);
-		if (pool && kaddr(l, pool) &&
-		    vmw_xlat_read(l->kx, worker + l->worker.desc.off, desc,
-				  MIN(sizeof(desc) - 1, (size_t)l->worker.desc.size)) == 0) {
-			desc[sizeof(desc) - 1] = '\0';
-			if (l->worker.current_work.ok)
-				vmw_xlat_read(l->kx, worker + l->worker.current_work.off, &cur_work, 8);
-			if (desc[0] && off >= 0 && (size_t)off < sizeof(buf))
-				snprintf(buf + off, sizeof(buf) - (size_t)off, "%c%s", cur_work ? '+' : '-', desc);
-		}
+		if (x->pool && kaddr(l, x->pool) && x->ok_desc && x->desc[0] && off >= 0 &&
+		    (size_t)off < sizeof(buf))
+			snprintf(buf + off, sizeof(buf) - (size_t)off, "%c%s", x->ok_cur && x->cur_work ? '+' : '-',
+				 x->desc);
 		memcpy(p->comm, buf, sizeof(p->comm));
-	} else if (l->kthread.full_name.ok) {
-		uint64_t name;
-		if (vmw_xlat_read(l->kx, rw->kthread + l->kthread.full_name.off, &name, 8) < 0 || !kaddr(l, name))
-			return;
-		if (read_kstring(l, name, buf, sizeof(buf)) == 0 && buf[0])
-			memcpy(p->comm, buf, sizeof(p->comm));
 	}
+}
+
+static void read_kthread_names(struct vmw_linux *l, struct walk_state *ws)
+{
+	struct kname *kn;
+	struct kqueue *q;
+
+	if (!l->kthread.data.ok)
+		return;
+	kn = calloc(KN_BATCH, sizeof(*kn));
+	q = malloc(sizeof(*q));
+	if (!kn || !q)
+		goto out;
+	for (size_t next = 0; next < ws->n;) {
+		size_t k = 0;
+
+		for (; next < ws->n && k < KN_BATCH; next++) {
+			const struct vmw_proc *p = &ws->procs[next];
+			const struct raw *rw = &ws->raw[next];
+			bool worker = rw->flags & PF_WQ_WORKER;
+
+			if (!p->kthread || !kaddr(l, rw->kthread))
+				continue;
+			if (worker ? !l->worker.pool.ok || !l->worker.desc.ok : !l->kthread.full_name.ok)
+				continue;
+			kn[k] = (struct kname){ .idx = next, .worker = worker };
+			k++;
+		}
+		kthread_names_batch(l, ws, kn, k, q);
+	}
+out:
+	free(kn);
+	free(q);
 }
 
 /* Up to size bytes from addr, page by page, stopping at the first unreadable
@@ -1844,9 +1991,8 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 		set_acc(l, p, rw);
 		vmw_linux_cputime_adjust(rw->runtime, rw->utime, rw->stime, rw->prev_utime,
 					 rw->prev_stime, &p->utime_ns, &p->stime_ns);
-		if (p->kthread)
-			kthread_name(l, p, rw);
 	}
+	read_kthread_names(l, &ws);
 	if (flags & VMW_WALK_CMDLINE)
 		read_cmdlines(l, &ws);
 	read_cgroups(l, &ws);
