@@ -218,44 +218,38 @@ struct vmw_cgv1_roots *vmw_cgv1_roots_read(const struct vmw_cgv1 *cg, struct vmw
 {
 	char ssname[SS_MAX][32];
 	const char *names[SS_MAX];
+	uint64_t mask[VMW_CGV1_MAX_ROOTS], ss[SS_MAX];
+	char rname[VMW_CGV1_MAX_ROOTS][NAME_MAX_ + 1];
 	struct vmw_cgv1_roots *r;
 	uint64_t pos;
 
 	if (!cg->ok || !(r = calloc(1, sizeof(*r))))
 		return NULL;
-	for (uint32_t i = 0; i < cg->nsubsys; i++) {
-		uint64_t ss, name;
-		names[i] = NULL;
-		if (!rd8(kx, cg->a_subsys + (uint64_t)i * 8, &ss) || ss < kspace ||
-		    !rd8(kx, ss + cg->ss_legacy_name.off, &name) || name < kspace ||
-		    kstring(kx, name, ssname[i], sizeof(ssname[i])) < 0)
-			goto bad;
-		names[i] = ssname[i];
-	}
 	/* for_each_root: the cgroup_roots list, at most the default root plus
 	 * VMW_CGV1_MAX_ROOTS, back to its head. */
 	if (!rd8(kx, cg->a_roots, &pos))
 		goto bad;
 	for (size_t steps = 0; pos != cg->a_roots; steps++) {
-		uint64_t root, mask = 0;
+		uint64_t root;
 		uint32_t id;
-		char name[NAME_MAX_ + 1];
 		if (steps > VMW_CGV1_MAX_ROOTS || pos < kspace || pos < cg->root_list.off)
 			goto bad;
 		root = pos - cg->root_list.off;
 		if (root != cg->a_dfl_root) {
 			size_t nl = MIN((size_t)cg->root_name.size, (size_t)NAME_MAX_);
-			if (r->n == VMW_CGV1_MAX_ROOTS ||
-			    vmw_xlat_read(kx, root + cg->root_mask.off, &mask, cg->root_mask.size) < 0 ||
+			char *name;
+			if (r->n == VMW_CGV1_MAX_ROOTS)
+				goto bad;
+			name = rname[r->n];
+			mask[r->n] = 0;
+			if (vmw_xlat_read(kx, root + cg->root_mask.off, &mask[r->n], cg->root_mask.size) < 0 ||
 			    vmw_xlat_read(kx, root + cg->root_id.off, &id, 4) < 0 ||
 			    vmw_xlat_read(kx, root + cg->root_name.off, name, nl) < 0)
 				goto bad;
 			name[nl] = '\0';
 			if (strlen(name) == nl && nl == (size_t)cg->root_name.size)
 				goto bad;   /* not terminated within the array */
-			if (id > 0x7fffffff ||
-			    vmw_cgroup_v1_controllers(r->root[r->n].controllers, sizeof(r->root[r->n].controllers),
-						      mask, names, cg->nsubsys, name) < 0)
+			if (id > 0x7fffffff)
 				goto bad;
 			r->root[r->n].addr = root;
 			r->root[r->n++].id = id;
@@ -263,6 +257,25 @@ struct vmw_cgv1_roots *vmw_cgv1_roots_read(const struct vmw_cgv1 *cg, struct vmw
 		if (!rd8(kx, pos, &pos))   /* list_head.next is its first member */
 			goto bad;
 	}
+	/* The controllers' names, for the hierarchies' lines: none without a v1
+	 * hierarchy (a cgroup v2 guest's walk then reads two words here, not
+	 * three reads per controller). cgroup_subsys[] is one read. */
+	if (r->n) {
+		if (vmw_xlat_read(kx, cg->a_subsys, ss, (size_t)cg->nsubsys * 8) < 0)
+			goto bad;
+		for (uint32_t i = 0; i < cg->nsubsys; i++) {
+			uint64_t name;
+			names[i] = NULL;
+			if (ss[i] < kspace || !rd8(kx, ss[i] + cg->ss_legacy_name.off, &name) || name < kspace ||
+			    kstring(kx, name, ssname[i], sizeof(ssname[i])) < 0)
+				goto bad;
+			names[i] = ssname[i];
+		}
+	}
+	for (size_t i = 0; i < r->n; i++)
+		if (vmw_cgroup_v1_controllers(r->root[i].controllers, sizeof(r->root[i].controllers), mask[i],
+					      names, cg->nsubsys, rname[i]) < 0)
+			goto bad;
 	r->ok = true;
 	return r;
 bad:
