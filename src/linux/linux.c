@@ -82,7 +82,9 @@ struct vmw_linux {
 	struct { struct fld pool, desc, current_work, rescue_wq, id; } worker;
 	struct { struct fld cpu, id, attrs; } pool;
 	struct fld attrs_nice, wq_name;
-	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
+	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, kn_id, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
+	struct cg_known *cg_known;     /* the last walk's cgroup v2 paths (read_cgroups) */
+	size_t ncg_known;
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 	struct vmw_jobctl jc;          /* process group, session, terminal (jobctl.c) */
 	struct vmw_cgv1 cgv1;          /* cgroup v1 lines of /proc/PID/cgroup (cgroup_v1.c) */
@@ -128,6 +130,26 @@ struct last_cmd {
 	uint64_t mm, runtime;
 	uint32_t off, len;
 };
+
+/*
+ * A cgroup v2 path the last walk read, and what says it still holds: the
+ * same css_set pointing at the same cgroup, whose kernfs node is the same
+ * one (its id is never reused while the system runs). A cgroup on the
+ * default hierarchy cannot be renamed or moved (cgroup v2 has no rename),
+ * and its ancestors live as long as it does, so its path is the same for
+ * as long as its node lives. The text is this model's own copy.
+ */
+struct cg_known {
+	uint64_t css, cgrp, kn, id;
+	char *path;
+};
+
+static void cg_known_free(struct cg_known *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(c[i].path);
+	free(c);
+}
 
 #define USERS_RECHECK_NS (5ull * 1000000000ull)
 
@@ -312,6 +334,10 @@ static int resolve_task(struct vmw_linux *l, struct vmw_error *err)
 		   member(l->k, "kernfs_node", "name", &l->cg.kn_name) == 0 &&
 		   member_any(l, "kernfs_node", (const char *[]){ "parent", "__parent", NULL },
 			      &l->cg.kn_parent) == 0;
+	/* Optional: a kernfs node's id (unique while the system runs: its inode
+	 * number and a generation), which says a path read before still holds. */
+	if (member(l->k, "kernfs_node", "id", &l->cg.kn_id) == 0 && l->cg.kn_id.size != 8)
+		l->cg.kn_id.ok = false;
 	/* memory.current: cgroup->subsys[memory_cgrp_id] is the mem_cgroup's css
 	 * (its first member); page_counter_read(&memcg->memory) pages. */
 	int64_t id;
@@ -541,6 +567,7 @@ void vmw_linux_free(struct vmw_linux *l)
 	vmw_users_free(l->users);
 	free(l->order);
 	free(l->order_cmd);
+	cg_known_free(l->cg_known, l->ncg_known);
 	free(l);
 }
 
@@ -1415,50 +1442,159 @@ static char *rcstr_take(char *s)
 	return r;
 }
 
+/* What read_cgroups reads of one css_set. */
+struct cg_seen {
+	uint64_t css, cgrp, kn, id, mcss;
+	int64_t pages;
+	bool ok_cgrp, ok_kn, ok_id, ok_mcss, ok_pages;
+	char *path, *v1;                /* vmw_rcstr strings */
+};
+
+/* The cgroup, its kernfs node and id, and memory.current of n css_sets:
+ * three batched reads, each step's pointers from the one before. */
+static void cg_read_nodes(struct vmw_linux *l, struct cg_seen *c, size_t n)
+{
+	struct vmw_virt_iov *iov = calloc(2 * n + 1, sizeof(*iov));
+	size_t *at = calloc(2 * n + 1, sizeof(*at));
+	size_t k = 0;
+
+	if (!iov || !at)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (kaddr(l, c[i].css))
+			iov[at[i] = k++] = (struct vmw_virt_iov){ c[i].css + l->cg.dfl_cgrp.off, &c[i].cgrp, 8, 0 };
+	vmw_xlat_readv(l->kx, iov, k);
+	for (size_t i = 0; i < n; i++)
+		c[i].ok_cgrp = kaddr(l, c[i].css) && !iov[at[i]].err && kaddr(l, c[i].cgrp);
+	k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].ok_cgrp)
+			continue;
+		iov[at[2 * i] = k++] = (struct vmw_virt_iov){ c[i].cgrp + l->cg.kn.off, &c[i].kn, 8, 0 };
+		if (l->cg.mem_ok)
+			iov[at[2 * i + 1] = k++] = (struct vmw_virt_iov){
+				c[i].cgrp + l->cg.subsys.off + (uint64_t)l->cg.mem_id * 8, &c[i].mcss, 8, 0 };
+	}
+	vmw_xlat_readv(l->kx, iov, k);
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].ok_cgrp)
+			continue;
+		c[i].ok_kn = !iov[at[2 * i]].err && kaddr(l, c[i].kn);
+		c[i].ok_mcss = l->cg.mem_ok && !iov[at[2 * i + 1]].err && kaddr(l, c[i].mcss);
+	}
+	k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].ok_kn && l->cg.kn_id.ok)
+			iov[at[2 * i] = k++] = (struct vmw_virt_iov){ c[i].kn + l->cg.kn_id.off, &c[i].id, 8, 0 };
+		if (c[i].ok_kn && c[i].ok_mcss)
+			iov[at[2 * i + 1] = k++] = (struct vmw_virt_iov){ c[i].mcss + l->cg.mem_usage.off,
+									  &c[i].pages, 8, 0 };
+	}
+	vmw_xlat_readv(l->kx, iov, k);
+	for (size_t i = 0; i < n; i++) {
+		c[i].ok_id = c[i].ok_kn && l->cg.kn_id.ok && !iov[at[2 * i]].err;
+		c[i].ok_pages = c[i].ok_kn && c[i].ok_mcss && !iov[at[2 * i + 1]].err && c[i].pages >= 0 &&
+				(uint64_t)c[i].pages <= (1ull << 40);
+	}
+out:
+	free(iov);
+	free(at);
+}
+
+/* The path of c: the last walk's when its node is the same one, else read. */
+static char *cg_path(struct vmw_linux *l, const struct cg_seen *c)
+{
+	if (!c->ok_kn)
+		return NULL;
+	if (c->ok_id)
+		for (size_t j = 0; j < l->ncg_known; j++) {
+			const struct cg_known *k = &l->cg_known[j];
+			if (k->css == c->css && k->cgrp == c->cgrp && k->kn == c->kn && k->id == c->id)
+				return vmw_rcstr_new(k->path, strlen(k->path));
+		}
+	return rcstr_take(vmw_cgv1_kn_path(l->kx, l->kernel_space, l->cg.kn_name, l->cg.kn_parent, c->kn));
+}
+
+/* Remember this walk's paths for the next (those with a node id). */
+static void cg_remember(struct vmw_linux *l, const struct cg_seen *c, size_t n)
+{
+	struct cg_known *k = calloc(n ? n : 1, sizeof(*k));
+	size_t m = 0;
+
+	for (size_t i = 0; k && i < n; i++) {
+		if (!c[i].ok_id || !c[i].path)
+			continue;
+		if (!(k[m].path = strdup(c[i].path)))
+			break;
+		k[m].css = c[i].css;
+		k[m].cgrp = c[i].cgrp;
+		k[m].kn = c[i].kn;
+		k[m++].id = c[i].id;
+	}
+	cg_known_free(l->cg_known, l->ncg_known);
+	l->cg_known = k;
+	l->ncg_known = k ? m : 0;
+}
+
 /* Each process's cgroup path; processes of one css_set share one read, and
- * one string (a process costs no allocation). */
+ * one string (a process costs no allocation). The css_sets' cgroups, nodes
+ * and memory.current are read in three batched steps (cg_read_nodes), and a
+ * path the last walk read is not read again while its node lives. */
 static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct { uint64_t css, mem; bool mem_ok; char *path, *v1; } cache[CG_CACHE];
-	size_t n = 0;
+	struct cg_seen *c;
+	size_t n = 0, *of;
 	struct vmw_cgv1_roots *roots = NULL;
 
 	if (!l->cg.ok)
 		return;
+	c = calloc(CG_CACHE, sizeof(*c));
+	of = calloc(ws->n ? ws->n : 1, sizeof(*of));
+	if (!c || !of)
+		goto out;
 	if (l->cgv1.ok)
 		roots = vmw_cgv1_roots_read(&l->cgv1, l->kx, l->kernel_space);
+	/* The distinct css_sets, up to CG_CACHE; a process of any further one: SIZE_MAX. */
 	for (size_t i = 0; i < ws->n; i++) {
 		uint64_t css = ws->raw[i].css_set;
 		size_t j;
-		for (j = 0; j < n && cache[j].css != css; j++)
+		for (j = 0; j < n && c[j].css != css; j++)
 			;
-		if (j == n) {
+		if (j == n && n < CG_CACHE)
+			c[n++].css = css;
+		of[i] = j < n ? j : SIZE_MAX;
+	}
+	cg_read_nodes(l, c, n);
+	for (size_t j = 0; j < n; j++) {
+		c[j].path = cg_path(l, &c[j]);
+		c[j].v1 = rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, c[j].css));
+	}
+	for (size_t i = 0; i < ws->n; i++) {
+		struct vmw_proc *p = &ws->procs[i];
+		if (of[i] == SIZE_MAX) {
+			/* Past CG_CACHE css_sets: read alone. */
 			uint64_t mem = 0;
 			bool mem_ok = false;
-			char *path = rcstr_take(cgroup_path(l, css, &mem, &mem_ok));
-			char *v1 = rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css));
-			if (n == CG_CACHE) {   /* full: this one uncached */
-				ws->procs[i].cgroup = path;
-				set_cgroups_v1(l, &ws->procs[i], v1);
-				ws->procs[i].cgroup_memory_bytes = mem;
-				ws->procs[i].cgroup_memory_ok = mem_ok;
-				continue;
-			}
-			cache[n].css = css;
-			cache[n].mem = mem;
-			cache[n].mem_ok = mem_ok;
-			cache[n].v1 = v1;
-			cache[n++].path = path;
+			uint64_t css = ws->raw[i].css_set;
+			p->cgroup = rcstr_take(cgroup_path(l, css, &mem, &mem_ok));
+			set_cgroups_v1(l, p, rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css)));
+			p->cgroup_memory_bytes = mem;
+			p->cgroup_memory_ok = mem_ok;
+			continue;
 		}
-		ws->procs[i].cgroup = vmw_rcstr_ref(cache[j].path);
-		set_cgroups_v1(l, &ws->procs[i], vmw_rcstr_ref(cache[j].v1));
-		ws->procs[i].cgroup_memory_bytes = cache[j].mem;
-		ws->procs[i].cgroup_memory_ok = cache[j].mem_ok;
+		p->cgroup = vmw_rcstr_ref(c[of[i]].path);
+		set_cgroups_v1(l, p, vmw_rcstr_ref(c[of[i]].v1));
+		p->cgroup_memory_ok = c[of[i]].ok_pages;
+		p->cgroup_memory_bytes = c[of[i]].ok_pages ? (uint64_t)c[of[i]].pages * 4096 : 0;
 	}
+	cg_remember(l, c, n);
 	for (size_t j = 0; j < n; j++) {
-		vmw_rcstr_unref(cache[j].path);
-		vmw_rcstr_unref(cache[j].v1);
+		vmw_rcstr_unref(c[j].path);
+		vmw_rcstr_unref(c[j].v1);
 	}
+out:
+	free(c);
+	free(of);
 	vmw_cgv1_roots_free(roots);
 }
 

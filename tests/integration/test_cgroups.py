@@ -534,3 +534,41 @@ def test_top_user_names(guest, vmwatch):
         t.keys("u", "Enter")
         t.wait(lambda s: "User:" not in s and len(parse_rows(s)) > 20 and "root" in {x["user"] for x in parse_rows(s)},
                timeout=30, what="every user's processes")
+
+
+def test_cgroup_path_follows_a_recreated_cgroup(deb, vmwatch, tmp_path):  # noqa: F811
+    """A walk reuses the last walk's cgroup path only while the css_set, its
+    cgroup and the cgroup's kernfs node (by its id) are the same. Moving a
+    sleeping process through cgroups removed and created one after another
+    makes the kernel hand out a freed cgroup's address again; each new path
+    must show within a few frames of `top --json`, never the removed
+    cgroup's name for good."""
+    tag = secrets.token_hex(3)
+    rc, out = deb.sh("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!", check=True)
+    pid = int(out.split()[-1])
+    frames = tmp_path / "top.jsonl"
+    with open(frames, "w") as f:
+        top = subprocess.Popen([str(vmwatch), "top", "--json", "-d", "1", "-p", str(pid), f"qemu:{deb.pid}"],
+                               stdout=f, stderr=subprocess.DEVNULL)
+    try:
+        def shown():
+            seen = None
+            for line in frames.read_text().splitlines()[-3:]:
+                with contextlib.suppress(ValueError):
+                    seen = [p["cgroup"] for p in json.loads(line)["processes"] if p["pid"] == pid] or seen
+            return seen[0] if seen else None
+
+        prev = None
+        for i in range(6):
+            name = f"/vmw-{tag}-{i}"
+            # Out of the last one and remove it first: the new cgroup then
+            # takes the freed one's memory (seen within a second on 6.1).
+            cmd = f"echo {pid} > /sys/fs/cgroup/cgroup.procs && rmdir /sys/fs/cgroup{prev} && sleep 0.3 && " if prev else ""
+            deb.sh(cmd + f"mkdir /sys/fs/cgroup{name} && echo {pid} > /sys/fs/cgroup{name}/cgroup.procs", check=True)
+            assert deb.sh(f"cat /proc/{pid}/cgroup", check=True)[1].strip() == f"0::{name}"
+            wait_until(lambda: shown() == name, timeout=30, what=f"{name} shown by top")
+            prev = name
+    finally:
+        top.terminate()
+        top.wait(timeout=15)
+        deb.sh(f"kill {pid}; sleep 0.5; rmdir /sys/fs/cgroup/vmw-{tag}-* 2>/dev/null; true")
