@@ -83,8 +83,9 @@ struct vmw_linux {
 	struct { struct fld cpu, id, attrs; } pool;
 	struct fld attrs_nice, wq_name;
 	struct { struct fld dfl_cgrp, kn, kn_name, kn_parent, kn_id, subsys, mem_usage; int mem_id; bool ok, mem_ok; } cg;
-	struct cg_known *cg_known;     /* the last walk's cgroup v2 paths (read_cgroups) */
-	size_t ncg_known;
+	struct cg_known *cg_known;     /* the last walk's cgroup v2 paths (read_cgroups), */
+	size_t ncg_known;              /* in one block kept between walks, then their text */
+	size_t cg_known_size;          /* bytes allocated there */
 	bool worker_ids;               /* /proc names workers by format_worker_id() (>= 6.10) */
 	struct vmw_jobctl jc;          /* process group, session, terminal (jobctl.c) */
 	struct vmw_cgv1 cgv1;          /* cgroup v1 lines of /proc/PID/cgroup (cgroup_v1.c) */
@@ -141,15 +142,8 @@ struct last_cmd {
  */
 struct cg_known {
 	uint64_t css, cgrp, kn, id;
-	char *path;
+	uint32_t off, len;         /* the path: len bytes at off in the text after the records */
 };
-
-static void cg_known_free(struct cg_known *c, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(c[i].path);
-	free(c);
-}
 
 #define USERS_RECHECK_NS (5ull * 1000000000ull)
 
@@ -567,7 +561,7 @@ void vmw_linux_free(struct vmw_linux *l)
 	vmw_users_free(l->users);
 	free(l->order);
 	free(l->order_cmd);
-	cg_known_free(l->cg_known, l->ncg_known);
+	free(l->cg_known);
 	free(l);
 }
 
@@ -627,6 +621,7 @@ struct raw {
 	uint64_t thread_next;        /* leader's thread_node.next */
 	uint64_t acc[NACC];          /* I/O and fault counters, summed over threads */
 	uint64_t css_set;            /* task->cgroups */
+	uint16_t cg;                 /* its css_set in read_cgroups' list; UINT16_MAX: past it */
 };
 
 static void add_acc(const struct vmw_linux *l, struct raw *rw, const uint8_t *img, const struct fld *f)
@@ -1452,10 +1447,14 @@ struct cg_seen {
 
 /* The cgroup, its kernfs node and id, and memory.current of n css_sets:
  * three batched reads, each step's pointers from the one before. */
+#define CG_STACK 32     /* css_sets whose buffers are on the stack (see read_kthread_names) */
 static void cg_read_nodes(struct vmw_linux *l, struct cg_seen *c, size_t n)
 {
-	struct vmw_virt_iov *iov = calloc(2 * n + 1, sizeof(*iov));
-	size_t *at = calloc(2 * n + 1, sizeof(*at));
+	struct vmw_virt_iov iov_s[2 * CG_STACK + 1];
+	size_t at_s[2 * CG_STACK + 1];
+	bool heap = n > CG_STACK;
+	struct vmw_virt_iov *iov = heap ? calloc(2 * n + 1, sizeof(*iov)) : iov_s;
+	size_t *at = heap ? calloc(2 * n + 1, sizeof(*at)) : at_s;
 	size_t k = 0;
 
 	if (!iov || !at)
@@ -1497,8 +1496,10 @@ static void cg_read_nodes(struct vmw_linux *l, struct cg_seen *c, size_t n)
 				(uint64_t)c[i].pages <= (1ull << 40);
 	}
 out:
-	free(iov);
-	free(at);
+	if (heap) {
+		free(iov);
+		free(at);
+	}
 }
 
 /* The path of c: the last walk's when its node is the same one, else read. */
@@ -1510,30 +1511,48 @@ static char *cg_path(struct vmw_linux *l, const struct cg_seen *c)
 		for (size_t j = 0; j < l->ncg_known; j++) {
 			const struct cg_known *k = &l->cg_known[j];
 			if (k->css == c->css && k->cgrp == c->cgrp && k->kn == c->kn && k->id == c->id)
-				return vmw_rcstr_new(k->path, strlen(k->path));
+				return vmw_rcstr_new((const char *)(l->cg_known + l->ncg_known) + k->off, k->len);
 		}
 	return rcstr_take(vmw_cgv1_kn_path(l->kx, l->kernel_space, l->cg.kn_name, l->cg.kn_parent, c->kn));
 }
 
-/* Remember this walk's paths for the next (those with a node id). */
+/* Remember this walk's paths for the next (those with a node id), in the
+ * block kept between walks: grown when needed, not allocated per walk (a
+ * sampler's heap pages, once touched, stay resident). */
 static void cg_remember(struct vmw_linux *l, const struct cg_seen *c, size_t n)
 {
-	struct cg_known *k = calloc(n ? n : 1, sizeof(*k));
-	size_t m = 0;
+	size_t m = 0, need = 0, at = 0;
+	char *text;
 
-	for (size_t i = 0; k && i < n; i++) {
+	for (size_t i = 0; i < n; i++)
+		if (c[i].ok_id && c[i].path) {
+			m++;
+			need += strlen(c[i].path);   /* each at most KN_PATH_MAX */
+		}
+	need += m * sizeof(struct cg_known);
+	l->ncg_known = 0;
+	if (!m)
+		return;
+	if (need > l->cg_known_size || need < l->cg_known_size / 4) {
+		free(l->cg_known);
+		l->cg_known_size = need + need / 8;
+		if (!(l->cg_known = malloc(l->cg_known_size))) {
+			l->cg_known_size = 0;
+			return;
+		}
+	}
+	text = (char *)(l->cg_known + m);
+	for (size_t i = 0, j = 0; i < n; i++) {
+		size_t len;
 		if (!c[i].ok_id || !c[i].path)
 			continue;
-		if (!(k[m].path = strdup(c[i].path)))
-			break;
-		k[m].css = c[i].css;
-		k[m].cgrp = c[i].cgrp;
-		k[m].kn = c[i].kn;
-		k[m++].id = c[i].id;
+		len = strlen(c[i].path);
+		memcpy(text + at, c[i].path, len);
+		l->cg_known[j++] = (struct cg_known){ c[i].css, c[i].cgrp, c[i].kn, c[i].id,
+						      (uint32_t)at, (uint32_t)len };
+		at += len;
 	}
-	cg_known_free(l->cg_known, l->ncg_known);
-	l->cg_known = k;
-	l->ncg_known = k ? m : 0;
+	l->ncg_known = m;
 }
 
 /* Each process's cgroup path; processes of one css_set share one read, and
@@ -1542,27 +1561,35 @@ static void cg_remember(struct vmw_linux *l, const struct cg_seen *c, size_t n)
  * path the last walk read is not read again while its node lives. */
 static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct cg_seen *c;
-	size_t n = 0, *of;
+	struct cg_seen c_s[CG_STACK], *c = c_s;
+	size_t n = 0, cap = CG_STACK;
 	struct vmw_cgv1_roots *roots = NULL;
 
 	if (!l->cg.ok)
 		return;
-	c = calloc(CG_CACHE, sizeof(*c));
-	of = calloc(ws->n ? ws->n : 1, sizeof(*of));
-	if (!c || !of)
-		goto out;
 	if (l->cgv1.ok)
 		roots = vmw_cgv1_roots_read(&l->cgv1, l->kx, l->kernel_space);
-	/* The distinct css_sets, up to CG_CACHE; a process of any further one: SIZE_MAX. */
+	/* The distinct css_sets, up to CG_CACHE (on the stack up to CG_STACK);
+	 * a process of any further one: UINT16_MAX. */
 	for (size_t i = 0; i < ws->n; i++) {
 		uint64_t css = ws->raw[i].css_set;
 		size_t j;
 		for (j = 0; j < n && c[j].css != css; j++)
 			;
-		if (j == n && n < CG_CACHE)
-			c[n++].css = css;
-		of[i] = j < n ? j : SIZE_MAX;
+		if (j == n && n < CG_CACHE) {
+			if (n == cap) {
+				size_t nc = MIN(2 * cap, (size_t)CG_CACHE);
+				struct cg_seen *g = c == c_s ? malloc(nc * sizeof(*c)) : realloc(c, nc * sizeof(*c));
+				if (!g)
+					goto out;
+				if (c == c_s)
+					memcpy(g, c_s, sizeof(c_s));
+				c = g;
+				cap = nc;
+			}
+			c[n++] = (struct cg_seen){ .css = css };
+		}
+		ws->raw[i].cg = j < n ? (uint16_t)j : UINT16_MAX;
 	}
 	cg_read_nodes(l, c, n);
 	for (size_t j = 0; j < n; j++) {
@@ -1571,7 +1598,8 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 	}
 	for (size_t i = 0; i < ws->n; i++) {
 		struct vmw_proc *p = &ws->procs[i];
-		if (of[i] == SIZE_MAX) {
+		const struct cg_seen *x;
+		if (ws->raw[i].cg == UINT16_MAX) {
 			/* Past CG_CACHE css_sets: read alone. */
 			uint64_t mem = 0;
 			bool mem_ok = false;
@@ -1582,10 +1610,11 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 			p->cgroup_memory_ok = mem_ok;
 			continue;
 		}
-		p->cgroup = vmw_rcstr_ref(c[of[i]].path);
-		set_cgroups_v1(l, p, vmw_rcstr_ref(c[of[i]].v1));
-		p->cgroup_memory_ok = c[of[i]].ok_pages;
-		p->cgroup_memory_bytes = c[of[i]].ok_pages ? (uint64_t)c[of[i]].pages * 4096 : 0;
+		x = &c[ws->raw[i].cg];
+		p->cgroup = vmw_rcstr_ref(x->path);
+		set_cgroups_v1(l, p, vmw_rcstr_ref(x->v1));
+		p->cgroup_memory_ok = x->ok_pages;
+		p->cgroup_memory_bytes = x->ok_pages ? (uint64_t)x->pages * 4096 : 0;
 	}
 	cg_remember(l, c, n);
 	for (size_t j = 0; j < n; j++) {
@@ -1593,8 +1622,8 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 		vmw_rcstr_unref(c[j].v1);
 	}
 out:
-	free(c);
-	free(of);
+	if (c != c_s)
+		free(c);
 	vmw_cgv1_roots_free(roots);
 }
 
@@ -1608,7 +1637,7 @@ out:
  * one it ran; another kernel thread by its kthread's full_name. Whatever
  * cannot be read leaves that part as it was, as a read one by one did.
  */
-#define KN_BATCH 64
+#define KN_BATCH 16     /* on the stack: ~6 KB */
 #define KN_PIECES 5     /* reads of one thread in one step, at most */
 
 struct kname {
@@ -1617,7 +1646,10 @@ struct kname {
 	uint64_t ptr;                 /* the worker, or the full name's address */
 	uint64_t pool, cur_work, rescue_wq, attrs;
 	int32_t id, cpu, pool_id, nice;
-	char desc[32], wq[64], name[64];
+	union {
+		struct { char desc[32], wq[64]; };   /* a worker's */
+		char name[64];                      /* another kernel thread's */
+	};
 	/* which reads arrived: ptr, pool, desc, current_work, rescue_wq+id, wq, cpu+id+attrs, nice, name */
 	bool ok_ptr, ok_pool, ok_desc, ok_cur, ok_rid, ok_wq, ok_cpi, ok_nice, ok_name;
 };
@@ -1791,17 +1823,16 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 	}
 }
 
+/* The batch's buffers are on the stack: a heap block allocated per walk
+ * lands in a different free chunk from walk to walk, and a sampler's heap
+ * pages, once touched, stay resident (measured: +70 KiB a sampler). */
 static void read_kthread_names(struct vmw_linux *l, struct walk_state *ws)
 {
-	struct kname *kn;
-	struct kqueue *q;
+	struct kqueue q;
+	struct kname kn[KN_BATCH];
 
 	if (!l->kthread.data.ok)
 		return;
-	kn = calloc(KN_BATCH, sizeof(*kn));
-	q = malloc(sizeof(*q));
-	if (!kn || !q)
-		goto out;
 	for (size_t next = 0; next < ws->n;) {
 		size_t k = 0;
 
@@ -1817,11 +1848,9 @@ static void read_kthread_names(struct vmw_linux *l, struct walk_state *ws)
 			kn[k] = (struct kname){ .idx = next, .worker = worker };
 			k++;
 		}
-		kthread_names_batch(l, ws, kn, k, q);
+		if (k)
+			kthread_names_batch(l, ws, kn, k, &q);
 	}
-out:
-	free(kn);
-	free(q);
 }
 
 /* Up to size bytes from addr, page by page, stopping at the first unreadable
