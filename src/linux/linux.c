@@ -852,6 +852,22 @@ static void ra_remember(struct vmw_linux *l, const struct walk_state *ws)
 	}
 }
 
+/*
+ * A block kept between walks for need bytes: block itself while it is large
+ * enough and not four times too large, else a new one (an eighth to spare).
+ * NULL (block freed, *size 0) without memory.
+ */
+static void *kept_block(void *block, size_t *size, size_t need)
+{
+	if (block && need <= *size && need >= *size / 4)
+		return block;
+	free(block);
+	*size = need + need / 8;
+	if (!(block = malloc(*size)))
+		*size = 0;
+	return block;
+}
+
 /* A command line's bytes as read: its arguments, each ending in a NUL. */
 static size_t cmd_bytes(char *const *argv)
 {
@@ -887,14 +903,8 @@ static void cmd_remember(struct vmw_linux *l, const struct walk_state *ws)
 		l->order_cmd_size = 0;
 		return;
 	}
-	if (need > l->order_cmd_size || need < l->order_cmd_size / 4) {
-		free(l->order_cmd);
-		l->order_cmd_size = need + need / 8;
-		if (!(l->order_cmd = malloc(l->order_cmd_size))) {
-			l->order_cmd_size = 0;
-			return;
-		}
-	}
+	if (!(l->order_cmd = kept_block(l->order_cmd, &l->order_cmd_size, need)))
+		return;
 	l->order_cmd_ok = true;
 	text = cmd_text(l, ws->n);
 	at = 0;
@@ -1533,14 +1543,8 @@ static void cg_remember(struct vmw_linux *l, const struct cg_seen *c, size_t n)
 	l->ncg_known = 0;
 	if (!m)
 		return;
-	if (need > l->cg_known_size || need < l->cg_known_size / 4) {
-		free(l->cg_known);
-		l->cg_known_size = need + need / 8;
-		if (!(l->cg_known = malloc(l->cg_known_size))) {
-			l->cg_known_size = 0;
-			return;
-		}
-	}
+	if (!(l->cg_known = kept_block(l->cg_known, &l->cg_known_size, need)))
+		return;
 	text = (char *)(l->cg_known + m);
 	for (size_t i = 0, j = 0; i < n; i++) {
 		size_t len;
