@@ -1402,34 +1402,6 @@ static int read_kstring(struct vmw_linux *l, uint64_t addr, char *buf, size_t si
 
 #define CG_CACHE     256   /* css_sets remembered in one walk */
 
-/* memory.current of the cgroup: page_counter_read(&memcg->memory) pages. */
-static bool cgroup_memory(struct vmw_linux *l, uint64_t cgrp, uint64_t *ret)
-{
-	uint64_t css;
-	int64_t pages;
-
-	if (!l->cg.mem_ok ||
-	    vmw_xlat_read(l->kx, cgrp + l->cg.subsys.off + (uint64_t)l->cg.mem_id * 8, &css, 8) < 0 ||
-	    !kaddr(l, css) || vmw_xlat_read(l->kx, css + l->cg.mem_usage.off, &pages, 8) < 0 || pages < 0 ||
-	    (uint64_t)pages > (1ull << 40))
-		return false;
-	*ret = (uint64_t)pages * 4096;
-	return true;
-}
-
-/* The v2 path of a css_set's cgroup, like cgroup_path_ns() for the init
- * namespace: the names from the root down ("/" for the root). */
-static char *cgroup_path(struct vmw_linux *l, uint64_t css_set, uint64_t *mem, bool *mem_ok)
-{
-	uint64_t cgrp, kn;
-
-	if (!kaddr(l, css_set) || vmw_xlat_read(l->kx, css_set + l->cg.dfl_cgrp.off, &cgrp, 8) < 0 ||
-	    !kaddr(l, cgrp) || vmw_xlat_read(l->kx, cgrp + l->cg.kn.off, &kn, 8) < 0 || !kaddr(l, kn))
-		return NULL;
-	*mem_ok = cgroup_memory(l, cgrp, mem);
-	return vmw_cgv1_kn_path(l->kx, l->kernel_space, l->cg.kn_name, l->cg.kn_parent, kn);
-}
-
 /* A process's cgroup v1 lines (owned); unknown on a kernel that has them
  * marks the process incomplete. */
 static void set_cgroups_v1(struct vmw_linux *l, struct vmw_proc *p, char *v1)
@@ -1512,7 +1484,9 @@ out:
 	}
 }
 
-/* The path of c: the last walk's when its node is the same one, else read. */
+/* The v2 path of c's cgroup, like cgroup_path_ns() for the init namespace
+ * (the names from the root down, "/" for the root): the last walk's when its
+ * node is the same one, else read. */
 static char *cg_path(struct vmw_linux *l, const struct cg_seen *c)
 {
 	if (!c->ok_kn)
@@ -1559,6 +1533,28 @@ static void cg_remember(struct vmw_linux *l, const struct cg_seen *c, size_t n)
 	l->ncg_known = m;
 }
 
+/* c's path and v1 lines (vmw_rcstr strings, NULL when unknown). */
+static void cg_strings(struct vmw_linux *l, const struct vmw_cgv1_roots *roots, struct cg_seen *c)
+{
+	c->path = cg_path(l, c);
+	c->v1 = rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, c->css));
+}
+
+/* A process of c's css_set: its path, v1 lines and memory.current. */
+static void cg_set(struct vmw_linux *l, struct vmw_proc *p, const struct cg_seen *c)
+{
+	p->cgroup = vmw_rcstr_ref(c->path);
+	set_cgroups_v1(l, p, vmw_rcstr_ref(c->v1));
+	p->cgroup_memory_ok = c->ok_pages;
+	p->cgroup_memory_bytes = c->ok_pages ? (uint64_t)c->pages * 4096 : 0;
+}
+
+static void cg_unref(struct cg_seen *c)
+{
+	vmw_rcstr_unref(c->path);
+	vmw_rcstr_unref(c->v1);
+}
+
 /* Each process's cgroup path; processes of one css_set share one read, and
  * one string (a process costs no allocation). The css_sets' cgroups, nodes
  * and memory.current are read in three batched steps (cg_read_nodes), and a
@@ -1596,35 +1592,24 @@ static void read_cgroups(struct vmw_linux *l, struct walk_state *ws)
 		ws->raw[i].cg = j < n ? (uint16_t)j : UINT16_MAX;
 	}
 	cg_read_nodes(l, c, n);
-	for (size_t j = 0; j < n; j++) {
-		c[j].path = cg_path(l, &c[j]);
-		c[j].v1 = rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, c[j].css));
-	}
+	for (size_t j = 0; j < n; j++)
+		cg_strings(l, roots, &c[j]);
 	for (size_t i = 0; i < ws->n; i++) {
-		struct vmw_proc *p = &ws->procs[i];
-		const struct cg_seen *x;
-		if (ws->raw[i].cg == UINT16_MAX) {
-			/* Past CG_CACHE css_sets: read alone. */
-			uint64_t mem = 0;
-			bool mem_ok = false;
-			uint64_t css = ws->raw[i].css_set;
-			p->cgroup = rcstr_take(cgroup_path(l, css, &mem, &mem_ok));
-			set_cgroups_v1(l, p, rcstr_take(vmw_cgv1_lines(&l->cgv1, roots, l->kx, l->kernel_space, css)));
-			p->cgroup_memory_bytes = mem;
-			p->cgroup_memory_ok = mem_ok;
+		struct cg_seen one;
+		if (ws->raw[i].cg != UINT16_MAX) {
+			cg_set(l, &ws->procs[i], &c[ws->raw[i].cg]);
 			continue;
 		}
-		x = &c[ws->raw[i].cg];
-		p->cgroup = vmw_rcstr_ref(x->path);
-		set_cgroups_v1(l, p, vmw_rcstr_ref(x->v1));
-		p->cgroup_memory_ok = x->ok_pages;
-		p->cgroup_memory_bytes = x->ok_pages ? (uint64_t)x->pages * 4096 : 0;
+		/* Past CG_CACHE css_sets: read alone, the same way. */
+		one = (struct cg_seen){ .css = ws->raw[i].css_set };
+		cg_read_nodes(l, &one, 1);
+		cg_strings(l, roots, &one);
+		cg_set(l, &ws->procs[i], &one);
+		cg_unref(&one);
 	}
 	cg_remember(l, c, n);
-	for (size_t j = 0; j < n; j++) {
-		vmw_rcstr_unref(c[j].path);
-		vmw_rcstr_unref(c[j].v1);
-	}
+	for (size_t j = 0; j < n; j++)
+		cg_unref(&c[j]);
 out:
 	if (c != c_s)
 		free(c);
@@ -1676,7 +1661,7 @@ static bool kq_ok(const struct kqueue *q, size_t a, size_t b)
 
 /* format_worker_id() into base, from what the steps read; base stays the comm
  * when something is unreadable. */
-static void worker_id_name(const struct vmw_linux *l, const struct kname *x, char *base, size_t size)
+static void worker_id_name(const struct kname *x, char *base, size_t size)
 {
 	if (!x->ok_rid)
 		return;
@@ -1817,7 +1802,7 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 			continue;
 		snprintf(base, sizeof(base), "%s", p->comm);
 		if (l->worker_ids)
-			worker_id_name(l, x, base, sizeof(base));
+			worker_id_name(x, base, sizeof(base));
 		off = snprintf(buf, sizeof(buf), "%s", base);
 		if (x->pool && kaddr(l, x->pool) && x->ok_desc && x->desc[0] && off >= 0 &&
 		    (size_t)off < sizeof(buf))

@@ -122,15 +122,14 @@ def test_web_overview_vm_process_and_deep_link(web):
         assert {big.name, g.name} <= set(names)
         # Sort by CPU% (descending on the first click): the burning guest first.
         b.js("document.querySelector('#vms th[data-key=cpu]').click()")
-        b.wait(lambda: b.js("return document.querySelector('#vms tbody tr td')?.textContent") == g.name)
+        b.wait(lambda: b.js("return document.querySelector('#vms tbody tr td').textContent") == g.name)
         (out / "web-overview.png").write_bytes(b.screenshot())
         # The VM page: four charts over the history window.
         b.js(f"document.querySelector('#vms tbody tr[data-vm=\"{g.name}\"]').click()")
         b.wait(lambda: b.js("return [...document.querySelectorAll('#charts svg')].filter(s => +s.dataset.points >= 2).length") == 4,
                timeout=30)
         assert b.js("return location.hash") == f"#vm={g.name}"
-        # The process table fills from its own request, possibly after the charts: wait for a row.
-        b.wait(lambda: b.js("return document.querySelector('#procs tbody tr td:nth-child(3)')?.textContent") == "burn")
+        b.wait(lambda: b.js("return document.querySelector('#procs tbody tr td:nth-child(3)').textContent") == "burn")
         # Filter: by name, then by pid.
         b.js("const f = document.getElementById('filter'); f.value = 'burn'; f.dispatchEvent(new Event('input'))")
         b.wait(lambda: b.js("return [...document.querySelectorAll('#procs tbody tr td:nth-child(3)')].map(e => e.textContent)") == ["burn"])
