@@ -144,11 +144,14 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		cur->system_ns += ds;
 	}
 	free(refs);
-	/* Groups whose processes all exited keep their counters (0 processes). */
+	/* Groups whose processes all exited keep their counters (0 processes).
+	 * Looked up among this frame's groups only: those are sorted, the ones
+	 * appended here are not (and prev's names are distinct). */
+	size_t nfresh = ng;
 	for (size_t i = 0; prev && i < prev->ngroups; i++) {
 		struct agent_group key;
 		memcpy(key.name, prev->groups[i].name, sizeof(key.name));
-		if (bsearch(&key, g, ng, sizeof(*g), group_cmp))
+		if (bsearch(&key, g, nfresh, sizeof(*g), group_cmp))
 			continue;
 		if (!prev->groups[i].procs && prev->ngroups > max_groups / 2)
 			continue;          /* drop idle groups first when crowded */

@@ -605,6 +605,60 @@ static void test_compat_diff(void **state)
 	agent_snap_unref(b);
 }
 
+/* A snapshot's groups: one per name, sorted as strcmp sorts them (names
+ * that differ after their 8th byte, bytes above 0x7f), kernel threads
+ * together, CPU carried over from the previous snapshot and kept for a
+ * name whose processes all exited. */
+static struct vmw_frame *groups_frame(const char *const *comms, size_t n, uint64_t utime_ns)
+{
+	struct vmw_frame *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	assert_non_null(f->procs = calloc(n, sizeof(*f->procs)));
+	f->nprocs = n;
+	for (size_t i = 0; i < n; i++) {
+		struct vmw_proc *p = &f->procs[i].proc;
+		p->pid = (int32_t)i + 1;
+		p->start_time_ns = 1000;
+		p->kthread = comms[i][0] == 'k';
+		snprintf(p->comm, sizeof(p->comm), "%s", comms[i]);
+		p->nr_threads = 1;
+		p->utime_ns = utime_ns;
+	}
+	return f;
+}
+
+static void test_snapshot_groups(void **state)
+{
+	static const char *const a[] = { "abcdefgh1", "\xc3\xa9t\xc3\xa9", "abcdefgh0", "abc", "kworker/0:1",
+					 "abd", "abcdefgh1", "ksoftirqd/0", "abcdefgh", "", "z" };
+	static const char *const b[] = { "abc", "abcdefgh1" };
+	static const char *const want[] = { "", "[kernel]", "abc", "abcdefgh", "abcdefgh0", "abcdefgh1",
+					    "abd", "z", "\xc3\xa9t\xc3\xa9" };
+	struct agent_snap *s1, *s2;
+	(void)state;
+
+	s1 = agent_snap_build(groups_frame(a, ARRAY_SIZE(a), 5), NULL, 1, 64);
+	assert_non_null(s1);
+	assert_int_equal(s1->ngroups, ARRAY_SIZE(want));
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		assert_string_equal(s1->groups[i].name, want[i]);
+	assert_int_equal(s1->groups[1].procs, 2);        /* [kernel] */
+	assert_int_equal(s1->groups[5].procs, 2);        /* abcdefgh1 */
+	assert_int_equal(s1->groups[5].user_ns, 10);
+	s2 = agent_snap_build(groups_frame(b, ARRAY_SIZE(b), 7), s1, 2, 64);
+	assert_non_null(s2);
+	assert_int_equal(s2->ngroups, ARRAY_SIZE(want));  /* the exited ones stay */
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		assert_string_equal(s2->groups[i].name, want[i]);
+	assert_int_equal(s2->groups[2].procs, 1);        /* abc: pid 1 now, started at 1000 as before */
+	assert_int_equal(s2->groups[5].procs, 1);        /* abcdefgh1: pid 2, "été" before */
+	assert_int_equal(s2->groups[3].procs, 0);
+	assert_int_equal(s2->groups[3].user_ns, 5);      /* abcdefgh: kept */
+	agent_snap_unref(s1);
+	agent_snap_unref(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -623,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_prom_u64),
 		cmocka_unit_test(test_prom_label_value),
 		cmocka_unit_test(test_compat_diff),
+		cmocka_unit_test(test_snapshot_groups),
 	};
 	vmw_agent_log_set_level(VMW_LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
