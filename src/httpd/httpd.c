@@ -34,6 +34,7 @@ struct vmw_httpd_conn {
 	uint64_t deadline_ns;
 	bool shut;                /* the sweeper has shut the socket down */
 	void *stream;             /* attached by the front end */
+	struct vmw_httpd *h;
 };
 
 /* One request (libmicrohttpd's con_cls). */
@@ -64,12 +65,15 @@ static void shut(struct vmw_httpd_conn *cn, uint64_t *counter)
 }
 
 /*
- * Every SWEEP_NS: shut connections whose headers are late, tick attached
- * streams. Under h->lock; a connection in the list is not closed yet (the
- * close notification takes the same lock), so its fd is ours.
+ * Shut connections whose headers are late, tick attached streams; returns
+ * when the next sweep is due (UINT64_MAX: nothing to wait for). Under
+ * h->lock; a connection in the list is not closed yet (the close
+ * notification takes the same lock), so its fd is ours.
  */
-static void sweep(struct vmw_httpd *h, uint64_t now)
+static uint64_t sweep(struct vmw_httpd *h, uint64_t now)
 {
+	uint64_t next = UINT64_MAX;
+
 	for (struct vmw_httpd_conn *cn = h->conns; cn; cn = cn->next) {
 		if (cn->shut)
 			continue;
@@ -77,20 +81,45 @@ static void sweep(struct vmw_httpd *h, uint64_t now)
 			shut(cn, &h->st.header_timeouts);
 		else if (cn->stream && h->ops.tick && h->ops.tick(h->cls, cn->stream, now, h->stop))
 			shut(cn, &h->st.stream_drops);
+		else if (cn->stream)
+			next = MIN(next, now + SWEEP_NS);
+		else if (cn->deadline_ns)
+			next = MIN(next, cn->deadline_ns + 1);
 	}
+	return next;
 }
 
+/* Something for the sweeper sooner than it may be waiting for: a header
+ * deadline set, a stream attached. Under h->lock. */
+static void sweep_soon(struct vmw_httpd *h)
+{
+	pthread_cond_signal(&h->cond);
+}
+
+/*
+ * The sweeper: every SWEEP_NS while a stream is attached, at the next
+ * header deadline otherwise, not at all while no connection needs it (an
+ * agent nobody talks to does not wake ten times a second).
+ */
 static void *sweeper_main(void *arg)
 {
 	struct vmw_httpd *h = arg;
+	uint64_t next = UINT64_MAX;
 
 	pthread_mutex_lock(&h->lock);
 	while (!h->stop) {
-		uint64_t deadline = vmw_wall_ns() + SWEEP_NS;
-		struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
-				       .tv_nsec = (long)(deadline % 1000000000ull) };
-		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-		sweep(h, vmw_now_ns());
+		uint64_t now = vmw_now_ns();
+
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(&h->cond, &h->lock);
+		} else if (next > now) {
+			uint64_t wall = vmw_wall_ns(), wait = next - now;
+			uint64_t deadline = wait > UINT64_MAX - wall ? UINT64_MAX : wall + wait;
+			struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+					       .tv_nsec = (long)(deadline % 1000000000ull) };
+			pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+		}
+		next = sweep(h, vmw_now_ns());
 	}
 	sweep(h, vmw_now_ns());   /* streams learn that the server stops */
 	pthread_mutex_unlock(&h->lock);
@@ -108,6 +137,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		if (!ci || !(cn = calloc(1, sizeof(*cn))))
 			return;   /* untracked: only libmicrohttpd's own idle timeout applies */
 		cn->fd = ci->connect_fd;
+		cn->h = h;
 		cn->deadline_ns = vmw_now_ns() + (uint64_t)(h->cfg.header_timeout_s * 1e9);
 		/* A fixed send buffer (no autotuning to megabytes): what a client that
 		 * stops reading can make the host hold is bounded. */
@@ -120,6 +150,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			h->conns->prev = cn;
 		h->conns = cn;
 		h->st.connections++;
+		sweep_soon(h);
 		pthread_mutex_unlock(&h->lock);
 		*socket_context = cn;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && cn) {
@@ -147,8 +178,11 @@ struct vmw_httpd_conn *vmw_httpd_conn(struct MHD_Connection *c)
 
 void vmw_httpd_set_stream(struct vmw_httpd_conn *cn, void *stream)
 {
-	if (cn)
-		cn->stream = stream;
+	if (!cn)
+		return;
+	cn->stream = stream;
+	if (stream)
+		sweep_soon(cn->h);
 }
 
 void vmw_httpd_lock(struct vmw_httpd *h)
@@ -169,6 +203,8 @@ static void set_deadline(struct vmw_httpd *h, struct MHD_Connection *c, uint64_t
 		return;
 	pthread_mutex_lock(&h->lock);
 	cn->deadline_ns = deadline_ns;
+	if (deadline_ns)
+		sweep_soon(h);
 	pthread_mutex_unlock(&h->lock);
 }
 
