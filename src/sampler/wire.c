@@ -401,9 +401,11 @@ static bool take_cmdline(struct in *in, struct vmw_proc *p)
 
 /* A string: a u32 length (NO_STRING: none, *ret untouched) and its bytes,
  * copied by make (malloc'd or a vmw_rcstr) with a NUL; with recent (make
- * is vmw_rcstr_new), another reference to the same bytes decoded lately. */
+ * is vmw_rcstr_new), another reference to the same bytes decoded lately.
+ * A copy is refused unless valid() says yes (NULL: any text); a reference
+ * to a recent one is not checked again: only valid ones were kept. */
 static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *s, size_t len),
-			   struct shared_recent *recent)
+			   struct shared_recent *recent, bool (*valid)(const char *s))
 {
 	bool shared = false;
 	uint32_t len;
@@ -421,10 +423,22 @@ static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *
 			shared = true;
 			break;
 		}
-	if (!shared && !(*ret = make((const char *)in->p, len)))
-		return false;
-	if (recent && !shared)
-		recent_use(recent, SHARED_RECENT - 1, *ret, len);
+	if (!shared) {
+		char *copy = make((const char *)in->p, len);
+		if (!copy)
+			return false;
+		if (valid && !valid(copy)) {
+			/* The frame is refused here: nothing decodes after this. */
+			if (recent)
+				vmw_rcstr_unref(copy);
+			else
+				free(copy);
+			return false;
+		}
+		*ret = copy;
+		if (recent)
+			recent_use(recent, SHARED_RECENT - 1, copy, len);
+	}
 	in->p += len;
 	in->left -= len;
 	return true;
@@ -432,29 +446,21 @@ static bool take_string_as(struct in *in, char **ret, char *(*make)(const char *
 
 static bool take_string(struct in *in, char **ret)
 {
-	return take_string_as(in, ret, strndup, NULL);
+	return take_string_as(in, ret, strndup, NULL, NULL);
 }
 
 /* A string as a vmw_rcstr (a process's cgroup texts, see linux.h). */
 static bool take_rcstring(struct in *in, char **ret, struct shared_recent *recent)
 {
-	return take_string_as(in, ret, vmw_rcstr_new, recent);
+	return take_string_as(in, ret, vmw_rcstr_new, recent, NULL);
 }
 
 /* ---- version 5: the cgroup v1 lines; text that does not read as
- * "ID:controllers:path" lines refuses the frame. */
+ * "ID:controllers:path" lines refuses the frame (checked once per distinct
+ * text: most processes share their lines with the one before). */
 static bool take_cgroups_v1(struct in *in, struct vmw_proc *p)
 {
-	if (!take_rcstring(in, &p->cgroups_v1, &in->cgroups_v1))
-		return false;
-	if (p->cgroups_v1 && !vmw_cgroup_v1_valid(p->cgroups_v1)) {
-		/* The frame is refused here: nothing decodes after this, so the
-		 * recent list's pointer to a text freed now is never read. */
-		vmw_rcstr_unref(p->cgroups_v1);
-		p->cgroups_v1 = NULL;
-		return false;
-	}
-	return true;
+	return take_string_as(in, &p->cgroups_v1, vmw_rcstr_new, &in->cgroups_v1, vmw_cgroup_v1_valid);
 }
 
 /* A user name is printable ASCII (src/linux checks it when it parses the
