@@ -38,15 +38,32 @@ static const char *group_name(const struct vmw_proc *p)
 	return p->kthread ? "[kernel]" : p->comm;
 }
 
-/* A process by its group's name (sorted: pointers, not copies of names). */
+/* A process by its group's name (sorted: pointers, not copies of names),
+ * with the name's first 8 bytes as a number that orders as strcmp does:
+ * most comparisons end there. */
 struct gref {
+	uint64_t prefix;
 	const char *name;
 	size_t idx;
 };
 
+static uint64_t name_prefix(const char *name)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	for (; i < 8 && name[i]; i++)
+		v = v << 8 | (unsigned char)name[i];
+	return i ? v << (8 * (8 - i)) : 0;
+}
+
 static int gref_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct gref *)a)->name, ((const struct gref *)b)->name);
+	const struct gref *x = a, *y = b;
+
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
+	return strcmp(x->name, y->name);
 }
 
 static int group_cmp(const void *a, const void *b)
@@ -62,13 +79,19 @@ static int group_rss_cmp(const void *a, const void *b)
 	return x->rss_bytes < y->rss_bytes ? 1 : x->rss_bytes > y->rss_bytes ? -1 : strcmp(x->name, y->name);
 }
 
+static int name_group_cmp(const void *name, const void *g)
+{
+	return strcmp(name, ((const struct agent_group *)g)->name);
+}
+
+/* name is shorter than a group's name field (a comm, "[kernel]", "[other]"). */
+_Static_assert(sizeof(((struct agent_group *)0)->name) > sizeof(((struct vmw_proc *)0)->comm),
+	       "a process's name fits a group's");
 static const struct agent_group *group_find(const struct agent_snap *s, const char *name)
 {
-	struct agent_group key;
 	if (!s || !s->ngroups)
 		return NULL;
-	snprintf(key.name, sizeof(key.name), "%s", name);
-	return bsearch(&key, s->groups, s->ngroups, sizeof(*s->groups), group_cmp);
+	return bsearch(name, s->groups, s->ngroups, sizeof(*s->groups), name_group_cmp);
 }
 
 static void group_merge(struct agent_group *into, const struct agent_group *g)
@@ -97,13 +120,14 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 		return -ENOMEM;
 	for (size_t i = 0; i < f->nprocs; i++) {
 		refs[i].name = group_name(&f->procs[i].proc);
+		refs[i].prefix = name_prefix(refs[i].name);
 		refs[i].idx = i;
 	}
 	qsort(refs, f->nprocs, sizeof(*refs), gref_cmp);
 	/* Room for this frame's names, prev's groups and "[other]". */
 	cap = (prev ? prev->ngroups : 0) + 1;
 	for (size_t i = 0; i < f->nprocs; i++)
-		cap += !i || strcmp(refs[i - 1].name, refs[i].name);
+		cap += !i || gref_cmp(&refs[i - 1], &refs[i]);
 	if (!(g = calloc(cap, sizeof(*g)))) {
 		free(refs);
 		return -ENOMEM;
@@ -149,9 +173,7 @@ static int build_groups(struct agent_snap *s, const struct agent_snap *prev, uns
 	 * appended here are not (and prev's names are distinct). */
 	size_t nfresh = ng;
 	for (size_t i = 0; prev && i < prev->ngroups; i++) {
-		struct agent_group key;
-		memcpy(key.name, prev->groups[i].name, sizeof(key.name));
-		if (bsearch(&key, g, nfresh, sizeof(*g), group_cmp))
+		if (bsearch(prev->groups[i].name, g, nfresh, sizeof(*g), name_group_cmp))
 			continue;
 		if (!prev->groups[i].procs && prev->ngroups > max_groups / 2)
 			continue;          /* drop idle groups first when crowded */
