@@ -125,7 +125,8 @@ struct last {
  * struct last), and what says whether it can have changed since
  * (cmdline_unchanged): len bytes at off in the text after the records, its
  * arguments each ending in a NUL, then one more NUL. len is UINT32_MAX when
- * none was read.
+ * none was read. For a kernel thread (mm 0): its name as the walk made it
+ * (kname_unchanged), when every read it took succeeded.
  */
 struct last_cmd {
 	uint64_t mm, runtime;
@@ -616,6 +617,7 @@ struct raw {
 	bool alive;                  /* exit_state == 0 */
 	bool on_cpu;                 /* task_struct.on_cpu (false when this kernel has none) */
 	bool mm_alone;               /* mm_struct.mm_users is 1 (false when not known) */
+	bool name_read;              /* a kernel thread's name: every read it took succeeded */
 	uint32_t flags;
 	uint64_t utime, stime, runtime, prev_utime, prev_stime;
 	uint64_t thread_next;        /* leader's thread_node.next */
@@ -896,7 +898,8 @@ static void cmd_remember(struct vmw_linux *l, const struct walk_state *ws)
 	char *text;
 
 	for (size_t i = 0; i < ws->n; i++)
-		need += cmd_bytes(ws->procs[i].cmdline) + 1;   /* each is at most MAX_CMDLINE */
+		need += (ws->raw[i].name_read ? strnlen(ws->procs[i].comm, sizeof(ws->procs[i].comm)) :
+			 cmd_bytes(ws->procs[i].cmdline)) + 1;   /* each is at most MAX_CMDLINE */
 	if (need > UINT32_MAX || !l->order || l->norder != ws->n) {
 		free(l->order_cmd);
 		l->order_cmd = NULL;
@@ -914,6 +917,15 @@ static void cmd_remember(struct vmw_linux *l, const struct walk_state *ws)
 		size_t off = at;
 
 		*c = (struct last_cmd){ ws->raw[i].mm, p->runtime_ns, 0, UINT32_MAX };
+		if (ws->raw[i].name_read) {
+			size_t len = strnlen(p->comm, sizeof(p->comm));
+			memcpy(text + at, p->comm, len);
+			text[at + len] = '\0';
+			c->off = (uint32_t)at;
+			c->len = (uint32_t)len;
+			at += len + 1;
+			continue;
+		}
 		if (!p->cmdline)
 			continue;
 		for (size_t k = 0; p->cmdline[k]; k++) {
@@ -1641,17 +1653,29 @@ struct kname {
 	};
 	/* which reads arrived: ptr, pool, desc, current_work, rescue_wq+id, wq, cpu+id+attrs, nice, name */
 	bool ok_ptr, ok_pool, ok_desc, ok_cur, ok_rid, ok_wq, ok_cpi, ok_nice, ok_name;
+	bool failed;                  /* a read failed */
 };
 
 struct kqueue {
 	struct vmw_virt_iov iov[KN_BATCH * KN_PIECES];
+	struct kname *of[KN_BATCH * KN_PIECES];
 	size_t n;
 };
 
-static size_t kq_add(struct kqueue *q, uint64_t addr, void *buf, size_t len)
+static size_t kq_add(struct kqueue *q, struct kname *x, uint64_t addr, void *buf, size_t len)
 {
 	q->iov[q->n] = (struct vmw_virt_iov){ addr, buf, len, 0 };
+	q->of[q->n] = x;
 	return q->n++;
+}
+
+/* The step's reads; a thread with one that failed is not remembered. */
+static void kq_read(struct vmw_linux *l, struct kqueue *q)
+{
+	vmw_xlat_readv(l->kx, q->iov, q->n);
+	for (size_t j = 0; j < q->n; j++)
+		if (q->iov[j].err)
+			q->of[j]->failed = true;
 }
 
 static bool kq_ok(const struct kqueue *q, size_t a, size_t b)
@@ -1692,9 +1716,9 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 	for (size_t i = 0; i < k; i++) {
 		const struct raw *rw = &ws->raw[kn[i].idx];
 		uint32_t off = kn[i].worker ? l->kthread.data.off : l->kthread.full_name.off;
-		at[i][0] = kq_add(q, rw->kthread + off, &kn[i].ptr, 8);
+		at[i][0] = kq_add(q, &kn[i], rw->kthread + off, &kn[i].ptr, 8);
 	}
-	vmw_xlat_readv(l->kx, q->iov, q->n);
+	kq_read(l, q);
 	for (size_t i = 0; i < k; i++)
 		kn[i].ok_ptr = !q->iov[at[i][0]].err && kaddr(l, kn[i].ptr);
 	/* 2: the worker's pool, desc, current work (rescuer and id); the full name's text. */
@@ -1706,20 +1730,20 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 		if (!x->worker) {
 			/* The first piece up to the end of its page, as vmw_kstring reads it. */
 			size_t len = MIN(sizeof(x->name) - 1, 4096 - (x->ptr & 4095));
-			at[i][0] = kq_add(q, x->ptr, x->name, len);
+			at[i][0] = kq_add(q, x, x->ptr, x->name, len);
 			continue;
 		}
-		at[i][0] = kq_add(q, x->ptr + l->worker.pool.off, &x->pool, 8);
-		at[i][1] = kq_add(q, x->ptr + l->worker.desc.off, x->desc,
+		at[i][0] = kq_add(q, x, x->ptr + l->worker.pool.off, &x->pool, 8);
+		at[i][1] = kq_add(q, x, x->ptr + l->worker.desc.off, x->desc,
 				  MIN(sizeof(x->desc) - 1, (size_t)l->worker.desc.size));
 		at[i][2] = l->worker.current_work.ok ?
-			kq_add(q, x->ptr + l->worker.current_work.off, &x->cur_work, 8) : SIZE_MAX;
+			kq_add(q, x, x->ptr + l->worker.current_work.off, &x->cur_work, 8) : SIZE_MAX;
 		if (l->worker_ids) {
-			at[i][3] = kq_add(q, x->ptr + l->worker.rescue_wq.off, &x->rescue_wq, 8);
-			at[i][4] = kq_add(q, x->ptr + l->worker.id.off, &x->id, 4);
+			at[i][3] = kq_add(q, x, x->ptr + l->worker.rescue_wq.off, &x->rescue_wq, 8);
+			at[i][4] = kq_add(q, x, x->ptr + l->worker.id.off, &x->id, 4);
 		}
 	}
-	vmw_xlat_readv(l->kx, q->iov, q->n);
+	kq_read(l, q);
 	for (size_t i = 0; i < k; i++) {
 		struct kname *x = &kn[i];
 		if (!x->ok_ptr)
@@ -1730,9 +1754,10 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 				continue;
 			x->name[len] = '\0';
 			/* No NUL before the page ended: the rest the slow way. */
-			if (len < sizeof(x->name) - 1 && !memchr(x->name, 0, len))
+			if (len < sizeof(x->name) - 1 && !memchr(x->name, 0, len)) {
 				x->ok_name = read_kstring(l, x->ptr, x->name, sizeof(x->name)) == 0;
-			else
+				x->failed |= !x->ok_name;
+			} else
 				x->ok_name = true;
 			continue;
 		}
@@ -1751,15 +1776,15 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 				continue;
 			if (x->rescue_wq) {
 				if (kaddr(l, x->rescue_wq))
-					at[i][0] = kq_add(q, x->rescue_wq + l->wq_name.off, x->wq,
+					at[i][0] = kq_add(q, x, x->rescue_wq + l->wq_name.off, x->wq,
 							  MIN(sizeof(x->wq) - 1, (size_t)l->wq_name.size));
 			} else if (x->pool && kaddr(l, x->pool)) {
-				at[i][0] = kq_add(q, x->pool + l->pool.cpu.off, &x->cpu, 4);
-				at[i][1] = kq_add(q, x->pool + l->pool.id.off, &x->pool_id, 4);
-				at[i][2] = kq_add(q, x->pool + l->pool.attrs.off, &x->attrs, 8);
+				at[i][0] = kq_add(q, x, x->pool + l->pool.cpu.off, &x->cpu, 4);
+				at[i][1] = kq_add(q, x, x->pool + l->pool.id.off, &x->pool_id, 4);
+				at[i][2] = kq_add(q, x, x->pool + l->pool.attrs.off, &x->attrs, 8);
 			}
 		}
-		vmw_xlat_readv(l->kx, q->iov, q->n);
+		kq_read(l, q);
 		for (size_t i = 0; i < k; i++) {
 			struct kname *x = &kn[i];
 			if (!x->worker || !x->ok_ptr || !x->ok_pool || !x->ok_rid)
@@ -1778,9 +1803,9 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 		for (size_t i = 0; i < k; i++) {
 			struct kname *x = &kn[i];
 			if (x->worker && x->ok_cpi && x->cpu >= 0)
-				at[i][0] = kq_add(q, x->attrs + l->attrs_nice.off, &x->nice, 4);
+				at[i][0] = kq_add(q, x, x->attrs + l->attrs_nice.off, &x->nice, 4);
 		}
-		vmw_xlat_readv(l->kx, q->iov, q->n);
+		kq_read(l, q);
 		for (size_t i = 0; i < k; i++) {
 			struct kname *x = &kn[i];
 			if (x->worker && x->ok_cpi && x->cpu >= 0)
@@ -1793,6 +1818,7 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 		char buf[64], base[64];
 		int off;
 
+		ws->raw[x->idx].name_read = !x->failed;
 		if (!x->worker) {
 			if (x->ok_name && x->name[0])
 				memcpy(p->comm, x->name, sizeof(p->comm));
@@ -1810,6 +1836,31 @@ static void kthread_names_batch(struct vmw_linux *l, struct walk_state *ws, stru
 				 x->desc);
 		memcpy(p->comm, buf, sizeof(p->comm));
 	}
+}
+
+/*
+ * A kernel thread that has not run since the last walk has the name that
+ * walk made (when all its reads succeeded): the same task, not running or
+ * runnable, its runtime the same. Only the thread itself changes what its
+ * name is made of (its comm, its worker's description and current work;
+ * its kthread's full name, its worker's pool, id and rescuer's workqueue
+ * are set when it is created), and a kernel thread has no /proc/PID/comm
+ * that another process may write. Then the name is copied, not read.
+ */
+static bool kname_reuse(struct vmw_linux *l, struct vmw_proc *p, struct raw *rw)
+{
+	const struct last_cmd *c;
+
+	if (!rw->last || !l->order_cmd_ok)
+		return false;
+	c = &l->order_cmd[rw->last - l->order];
+	if (c->mm || c->len == UINT32_MAX || c->len >= sizeof(p->comm) || c->runtime != p->runtime_ns ||
+	    !rw->alive || rw->on_cpu || p->state == 'R')
+		return false;
+	memcpy(p->comm, cmd_text(l, l->norder) + c->off, c->len);
+	p->comm[c->len] = '\0';
+	rw->name_read = true;
+	return true;
 }
 
 /* The batch's buffers are on the stack: a heap block allocated per walk
@@ -1833,6 +1884,8 @@ static void read_kthread_names(struct vmw_linux *l, struct walk_state *ws)
 			if (!p->kthread || !kaddr(l, rw->kthread))
 				continue;
 			if (worker ? !l->worker.pool.ok || !l->worker.desc.ok : !l->kthread.full_name.ok)
+				continue;
+			if (kname_reuse(l, &ws->procs[next], &ws->raw[next]))
 				continue;
 			kn[k] = (struct kname){ .idx = next, .worker = worker };
 			k++;
@@ -2158,7 +2211,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	bool first = !l->order;
 	ra_remember(l, &ws);
 	l->order_cmd_ok = false;
-	if ((flags & VMW_WALK_CMDLINE) && !first)
+	if (!first)
 		cmd_remember(l, &ws);
 	free(img);
 	free(ws.raw);

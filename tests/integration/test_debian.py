@@ -6,6 +6,7 @@ Every field of `ps --json`, the command line included, is judged against
 the guest's own /proc with the bracket rules of test_ps.py (snapshot,
 pause, vmwatch, resume, snapshot; stable fields must be equal)."""
 import base64
+import json
 import os
 import subprocess
 
@@ -46,6 +47,28 @@ def test_debian_ps_every_field(deb, vmwatch):
     assert any(a.startswith("sshd: ") for a in by_argv0)
     comms = {p["comm"] for p in out["processes"]}
     assert {"systemd-journal", "systemd-udevd", "dbus-daemon", "cron", "systemd-logind"} <= comms
+
+
+def test_debian_kernel_thread_names_in_later_frames(deb, vmwatch):
+    """A frame after the first copies the name of a kernel thread that has
+    not run since the frame before, instead of reading it again (src/linux,
+    kname_reuse). In a paused guest nothing runs: every frame of `top` (the
+    first read, the later ones copied) must show every kernel thread's name
+    exactly as a one-shot `ps` reads it, kworkers' "+work"/"-work" suffixes,
+    "H" and "kworker/R-" rescuers included."""
+    with deb.paused():
+        top = subprocess.run([vmwatch, "top", "--json", "-n", "4", "-d", "0.1", f"qemu:{deb.pid}"],
+                             capture_output=True, text=True, timeout=120)
+        ps = vmwatch_json(vmwatch, "ps", "--json", f"qemu:{deb.pid}")
+    assert top.returncode == 0, top.stderr
+    fresh = {p["pid"]: p["comm"] for p in ps["processes"] if p["kthread"]}
+    assert len(fresh) >= 20, fresh
+    assert sum(n.startswith("kworker/") and n[len("kworker/"):].count("-") + n.count("+") > 0
+               for n in fresh.values()) >= 3, fresh
+    frames = [json.loads(line) for line in top.stdout.splitlines()]
+    assert len(frames) == 4
+    for f in frames:
+        assert {p["pid"]: p["comm"] for p in f["processes"] if p["kthread"]} == fresh
 
 
 def guest_file(g, path):
