@@ -187,6 +187,11 @@ static void put_frame(struct out *o, const struct vmw_frame *f)
 	put(o, &header, sizeof(header));
 	put(o, &fx, sizeof(fx));
 	for (size_t i = 0; i < f->nprocs; i++) {
+		if (o->count_only) {       /* the fixed part's size, not a copy of it */
+			put(o, &f->procs[i], sizeof(sx));
+			put_proc_vars(o, &f->procs[i]);
+			continue;
+		}
 		memcpy(&sx, &f->procs[i], sizeof(sx));
 		sx.proc.cmdline = NULL;
 		sx.proc.cgroup = NULL;
