@@ -47,15 +47,19 @@ void vmw_report_use_of(const struct vmw_frame *f, struct vmw_report_use *u)
 		u->busy = clamp_percent(100.0 - f->cpu_total.idle - f->cpu_total.iowait);
 	}
 	u->processes = f->nprocs;
+	size_t top = 0;
 	for (size_t i = 0; i < f->nprocs; i++) {
 		const struct vmw_sample *s = &f->procs[i];
 		u->threads += s->proc.nr_threads ? s->proc.nr_threads : 1;
 		if (!u->top_ok || s->cpu_percent > u->top_cpu) {
 			u->top_ok = true;
-			u->top_pid = s->proc.pid;
 			u->top_cpu = s->cpu_percent;
-			snprintf(u->top_comm, sizeof(u->top_comm), "%s", s->proc.comm);
+			top = i;
 		}
+	}
+	if (u->top_ok) {
+		u->top_pid = f->procs[top].proc.pid;
+		snprintf(u->top_comm, sizeof(u->top_comm), "%s", f->procs[top].proc.comm);
 	}
 	/* On a first frame every rate is 0: no busiest process to name. */
 	if (f->first)
