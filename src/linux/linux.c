@@ -126,7 +126,7 @@ struct last {
  * (cmdline_unchanged): len bytes at off in the text after the records, its
  * arguments each ending in a NUL, then one more NUL. len is UINT32_MAX when
  * none was read. For a kernel thread (mm 0): its name as the walk made it
- * (kname_unchanged), when every read it took succeeded.
+ * (kname_reuse), when every read it took succeeded.
  */
 struct last_cmd {
 	uint64_t mm, runtime;
@@ -887,7 +887,8 @@ static char *cmd_text(const struct vmw_linux *l, size_t n)
 }
 
 /*
- * Remember this walk's command lines for the next walk, in one block kept
+ * Remember this walk's command lines (and kernel threads' names read
+ * whole) for the next walk, in one block kept
  * between walks (grown when needed, not allocated per walk): the frame's own
  * are freed with it, and records kept between frames would pin heap pages.
  * Without room, none is remembered.
@@ -2203,7 +2204,7 @@ int vmw_linux_walk(struct vmw_linux *l, unsigned flags, struct vmw_walk *w, stru
 	if (flags & VMW_WALK_CMDLINE)
 		read_cmdlines(l, &ws);
 	read_cgroups(l, &ws);
-	/* Command lines are not kept from a model's first walk (no order yet):
+	/* Command lines and names are not kept from a model's first walk (no order yet):
 	 * it runs amid the attach's transient memory (symbols, BTF), and a
 	 * block kept from then would sit above it and keep the heap from
 	 * shrinking when that is freed (the agent's samplers trim after their
