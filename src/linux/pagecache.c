@@ -18,6 +18,9 @@
 #define XA_CHUNK        64
 #define PAGE            4096u
 #define DCACHE_MOUNTED  0x00010000u /* include/linux/dcache.h, 4.x .. 6.14 */
+#define KNOWN_PATHS     4           /* paths whose dentries a lookup remembers */
+#define KNOWN_DEPTH     4           /* ... of at most this many names */
+#define KNOWN_LEN       64
 #define S_IFMT          0170000
 #define S_IFDIR         0040000
 #define S_IFREG         0100000
@@ -33,7 +36,16 @@ struct vmw_files {
 	struct { struct fld tasks, pid, fs; } t;
 	struct fld fs_root, fs_root_mnt; /* fs_struct.root.dentry, .mnt */
 	struct { struct fld mnt, root, mounts, child, mountpoint, parent; } m;   /* struct mount */
-	struct { struct fld flags, parent, name_len, name, inode, children, sib; } d;
+	struct { struct fld flags, parent, name_len, name, inode, children, sib, hash_pprev; } d;
+	/* Paths looked up lately, by the dentry of each name on the way (no
+	 * symlink, no mount crossed), from PID 1's root: known_lookup. */
+	struct known_path {
+		char path[KNOWN_LEN];
+		uint64_t root_mnt, root;
+		uint64_t d[KNOWN_DEPTH];
+		unsigned n;
+	} known[KNOWN_PATHS];
+	unsigned known_next;
 	struct { struct fld mode, ino, size, mapping, link, mtime_sec, mtime_nsec; } i;
 	struct { struct fld head, nrpages; } as;
 	struct { struct fld shift, slots; } xa;
@@ -93,6 +105,9 @@ static int resolve_dentry(struct vmw_files *f, struct vmw_error *err)
 		return r;
 	/* d_children/d_sib (hlist, >= 6.8), else d_subdirs/d_child (list). */
 	f->hlist_children = member(f->k, "dentry", "d_children", &f->d.children) == 0;
+	/* Optional: without it, every lookup walks the children lists. */
+	if (member(f->k, "dentry", "d_hash.pprev", &f->d.hash_pprev) < 0)
+		f->d.hash_pprev.ok = false;
 	const struct need h[] = {
 		{ "dentry", f->hlist_children ? "d_children" : "d_subdirs", &f->d.children },
 		{ "dentry", f->hlist_children ? "d_sib" : "d_child", &f->d.sib },
@@ -466,9 +481,77 @@ static int walk_step(struct vmw_files *f, struct lookup *lk, const char *orig, s
 	return 0;
 }
 
+/*
+ * A path looked up lately, checked dentry by dentry instead of searched
+ * for in each directory's children (hundreds of reads in a distribution's
+ * /etc, on every recheck of /etc/passwd): each remembered dentry must still
+ * be hashed (a file renamed over or deleted unhashes its dentry, which may
+ * live on with the old inode), carry its name, have the one before it as
+ * its parent, and have nothing mounted on it in PID 1's namespace. 0 with
+ * ino, or -ENOENT: look it up the long way.
+ */
+static int known_lookup(struct vmw_files *f, const char *path, const struct where *root, struct inode_info *ino)
+{
+	for (unsigned i = 0; f->d.hash_pprev.ok && i < KNOWN_PATHS; i++) {
+		const struct known_path *k = &f->known[i];
+		const char *name = path;
+		uint64_t parent = root->d, v;
+
+		if (!k->n || strcmp(k->path, path) || k->root != root->d || k->root_mnt != root->mnt)
+			continue;
+		for (unsigned j = 0; j < k->n; j++) {
+			size_t len;
+
+			while (*name == '/')
+				name++;
+			len = strcspn(name, "/");
+			if (rd64(f, k->d[j], f->d.parent, &v) < 0 || v != parent ||
+			    rd64(f, k->d[j], f->d.hash_pprev, &v) < 0 || !v ||
+			    rd64(f, k->d[j], f->d.flags, &v) < 0 || !name_is(f, k->d[j], name, len))
+				return -ENOENT;
+			/* Mounted on in some namespace (a service's private view
+			 * of /etc, say): still not in PID 1's, as walk_step asks. */
+			if (v & DCACHE_MOUNTED) {
+				struct where t = { root->mnt, k->d[j] };
+				size_t steps = MAX_STEPS;
+				if (cross_mounts(f, &t, &steps) < 0 || t.mnt != root->mnt || t.d != k->d[j])
+					return -ENOENT;
+			}
+			parent = k->d[j];
+			name += len;
+		}
+		return read_inode(f, parent, ino) == 0 ? 0 : -ENOENT;
+	}
+	return -ENOENT;
+}
+
+static void known_remember(struct vmw_files *f, const char *path, const struct where *root, const uint64_t *d,
+			   unsigned n)
+{
+	struct known_path *k = NULL;
+
+	if (!n || n > KNOWN_DEPTH || strlen(path) >= KNOWN_LEN)
+		return;
+	for (unsigned i = 0; i < KNOWN_PATHS && !k; i++)
+		if (!strcmp(f->known[i].path, path))
+			k = &f->known[i];
+	if (!k) {
+		k = &f->known[f->known_next];
+		f->known_next = (f->known_next + 1) % KNOWN_PATHS;
+	}
+	snprintf(k->path, sizeof(k->path), "%s", path);
+	k->root = root->d;
+	k->root_mnt = root->mnt;
+	memcpy(k->d, d, n * sizeof(*d));
+	k->n = n;
+}
+
 /* Resolve path to an inode (symlinks followed). */
 static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino, struct vmw_error *err)
 {
+	uint64_t seen[KNOWN_DEPTH];
+	unsigned nseen = 0;
+	bool plain = true;          /* no symlink, mount, "." or ".." on the way */
 	struct lookup *lk = calloc(1, sizeof(*lk));
 	struct where root, w;
 	const char *name;
@@ -485,6 +568,10 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 	lk->steps = MAX_STEPS;
 	if ((r = root_dentry(f, &root, err)) < 0)
 		goto out;
+	if (known_lookup(f, path, &root, ino) == 0) {
+		r = 0;
+		goto out;
+	}
 	w = root;
 	if ((r = read_inode(f, w.d, ino)) < 0)
 		goto bad;
@@ -496,6 +583,10 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 		}
 		if ((r = walk_step(f, lk, path, &w, &root, name, len, err)) < 0)
 			goto out;
+		if (w.mnt != parent.mnt || name[0] == '.' || nseen == KNOWN_DEPTH)
+			plain = false;
+		else
+			seen[nseen++] = w.d;
 		if ((r = read_inode(f, w.d, ino)) == -ENOENT) {
 			r = vmw_error_setk(err, VMW_ERR_NOT_FOUND, -ENOENT, "%s: no such file in the guest", path);
 			goto out;
@@ -509,8 +600,11 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 			w = target[0] == '/' ? root : parent;
 			if ((r = read_inode(f, w.d, ino)) < 0)
 				goto bad;
+			plain = false;
 		}
 	}
+	if (plain)
+		known_remember(f, path, &root, seen, nseen);
 	r = 0;
 	goto out;
 bad:

@@ -8,6 +8,7 @@ pause, vmwatch, resume, snapshot; stable fields must be equal)."""
 import base64
 import json
 import os
+import secrets
 import subprocess
 
 import pytest
@@ -69,6 +70,36 @@ def test_debian_kernel_thread_names_in_later_frames(deb, vmwatch):
     assert len(frames) == 4
     for f in frames:
         assert {p["pid"]: p["comm"] for p in f["processes"] if p["kthread"]} == fresh
+
+
+def test_debian_new_user_named_in_a_running_top(deb, vmwatch):
+    """A user added while `top` runs is named once it rechecks /etc/passwd
+    (every 5 s). useradd renames a new file over /etc/passwd: the dentry a
+    long-running walk remembered for the path is unhashed then, and the
+    lookup must find the new one (src/linux/pagecache.c, known_lookup). A
+    process holds the old file open, so its dentry lives on, unhashed, with
+    the old inode."""
+    name = f"vmw{secrets.token_hex(3)}"
+    deb.sh(f"systemd-run --quiet --unit={name}-hold sh -c 'exec 3</etc/passwd; exec sleep 600'", check=True)
+    top = subprocess.Popen([vmwatch, "top", "--json", "-d", "1", "-n", "40", f"qemu:{deb.pid}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        frames = 0
+        for line in top.stdout:
+            frames += 1
+            if frames == 7:    # the files were checked and their paths remembered
+                deb.sh(f"useradd -M -s /bin/sh {name} && systemd-run --quiet --unit={name} "
+                       f"--uid={name} sleep 600", check=True)
+                added = frames
+            if frames > 7 and any(p["user"] == name for p in json.loads(line)["processes"]):
+                break
+        else:
+            raise AssertionError(f"{name} never named in {frames} frames: {top.stderr.read()}")
+        assert frames - added <= 12, frames - added
+    finally:
+        top.kill()
+        top.wait()
+        deb.sh(f"systemctl stop {name} {name}-hold; userdel {name}")
 
 
 def guest_file(g, path):
