@@ -217,8 +217,10 @@ def test_one_address_cannot_take_every_slot(agent):
         for _ in range(60):
             s = connect(port, "127.0.2.1")
             socks.append(s)
-        # Past the limit (40) the agent closes new connections from that address at once.
-        for s in socks[40:]:
+        # Past the limit (40) the agent closes new connections from that address
+        # at once. Which 20 are closed depends on the order in which the
+        # server's threads accepted them, not always the order of connect().
+        for s in socks:
             try:
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 if s.recv(64) == b"":
