@@ -29,9 +29,9 @@ static void set_status(struct agent_vm *vm, enum agent_status st, const char *co
 
 	vm->status = st;
 	vm->reason_code = code;
-	snprintf(vm->reason, sizeof(vm->reason), "%s", reason ? reason : "");
 	if (!changed)
 		return;
+	snprintf(vm->reason, sizeof(vm->reason), "%s", reason ? reason : "");
 	vm->status_wall_ns = vmw_wall_ns();
 	pthread_cond_broadcast(&vm->cond);
 	if (st == AGENT_VM_OK)

@@ -125,6 +125,16 @@ static void rxbuf_put(struct rxbuf b)
 	free(b.p);
 }
 
+/* A read of the answer failed: within the timeout, "within 2s" (formatted
+ * here, not for every frame). */
+static int sampler_timed_out(struct agent_sampler *sp, int r, uint64_t timeout_ns, struct vmw_error *err)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "%gs", (double)timeout_ns / 1e9);
+	return sampler_failed(sp, r, what, err);
+}
+
 int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_policy *p, uint64_t timeout_ns,
 			struct vmw_frame **ret, struct vmw_error *err)
 {
@@ -133,14 +143,12 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 	struct ps_frame_rep a;
 	uint64_t deadline = vmw_now_ns() + timeout_ns;
 	struct rxbuf buf;
-	char what[64];
 	int r;
 
-	snprintf(what, sizeof(what), "%gs", (double)timeout_ns / 1e9);
 	if (send(sp->fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		return sampler_failed(sp, -EPIPE, NULL, err);
 	if ((r = ps_read_full(sp->fd, &a, sizeof(a), deadline)) < 0)
-		return sampler_failed(sp, r, what, err);
+		return sampler_timed_out(sp, r, timeout_ns, err);
 	if (a.magic != PS_FRAME_MAGIC || a.frame_len > PS_FRAME_MAX || a.state > VMW_SESSION_GONE ||
 	    (a.r == 0) != (a.frame_len > 0) || a.r > 0)
 		return sampler_failed(sp, -EBADMSG, "sent a malformed answer", err);
@@ -161,7 +169,7 @@ int agent_sampler_frame(struct agent_sampler *sp, const struct vmw_session_polic
 		return sampler_failed(sp, -ENOMEM, "sent a frame too big for memory", err);
 	if ((r = ps_read_full(sp->fd, buf.p, a.frame_len, deadline)) < 0) {
 		rxbuf_put(buf);
-		return sampler_failed(sp, r, what, err);
+		return sampler_timed_out(sp, r, timeout_ns, err);
 	}
 	r = vmw_frame_decode(buf.p, a.frame_len, ret, err);
 	rxbuf_put(buf);
