@@ -323,10 +323,10 @@ json_t *agent_summary_json(struct agent_vm *vm, const struct agent_snap *s);
 json_t *agent_events_json(struct agent_vm *vm, uint64_t since, size_t limit);
 json_t *agent_event_json(const struct agent_event *ev);
 
-/* metrics.c: Prometheus text format 0.0.4 into f. */
 /* promtext.c. Text appended to a growing buffer. After a failure (out of
- * memory) nothing more is appended. A buffer of megabytes (a /metrics page)
- * asks for transparent huge pages: one fault per 2 MiB, not per 4 KiB. */
+ * memory) nothing more is appended. A buffer of megabytes (a piece of a
+ * /metrics page at many VMs) asks for transparent huge pages: one fault per
+ * 2 MiB, not per 4 KiB. */
 struct agent_buf {
 	char *p;
 	size_t len, cap;
@@ -369,10 +369,16 @@ size_t agent_prom_g15(char *out, double v);
 /* u as "%llu" writes it. */
 void agent_prom_u64(struct agent_buf *b, uint64_t u);
 
-/* GET /metrics into out; process_exporter: process groups named as
- * process-exporter's namedprocess_namegroup_* (?dialect=process-exporter).
- * 0, or -ENOMEM (out->failed). */
-int agent_metrics_render(struct agent *a, struct agent_buf *out, bool process_exporter);
+/* GET /metrics, written piece by piece (each a whole number of families)
+ * from the VMs' snapshots as begin found them; process_exporter: process
+ * groups named as process-exporter's namedprocess_namegroup_*
+ * (?dialect=process-exporter). begin: NULL when out of memory. next
+ * appends the next piece to out: 1, 0 when there is none left, or -ENOMEM
+ * (out->failed). */
+struct agent_metrics;
+struct agent_metrics *agent_metrics_begin(struct agent *a, bool process_exporter);
+int agent_metrics_next(struct agent_metrics *m, struct agent_buf *out);
+void agent_metrics_end(struct agent_metrics *m);
 
 /* compat.c: the VM Process Monitor client API. */
 int agent_compat_init(struct agent *a);

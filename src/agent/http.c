@@ -43,7 +43,7 @@ struct agent_http {
 	struct vmw_httpd *srv;    /* its lock guards every sse's suspended flag and conn */
 	char *cert, *key;
 	char *client_ca;          /* mTLS: clients need a certificate this CA signed */
-	atomic_size_t metrics_len; /* the last /metrics page's size: the next one's first buffer */
+	atomic_size_t metrics_piece; /* the largest piece of a /metrics page yet: the next one's first buffer */
 };
 
 /* ---------------------------------------------------------------- replies */
@@ -384,24 +384,84 @@ static const char *arg(struct MHD_Connection *c, const char *k)
 	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
 }
 
+/* A /metrics page on its way out: the piece being sent (agent_metrics_next
+ * writes the next one into the same buffer once it is all sent). */
+struct metrics_out {
+	struct agent *a;
+	struct agent_metrics *m;
+	struct agent_buf b;
+	size_t off;
+};
+
+static void metrics_out_free(void *cls)
+{
+	struct metrics_out *o = cls;
+
+	agent_metrics_end(o->m);
+	free(o->b.p);
+	free(o);
+}
+
+/* The next piece into o->b; 1, 0 at the end, -ENOMEM. The largest piece
+ * sizes the next page's buffer from its start. */
+static int metrics_piece(struct metrics_out *o)
+{
+	int r;
+
+	o->b.len = o->off = 0;
+	r = agent_metrics_next(o->m, &o->b);
+	if (r > 0 && o->b.len > atomic_load(&o->a->http->metrics_piece))
+		atomic_store(&o->a->http->metrics_piece, o->b.len);
+	return r;
+}
+
+static ssize_t metrics_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct metrics_out *o = cls;
+	size_t n;
+	int r;
+
+	(void)pos;
+	while (o->off == o->b.len)
+		if ((r = metrics_piece(o)) <= 0)
+			return r == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+	n = MIN(max, o->b.len - o->off);
+	memcpy(buf, o->b.p + o->off, n);
+	o->off += n;
+	return (ssize_t)n;
+}
+
+/* GET /metrics: sent as it is written (metrics.c), in chunks; memory that
+ * fails before the first piece is a 500, later it cuts the page (the
+ * scrape fails, as a 500 would make it). */
 static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 {
 	const char *dialect = arg(c, "dialect");
-	struct agent_buf b;
+	struct metrics_out *o;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
 
 	if (dialect && strcmp(dialect, "vmwatch") && strcmp(dialect, "process-exporter"))
 		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
-	/* A little more than last time, in one allocation: the page grows with
-	 * the VMs; growing it by steps would copy it each time. */
-	agent_buf_init(&b);
-	if (!agent_buf_room(&b, MAX(atomic_load(&a->http->metrics_len) / 8 * 9, (size_t)65536)) ||
-	    agent_metrics_render(a, &b, dialect && !strcmp(dialect, "process-exporter")) < 0) {
-		free(b.p);
+	if (!(o = calloc(1, sizeof(*o))))
+		return reply_error(a, c, 500, "out of memory");
+	o->a = a;
+	agent_buf_init(&o->b);
+	if (!(o->m = agent_metrics_begin(a, dialect && !strcmp(dialect, "process-exporter"))) ||
+	    !agent_buf_room(&o->b, MAX(atomic_load(&a->http->metrics_piece), (size_t)65536)) || metrics_piece(o) < 0) {
+		metrics_out_free(o);
 		return reply_error(a, c, 500, "out of memory");
 	}
-	atomic_store(&a->http->metrics_len, b.len);
-	return reply(a, c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, MHD_RESPMEM_MUST_FREE,
-		     NULL, NULL);
+	if (!(r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, metrics_read, o, metrics_out_free))) {
+		metrics_out_free(o);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result not_monitored(struct agent *a, struct MHD_Connection *c, struct agent_vm *vm)

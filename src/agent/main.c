@@ -240,9 +240,11 @@ int main(int argc, char **argv)
 		 * one arena, its lock shared with the HTTP workers (a second one
 		 * cost ~1 MiB at 100 VMs and saved no CPU; docs/PERFORMANCE.md). */
 		mallopt(M_ARENA_MAX, FRONT_ARENAS);
-		/* A fixed threshold: a /metrics page (4 MB at 100 VMs) is mapped
-		 * and unmapped each time. glibc's sliding one would serve the next
-		 * from the heap, which then keeps ~16 MB it cannot return. */
+		/* A fixed threshold: a /metrics page's buffer (its largest piece,
+		 * ~0.4 MB at 100 VMs; metrics.c) is mapped and unmapped each
+		 * scrape. glibc's sliding one would serve the next from the heap,
+		 * which then keeps what it cannot return (~16 MB when the page was
+		 * written whole). */
 		mallopt(M_MMAP_THRESHOLD, FRONT_MMAP_THRESHOLD);
 		ps_set_undumpable();
 		ps_front_init();

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* A buffer of megabytes (a /metrics page: a fresh mapping per scrape, the
- * front's fixed mmap threshold) took a page fault per 4 KiB on its first
- * touch: ~1,000 per scrape at 100 VMs. Where the kernel gives transparent
+/* A buffer of megabytes (a piece of a /metrics page at many hundreds of
+ * VMs: a fresh mapping per scrape, the front's fixed mmap threshold) takes
+ * a page fault per 4 KiB on its first touch. Where the kernel gives transparent
  * huge pages on request, its 2 MiB-aligned inside asks for them. Advice
  * only: without THP nothing changes. */
 #define HUGE_PAGE ((size_t)2 << 20)

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -398,6 +399,71 @@ def test_metrics_pass_promtool(agent, g, tmp_path):
     assert nprocs > 6
     if not promtool:
         pytest.skip("promtool not installed (apt-get install prometheus): format not checked")
+
+
+def read_http(sock, limit=None):
+    """Bytes from sock until it closes, or until limit bytes."""
+    data = b""
+    while limit is None or len(data) < limit:
+        chunk = sock.recv(65536 if limit is None else min(65536, limit - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def dechunk(raw):
+    """The body of an HTTP/1.1 response in chunked transfer coding (raw: all after the headers)."""
+    body, pos = b"", 0
+    while True:
+        eol = raw.index(b"\r\n", pos)
+        size = int(raw[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return body
+        body += raw[eol + 2:eol + 2 + size]
+        assert raw[eol + 2 + size:eol + 4 + size] == b"\r\n"
+        pos = eol + 4 + size
+
+
+def test_metrics_read_slowly_is_whole_and_blocks_nobody(agent, g, tmp_path):
+    """/metrics is sent while it is written, from the snapshots the request
+    found: a scraper that stops reading for several frames holds them, and
+    gets the whole page, in order, when it reads on; meanwhile frames go on
+    and other clients are answered."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", agent.port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = read_http(s, 2048)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    assert re.search(rb"(?i)^transfer-encoding: chunked\r$", head, re.M), head[:600]
+    frames0 = agent.vm(g.name)["monitoring"]["frames"]
+    agent.wait_frames(g.name, 3)
+    st, _, body = agent.request("/metrics", timeout=10)
+    assert st == 200 and body.endswith(b"\n")
+    assert agent.request("/healthz", timeout=5)[0] == 200
+    raw = head + read_http(s)
+    s.close()
+    slow = dechunk(raw[raw.index(b"\r\n\r\n") + 4:])
+    # Whole: the same families in the same order as a page read at once.
+    def families(b):
+        return re.findall(rb"^# TYPE (\S+)", b, re.M)
+    assert families(slow) == families(body)
+    assert slow.endswith(b"\n") and re.search(rb"^process_threads \d+$", slow, re.M)
+    # From the frame the request found, not the later ones.
+    fr = re.search(rb'^vmwatch_frames_total{vm="%s"[^}]*} (\d+)' % g.name.encode(), slow, re.M)
+    assert fr and int(fr.group(1)) <= frames0 + 1, (fr, frames0)
+    promtool = shutil.which("promtool")
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=slow, capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    # An HTTP/1.0 client gets the page up to the connection's close.
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=30) as s10:
+        s10.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        raw10 = read_http(s10)
+    assert raw10.startswith(b"HTTP/1.") and b" 200 " in raw10.split(b"\r\n")[0]
+    assert families(raw10[raw10.index(b"\r\n\r\n") + 4:]) == families(body)
 
 
 def test_group_cpu_counters_never_decrease(agent, g):
