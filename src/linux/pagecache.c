@@ -21,6 +21,8 @@
 #define KNOWN_PATHS     4           /* paths whose dentries a lookup remembers */
 #define KNOWN_DEPTH     4           /* ... of at most this many names */
 #define KNOWN_LEN       64
+#define KNOWN_LINKS     1           /* remembered symlinks followed in one lookup */
+#define BATCH_MOUNTS    8           /* mount scans a batch keeps */
 #define S_IFMT          0170000
 #define S_IFDIR         0040000
 #define S_IFREG         0100000
@@ -38,14 +40,23 @@ struct vmw_files {
 	struct { struct fld mnt, root, mounts, child, mountpoint, parent; } m;   /* struct mount */
 	struct { struct fld flags, parent, name_len, name, inode, children, sib, hash_pprev; } d;
 	/* Paths looked up lately, by the dentry of each name on the way (no
-	 * symlink, no mount crossed), from PID 1's root: known_lookup. */
+	 * symlink, no mount crossed), from PID 1's root: known_lookup. link:
+	 * the last one is a symlink (Debian's /etc/os-release), followed by
+	 * reading its target again. */
 	struct known_path {
 		char path[KNOWN_LEN];
 		uint64_t root_mnt, root;
 		uint64_t d[KNOWN_DEPTH];
 		unsigned n;
+		bool link;
 	} known[KNOWN_PATHS];
 	unsigned known_next;
+	/* Within a batch (vmw_files_batch): PID 1's root, and the mount on
+	 * top of each directory scanned (cross_mounts), as first read. */
+	bool batch, batch_root_ok;
+	struct { uint64_t mnt, d; } batch_root;
+	struct batch_mount { uint64_t mnt, d, top_mnt, top_d; } batch_mount[BATCH_MOUNTS];
+	unsigned batch_nmounts;
 	struct { struct fld mode, ino, size, mapping, link, mtime_sec, mtime_nsec; } i;
 	struct { struct fld head, nrpages; } as;
 	struct { struct fld shift, slots; } xa;
@@ -230,6 +241,12 @@ static int root_dentry(struct vmw_files *f, struct where *ret, struct vmw_error 
 	uint64_t head = f->init_task + f->t.tasks.off, cur, task = 0, fs, pid = 0, vfs;
 	struct vmw_cycle cyc;
 
+	if (f->batch && f->batch_root_ok) {
+		ret->mnt = f->batch_root.mnt;
+		ret->d = f->batch_root.d;
+		return 0;
+	}
+
 	if (vmw_xlat_read(f->kx, head, &cur, 8) < 0)
 		return vmw_error_setk(err, VMW_ERR_IO, -EIO, "cannot read the guest's task list");
 	vmw_cycle_init(&cyc, head);
@@ -251,7 +268,19 @@ static int root_dentry(struct vmw_files *f, struct where *ret, struct vmw_error 
 		return vmw_error_setk(err, VMW_ERR_INCONSISTENT, -EBADMSG,
 				      "PID 1's root directory (fs->root) is unreadable");
 	ret->mnt = vfs - f->m.mnt.off;
+	if (f->batch) {
+		f->batch_root.mnt = ret->mnt;
+		f->batch_root.d = ret->d;
+		f->batch_root_ok = true;
+	}
 	return 0;
+}
+
+void vmw_files_batch(struct vmw_files *f, bool on)
+{
+	f->batch = on;
+	f->batch_root_ok = false;
+	f->batch_nmounts = 0;
 }
 
 /*
@@ -261,7 +290,7 @@ static int root_dentry(struct vmw_files *f, struct where *ret, struct vmw_error 
  * not children of PID 1's mounts, so they are not seen. -ELOOP/-EBADMSG:
  * lists that do not add up.
  */
-static int cross_mounts(struct vmw_files *f, struct where *w, size_t *steps)
+static int cross_mounts_read(struct vmw_files *f, struct where *w, size_t *steps)
 {
 	for (unsigned depth = 0; depth < 64; depth++) {
 		uint64_t head = w->mnt + f->m.mounts.off, cur, found = 0;
@@ -290,6 +319,23 @@ static int cross_mounts(struct vmw_files *f, struct where *w, size_t *steps)
 			return -EBADMSG;
 	}
 	return -ELOOP;
+}
+
+/* cross_mounts_read, or what it found for the same place earlier in a batch. */
+static int cross_mounts(struct vmw_files *f, struct where *w, size_t *steps)
+{
+	struct where in = *w;
+	int r;
+
+	for (unsigned i = 0; f->batch && i < f->batch_nmounts; i++)
+		if (f->batch_mount[i].mnt == w->mnt && f->batch_mount[i].d == w->d) {
+			w->mnt = f->batch_mount[i].top_mnt;
+			w->d = f->batch_mount[i].top_d;
+			return 0;
+		}
+	if ((r = cross_mounts_read(f, w, steps)) == 0 && f->batch && f->batch_nmounts < BATCH_MOUNTS)
+		f->batch_mount[f->batch_nmounts++] = (struct batch_mount){ in.mnt, in.d, w->mnt, w->d };
+	return r;
 }
 
 /* ".." (follow_dotdot): up through the mounts whose root w.d is, then to
@@ -482,22 +528,81 @@ static int walk_step(struct vmw_files *f, struct lookup *lk, const char *orig, s
 }
 
 /*
+ * A symlink's target joined to the directory it is in (dir: an absolute
+ * path of plain names, each a dentry known_lookup has just checked), as an
+ * absolute path into out: leading ".." climb dir (never above "/"), "."
+ * go; false when a "." or ".." comes after a name of the target (that
+ * name may itself be a symlink: only a real lookup can tell) or the path
+ * does not fit.
+ */
+static bool join_link(const char *dir, size_t dirlen, const char *target, char *out, size_t n)
+{
+	size_t len = target[0] == '/' ? 0 : dirlen;
+	bool named = false;
+
+	if (len >= n)
+		return false;
+	memcpy(out, dir, len);
+	out[len] = '\0';
+	for (const char *c = target; *c;) {
+		size_t k;
+
+		while (*c == '/')
+			c++;
+		if (!*c)
+			break;
+		k = strcspn(c, "/");
+		if ((k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.')) {
+			if (named)
+				return false;
+			if (k == 2)
+				while (len && out[--len] != '/')
+					;
+			out[len] = '\0';
+		} else {
+			named = true;
+			if (len + 1 + k >= n)
+				return false;
+			out[len++] = '/';
+			memcpy(out + len, c, k);
+			len += k;
+			out[len] = '\0';
+		}
+		c += k;
+	}
+	if (!len) {
+		if (n < 2)
+			return false;
+		out[len++] = '/';
+		out[len] = '\0';
+	}
+	return true;
+}
+
+static int lookup_at(struct vmw_files *f, const char *path, struct inode_info *ino, unsigned links,
+		     struct vmw_error *err);
+
+/*
  * A path looked up lately, checked dentry by dentry instead of searched
  * for in each directory's children (hundreds of reads in a distribution's
  * /etc, on every recheck of /etc/passwd): each remembered dentry must still
  * be hashed (a file renamed over or deleted unhashes its dentry, which may
  * live on with the old inode), carry its name, have the one before it as
- * its parent, and have nothing mounted on it in PID 1's namespace. 0 with
- * ino, or -ENOENT: look it up the long way.
+ * its parent, and have nothing mounted on it in PID 1's namespace. A path
+ * whose last name is a symlink is then followed: its target is read again
+ * and looked up (remembered in turn when it is a plain path). 0 with ino,
+ * or -ENOENT: look it up the long way.
  */
-static int known_lookup(struct vmw_files *f, const char *path, const struct where *root, struct inode_info *ino)
+static int known_lookup(struct vmw_files *f, const char *path, const struct where *root, unsigned links,
+			struct inode_info *ino)
 {
 	for (unsigned i = 0; f->d.hash_pprev.ok && i < KNOWN_PATHS; i++) {
 		const struct known_path *k = &f->known[i];
 		const char *name = path;
 		uint64_t parent = root->d, v;
 
-		if (!k->n || strcmp(k->path, path) || k->root != root->d || k->root_mnt != root->mnt)
+		if (!k->n || strcmp(k->path, path) || k->root != root->d || k->root_mnt != root->mnt ||
+		    (k->link && links >= KNOWN_LINKS))
 			continue;
 		for (unsigned j = 0; j < k->n; j++) {
 			size_t len;
@@ -520,13 +625,26 @@ static int known_lookup(struct vmw_files *f, const char *path, const struct wher
 			parent = k->d[j];
 			name += len;
 		}
-		return read_inode(f, parent, ino) == 0 ? 0 : -ENOENT;
+		if (read_inode(f, parent, ino) < 0)
+			return -ENOENT;
+		if (!k->link)
+			return 0;
+		/* The target as it is now, from the directory the link is in. */
+		struct vmw_error e = { 0 };
+		char *target = malloc(2 * MAX_PATH), *to = target + MAX_PATH;
+		int r = -ENOENT;
+
+		if (target && (ino->mode & S_IFMT) == S_IFLNK && link_target(f, ino, target, &e) == 0 &&
+		    join_link(path, (size_t)(strrchr(path, '/') - path), target, to, MAX_PATH))
+			r = lookup_at(f, to, ino, links + 1, &e) == 0 ? 0 : -ENOENT;
+		free(target);
+		return r;
 	}
 	return -ENOENT;
 }
 
 static void known_remember(struct vmw_files *f, const char *path, const struct where *root, const uint64_t *d,
-			   unsigned n)
+			   unsigned n, bool link)
 {
 	struct known_path *k = NULL;
 
@@ -544,10 +662,13 @@ static void known_remember(struct vmw_files *f, const char *path, const struct w
 	k->root_mnt = root->mnt;
 	memcpy(k->d, d, n * sizeof(*d));
 	k->n = n;
+	k->link = link;
 }
 
-/* Resolve path to an inode (symlinks followed). */
-static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino, struct vmw_error *err)
+/* Resolve path to an inode (symlinks followed); links: remembered
+ * symlinks followed on the way here (known_lookup). */
+static int lookup_at(struct vmw_files *f, const char *path, struct inode_info *ino, unsigned links,
+		     struct vmw_error *err)
 {
 	uint64_t seen[KNOWN_DEPTH];
 	unsigned nseen = 0;
@@ -568,7 +689,7 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 	lk->steps = MAX_STEPS;
 	if ((r = root_dentry(f, &root, err)) < 0)
 		goto out;
-	if (known_lookup(f, path, &root, ino) == 0) {
+	if (known_lookup(f, path, &root, links, ino) == 0) {
 		r = 0;
 		goto out;
 	}
@@ -595,6 +716,10 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 			goto bad;
 		if ((ino->mode & S_IFMT) == S_IFLNK) {
 			char target[MAX_PATH];
+			/* The path's own last name, reached by plain names: remembered
+			 * with its target read again each time. */
+			if (plain && !lk->links && !links && !lk->path[lk->pos + strspn(lk->path + lk->pos, "/")])
+				known_remember(f, path, &root, seen, nseen, true);
 			if ((r = link_target(f, ino, target, err)) < 0 || (r = splice_link(lk, target, err)) < 0)
 				goto out;
 			w = target[0] == '/' ? root : parent;
@@ -604,7 +729,7 @@ static int lookup(struct vmw_files *f, const char *path, struct inode_info *ino,
 		}
 	}
 	if (plain)
-		known_remember(f, path, &root, seen, nseen);
+		known_remember(f, path, &root, seen, nseen, false);
 	r = 0;
 	goto out;
 bad:
@@ -762,7 +887,7 @@ static int stat_inode(struct vmw_files *f, const char *path, struct inode_info *
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	if ((r = lookup(f, path, ino, err)) < 0)
+	if ((r = lookup_at(f, path, ino, 0, err)) < 0)
 		return r;
 	fill_stat(f, ino, ret);
 	return 0;

@@ -61,3 +61,9 @@ int vmw_files_stat(struct vmw_files *f, const char *path, struct vmw_file *ret,
 int vmw_files_read(struct vmw_files *f, const char *path, uint64_t max_size,
 		   struct vmw_file *ret, struct vmw_error *err);
 void vmw_file_release(struct vmw_file *file);
+
+/* Lookups that follow within one batch (a few files read together, e.g.
+ * /etc/passwd, /etc/group and os-release) read PID 1's root directory and
+ * the mounts on a directory once, not once per lookup: what they find is
+ * kept from vmw_files_batch(f, true) to vmw_files_batch(f, false). */
+void vmw_files_batch(struct vmw_files *f, bool on);

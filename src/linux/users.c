@@ -223,9 +223,11 @@ const struct vmw_os_release *vmw_users_os(const struct vmw_users *u)
 
 bool vmw_users_refresh(struct vmw_users *u, struct vmw_files *f)
 {
+	vmw_files_batch(f, true);
 	bool a = refresh_one(u, f, false);
 	bool b = refresh_one(u, f, true);
 	bool c = refresh_os(u, f);
+	vmw_files_batch(f, false);
 	return a || b || c;
 }
 

@@ -97,6 +97,20 @@ def test_agent_os_and_vm_info(deb, bb, vmwatch):
         finally:
             deb.sh("mv -f /etc/os-release.vmw /etc/os-release", check=True)
         wait_until(lambda: a.vm(deb.name)["os"] == want, timeout=60, what="the old os-release again")
+
+        # The symlink stays (Debian's /etc/os-release -> ../usr/lib/os-release)
+        # and the file it points to is replaced: a remembered lookup follows
+        # the link again to the new file (src/linux/pagecache.c, known_lookup).
+        deb.sh("cp -p /usr/lib/os-release /usr/lib/os-release.vmw-old && "
+               "sed 's/^PRETTY_NAME=.*/PRETTY_NAME=\"Linked OS 2\"/' /usr/lib/os-release > /usr/lib/os-release.vmw-new && "
+               "mv -f /usr/lib/os-release.vmw-new /usr/lib/os-release && cat /etc/os-release > /dev/null", check=True)
+        try:
+            wait_until(lambda: a.vm(deb.name)["os"] == dict(want, pretty_name="Linked OS 2"),
+                       timeout=60, what="the os-release the symlink points to now")
+        finally:
+            deb.sh("mv -f /usr/lib/os-release.vmw-old /usr/lib/os-release && cat /etc/os-release > /dev/null",
+                   check=True)
+        wait_until(lambda: a.vm(deb.name)["os"] == want, timeout=60, what="the old os-release once more")
     finally:
         rc = a.stop()
     assert rc == 0, "\n".join(a.log[-30:])
