@@ -83,6 +83,50 @@ static int rd64(struct vmw_files *f, uint64_t addr, struct fld m, uint64_t *ret)
 	return r;
 }
 
+/*
+ * Several members of one structure in one read: the bytes from the lowest
+ * to the end of the highest (a dentry's parent, name, inode and list link
+ * lie within its first ~150 bytes, its short name inline among them). A
+ * member outside what was read, or a read that failed, is read alone.
+ */
+#define SPAN_MAX 256
+
+struct span {
+	uint64_t addr;
+	uint32_t lo, hi;           /* b holds the bytes [addr + lo, addr + hi) */
+	bool ok;
+	uint8_t b[SPAN_MAX];
+};
+
+static void span_read(struct vmw_files *f, struct span *s, uint64_t addr, const struct fld *const *m, size_t n)
+{
+	uint32_t lo = UINT32_MAX, hi = 0;
+
+	s->addr = addr;
+	s->ok = false;
+	for (size_t i = 0; i < n; i++)
+		if (m[i]->ok) {
+			lo = MIN(lo, m[i]->off);
+			hi = MAX(hi, m[i]->off + MIN(m[i]->size, (uint32_t)8));
+		}
+	if (lo < hi && hi - lo <= SPAN_MAX && vmw_xlat_read(f->kx, addr + lo, s->b, hi - lo) == 0) {
+		s->lo = lo;
+		s->hi = hi;
+		s->ok = true;
+	}
+}
+
+static int span_get(struct vmw_files *f, const struct span *s, struct fld m, uint64_t *ret)
+{
+	uint32_t n = MIN(m.size, (uint32_t)8);
+
+	if (s->ok && m.ok && m.off >= s->lo && m.off + n <= s->hi) {
+		*ret = get_at(s->b + (m.off - s->lo), n);
+		return 0;
+	}
+	return rd64(f, s->addr, m, ret);
+}
+
 /* ---- layouts ---------------------------------------------------------- */
 
 static int any(struct vmw_kernel *k, const char *type, const char *a, const char *b, struct fld *f)
@@ -301,15 +345,20 @@ static int cross_mounts_read(struct vmw_files *f, struct where *w, size_t *steps
 		vmw_cycle_init(&cyc, head);
 		for (size_t n = 0; cur != head; n++) {
 			uint64_t c = cur - f->m.child.off, mp = 0, parent = 0;
+			const struct fld next = { .off = f->m.child.off, .size = 8, .ok = true };
+			const struct fld *m[] = { &f->m.parent, &f->m.mountpoint, &next };
+			struct span sp;
+
 			if (!kaddr(f, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_CHILDREN || !*steps)
 				return -ELOOP;
 			(*steps)--;
-			if (rd64(f, c, f->m.parent, &parent) < 0 || parent != w->mnt ||
-			    rd64(f, c, f->m.mountpoint, &mp) < 0)
+			span_read(f, &sp, c, m, ARRAY_SIZE(m));
+			if (span_get(f, &sp, f->m.parent, &parent) < 0 || parent != w->mnt ||
+			    span_get(f, &sp, f->m.mountpoint, &mp) < 0)
 				return -EBADMSG;
 			if (mp == w->d)
 				found = c;   /* the last one mounted there is on top */
-			if (vmw_xlat_read(f->kx, cur, &cur, 8) < 0)
+			if (span_get(f, &sp, next, &cur) < 0)
 				return -EBADMSG;
 		}
 		if (!found)
@@ -360,13 +409,28 @@ static int dotdot(struct vmw_files *f, struct where *w, const struct where *root
 }
 
 /* Does the dentry d carry this name? */
-static bool name_is(struct vmw_files *f, uint64_t d, const char *name, size_t len)
+/* A dentry's members a lookup reads, in one span (dentry_span). */
+static void dentry_span(struct vmw_files *f, struct span *s, uint64_t d)
+{
+	const struct fld *m[] = { &f->d.flags, &f->d.hash_pprev, &f->d.parent, &f->d.name_len, &f->d.name,
+				  &f->d.inode, &f->d.sib };
+	span_read(f, s, d, m, ARRAY_SIZE(m));
+}
+
+/* Is the dentry of span s named name? A short name is stored inline in
+ * the dentry (d_iname), often within the span already. */
+static bool name_is(struct vmw_files *f, const struct span *s, const char *name, size_t len)
 {
 	uint64_t nlen, nptr;
 	char buf[MAX_NAME + 1];
 
-	if (rd64(f, d, f->d.name_len, &nlen) < 0 || nlen != len || rd64(f, d, f->d.name, &nptr) < 0 ||
-	    !kaddr(f, nptr) || vmw_xlat_read(f->kx, nptr, buf, len) < 0)
+	if (span_get(f, s, f->d.name_len, &nlen) < 0 || nlen != len || span_get(f, s, f->d.name, &nptr) < 0 ||
+	    !kaddr(f, nptr))
+		return false;
+	if (s->ok && nptr >= s->addr + s->lo && nptr - (s->addr + s->lo) <= s->hi - s->lo &&
+	    len <= s->hi - s->lo - (nptr - (s->addr + s->lo)))
+		return memcmp(s->b + (nptr - (s->addr + s->lo)), name, len) == 0;
+	if (vmw_xlat_read(f->kx, nptr, buf, len) < 0)
 		return false;
 	return memcmp(buf, name, len) == 0;
 }
@@ -385,18 +449,21 @@ static int find_child(struct vmw_files *f, uint64_t dir, const char *name, size_
 	vmw_cycle_init(&cyc, head);
 	for (size_t n = 0; f->hlist_children ? cur != 0 : cur != head; n++) {
 		uint64_t d = cur - f->d.sib.off;
+		struct span sp;
 
 		if (!kaddr(f, cur) || vmw_cycle_step(&cyc, cur) || n >= MAX_CHILDREN || !*steps)
 			return -ELOOP;
 		(*steps)--;
+		dentry_span(f, &sp, d);
 		/* A child names its parent: a list that wandered off does not. */
-		if (rd64(f, d, f->d.parent, &parent) < 0 || parent != dir)
+		if (span_get(f, &sp, f->d.parent, &parent) < 0 || parent != dir)
 			return -EBADMSG;
-		if (name_is(f, d, name, len)) {
+		if (name_is(f, &sp, name, len)) {
 			*ret = d;
 			return 0;
 		}
-		if (vmw_xlat_read(f->kx, cur, &cur, 8) < 0)
+		/* The list's next link: the first 8 bytes of d's own link. */
+		if (span_get(f, &sp, (struct fld){ .off = f->d.sib.off, .size = 8, .ok = true }, &cur) < 0)
 			return -EBADMSG;
 	}
 	return 0;
@@ -405,22 +472,43 @@ static int find_child(struct vmw_files *f, uint64_t dir, const char *name, size_
 struct inode_info {
 	uint64_t addr, mapping;
 	uint32_t mode;
+	uint64_t ino, size, mtime_sec, mtime_nsec;   /* 0 where unreadable or not in this kernel */
 };
 
-static int read_inode(struct vmw_files *f, uint64_t d, struct inode_info *ino)
+/* The inode at addr (a dentry's d_inode): its members in one span. */
+static int read_inode_at(struct vmw_files *f, uint64_t addr, struct inode_info *ino)
 {
+	const struct fld *m[] = { &f->i.mode, &f->i.mapping, &f->i.ino, &f->i.size, &f->i.mtime_sec, &f->i.mtime_nsec };
+	struct span sp;
 	uint64_t mode;
 
 	memset(ino, 0, sizeof(*ino));
-	if (rd64(f, d, f->d.inode, &ino->addr) < 0)
-		return -EBADMSG;
-	if (!ino->addr)
+	if (!addr)
 		return -ENOENT;   /* a negative dentry: the guest has no such file */
-	if (!kaddr(f, ino->addr) || rd64(f, ino->addr, f->i.mode, &mode) < 0 ||
-	    rd64(f, ino->addr, f->i.mapping, &ino->mapping) < 0)
+	if (!kaddr(f, addr))
+		return -EBADMSG;
+	ino->addr = addr;
+	span_read(f, &sp, addr, m, ARRAY_SIZE(m));
+	if (span_get(f, &sp, f->i.mode, &mode) < 0 || span_get(f, &sp, f->i.mapping, &ino->mapping) < 0)
 		return -EBADMSG;
 	ino->mode = (uint32_t)mode;
+	span_get(f, &sp, f->i.ino, &ino->ino);
+	span_get(f, &sp, f->i.size, &ino->size);
+	if (f->i.mtime_sec.ok)
+		span_get(f, &sp, f->i.mtime_sec, &ino->mtime_sec);
+	if (f->i.mtime_nsec.ok)
+		span_get(f, &sp, f->i.mtime_nsec, &ino->mtime_nsec);
 	return 0;
+}
+
+static int read_inode(struct vmw_files *f, uint64_t d, struct inode_info *ino)
+{
+	uint64_t addr;
+
+	memset(ino, 0, sizeof(*ino));
+	if (rd64(f, d, f->d.inode, &addr) < 0)
+		return -EBADMSG;
+	return read_inode_at(f, addr, ino);
 }
 
 static int read_pages(struct vmw_files *f, const struct inode_info *ino, uint64_t size, struct vmw_file *out);
@@ -604,15 +692,18 @@ static int known_lookup(struct vmw_files *f, const char *path, const struct wher
 		if (!k->n || strcmp(k->path, path) || k->root != root->d || k->root_mnt != root->mnt ||
 		    (k->link && links >= KNOWN_LINKS))
 			continue;
+		struct span sp = { 0 };
+
 		for (unsigned j = 0; j < k->n; j++) {
 			size_t len;
 
 			while (*name == '/')
 				name++;
 			len = strcspn(name, "/");
-			if (rd64(f, k->d[j], f->d.parent, &v) < 0 || v != parent ||
-			    rd64(f, k->d[j], f->d.hash_pprev, &v) < 0 || !v ||
-			    rd64(f, k->d[j], f->d.flags, &v) < 0 || !name_is(f, k->d[j], name, len))
+			dentry_span(f, &sp, k->d[j]);
+			if (span_get(f, &sp, f->d.parent, &v) < 0 || v != parent ||
+			    span_get(f, &sp, f->d.hash_pprev, &v) < 0 || !v ||
+			    span_get(f, &sp, f->d.flags, &v) < 0 || !name_is(f, &sp, name, len))
 				return -ENOENT;
 			/* Mounted on in some namespace (a service's private view
 			 * of /etc, say): still not in PID 1's, as walk_step asks. */
@@ -625,7 +716,7 @@ static int known_lookup(struct vmw_files *f, const char *path, const struct wher
 			parent = k->d[j];
 			name += len;
 		}
-		if (read_inode(f, parent, ino) < 0)
+		if (span_get(f, &sp, f->d.inode, &v) < 0 || read_inode_at(f, v, ino) < 0)
 			return -ENOENT;
 		if (!k->link)
 			return 0;
@@ -866,17 +957,13 @@ static int read_pages(struct vmw_files *f, const struct inode_info *ino, uint64_
 
 static void fill_stat(struct vmw_files *f, const struct inode_info *ino, struct vmw_file *out)
 {
-	uint64_t v = 0;
-
 	memset(out, 0, sizeof(*out));
 	out->inode = ino->addr;
 	out->mode = ino->mode;
-	rd64(f, ino->addr, f->i.ino, &out->ino);
-	rd64(f, ino->addr, f->i.size, &out->size);
-	if (f->i.mtime_sec.ok && rd64(f, ino->addr, f->i.mtime_sec, &v) == 0)
-		out->mtime_sec = (int64_t)v;
-	if (f->i.mtime_nsec.ok && rd64(f, ino->addr, f->i.mtime_nsec, &v) == 0)
-		out->mtime_nsec = (uint32_t)v;
+	out->ino = ino->ino;
+	out->size = ino->size;
+	out->mtime_sec = (int64_t)ino->mtime_sec;
+	out->mtime_nsec = (uint32_t)ino->mtime_nsec;
 	if (kaddr(f, ino->mapping))
 		rd64(f, ino->mapping, f->as.nrpages, &out->nrpages);
 }
