@@ -93,23 +93,24 @@ static int rd64(struct vmw_files *f, uint64_t addr, struct fld m, uint64_t *ret)
 
 struct span {
 	uint64_t addr;
-	uint32_t lo, hi;           /* b holds the bytes [addr + lo, addr + hi) */
+	uint64_t lo, hi;           /* b holds the bytes [addr + lo, addr + hi) */
 	bool ok;
 	uint8_t b[SPAN_MAX];
 };
 
 static void span_read(struct vmw_files *f, struct span *s, uint64_t addr, const struct fld *const *m, size_t n)
 {
-	uint32_t lo = UINT32_MAX, hi = 0;
+	/* 64-bit: member offsets come from the guest's BTF. */
+	uint64_t lo = UINT64_MAX, hi = 0;
 
 	s->addr = addr;
 	s->ok = false;
 	for (size_t i = 0; i < n; i++)
 		if (m[i]->ok) {
-			lo = MIN(lo, m[i]->off);
-			hi = MAX(hi, m[i]->off + MIN(m[i]->size, (uint32_t)8));
+			lo = MIN(lo, (uint64_t)m[i]->off);
+			hi = MAX(hi, (uint64_t)m[i]->off + MIN(m[i]->size, (uint32_t)8));
 		}
-	if (lo < hi && hi - lo <= SPAN_MAX && vmw_xlat_read(f->kx, addr + lo, s->b, hi - lo) == 0) {
+	if (lo < hi && hi - lo <= SPAN_MAX && vmw_xlat_read(f->kx, addr + lo, s->b, (size_t)(hi - lo)) == 0) {
 		s->lo = lo;
 		s->hi = hi;
 		s->ok = true;
@@ -120,7 +121,7 @@ static int span_get(struct vmw_files *f, const struct span *s, struct fld m, uin
 {
 	uint32_t n = MIN(m.size, (uint32_t)8);
 
-	if (s->ok && m.ok && m.off >= s->lo && m.off + n <= s->hi) {
+	if (s->ok && m.ok && m.off >= s->lo && (uint64_t)m.off + n <= s->hi) {
 		*ret = get_at(s->b + (m.off - s->lo), n);
 		return 0;
 	}
