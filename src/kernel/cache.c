@@ -8,7 +8,8 @@
  *                                   table are (with their first bytes, to
  *                                   re-check against guest RAM)
  *   DIR/targets/<hash>              per memory source: the physical address
- *                                   where VMCOREINFO was last found
+ *                                   where VMCOREINFO was last found (the
+ *                                   1024 most recently used are kept)
  *
  *   DIR/<BUILD-ID>.layout           the layout memo: answers of BTF queries and
  *                                   symbol lookups this build was asked (symbol
@@ -39,6 +40,7 @@
 
 #define MAGIC "VMWKC006"
 #define KEEP_ENTRIES 32
+#define KEEP_HINTS 1024     /* targets/: one per QEMU process (pid and start) ever attached */
 #define MAX_SYMBOLS_FROM 256u
 #define MAX_TEXT (2u * VMW_VMCOREINFO_MAX)
 
@@ -166,20 +168,40 @@ static int cmp_aged(const void *a, const void *b)
 	return (x->mtime.tv_nsec > y->mtime.tv_nsec) - (x->mtime.tv_nsec < y->mtime.tv_nsec);
 }
 
-/* Keep the `keep` most recently used entries (every guest reboot with KASLR
- * makes a new one); loads refresh an entry's mtime. */
-static void prune(const char *dir, size_t keep)
+/* A hint file's name: 16 lowercase hex digits (hint_path). */
+static bool is_hint_name(const char *n)
+{
+	size_t i = 0;
+
+	for (; n[i]; i++)
+		if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return i == 16;
+}
+
+/* Keep the `keep` most recently used files whose names is_name accepts:
+ * entries (every guest reboot with KASLR makes a new one) or hints (every
+ * QEMU process); loads refresh an entry's or a hint's mtime. Files are
+ * only stat'ed when there are more than `keep`. */
+static void prune(const char *dir, size_t keep, bool (*is_name)(const char *n))
 {
 	_cleanup_free_ struct aged *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, count = 0;
 	DIR *d = opendir(dir);
 	struct dirent *de;
 
 	if (!d)
 		return;
+	while ((de = readdir(d)))
+		count += is_name(de->d_name);
+	if (count <= keep) {
+		closedir(d);
+		return;
+	}
+	rewinddir(d);
 	while ((de = readdir(d))) {
 		struct stat st;
-		if (!is_entry_name(de->d_name) || strlen(de->d_name) >= sizeof(v->name) ||
+		if (!is_name(de->d_name) || strlen(de->d_name) >= sizeof(v->name) ||
 		    fstatat(dirfd(d), de->d_name, &st, 0) < 0)
 			continue;
 		if (n == cap) {
@@ -247,7 +269,7 @@ int vmw_kcache_save(const char *dir, const struct vmw_vmcoreinfo *vi, const stru
 	r = b.oom ? -ENOMEM : vmw_cache_write_atomic(path, b.p, b.len);
 	free(b.p);
 	if (r == 0)
-		prune(dir, KEEP_ENTRIES);
+		prune(dir, KEEP_ENTRIES, is_entry_name);
 	return r;
 }
 
@@ -446,6 +468,7 @@ int vmw_kcache_hint_get(const char *dir, const char *target_id, struct vmw_kcach
 		return -EINVAL;
 	if (strcmp(line + n, target_id))
 		return -ENOENT;
+	futimens(fileno(f), NULL);   /* used: kept by prune */
 	*ret = (struct vmw_kcache_hint){ .vmcoreinfo_phys = phys, .jiffies = jiffies,
 					 .realtime_ns = realtime };
 	return 0;
@@ -468,7 +491,11 @@ int vmw_kcache_hint_put(const char *dir, const char *target_id, const struct vmw
 		     h->vmcoreinfo_phys, h->jiffies, h->realtime_ns, target_id);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -ENAMETOOLONG;
-	return vmw_cache_write_atomic(path, line, (size_t)n);
+	/* A new target (a VM started, another file): the oldest hints go. */
+	bool fresh = access(path, F_OK) < 0;
+	if ((r = vmw_cache_write_atomic(path, line, (size_t)n)) == 0 && fresh)
+		prune(sub, KEEP_HINTS, is_hint_name);
+	return r;
 }
 
 /* ---- layout memo ------------------------------------------------------------ */

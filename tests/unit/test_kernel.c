@@ -13,6 +13,7 @@
 
 #include <bpf/btf.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -689,6 +690,41 @@ static void test_memo_too_many_lines(void **state)
 	vmw_memo_clear(&m);
 }
 
+/* targets/ holds a hint per QEMU process ever attached (a VM's every
+ * start): the 1024 most recently used are kept, a hint read counting as a
+ * use. */
+static void test_cache_hints_pruned(void **state)
+{
+	struct vmw_kcache_hint h = { .vmcoreinfo_phys = 0x1000, .jiffies = 1, .realtime_ns = 2 }, g;
+	char sub[256], tdir[300], id[64];
+	size_t files = 0, gone = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(sub, sizeof(sub), "%s/hints", dir);
+	for (int i = 0; i < 1024 + 40; i++) {
+		snprintf(id, sizeof(id), "qemu:%d:7", 1000 + i);
+		assert_int_equal(vmw_kcache_hint_put(sub, id, &h), 0);
+		/* The first VM runs on: its hint is read at each attach. */
+		assert_int_equal(vmw_kcache_hint_get(sub, "qemu:1000:7", &g), 0);
+	}
+	snprintf(tdir, sizeof(tdir), "%s/targets", sub);
+	assert_non_null(d = opendir(tdir));
+	while ((de = readdir(d)))
+		files += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(files, 1024);
+	assert_int_equal(vmw_kcache_hint_get(sub, "qemu:1000:7", &g), 0);
+	assert_int_equal(g.vmcoreinfo_phys, 0x1000);
+	assert_int_equal(vmw_kcache_hint_get(sub, "qemu:2063:7", &g), 0);   /* the newest */
+	for (int i = 1; i < 1024 + 40; i++) {
+		snprintf(id, sizeof(id), "qemu:%d:7", 1000 + i);
+		gone += vmw_kcache_hint_get(sub, id, &g) == -ENOENT;
+	}
+	assert_int_equal(gone, 40);
+	(void)state;
+}
+
 static void test_cache_hint_and_memo(void **state)
 {
 	struct vmw_kcache_hint h = { .vmcoreinfo_phys = 0x1f4c1000, .jiffies = 0xfffffffffffb6c20ull,
@@ -899,6 +935,7 @@ int main(void)
 		cmocka_unit_test(test_symbol_memo),
 		cmocka_unit_test(test_cache_prune),
 		cmocka_unit_test(test_cache_hint_and_memo),
+		cmocka_unit_test(test_cache_hints_pruned),
 		cmocka_unit_test(test_memo_too_many_lines),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_cache_dir_trusted),
