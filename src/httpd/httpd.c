@@ -53,6 +53,7 @@ struct vmw_httpd {
 	struct vmw_httpd_conn *conns;
 	struct vmw_httpd_stats st;
 	bool stop, sweeper_started, loopback;
+	bool kick;                /* sweep_soon since the sweeper's last sweep */
 	pthread_t sweeper;
 	char url[96];
 };
@@ -90,9 +91,12 @@ static uint64_t sweep(struct vmw_httpd *h, uint64_t now)
 }
 
 /* Something for the sweeper sooner than it may be waiting for: a header
- * deadline set, a stream attached. Under h->lock. */
+ * deadline set, a stream attached. Under h->lock. The flag keeps it when
+ * the sweeper is not waiting yet (a connection before its first wait was
+ * otherwise never swept: its slow headers never cut). */
 static void sweep_soon(struct vmw_httpd *h)
 {
+	h->kick = true;
 	pthread_cond_signal(&h->cond);
 }
 
@@ -110,7 +114,9 @@ static void *sweeper_main(void *arg)
 	while (!h->stop) {
 		uint64_t now = vmw_now_ns();
 
-		if (next == UINT64_MAX) {
+		if (h->kick) {
+			/* asked while not waiting: sweep now */
+		} else if (next == UINT64_MAX) {
 			pthread_cond_wait(&h->cond, &h->lock);
 		} else if (next > now) {
 			uint64_t wall = vmw_wall_ns(), wait = next - now;
@@ -119,6 +125,7 @@ static void *sweeper_main(void *arg)
 					       .tv_nsec = (long)(deadline % 1000000000ull) };
 			pthread_cond_timedwait(&h->cond, &h->lock, &ts);
 		}
+		h->kick = false;
 		next = sweep(h, vmw_now_ns());
 	}
 	sweep(h, vmw_now_ns());   /* streams learn that the server stops */
