@@ -48,18 +48,12 @@ struct agent_http {
 
 /* ---------------------------------------------------------------- replies */
 
-static enum MHD_Result reply(struct agent *a, struct MHD_Connection *c, unsigned code, const char *ctype,
-			     void *body, size_t len, enum MHD_ResponseMemoryMode mode,
-			     const char *h1, const char *v1)
+/* Queue r (taken) with the headers every answer has, and h1: v1. */
+static enum MHD_Result queue(struct agent *a, struct MHD_Connection *c, unsigned code, struct MHD_Response *r,
+			     const char *ctype, const char *h1, const char *v1)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
 	enum MHD_Result ret;
 
-	if (!r) {
-		if (mode == MHD_RESPMEM_MUST_FREE)
-			free(body);
-		return MHD_NO;
-	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -74,6 +68,20 @@ static enum MHD_Result reply(struct agent *a, struct MHD_Connection *c, unsigned
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result reply(struct agent *a, struct MHD_Connection *c, unsigned code, const char *ctype,
+			     void *body, size_t len, enum MHD_ResponseMemoryMode mode,
+			     const char *h1, const char *v1)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+
+	if (!r) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return MHD_NO;
+	}
+	return queue(a, c, code, r, ctype, h1, v1);
 }
 
 /* Takes the reference to j. */
@@ -439,7 +447,6 @@ static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 	const char *dialect = arg(c, "dialect");
 	struct metrics_out *o;
 	struct MHD_Response *r;
-	enum MHD_Result ret;
 
 	if (dialect && strcmp(dialect, "vmwatch") && strcmp(dialect, "process-exporter"))
 		return reply_error(a, c, 400, "bad parameter 'dialect': '%.64s' (vmwatch or process-exporter)", dialect);
@@ -456,12 +463,7 @@ static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 		metrics_out_free(o);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	ret = MHD_queue_response(c, 200, r);
-	MHD_destroy_response(r);
-	return ret;
+	return queue(a, c, 200, r, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 }
 
 static enum MHD_Result not_monitored(struct agent *a, struct MHD_Connection *c, struct agent_vm *vm)
