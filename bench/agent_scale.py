@@ -192,6 +192,11 @@ def main():
     ap.add_argument("--save-smaps", metavar="DIR",
                     help="save /proc/PID/smaps and status of the agent's non-sampler processes and of one sampler into DIR")
     a = ap.parse_args()
+    # A build tree where only vmwatch-agent was built: its samplers would run
+    # the whole agent binary instead (privsep_monitor.c; ~2x their memory).
+    if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch-sampler")):
+        print(f"agent_scale: warning: no vmwatch-sampler next to {a.agent}: the samplers run the "
+              "installed one or, without it, the whole agent binary", file=sys.stderr)
     vmwatch = a.vmwatch or os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch")
 
     tmp = tempfile.mkdtemp(prefix="vmw-agent-scale-")
