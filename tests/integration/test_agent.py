@@ -450,6 +450,11 @@ def test_metrics_read_slowly_is_whole_and_blocks_nobody(agent, g, tmp_path):
     def families(b):
         return re.findall(rb"^# TYPE (\S+)", b, re.M)
     assert families(slow) == families(body)
+    # Every piece, from the first (VMs) to the last (the agent's own).
+    for fam in (b"vmwatch_vm_info", b"vmwatch_guest_uptime_seconds", b"vmwatch_process_cpu_seconds_total",
+                b"vmwatch_process_resident_memory_bytes", b"vmwatch_process_read_bytes_per_second",
+                b"vmwatch_group_procs", b"process_threads"):
+        assert fam in families(slow), fam
     assert slow.endswith(b"\n") and re.search(rb"^process_threads \d+$", slow, re.M)
     # From the frame the request found, not the later ones.
     fr = re.search(rb'^vmwatch_frames_total{vm="%s"[^}]*} (\d+)' % g.name.encode(), slow, re.M)
