@@ -412,7 +412,7 @@ static void metrics_out_free(void *cls)
 
 /* The next piece into o->b; 1, 0 at the end, -ENOMEM. The largest piece
  * sizes the next page's buffer from its start. */
-static int metrics_piece(struct metrics_out *o)
+static int next_piece(struct metrics_out *o)
 {
 	int r;
 
@@ -431,7 +431,7 @@ static ssize_t metrics_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 	(void)pos;
 	while (o->off == o->b.len)
-		if ((r = metrics_piece(o)) <= 0)
+		if ((r = next_piece(o)) <= 0)
 			return r == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
 	n = MIN(max, o->b.len - o->off);
 	memcpy(buf, o->b.p + o->off, n);
@@ -455,7 +455,7 @@ static enum MHD_Result serve_metrics(struct agent *a, struct MHD_Connection *c)
 	o->a = a;
 	agent_buf_init(&o->b);
 	if (!(o->m = agent_metrics_begin(a, dialect && !strcmp(dialect, "process-exporter"))) ||
-	    !agent_buf_room(&o->b, MAX(atomic_load(&a->http->metrics_piece), (size_t)65536)) || metrics_piece(o) < 0) {
+	    !agent_buf_room(&o->b, MAX(atomic_load(&a->http->metrics_piece), (size_t)65536)) || next_piece(o) < 0) {
 		metrics_out_free(o);
 		return reply_error(a, c, 500, "out of memory");
 	}
