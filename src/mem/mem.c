@@ -384,17 +384,46 @@ int vmw_mem_read(struct vmw_mem *mem, uint64_t addr, void *buf, size_t len)
  */
 #define REMOTE_GAP 2048
 
+/*
+ * /proc/PID/mem is read one remote range per preadv, so its batch holds one
+ * range at a time (flushed as soon as a piece does not join it): room for
+ * that range's pieces is all it needs. A process_vm_readv batch is one call
+ * for up to IOV_MAX pieces. The room is part of a sampler's resident memory
+ * for its whole life: ~60 KB for IOV_MAX, ~16 KB for PROC_MEM_PIECES.
+ */
+#define PROC_MEM_PIECES 256
+
 struct remote_batch {
-	struct iovec liov[IOV_MAX], riov[IOV_MAX];
-	struct vmw_phys_iov *piece[IOV_MAX];
-	uint64_t remote[IOV_MAX];      /* each piece's remote address */
-	size_t at[IOV_MAX];            /* each piece's offset in the copied stream */
+	size_t cap;                    /* pieces and iovecs it has room for */
+	struct iovec *liov, *riov;     /* local and remote iovecs (cap each) */
+	struct vmw_phys_iov **piece;   /* the pieces (cap) */
+	uint64_t *remote;              /* each piece's remote address */
+	size_t *at;                    /* each piece's offset in the copied stream */
 	size_t k, nl, nr;              /* pieces, local iovecs, remote iovecs */
 	size_t bytes;
 	uint64_t end;                  /* where the last remote iovec ends */
 	const struct vmw_mem_seg *seg; /* and its segment */
 	uint8_t gap[REMOTE_GAP];
 };
+
+static struct remote_batch *batch_new(bool proc_mem)
+{
+	size_t cap = proc_mem ? PROC_MEM_PIECES : IOV_MAX;
+	size_t each = 2 * sizeof(struct iovec) + sizeof(struct vmw_phys_iov *) + sizeof(uint64_t) + sizeof(size_t);
+	struct remote_batch *b = malloc(sizeof(*b) + cap * each);
+	char *p;
+
+	if (!b)
+		return NULL;
+	*b = (struct remote_batch){ .cap = cap };
+	p = (char *)(b + 1);
+	b->liov = (struct iovec *)(void *)p;
+	b->riov = b->liov + cap;
+	b->piece = (struct vmw_phys_iov **)(void *)(b->riov + cap);
+	b->remote = (uint64_t *)(void *)(b->piece + cap);
+	b->at = (size_t *)(void *)(b->remote + cap);
+	return b;
+}
 
 /*
  * /proc/PID/mem: one preadv per remote range of the batch (a contiguous
@@ -483,7 +512,8 @@ static void batch_add(struct vmw_mem *mem, struct remote_batch *b, struct vmw_ph
 	bool join = b->nr && s == b->seg && remote >= b->end && remote - b->end <= REMOTE_GAP;
 	size_t gap = join ? remote - b->end : 0;
 
-	if (b->k == IOV_MAX || b->nl + 2 > IOV_MAX || b->bytes + gap + v->len > REMOTE_CHUNK) {
+	if (b->k && (b->k == b->cap || b->nl + 2 > b->cap || b->bytes + gap + v->len > REMOTE_CHUNK ||
+		     (!join && mem->proc_mem_fd >= 0))) {
 		batch_flush(mem, b);
 		join = false;
 		gap = 0;
@@ -533,34 +563,33 @@ static void prefetch_piece(struct vmw_mem *mem, const struct vmw_phys_iov *v)
 	__builtin_prefetch(p + len - 1);
 }
 
-struct remote_piece {
-	uint64_t remote;
-	const struct vmw_mem_seg *seg;
-	struct vmw_phys_iov *v;
-};
-
-static int remote_piece_cmp(const void *a, const void *b)
+/* Remote pieces are put in order by their indexes (4 bytes a piece: a
+ * batch of a few thousand pieces is part of a sampler's peak memory), by
+ * guest address: within a segment the same order as QEMU's, and pieces
+ * only join within a segment. */
+static int piece_addr_cmp(const void *a, const void *b, void *arg)
 {
-	const struct remote_piece *x = a, *y = b;
-	return x->remote < y->remote ? -1 : x->remote > y->remote;
+	const struct vmw_phys_iov *iov = arg;
+	uint64_t x = iov[*(const uint32_t *)a].addr, y = iov[*(const uint32_t *)b].addr;
+	return x < y ? -1 : x > y;
 }
 
 int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 {
 	struct remote_batch *b = NULL;
-	struct remote_piece *rp = NULL;
+	uint32_t *rp = NULL;
 	size_t nrp = 0;
-	bool order = n > 1;  /* sort remote pieces (off if that memory is not to be had) */
+	bool order = n > 1 && n <= UINT32_MAX;  /* sort remote pieces (off if that memory is not to be had) */
 
 	mem->stats.reads++;
 	if (mem->trace)
 		for (size_t i = 0; i < n; i++)
 			trace_range(mem->trace, iov[i].addr, iov[i].len);
-	/* The batch (~60 KB) is the source's, taken at its first remote read:
+	/* The batch (batch_new) is the source's, taken at its first remote read:
 	 * on the stack it made every reader's stack that deep, mapped RAM too.
 	 * Without it (no memory), pieces are read one by one. */
 	if (mem->pid && !mem->batch)
-		mem->batch = malloc(sizeof(*mem->batch));
+		mem->batch = batch_new(mem->proc_mem_fd >= 0);
 	if (mem->pid && (b = mem->batch)) {
 		b->k = b->nl = b->nr = 0;
 		b->bytes = 0;
@@ -596,16 +625,20 @@ int vmw_mem_readv(struct vmw_mem *mem, struct vmw_phys_iov *iov, size_t n)
 		if (order && !rp && !(rp = malloc(n * sizeof(*rp))))
 			order = false;
 		if (rp)
-			rp[nrp++] = (struct remote_piece){ remote, s, v };
+			rp[nrp++] = (uint32_t)i;
 		else
 			batch_add(mem, b, v, s, remote);
 	}
 	/* In address order, neighbours (fields of one structure, objects of one
 	 * slab page) join into one remote range. */
 	if (nrp > 1)
-		qsort(rp, nrp, sizeof(*rp), remote_piece_cmp);
-	for (size_t i = 0; i < nrp; i++)
-		batch_add(mem, b, rp[i].v, rp[i].seg, rp[i].remote);
+		qsort_r(rp, nrp, sizeof(*rp), piece_addr_cmp, iov);
+	for (size_t i = 0; i < nrp; i++) {
+		struct vmw_phys_iov *v = &iov[rp[i]];
+		const struct vmw_mem_seg *s = find_seg(mem, v->addr);   /* found above */
+
+		batch_add(mem, b, v, s, s->remote + (v->addr - s->gpa));
+	}
 	free(rp);
 	if (b)
 		batch_flush(mem, b);

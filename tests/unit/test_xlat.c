@@ -20,7 +20,9 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "xlat/xlat.h"
 #include "mem/mem_internal.h"  /* only for the process_vm_readv test source */
@@ -1182,6 +1184,70 @@ static void test_remote_one_syscall(void **state)
 	vmw_mem_close(m);
 }
 
+/*
+ * A /proc/PID/mem source (here /proc/self/mem) reads one remote range per
+ * preadv, its batch holding one range at a time: pieces that join (fields of
+ * one structure) are one call whatever order they come in, separate ranges
+ * one call each, and a range of more pieces than the batch has room for is
+ * cut into a few calls, every byte where it belongs.
+ */
+static void test_proc_mem_ranges(void **state)
+{
+	struct env *e = *state;
+	struct vmw_mem *m = NULL;
+	struct vmw_mem_stats s0, s1;
+	enum { NSMALL = 25, NMANY = 1000 };
+	struct vmw_phys_iov iov[NMANY];
+	static uint8_t b[NMANY][8];
+	int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	uint64_t w;
+
+	if (fd < 0)
+		skip();
+	for (size_t i = 0; i < RAM_SIZE; i += 4096)   /* something to tell bytes apart */
+		for (size_t j = 0; j < 4096; j += 8)
+			wr64(e, i + j, (i + j) * 0x9e3779b97f4a7c15ull);
+	assert_int_equal(vmw_mem_new(&m), 0);
+	m->pid = getpid();
+	m->proc_mem_fd = fd;
+	assert_int_equal(vmw_mem_add_seg(m, 0, RAM_SIZE, NULL, (uint64_t)(uintptr_t)e->ram), 0);
+	assert_int_equal(vmw_mem_finish(m), 0);
+	if (vmw_mem_read(m, 0, &w, 8) < 0) {
+		vmw_mem_close(m);
+		skip();
+	}
+
+	/* Three ranges (10, 10 and 5 pieces 100 bytes apart), interleaved. */
+	for (int i = 0; i < NSMALL; i++) {
+		uint64_t base = i % 3 == 0 ? 0x100000 : i % 3 == 1 ? 0x300000 : 0x500000;
+		iov[i] = (struct vmw_phys_iov){ base + 0x40 + (uint64_t)(i / 3) * 100, b[i], 8, -1 };
+	}
+	vmw_mem_stats(m, &s0);
+	assert_int_equal(vmw_mem_readv(m, iov, NSMALL), 0);
+	vmw_mem_stats(m, &s1);
+	assert_int_equal(s1.syscalls - s0.syscalls, 3);
+	for (int i = 0; i < NSMALL; i++) {
+		assert_int_equal(iov[i].err, 0);
+		assert_memory_equal(b[i], e->ram + iov[i].addr, 8);
+	}
+
+	/* One range of 1000 pieces 16 bytes apart, last first. */
+	memset(b, 0, sizeof(b));
+	for (int i = 0; i < NMANY; i++)
+		iov[i] = (struct vmw_phys_iov){ 0x200008 + (uint64_t)(NMANY - 1 - i) * 16, b[i], 8, -1 };
+	vmw_mem_stats(m, &s0);
+	assert_int_equal(vmw_mem_readv(m, iov, NMANY), 0);
+	vmw_mem_stats(m, &s1);
+	assert_true(s1.syscalls - s0.syscalls > 1);
+	assert_true(s1.syscalls - s0.syscalls <= 2 * NMANY / 128 + 1);
+	assert_int_equal(s1.bytes_read - s0.bytes_read, 8 * NMANY);
+	for (int i = 0; i < NMANY; i++) {
+		assert_int_equal(iov[i].err, 0);
+		assert_memory_equal(b[i], e->ram + iov[i].addr, 8);
+	}
+	vmw_mem_close(m);   /* closes fd */
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1208,6 +1274,7 @@ int main(void)
 		T(test_clone),
 		T(test_hostile),
 		T(test_remote_one_syscall),
+		T(test_proc_mem_ranges),
 		T(test_walk_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
