@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: MIT
 """agent_scale.py - what the real agent costs with N monitored VMs.
 
-    bench/agent_scale.py --ram FILE [--ram FILE ...] --vms N [--interval S]
-                         [--seconds S] [--agent BINARY] [--vmwatch BINARY] [--json]
-                         [--no-bare] [--save-smaps DIR]
+    bench/agent_scale.py --ram FILE [--ram FILE ...] [--qemu PID ...] --vms N
+                         [--interval S] [--seconds S] [--agent BINARY]
+                         [--vmwatch BINARY] [--json] [--no-bare]
+                         [--bare-frames N] [--bare-interval S]
+                         [--bare-at-interval N] [--save-smaps DIR]
 
 Runs `vmwatch-agent --connect none` with N `file:` targets. Targets cycle
 over the RAM files given (lab guests' shared RAM files under /dev/shm, or
@@ -12,7 +14,10 @@ ELF cores of `lab/vmlab.sh dump`), each through its own symlink, so every
 target is its own VM to the agent (its own sampler process, session, kernel
 model, history) while the host holds each guest's RAM once. All targets of
 one RAM file run the same kernel build; targets after the first of a file
-are "additional VMs of an already-known build".
+are "additional VMs of an already-known build". --qemu PID adds `qemu:PID`
+targets of a running QEMU (a lab guest booted with `--backing private`:
+private RAM, libvirt's default, which the privilege-separated samplers read
+through /proc/PID/mem); targets cycle over the --ram files, then the QEMUs.
 
 Once every VM has two frames, the script reads the CPU time (run time of
 every thread, /proc/PID/task/TID/schedstat, in ns) of all the agent's processes (monitor, front, every
@@ -24,7 +29,10 @@ the CPU, minor faults and context switches per VM-frame by thread name
 bare walk of each RAM file (`vmwatch bench --json -n 200`, in-process CPU
 per frame) to give the agent's cost per VM per frame against it, both
 back to back (warm caches) and with --bare-interval between frames (cold,
-as a sampler's frames are; `vmwatch bench -i`) (--no-bare: not). --save-smaps DIR keeps /proc/PID/smaps and status of the
+as a sampler's frames are; `vmwatch bench -i`) (--no-bare: not);
+--bare-at-interval N also times N bare frames taken --interval apart, as
+the agent's samplers take theirs (N × the interval: 24 frames at 5 s is two
+minutes), the like-for-like reference of the agent's cost. --save-smaps DIR keeps /proc/PID/smaps and status of the
 monitor, the front and one sampler at the end, to see where their memory is.
 
 Not a test. The machine is usually shared: quote the load average with it.
@@ -167,17 +175,27 @@ def get(url, timeout=10):
         return r.read()
 
 
-def bare_walk(vmwatch, ram, frames, interval=None):
+def bare_walk(vmwatch, target, frames, interval=None):
+    """vmwatch bench of target (file:PATH or qemu:PID). A QEMU's private RAM
+    is read as the agent's samplers read it (/proc/PID/mem), not with the
+    CLI's process_vm_readv."""
     cmd = [vmwatch, "bench", "--json", "--cmdline", "-n", str(frames)]
     if interval:
         cmd += ["-i", f"{interval:g}"]   # cold frames, as a sampler takes them
-    out = subprocess.run(cmd + [f"file:{ram}"], check=True, capture_output=True, text=True).stdout
+    if target.startswith("qemu:"):
+        probe = subprocess.run([vmwatch, "bench", "--json", "-n", "1", target], check=True,
+                               capture_output=True, text=True).stdout
+        if "private memory" in json.loads(probe).get("source", ""):
+            cmd += ["--process-read", "--proc-mem"]
+    out = subprocess.run(cmd + [target], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ram", action="append", required=True, help="guest RAM file or ELF core")
+    ap.add_argument("--ram", action="append", default=[], help="guest RAM file or ELF core")
+    ap.add_argument("--qemu", action="append", type=int, default=[],
+                    help="PID of a running QEMU (qemu:PID targets; private RAM is read through /proc/PID/mem)")
     ap.add_argument("--vms", type=int, default=10)
     ap.add_argument("--interval", type=float, default=5.0)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -186,12 +204,17 @@ def main():
     ap.add_argument("--bare-frames", type=int, default=200)
     ap.add_argument("--bare-interval", type=float, default=0.02,
                     help="pause before each frame of the cold bare walk (0: only the warm one)")
+    ap.add_argument("--bare-at-interval", type=int, default=0, metavar="N",
+                    help="also time N bare frames taken --interval apart, as the samplers take theirs")
     ap.add_argument("--ready-timeout", type=float, default=600.0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare walk (no cost ratio)")
     ap.add_argument("--save-smaps", metavar="DIR",
                     help="save /proc/PID/smaps and status of the agent's non-sampler processes and of one sampler into DIR")
     a = ap.parse_args()
+    if not a.ram and not a.qemu:
+        ap.error("give at least one --ram FILE or --qemu PID")
+    sources = [f"file:{os.path.abspath(r)}" for r in a.ram] + [f"qemu:{p}" for p in a.qemu]
     # A build tree where only vmwatch-agent was built: its samplers would run
     # the whole agent binary instead (privsep_monitor.c; ~2x their memory).
     if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(a.agent)), "vmwatch-sampler")):
@@ -203,9 +226,12 @@ def main():
     os.chmod(tmp, 0o755)
     targets = []
     for i in range(a.vms):
-        link = os.path.join(tmp, f"vm{i:03d}")
-        os.symlink(os.path.abspath(a.ram[i % len(a.ram)]), link)
-        targets += ["--target", f"vm{i:03d}=file:{link}"]
+        src = sources[i % len(sources)]
+        if src.startswith("file:"):
+            link = os.path.join(tmp, f"vm{i:03d}")
+            os.symlink(src[5:], link)
+            src = f"file:{link}"
+        targets += ["--target", f"vm{i:03d}={src}"]
     port = free_port()
     argv = [a.agent, "--connect", "none", "--listen", f"127.0.0.1:{port}", "--interval", f"{a.interval}s",
             "--log-level", "warning"] + targets
@@ -281,11 +307,13 @@ def main():
         for f in os.listdir(tmp):
             if f.startswith("vm"):
                 os.unlink(os.path.join(tmp, f))
-    bare, cold = {}, {}
-    for ram in sorted(set(a.ram)) if not a.no_bare else ():
-        bare[ram] = bare_walk(vmwatch, ram, a.bare_frames)
+    bare, cold, same = {}, {}, {}
+    for src in sorted(set(sources)) if not a.no_bare else ():
+        bare[src] = bare_walk(vmwatch, src, a.bare_frames)
         if a.bare_interval:
-            cold[ram] = bare_walk(vmwatch, ram, a.bare_frames, a.bare_interval)
+            cold[src] = bare_walk(vmwatch, src, a.bare_frames, a.bare_interval)
+        if a.bare_at_interval:
+            same[src] = bare_walk(vmwatch, src, a.bare_at_interval, a.interval)
     out = {
         "vms": a.vms, "interval_s": a.interval, "window_s": wall, "ready_s": ready_s, "scrapes": scrapes,
         "frames": frames, "load_average": load,
@@ -308,6 +336,10 @@ def main():
                       for r, b in bare.items()},
         "bare_walk_cold": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "interval_s")}
                            for r, b in cold.items()},
+        "bare_walk_at_interval": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "interval_s",
+                                                               "frames")}
+                                  for r, b in same.items()},
+        "bare_walk_source": {r: b.get("source") for r, b in bare.items()},
         "log": os.path.join(tmp, "agent.log"),
     }
     walk_us = statistics.mean(b["cpu_us_per_frame"] for b in bare.values()) if bare else None
@@ -316,6 +348,9 @@ def main():
     cold_us = statistics.mean(b["cpu_us_per_frame"] for b in cold.values()) if cold else None
     if out["agent_cpu_ms_per_vm_frame"] and cold_us:
         out["agent_cost_over_cold_walk"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / cold_us
+    same_us = statistics.mean(b["cpu_us_per_frame"] for b in same.values()) if same else None
+    if out["agent_cpu_ms_per_vm_frame"] and same_us:
+        out["agent_cost_over_walk_at_interval"] = out["agent_cpu_ms_per_vm_frame"] * 1e3 / same_us
     if a.json:
         print(json.dumps(out))
     else:
