@@ -33,21 +33,21 @@ struct vmw_thread {
 
 /* One process (thread-group leader), kernel threads included. */
 struct vmw_proc {
+	/* In order of size where the groups allow it: no holes (368 bytes; a
+	 * frame holds one per process, the agent one per process per VM). */
 	int32_t pid, ppid;
 	char comm[64];            /* as /proc/PID/stat shows it (kworker/0:1-events …) */
-	char state;
 	uint32_t uid, euid, gid, egid;
 	uint32_t nr_threads;
 	int32_t prio, nice;
+	uint32_t nthreads_listed; /* entries of threads */
 	uint64_t utime_ns, stime_ns; /* whole process, incl. exited threads, adjusted */
 	uint64_t runtime_ns;      /* sum_exec_runtime of all threads, incl. exited */
 	uint64_t start_time_ns;
 	uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes, swap_bytes;
 	uint64_t vsz_bytes;
-	bool kthread;
 	char **cmdline;           /* NULL-terminated argv in one allocation (vmw_argv_alloc), or NULL if not read/readable */
 	struct vmw_thread *threads; /* with VMW_WALK_THREADS, else NULL */
-	uint32_t nthreads_listed;
 	uint64_t task_addr;       /* guest virtual address of the task_struct */
 	/* Counters of the whole process as /proc shows them: /proc/PID/io and
 	 * /proc/PID/stat's faults sum every live thread and the exited ones
@@ -57,8 +57,6 @@ struct vmw_proc {
 		 io_cancelled_write_bytes;
 	uint64_t min_flt, maj_flt;
 	uint64_t nvcsw, nivcsw;
-	bool io_ok;
-	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
 	/* The cgroup v2 path as /proc/PID/cgroup shows it after "0::", NULL if
 	 * unreadable. This and cgroups_v1 are vmw_rcstr strings (util.h): the
 	 * processes of one css_set share one; vmw_proc_release drops the
@@ -71,7 +69,6 @@ struct vmw_proc {
 	char *cgroups_v1;
 	/* Its cgroup's memory.current (bytes); cgroup_memory_ok when read. */
 	uint64_t cgroup_memory_bytes;
-	bool cgroup_memory_ok;
 	/* Job control as /proc/PID/stat fields 5-8 show it: process group and
 	 * session (jobctl_ok: read; 0 for kernel threads), the controlling
 	 * terminal as a device number (new_encode_dev; 0: none) and its
@@ -79,6 +76,11 @@ struct vmw_proc {
 	 * tty_ok: those two read. Unknown on kernels without these layouts. */
 	int32_t pgrp, session, tpgid;
 	uint32_t tty_nr;
+	char user[33];            /* name of euid in the guest's /etc/passwd (as ps shows USER), "" if unknown */
+	char state;
+	bool kthread;
+	bool io_ok;
+	bool cgroup_memory_ok;
 	bool jobctl_ok, tty_ok;
 	/* Some of it could not be read or did not add up (a thread list cut or
 	 * looping, a thread count no kernel can have): its threads and totals are
