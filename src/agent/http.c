@@ -187,6 +187,7 @@ struct sse {
 	uint64_t last_sent_ns;    /* for keep-alives */
 	uint64_t last_pull_ns;    /* when libmicrohttpd last asked for bytes: a reading client */
 	bool suspended;           /* waiting for a frame (under the server's lock) */
+	bool end_now;             /* the server stops or shut its connection (under the lock) */
 	char *buf;
 	size_t len, off;
 	bool hello, ended;
@@ -295,11 +296,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (r == 0) {
 			vmw_httpd_lock(h->srv);
-			/* Stopping began after the check above: the sweeper's last
-			 * pass (under this lock) may be over, and nothing would
-			 * resume this stream before the daemon stops (which aborts
-			 * on a suspended connection). End it instead. */
-			if (atomic_load(&s->a->stopping)) {
+			/* Stopping began after the check above (the sweeper's last
+			 * pass, under this lock, may be over, and nothing would
+			 * resume this stream before the daemon stops, which aborts
+			 * on a suspended connection), or the sweeper shut this
+			 * connection (suspended, it would never close): end it. */
+			if (atomic_load(&s->a->stopping) || s->end_now) {
 				vmw_httpd_unlock(h->srv);
 				return MHD_CONTENT_READER_END_OF_STREAM;
 			}
@@ -368,8 +370,10 @@ static bool sse_tick(void *cls, void *stream, uint64_t now, bool stopping)
 	struct agent *a = cls;
 	struct sse *s = stream;
 
+	if (stopping)
+		s->end_now = true;
 	if (s->suspended) {
-		if (sse_ready(s, now) || stopping) {
+		if (s->end_now || sse_ready(s, now)) {
 			s->suspended = false;
 			MHD_resume_connection(s->c);
 		}

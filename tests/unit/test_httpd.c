@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* httpd: listen addresses, and a real server's header deadline and body bound over loopback. */
+/* httpd: listen addresses, and a real server's header deadline, body bound and streams over loopback. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -171,12 +171,130 @@ static void test_server(void **state)
 	vmw_httpd_stop(h);
 }
 
+/*
+ * A stream as the agent's event streams are: it suspends while it has
+ * nothing to send and ends when a tick says stopping. This one's tick shuts
+ * its connection while it waits suspended, which is what a reader that ran
+ * just after a stalled stream was shut leaves: the connection must still
+ * close (not stay suspended for ever) and the server stop without aborting.
+ */
+struct tstream {
+	struct vmw_httpd *h;
+	struct MHD_Connection *c;
+	bool sent, suspended, end, shut_asked, gone;
+};
+static struct tstream ts;
+
+static ssize_t tstream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct tstream *s = cls;
+	ssize_t r = 0;
+
+	(void)pos;
+	if (!s->sent && max >= 6) {
+		s->sent = true;
+		memcpy(buf, "hello\n", 6);
+		return 6;
+	}
+	vmw_httpd_lock(s->h);
+	if (s->end) {
+		r = MHD_CONTENT_READER_END_OF_STREAM;
+	} else {
+		s->suspended = true;
+		MHD_suspend_connection(s->c);
+	}
+	vmw_httpd_unlock(s->h);
+	return r;
+}
+
+static bool tstream_tick(void *cls, void *stream, uint64_t now, bool stopping)
+{
+	struct tstream *s = stream;
+
+	(void)cls;
+	(void)now;
+	if (stopping)
+		s->end = true;
+	if (s->suspended && s->end) {
+		s->suspended = false;
+		MHD_resume_connection(s->c);
+		return false;
+	}
+	if (s->suspended && !s->shut_asked) {
+		s->shut_asked = true;
+		return true;
+	}
+	return false;
+}
+
+static void tstream_gone(void *cls, void *stream)
+{
+	(void)cls;
+	((struct tstream *)stream)->gone = true;
+}
+
+static enum MHD_Result tstream_answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				      void *req)
+{
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64, tstream_read, &ts, NULL);
+	enum MHD_Result ret;
+
+	(void)cls;
+	(void)url;
+	(void)method;
+	(void)req;
+	vmw_httpd_lock(ts.h);
+	ts.c = c;
+	vmw_httpd_set_stream(vmw_httpd_conn(c), &ts);
+	vmw_httpd_unlock(ts.h);
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void test_shut_stream_ends(void **state)
+{
+	(void)state;
+	const struct vmw_httpd_ops ops = { .request = tstream_answer, .tick = tstream_tick, .gone = tstream_gone };
+	const struct vmw_httpd_config cfg = {
+		.listen = "127.0.0.1:0", .threads = 1, .max_connections = 4, .max_connections_per_ip = 4,
+		.header_timeout_s = 5, .idle_timeout_s = 60, .max_body_bytes = 1000,
+	};
+	struct vmw_httpd *h;
+	struct vmw_httpd_stats st;
+	struct vmw_error err = { 0 };
+	char buf[4096];
+	unsigned port;
+	bool gone = false;
+	int fd;
+
+	assert_int_equal(vmw_httpd_start(&cfg, &ops, NULL, &h, &err), 0);
+	ts = (struct tstream){ .h = h };
+	assert_int_equal(sscanf(vmw_httpd_url(h), "http://127.0.0.1:%u/", &port), 1);
+	fd = connect_to((uint16_t)port);
+	dprintf(fd, "GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(read_all(fd, buf, sizeof(buf), 5000) >= 0);   /* until the shut: EOF */
+	assert_non_null(strstr(buf, "hello"));
+	for (int i = 0; i < 50 && !gone; i++) {
+		usleep(100000);
+		vmw_httpd_lock(h);
+		gone = ts.gone;
+		vmw_httpd_unlock(h);
+	}
+	vmw_httpd_stats(h, &st);
+	assert_int_equal(st.stream_drops, 1);
+	assert_true(gone);   /* closed, not left suspended */
+	close(fd);
+	vmw_httpd_stop(h);   /* aborts if a connection is still suspended */
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);   /* writes to a connection the server cut */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_listen),
 		cmocka_unit_test(test_server),
+		cmocka_unit_test(test_shut_stream_ends),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
