@@ -76,20 +76,18 @@ static uint64_t sweep(struct vmw_httpd *h, uint64_t now)
 	uint64_t next = UINT64_MAX;
 
 	for (struct vmw_httpd_conn *cn = h->conns; cn; cn = cn->next) {
-		if (cn->shut) {
-			/* Its stream may wait suspended all the same (its reader
-			 * ran before libmicrohttpd saw the socket's error), and a
-			 * suspended connection is neither closed nor allowed when
-			 * the daemon stops (it aborts): told to end, it ends. */
-			if (cn->stream && h->ops.tick)
-				h->ops.tick(h->cls, cn->stream, now, true);
+		if (cn->shut)
 			continue;
-		}
 		if (cn->deadline_ns && now > cn->deadline_ns) {
 			shut(cn, &h->st.header_timeouts);
 		} else if (cn->stream && h->ops.tick && h->ops.tick(h->cls, cn->stream, now, h->stop)) {
 			shut(cn, &h->st.stream_drops);
-			h->ops.tick(h->cls, cn->stream, now, true);   /* and it ends: see above */
+			/* Shut connections are not swept again, but the stream could
+			 * still suspend (its reader running before libmicrohttpd
+			 * sees the socket's error), and a suspended connection is
+			 * neither closed nor allowed when the daemon stops (it
+			 * aborts): told now to end, it ends. */
+			h->ops.tick(h->cls, cn->stream, now, true);
 		} else if (cn->stream)
 			next = MIN(next, now + SWEEP_NS);
 		else if (cn->deadline_ns)

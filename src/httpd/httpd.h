@@ -59,9 +59,9 @@ struct vmw_httpd_ops {
 	void (*done)(void *cls, void *req);
 	/* Optional, for attached streams, called under the server's lock: every
 	 * sweeper tick (and once more with stopping set when the server stops);
-	 * true shuts the connection down. Once its connection is shut, a stream
-	 * gets ticks with stopping set: it must end (and be resumed if it was
-	 * suspended), or the connection would stay suspended for ever. */
+	 * true shuts the connection down, and the stream at once gets a tick
+	 * with stopping set: it must end (and be resumed if it was suspended),
+	 * or the connection would stay suspended for ever. */
 	bool (*tick)(void *cls, void *stream, uint64_t now_ns, bool stopping);
 	/* Optional: the connection of an attached stream has closed (under the lock). */
 	void (*gone)(void *cls, void *stream);
