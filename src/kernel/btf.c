@@ -9,10 +9,14 @@
  * private memory per process: ~3 MiB for an agent's 100 samplers). Its
  * header gives the types and the inline helpers; the functions called go
  * through the table below (every libbpf function used must be in it).
+ * The libraries are unloaded again when the last parsed BTF is freed: a
+ * sampler that attached cold gives them back with the BTF after its first
+ * frame (vmw_kernel_trim), and is then as small as one that attached warm.
  */
 #include "kernel/kernel_internal.h"
 
 #include <bpf/btf.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/btf.h>
 #include <pthread.h>
@@ -27,11 +31,15 @@
 #define FN_FIELD(f) __typeof__(&f) f;
 static struct { BPF_FUNCS(FN_FIELD) } bpf;
 #undef FN_FIELD
-static pthread_once_t bpf_once = PTHREAD_ONCE_INIT;
-static bool bpf_loaded;
+/* The table is filled while bpf_handle is set, and bpf_users counts the
+ * parsed BTFs alive: lookups on one of them need no lock. */
+static pthread_mutex_t bpf_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *bpf_handle;
+static size_t bpf_users;
 static char bpf_load_err[300];   /* why it could not be loaded */
 
-static void bpf_load(void)
+/* Under bpf_lock. */
+static bool bpf_load(void)
 {
 #define FN_NAME(f) #f,
 #define FN_SLOT(f) (void **)&bpf.f,
@@ -42,12 +50,23 @@ static void bpf_load(void)
 	char e[240];
 
 	_Static_assert(ARRAY_SIZE(names) <= VMW_DL_MAX, "raise VMW_DL_MAX");
-	if (!vmw_dl_load(LIBBPF_SONAME, names, slots, ARRAY_SIZE(names), e, sizeof(e))) {
+	if (bpf_handle)
+		return true;
+	bpf_handle = vmw_dl_open(LIBBPF_SONAME, names, slots, ARRAY_SIZE(names), e, sizeof(e));
+	if (!bpf_handle)
 		snprintf(bpf_load_err, sizeof(bpf_load_err),
 			 "cannot load libbpf to parse BTF (install libbpf1): %s", e);
+	return bpf_handle != NULL;
+}
+
+/* Under bpf_lock: the last parsed BTF is gone. */
+static void bpf_unload(void)
+{
+	if (bpf_users || !bpf_handle)
 		return;
-	}
-	bpf_loaded = true;
+	memset(&bpf, 0, sizeof(bpf));
+	dlclose(bpf_handle);
+	bpf_handle = NULL;
 }
 
 /* From here on, every call goes through the table. A struct btf exists only
@@ -63,8 +82,13 @@ static void bpf_load(void)
 
 void vmw_btf_free(struct btf *btf)
 {
-	if (btf)
-		btf__free(btf);
+	if (!btf)
+		return;
+	btf__free(btf);
+	pthread_mutex_lock(&bpf_lock);
+	bpf_users--;
+	bpf_unload();
+	pthread_mutex_unlock(&bpf_lock);
 }
 
 int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **why)
@@ -75,11 +99,6 @@ int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **w
 
 	if (!why)
 		why = &why_dummy;
-	pthread_once(&bpf_once, bpf_load);
-	if (!bpf_loaded) {
-		*why = bpf_load_err;
-		return -ENOTSUP;
-	}
 	if (len < sizeof(*h) || h->magic != BTF_MAGIC || h->version != BTF_VERSION) {
 		*why = "no BTF magic (9f eb 01 00) at __start_BTF";
 		return -EINVAL;
@@ -89,12 +108,23 @@ int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **w
 		*why = "BTF header does not fit __start_BTF..__stop_BTF";
 		return -EINVAL;
 	}
+	pthread_mutex_lock(&bpf_lock);
+	if (!bpf_load()) {
+		pthread_mutex_unlock(&bpf_lock);
+		*why = bpf_load_err;
+		return -ENOTSUP;
+	}
+	errno = 0;
 	btf = btf__new(data, (uint32_t)len);
 	if (!btf) {
 		int e = errno ? -errno : -EINVAL;
+		bpf_unload();
+		pthread_mutex_unlock(&bpf_lock);
 		*why = "libbpf rejected the BTF blob";
 		return e;
 	}
+	bpf_users++;
+	pthread_mutex_unlock(&bpf_lock);
 	*ret = btf;
 	return 0;
 }

@@ -345,28 +345,34 @@ void vmw_text_fputs(const char *s, FILE *f)
 	}
 }
 
-bool vmw_dl_load(const char *soname, const char *const *names, void **const *slots, size_t n,
-		 char *errbuf, size_t en)
+void *vmw_dl_open(const char *soname, const char *const *names, void **const *slots, size_t n,
+		  char *errbuf, size_t en)
 {
 	void *h, *tmp[VMW_DL_MAX];
 
 	if (n > VMW_DL_MAX) {
 		snprintf(errbuf, en, "%s: too many functions to load", soname);
-		return false;
+		return NULL;
 	}
 	if (!(h = dlopen(soname, RTLD_NOW | RTLD_LOCAL))) {
 		const char *e = dlerror();
 		snprintf(errbuf, en, "%s", e ? e : soname);
-		return false;
+		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!(tmp[i] = dlsym(h, names[i]))) {
 			snprintf(errbuf, en, "%s has no %s", soname, names[i]);
 			dlclose(h);
-			return false;
+			return NULL;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
 		memcpy(slots[i], &tmp[i], sizeof(tmp[i]));
-	return true;
+	return h;
+}
+
+bool vmw_dl_load(const char *soname, const char *const *names, void **const *slots, size_t n,
+		 char *errbuf, size_t en)
+{
+	return vmw_dl_open(soname, names, slots, n, errbuf, en) != NULL;   /* kept for good */
 }

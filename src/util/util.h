@@ -193,6 +193,11 @@ void vmw_rcstr_unref(char *s);
 #define VMW_DL_MAX 32   /* functions one vmw_dl_load call sets */
 bool vmw_dl_load(const char *soname, const char *const *names, void **const *slots, size_t n,
 		 char *errbuf, size_t en);
+/* The same, for a library its caller unloads again (dlclose of the handle
+ * returned, once nothing it made is alive and no slot will be called):
+ * NULL with errbuf set, or the handle. */
+void *vmw_dl_open(const char *soname, const char *const *names, void **const *slots, size_t n,
+		  char *errbuf, size_t en);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t vmw_now_ns(void);

@@ -248,3 +248,25 @@ def test_reload_reads_files_through_the_monitor(vmwatch, shm, tmp_path):
     log = "\n".join(a.log)
     assert rc == 0 and not any(w in log for w in SANITIZER_WORDS), log[-4000:]
     assert "reload failed" not in log, log[-2000:]
+
+
+def test_a_cold_sampler_gives_back_libbpf(vmwatch, shm, tmp_path):
+    """Without the discovery cache every attach is cold: the sampler parses
+    the guest's BTF with libbpf. After its first frame it frees the parsed
+    BTF, and with it unloads libbpf, libelf and zlib: it is then as small as
+    a sampler that attached warm, and still answers frame after frame."""
+    conf = tmp_path / "agent.conf"
+    conf.write_text(f"target = s=qemu:{shm.pid}\ninterval = 1s\nkernel_cache = no\n")
+    a = Agent(vmwatch, "--connect", "none", "--config", conf)
+    try:
+        wait_until(lambda: a.vm("s")["monitoring"]["frames"] >= 3, timeout=120, what="three frames")
+        pid = sampler_of(a, f"qemu:{shm.pid}")
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        loaded = [lib for lib in ("libbpf.so", "libelf", "libz.so") if lib in maps]
+        assert not loaded, f"sampler {pid} still maps {loaded}"
+        assert a.vm("s")["monitoring"]["status"] == "ok"
+        assert_processes_equal_guest_proc(a, shm, "s")
+    finally:
+        rc = a.stop()
+    log = "\n".join(a.log)
+    assert rc == 0 and not any(w in log for w in SANITIZER_WORDS), log[-4000:]
