@@ -330,6 +330,10 @@ def main():
         "rss_anon_total_mib": sum(v["rss_anon_kib"] for v in procs.values()) / 1024,
         "rss_anon_samplers_mib": sum(v["rss_anon_kib"] for v in samplers) / 1024,
         "rss_anon_per_sampler_kib_median": statistics.median(v["rss_anon_kib"] for v in samplers) if samplers else None,
+        # the spread: samplers that attached cold used to keep more
+        "rss_anon_per_sampler_kib_quartiles_max": (
+            [*statistics.quantiles((v["rss_anon_kib"] for v in samplers), n=4),
+             max(v["rss_anon_kib"] for v in samplers)] if len(samplers) >= 2 else None),
         "rss_anon_others_mib": sum(v["rss_anon_kib"] for v in others) / 1024,
         "processes": len(procs),
         "bare_walk": {r: {k: b.get(k) for k in ("frame_median_us", "cpu_us_per_frame", "processes_per_frame")}
