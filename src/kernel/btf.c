@@ -32,7 +32,8 @@
 static struct { BPF_FUNCS(FN_FIELD) } bpf;
 #undef FN_FIELD
 /* The table is filled while bpf_handle is set, and bpf_users counts the
- * parsed BTFs alive: lookups on one of them need no lock. */
+ * parsed BTFs alive and the parses under way: lookups on a parsed BTF
+ * need no lock. */
 static pthread_mutex_t bpf_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *bpf_handle;
 static size_t bpf_users;
@@ -108,23 +109,27 @@ int vmw_btf_parse(const void *data, size_t len, struct btf **ret, const char **w
 		*why = "BTF header does not fit __start_BTF..__stop_BTF";
 		return -EINVAL;
 	}
+	/* Counted as a user from here: the library stays while it parses,
+	 * and parses on other threads run alongside. */
 	pthread_mutex_lock(&bpf_lock);
 	if (!bpf_load()) {
 		pthread_mutex_unlock(&bpf_lock);
 		*why = bpf_load_err;
 		return -ENOTSUP;
 	}
+	bpf_users++;
+	pthread_mutex_unlock(&bpf_lock);
 	errno = 0;
 	btf = btf__new(data, (uint32_t)len);
 	if (!btf) {
 		int e = errno ? -errno : -EINVAL;
+		pthread_mutex_lock(&bpf_lock);
+		bpf_users--;
 		bpf_unload();
 		pthread_mutex_unlock(&bpf_lock);
 		*why = "libbpf rejected the BTF blob";
 		return e;
 	}
-	bpf_users++;
-	pthread_mutex_unlock(&bpf_lock);
 	*ret = btf;
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -404,6 +405,65 @@ static void test_btf_members(void **state)
 	assert_int_equal(v, 0x100000000ll);
 	assert_int_equal(vmw_btf_enum_value(btf, "NOPE", &v), -ENOENT);
 	btf__free(btf);
+	btf__free(built);
+}
+
+/*
+ * libbpf is loaded while a parsed BTF lives or a parse runs, and unloaded
+ * with the last one (a cold sampler gives it back after its first frame).
+ * Two threads parse, look up and free in turn, so the library is loaded
+ * and unloaded again and again under one or the other: a lookup through
+ * an unloaded table would call NULL. (This binary links libbpf itself, so
+ * here dlclose unmaps nothing; the agent's test sees the mapping go.)
+ */
+struct reparse_job {
+	const void *raw;
+	uint32_t size;
+	int failures;
+};
+
+static void *reparse_loop(void *arg)
+{
+	struct reparse_job *j = arg;
+
+	for (int i = 0; i < 2000; i++) {
+		struct btf *btf = NULL;
+		const char *why = NULL;
+		uint32_t off = 0, size = 0;
+
+		if (vmw_btf_parse(j->raw, j->size, &btf, &why) != 0 ||
+		    vmw_btf_member(btf, "task_struct", "comm", &off, &size) != 0 || off != 48 || size != 16)
+			j->failures++;
+		vmw_btf_free(btf);
+	}
+	return NULL;
+}
+
+static void test_btf_library_unloaded_and_reloaded(void **state)
+{
+	struct btf *built = make_btf();
+	struct reparse_job a = { 0 }, b = { 0 };
+	pthread_t ta, tb;
+	uint32_t off = 0, size = 0;
+
+	(void)state;
+	a.raw = btf__raw_data(built, &a.size);
+	assert_non_null(a.raw);
+	b = a;
+	/* one after the other: unloaded after the first free, loaded again */
+	struct btf *one = reparse(built);
+	vmw_btf_free(one);
+	one = reparse(built);
+	assert_int_equal(vmw_btf_member(one, "task_struct", "mm", &off, &size), 0);
+	assert_int_equal(off, 64);
+	vmw_btf_free(one);
+	/* alongside each other */
+	assert_int_equal(pthread_create(&ta, NULL, reparse_loop, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, reparse_loop, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(a.failures, 0);
+	assert_int_equal(b.failures, 0);
 	btf__free(built);
 }
 
@@ -931,6 +991,7 @@ int main(void)
 		cmocka_unit_test(test_btf_member_bits_wide),
 		cmocka_unit_test(test_btf_tk_core),
 		cmocka_unit_test(test_btf_parse_rejects),
+		cmocka_unit_test(test_btf_library_unloaded_and_reloaded),
 		cmocka_unit_test(test_cache_roundtrip),
 		cmocka_unit_test(test_symbol_memo),
 		cmocka_unit_test(test_cache_prune),
