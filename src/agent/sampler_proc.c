@@ -187,7 +187,7 @@ static int serve_one(struct vmw_sampler *s, struct vmw_session *sess, uint64_t *
 					 .wait_without_process = true };
 	vmw_session_set_policy(sess, &p);
 	if (vmw_session_state(sess) != VMW_SESSION_ATTACHED)
-		heap_for_attach();   /* this frame attaches (again) */
+		heap_for_attach();   /* this frame attaches (the first, or again) */
 	r = vmw_sampler_frame(s, &f, &err);
 	if (r == 0 && !(out = malloc(OUT_SIZE))) {
 		vmw_frame_free(f);
@@ -233,7 +233,6 @@ int ps_sampler_main(int argc, char **argv)
 									       : VMW_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_NAME, "vmwatch-sampler", 0, 0, 0);
-	heap_for_attach();
 	ps_set_undumpable();
 	vmw_mem_set_opener(opener, NULL);
 	if ((r = ps_sampler_seccomp()) < 0 && r != -ENOSYS) {
