@@ -658,6 +658,14 @@ uint64_t vmw_mem_size(const struct vmw_mem *mem) { return mem->size; }
 const char *vmw_mem_describe(const struct vmw_mem *mem) { return mem->desc; }
 pid_t vmw_mem_pid(const struct vmw_mem *mem) { return mem->owner ? mem->owner : mem->pid; }
 
+bool vmw_mem_is_mapped(const struct vmw_mem *mem)
+{
+	for (size_t i = 0; i < mem->nsegs; i++)
+		if (!mem->segs[i].local)
+			return false;
+	return mem->nsegs > 0;
+}
+
 void vmw_mem_stats(const struct vmw_mem *mem, struct vmw_mem_stats *ret) { *ret = mem->stats; }
 
 void vmw_mem_close(struct vmw_mem *mem)
