@@ -113,6 +113,28 @@ static void check_reads(bool remote)
 static void test_local_reads(void **state) { check_reads(false); }
 static void test_remote_reads(void **state) { check_reads(true); }
 
+/* Mapped: every segment local (the walk then reads in smaller batches). */
+static void test_is_mapped(void **state)
+{
+	struct vmw_mem *mem = three_segments(false);
+
+	assert_true(vmw_mem_is_mapped(mem));
+	vmw_mem_close(mem);
+	mem = three_segments(true);
+	assert_false(vmw_mem_is_mapped(mem));
+	vmw_mem_close(mem);
+	assert_int_equal(vmw_mem_new(&mem), 0);     /* a mix is not mapped */
+	mem->pid = getpid();
+	assert_int_equal(vmw_mem_add_seg(mem, 0, sizeof(A), A, 0), 0);
+	assert_int_equal(vmw_mem_add_seg(mem, 0x3000, sizeof(C), NULL, (uintptr_t)C), 0);
+	assert_int_equal(vmw_mem_finish(mem), 0);
+	assert_false(vmw_mem_is_mapped(mem));
+	vmw_mem_close(mem);
+	assert_int_equal(vmw_mem_open_buffer(A, sizeof(A), &mem), 0);
+	assert_true(vmw_mem_is_mapped(mem));
+	vmw_mem_close(mem);
+}
+
 static void test_overlap_refused(void **state)
 {
 	struct vmw_mem *mem;
@@ -658,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_buffer),
 		cmocka_unit_test(test_local_reads),
 		cmocka_unit_test(test_remote_reads),
+		cmocka_unit_test(test_is_mapped),
 		cmocka_unit_test(test_overlap_refused),
 		cmocka_unit_test(test_local_readv_errors),
 		cmocka_unit_test(test_remote_readv_errors),
