@@ -1318,9 +1318,10 @@ static void read_details(struct vmw_linux *l, struct walk_state *ws, unsigned pa
 {
 	size_t per = 1 + l->cred_plan.n + l->mm_plan.n + l->sig_plan.n;
 	/* Buffers for as many processes as there are, up to a batch of 32
-	 * (~50 KB of them, plus ~4 KB on the stack): a sampler's heap keeps
-	 * its highest mark from frame to frame, and batches of 128 (~200 KB)
-	 * were a third of it, for no measurable CPU per frame. */
+	 * (~50 KB of them, plus ~4 KB on the stack; 16 on mapped RAM, see
+	 * walk_batch): a sampler's heap keeps its highest mark from frame to
+	 * frame, and batches of 128 (~200 KB) were a third of it, for no
+	 * measurable CPU per frame. */
 	size_t batch = MIN(walk_batch(l, BATCH), MAX(ws->n, (size_t)1));
 	struct details d = {
 		.iov = calloc(batch * per, sizeof(*d.iov)),

@@ -156,10 +156,10 @@ size_t vmw_mem_ranges(const struct vmw_mem *mem, const struct vmw_mem_range **re
 uint64_t vmw_mem_size(const struct vmw_mem *mem);
 /* Human description: "qemu:1234 shared file /dev/shm/x, pc layout, 5 GiB". */
 const char *vmw_mem_describe(const struct vmw_mem *mem);
-/* PID of the QEMU process behind this source, or 0. */
-pid_t vmw_mem_pid(const struct vmw_mem *mem);
 /* Is all of guest RAM mapped (a read is a copy, no system call)? */
 bool vmw_mem_is_mapped(const struct vmw_mem *mem);
+/* PID of the QEMU process behind this source, or 0. */
+pid_t vmw_mem_pid(const struct vmw_mem *mem);
 /* Whether that process still runs: vmw_qemu_id_alive (a shared mapping stays
  * readable after QEMU exits, so readers must ask rather than wait for a read
  * to fail; src/session does). */
