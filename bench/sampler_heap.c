@@ -10,8 +10,9 @@
  *   - the bytes in use between frames and at the traced frame's peak;
  *   - the heap's size and its resident pages (mincore), one character a page;
  *   - the traced frame's blocks of 1 KiB or more, in order ("A" taken, "F"
- *     freed: size, address, caller), and what is in use after the last frame
- *     by caller ("L"). Resolve callers with: addr2line -f -e sampler_heap ADDR
+ *     freed: size, address, caller), and each block in use after the last
+ *     frame with its caller ("L"). Resolve callers with:
+ *     addr2line -f -e sampler_heap ADDR
  *
  * Not built by default. Against a configured release build dir:
  *   ninja -C build && cc -std=c17 -O2 -g -D_GNU_SOURCE -no-pie -Isrc -Ibuild \
@@ -38,6 +39,12 @@ extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
 extern void __libc_free(void *p);
+
+/* The sampler's own choices (src/agent/sampler_proc.c, same names there):
+ * keep these in step with it. */
+#define ATTACH_MMAP_THRESHOLD (128 * 1024)
+#define FRAMES_MMAP_THRESHOLD (32 * 1024 * 1024)
+#define OUT_SIZE              16384
 
 #define BIG   1024          /* blocks followed one by one in the traced frame */
 #define NREC  100000
@@ -197,8 +204,8 @@ int main(int argc, char **argv)
 		int r;
 
 		if (vmw_session_state(sess) != VMW_SESSION_ATTACHED) {
-			mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-			mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+			mallopt(M_MMAP_THRESHOLD, ATTACH_MMAP_THRESHOLD);
+			mallopt(M_TRIM_THRESHOLD, 2 * ATTACH_MMAP_THRESHOLD);
 		}
 		if (i == traced) {
 			tracing = 1;
@@ -208,8 +215,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "frame %d: %s\n", i, vmw_error_msg(&err, r));
 			return 1;
 		}
-		if ((out = malloc(16384))) {
-			vmw_frame_stream(f, out, 16384, 64, sink, NULL);
+		if ((out = malloc(OUT_SIZE))) {   /* after a header, as the answer's */
+			vmw_frame_stream(f, out, OUT_SIZE, 64, sink, NULL);
 			free(out);
 		}
 		vmw_frame_free(f);
@@ -220,8 +227,8 @@ int main(int argc, char **argv)
 		if (i == 0) {
 			vmw_kernel_trim(vmw_session_kernel(sess));
 			malloc_trim(0);
-			mallopt(M_MMAP_THRESHOLD, 32 << 20);
-			mallopt(M_TRIM_THRESHOLD, 64 << 20);
+			mallopt(M_MMAP_THRESHOLD, FRAMES_MMAP_THRESHOLD);
+			mallopt(M_TRIM_THRESHOLD, 2 * FRAMES_MMAP_THRESHOLD);
 		}
 		nanosleep(&ts, NULL);
 	}

@@ -158,7 +158,7 @@ static int sink(void *opaque, const void *buf, size_t len)
 	return write_full(*(const int *)opaque, buf, len);
 }
 
-#define OUT_SIZE 16384
+#define OUT_SIZE 16384   /* bench/sampler_heap.c mirrors it and the thresholds */
 
 /*
  * One request, one answer. 0, or -EPIPE when the front is gone.
